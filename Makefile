@@ -1,0 +1,64 @@
+# PicTrace Serverless. `make run` and `make test` do all the set-up on a fresh machine.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+WEIGHTS ?= random:0
+MODEL_DIR ?= layers/model/model
+SAMPLES ?= data/samples
+PORT ?= 8000
+
+export SAM_CLI_TELEMETRY := 0
+export TF_CPP_MIN_LOG_LEVEL := 2
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: help setup model samples run test lint unit functional template-test clean
+
+help:
+	@echo "make run      start the local stack (moto S3+SQS, ingest worker, API on 127.0.0.1:$(PORT)) with sample photos"
+	@echo "make test     lint, type-check and run every test"
+	@echo "make model    build the model artifact ($(MODEL_DIR)) with WEIGHTS=$(WEIGHTS)"
+	@echo "make samples  fetch the sample photos into $(SAMPLES)"
+
+# --- set-up -------------------------------------------------------------------------------
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: requirements-dev.txt layers/deps/requirements.txt layers/pictrace/pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	$(PY) -m pip install --quiet --no-deps -e layers/pictrace
+	touch $@
+
+model: setup
+	$(PY) infra/build_model.py --weights '$(WEIGHTS)' --out $(MODEL_DIR)
+
+samples: setup
+	bash infra/fetch_samples.sh $(SAMPLES) $(PY)
+
+# --- the local stack ----------------------------------------------------------------------
+run: setup model samples
+	$(PY) -m infra.local run --samples $(SAMPLES)/photos --port $(PORT)
+
+# --- checks -------------------------------------------------------------------------------
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy layers/pictrace/pictrace infra
+	$(VENV)/bin/mypy functions/ingest/app.py
+	$(VENV)/bin/mypy functions/search/app.py
+
+test: setup model lint
+	$(PY) -m pytest tests
+
+unit: setup model
+	$(PY) -m pytest tests/unit
+
+functional: setup model
+	$(PY) -m pytest tests/functional
+
+template-test: setup
+	$(PY) -m pytest tests/template
+
+clean:
+	rm -rf .aws-sam .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,24 @@
+"""Ingest Lambda: SQS messages carrying S3 notifications -> pictrace.ingest. Failures are reported per message."""
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pictrace.ingest import handle_s3_notification
+
+logger = Logger()
+processor = BatchProcessor(event_type=EventType.SQS)
+
+
+def record_handler(record: SQSRecord) -> None:
+    """Index (or un-index) every key the S3 notification in this message names."""
+    for outcome in handle_s3_notification(record.json_body):
+        logger.info(
+            "ingest", extra={"key": outcome.key, "action": outcome.action, "id": outcome.id, "reason": outcome.reason}
+        )
+
+
+@logger.inject_lambda_context
+def lambda_handler(event: dict, context: LambdaContext) -> PartialItemFailureResponse:
+    return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)

@@ -1,0 +1,268 @@
+"""The HTTP API (FastAPI): the only place where PicTrace errors become HTTP status codes."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Query, Request
+from fastapi.responses import JSONResponse, RedirectResponse
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.datastructures import UploadFile
+
+from pictrace import __version__
+from pictrace.embedding import load_model_info
+from pictrace.errors import (
+    BadRequest,
+    ConfigError,
+    ConflictError,
+    FetchError,
+    ImageTooLarge,
+    InvalidImage,
+    ModelMismatch,
+    NotFound,
+    PicTraceError,
+    UpstreamError,
+    WeightsUnavailable,
+)
+from pictrace.fetch import fetch_url
+from pictrace.rerank import Scores as RerankScores
+from pictrace.search import MAX_SHORTLIST, MAX_TOP_K, SearchResult, SearchService
+from pictrace.search import Query as SearchQuery
+from pictrace.settings import Settings, get_settings
+
+logger = logging.getLogger(__name__)
+
+STATUS: list[tuple[type[PicTraceError], int]] = [
+    (ImageTooLarge, 413),
+    (InvalidImage, 422),
+    (FetchError, 422),
+    (BadRequest, 400),
+    (NotFound, 404),
+    (ConflictError, 409),
+    (ConfigError, 503),
+    (ModelMismatch, 503),
+    (WeightsUnavailable, 503),
+    (UpstreamError, 503),
+]
+
+
+class SearchRequest(BaseModel):
+    """JSON body of POST /search: exactly one of url, image_base64 or id."""
+
+    model_config = ConfigDict(extra="forbid")
+    url: str | None = Field(None, description="http(s) URL of the query image", max_length=2048)
+    image_base64: str | None = Field(None, description="the query image, base64-encoded")
+    id: str | None = Field(None, description="SHA-256 id of an indexed image", max_length=64)
+    top_k: int | None = Field(None, ge=1, le=MAX_TOP_K)
+    shortlist: int | None = Field(None, ge=1, le=MAX_SHORTLIST)
+
+
+class Scores(BaseModel):
+    cosine: float
+    ssim: float
+    orb: float
+    orb_matches: int
+    final: float
+
+
+class Hit(BaseModel):
+    id: str
+    keys: list[str]
+    url: str | None = Field(description="presigned link to the original image")
+    scores: Scores
+    similarity: float = Field(description="final score as a percentage")
+    rank_cosine: int = Field(description="rank in the cosine shortlist, before the rerank")
+
+
+class SearchResponse(BaseModel):
+    results: list[Hit]
+    timings_ms: dict[str, float]
+    query: dict[str, Any]
+    indexed: int
+    weights: str
+    backend: str
+
+
+class ErrorResponse(BaseModel):
+    detail: str
+    error: str
+
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorResponse, "description": desc}
+    for code, desc in (
+        (400, "malformed request"),
+        (404, "no such image"),
+        (413, "image over a limit"),
+        (422, "not an image PicTrace accepts, or the url could not be fetched"),
+    )
+}
+
+_SEARCH_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {"file": {"type": "string", "format": "binary"}},
+                    "required": ["file"],
+                }
+            },
+            "application/json": {"schema": SearchRequest.model_json_schema()},
+        },
+    }
+}
+
+
+def create_app(settings: Settings | None = None, service: SearchService | None = None) -> FastAPI:
+    """The PicTrace API. Settings are read (and checked) now; clients and the model on first use."""
+    settings = settings or get_settings()
+    app = FastAPI(
+        title="PicTrace",
+        version=__version__,
+        description="Image similarity search: send a photo, get the most similar indexed images with their scores.",
+    )
+    state: dict[str, SearchService] = {}
+
+    def get_service() -> SearchService:
+        if "service" not in state:
+            state["service"] = service or SearchService(settings)
+        return state["service"]
+
+    for exc_type, status in STATUS:
+        app.add_exception_handler(exc_type, _handler(status))
+
+    @app.get("/", include_in_schema=False)
+    async def root() -> RedirectResponse:
+        return RedirectResponse("/docs")
+
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        """Liveness, the model's weights and backend, and the number of indexed images last seen."""
+        info = load_model_info(settings.model_dir)
+        svc = get_service()
+        return {
+            "status": "ok",
+            "version": __version__,
+            "weights": info["weights"],
+            "backend": "litert",
+            "model": {k: info.get(k) for k in ("architecture", "precision", "exported_with", "sha256", "created")},
+            "indexed": len(svc.index),
+        }
+
+    @app.post("/search", response_model=SearchResponse, responses=_ERRORS, openapi_extra=_SEARCH_BODY)
+    async def search(
+        request: Request,
+        top_k: int | None = Query(
+            None, ge=1, le=MAX_TOP_K, description=f"results to return (default {settings.top_k})"
+        ),
+        shortlist: int | None = Query(None, ge=1, le=MAX_SHORTLIST, description="cosine candidates to rerank"),
+    ) -> SearchResponse:
+        """Most similar indexed images to a multipart `file`, or JSON `url`, `image_base64` or `id`."""
+        query, body_top_k, body_shortlist = await _parse_query(request, settings)
+        svc = get_service()
+        result = await svc.search(query, top_k or body_top_k, shortlist or body_shortlist)
+        return _response(result, svc)
+
+    @app.get("/images/{image_id}", responses=_ERRORS)
+    async def image(image_id: str) -> dict[str, Any]:
+        """An indexed image: its keys, metadata and a presigned link to the original."""
+        svc = get_service()
+        entry = await svc.entry(image_id)
+        return {
+            "id": entry.id,
+            "keys": list(entry.keys),
+            "url": svc.link(entry.keys[0]) if entry.keys else None,
+            "meta": entry.meta,
+            "keypoints": len(entry.features.keypoints),
+        }
+
+    return app
+
+
+async def _parse_query(request: Request, settings: Settings) -> tuple[SearchQuery, int | None, int | None]:
+    ctype = request.headers.get("content-type", "").lower()
+    if ctype.startswith("multipart/form-data"):
+        form = await request.form(max_files=1, max_fields=8)
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile):
+            raise BadRequest("the multipart body needs a 'file' field holding the image")
+        data = await upload.read(settings.max_bytes + 1)
+        if len(data) > settings.max_bytes:
+            raise ImageTooLarge(f"the upload is over the limit of {settings.max_bytes} bytes")
+        return SearchQuery(image=data), None, None
+    if ctype.startswith("application/json"):
+        try:
+            body = SearchRequest.model_validate_json(await request.body())
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first.get("loc", ())) or "body"
+            raise BadRequest(f"invalid JSON body at {where}: {first.get('msg')}") from None
+        given = [name for name in ("url", "image_base64", "id") if getattr(body, name)]
+        if len(given) != 1:
+            raise BadRequest("give exactly one of url, image_base64 or id")
+        if body.id:
+            return SearchQuery(id=body.id), body.top_k, body.shortlist
+        if body.image_base64:
+            if len(body.image_base64) > settings.max_bytes * 4 // 3 + 4:
+                raise ImageTooLarge(f"image_base64 decodes to more than {settings.max_bytes} bytes")
+            try:
+                data = base64.b64decode(body.image_base64, validate=True)
+            except (binascii.Error, ValueError):
+                raise BadRequest("image_base64 is not valid base64") from None
+            return SearchQuery(image=data), body.top_k, body.shortlist
+        assert body.url is not None
+        data = await fetch_url(
+            body.url,
+            max_bytes=settings.max_bytes,
+            timeout=settings.url_timeout,
+            allow_private=settings.url_allow_private,
+        )
+        return SearchQuery(image=data), body.top_k, body.shortlist
+    raise BadRequest("send multipart/form-data with a 'file' field, or application/json with url, image_base64 or id")
+
+
+def _response(result: SearchResult, svc: SearchService) -> SearchResponse:
+    return SearchResponse(
+        results=[
+            Hit(
+                id=h.id,
+                keys=list(h.keys),
+                url=h.url,
+                scores=_scores(h.scores),
+                similarity=h.similarity,
+                rank_cosine=h.rank_cosine,
+            )
+            for h in result.results
+        ],
+        timings_ms=result.timings,
+        query=result.query,
+        indexed=result.indexed,
+        weights=svc.embedder.weights,
+        backend=svc.embedder.backend,
+    )
+
+
+def _scores(s: RerankScores) -> Scores:
+    return Scores(
+        cosine=round(s.cosine, 6),
+        ssim=round(s.ssim, 6),
+        orb=round(s.orb, 6),
+        orb_matches=s.orb_matches,
+        final=round(s.final, 6),
+    )
+
+
+def _handler(status: int) -> Any:
+    async def handle(request: Request, exc: Exception) -> JSONResponse:
+        if status >= 500:
+            logger.error("%s on %s: %s", type(exc).__name__, request.url.path, exc)
+        else:
+            logger.info("%s on %s: %s", type(exc).__name__, request.url.path, exc)
+        return JSONResponse({"detail": str(exc), "error": type(exc).__name__}, status_code=status)
+
+    return handle

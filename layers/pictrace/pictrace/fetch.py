@@ -1,0 +1,200 @@
+"""HTTP fetching with aiohttp: index entries by presigned URL (concurrently), and query images by URL.
+
+Query URLs are untrusted. Only http/https; the host name is resolved here and every address is checked
+(loopback, private, link-local, multicast, reserved, IPv4-mapped IPv6 are refused unless allow_private);
+aiohttp then connects to exactly the addresses that were checked, for the first request and each redirect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+from aiohttp.abc import AbstractResolver, ResolveResult
+from yarl import URL
+
+from pictrace.errors import FetchError, ImageTooLarge, UpstreamError
+from pictrace.images import sniff_format
+
+MAX_REDIRECTS = 3
+_IMAGE_TYPES = ("image/", "application/octet-stream", "binary/octet-stream")
+
+
+def address_refused(address: str) -> str | None:
+    """Why an IP address must not be fetched from, or None if it is public."""
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return "an IPv4-mapped IPv6 address"
+    for label, test in (
+        ("a loopback address", ip.is_loopback),
+        ("a link-local address", ip.is_link_local),
+        ("a private address", ip.is_private),
+        ("a multicast address", ip.is_multicast),
+        ("a reserved address", ip.is_reserved),
+        ("an unspecified address", ip.is_unspecified),
+    ):
+        if test:
+            return label
+    if not ip.is_global:
+        return "a non-public address"
+    return None
+
+
+class CheckedResolver(AbstractResolver):
+    """Resolves names and refuses non-public addresses; what it returns is what aiohttp connects to."""
+
+    def __init__(self, allow_private: bool = False) -> None:
+        self.allow_private = allow_private
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        loop = asyncio.get_running_loop()
+        try:
+            infos = await loop.getaddrinfo(host, port, family=family, type=socket.SOCK_STREAM)
+        except socket.gaierror as exc:
+            raise FetchError(f"could not resolve host {host!r}") from exc
+        results: list[ResolveResult] = []
+        for fam, _type, proto, _canon, sockaddr in infos:
+            address = str(sockaddr[0])
+            reason = address_refused(address)
+            if reason and not self.allow_private:
+                raise FetchError(f"refusing to fetch from {host!r}: it resolves to {reason}")
+            results.append(
+                ResolveResult(
+                    hostname=host, host=address, port=port, family=fam, proto=proto, flags=socket.AI_NUMERICHOST
+                )
+            )
+        if not results:
+            raise FetchError(f"could not resolve host {host!r}")
+        return results
+
+    async def close(self) -> None:
+        return None
+
+
+def _check_url(url: str, allow_private: bool) -> None:
+    """Refuse non-http(s) URLs, and IP-literal hosts that are not public (names are checked when resolved)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise FetchError("url must be an absolute http:// or https:// URL")
+    try:
+        ipaddress.ip_address(parts.hostname)
+    except ValueError:
+        return  # a name: CheckedResolver checks what it resolves to
+    reason = address_refused(parts.hostname)
+    if reason and not allow_private:
+        raise FetchError(f"refusing to fetch from {parts.hostname}: it is {reason}")
+
+
+async def fetch_url(url: str, *, max_bytes: int, timeout: float, allow_private: bool = False) -> bytes:
+    """The bytes of an image URL, refusing unsafe targets, redirects past 3, non-images and oversize bodies."""
+    connector = aiohttp.TCPConnector(resolver=CheckedResolver(allow_private), use_dns_cache=False)
+    client_timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=min(timeout, 5.0))
+    try:
+        async with aiohttp.ClientSession(connector=connector, timeout=client_timeout) as session:
+            for _hop in range(MAX_REDIRECTS + 1):
+                _check_url(url, allow_private)
+                async with session.get(url, allow_redirects=False) as response:
+                    if response.status in (301, 302, 303, 307, 308) and "Location" in response.headers:
+                        url = str(response.url.join(URL(response.headers["Location"])))
+                        continue
+                    return await _read_image(response, max_bytes)
+            raise FetchError(f"the url redirected more than {MAX_REDIRECTS} times")
+    except aiohttp.ClientConnectorError as exc:
+        if isinstance(exc.__cause__, FetchError):
+            raise exc.__cause__ from None
+        raise FetchError("could not connect to the url's host") from None
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        if isinstance(exc.__cause__, FetchError):
+            raise exc.__cause__ from None
+        raise FetchError(f"fetching the url failed ({type(exc).__name__})") from None
+
+
+async def _read_image(response: aiohttp.ClientResponse, max_bytes: int) -> bytes:
+    if response.status != 200:
+        raise FetchError(f"fetching the url answered HTTP {response.status}")
+    ctype = response.headers.get("Content-Type", "").lower()
+    if ctype and not ctype.startswith(_IMAGE_TYPES):
+        raise FetchError(f"the url is not an image (Content-Type {ctype.split(';')[0]})")
+    declared = response.content_length
+    if declared is not None and declared > max_bytes:
+        raise ImageTooLarge(f"the url's image is {declared} bytes; the limit is {max_bytes} bytes")
+    chunks: list[bytes] = []
+    total = 0
+    async for chunk in response.content.iter_chunked(65536):
+        total += len(chunk)
+        if total > max_bytes:
+            raise ImageTooLarge(f"the url's image is over the limit of {max_bytes} bytes")
+        chunks.append(chunk)
+    data = b"".join(chunks)
+    if sniff_format(data) is None:
+        raise FetchError("the url's content is not a JPEG, PNG, WebP, BMP or TIFF image")
+    return data
+
+
+class ObjectFetcher:
+    """Fetches index objects by presigned URL, many at once, keeping an LRU of parsed results."""
+
+    def __init__(
+        self,
+        presign: Callable[[str], str],
+        parse: Callable[[bytes], Any],
+        *,
+        concurrency: int = 16,
+        cache_size: int = 2048,
+        timeout: float = 10.0,
+    ) -> None:
+        self.presign = presign
+        self.parse = parse
+        self.concurrency = concurrency
+        self.timeout = timeout
+        self.cache_size = cache_size
+        self._cache: OrderedDict[str, Any] = OrderedDict()
+
+    def forget(self, key: str) -> None:
+        """Drop a cached object (it changed or went away)."""
+        self._cache.pop(key, None)
+
+    async def fetch_many(self, keys: list[str]) -> dict[str, Any]:
+        """Parsed objects by key; keys that do not exist (any more) are left out."""
+        found: dict[str, Any] = {}
+        missing = []
+        for key in keys:
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                found[key] = self._cache[key]
+            else:
+                missing.append(key)
+        if missing:
+            semaphore = asyncio.Semaphore(self.concurrency)
+            timeout = aiohttp.ClientTimeout(total=self.timeout)
+            async with aiohttp.ClientSession(timeout=timeout) as session:
+
+                async def one(key: str) -> tuple[str, Any]:
+                    async with semaphore, session.get(self.presign(key)) as response:
+                        if response.status in (
+                            403,
+                            404,
+                        ):  # missing key: 404, or 403 without ListBucket
+                            return key, None
+                        response.raise_for_status()
+                        return key, self.parse(await response.read())
+
+                try:
+                    results = await asyncio.gather(*(one(k) for k in missing))
+                except (aiohttp.ClientError, TimeoutError) as exc:
+                    raise UpstreamError(f"the index store could not be read ({type(exc).__name__})") from exc
+                for key, value in results:
+                    if value is not None:
+                        found[key] = value
+                        self._cache[key] = value
+            while len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
+        return found

@@ -1,0 +1,268 @@
+"""The index in S3 and its in-memory view.
+
+Layout under the index prefix (one atomic object per image, content-addressed by SHA-256):
+    entries/<id>.npz      embedding, rerank features and metadata (keys, format, size) of one image
+    keys/<sha256(key)>.json   which entry an image key currently points to (for removals)
+    failures/<sha256(key)>.json   why an object under the images prefix could not be indexed
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import io
+import json
+import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from pictrace.errors import ConflictError, NotFound
+from pictrace.rerank import Features
+from pictrace.storage import Store
+
+logger = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+_CONFLICT_RETRIES = 8
+
+
+def now_iso() -> str:
+    """The current UTC time, ISO 8601."""
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+def key_digest(key: str) -> str:
+    """A fixed-length, S3-safe name for an image key."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One indexed image."""
+
+    id: str
+    keys: tuple[str, ...]
+    embedding: np.ndarray  # (2048,) float32, unit length
+    features: Features
+    meta: dict[str, Any] = field(default_factory=dict)  # format, width, height, bytes, created
+
+    def to_bytes(self) -> bytes:
+        """Serialise (npz, no pickles)."""
+        header = json.dumps({"version": FORMAT_VERSION, "id": self.id, "keys": list(self.keys), **self.meta})
+        buf = io.BytesIO()
+        np.savez(
+            buf,
+            header=np.frombuffer(header.encode(), dtype=np.uint8),
+            embedding=self.embedding.astype(np.float32),
+            thumb=self.features.thumb,
+            keypoints=self.features.keypoints,
+            descriptors=self.features.descriptors,
+        )
+        return buf.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Entry:
+        """Parse what to_bytes wrote."""
+        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+            header = json.loads(npz["header"].tobytes().decode())
+            features = Features(npz["thumb"], npz["keypoints"], npz["descriptors"])
+            embedding = npz["embedding"]
+        entry_id = header.pop("id")
+        keys = tuple(header.pop("keys"))
+        header.pop("version", None)
+        return cls(id=entry_id, keys=keys, embedding=embedding, features=features, meta=header)
+
+
+class IndexStore:
+    """Reads and writes the index objects in S3; every update is a conditional write."""
+
+    def __init__(self, store: Store, index_prefix: str) -> None:
+        self.store = store
+        self.prefix = index_prefix
+
+    def entry_key(self, entry_id: str) -> str:
+        """S3 key of an entry."""
+        return f"{self.prefix}entries/{entry_id}.npz"
+
+    def pointer_key(self, image_key: str) -> str:
+        """S3 key of an image key's pointer."""
+        return f"{self.prefix}keys/{key_digest(image_key)}.json"
+
+    def failure_key(self, image_key: str) -> str:
+        """S3 key of an image key's failure record."""
+        return f"{self.prefix}failures/{key_digest(image_key)}.json"
+
+    def entries_prefix(self) -> str:
+        """Where the entries live."""
+        return f"{self.prefix}entries/"
+
+    def get_entry(self, entry_id: str) -> tuple[Entry, str]:
+        """The entry and its ETag; NotFound if absent."""
+        obj = self.store.get(self.entry_key(entry_id))
+        return Entry.from_bytes(obj.body), obj.etag
+
+    def pointer(self, image_key: str) -> str | None:
+        """The entry id an image key points to, if any."""
+        try:
+            data = json.loads(self.store.get(self.pointer_key(image_key)).body)
+        except NotFound:
+            return None
+        return str(data["id"])
+
+    def create_or_add_key(self, entry: Entry, image_key: str) -> str:
+        """Store a new entry, or add the key to the existing entry with the same id. Returns what happened."""
+        if self.store.put(self.entry_key(entry.id), entry.to_bytes(), if_none_match=True):
+            self._set_pointer(image_key, entry.id)
+            return "created"
+        outcome = self.add_key(entry.id, image_key)
+        return outcome
+
+    def add_key(self, entry_id: str, image_key: str) -> str:
+        """Add an image key to an existing entry ('added', or 'unchanged' if it was there)."""
+        for _ in range(_CONFLICT_RETRIES):
+            entry, etag = self.get_entry(entry_id)
+            if image_key in entry.keys:
+                self._set_pointer(image_key, entry_id)
+                return "unchanged"
+            updated = replace(entry, keys=tuple(sorted({*entry.keys, image_key})))
+            if self.store.put(self.entry_key(entry_id), updated.to_bytes(), if_match=etag):
+                self._set_pointer(image_key, entry_id)
+                return "added"
+        raise ConflictError(f"could not add {image_key} to entry {entry_id}: too many concurrent writers")
+
+    def remove_key(self, image_key: str) -> str:
+        """Remove an image key from the entry it points to; the entry goes with its last key."""
+        entry_id = self.pointer(image_key)
+        outcome = "absent"
+        if entry_id is not None:
+            outcome = self._remove_key_from_entry(entry_id, image_key)
+            self.store.delete(self.pointer_key(image_key))
+        self.store.delete(self.failure_key(image_key))
+        return outcome
+
+    def _remove_key_from_entry(self, entry_id: str, image_key: str) -> str:
+        for _ in range(_CONFLICT_RETRIES):
+            try:
+                entry, etag = self.get_entry(entry_id)
+            except NotFound:
+                return "absent"
+            if image_key not in entry.keys:
+                return "absent"
+            keys = tuple(k for k in entry.keys if k != image_key)
+            if not keys:
+                if self.store.delete(self.entry_key(entry_id), if_match=etag):
+                    return "deleted"
+            elif self.store.put(self.entry_key(entry_id), replace(entry, keys=keys).to_bytes(), if_match=etag):
+                return "removed"
+        raise ConflictError(f"could not remove {image_key} from entry {entry_id}: too many concurrent writers")
+
+    def _set_pointer(self, image_key: str, entry_id: str) -> None:
+        body = json.dumps({"key": image_key, "id": entry_id}).encode()
+        self.store.put(self.pointer_key(image_key), body, content_type="application/json")
+        self.store.delete(self.failure_key(image_key))
+
+    def record_failure(self, image_key: str, reason: str, etag: str | None) -> None:
+        """Record why an object could not be indexed."""
+        body = json.dumps({"key": image_key, "reason": reason, "etag": etag, "at": now_iso()}).encode()
+        self.store.put(self.failure_key(image_key), body, content_type="application/json")
+
+    def failure(self, image_key: str) -> dict[str, Any] | None:
+        """The recorded failure of an image key, if any."""
+        try:
+            record: dict[str, Any] = json.loads(self.store.get(self.failure_key(image_key)).body)
+        except NotFound:
+            return None
+        return record
+
+
+class EmbeddingIndex:
+    """All embeddings as one float32 matrix, kept across warm invocations and refreshed by what changed."""
+
+    def __init__(self, index_store: IndexStore, refresh_seconds: float = 2.0, workers: int = 16) -> None:
+        self.index_store = index_store
+        self.refresh_seconds = refresh_seconds
+        self.workers = workers
+        # (matrix, ids) replaced as one tuple so a concurrent reader never sees a half-updated pair
+        self._snapshot: tuple[np.ndarray, list[str]] = (np.zeros((0, 0), dtype=np.float32), [])
+        self.keys: dict[str, tuple[str, ...]] = {}
+        self._etags: dict[str, str] = {}
+        self._refreshed_at = float("-inf")
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._snapshot[1])
+
+    @property
+    def matrix(self) -> np.ndarray:
+        """The (n, 2048) float32 embedding matrix, one row per id."""
+        return self._snapshot[0]
+
+    @property
+    def ids(self) -> list[str]:
+        """Entry ids in matrix row order."""
+        return self._snapshot[1]
+
+    def refresh(self, force: bool = False) -> int:
+        """Bring the matrix up to date with S3 (at most every refresh_seconds); returns how many rows changed."""
+        with self._lock:
+            if not force and time.monotonic() - self._refreshed_at < self.refresh_seconds:
+                return 0
+            prefix = self.index_store.entries_prefix()
+            listed: dict[str, str] = {}
+            for key, etag, _size in self.index_store.store.list(prefix):
+                if key.endswith(".npz"):
+                    listed[key[len(prefix) : -len(".npz")]] = etag
+            changed = [i for i, etag in listed.items() if self._etags.get(i) != etag]
+            gone = [i for i in self._etags if i not in listed]
+            loaded = self._load(changed)
+            if changed or gone:
+                self._apply(loaded, set(gone) | (set(changed) - set(loaded)))
+            self._refreshed_at = time.monotonic()
+            return len(changed) + len(gone)
+
+    def _load(self, ids: list[str]) -> dict[str, tuple[Entry, str]]:
+        def one(entry_id: str) -> tuple[str, tuple[Entry, str] | None]:
+            try:
+                return entry_id, self.index_store.get_entry(entry_id)
+            except NotFound:  # deleted between the listing and the read
+                return entry_id, None
+
+        if not ids:
+            return {}
+        with ThreadPoolExecutor(max_workers=min(self.workers, len(ids))) as pool:
+            results = pool.map(one, ids)
+        return {i: r for i, r in results if r is not None}
+
+    def _apply(self, loaded: dict[str, tuple[Entry, str]], removed: set[str]) -> None:
+        matrix, ids = self._snapshot
+        drop = removed | set(loaded)
+        keep_rows = [row for row, i in enumerate(ids) if i not in drop]
+        new_ids = [ids[row] for row in keep_rows] + list(loaded)
+        parts = []
+        if keep_rows and matrix.size:
+            parts.append(matrix[keep_rows])
+        if loaded:
+            parts.append(np.stack([entry.embedding for entry, _ in loaded.values()]).astype(np.float32))
+        self._snapshot = (np.concatenate(parts) if parts else np.zeros((0, 0), dtype=np.float32), new_ids)
+        for i in drop:
+            self.keys.pop(i, None)
+            self._etags.pop(i, None)
+        for i, (entry, etag) in loaded.items():
+            self.keys[i] = entry.keys
+            self._etags[i] = etag
+
+    def shortlist(self, query: np.ndarray, k: int) -> list[tuple[str, float]]:
+        """The k ids most cosine-similar to a unit query vector, best first, with their cosine."""
+        matrix, ids = self._snapshot
+        if not ids:
+            return []
+        sims = matrix @ query.astype(np.float32)
+        k = min(k, len(sims))
+        top = np.argpartition(-sims, k - 1)[:k]
+        top = top[np.argsort(-sims[top], kind="stable")]
+        return [(ids[i], float(sims[i])) for i in top]

@@ -1,0 +1,175 @@
+"""The search pipeline: embed the query, cosine shortlist, fetch candidates' features, rerank, answer."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from pictrace.embedding import Embedder, get_embedder
+from pictrace.errors import BadRequest, NotFound
+from pictrace.fetch import ObjectFetcher
+from pictrace.images import decode_image
+from pictrace.index import EmbeddingIndex, Entry, IndexStore
+from pictrace.rerank import Features, Scores, compute_features, score
+from pictrace.settings import Settings
+from pictrace.storage import Store
+
+logger = logging.getLogger(__name__)
+
+MAX_TOP_K = 100
+MAX_SHORTLIST = 500
+
+
+@dataclass(frozen=True)
+class Query:
+    """A query: image bytes, or the id of an indexed image."""
+
+    image: bytes | None = None
+    id: str | None = None
+
+
+@dataclass
+class Hit:
+    """One result."""
+
+    id: str
+    keys: tuple[str, ...]
+    url: str | None
+    scores: Scores
+    similarity: float
+    rank_cosine: int
+
+
+@dataclass
+class SearchResult:
+    """Results best first, with the time each stage took (ms)."""
+
+    results: list[Hit]
+    timings: dict[str, float] = field(default_factory=dict)
+    query: dict[str, Any] = field(default_factory=dict)
+    indexed: int = 0
+
+
+class SearchService:
+    """Everything a search needs, created once per container and reused across warm invocations."""
+
+    def __init__(self, settings: Settings, store: Store | None = None, embedder: Embedder | None = None) -> None:
+        self.settings = settings
+        self.store = store or Store(settings.bucket)
+        self.index_store = IndexStore(self.store, settings.index_prefix)
+        self.index = EmbeddingIndex(self.index_store, settings.refresh_seconds, settings.fetch_concurrency)
+        self._embedder = embedder
+        self.fetcher = ObjectFetcher(
+            lambda key: self.store.presign_get(key, 300),
+            Entry.from_bytes,
+            concurrency=settings.fetch_concurrency,
+            cache_size=settings.feature_cache,
+            timeout=settings.url_timeout,
+        )
+
+    @property
+    def embedder(self) -> Embedder:
+        """The embedder, loaded on first use."""
+        if self._embedder is None:
+            self._embedder = get_embedder(self.settings.model_dir, self.settings.weights)
+        return self._embedder
+
+    def link(self, key: str) -> str:
+        """A presigned link to an original image."""
+        return self.store.presign_get(key, self.settings.presign_seconds)
+
+    async def entry(self, entry_id: str) -> Entry:
+        """An indexed entry by id; NotFound if there is none."""
+        _check_id(entry_id)
+        found = await self.fetcher.fetch_many([self.index_store.entry_key(entry_id)])
+        if not found:
+            raise NotFound(f"no indexed image with id {entry_id}")
+        entry: Entry = next(iter(found.values()))
+        return entry
+
+    async def search(self, query: Query, top_k: int | None = None, shortlist: int | None = None) -> SearchResult:
+        """The indexed images most similar to the query, best first."""
+        top_k = top_k or self.settings.top_k
+        shortlist = shortlist or self.settings.shortlist
+        if not 1 <= top_k <= MAX_TOP_K:
+            raise BadRequest(f"top_k must be between 1 and {MAX_TOP_K}")
+        if not 1 <= shortlist <= MAX_SHORTLIST:
+            raise BadRequest(f"shortlist must be between 1 and {MAX_SHORTLIST}")
+        shortlist = max(shortlist, top_k)
+        timings: dict[str, float] = {}
+        started = t = time.perf_counter()
+
+        def lap(stage: str) -> None:
+            nonlocal t
+            now = time.perf_counter()
+            timings[stage] = round((now - t) * 1000, 2)
+            t = now
+
+        described: dict[str, Any]
+        if query.id is not None:
+            entry = await self.entry(query.id)
+            vector, features = entry.embedding, entry.features
+            described = {"id": entry.id, "keys": list(entry.keys)}
+            lap("decode")
+            lap("embed")
+        elif query.image is not None:
+            image = await asyncio.to_thread(
+                decode_image, query.image, max_bytes=self.settings.max_bytes, max_pixels=self.settings.max_pixels
+            )
+            described = {
+                "format": image.format,
+                "width": image.width,
+                "height": image.height,
+                "bytes": len(query.image),
+            }
+            lap("decode")
+            vector, features = await asyncio.to_thread(self._embed_and_describe, image.bgr)
+            lap("embed")
+        else:
+            raise BadRequest("give an image (file, url or image_base64) or the id of an indexed image")
+        await asyncio.to_thread(self.index.refresh)
+        lap("refresh")
+        candidates = self.index.shortlist(vector, shortlist)
+        lap("scan")
+        keys = [self.index_store.entry_key(i) for i, _ in candidates]
+        fetched = await self.fetcher.fetch_many(keys)
+        lap("fetch")
+        hits = await asyncio.to_thread(self._rerank, features, candidates, fetched)
+        lap("rerank")
+        timings["total"] = round((time.perf_counter() - started) * 1000, 2)
+        return SearchResult(hits[:top_k], timings, described, len(self.index))
+
+    def _embed_and_describe(self, bgr: np.ndarray) -> tuple[np.ndarray, Features]:
+        return self.embedder.embed([bgr])[0], compute_features(bgr)
+
+    def _rerank(self, features: Features, candidates: list[tuple[str, float]], fetched: dict[str, Any]) -> list[Hit]:
+        weights = (self.settings.weight_cosine, self.settings.weight_ssim, self.settings.weight_orb)
+        hits = []
+        for rank, (entry_id, cosine) in enumerate(candidates, start=1):
+            entry = fetched.get(self.index_store.entry_key(entry_id))
+            keys = self.index.keys.get(entry_id, ())
+            if entry is None or not keys:  # deleted since the scan
+                continue
+            s = score(cosine, features, entry.features, weights)
+            hits.append(
+                Hit(
+                    id=entry_id,
+                    keys=keys,
+                    url=self.link(keys[0]),
+                    scores=s,
+                    similarity=round(100 * s.final, 1),
+                    rank_cosine=rank,
+                )
+            )
+        hits.sort(key=lambda h: h.scores.final, reverse=True)
+        return hits
+
+
+def _check_id(entry_id: str) -> None:
+    if len(entry_id) != 64 or any(c not in "0123456789abcdef" for c in entry_id):
+        raise BadRequest("id must be the 64-character lowercase hex SHA-256 of an indexed image")

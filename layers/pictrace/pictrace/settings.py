@@ -1,0 +1,94 @@
+"""Settings: one frozen dataclass, read from the environment once; explicit arguments override it."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pictrace.errors import ConfigError
+
+ENV_PREFIX = "PICTRACE_"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything PicTrace can be configured with. Environment names are PICTRACE_<FIELD upper-cased>."""
+
+    bucket: str
+    images_prefix: str = "images/"
+    index_prefix: str = "index/"
+    queries_prefix: str = "queries/"
+    model_dir: str = "/opt/model"
+    weights: str = ""  # the weights the model artifact must hold; empty = accept what it holds
+    max_bytes: int = 20_000_000
+    max_pixels: int = 50_000_000
+    shortlist: int = 50
+    top_k: int = 10
+    presign_seconds: int = 900
+    url_timeout: float = 10.0
+    url_allow_private: bool = False  # only for local stacks and tests: lets query URLs reach 127.0.0.1 etc.
+    refresh_seconds: float = 2.0
+    fetch_concurrency: int = 16
+    feature_cache: int = 2048
+    weight_cosine: float = 0.5
+    weight_ssim: float = 0.25
+    weight_orb: float = 0.25
+
+    def __post_init__(self) -> None:
+        if not self.bucket:
+            raise ConfigError("PICTRACE_BUCKET is not set: set it to the name of the S3 bucket that holds the images")
+        for name in ("images_prefix", "index_prefix", "queries_prefix"):
+            value = getattr(self, name)
+            if not value.endswith("/"):
+                raise ConfigError(f"PICTRACE_{name.upper()} must end with '/', got {value!r}")
+        prefixes = [self.images_prefix, self.index_prefix, self.queries_prefix]
+        for a in prefixes:
+            for b in prefixes:
+                if a is not b and a != b and (a.startswith(b) or b.startswith(a)):
+                    raise ConfigError(f"prefixes must not nest: {a!r} and {b!r}")
+        if len(set(prefixes)) != 3:
+            raise ConfigError("images, index and queries prefixes must differ")
+        for name in ("max_bytes", "max_pixels", "shortlist", "top_k", "presign_seconds", "fetch_concurrency"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"PICTRACE_{name.upper()} must be positive")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Read settings from the environment (PICTRACE_*); keyword arguments override it."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for field in dataclasses.fields(cls):
+            raw = env.get(ENV_PREFIX + field.name.upper())
+            if raw is None or raw == "":
+                continue
+            values[field.name] = _convert(field.name, field.type, raw)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        if "bucket" not in values:
+            raise ConfigError("PICTRACE_BUCKET is not set: set it to the name of the S3 bucket that holds the images")
+        return cls(**values)
+
+
+def _convert(name: str, type_name: Any, raw: str) -> Any:
+    kind = type_name if isinstance(type_name, str) else getattr(type_name, "__name__", str(type_name))
+    try:
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+        if kind == "bool":
+            if raw.lower() not in ("1", "true", "yes", "0", "false", "no"):
+                raise ValueError(raw)
+            return raw.lower() in ("1", "true", "yes")
+    except ValueError:
+        raise ConfigError(f"PICTRACE_{name.upper()} must be a {kind}, got {raw!r}") from None
+    return raw
+
+
+@functools.lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read from the environment on first use."""
+    return Settings.from_env()

@@ -1,0 +1,132 @@
+"""The S3 client and the few S3 operations PicTrace uses, with conditional writes surfaced as results."""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from pictrace.errors import NotFound
+
+_NOT_FOUND = {"NoSuchKey", "404", "NotFound"}
+_PRECONDITION = {"PreconditionFailed", "412", "ConditionalRequestConflict", "409"}
+
+
+@functools.lru_cache(maxsize=4)
+def s3_client(region: str | None = None) -> Any:
+    """One boto3 S3 client per process (honours AWS_ENDPOINT_URL_S3), with adaptive retries."""
+    return boto3.client(
+        "s3",
+        region_name=region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
+        config=Config(retries={"max_attempts": 5, "mode": "adaptive"}, max_pool_connections=32),
+    )
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    """An object's bytes and the ETag they were read at."""
+
+    body: bytes
+    etag: str
+
+
+def _code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+class Store:
+    """A bucket, seen through the operations PicTrace needs."""
+
+    def __init__(self, bucket: str, client: Any | None = None) -> None:
+        self.bucket = bucket
+        self._client = client
+
+    @property
+    def client(self) -> Any:
+        """The S3 client, created on first use."""
+        if self._client is None:
+            self._client = s3_client()
+        return self._client
+
+    def get(self, key: str) -> StoredObject:
+        """The object's bytes; NotFound if there is none."""
+        try:
+            response = self.client.get_object(Bucket=self.bucket, Key=key)
+        except ClientError as exc:
+            if _code(exc) in _NOT_FOUND:
+                raise NotFound(key) from None
+            raise
+        return StoredObject(response["Body"].read(), response["ETag"])
+
+    def size(self, key: str) -> int | None:
+        """The object's size in bytes, or None if it does not exist."""
+        try:
+            return int(self.client.head_object(Bucket=self.bucket, Key=key)["ContentLength"])
+        except ClientError as exc:
+            if _code(exc) in _NOT_FOUND:
+                return None
+            raise
+
+    def put(
+        self,
+        key: str,
+        body: bytes,
+        *,
+        if_match: str | None = None,
+        if_none_match: bool = False,
+        content_type: str = "application/octet-stream",
+    ) -> bool:
+        """Write the object; with a condition, False when the condition did not hold (nothing written)."""
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": key, "Body": body, "ContentType": content_type}
+        if if_match is not None:
+            kwargs["IfMatch"] = if_match
+        if if_none_match:
+            kwargs["IfNoneMatch"] = "*"
+        try:
+            self.client.put_object(**kwargs)
+        except ClientError as exc:
+            if _code(exc) in _PRECONDITION or (if_match is not None and _code(exc) in _NOT_FOUND):
+                return False
+            raise
+        return True
+
+    def delete(self, key: str, *, if_match: str | None = None) -> bool:
+        """Delete the object; with if_match, False when it changed since (nothing deleted)."""
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
+        if if_match is not None:
+            kwargs["IfMatch"] = if_match
+        try:
+            self.client.delete_object(**kwargs)
+        except ClientError as exc:
+            if _code(exc) in _PRECONDITION or _code(exc) in _NOT_FOUND:
+                return False
+            raise
+        return True
+
+    def list(self, prefix: str) -> Iterator[tuple[str, str, int]]:
+        """(key, etag, size) of every object under the prefix."""
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+            for item in page.get("Contents", []):
+                yield item["Key"], item["ETag"], int(item["Size"])
+
+    def presign_get(self, key: str, expires: int) -> str:
+        """A presigned GET link to the object, valid for `expires` seconds."""
+        url: str = self.client.generate_presigned_url(
+            "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=expires
+        )
+        return url
+
+    def presign_put(self, key: str, expires: int, content_type: str | None = None) -> str:
+        """A presigned PUT link for the key, valid for `expires` seconds."""
+        params: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
+        if content_type:
+            params["ContentType"] = content_type
+        url: str = self.client.generate_presigned_url("put_object", Params=params, ExpiresIn=expires)
+        return url

@@ -1,0 +1,135 @@
+"""The real ingest handler on SQS events (from events/), against the local S3 server."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+from pictrace.index import Entry, IndexStore
+from pictrace.storage import Store
+
+from infra.local import LambdaContext, load_handler
+from tests.conftest import ROOT, read
+from tests.functional.helpers import sqs_s3_event
+
+
+@pytest.fixture
+def ingest() -> Any:
+    return load_handler(ROOT / "functions/ingest/app.py")
+
+
+def index_objects(stack: Any) -> dict[str, str]:
+    """key -> ETag of everything under the index prefix."""
+    s3 = stack.client("s3")
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=stack.bucket, Prefix="index/")
+    return {o["Key"]: o["ETag"] for page in pages for o in page.get("Contents", [])}
+
+
+def entries(stack: Any) -> dict[str, Entry]:
+    store = IndexStore(Store(stack.bucket, stack.client("s3")), "index/")
+    found = {}
+    for key in index_objects(stack):
+        if key.startswith("index/entries/"):
+            entry_id = key.split("/")[-1].removesuffix(".npz")
+            found[entry_id] = store.get_entry(entry_id)[0]
+    return found
+
+
+def put(stack: Any, key: str, body: bytes) -> None:
+    stack.client("s3").put_object(Bucket=stack.bucket, Key=key, Body=body)
+
+
+def test_put_event_indexes_one_entry_named_by_sha256(stack: Any, ingest: Any) -> None:
+    import hashlib
+
+    data = read("astronaut.jpg")
+    put(stack, "images/astronaut.jpg", data)
+    result = ingest(sqs_s3_event(stack.bucket, ["images/astronaut.jpg"]), LambdaContext())
+    assert result == {"batchItemFailures": []}
+    found = entries(stack)
+    entry_id = hashlib.sha256(data).hexdigest()
+    assert list(found) == [entry_id]
+    entry = found[entry_id]
+    assert entry.keys == ("images/astronaut.jpg",)
+    assert entry.embedding.shape == (2048,) and abs(float(np.linalg.norm(entry.embedding)) - 1) < 1e-5
+    assert entry.meta["format"] == "jpeg" and entry.meta["weights"].startswith("random:")
+    assert len(entry.features.descriptors) > 0
+
+
+def test_redelivery_changes_nothing(stack: Any, ingest: Any) -> None:
+    put(stack, "images/a.jpg", read("astronaut.jpg"))
+    event = sqs_s3_event(stack.bucket, ["images/a.jpg"])
+    ingest(event, LambdaContext())
+    before = index_objects(stack)
+    ingest(event, LambdaContext())
+    ingest(event, LambdaContext())
+    assert index_objects(stack) == before
+
+
+def test_same_bytes_under_a_second_key_add_the_key_not_an_entry(stack: Any, ingest: Any) -> None:
+    data = read("coffee.png")
+    put(stack, "images/one.png", data)
+    put(stack, "images/copies/two.png", data)
+    ingest(sqs_s3_event(stack.bucket, ["images/one.png", "images/copies/two.png"]), LambdaContext())
+    (entry,) = entries(stack).values()
+    assert entry.keys == ("images/copies/two.png", "images/one.png")
+
+
+def test_removing_keys_removes_the_entry_with_its_last_key(stack: Any, ingest: Any) -> None:
+    data = read("chelsea.webp")
+    for key in ("images/x.webp", "images/y.webp"):
+        put(stack, key, data)
+    ingest(sqs_s3_event(stack.bucket, ["images/x.webp", "images/y.webp"]), LambdaContext())
+    s3 = stack.client("s3")
+    s3.delete_object(Bucket=stack.bucket, Key="images/x.webp")
+    ingest(sqs_s3_event(stack.bucket, ["images/x.webp"], removed=True), LambdaContext())
+    (entry,) = entries(stack).values()
+    assert entry.keys == ("images/y.webp",)
+    s3.delete_object(Bucket=stack.bucket, Key="images/y.webp")
+    ingest(sqs_s3_event(stack.bucket, ["images/y.webp"], removed=True), LambdaContext())
+    assert index_objects(stack) == {}
+
+
+def test_overwriting_a_key_with_other_bytes_moves_it(stack: Any, ingest: Any) -> None:
+    put(stack, "images/p.jpg", read("astronaut.jpg"))
+    ingest(sqs_s3_event(stack.bucket, ["images/p.jpg"]), LambdaContext())
+    put(stack, "images/p.jpg", read("rocket.bmp"))
+    ingest(sqs_s3_event(stack.bucket, ["images/p.jpg"]), LambdaContext())
+    (entry,) = entries(stack).values()
+    assert entry.meta["format"] == "bmp" and entry.keys == ("images/p.jpg",)
+
+
+def test_bad_object_is_recorded_and_the_rest_of_the_batch_goes_in(stack: Any, ingest: Any) -> None:
+    put(stack, "images/good.jpg", read("astronaut.jpg"))
+    ingest(sqs_s3_event(stack.bucket, ["images/good.jpg"]), LambdaContext())
+    before = entries(stack)
+    put(stack, "images/bad.jpg", read("truncated.jpg"))
+    put(stack, "images/empty.jpg", b"")
+    put(stack, "images/ok.png", read("coffee.png"))
+    result = ingest(
+        sqs_s3_event(stack.bucket, ["images/bad.jpg", "images/empty.jpg", "images/ok.png"]), LambdaContext()
+    )
+    assert result == {"batchItemFailures": []}  # invalid images are permanent failures: recorded, not retried
+    after = entries(stack)
+    assert len(after) == 2 and all(after[i].keys == e.keys for i, e in before.items())
+    store = IndexStore(Store(stack.bucket, stack.client("s3")), "index/")
+    assert "truncated" in store.failure("images/bad.jpg")["reason"]  # type: ignore[index]
+    assert "empty" in store.failure("images/empty.jpg")["reason"]  # type: ignore[index]
+
+
+def test_keys_outside_the_images_prefix_are_ignored(stack: Any, ingest: Any) -> None:
+    put(stack, "index/entries/evil.npz", read("astronaut.jpg"))
+    before = index_objects(stack)
+    ingest(sqs_s3_event(stack.bucket, ["index/entries/evil.npz"]), LambdaContext())
+    assert index_objects(stack) == before
+
+
+def test_sample_event_file_runs_unchanged(stack: Any, ingest: Any) -> None:
+    from tests.functional.helpers import load_event
+
+    put(stack, "images/astronaut.jpg", read("astronaut.jpg"))  # the key events/sqs_s3_put.json names
+    event = load_event("sqs_s3_put.json")
+    event["Records"][0]["body"] = event["Records"][0]["body"].replace("pictrace-local", stack.bucket)
+    assert ingest(event, LambdaContext()) == {"batchItemFailures": []}
+    assert len(entries(stack)) == 1

@@ -1,0 +1,629 @@
+"""Static checks of template.yaml and the build files it points at.
+
+Nothing here deploys, imports function code or needs AWS credentials: the template is read with a
+YAML loader that understands CloudFormation's short tags, handlers are checked with `ast`, and
+Makefiles are parsed with `make -n` when make is available. The last test runs
+`sam validate --lint` when the SAM CLI is installed.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE = ROOT / "template.yaml"
+
+# --------------------------------------------------------------------------- loading
+
+
+class _CfnLoader(yaml.SafeLoader):
+    """SafeLoader that turns !Ref, !Sub, !GetAtt, ... into their long (JSON) forms."""
+
+
+def _cfn_tag(loader: yaml.SafeLoader, tag_suffix: str, node: yaml.Node) -> dict[str, Any]:
+    name = "Ref" if tag_suffix == "Ref" else f"Fn::{tag_suffix}"
+    if isinstance(node, yaml.ScalarNode):
+        value: Any = loader.construct_scalar(node)
+        if tag_suffix == "GetAtt":
+            value = value.split(".", 1)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)
+    return {name: value}
+
+
+_CfnLoader.add_multi_constructor("!", _cfn_tag)
+
+
+def load_template() -> dict[str, Any]:
+    with TEMPLATE.open(encoding="utf-8") as fh:
+        return yaml.load(fh, Loader=_CfnLoader)  # a SafeLoader subclass: no arbitrary objects
+
+
+@pytest.fixture(scope="module")
+def template() -> dict[str, Any]:
+    return load_template()
+
+
+def resources_of(template: dict[str, Any], *types: str) -> dict[str, dict[str, Any]]:
+    return {name: res for name, res in template["Resources"].items() if res["Type"] in types}
+
+
+def function_properties(template: dict[str, Any], name: str) -> dict[str, Any]:
+    """A function's properties with the Globals.Function section merged under them (shallow)."""
+    merged = dict(template.get("Globals", {}).get("Function", {}))
+    merged.update(template["Resources"][name]["Properties"])
+    return merged
+
+
+def _walk_if(value: Any) -> Iterator[Any]:
+    """Every concrete alternative of a value that may be wrapped in Fn::If (AWS::NoValue dropped)."""
+    if isinstance(value, dict) and set(value) == {"Fn::If"}:
+        _condition, yes, no = value["Fn::If"]
+        yield from _walk_if(yes)
+        yield from _walk_if(no)
+    elif isinstance(value, dict) and value == {"Ref": "AWS::NoValue"}:
+        return
+    else:
+        yield value
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def sub_text(value: Any) -> str | None:
+    """The literal text of a string or !Sub string (None for other intrinsics)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict) and "Fn::Sub" in value:
+        sub = value["Fn::Sub"]
+        return sub if isinstance(sub, str) else sub[0]
+    return None
+
+
+def makefile_targets(makefile: Path) -> set[str]:
+    text = makefile.read_text(encoding="utf-8")
+    return set(re.findall(r"^([A-Za-z0-9_.-]+)\s*:(?!=)", text, flags=re.MULTILINE))
+
+
+# --------------------------------------------------------------------------- functions
+
+FUNCTIONS = ["IngestFunction", "SearchFunction"]
+LAYERS = ["PictraceLayer", "DepsLayer", "ModelLayer"]
+
+
+def test_expected_functions_and_layers_exist(template: dict[str, Any]) -> None:
+    functions = resources_of(template, "AWS::Serverless::Function")
+    layers = resources_of(template, "AWS::Serverless::LayerVersion")
+    assert sorted(functions) == sorted(FUNCTIONS)
+    assert sorted(layers) == sorted(LAYERS)
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_function_code_and_handler(template: dict[str, Any], name: str) -> None:
+    props = function_properties(template, name)
+    code_dir = ROOT / props["CodeUri"]
+    assert code_dir.is_dir(), f"{name}: CodeUri {props['CodeUri']} is not a directory"
+
+    module, _, func = props["Handler"].rpartition(".")
+    assert module and func, f"{name}: Handler {props['Handler']!r} is not module.function"
+    source = code_dir / (module.replace(".", "/") + ".py")
+    assert source.is_file(), f"{name}: handler module {source.relative_to(ROOT)} does not exist"
+
+    tree = ast.parse(source.read_text(encoding="utf-8"), filename=str(source))
+    defined: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            defined.add(node.name)
+        elif isinstance(node, ast.Assign):
+            defined.update(t.id for t in node.targets if isinstance(t, ast.Name))
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            defined.add(node.target.id)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            defined.update((a.asname or a.name).split(".")[0] for a in node.names)
+    assert func in defined, f"{name}: {source.relative_to(ROOT)} defines no top-level {func!r}"
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_function_runtime_layers_and_build(template: dict[str, Any], name: str) -> None:
+    props = function_properties(template, name)
+    resource = template["Resources"][name]
+    assert props["Runtime"] == "python3.12"
+    assert props["Architectures"] == [{"Ref": "Architecture"}]
+    assert template["Parameters"]["Architecture"]["AllowedValues"] == ["x86_64", "arm64"]
+    assert sorted(layer["Ref"] for layer in props["Layers"]) == sorted(LAYERS)
+    assert resource.get("Metadata", {}).get("BuildMethod") == "makefile"
+    makefile = ROOT / props["CodeUri"] / "Makefile"
+    assert makefile.is_file(), f"{name}: no Makefile in {props['CodeUri']}"
+    assert f"build-{name}" in makefile_targets(makefile)
+
+
+def test_function_environment(template: dict[str, Any]) -> None:
+    expected = {
+        "POWERTOOLS_SERVICE_NAME": "pictrace",
+        "POWERTOOLS_METRICS_NAMESPACE": "PicTrace",
+        "LOG_LEVEL": {"Ref": "LogLevel"},
+        "PICTRACE_BUCKET": {"Ref": "ImagesBucket"},
+        "PICTRACE_IMAGES_PREFIX": {"Ref": "ImagesPrefix"},
+        "PICTRACE_INDEX_PREFIX": {"Ref": "IndexPrefix"},
+        "PICTRACE_QUERIES_PREFIX": {"Ref": "QueriesPrefix"},
+        "PICTRACE_MODEL_DIR": "/opt/model",
+        "PICTRACE_WEIGHTS": {"Ref": "Weights"},
+        "PICTRACE_MAX_BYTES": {"Ref": "MaxBytes"},
+        "PICTRACE_MAX_PIXELS": {"Ref": "MaxPixels"},
+        "PICTRACE_SHORTLIST": {"Ref": "Shortlist"},
+        "PICTRACE_PRESIGN_SECONDS": {"Ref": "PresignSeconds"},
+    }
+    for name in FUNCTIONS:
+        variables = function_properties(template, name)["Environment"]["Variables"]
+        for key, value in expected.items():
+            assert variables.get(key) == value, f"{name}: {key}"
+
+    params = template["Parameters"]
+    defaults = {
+        "ImagesPrefix": "images/",
+        "IndexPrefix": "index/",
+        "QueriesPrefix": "queries/",
+        "Weights": "random:0",
+        "MaxBytes": 20000000,
+        "MaxPixels": 50000000,
+        "Shortlist": 50,
+        "PresignSeconds": 900,
+    }
+    for key, value in defaults.items():
+        assert str(params[key]["Default"]) == str(value), key
+    weights = re.compile(params["Weights"]["AllowedPattern"])
+    assert weights.fullmatch("imagenet") and weights.fullmatch("random:0") and weights.fullmatch("random:42")
+    assert not weights.fullmatch("random:") and not weights.fullmatch("resnet")
+
+
+# --------------------------------------------------------------------------- layers
+
+
+@pytest.mark.parametrize("name", LAYERS)
+def test_layer_content_and_makefile(template: dict[str, Any], name: str) -> None:
+    resource = template["Resources"][name]
+    props = resource["Properties"]
+    content = ROOT / props["ContentUri"]
+    assert content.is_dir(), f"{name}: ContentUri {props['ContentUri']} is not a directory"
+    assert resource.get("Metadata", {}).get("BuildMethod") == "makefile"
+    assert props["CompatibleRuntimes"] == ["python3.12"]
+    assert props.get("CompatibleArchitectures"), f"{name}: no CompatibleArchitectures"
+    makefile = content / "Makefile"
+    assert makefile.is_file(), f"{name}: no Makefile in {props['ContentUri']}"
+    assert f"build-{name}" in makefile_targets(makefile)
+
+
+def test_deps_layer_follows_architecture(template: dict[str, Any]) -> None:
+    props = template["Resources"]["DepsLayer"]["Properties"]
+    assert props["CompatibleArchitectures"] == [{"Ref": "Architecture"}]
+    requirements = (ROOT / "layers" / "deps" / "requirements.txt").read_text(encoding="utf-8")
+    names = {
+        re.split(r"[<>=!~;\[ ]", line.strip(), maxsplit=1)[0].lower()
+        for line in requirements.splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    }
+    assert {
+        "numpy",
+        "opencv-python-headless",
+        "ai-edge-litert",
+        "fastapi",
+        "mangum",
+        "aiohttp",
+        "python-multipart",
+        "aws-lambda-powertools",
+    } <= names
+
+
+MAKE = shutil.which("make")
+
+
+@pytest.mark.skipif(MAKE is None, reason="make is not installed")
+@pytest.mark.parametrize(
+    ("makefile", "target"),
+    [
+        ("layers/pictrace/Makefile", "build-PictraceLayer"),
+        ("layers/deps/Makefile", "build-DepsLayer"),
+        ("layers/model/Makefile", "build-ModelLayer"),
+        ("functions/ingest/Makefile", "build-IngestFunction"),
+        ("functions/search/Makefile", "build-SearchFunction"),
+    ],
+)
+def test_makefile_parses(makefile: str, target: str, tmp_path: Path) -> None:
+    """`make -n` parses the Makefile and expands the target without running it, from another cwd."""
+    result = subprocess.run(
+        [MAKE, "-n", "--makefile", str(ROOT / makefile), target, f"ARTIFACTS_DIR={tmp_path}"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.skipif(MAKE is None, reason="make is not installed")
+def test_deps_makefile_rejects_unknown_arch(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [
+            MAKE,
+            "--makefile",
+            str(ROOT / "layers/deps/Makefile"),
+            "build-DepsLayer",
+            f"ARTIFACTS_DIR={tmp_path}",
+            "ARCH=sparc",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "ARCH" in result.stderr
+
+
+@pytest.mark.skipif(MAKE is None, reason="make is not installed")
+def test_deps_makefile_maps_arm64_to_aarch64_wheels(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [
+            MAKE,
+            "-n",
+            "--makefile",
+            str(ROOT / "layers/deps/Makefile"),
+            "build-DepsLayer",
+            f"ARTIFACTS_DIR={tmp_path}",
+            "ARCH=arm64",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "--platform manylinux_2_28_aarch64" in result.stdout
+    assert "manylinux_2_28_x86_64" not in result.stdout
+
+
+@pytest.mark.skipif(MAKE is None, reason="make is not installed")
+def test_model_makefile_explains_missing_model(tmp_path: Path) -> None:
+    """Run against a copy of the Makefile in an empty directory: no model there, so it must say `make model`."""
+    shutil.copy(ROOT / "layers/model/Makefile", tmp_path / "Makefile")
+    artifacts = tmp_path / "artifacts"
+    result = subprocess.run(
+        [MAKE, "--makefile", str(tmp_path / "Makefile"), "build-ModelLayer", f"ARTIFACTS_DIR={artifacts}"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "make model" in result.stderr
+
+
+@pytest.mark.skipif(MAKE is None, reason="make is not installed")
+def test_model_makefile_copies_model_to_opt_model_layout(tmp_path: Path) -> None:
+    shutil.copy(ROOT / "layers/model/Makefile", tmp_path / "Makefile")
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "model.tflite").write_bytes(b"\0")
+    (tmp_path / "model" / "model.json").write_text("{}")
+    artifacts = tmp_path / "artifacts"
+    scratch = tmp_path / "scratch"  # sam build runs make in a scratch copy, not next to the Makefile
+    scratch.mkdir()
+    result = subprocess.run(
+        [MAKE, "--makefile", str(tmp_path / "Makefile"), "build-ModelLayer", f"ARTIFACTS_DIR={artifacts}"],
+        cwd=scratch,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert (artifacts / "model" / "model.tflite").is_file()
+    assert (artifacts / "model" / "model.json").is_file()
+
+
+# --------------------------------------------------------------------------- IAM
+
+
+def _policy_documents(template: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    for name, res in template["Resources"].items():
+        props = res.get("Properties", {})
+        if res["Type"] == "AWS::IAM::Role":
+            for policy in props.get("Policies", []):
+                yield f"{name}/{policy.get('PolicyName')}", policy["PolicyDocument"]
+        elif res["Type"] in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"):
+            yield name, props["PolicyDocument"]
+        elif res["Type"] == "AWS::Serverless::Function":
+            for policy in _as_list(props.get("Policies", [])):
+                if isinstance(policy, dict) and "Statement" in policy:
+                    yield f"{name}/Policies", policy
+
+
+def _statements(template: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    for where, document in _policy_documents(template):
+        for raw in _as_list(document["Statement"]):
+            for statement in _walk_if(raw):
+                yield where, statement
+
+
+def test_iam_has_no_wildcard_actions_or_resources(template: dict[str, Any]) -> None:
+    statements = list(_statements(template))
+    assert statements, "no IAM policy statements found"
+    for where, statement in statements:
+        assert "NotAction" not in statement and "NotResource" not in statement, where
+        for action in _as_list(statement["Action"]):
+            assert "*" not in action, f"{where}: wildcard action {action!r}"
+        for resource in _as_list(statement["Resource"]):
+            assert resource != "*", f"{where}: bare '*' resource"
+            text = sub_text(resource)
+            if text is not None:
+                assert text.strip() not in ("*", "arn:*", "arn:aws:*"), f"{where}: wildcard resource {text!r}"
+                assert not re.search(r":s3:::\*|:s3:::\$\{[^}]+\}/\*$", text), (
+                    f"{where}: whole-bucket resource {text!r}"
+                )
+
+
+def test_roles_attach_no_managed_policies(template: dict[str, Any]) -> None:
+    """AWS managed execution policies (basic, SQS) grant on "*": roles must carry only the inline policies."""
+    for name, res in resources_of(template, "AWS::IAM::Role").items():
+        assert not res["Properties"].get("ManagedPolicyArns"), name
+    for name in FUNCTIONS:
+        props = template["Resources"][name]["Properties"]
+        assert "Role" in props, f"{name}: SAM would generate a role with managed policies"
+        assert "Policies" not in props, f"{name}: Policies is ignored when Role is set"
+
+
+def _grants(template: dict[str, Any], role: str) -> list[tuple[set[str], list[str], dict[str, Any]]]:
+    out = []
+    for policy in template["Resources"][role]["Properties"]["Policies"]:
+        for raw in _as_list(policy["PolicyDocument"]["Statement"]):
+            for st in _walk_if(raw):
+                if st["Effect"] != "Allow":
+                    continue
+                resources = [sub_text(r) or str(r) for r in _as_list(st["Resource"])]
+                out.append((set(_as_list(st["Action"])), resources, st.get("Condition", {})))
+    return out
+
+
+def _can(grants: list[tuple[set[str], list[str], dict[str, Any]]], action: str, prefix_param: str) -> bool:
+    return any(
+        action in actions and any(f"/${{{prefix_param}}}*" in r for r in resources) for actions, resources, _ in grants
+    )
+
+
+def test_ingest_role_least_privilege(template: dict[str, Any]) -> None:
+    grants = _grants(template, "IngestFunctionRole")
+    assert _can(grants, "s3:GetObject", "ImagesPrefix")
+    for action in ("s3:GetObject", "s3:PutObject", "s3:DeleteObject"):
+        assert _can(grants, action, "IndexPrefix"), action
+    for action in ("s3:PutObject", "s3:DeleteObject"):
+        assert not _can(grants, action, "ImagesPrefix"), f"ingest must not {action} images"
+        assert not _can(grants, action, "QueriesPrefix"), f"ingest must not {action} queries"
+    lists = [(r, c) for a, r, c in grants if "s3:ListBucket" in a]
+    assert lists, "ingest needs s3:ListBucket (HEAD of a missing key must be 404, not 403)"
+    for _resources, condition in lists:
+        assert "s3:prefix" in condition.get("StringLike", {}), "ListBucket without an s3:prefix condition"
+    sqs = {a for actions, _, _ in grants for a in actions if a.startswith("sqs:")}
+    assert {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"} <= sqs
+
+
+def test_search_role_least_privilege(template: dict[str, Any]) -> None:
+    grants = _grants(template, "SearchFunctionRole")
+    assert _can(grants, "s3:GetObject", "IndexPrefix")
+    assert _can(grants, "s3:GetObject", "ImagesPrefix")
+    assert _can(grants, "s3:PutObject", "QueriesPrefix")
+    for prefix in ("ImagesPrefix", "IndexPrefix"):
+        for action in ("s3:PutObject", "s3:DeleteObject"):
+            assert not _can(grants, action, prefix), f"search must not {action} under {prefix}"
+    lists = [(r, c) for a, r, c in grants if "s3:ListBucket" in a]
+    assert lists
+    for _resources, condition in lists:
+        prefixes = _as_list(condition["StringLike"]["s3:prefix"])
+        assert [sub_text(p) for p in prefixes] == ["${IndexPrefix}*"]
+    assert not any(a.startswith("sqs:") for actions, _, _ in grants for a in actions)
+
+
+# --------------------------------------------------------------------------- bucket, queue, API
+
+
+def test_notifications_only_for_images_prefix(template: dict[str, Any]) -> None:
+    bucket = template["Resources"]["ImagesBucket"]["Properties"]
+    configs = bucket["NotificationConfiguration"]["QueueConfigurations"]
+    assert {c["Event"] for c in configs} == {"s3:ObjectCreated:*", "s3:ObjectRemoved:*"}
+    for config in configs:
+        assert config["Queue"] == {"Fn::GetAtt": ["ImageEventsQueue", "Arn"]}
+        rules = config["Filter"]["S3Key"]["Rules"]
+        assert {"Name": "prefix", "Value": {"Ref": "ImagesPrefix"}} in [
+            {"Name": r["Name"].lower(), "Value": r["Value"]} for r in rules
+        ]
+    assert set(bucket) >= {"NotificationConfiguration"}
+    assert not bucket.get("NotificationConfiguration", {}).get("LambdaConfigurations")
+    assert not bucket.get("NotificationConfiguration", {}).get("TopicConfigurations")
+
+
+def test_prefixes_cannot_overlap(template: dict[str, Any]) -> None:
+    """Index (and query) writes must never fall under the images prefix, or ingest would trigger itself."""
+    params = template["Parameters"]
+    names = ["ImagesPrefix", "IndexPrefix", "QueriesPrefix"]
+    for name in names:
+        pattern = re.compile(params[name]["AllowedPattern"])
+        assert pattern.fullmatch(params[name]["Default"])
+        assert not pattern.fullmatch("a/b/"), f"{name}: multi-segment prefixes could nest"
+        assert not pattern.fullmatch("images"), f"{name}: prefix without '/' could match images-2/..."
+    defaults = [params[n]["Default"] for n in names]
+    for a in defaults:
+        for b in defaults:
+            if a != b:
+                assert not a.startswith(b)
+    asserted = {
+        tuple(sorted(ref["Ref"] for ref in rule["Assert"]["Fn::Not"][0]["Fn::Equals"]))
+        for rule in template["Rules"]["PrefixesAreDistinct"]["Assertions"]
+    }
+    assert asserted == {
+        ("ImagesPrefix", "IndexPrefix"),
+        ("ImagesPrefix", "QueriesPrefix"),
+        ("IndexPrefix", "QueriesPrefix"),
+    }
+
+
+def test_bucket_hardening(template: dict[str, Any]) -> None:
+    bucket = template["Resources"]["ImagesBucket"]
+    props = bucket["Properties"]
+    assert all(props["PublicAccessBlockConfiguration"].values())
+    assert len(props["PublicAccessBlockConfiguration"]) == 4
+    sse = props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    algorithms = {rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"] for raw in sse for rule in _walk_if(raw)}
+    assert algorithms == {"AES256", "aws:kms"}
+    rules = props["LifecycleConfiguration"]["Rules"]
+    queries = [r for r in rules if r.get("Prefix") == {"Ref": "QueriesPrefix"}]
+    assert queries and queries[0]["ExpirationInDays"] == 1 and queries[0]["Status"] == "Enabled"
+
+    policies = [
+        res["Properties"]
+        for res in resources_of(template, "AWS::S3::BucketPolicy").values()
+        if res["Properties"]["Bucket"] == {"Ref": "ImagesBucket"}
+    ]
+    assert len(policies) == 1
+    tls = [
+        st
+        for st in policies[0]["PolicyDocument"]["Statement"]
+        if st["Effect"] == "Deny"
+        and st.get("Condition", {}).get("Bool", {}).get("aws:SecureTransport") in ("false", False)
+    ]
+    assert tls, "no TLS-only statement in the bucket policy"
+
+
+def test_queue_policy_matches_bucket_name(template: dict[str, Any]) -> None:
+    """The queue policy names the bucket without a Ref (that would be circular): the two strings must agree."""
+    bucket = template["Resources"]["ImagesBucket"]
+    bucket_name = sub_text(bucket["Properties"]["BucketName"])
+    assert bucket_name and "${AWS::AccountId}" in bucket_name and "${AWS::StackName}" in bucket_name
+    assert "ImageEventsQueuePolicy" in _as_list(bucket.get("DependsOn", []))
+
+    policy = template["Resources"]["ImageEventsQueuePolicy"]["Properties"]
+    assert policy["Queues"] == [{"Ref": "ImageEventsQueue"}]
+    statements = [st for st in policy["PolicyDocument"]["Statement"] if st["Effect"] == "Allow"]
+    assert len(statements) == 1
+    st = statements[0]
+    assert st["Principal"] == {"Service": "s3.amazonaws.com"}
+    assert _as_list(st["Action"]) == ["sqs:SendMessage"]
+    source_arn = sub_text(st["Condition"]["ArnEquals"]["aws:SourceArn"])
+    assert source_arn == f"arn:${{AWS::Partition}}:s3:::{bucket_name}"
+    assert st["Condition"]["StringEquals"]["aws:SourceAccount"] == {"Ref": "AWS::AccountId"}
+
+
+def test_queue_redrive_and_visibility(template: dict[str, Any]) -> None:
+    queue = template["Resources"]["ImageEventsQueue"]["Properties"]
+    redrive = queue["RedrivePolicy"]
+    assert redrive["deadLetterTargetArn"] == {"Fn::GetAtt": ["ImageEventsDLQ", "Arn"]}
+    assert redrive["maxReceiveCount"] == {"Ref": "IngestMaxReceiveCount"}
+    assert template["Resources"]["ImageEventsDLQ"]["Type"] == "AWS::SQS::Queue"
+    dlq_retention = template["Resources"]["ImageEventsDLQ"]["Properties"]["MessageRetentionPeriod"]
+    assert dlq_retention > queue.get("MessageRetentionPeriod", 345600)
+
+    # visibility timeout >= 6 x function timeout, for every timeout the parameter allows
+    ingest = template["Resources"]["IngestFunction"]["Properties"]
+    assert ingest["Timeout"] == {"Ref": "IngestTimeout"}
+    assert queue["VisibilityTimeout"] == {
+        "Fn::FindInMap": ["IngestTimeouts", {"Ref": "IngestTimeout"}, "VisibilityTimeout"]
+    }
+    mapping = template["Mappings"]["IngestTimeouts"]
+    allowed = template["Parameters"]["IngestTimeout"]["AllowedValues"]
+    assert template["Parameters"]["IngestTimeout"]["Default"] in allowed
+    for timeout in allowed:
+        visibility = mapping[str(timeout)]["VisibilityTimeout"]
+        assert visibility >= 6 * int(timeout), timeout
+        assert visibility <= 43200
+
+
+def test_ingest_event_source(template: dict[str, Any]) -> None:
+    events = template["Resources"]["IngestFunction"]["Properties"]["Events"]
+    sqs = [e["Properties"] for e in events.values() if e["Type"] == "SQS"]
+    assert len(sqs) == 1 and len(events) == 1
+    props = sqs[0]
+    assert props["Queue"] == {"Fn::GetAtt": ["ImageEventsQueue", "Arn"]}
+    assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert props["BatchSize"] == {"Ref": "IngestBatchSize"}
+    assert template["Parameters"]["IngestBatchSize"]["MaxValue"] <= 10  # no batching window configured
+
+
+def test_search_http_api(template: dict[str, Any]) -> None:
+    events = template["Resources"]["SearchFunction"]["Properties"]["Events"]
+    http = [e["Properties"] for e in events.values() if e["Type"] == "HttpApi"]
+    assert len(http) == 1
+    props = http[0]
+    assert props.get("Path", "$default") in ("$default", "/{proxy+}")
+    assert props.get("Method", "ANY").upper() in ("ANY", "X-AMAZON-APIGATEWAY-ANY-METHOD")
+    api_name = props["ApiId"]["Ref"]
+    api = template["Resources"][api_name]
+    assert api["Type"] == "AWS::Serverless::HttpApi"
+    settings = api["Properties"]["DefaultRouteSettings"]
+    assert settings["ThrottlingBurstLimit"] == {"Ref": "ApiThrottlingBurstLimit"}
+    assert settings["ThrottlingRateLimit"] == {"Ref": "ApiThrottlingRateLimit"}
+    assert api["Properties"]["CorsConfiguration"]["AllowOrigins"] == {"Ref": "CorsAllowOrigins"}
+    assert template["Resources"]["SearchFunction"]["Properties"]["Timeout"] <= 30
+
+
+def test_outputs(template: dict[str, Any]) -> None:
+    assert {"ApiUrl", "BucketName", "QueueUrl", "DLQUrl"} <= set(template["Outputs"])
+    assert template["Outputs"]["QueueUrl"]["Value"] == {"Ref": "ImageEventsQueue"}
+    assert template["Outputs"]["DLQUrl"]["Value"] == {"Ref": "ImageEventsDLQ"}
+    assert template["Outputs"]["BucketName"]["Value"] == {"Ref": "ImagesBucket"}
+
+
+def test_samconfig_defaults() -> None:
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python < 3.11
+        pytest.skip("tomllib needs Python 3.11+")
+    config = tomllib.loads((ROOT / "samconfig.toml").read_text(encoding="utf-8"))
+    assert config["default"]["global"]["parameters"]["stack_name"] == "pictrace"
+    deploy = config["default"]["deploy"]["parameters"]
+    assert deploy["capabilities"] == "CAPABILITY_IAM"
+    assert deploy["resolve_s3"] is True
+    assert deploy["confirm_changeset"] is True
+
+
+# --------------------------------------------------------------------------- sam validate
+
+
+def _sam_executable() -> str | None:
+    venv_sam = ROOT / ".venv" / "bin" / "sam"
+    if venv_sam.is_file() and os.access(venv_sam, os.X_OK):
+        return str(venv_sam)
+    return shutil.which("sam")
+
+
+def test_sam_validate_lint() -> None:
+    sam = _sam_executable()
+    if sam is None:
+        pytest.skip("SAM CLI not found: neither `sam` on PATH nor .venv/bin/sam")
+    env = dict(os.environ, SAM_CLI_TELEMETRY="0")
+    env.setdefault("AWS_DEFAULT_REGION", "us-east-1")  # lint needs no account; a region avoids a prompt
+    result = subprocess.run(
+        [sam, "validate", "--lint", "--template-file", str(TEMPLATE)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "is a valid SAM Template" in output, output
