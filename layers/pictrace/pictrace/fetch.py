@@ -32,12 +32,12 @@ def address_refused(address: str) -> str | None:
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         return "an IPv4-mapped IPv6 address"
     for label, test in (
+        ("an unspecified address", ip.is_unspecified),
         ("a loopback address", ip.is_loopback),
         ("a link-local address", ip.is_link_local),
-        ("a private address", ip.is_private),
         ("a multicast address", ip.is_multicast),
+        ("a private address", ip.is_private),
         ("a reserved address", ip.is_reserved),
-        ("an unspecified address", ip.is_unspecified),
     ):
         if test:
             return label

@@ -13,6 +13,7 @@ import hashlib
 import io
 import json
 import logging
+import random
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -28,7 +29,13 @@ from pictrace.storage import Store
 logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
-_CONFLICT_RETRIES = 8
+_CONFLICT_RETRIES = 25
+
+
+def _backoff(attempt: int) -> None:
+    """Sleep a little before retrying a lost conditional write (jittered, growing, capped at 0.5 s)."""
+    if attempt:
+        time.sleep(random.uniform(0, min(0.5, 0.02 * 2**attempt)))
 
 
 def now_iso() -> str:
@@ -119,15 +126,19 @@ class IndexStore:
         if self.store.put(self.entry_key(entry.id), entry.to_bytes(), if_none_match=True):
             self._set_pointer(image_key, entry.id)
             return "created"
-        outcome = self.add_key(entry.id, image_key)
-        return outcome
+        return self.add_key(entry.id, image_key)
 
-    def add_key(self, entry_id: str, image_key: str) -> str:
-        """Add an image key to an existing entry ('added', or 'unchanged' if it was there)."""
-        for _ in range(_CONFLICT_RETRIES):
+    def add_key(self, entry_id: str, image_key: str, pointed: bool = False) -> str:
+        """Add an image key to an existing entry ('added', or 'unchanged' if it was there).
+
+        pointed: the key's pointer already names this entry (nothing to write when the entry has the key).
+        """
+        for attempt in range(_CONFLICT_RETRIES):
+            _backoff(attempt)
             entry, etag = self.get_entry(entry_id)
             if image_key in entry.keys:
-                self._set_pointer(image_key, entry_id)
+                if not pointed:
+                    self._set_pointer(image_key, entry_id)
                 return "unchanged"
             updated = replace(entry, keys=tuple(sorted({*entry.keys, image_key})))
             if self.store.put(self.entry_key(entry_id), updated.to_bytes(), if_match=etag):
@@ -146,7 +157,8 @@ class IndexStore:
         return outcome
 
     def _remove_key_from_entry(self, entry_id: str, image_key: str) -> str:
-        for _ in range(_CONFLICT_RETRIES):
+        for attempt in range(_CONFLICT_RETRIES):
+            _backoff(attempt)
             try:
                 entry, etag = self.get_entry(entry_id)
             except NotFound:

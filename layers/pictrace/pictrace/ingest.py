@@ -72,7 +72,7 @@ class Ingestor:
         if previous is not None and previous != entry_id:
             self.index.remove_key(key)  # the key now holds other bytes
         if self._exists(entry_id):
-            action = self.index.add_key(entry_id, key)
+            action = self.index.add_key(entry_id, key, pointed=previous == entry_id)
             return Outcome(key, action, entry_id)
         try:
             image = decode_image(obj.body, max_bytes=self.settings.max_bytes, max_pixels=self.settings.max_pixels)
@@ -134,5 +134,9 @@ def handle_s3_notification(s3_event: dict[str, Any], ingestor: Ingestor | None =
         if bucket != ingestor.settings.bucket:
             logger.warning("ignoring %s: bucket %s is not %s", key, bucket, ingestor.settings.bucket)
             continue
-        outcomes.append(ingestor.sync_key(key))
+        try:
+            outcomes.append(ingestor.sync_key(key))
+        except Exception as exc:  # transient (S3 down, throttled past retries, a bug): logged, then retried by SQS
+            logger.error("ingest of %s failed, will be retried: %s: %s", key, type(exc).__name__, exc)
+            raise
     return outcomes

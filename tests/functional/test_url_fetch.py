@@ -1,0 +1,191 @@
+"""Query-by-URL against a real HTTP server on loopback: SSRF defences, redirects, limits, types, timeouts.
+
+The server listens on 127.0.0.2; the tests let only that address through the address check (everything else,
+including 127.0.0.1, keeps the real rules), so each refusal below is the production code's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pictrace.fetch as fetch
+import pytest
+from aiohttp import web
+from pictrace.errors import FetchError, ImageTooLarge
+
+from tests.conftest import read
+
+SERVER_IP = "127.0.0.2"
+LIMIT = 100_000
+
+
+def _app() -> web.Application:
+    async def img(_: web.Request) -> web.Response:
+        return web.Response(body=read("astronaut.jpg"), content_type="image/jpeg")
+
+    async def html(_: web.Request) -> web.Response:
+        return web.Response(text="<html>hi</html>", content_type="text/html")
+
+    async def fake(_: web.Request) -> web.Response:
+        return web.Response(body=b"<script>alert(1)</script>" * 10, content_type="image/jpeg")
+
+    async def big(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "image/jpeg"})
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        await response.write(b"\xff\xd8\xff" + b"\0" * 1000)
+        for _ in range(200):
+            await response.write(b"\0" * 1000)
+        return response
+
+    async def declared(_: web.Request) -> web.Response:
+        return web.Response(body=b"\xff\xd8\xff" + b"\0" * (LIMIT + 10), content_type="image/jpeg")
+
+    async def slow(_: web.Request) -> web.Response:
+        await asyncio.sleep(5)
+        return web.Response(body=read("astronaut.jpg"), content_type="image/jpeg")
+
+    async def hop(request: web.Request) -> web.Response:
+        n = int(request.match_info["n"])
+        raise web.HTTPFound("/img.jpg" if n == 0 else f"/hop/{n - 1}")
+
+    async def to(request: web.Request) -> web.Response:
+        raise web.HTTPFound(request.query["url"])
+
+    async def missing(_: web.Request) -> web.Response:
+        raise web.HTTPNotFound()
+
+    app = web.Application()
+    app.add_routes(
+        [
+            web.get("/img.jpg", img),
+            web.get("/html", html),
+            web.get("/fake.jpg", fake),
+            web.get("/big", big),
+            web.get("/declared", declared),
+            web.get("/slow", slow),
+            web.get("/hop/{n}", hop),
+            web.get("/to", to),
+            web.get("/missing", missing),
+        ]
+    )
+    return app
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[str]:
+    loop = asyncio.new_event_loop()
+    runner = web.AppRunner(_app())
+    with socket.socket() as s:
+        s.bind((SERVER_IP, 0))
+        port = s.getsockname()[1]
+    started = threading.Event()
+
+    def serve() -> None:
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(runner.setup())
+        loop.run_until_complete(web.TCPSite(runner, SERVER_IP, port).start())
+        started.set()
+        loop.run_forever()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    assert started.wait(10)
+    yield f"http://{SERVER_IP}:{port}"
+    asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(10)
+
+
+@pytest.fixture(autouse=True)
+def only_the_test_server_is_public(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = fetch.address_refused
+    monkeypatch.setattr(fetch, "address_refused", lambda a: None if a == SERVER_IP else real(a))
+
+
+def get(url: str, timeout: float = 3.0) -> bytes:
+    return asyncio.run(fetch.fetch_url(url, max_bytes=LIMIT, timeout=timeout))
+
+
+def test_an_image_url_is_fetched(server: str) -> None:
+    assert get(f"{server}/img.jpg") == read("astronaut.jpg")
+
+
+def test_three_redirects_are_followed_a_fourth_is_refused(server: str) -> None:
+    assert get(f"{server}/hop/2") == read("astronaut.jpg")  # 3 redirects
+    with pytest.raises(FetchError, match="redirected more than 3"):
+        get(f"{server}/hop/3")
+
+
+@pytest.mark.parametrize(
+    "target,words",
+    [
+        ("http://169.254.169.254/latest/meta-data/", "link-local"),
+        ("http://[fd00:ec2::254]/latest/meta-data/", "private"),
+        ("http://127.0.0.1:9/", "loopback"),
+        ("http://[::ffff:127.0.0.1]:9/", "IPv4-mapped"),
+        ("http://[::1]:9/", "loopback"),
+        ("http://10.0.0.1/", "private"),
+        ("http://224.0.0.1/", "multicast"),
+        ("http://0.0.0.0/", "unspecified"),
+        ("http://localhost:9/", "loopback"),  # a name: refused after resolving it
+    ],
+)
+def test_every_redirect_is_checked_again(server: str, target: str, words: str) -> None:
+    with pytest.raises(FetchError, match=words):
+        get(target)
+    with pytest.raises(FetchError, match=words):
+        get(f"{server}/to?url={target}")
+
+
+@pytest.mark.parametrize("url", ["file:///etc/passwd", "gopher://x/", "ftp://example.com/a.jpg", "/relative.jpg"])
+def test_only_http_and_https(url: str) -> None:
+    with pytest.raises(FetchError, match="http"):
+        get(url)
+
+
+def test_content_type_and_magic_bytes_are_both_checked(server: str) -> None:
+    with pytest.raises(FetchError, match="not an image"):
+        get(f"{server}/html")
+    with pytest.raises(FetchError, match="not a JPEG, PNG"):
+        get(f"{server}/fake.jpg")
+
+
+def test_byte_limit_holds_while_streaming_and_when_declared(server: str) -> None:
+    with pytest.raises(ImageTooLarge, match="over the limit"):
+        get(f"{server}/big")
+    with pytest.raises(ImageTooLarge, match="bytes"):
+        get(f"{server}/declared")
+
+
+def test_slow_servers_time_out(server: str) -> None:
+    with pytest.raises(FetchError, match="Timeout"):
+        get(f"{server}/slow", timeout=1.0)
+
+
+def test_error_status_is_reported(server: str) -> None:
+    with pytest.raises(FetchError, match="HTTP 404"):
+        get(f"{server}/missing")
+
+
+def test_the_checked_address_is_the_one_connected_to(server: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """DNS rebinding: the name resolves to the allowed address once, then to loopback; one lookup is made."""
+    port = int(server.rsplit(":", 1)[1])
+    answers = iter([SERVER_IP, "127.0.0.1", "127.0.0.1"])
+    lookups: list[str] = []
+    real = asyncio.base_events.BaseEventLoop.getaddrinfo
+
+    async def rebinding(self: Any, host: str, *args: Any, **kwargs: Any) -> Any:
+        if host != "rebind.test":
+            return await real(self, host, *args, **kwargs)
+        address = next(answers)
+        lookups.append(address)
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port))]
+
+    monkeypatch.setattr(asyncio.base_events.BaseEventLoop, "getaddrinfo", rebinding)
+    assert get(f"http://rebind.test:{port}/img.jpg") == read("astronaut.jpg")
+    assert lookups == [SERVER_IP]
