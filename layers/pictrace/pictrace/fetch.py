@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import random
 import socket
 from collections import OrderedDict
 from collections.abc import Callable
@@ -23,6 +24,9 @@ from pictrace.errors import FetchError, ImageTooLarge, UpstreamError
 from pictrace.images import sniff_format
 
 MAX_REDIRECTS = 3
+#: S3 answers that a GET should be retried after (throttling, server errors), and how often to try
+RETRYABLE = frozenset({429, 500, 502, 503, 504})
+FETCH_ATTEMPTS = 4
 _IMAGE_TYPES = ("image/", "application/octet-stream", "binary/octet-stream")
 
 
@@ -178,14 +182,18 @@ class ObjectFetcher:
             async with aiohttp.ClientSession(timeout=timeout) as session:
 
                 async def one(key: str) -> tuple[str, Any]:
-                    async with semaphore, session.get(self.presign(key)) as response:
-                        if response.status in (
-                            403,
-                            404,
-                        ):  # missing key: 404, or 403 without ListBucket
-                            return key, None
-                        response.raise_for_status()
-                        return key, self.parse(await response.read())
+                    async with semaphore:
+                        for attempt in range(FETCH_ATTEMPTS):
+                            if attempt:
+                                await asyncio.sleep(random.uniform(0, 0.1 * 2**attempt))
+                            async with session.get(self.presign(key)) as response:
+                                if response.status in (403, 404):  # missing key: 404, or 403 without ListBucket
+                                    return key, None
+                                if response.status in RETRYABLE and attempt + 1 < FETCH_ATTEMPTS:
+                                    continue
+                                response.raise_for_status()
+                                return key, self.parse(await response.read())
+                    raise AssertionError("unreachable")
 
                 try:
                     results = await asyncio.gather(*(one(k) for k in missing))

@@ -20,11 +20,18 @@ _PRECONDITION = {"PreconditionFailed", "412", "ConditionalRequestConflict", "409
 
 @functools.lru_cache(maxsize=4)
 def s3_client(region: str | None = None) -> Any:
-    """One boto3 S3 client per process (honours AWS_ENDPOINT_URL_S3), with adaptive retries."""
+    """One boto3 S3 client per process (honours AWS_ENDPOINT_URL_S3), retrying throttling and 5xx answers.
+
+    Retries: AWS_RETRY_MODE (default adaptive) and AWS_MAX_ATTEMPTS (default 5), botocore's own variables.
+    """
+    retries: Any = {
+        "mode": os.environ.get("AWS_RETRY_MODE", "adaptive"),
+        "max_attempts": int(os.environ.get("AWS_MAX_ATTEMPTS", "5")),
+    }
     return boto3.client(
         "s3",
         region_name=region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
-        config=Config(retries={"max_attempts": 5, "mode": "adaptive"}, max_pool_connections=32),
+        config=Config(retries=retries, max_pool_connections=32, signature_version="s3v4"),
     )
 
 

@@ -1,0 +1,95 @@
+"""S3 throttling and server errors, injected by a proxy in front of the local endpoint."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from pictrace.index import IndexStore
+from pictrace.storage import Store, s3_client
+
+from infra.local import SqsWorker, load_handler
+from tests.conftest import PHOTOS, ROOT, read
+from tests.functional.faults import FaultProxy
+
+
+def consistent(stack: Any) -> dict[str, tuple[str, ...]]:
+    """Every entry's keys have pointers to it, and every pointer's entry holds its key; entry id -> keys."""
+    s3 = stack.client("s3")
+    store = IndexStore(Store(stack.bucket, s3), "index/")
+    listed = [o["Key"] for o in s3.list_objects_v2(Bucket=stack.bucket, Prefix="index/").get("Contents", [])]
+    entries = {}
+    for key in listed:
+        if key.startswith("index/entries/"):
+            entry, _ = store.get_entry(key.split("/")[-1].removesuffix(".npz"))
+            entries[entry.id] = entry.keys
+            for image_key in entry.keys:
+                assert store.pointer(image_key) == entry.id
+        elif key.startswith("index/keys/"):
+            pointer = json.loads(s3.get_object(Bucket=stack.bucket, Key=key)["Body"].read())
+            assert pointer["key"] in entries.get(pointer["id"], ()) or pointer["id"] in [
+                k.split("/")[-1].removesuffix(".npz") for k in listed if k.startswith("index/entries/")
+            ]
+    return entries
+
+
+def use_endpoint(monkeypatch: pytest.MonkeyPatch, endpoint: str) -> None:
+    import pictrace.ingest
+    from pictrace.settings import get_settings
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", endpoint)
+    s3_client.cache_clear()
+    get_settings.cache_clear()
+    pictrace.ingest._ingestor = None
+
+
+def test_throttling_and_5xx_are_retried_and_leave_no_partial_entries(
+    stack: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # every third S3 request fails with 503 SlowDown or 500 InternalError
+    with FaultProxy(stack.endpoint, lambda m, p, n: (503 if n % 2 else 500) if n % 3 == 0 else None) as proxy:
+        use_endpoint(monkeypatch, proxy.endpoint)
+        s3 = stack.client("s3")
+        for name in PHOTOS:
+            s3.put_object(Bucket=stack.bucket, Key=f"images/{name}", Body=read(name))
+        worker = SqsWorker(stack, load_handler(ROOT / "functions/ingest/app.py"))
+        worker.drain()
+        assert proxy.injected > 5
+        assert worker.failed == 0  # botocore's retries absorbed every fault
+        entries = consistent(stack)
+        assert sorted(entries) == sorted(hashlib.sha256(read(n)).hexdigest() for n in PHOTOS)
+
+        from pictrace.api import create_app
+
+        client = TestClient(create_app())
+        for name in PHOTOS[:3]:
+            response = client.post("/search", files={"file": (name, read(name), "application/octet-stream")})
+            assert response.status_code == 200, response.text
+            assert response.json()["results"][0]["id"] == hashlib.sha256(read(name)).hexdigest()
+
+
+def test_a_message_that_keeps_failing_lands_in_the_dlq_with_its_reason_logged(
+    stack: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    s3 = stack.client("s3")
+    s3.put_object(Bucket=stack.bucket, Key="images/ok.jpg", Body=read("astronaut.jpg"))
+    s3.put_object(Bucket=stack.bucket, Key="images/down.png", Body=read("coffee.png"))
+    # reads of one image always fail: S3 keeps answering 500 for it, past botocore's (here: 2) attempts
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "2")
+    monkeypatch.setenv("AWS_RETRY_MODE", "standard")
+    with FaultProxy(stack.endpoint, lambda m, p, n: 500 if "/images/down.png" in p else None) as proxy:
+        use_endpoint(monkeypatch, proxy.endpoint)
+        worker = SqsWorker(stack, load_handler(ROOT / "functions/ingest/app.py"))
+        with caplog.at_level(logging.ERROR, logger="pictrace.ingest"):
+            for _ in range(stack.max_receive_count + 2):
+                worker.drain(timeout=30)
+    sqs = stack.client("sqs")
+    dead = sqs.receive_message(QueueUrl=stack.dlq_url, MaxNumberOfMessages=10).get("Messages", [])
+    keys = [json.loads(m["Body"])["Records"][0]["s3"]["object"]["key"] for m in dead]
+    assert [k.replace("%2F", "/") for k in keys] == ["images/down.png"]
+    assert any("images/down.png" in r.getMessage() and "(500)" in r.getMessage() for r in caplog.records)
+    assert list(consistent(stack).values()) == [("images/ok.jpg",)]  # the rest of the batch went in
