@@ -23,7 +23,8 @@ help:
 # --- set-up -------------------------------------------------------------------------------
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: requirements-dev.txt layers/deps/requirements.txt layers/pictrace/pyproject.toml
+$(VENV)/.installed: requirements-dev.txt layers/deps/requirements.txt layers/deps/requirements-core.txt \
+  layers/deps/requirements-api.txt layers/deps/constraints.txt layers/pictrace/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt
@@ -45,6 +46,7 @@ lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy layers/pictrace/pictrace infra
+	$(VENV)/bin/mypy layers/deps/layer.py
 	$(VENV)/bin/mypy functions/ingest/app.py
 	$(VENV)/bin/mypy functions/search/app.py
 

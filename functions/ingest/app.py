@@ -1,6 +1,10 @@
-"""Ingest Lambda: SQS messages carrying S3 notifications -> pictrace.ingest. Failures are reported per message."""
+"""Ingest Lambda: SQS messages carrying S3 notifications -> pictrace.ingest. Failures are reported per message.
 
-from aws_lambda_powertools import Logger
+Metrics (Powertools, namespace POWERTOOLS_METRICS_NAMESPACE): one count per outcome, e.g. IngestCreated, IngestFailed.
+"""
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
@@ -8,17 +12,18 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pictrace.ingest import handle_s3_notification
 
 logger = Logger()
+metrics = Metrics()
 processor = BatchProcessor(event_type=EventType.SQS)
 
 
 def record_handler(record: SQSRecord) -> None:
     """Index (or un-index) every key the S3 notification in this message names."""
     for outcome in handle_s3_notification(record.json_body):
-        logger.info(
-            "ingest", extra={"key": outcome.key, "action": outcome.action, "id": outcome.id, "reason": outcome.reason}
-        )
+        logger.info("ingest", extra=vars(outcome))  # key, action, id, reason
+        metrics.add_metric(name=f"Ingest{outcome.action.capitalize()}", unit=MetricUnit.Count, value=1)
 
 
+@metrics.log_metrics
 @logger.inject_lambda_context
 def lambda_handler(event: dict, context: LambdaContext) -> PartialItemFailureResponse:
     return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)

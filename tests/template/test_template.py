@@ -101,7 +101,12 @@ def makefile_targets(makefile: Path) -> set[str]:
 # --------------------------------------------------------------------------- functions
 
 FUNCTIONS = ["IngestFunction", "SearchFunction"]
-LAYERS = ["PictraceLayer", "DepsLayer", "ModelLayer"]
+LAYERS = ["PictraceLayer", "CoreDepsLayer", "ApiDepsLayer", "ModelLayer"]
+#: what each function attaches; ModelLayer is fetched at cold start instead (attached, search would not fit 250 MB)
+FUNCTION_LAYERS = {
+    "IngestFunction": ["PictraceLayer", "CoreDepsLayer"],
+    "SearchFunction": ["PictraceLayer", "CoreDepsLayer", "ApiDepsLayer"],
+}
 
 
 def test_expected_functions_and_layers_exist(template: dict[str, Any]) -> None:
@@ -143,7 +148,7 @@ def test_function_runtime_layers_and_build(template: dict[str, Any], name: str) 
     assert props["Runtime"] == "python3.12"
     assert props["Architectures"] == [{"Ref": "Architecture"}]
     assert template["Parameters"]["Architecture"]["AllowedValues"] == ["x86_64", "arm64"]
-    assert sorted(layer["Ref"] for layer in props["Layers"]) == sorted(LAYERS)
+    assert [layer["Ref"] for layer in props["Layers"]] == FUNCTION_LAYERS[name]
     assert resource.get("Metadata", {}).get("BuildMethod") == "makefile"
     makefile = ROOT / props["CodeUri"] / "Makefile"
     assert makefile.is_file(), f"{name}: no Makefile in {props['CodeUri']}"
@@ -159,7 +164,8 @@ def test_function_environment(template: dict[str, Any]) -> None:
         "PICTRACE_IMAGES_PREFIX": {"Ref": "ImagesPrefix"},
         "PICTRACE_INDEX_PREFIX": {"Ref": "IndexPrefix"},
         "PICTRACE_QUERIES_PREFIX": {"Ref": "QueriesPrefix"},
-        "PICTRACE_MODEL_DIR": "/opt/model",
+        "PICTRACE_MODEL_DIR": "/tmp/pictrace-model",
+        "PICTRACE_MODEL_LAYER": {"Ref": "ModelLayer"},
         "PICTRACE_WEIGHTS": {"Ref": "Weights"},
         "PICTRACE_MAX_BYTES": {"Ref": "MaxBytes"},
         "PICTRACE_MAX_PIXELS": {"Ref": "MaxPixels"},
@@ -206,15 +212,23 @@ def test_layer_content_and_makefile(template: dict[str, Any], name: str) -> None
     assert f"build-{name}" in makefile_targets(makefile)
 
 
-def test_deps_layer_follows_architecture(template: dict[str, Any]) -> None:
-    props = template["Resources"]["DepsLayer"]["Properties"]
-    assert props["CompatibleArchitectures"] == [{"Ref": "Architecture"}]
-    requirements = (ROOT / "layers" / "deps" / "requirements.txt").read_text(encoding="utf-8")
-    names = {
+def _requirement_names(name: str) -> set[str]:
+    requirements = (ROOT / "layers" / "deps" / name).read_text(encoding="utf-8")
+    return {
         re.split(r"[<>=!~;\[ ]", line.strip(), maxsplit=1)[0].lower()
         for line in requirements.splitlines()
-        if line.strip() and not line.lstrip().startswith("#")
+        if line.strip() and not line.lstrip().startswith(("#", "-"))
     }
+
+
+def test_deps_layers_follow_architecture(template: dict[str, Any]) -> None:
+    for layer in ("CoreDepsLayer", "ApiDepsLayer"):
+        props = template["Resources"][layer]["Properties"]
+        assert props["CompatibleArchitectures"] == [{"Ref": "Architecture"}], layer
+    core, api = _requirement_names("requirements-core.txt"), _requirement_names("requirements-api.txt")
+    assert {"numpy", "opencv-python-headless", "ai-edge-litert", "aws-lambda-powertools", "boto3"} <= core
+    assert {"fastapi", "mangum", "aiohttp", "python-multipart"} <= api
+    everything = core | api
     assert {
         "numpy",
         "opencv-python-headless",
@@ -224,7 +238,11 @@ def test_deps_layer_follows_architecture(template: dict[str, Any]) -> None:
         "aiohttp",
         "python-multipart",
         "aws-lambda-powertools",
-    } <= names
+    } <= everything
+    included = (ROOT / "layers" / "deps" / "requirements.txt").read_text(encoding="utf-8")
+    assert "-r requirements-core.txt" in included and "-r requirements-api.txt" in included
+    pinned = _requirement_names("constraints.txt")
+    assert everything <= pinned
 
 
 MAKE = shutil.which("make")
@@ -235,7 +253,8 @@ MAKE = shutil.which("make")
     ("makefile", "target"),
     [
         ("layers/pictrace/Makefile", "build-PictraceLayer"),
-        ("layers/deps/Makefile", "build-DepsLayer"),
+        ("layers/deps/Makefile", "build-CoreDepsLayer"),
+        ("layers/deps/Makefile", "build-ApiDepsLayer"),
         ("layers/model/Makefile", "build-ModelLayer"),
         ("functions/ingest/Makefile", "build-IngestFunction"),
         ("functions/search/Makefile", "build-SearchFunction"),
@@ -261,7 +280,7 @@ def test_deps_makefile_rejects_unknown_arch(tmp_path: Path) -> None:
             MAKE,
             "--makefile",
             str(ROOT / "layers/deps/Makefile"),
-            "build-DepsLayer",
+            "build-CoreDepsLayer",
             f"ARTIFACTS_DIR={tmp_path}",
             "ARCH=sparc",
         ],
@@ -283,7 +302,7 @@ def test_deps_makefile_maps_arm64_to_aarch64_wheels(tmp_path: Path) -> None:
             "-n",
             "--makefile",
             str(ROOT / "layers/deps/Makefile"),
-            "build-DepsLayer",
+            "build-CoreDepsLayer",
             f"ARTIFACTS_DIR={tmp_path}",
             "ARCH=arm64",
         ],
@@ -627,3 +646,24 @@ def test_sam_validate_lint() -> None:
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     assert "is a valid SAM Template" in output, output
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_handlers_are_thin(template: dict[str, Any], name: str) -> None:
+    """A handler wires Powertools to pictrace and nothing more: under 20 lines of code (docstrings excluded)."""
+    props = function_properties(template, name)
+    source = ROOT / props["CodeUri"] / (props["Handler"].rpartition(".")[0] + ".py")
+    tree = ast.parse(source.read_text(encoding="utf-8"))
+    docstrings = {
+        line
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+        and ast.get_docstring(node) is not None
+        for line in range(node.body[0].lineno, (node.body[0].end_lineno or node.body[0].lineno) + 1)
+    }
+    code = [
+        n
+        for n, line in enumerate(source.read_text(encoding="utf-8").splitlines(), start=1)
+        if line.strip() and not line.strip().startswith("#") and n not in docstrings
+    ]
+    assert len(code) < 20, f"{source.relative_to(ROOT)}: {len(code)} lines of code"

@@ -28,6 +28,7 @@ from pictrace.errors import (
     WeightsUnavailable,
 )
 from pictrace.fetch import fetch_url
+from pictrace.modelfetch import ensure_model
 from pictrace.rerank import Scores as RerankScores
 from pictrace.search import MAX_SHORTLIST, MAX_TOP_K, SearchResult, SearchService
 from pictrace.search import Query as SearchQuery
@@ -143,7 +144,7 @@ def create_app(settings: Settings | None = None, service: SearchService | None =
     @app.get("/health")
     async def health() -> dict[str, Any]:
         """Liveness, the model's weights and backend, and the number of indexed images last seen."""
-        info = load_model_info(settings.model_dir)
+        info = load_model_info(ensure_model(settings))
         svc = get_service()
         return {
             "status": "ok",

@@ -19,6 +19,7 @@ from pictrace.embedding import Embedder, get_embedder
 from pictrace.errors import InvalidImage, NotFound
 from pictrace.images import decode_image
 from pictrace.index import Entry, IndexStore, now_iso
+from pictrace.modelfetch import ensure_model
 from pictrace.rerank import compute_features
 from pictrace.settings import Settings, get_settings
 from pictrace.storage import Store
@@ -49,7 +50,7 @@ class Ingestor:
     def embedder(self) -> Embedder:
         """The embedder, loaded on first use."""
         if self._embedder is None:
-            self._embedder = get_embedder(self.settings.model_dir, self.settings.weights)
+            self._embedder = get_embedder(ensure_model(self.settings), self.settings.weights)
         return self._embedder
 
     def sync_key(self, key: str) -> Outcome:

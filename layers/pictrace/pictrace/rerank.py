@@ -56,7 +56,7 @@ def compute_features(bgr: np.ndarray) -> Features:
     scale = ORB_LONG_SIDE / max(h, w)
     orb_img = cv2.resize(gray, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
     orb = cv2.ORB.create(nfeatures=ORB_FEATURES)
-    kps, desc = orb.detectAndCompute(orb_img, None)
+    kps, desc = orb.detectAndCompute(orb_img, None)  # type: ignore[call-overload]  # OpenCV 4 stubs: no None mask
     if desc is None or not kps:
         return Features(thumb, np.zeros((0, 2), np.float32), np.zeros((0, 32), np.uint8))
     points = np.array([kp.pt for kp in kps], dtype=np.float32)

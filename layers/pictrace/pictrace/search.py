@@ -15,6 +15,7 @@ from pictrace.errors import BadRequest, NotFound
 from pictrace.fetch import ObjectFetcher
 from pictrace.images import decode_image
 from pictrace.index import EmbeddingIndex, Entry, IndexStore
+from pictrace.modelfetch import ensure_model
 from pictrace.rerank import Features, Scores, compute_features, score
 from pictrace.settings import Settings
 from pictrace.storage import Store
@@ -76,7 +77,7 @@ class SearchService:
     def embedder(self) -> Embedder:
         """The embedder, loaded on first use."""
         if self._embedder is None:
-            self._embedder = get_embedder(self.settings.model_dir, self.settings.weights)
+            self._embedder = get_embedder(ensure_model(self.settings), self.settings.weights)
         return self._embedder
 
     def link(self, key: str) -> str:

@@ -23,6 +23,7 @@ class Settings:
     index_prefix: str = "index/"
     queries_prefix: str = "queries/"
     model_dir: str = "/opt/model"
+    model_layer: str = ""  # ARN of a layer version whose archive holds model/: fetched into model_dir if absent
     weights: str = ""  # the weights the model artifact must hold; empty = accept what it holds
     max_bytes: int = 20_000_000
     max_pixels: int = 50_000_000

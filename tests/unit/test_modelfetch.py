@@ -1,0 +1,127 @@
+"""The model fetched from the model layer's archive at cold start (pictrace.modelfetch), served locally."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import http.server
+import threading
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+from pictrace.errors import ConfigError, UpstreamError
+from pictrace.modelfetch import ensure_model, has_model
+from pictrace.settings import Settings
+
+ARN = "arn:aws:lambda:us-east-1:123456789012:layer:pictrace-model:7"
+
+
+class FakeLambda:
+    """get_layer_version_by_arn as Lambda answers it: a link to the archive and the archive's SHA-256 (base64)."""
+
+    def __init__(self, url: str, archive: Path, sha: str | None = None, error: Exception | None = None) -> None:
+        self.url, self.archive, self.error, self.calls = url, archive, error, 0
+        digest = base64.b64encode(hashlib.sha256(archive.read_bytes()).digest()).decode()
+        self.sha = sha or digest
+
+    def get_layer_version_by_arn(self, Arn: str) -> dict[str, Any]:
+        self.calls += 1
+        assert Arn == ARN
+        if self.error:
+            raise self.error
+        return {"Content": {"Location": self.url, "CodeSha256": self.sha, "CodeSize": self.archive.stat().st_size}}
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """An HTTP server on 127.0.0.1 serving tmp_path/www; yields (base URL, that directory)."""
+    www = tmp_path / "www"
+    www.mkdir()
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, directory=str(www), **kwargs)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", www
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def layer_zip(path: Path, files: dict[str, bytes]) -> Path:
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in files.items():
+            zf.writestr(name, data)
+    return path
+
+
+def settings(model_dir: Path) -> Settings:
+    return Settings(bucket="b", model_dir=str(model_dir), model_layer=ARN)
+
+
+def test_fetches_once_then_finds_it(served: tuple[str, Path], tmp_path: Path) -> None:
+    url, www = served
+    archive = layer_zip(www / "layer.zip", {"model/model.tflite": b"\x01" * 5000, "model/model.json": b'{"w": 1}'})
+    client = FakeLambda(f"{url}/layer.zip", archive)
+    target = tmp_path / "tmp" / "pictrace-model"
+    assert ensure_model(settings(target), client) == str(target)
+    assert (target / "model.tflite").read_bytes() == b"\x01" * 5000
+    assert (target / "model.json").read_bytes() == b'{"w": 1}'
+    assert sorted(p.name for p in target.iterdir()) == ["model.json", "model.tflite"]  # no leftovers
+    ensure_model(settings(target), client)  # a warm container: already there
+    assert client.calls == 1
+
+
+def test_nothing_is_fetched_without_a_layer_or_when_the_dir_holds_the_model(tmp_path: Path) -> None:
+    client = FakeLambda("http://127.0.0.1:9/none", layer_zip(tmp_path / "x.zip", {}))
+    ensure_model(Settings(bucket="b", model_dir=str(tmp_path / "empty")), client)
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "model.tflite").write_bytes(b"x")
+    (tmp_path / "m" / "model.json").write_text("{}")
+    ensure_model(settings(tmp_path / "m"), client)
+    assert client.calls == 0
+
+
+def test_checksum_mismatch_is_refused(served: tuple[str, Path], tmp_path: Path) -> None:
+    url, www = served
+    archive = layer_zip(www / "layer.zip", {"model/model.tflite": b"a", "model/model.json": b"{}"})
+    client = FakeLambda(f"{url}/layer.zip", archive, sha=base64.b64encode(b"\0" * 32).decode())
+    with pytest.raises(UpstreamError, match="SHA-256"):
+        ensure_model(settings(tmp_path / "m"), client)
+    assert not has_model(tmp_path / "m")
+
+
+def test_layer_without_model_and_lambda_errors_are_explained(served: tuple[str, Path], tmp_path: Path) -> None:
+    url, www = served
+    archive = layer_zip(www / "layer.zip", {"python/other.py": b""})
+    with pytest.raises(ConfigError, match="make model"):
+        ensure_model(settings(tmp_path / "m"), FakeLambda(f"{url}/layer.zip", archive))
+    denied = ClientError({"Error": {"Code": "AccessDeniedException", "Message": "no"}}, "GetLayerVersionByArn")
+    with pytest.raises(UpstreamError, match="AccessDenied"):
+        ensure_model(settings(tmp_path / "m"), FakeLambda(f"{url}/layer.zip", archive, error=denied))
+    with pytest.raises(UpstreamError, match="download"):
+        ensure_model(settings(tmp_path / "m"), FakeLambda(f"{url}/missing.zip", archive))
+
+
+def test_the_real_model_layer_loads_after_the_fetch(served: tuple[str, Path], tmp_path: Path, model_dir: str) -> None:
+    """The model layer's archive as sam packages it (model/ at the root), fetched and run by LiteRT."""
+    from pictrace.embedding import LiteRTEmbedder, load_model_info
+
+    url, www = served
+    files = {f"model/{p.name}": p.read_bytes() for p in Path(model_dir).iterdir() if p.is_file()}
+    archive = layer_zip(www / "layer.zip", files)
+    target = tmp_path / "pictrace-model"
+    ensure_model(settings(target), FakeLambda(f"{url}/layer.zip", archive))
+    assert load_model_info(target)["weights"] == load_model_info(model_dir)["weights"]
+    assert LiteRTEmbedder(target).weights == load_model_info(model_dir)["weights"]
