@@ -430,6 +430,7 @@ def test_ingest_role_least_privilege(template: dict[str, Any]) -> None:
     assert _can(grants, "s3:GetObject", "ImagesPrefix")
     for action in ("s3:GetObject", "s3:PutObject", "s3:DeleteObject"):
         assert _can(grants, action, "IndexPrefix"), action
+    assert not _can(grants, "s3:GetObject", "QueriesPrefix"), "ingest has no business with query uploads"
     for action in ("s3:PutObject", "s3:DeleteObject"):
         assert not _can(grants, action, "ImagesPrefix"), f"ingest must not {action} images"
         assert not _can(grants, action, "QueriesPrefix"), f"ingest must not {action} queries"
@@ -445,7 +446,9 @@ def test_search_role_least_privilege(template: dict[str, Any]) -> None:
     grants = _grants(template, "SearchFunctionRole")
     assert _can(grants, "s3:GetObject", "IndexPrefix")
     assert _can(grants, "s3:GetObject", "ImagesPrefix")
-    assert _can(grants, "s3:PutObject", "QueriesPrefix")
+    assert _can(grants, "s3:PutObject", "QueriesPrefix")  # signs the presigned uploads
+    assert _can(grants, "s3:GetObject", "QueriesPrefix")  # reads them back for POST /search {"key": ...}
+    assert not any("s3:DeleteObject" in actions for actions, _, _ in grants), "search deletes nothing"
     for prefix in ("ImagesPrefix", "IndexPrefix"):
         for action in ("s3:PutObject", "s3:DeleteObject"):
             assert not _can(grants, action, prefix), f"search must not {action} under {prefix}"
@@ -453,7 +456,7 @@ def test_search_role_least_privilege(template: dict[str, Any]) -> None:
     assert lists
     for _resources, condition in lists:
         prefixes = _as_list(condition["StringLike"]["s3:prefix"])
-        assert [sub_text(p) for p in prefixes] == ["${IndexPrefix}*"]
+        assert [sub_text(p) for p in prefixes] == ["${IndexPrefix}*", "${QueriesPrefix}*"]
     assert not any(a.startswith("sqs:") for actions, _, _ in grants for a in actions)
 
 
@@ -582,20 +585,66 @@ def test_ingest_event_source(template: dict[str, Any]) -> None:
 
 
 def test_search_http_api(template: dict[str, Any]) -> None:
-    events = template["Resources"]["SearchFunction"]["Properties"]["Events"]
-    http = [e["Properties"] for e in events.values() if e["Type"] == "HttpApi"]
-    assert len(http) == 1
-    props = http[0]
-    assert props.get("Path", "$default") in ("$default", "/{proxy+}")
-    assert props.get("Method", "ANY").upper() in ("ANY", "X-AMAZON-APIGATEWAY-ANY-METHOD")
-    api_name = props["ApiId"]["Ref"]
-    api = template["Resources"][api_name]
-    assert api["Type"] == "AWS::Serverless::HttpApi"
-    settings = api["Properties"]["DefaultRouteSettings"]
-    assert settings["ThrottlingBurstLimit"] == {"Ref": "ApiThrottlingBurstLimit"}
-    assert settings["ThrottlingRateLimit"] == {"Ref": "ApiThrottlingRateLimit"}
-    assert api["Properties"]["CorsConfiguration"]["AllowOrigins"] == {"Ref": "CorsAllowOrigins"}
-    assert template["Resources"]["SearchFunction"]["Properties"]["Timeout"] <= 30
+    res = template["Resources"]
+    assert "Events" not in res["SearchFunction"]["Properties"]  # the API's resources below call it
+    api = res["PicTraceApi"]
+    assert api["Type"] == "AWS::ApiGatewayV2::Api" and api["Properties"]["ProtocolType"] == "HTTP"
+    integration = res["PicTraceApiIntegration"]["Properties"]
+    assert integration["IntegrationUri"] == {"Fn::GetAtt": ["SearchFunction", "Arn"]}
+    assert integration["IntegrationType"] == "AWS_PROXY" and integration["PayloadFormatVersion"] == "2.0"
+    route = res["PicTraceApiDefaultRoute"]["Properties"]
+    assert route["RouteKey"] == "$default" and route["Target"] == {"Fn::Sub": "integrations/${PicTraceApiIntegration}"}
+    stage = res["PicTraceApiStage"]["Properties"]
+    assert stage["StageName"] == "$default" and stage["AutoDeploy"] is True
+    assert stage["DefaultRouteSettings"]["ThrottlingBurstLimit"] == {"Ref": "ApiThrottlingBurstLimit"}
+    assert stage["DefaultRouteSettings"]["ThrottlingRateLimit"] == {"Ref": "ApiThrottlingRateLimit"}
+    assert stage["AccessLogSettings"]["DestinationArn"] == {"Fn::GetAtt": ["ApiAccessLogGroup", "Arn"]}
+    permission = res["SearchFunctionApiPermission"]["Properties"]
+    assert permission["Principal"] == "apigateway.amazonaws.com" and permission["FunctionName"] == {
+        "Ref": "SearchFunction"
+    }
+    assert "${PicTraceApi}/" in permission["SourceArn"]["Fn::Sub"]
+    assert res["SearchFunction"]["Properties"]["Timeout"] <= 30
+
+
+def test_api_auth_is_a_parameter(template: dict[str, Any]) -> None:
+    params, res, conditions = template["Parameters"], template["Resources"], template["Conditions"]
+    assert params["ApiAuth"]["AllowedValues"] == ["NONE", "IAM", "JWT"] and params["ApiAuth"]["Default"] == "NONE"
+    assert conditions["AuthIam"] == {"Fn::Equals": [{"Ref": "ApiAuth"}, "IAM"]}
+    assert conditions["AuthJwt"] == {"Fn::Equals": [{"Ref": "ApiAuth"}, "JWT"]}
+    route = res["PicTraceApiDefaultRoute"]["Properties"]
+    assert route["AuthorizationType"] == {"Fn::If": ["AuthIam", "AWS_IAM", {"Fn::If": ["AuthJwt", "JWT", "NONE"]}]}
+    assert route["AuthorizerId"] == {
+        "Fn::If": ["AuthJwt", {"Ref": "PicTraceApiJwtAuthorizer"}, {"Ref": "AWS::NoValue"}]
+    }
+    jwt = res["PicTraceApiJwtAuthorizer"]
+    assert jwt["Condition"] == "AuthJwt" and jwt["Properties"]["AuthorizerType"] == "JWT"
+    assert jwt["Properties"]["JwtConfiguration"] == {"Issuer": {"Ref": "JwtIssuer"}, "Audience": {"Ref": "JwtAudience"}}
+    rule = template["Rules"]["JwtAuthNeedsIssuerAndAudience"]
+    assert rule["RuleCondition"] == {"Fn::Equals": [{"Ref": "ApiAuth"}, "JWT"]} and len(rule["Assertions"]) == 2
+    preflight = res["PicTraceApiPreflightRoute"]
+    assert preflight["Condition"] == "AuthAny" and preflight["Properties"]["AuthorizationType"] == "NONE"
+    assert preflight["Properties"]["RouteKey"].startswith("OPTIONS ")
+
+
+def test_cors_is_a_parameter_on_the_api_and_the_bucket(template: dict[str, Any]) -> None:
+    res = template["Resources"]
+    assert template["Conditions"]["HasCors"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Fn::Join": ["", {"Ref": "CorsAllowOrigins"}]}, ""]}]
+    }
+    api_cors = res["PicTraceApi"]["Properties"]["CorsConfiguration"]["Fn::If"]
+    assert api_cors[0] == "HasCors" and api_cors[1]["AllowOrigins"] == {"Ref": "CorsAllowOrigins"}
+    assert api_cors[2] == {"Ref": "AWS::NoValue"}
+    bucket_cors = res["ImagesBucket"]["Properties"]["CorsConfiguration"]["Fn::If"]
+    assert bucket_cors[0] == "HasCors" and bucket_cors[2] == {"Ref": "AWS::NoValue"}
+    (rule,) = bucket_cors[1]["CorsRules"]
+    assert rule["AllowedOrigins"] == {"Ref": "CorsAllowOrigins"} and "PUT" in rule["AllowedMethods"]
+
+
+def test_functions_may_fetch_only_the_model_layer(template: dict[str, Any]) -> None:
+    for role in ("IngestFunctionRole", "SearchFunctionRole"):
+        grants = [(a, r) for a, r, _ in _grants(template, role) if any(x.startswith("lambda:") for x in a)]
+        assert grants == [({"lambda:GetLayerVersion"}, ["{'Ref': 'ModelLayer'}"])], role
 
 
 def test_outputs(template: dict[str, Any]) -> None:

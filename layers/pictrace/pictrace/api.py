@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import logging
@@ -33,6 +34,8 @@ from pictrace.rerank import Scores as RerankScores
 from pictrace.search import MAX_SHORTLIST, MAX_TOP_K, SearchResult, SearchService
 from pictrace.search import Query as SearchQuery
 from pictrace.settings import Settings, get_settings
+from pictrace.storage import Store
+from pictrace.uploads import UPLOAD_TYPES, new_upload, read_upload
 
 logger = logging.getLogger(__name__)
 
@@ -51,12 +54,13 @@ STATUS: list[tuple[type[PicTraceError], int]] = [
 
 
 class SearchRequest(BaseModel):
-    """JSON body of POST /search: exactly one of url, image_base64 or id."""
+    """JSON body of POST /search: exactly one of url, image_base64, id or key."""
 
     model_config = ConfigDict(extra="forbid")
     url: str | None = Field(None, description="http(s) URL of the query image", max_length=2048)
     image_base64: str | None = Field(None, description="the query image, base64-encoded")
     id: str | None = Field(None, description="SHA-256 id of an indexed image", max_length=64)
+    key: str | None = Field(None, description="key of a query image uploaded with POST /uploads", max_length=1024)
     top_k: int | None = Field(None, ge=1, le=MAX_TOP_K)
     shortlist: int | None = Field(None, ge=1, le=MAX_SHORTLIST)
 
@@ -90,6 +94,21 @@ class SearchResponse(BaseModel):
 class ErrorResponse(BaseModel):
     detail: str
     error: str
+
+
+class UploadRequest(BaseModel):
+    """Optional JSON body of POST /uploads."""
+
+    model_config = ConfigDict(extra="forbid")
+    content_type: str | None = Field(None, description=f"sign the PUT for this type: {', '.join(UPLOAD_TYPES)}")
+
+
+class UploadResponse(BaseModel):
+    key: str = Field(description='the key to search by: POST /search {"key": ...}')
+    url: str = Field(description="presigned URL to PUT the image to")
+    method: str
+    headers: dict[str, str] = Field(description="headers the PUT must carry")
+    expires_in: int = Field(description="seconds the URL stays valid")
 
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
@@ -169,6 +188,14 @@ def create_app(settings: Settings | None = None, service: SearchService | None =
         result = await svc.search(query, top_k or body_top_k, shortlist or body_shortlist)
         return _response(result, svc)
 
+    @app.post("/uploads", status_code=201, response_model=UploadResponse, responses=_ERRORS)
+    async def uploads(body: UploadRequest | None = None) -> UploadResponse:
+        """A presigned PUT for a query image too large for a request (6 MB); then POST /search {"key": key}."""
+        upload = new_upload(Store(settings.bucket), settings, body.content_type if body else None)
+        return UploadResponse(
+            key=upload.key, url=upload.url, method=upload.method, headers=upload.headers, expires_in=upload.expires_in
+        )
+
     @app.get("/images/{image_id}", responses=_ERRORS)
     async def image(image_id: str) -> dict[str, Any]:
         """An indexed image: its keys, metadata and a presigned link to the original."""
@@ -203,11 +230,14 @@ async def _parse_query(request: Request, settings: Settings) -> tuple[SearchQuer
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first.get("loc", ())) or "body"
             raise BadRequest(f"invalid JSON body at {where}: {first.get('msg')}") from None
-        given = [name for name in ("url", "image_base64", "id") if getattr(body, name)]
+        given = [name for name in ("url", "image_base64", "id", "key") if getattr(body, name)]
         if len(given) != 1:
-            raise BadRequest("give exactly one of url, image_base64 or id")
+            raise BadRequest("give exactly one of url, image_base64, id or key")
         if body.id:
             return SearchQuery(id=body.id), body.top_k, body.shortlist
+        if body.key:
+            data = await asyncio.to_thread(read_upload, Store(settings.bucket), settings, body.key)
+            return SearchQuery(image=data), body.top_k, body.shortlist
         if body.image_base64:
             if len(body.image_base64) > settings.max_bytes * 4 // 3 + 4:
                 raise ImageTooLarge(f"image_base64 decodes to more than {settings.max_bytes} bytes")

@@ -1,0 +1,74 @@
+"""Query uploads: a presigned PUT into the queries prefix, then a search by that key.
+
+API Gateway and Lambda cap a synchronous request at 6 MB (base64 makes that ~4.5 MB of image), so larger query
+images go straight to S3: POST /uploads answers a presigned PUT URL and a fresh key under the queries prefix, the
+client PUTs the bytes there, then POST /search {"key": ...}. The bucket's lifecycle rule deletes the uploads after a
+day. A presigned PUT cannot bound the size, so the size is checked when the upload is read.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from dataclasses import dataclass, field
+
+from pictrace.errors import BadRequest, ImageTooLarge, NotFound
+from pictrace.settings import Settings
+from pictrace.storage import Store
+
+logger = logging.getLogger(__name__)
+
+#: content types a client may ask the presigned PUT to carry (the image type is still detected from the bytes)
+UPLOAD_TYPES = ("image/jpeg", "image/png", "image/webp", "image/bmp", "image/tiff")
+_SAFE_KEY = re.compile(r"^[A-Za-z0-9._/-]{1,1024}$")
+
+
+@dataclass(frozen=True)
+class Upload:
+    """Where and how to PUT a query image."""
+
+    key: str
+    url: str
+    expires_in: int
+    headers: dict[str, str] = field(default_factory=dict)
+    method: str = "PUT"
+
+
+def new_upload(store: Store, settings: Settings, content_type: str | None = None) -> Upload:
+    """A presigned PUT for a new key under the queries prefix (signed for content_type when one is given)."""
+    if content_type is not None and content_type not in UPLOAD_TYPES:
+        raise BadRequest(f"content_type must be one of {', '.join(UPLOAD_TYPES)}")
+    key = f"{settings.queries_prefix}{uuid.uuid4().hex}"
+    url = store.presign_put(key, settings.presign_seconds, content_type)
+    headers = {"content-type": content_type} if content_type else {}
+    logger.info("presigned an upload to %s", key)
+    return Upload(key, url, settings.presign_seconds, headers)
+
+
+def check_upload_key(settings: Settings, key: str) -> None:
+    """BadRequest unless key names an object under the queries prefix (and nothing else: no '..', no '//')."""
+    rest = key.removeprefix(settings.queries_prefix)
+    if (
+        rest == key
+        or not rest
+        or not _SAFE_KEY.match(key)
+        or ".." in key.split("/")
+        or "//" in key
+        or rest.startswith("/")
+    ):
+        raise BadRequest(f"key must name an upload under {settings.queries_prefix} (from POST /uploads)")
+
+
+def read_upload(store: Store, settings: Settings, key: str) -> bytes:
+    """The bytes of an uploaded query image; NotFound if nothing was uploaded there, ImageTooLarge over max_bytes."""
+    check_upload_key(settings, key)
+    size = store.size(key)
+    if size is None:
+        raise NotFound(f"nothing was uploaded to {key} (or it expired)")
+    if size > settings.max_bytes:
+        raise ImageTooLarge(f"the upload is {size} bytes; the limit is {settings.max_bytes} bytes")
+    data = store.get(key).body
+    if len(data) > settings.max_bytes:  # replaced by a larger object since the size check
+        raise ImageTooLarge(f"the upload is over the limit of {settings.max_bytes} bytes")
+    return data
