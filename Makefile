@@ -21,7 +21,7 @@ help:
 	@echo "make samples  fetch the sample photos into $(SAMPLES)"
 
 # --- set-up -------------------------------------------------------------------------------
-setup: $(VENV)/.installed
+setup: $(VENV)/.installed browser
 
 $(VENV)/.installed: requirements-dev.txt layers/deps/requirements.txt layers/deps/requirements-core.txt \
   layers/deps/requirements-api.txt layers/deps/constraints.txt layers/pictrace/pyproject.toml
@@ -30,6 +30,19 @@ $(VENV)/.installed: requirements-dev.txt layers/deps/requirements.txt layers/dep
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	$(PY) -m pip install --quiet --no-deps -e layers/pictrace
 	touch $@
+
+# Debian's chromium for the browser test (tests/functional/test_web_page.py): Playwright (requirements-dev.txt)
+# drives it; `playwright install` is never run. Idempotent: nothing to do once /usr/bin/chromium exists.
+CHROMIUM ?= /usr/bin/chromium
+.PHONY: browser
+browser:
+	@if [ -x $(CHROMIUM) ]; then exit 0; fi; \
+	if ! command -v apt-get >/dev/null; then \
+	  echo "no $(CHROMIUM) and no apt-get: install Chromium for the browser test" >&2; exit 0; fi; \
+	sudo=; if [ "$$(id -u)" != 0 ]; then sudo=sudo; fi; \
+	echo "installing Debian's chromium for the browser test"; \
+	$$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq chromium >/dev/null \
+	  || echo "could not install chromium: the browser test will fail until $(CHROMIUM) exists" >&2
 
 model: setup
 	$(PY) infra/build_model.py --weights '$(WEIGHTS)' --out $(MODEL_DIR)

@@ -6,10 +6,12 @@ import asyncio
 import base64
 import binascii
 import logging
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Query, Request
-from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.datastructures import UploadFile
 
@@ -38,6 +40,8 @@ from pictrace.storage import Store
 from pictrace.uploads import UPLOAD_TYPES, new_upload, read_upload
 
 logger = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).with_name("static")
 
 STATUS: list[tuple[type[PicTraceError], int]] = [
     (ImageTooLarge, 413),
@@ -157,8 +161,11 @@ def create_app(settings: Settings | None = None, service: SearchService | None =
         app.add_exception_handler(exc_type, _handler(status))
 
     @app.get("/", include_in_schema=False)
-    async def root() -> RedirectResponse:
-        return RedirectResponse("/docs")
+    async def root() -> FileResponse:
+        """The search page (pictrace/static/index.html; its assets are under /static, no CDN)."""
+        return FileResponse(STATIC_DIR / "index.html")
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     @app.get("/health")
     async def health() -> dict[str, Any]:

@@ -1,0 +1,488 @@
+// PicTrace's page: one query at a time against this API's POST /search, rendered as a grid.
+// Plain JavaScript, no dependencies, every request relative to the page (so a path prefix works).
+"use strict";
+
+(() => {
+  const $ = (id) => document.getElementById(id);
+  const els = {
+    status: $("status"),
+    drop: $("drop"),
+    overlay: $("drop-overlay"),
+    file: $("file"),
+    form: $("url-form"),
+    url: $("url"),
+    topK: $("top-k"),
+    error: $("error"),
+    errorTitle: $("error-title"),
+    errorDetail: $("error-detail"),
+    errorClose: $("error-close"),
+    query: $("query"),
+    queryImg: $("query-img"),
+    queryCaption: $("query-caption"),
+    summary: $("summary"),
+    timings: $("timings"),
+    model: $("model"),
+    results: $("results"),
+  };
+
+  const ID_RE = /^[0-9a-f]{64}$/;
+  const STAGES = [
+    ["decode", "#64748b"],
+    ["embed", "#2457d6"],
+    ["refresh", "#0891b2"],
+    ["scan", "#0e9f6e"],
+    ["fetch", "#d97706"],
+    ["rerank", "#7c3aed"],
+  ];
+  const SIGNALS = [
+    ["cosine", "var(--cosine)"],
+    ["ssim", "var(--ssim)"],
+    ["orb", "var(--orb)"],
+    ["final", "var(--final)"],
+  ];
+  let current = 0; // the newest search; answers to older ones are dropped
+  let queryObjectUrl = null;
+
+  // The id of an image is the SHA-256 of its bytes: computed here, it marks the result that is the very same file.
+  async function sha256(blob) {
+    if (!window.crypto || !crypto.subtle) return null; // only in secure contexts (https, localhost)
+    try {
+      const digest = await crypto.subtle.digest("SHA-256", await blob.arrayBuffer());
+      return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
+    } catch {
+      return null;
+    }
+  }
+
+  // ------------------------------------------------------------------ small helpers
+  function el(tag, attrs = {}, ...children) {
+    const node = document.createElement(tag);
+    for (const [name, value] of Object.entries(attrs)) {
+      if (value === undefined || value === null || value === false) continue;
+      if (name === "class") node.className = value;
+      else if (name === "style") node.setAttribute("style", value);
+      else if (name.startsWith("on")) node.addEventListener(name.slice(2), value);
+      else node.setAttribute(name, value === true ? "" : value);
+    }
+    for (const child of children.flat(Infinity)) {
+      if (child === undefined || child === null || child === false) continue;
+      node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+    }
+    return node;
+  }
+
+  const basename = (key) => key.split("/").pop() || key;
+  const fmt = (x, digits = 3) => (typeof x === "number" ? x.toFixed(digits) : "–");
+  const pct = (x) => `${Math.max(0, Math.min(100, x * 100)).toFixed(1)}%`;
+
+  function bytes(n) {
+    if (typeof n !== "number") return "";
+    if (n < 1024) return `${n} B`;
+    if (n < 1024 * 1024) return `${(n / 1024).toFixed(0)} KB`;
+    return `${(n / 1024 / 1024).toFixed(1)} MB`;
+  }
+
+  function ms(x) {
+    if (typeof x !== "number") return "–";
+    return x >= 100 ? `${Math.round(x)} ms` : `${x.toFixed(1)} ms`;
+  }
+
+  // An <img> that turns into a labelled placeholder when the browser cannot show it (TIFF, an expired link).
+  function picture(src, alt, whyNot) {
+    if (!src) return el("div", { class: "noimg" }, whyNot || "no preview");
+    const img = el("img", { src, alt, loading: "lazy", decoding: "async" });
+    img.addEventListener("error", () => img.replaceWith(el("div", { class: "noimg" }, whyNot || "no preview")));
+    return img;
+  }
+
+  // ------------------------------------------------------------------ errors
+  // Every error the API returns is {"detail": "...", "error": "<type>"} with a 4xx/5xx status;
+  // FastAPI's own parameter validation answers 422 with a list of problems in "detail".
+  const TITLES = {
+    400: "The request was not understood.",
+    404: "Not found.",
+    409: "The index was busy; try again.",
+    413: "Too large.",
+    422: "That is not an image PicTrace can read.",
+    500: "The server failed.",
+    502: "The server could not be reached.",
+    503: "The service is not ready.",
+    504: "The server took too long.",
+  };
+  const TYPE_TITLES = {
+    FetchError: "Could not fetch that URL.",
+    ImageTooLarge: "Too large.",
+    InvalidImage: "That is not an image PicTrace can read.",
+    NotFound: "Not found.",
+    BadRequest: "The request was not understood.",
+    RequestValidationError: "The request was not understood.",
+    InternalError: "The server failed.",
+    ConflictError: "The index was busy; try again.",
+    ConfigError: "The service is misconfigured.",
+    ModelMismatch: "The service's model does not match its configuration.",
+    WeightsUnavailable: "The service's model weights are unavailable.",
+    UpstreamError: "The image store could not be reached.",
+  };
+
+  function showError(title, detail) {
+    els.errorTitle.textContent = title;
+    els.errorDetail.textContent = detail || "";
+    els.error.hidden = false;
+  }
+
+  function clearError() {
+    els.error.hidden = true;
+  }
+
+  async function apiError(response) {
+    let body = null;
+    try {
+      body = await response.json();
+    } catch {
+      body = null;
+    }
+    let detail = "";
+    if (body && typeof body.detail === "string") detail = body.detail;
+    else if (body && Array.isArray(body.detail)) {
+      detail = body.detail
+        .map((d) => `${(d.loc || []).filter((p) => p !== "body").join(".")}: ${d.msg}`)
+        .join("; ");
+    } else detail = `HTTP ${response.status} ${response.statusText}`.trim();
+    const type = body && typeof body.error === "string" ? body.error : "";
+    const title = TYPE_TITLES[type] || TITLES[response.status] || `The request failed (HTTP ${response.status}).`;
+    return { title, detail, status: response.status, type };
+  }
+
+  // ------------------------------------------------------------------ the API
+  async function api(path, init) {
+    let response;
+    try {
+      response = await fetch(path, init);
+    } catch (exc) {
+      throw { title: "Cannot reach the PicTrace API.", detail: `${exc.message || exc}. Is the server running?` };
+    }
+    if (!response.ok) throw await apiError(response);
+    try {
+      return await response.json();
+    } catch {
+      throw { title: "The API sent an answer this page does not understand.", detail: `HTTP ${response.status}` };
+    }
+  }
+
+  async function loadHealth() {
+    try {
+      const h = await api("health");
+      renderStatus(h.indexed, h.weights, h.backend, h.version);
+    } catch (err) {
+      els.status.replaceChildren(el("span", { class: "bad" }, `${err.title} ${err.detail || ""}`));
+    }
+  }
+
+  function renderStatus(indexed, weights, backend, version) {
+    const random = typeof weights === "string" && weights.startsWith("random:");
+    // /health reports what its container has loaded so far, which is 0 before its first search: say nothing then
+    const count = indexed ? [el("b", {}, String(indexed)), ` image${indexed === 1 ? "" : "s"} indexed · `] : [];
+    els.status.replaceChildren(
+      ...count,
+      "weights ",
+      el(
+        "span",
+        {
+          class: "badge",
+          title: random
+            ? "seeded random weights: finds near-duplicates (resized, cropped, recompressed) but has no ImageNet semantics"
+            : "the model's weights",
+        },
+        weights
+      ),
+      backend ? ` · ${backend}` : "",
+      version ? ` · v${version}` : ""
+    );
+  }
+
+  // ------------------------------------------------------------------ searching
+  // kind: "file" (a File/Blob), "url" (a string) or "id" (64 hex characters); preview: {src, caption}
+  async function search(kind, value, preview) {
+    const token = ++current;
+    clearError();
+    const topK = Number(els.topK.value) || 10;
+    let init;
+    if (kind === "file") {
+      const form = new FormData();
+      form.append("file", value, value.name || "pasted-image");
+      init = { method: "POST", body: form };
+    } else {
+      const body = kind === "url" ? { url: value, top_k: topK } : { id: value, top_k: topK };
+      init = { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) };
+    }
+    showQuery(preview);
+    document.body.classList.remove("fresh");
+    document.body.classList.add("busy");
+    els.summary.replaceChildren(el("span", { class: "spinner" }), "Searching…");
+    try {
+      const [answer, same] = await Promise.all([
+        api(kind === "file" ? `search?top_k=${topK}` : "search", init),
+        kind === "file" ? sha256(value) : Promise.resolve(kind === "id" ? value : null),
+      ]);
+      if (token !== current) return;
+      render(answer, kind, value, same);
+    } catch (err) {
+      if (token !== current) return;
+      els.query.hidden = true;
+      els.results.replaceChildren();
+      const about = preview && preview.caption ? ` (query: ${preview.caption})` : "";
+      showError(err.title || "Something went wrong.", `${err.detail || String(err)}${about}`);
+    } finally {
+      if (token === current) document.body.classList.remove("busy");
+    }
+  }
+
+  function showQuery(preview) {
+    els.query.hidden = false;
+    const figure = els.queryImg.parentElement;
+    const holder = figure.querySelector(".noimg");
+    if (holder) holder.replaceWith(els.queryImg);
+    if (preview.src) {
+      els.queryImg.hidden = false;
+      els.queryImg.src = preview.src;
+      els.queryImg.onerror = () => {
+        els.queryImg.hidden = true;
+        els.queryImg.after(el("div", { class: "noimg" }, "your browser cannot show this one"));
+        els.queryImg.onerror = null;
+      };
+    } else {
+      els.queryImg.hidden = true;
+      els.queryImg.after(el("div", { class: "noimg" }, "no preview"));
+    }
+    els.queryCaption.textContent = preview.caption || "";
+  }
+
+  function render(answer, kind, value, sameId) {
+    const q = answer.query || {};
+    const results = answer.results || [];
+    const described =
+      q.format !== undefined
+        ? `${String(q.format).toUpperCase()} · ${q.width}×${q.height} · ${bytes(q.bytes)}`
+        : `${q.keys && q.keys.length ? basename(q.keys[0]) : `${String(q.id || value).slice(0, 12)}…`} (indexed)`;
+    if (kind === "id" && q.keys && q.keys.length) els.queryCaption.textContent = q.keys.join(", ");
+    els.summary.replaceChildren(
+      results.length
+        ? el("span", {}, el("b", {}, String(results.length)), ` result${results.length === 1 ? "" : "s"} of `,
+            el("b", {}, String(answer.indexed)), " indexed, best first · query: ", described)
+        : el("span", {}, `No results: ${answer.indexed ? "nothing matched" : "the index is empty"} · query: ${described}`)
+    );
+    renderTimings(answer.timings_ms || {});
+    els.model.replaceChildren(
+      "model weights ",
+      el("span", { class: "badge" }, answer.weights),
+      ` · backend ${answer.backend} · final = weighted sum of cosine, ssim and orb; click a result to search with it`
+    );
+    renderStatus(answer.indexed, answer.weights, answer.backend);
+    if (kind === "id" && els.queryImg.hidden) {
+      const self = results.find((hit) => hit.id === value);
+      if (self && self.url) showQuery({ src: self.url, caption: self.keys.join(", ") });
+    }
+    els.results.replaceChildren(
+      ...(results.length
+        ? results.map((hit, i) => card(hit, i + 1, hit.id === sameId))
+        : [el("div", { class: "empty" }, answer.indexed ? "No indexed image is similar enough." :
+            "The index is empty: add images under the bucket's images/ prefix (or run `pictrace ingest FOLDER`).")])
+    );
+  }
+
+  function renderTimings(t) {
+    const total = typeof t.total === "number" ? t.total : STAGES.reduce((s, [k]) => s + (t[k] || 0), 0);
+    const known = STAGES.filter(([k]) => typeof t[k] === "number");
+    const bar = el(
+      "div",
+      { class: "timings-bar", title: `total ${ms(total)}` },
+      known.map(([k, color]) =>
+        el("span", { style: `width:${(100 * t[k]) / Math.max(total, 0.001)}%;background:${color}`, title: `${k} ${ms(t[k])}` })
+      )
+    );
+    const legend = el(
+      "div",
+      { class: "timings-legend" },
+      known.map(([k, color]) => el("span", {}, el("i", { style: `background:${color}` }), `${k} `, el("b", {}, ms(t[k])))),
+      el("span", {}, "total ", el("b", {}, ms(total)))
+    );
+    els.timings.replaceChildren(bar, legend);
+  }
+
+  function card(hit, rank, same) {
+    const s = hit.scores || {};
+    const key = (hit.keys && hit.keys[0]) || hit.id;
+    const more = hit.keys && hit.keys.length > 1 ? el("span", { class: "more" }, ` +${hit.keys.length - 1} more`) : null;
+    const rows = SIGNALS.map(([name, color]) => [
+      el("span", { class: `label${name === "final" ? " final-row" : ""}` }, name),
+      el("span", { class: "bar" }, el("span", { style: `width:${pct(s[name] || 0)};background:${color}` })),
+      el(
+        "span",
+        { class: `value${name === "final" ? " final-row" : ""}`, title: name === "orb" ? `${s.orb_matches} matches` : null },
+        fmt(s[name])
+      ),
+    ]);
+    const node = el(
+      "article",
+      {
+        class: `card${same ? " same" : ""}`,
+        tabindex: "0",
+        role: "button",
+        "data-id": hit.id,
+        "data-rank": String(rank),
+        title: `Search with ${key}\n${hit.keys.join("\n")}\nid ${hit.id}`,
+      },
+      el(
+        "div",
+        { class: "thumb" },
+        picture(hit.url, key, `no preview (${(key.split(".").pop() || "").toUpperCase()})`),
+        el("span", { class: "rank" }, `#${rank}`),
+        el("span", { class: "sim" }, `${Number(hit.similarity).toFixed(1)}%`),
+        same ? el("span", { class: "same-badge", title: "the same bytes as the query (same SHA-256)" }, "same file") : null
+      ),
+      el(
+        "div",
+        { class: "card-body" },
+        el("div", { class: "key" }, basename(key), more),
+        el("div", { class: "scores" }, rows),
+        el(
+          "div",
+          { class: "card-foot" },
+          el(
+            "span",
+            { class: "facts", title: "rank in the cosine shortlist (before the rerank) · ORB keypoints matched" },
+            `cos #${hit.rank_cosine} · ${s.orb_matches ?? "–"} matches`
+          ),
+          hit.url
+            ? el(
+                "a",
+                { href: hit.url, target: "_blank", rel: "noopener", title: "open the original", onclick: (e) => e.stopPropagation() },
+                "open ↗"
+              )
+            : null
+        )
+      )
+    );
+    const go = () => byId(hit.id, { src: hit.url, caption: hit.keys.join(", ") });
+    node.addEventListener("click", go);
+    node.addEventListener("keydown", (e) => {
+      if (e.key === "Enter" || e.key === " ") {
+        e.preventDefault();
+        go();
+      }
+    });
+    return node;
+  }
+
+  // ------------------------------------------------------------------ the ways in
+  function byFile(file) {
+    if (queryObjectUrl) URL.revokeObjectURL(queryObjectUrl);
+    queryObjectUrl = URL.createObjectURL(file);
+    const caption = `${file.name || "pasted image"}${file.size ? ` · ${bytes(file.size)}` : ""}`;
+    search("file", file, { src: queryObjectUrl, caption });
+  }
+
+  function byId(id, preview) {
+    if (location.hash !== `#id=${id}`) history.pushState(null, "", `#id=${id}`);
+    search("id", id, preview || { src: null, caption: id });
+  }
+
+  function byText(text) {
+    const value = (text || "").trim();
+    if (!value) {
+      showError("Nothing to search for.", "Choose, drop or paste an image, or type an image URL or id.");
+      return;
+    }
+    if (ID_RE.test(value.toLowerCase())) {
+      byId(value.toLowerCase());
+      return;
+    }
+    if (!/^https?:\/\//i.test(value)) {
+      showError("That is not an image URL.", `"${value.slice(0, 200)}" should start with http:// or https://, or be a 64-character image id.`);
+      return;
+    }
+    search("url", value, { src: value, caption: value });
+  }
+
+  els.file.addEventListener("change", () => {
+    const file = els.file.files && els.file.files[0];
+    if (file) byFile(file);
+    els.file.value = ""; // choosing the same file again searches again
+  });
+
+  els.form.addEventListener("submit", (e) => {
+    e.preventDefault();
+    byText(els.url.value);
+  });
+
+  els.errorClose.addEventListener("click", clearError);
+
+  // Drag and drop anywhere on the page: a file, or a link/image dragged from another page.
+  let dragDepth = 0;
+  const hasPayload = (e) => e.dataTransfer && [...e.dataTransfer.types].some((t) => t === "Files" || t === "text/uri-list");
+  window.addEventListener("dragenter", (e) => {
+    if (!hasPayload(e)) return;
+    e.preventDefault();
+    dragDepth += 1;
+    els.overlay.hidden = false;
+    document.body.classList.add("dragging");
+  });
+  window.addEventListener("dragover", (e) => {
+    if (hasPayload(e)) e.preventDefault();
+  });
+  window.addEventListener("dragleave", () => {
+    dragDepth = Math.max(0, dragDepth - 1);
+    if (!dragDepth) endDrag();
+  });
+  function endDrag() {
+    dragDepth = 0;
+    els.overlay.hidden = true;
+    document.body.classList.remove("dragging");
+  }
+  window.addEventListener("drop", (e) => {
+    e.preventDefault();
+    endDrag();
+    const dt = e.dataTransfer;
+    if (!dt) return;
+    if (dt.files && dt.files.length) {
+      byFile(dt.files[0]);
+      return;
+    }
+    const link = (dt.getData("text/uri-list") || dt.getData("text/plain") || "").split(/\r?\n/).find((l) => l && !l.startsWith("#"));
+    if (link) {
+      els.url.value = link;
+      byText(link);
+    } else showError("Nothing to search for in what was dropped.", "Drop an image file, or an image dragged from another page.");
+  });
+
+  // Paste: an image from the clipboard searches at once; text pasted outside the URL field is taken as a URL or id.
+  document.addEventListener("paste", (e) => {
+    const cd = e.clipboardData;
+    if (!cd) return;
+    const file = [...(cd.files || [])].find((f) => f.type.startsWith("image/")) ||
+      [...(cd.items || [])].filter((i) => i.kind === "file").map((i) => i.getAsFile()).find(Boolean);
+    if (file) {
+      e.preventDefault();
+      byFile(file);
+      return;
+    }
+    const inField = e.target instanceof HTMLInputElement || e.target instanceof HTMLTextAreaElement;
+    if (inField) return; // ordinary paste into the field; Enter searches
+    const text = cd.getData("text/plain");
+    e.preventDefault();
+    if (text && text.trim()) {
+      els.url.value = text.trim();
+      byText(text);
+    } else showError("The clipboard holds no image.", "Copy an image (or an image's address) and paste again.");
+  });
+
+  // #id=<id> in the address: shareable, and Back/Forward walk through the searches made by clicking results.
+  function fromHash() {
+    const m = /^#id=([0-9a-f]{64})$/.exec(location.hash);
+    if (m) search("id", m[1], { src: null, caption: m[1] });
+  }
+  window.addEventListener("popstate", fromHash);
+
+  loadHealth();
+  fromHash();
+})();
