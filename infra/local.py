@@ -286,6 +286,7 @@ def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("PICTRACE_MODEL_DIR", str(ROOT / "layers/model/model"))
     os.environ.setdefault("PICTRACE_URL_ALLOW_PRIVATE", "true")
     os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "pictrace")
+    os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "PicTraceLocal")  # the ingest handler's metrics need one
     os.environ.setdefault("LOG_LEVEL", "WARNING")
     stack = LocalStack(bucket=args.bucket, port=args.s3_port).start()
     ingest = load_handler(ROOT / "functions/ingest/app.py")
@@ -307,9 +308,11 @@ def run(args: argparse.Namespace) -> int:
     sample = next(iter(sorted(photos.glob("*.jpg"))), None)
     print(
         "\nPicTrace is serving:\n"
+        f"  web page   {base}/\n"
         f"  API docs   {base}/docs\n"
         f"  health     curl -s {base}/health\n"
         f"  search     curl -s -F file=@{sample or 'photo.jpg'} '{base}/search?top_k=5'\n"
+        f"  CLI        .venv/bin/pictrace search {sample or 'photo.jpg'}   (also ingest, delete, stats)\n"
         f"  any S3 client: AWS_ENDPOINT_URL_S3={stack.endpoint} AWS_ACCESS_KEY_ID=testing "
         f"AWS_SECRET_ACCESS_KEY=testing aws s3 cp photo.jpg s3://{stack.bucket}/images/\n"
         "Ctrl-C stops it.\n",
