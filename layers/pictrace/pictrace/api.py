@@ -10,10 +10,12 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pictrace import __version__
 from pictrace.embedding import load_model_info
@@ -136,7 +138,20 @@ _SEARCH_BODY = {
                     "required": ["file"],
                 }
             },
-            "application/json": {"schema": SearchRequest.model_json_schema()},
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {
+                        "url": {"type": "string", "minLength": 1, "maxLength": 2048},
+                        "image_base64": {"type": "string", "minLength": 1},
+                        "id": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+                        "top_k": {"type": "integer", "minimum": 1, "maximum": MAX_TOP_K},
+                        "shortlist": {"type": "integer", "minimum": 1, "maximum": MAX_SHORTLIST},
+                    },
+                    "oneOf": [{"required": ["url"]}, {"required": ["image_base64"]}, {"required": ["id"]}],
+                }
+            },
         },
     }
 }
@@ -159,6 +174,9 @@ def create_app(settings: Settings | None = None, service: SearchService | None =
 
     for exc_type, status in STATUS:
         app.add_exception_handler(exc_type, _handler(status))
+    app.add_exception_handler(RequestValidationError, _invalid_request)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _internal_error)
 
     @app.get("/", include_in_schema=False)
     async def root() -> FileResponse:
@@ -293,6 +311,28 @@ def _scores(s: RerankScores) -> Scores:
         orb_matches=s.orb_matches,
         final=round(s.final, 6),
     )
+
+
+async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
+    """A query or path parameter out of range: 422 in the same shape as every other error."""
+    errors = exc.errors() if isinstance(exc, RequestValidationError) else []
+    first = errors[0] if errors else {}
+    where = ".".join(str(p) for p in first.get("loc", ()) if p not in ("query", "path", "body")) or "request"
+    detail = f"invalid {where}: {first.get('msg', 'invalid request')}"
+    return JSONResponse({"detail": detail, "error": "RequestValidationError"}, status_code=422)
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    """Starlette's own refusals (unknown route, wrong method, malformed multipart) in PicTrace's error shape."""
+    status = exc.status_code if isinstance(exc, StarletteHTTPException) else 400
+    detail = exc.detail if isinstance(exc, StarletteHTTPException) else "bad request"
+    return JSONResponse({"detail": str(detail), "error": "HTTPError"}, status_code=status)
+
+
+async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
+    """Anything unexpected: logged with its traceback here, answered without internals."""
+    logger.exception("unexpected %s on %s", type(exc).__name__, request.url.path)
+    return JSONResponse({"detail": "internal error", "error": "InternalError"}, status_code=500)
 
 
 def _handler(status: int) -> Any:
