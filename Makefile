@@ -77,3 +77,23 @@ template-test: setup
 
 clean:
 	rm -rf .aws-sam .pytest_cache .mypy_cache .ruff_cache
+
+# --- Lambda without Docker (issue 3) ----------------------------------------------------------------
+# make invoke FN=<LogicalId> EVENT=<file>: the handler in-process as Lambda would run it (infra/invoke.py),
+#   against a fresh local stack unless AWS_ENDPOINT_URL_S3 is set; PUT="key=file ..." uploads files first.
+# make build ARCH=x86_64|arm64: sam build for that architecture (the deps layers' ARCH and the template's
+#   Architecture parameter must agree); deploy with the same: sam deploy --parameter-overrides Architecture=...
+# make sizes: the size budget (sam build for both architectures into a temp dir), with the table printed.
+FN ?= SearchFunction
+EVENT ?= events/apigw_health.json
+PUT ?=
+ARCH ?= x86_64
+.PHONY: invoke build sizes
+invoke: setup model
+	$(PY) -m infra.invoke $(FN) $(EVENT) $(foreach p,$(PUT),--put $(p))
+
+build: setup model
+	ARCH=$(ARCH) $(VENV)/bin/sam build --parameter-overrides Architecture=$(ARCH)
+
+sizes: setup model
+	$(PY) -m pytest -s -q tests/template/test_sizes.py

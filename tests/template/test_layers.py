@@ -68,6 +68,7 @@ def build(target: str, out: Path) -> Path:
             f"PYTHON_VERSION={version}",
         ],
         cwd=out.parent,
+        env={k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")},
         capture_output=True,
         text=True,
         timeout=900,

@@ -57,7 +57,9 @@ def built(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
     if not SAM.is_file():
         pytest.fail(f"{SAM} not found: `make setup` installs the SAM CLI")
     build_dir = tmp_path_factory.mktemp(f"sam-build-{arch}")
-    env = dict(os.environ, ARCH=arch, SAM_CLI_TELEMETRY="0", AWS_DEFAULT_REGION="us-east-1")
+    # not MAKEFLAGS: variables given to an outer make (make test ARCH=...) would override ARCH in the layer builds
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
+    env.update(ARCH=arch, SAM_CLI_TELEMETRY="0", AWS_DEFAULT_REGION="us-east-1")
     result = subprocess.run(
         [str(SAM), "build", "--build-dir", str(build_dir), "--parameter-overrides", f"Architecture={arch}"],
         cwd=ROOT,

@@ -1,0 +1,99 @@
+"""`make invoke FN=<LogicalId> EVENT=<file>` (infra/invoke.py) for every function of the template, with the events in
+events/ that its trigger sends: SQS messages for the function an SQS event source feeds, API Gateway HTTP API
+requests for the function the API's integration calls."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from infra.invoke import function_spec, invoke, load_template
+from tests.conftest import ROOT, read
+
+EVENTS = ROOT / "events"
+
+
+def events_by_function() -> dict[str, list[Path]]:
+    """Function logical id -> the sample events of the kind its trigger in template.yaml delivers."""
+    resources = load_template()["Resources"]
+    out: dict[str, list[Path]] = {}
+    for name, res in resources.items():
+        if res["Type"] != "AWS::Serverless::Function":
+            continue
+        kinds = {e["Type"] for e in res["Properties"].get("Events", {}).values()}
+        if any(
+            r["Type"] == "AWS::ApiGatewayV2::Integration"
+            and r["Properties"]["IntegrationUri"] == {"Fn::GetAtt": [name, "Arn"]}
+            for r in resources.values()
+        ):
+            kinds.add("HttpApi")
+        prefixes = {"SQS": "sqs_", "HttpApi": "apigw_"}
+        out[name] = sorted(p for kind in kinds for p in EVENTS.glob(prefixes[kind] + "*.json"))
+    return out
+
+
+CASES = [(fn, event.name) for fn, events in events_by_function().items() for event in events]
+
+
+def test_every_function_and_every_lambda_event_is_covered() -> None:
+    covered = events_by_function()
+    assert sorted(covered) == ["IngestFunction", "SearchFunction"] and all(covered.values())
+    lambda_events = {p.name for p in EVENTS.glob("*.json") if p.name.startswith(("sqs_", "apigw_"))}
+    assert {name for _, name in CASES} == lambda_events
+
+
+@pytest.mark.parametrize(("function", "event"), CASES)
+def test_make_invoke_runs_the_handler(function: str, event: str) -> None:
+    """What `make invoke` runs, in a fresh process with its own local stack (AWS_ENDPOINT_URL_S3 unset)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "PICTRACE_"))}
+    # the key the events name holds the photo, except for the removal (ingest looks at what the key holds now)
+    put = [] if "delete" in event else ["--put", f"images/astronaut.jpg={ROOT / 'tests/data/astronaut.jpg'}"]
+    result = subprocess.run(
+        [sys.executable, "-m", "infra.invoke", function, str(EVENTS / event), *put],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    output: Any = json.loads(result.stdout.strip().splitlines()[-1])
+    if function == "IngestFunction":
+        assert output == {"batchItemFailures": []}
+        action = "created" if "put" in event else "removed"
+        assert f'"action":"{action}"' in result.stdout.replace(" ", ""), result.stdout[-2000:]
+    else:
+        expected = {"apigw_health.json": 200, "apigw_search_id.json": 404}[event]
+        assert output["statusCode"] == expected, output
+        if event == "apigw_health.json":
+            assert json.loads(output["body"])["status"] == "ok"
+
+
+def test_invoke_uses_the_given_endpoint_and_template_environment(stack: Any) -> None:
+    """With AWS_ENDPOINT_URL_S3 set (here: the test's stack) invoke uses it and PICTRACE_BUCKET."""
+    from tests.functional.helpers import sqs_s3_event
+
+    spec = function_spec(load_template(), "IngestFunction", stack.bucket)
+    assert spec.environment["PICTRACE_BUCKET"] == stack.bucket
+    assert spec.environment["PICTRACE_MODEL_DIR"] == str(ROOT / "layers/model/model")
+    assert "PICTRACE_MODEL_LAYER" not in spec.environment
+    assert spec.environment["PICTRACE_INDEX_PREFIX"] == "index/" and spec.environment["LOG_LEVEL"] == "INFO"
+    assert spec.timeout == 300 and spec.memory == 2048
+    assert spec.paths[0] == ROOT / "functions/ingest" and ROOT / "layers/pictrace" in spec.paths
+    assert spec.layers == ["PictraceLayer", "CoreDepsLayer"]
+    stack.client("s3").put_object(Bucket=stack.bucket, Key="images/coffee.png", Body=read("coffee.png"))
+    assert invoke("IngestFunction", sqs_s3_event(stack.bucket, ["images/coffee.png"])) == {"batchItemFailures": []}
+    listed = stack.client("s3").list_objects_v2(Bucket=stack.bucket, Prefix="index/entries/").get("Contents", [])
+    assert len(listed) == 1
+
+
+def test_unknown_function_is_explained() -> None:
+    with pytest.raises(SystemExit, match="IngestFunction"):
+        function_spec(load_template(), "NoSuchFunction", "b")
