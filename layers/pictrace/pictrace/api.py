@@ -146,10 +146,16 @@ _SEARCH_BODY = {
                         "url": {"type": "string", "minLength": 1, "maxLength": 2048},
                         "image_base64": {"type": "string", "minLength": 1},
                         "id": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+                        "key": {"type": "string", "minLength": 1, "maxLength": 1024},
                         "top_k": {"type": "integer", "minimum": 1, "maximum": MAX_TOP_K},
                         "shortlist": {"type": "integer", "minimum": 1, "maximum": MAX_SHORTLIST},
                     },
-                    "oneOf": [{"required": ["url"]}, {"required": ["image_base64"]}, {"required": ["id"]}],
+                    "oneOf": [
+                        {"required": ["url"]},
+                        {"required": ["image_base64"]},
+                        {"required": ["id"]},
+                        {"required": ["key"]},
+                    ],
                 }
             },
         },
