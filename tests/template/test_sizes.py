@@ -59,7 +59,8 @@ def built(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
     build_dir = tmp_path_factory.mktemp(f"sam-build-{arch}")
     # not MAKEFLAGS: variables given to an outer make (make test ARCH=...) would override ARCH in the layer builds
     env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
-    env.update(ARCH=arch, SAM_CLI_TELEMETRY="0", AWS_DEFAULT_REGION="us-east-1")
+    # the layers' pip: the virtualenv's (pinned by make setup) rather than whichever python3 is on PATH
+    env.update(ARCH=arch, PYTHON=sys.executable, SAM_CLI_TELEMETRY="0", AWS_DEFAULT_REGION="us-east-1")
     result = subprocess.run(
         [str(SAM), "build", "--build-dir", str(build_dir), "--parameter-overrides", f"Architecture={arch}"],
         cwd=ROOT,
