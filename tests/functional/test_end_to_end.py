@@ -161,7 +161,11 @@ def test_new_upload_becomes_searchable_and_delete_removes_it(client: TestClient,
     entry_id = hashlib.sha256(read("rgba.png")).hexdigest()
     body = client.post("/search", files={"file": ("q.png", read("rgba.png"), "image/png")}).json()
     assert body["results"][0]["id"] == entry_id and body["indexed"] == len(PHOTOS) + 1
+    assert client.get(f"/images/{entry_id}").json()["keys"] == ["images/new/rgba.png"]  # now in the feature cache
     s3.delete_object(Bucket=stack.bucket, Key="images/new/rgba.png")
     worker.drain()
     body = client.post("/search", files={"file": ("q.png", read("rgba.png"), "image/png")}).json()
     assert entry_id not in [r["id"] for r in body["results"]] and body["indexed"] == len(PHOTOS)
+    assert client.get(f"/images/{entry_id}").status_code == 404  # the cache does not resurrect it
+    assert client.post("/search", json={"id": entry_id}).status_code == 404
+    assert client.get("/health").json()["indexed"] == len(PHOTOS)

@@ -196,6 +196,7 @@ def create_app(settings: Settings | None = None, service: SearchService | None =
         """Liveness, the model's weights and backend, and the number of indexed images last seen."""
         info = load_model_info(ensure_model(settings))
         svc = get_service()
+        await asyncio.to_thread(svc.index.refresh)
         return {
             "status": "ok",
             "version": __version__,
@@ -203,6 +204,12 @@ def create_app(settings: Settings | None = None, service: SearchService | None =
             "backend": "litert",
             "model": {k: info.get(k) for k in ("architecture", "precision", "exported_with", "sha256", "created")},
             "indexed": len(svc.index),
+            "scoring": {
+                "cosine": settings.weight_cosine,
+                "ssim": settings.weight_ssim,
+                "orb": settings.weight_orb,
+                "final": "(cosine*w_cos + ssim*w_ssim + orb*w_orb) / (w_cos + w_ssim + w_orb)",
+            },
         }
 
     @app.post("/search", response_model=SearchResponse, responses=_ERRORS, openapi_extra=_SEARCH_BODY)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -87,11 +87,13 @@ class SearchService:
     async def entry(self, entry_id: str) -> Entry:
         """An indexed entry by id; NotFound if there is none."""
         _check_id(entry_id)
-        found = await self.fetcher.fetch_many([self.index_store.entry_key(entry_id)])
-        if not found:
+        await asyncio.to_thread(self.index.refresh)
+        keys = self.index.keys.get(entry_id)
+        found = await self.fetcher.fetch_many([self.index_store.entry_key(entry_id)]) if keys else {}
+        if not keys or not found:  # not indexed (or deleted since): cached features do not count
             raise NotFound(f"no indexed image with id {entry_id}")
         entry: Entry = next(iter(found.values()))
-        return entry
+        return replace(entry, keys=keys)  # the keys as the index has them now
 
     async def search(self, query: Query, top_k: int | None = None, shortlist: int | None = None) -> SearchResult:
         """The indexed images most similar to the query, best first."""
