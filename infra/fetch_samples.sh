@@ -12,6 +12,22 @@
 #                           version ships any (Debian 12's 43.1 ships only
 #                           .webp illustrations + .svg, so none there)
 #     skimage-<name>.jpg    scikit-image's bundled real photos (always)
+#   OUT_DIR/wallpapers/   the other raster wallpapers, one file per design
+#                         (benchmark originals next to photos/):
+#     mate-<Name>.*         mate-backgrounds' abstract/ and desktop/ folders;
+#                           colour variants of one design are kept once
+#                           (Ubuntu-Mate-Cold of its 4, MATE-Stripes-Dark of
+#                           its 2, the 1920x1080 Elephants of its 3 sizes);
+#                           transparent PNGs are flattened, as the MATE
+#                           desktop draws them, over the colour gradient its
+#                           background-properties XML names (saved as JPEG)
+#     gnome-<name>-l.webp   gnome-backgrounds' 4096x4096 .webp wallpapers, the
+#                           light variant of each design (dark variants are
+#                           the same design; vnc-* is a 256x256 flat colour)
+#   OUT_DIR/large/        JPEGs of >= 12 megapixels for ingest benchmarks:
+#                         mate's Elephants_5640x3172.jpg as shipped, and every
+#                         gnome-backgrounds 4096x4096 .webp re-encoded as
+#                         JPEG (quality 90, same pixels, no upscaling)
 #   OUT_DIR/distractors/  raster images (.jpg/.jpeg/.png, >= 64x64, decodable,
 #                         de-duplicated by content) from the Debian package
 #                         opencv-doc: sample data + doc figures; used as
@@ -23,7 +39,9 @@
 #
 # PYTHON (default: <repo>/.venv/bin/python) must have numpy, scikit-image and
 # Pillow. Idempotent: a run that completed leaves OUT_DIR/photos/.done and later
-# runs only print the summary. Delete the .done file to fetch again.
+# runs only print the summary. Delete the .done file to fetch again; a .done
+# written by an older version of this script (another SAMPLES_VERSION) is
+# fetched again too.
 set -euo pipefail
 
 usage() {
@@ -43,13 +61,17 @@ if ! "$PYTHON" -c 'import numpy, skimage, PIL' 2>/dev/null; then
 fi
 
 PHOTOS=$OUT_DIR/photos
+WALLPAPERS=$OUT_DIR/wallpapers
+LARGE=$OUT_DIR/large
 DISTRACTORS=$OUT_DIR/distractors
 MARKER=$PHOTOS/.done
+# Bump when the set of files this script writes changes: older .done markers then fetch again.
+SAMPLES_VERSION=2
 DEB_PACKAGES=(mate-backgrounds gnome-backgrounds opencv-doc)
 
 # Prints counts, total size and the width x height range of both folders.
 summary() {
-    "$PYTHON" - "$PHOTOS" "$DISTRACTORS" <<'PY'
+    "$PYTHON" - "$PHOTOS" "$WALLPAPERS" "$LARGE" "$DISTRACTORS" <<'PY'
 import os, sys
 from PIL import Image
 
@@ -78,16 +100,20 @@ for d in sys.argv[1:]:
 PY
 }
 
-if [[ -f $MARKER ]]; then
+if [[ -f $MARKER ]] && grep -q "samples_version=$SAMPLES_VERSION\b" "$MARKER"; then
     echo "$PHOTOS already complete ($MARKER exists); nothing to do"
     summary
     exit 0
 fi
+if [[ -f $MARKER ]]; then
+    echo "$MARKER was written by an older version of this script: fetching again"
+fi
 
 START=$SECONDS
-mkdir -p "$PHOTOS" "$DISTRACTORS"
+mkdir -p "$PHOTOS" "$WALLPAPERS" "$LARGE" "$DISTRACTORS"
 # A run that did not complete may have left files: start from a clean state.
-rm -f "$PHOTOS"/mate-* "$PHOTOS"/gnome-* "$PHOTOS"/skimage-* "$DISTRACTORS"/opencv-*
+rm -f "$MARKER" "$PHOTOS"/mate-* "$PHOTOS"/gnome-* "$PHOTOS"/skimage-* "$DISTRACTORS"/opencv-* \
+    "$WALLPAPERS"/mate-* "$WALLPAPERS"/gnome-* "$LARGE"/mate-* "$LARGE"/gnome-*
 
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
@@ -129,20 +155,22 @@ else
             dpkg -x "$deb" "$TMP/x/$pkg"
         done
         rm -rf "$TMP/debs"   # ~175 MB, no longer needed
-        "$PYTHON" - "$TMP/x" "$PHOTOS" "$DISTRACTORS" <<'PY'
+        "$PYTHON" - "$TMP/x" "$PHOTOS" "$DISTRACTORS" "$WALLPAPERS" "$LARGE" <<'PY'
 import hashlib, os, shutil, sys
-from PIL import Image
+import xml.etree.ElementTree as ET
+import numpy as np
+from PIL import Image, ImageColor
 
-root, photos, distractors = sys.argv[1:]
+root, photos, distractors, wallpapers, large = sys.argv[1:]
 RASTER = (".jpg", ".jpeg", ".png")
 
 
-def files(pkg):
+def files(pkg, exts=RASTER):
     base = os.path.join(root, pkg)
-    for dirpath, _, names in os.walk(base):
+    for dirpath, _, names in sorted(os.walk(base)):
         for n in sorted(names):
             p = os.path.join(dirpath, n)
-            if n.lower().endswith(RASTER) and os.path.isfile(p) and not os.path.islink(p):
+            if n.lower().endswith(exts) and os.path.isfile(p) and not os.path.islink(p):
                 yield p, os.path.relpath(p, base)
 
 
@@ -172,6 +200,92 @@ for p, rel in files("mate-backgrounds"):
         n += 1
 if os.path.isdir(os.path.join(root, "mate-backgrounds")):
     print(f"  mate-backgrounds: {n} photos")
+
+# mate-backgrounds' abstract/ and desktop/ rasters: one file per design, flattened as MATE draws them.
+MATE_SKIP = {
+    "Elephants_3840x2160.jpg": "the 1920x1080 Elephants.jpg is the same artwork",
+    "Elephants_5640x3172.jpg": "same artwork as Elephants.jpg (goes to large/)",
+    "MATE-Stripes-Light.png": "light variant of MATE-Stripes-Dark",
+    "Ubuntu-Mate-Dark-no-logo.png": "colour variant of Ubuntu-Mate-Cold-no-logo",
+    "Ubuntu-Mate-Radioactive-no-logo.png": "colour variant of Ubuntu-Mate-Cold-no-logo",
+    "Ubuntu-Mate-Warm-no-logo.png": "colour variant of Ubuntu-Mate-Cold-no-logo",
+}
+
+
+def mate_shading():
+    """basename -> (shade_type, pcolor, scolor) from mate-background-properties/*.xml."""
+    shading = {}
+    props = os.path.join(root, "mate-backgrounds", "usr/share/mate-background-properties")
+    for name in sorted(os.listdir(props)) if os.path.isdir(props) else []:
+        for w in ET.parse(os.path.join(props, name)).getroot().iter("wallpaper"):
+            fields = {c.tag: (c.text or "").strip() for c in w}
+            shading[os.path.basename(fields.get("filename", ""))] = (
+                fields.get("shade_type", "solid"), fields.get("pcolor", "#000000"), fields.get("scolor", "#000000"))
+    return shading
+
+
+def flatten(path, shade):
+    """An image with transparency composited over its desktop background (a pcolor -> scolor gradient)."""
+    shade_type, pcolor, scolor = shade
+    with Image.open(path) as im:
+        rgba = im.convert("RGBA")
+    w, h = rgba.size
+    c1 = np.array(ImageColor.getrgb(pcolor)[:3], dtype=np.float32)
+    c2 = np.array(ImageColor.getrgb(scolor)[:3], dtype=np.float32)
+    if shade_type == "horizontal-gradient":
+        t = np.linspace(0, 1, w, dtype=np.float32)[None, :, None]
+    elif shade_type == "vertical-gradient":
+        t = np.linspace(0, 1, h, dtype=np.float32)[:, None, None]
+    else:
+        t = np.zeros((1, 1, 1), dtype=np.float32)
+    bg = np.broadcast_to(c1 * (1 - t) + c2 * t, (h, w, 3)).round().astype(np.uint8)
+    out = Image.fromarray(np.ascontiguousarray(bg)).convert("RGBA")
+    out.alpha_composite(rgba)
+    return out.convert("RGB")
+
+
+shading = mate_shading()
+n = flat = skipped = 0
+for p, rel in files("mate-backgrounds"):
+    if not ("/abstract/" in "/" + rel or "/desktop/" in "/" + rel) or not size_of(p):
+        continue
+    base = os.path.basename(p)
+    if base == "Elephants_5640x3172.jpg":
+        shutil.copyfile(p, os.path.join(large, "mate-" + base))
+    if base in MATE_SKIP:
+        skipped += 1
+        continue
+    with Image.open(p) as im:
+        alpha = im.mode in ("RGBA", "LA", "PA") or "transparency" in im.info
+        opaque = not alpha or im.getchannel("A").getextrema()[0] == 255
+    if opaque:
+        shutil.copyfile(p, os.path.join(wallpapers, "mate-" + base))
+    else:
+        flatten(p, shading.get(base, ("solid", "#000000", "#000000"))).save(
+            os.path.join(wallpapers, "mate-" + os.path.splitext(base)[0] + ".jpg"), quality=95)
+        flat += 1
+    n += 1
+if os.path.isdir(os.path.join(root, "mate-backgrounds")):
+    print(f"  mate-backgrounds: {n} abstract/desktop wallpapers ({flat} flattened over their gradient, "
+          f"{skipped} variants of the same designs skipped)")
+
+# gnome-backgrounds' .webp wallpapers: the light variant of each design as an original; all of them, re-encoded
+# as JPEG, as large images for ingest benchmarks.
+n = big = 0
+for p, rel in files("gnome-backgrounds", (".webp",)):
+    wh = size_of(p)
+    if not rel.startswith("usr/share/backgrounds/") or not wh or min(wh) < 1024:
+        continue  # vnc-*.webp: 256x256 of one flat colour
+    base = os.path.basename(p)
+    if base.endswith("-l.webp"):
+        shutil.copyfile(p, os.path.join(wallpapers, "gnome-" + base))
+        n += 1
+    if wh[0] * wh[1] >= 12_000_000:
+        with Image.open(p) as im:
+            im.convert("RGB").save(os.path.join(large, "gnome-" + os.path.splitext(base)[0] + ".jpg"), quality=90)
+        big += 1
+if os.path.isdir(os.path.join(root, "gnome-backgrounds")):
+    print(f"  gnome-backgrounds: {n} .webp wallpapers (light variants), {big} re-encoded as large JPEGs")
 
 # gnome-backgrounds: any .jpg/.png wallpaper (recent versions ship none).
 n = 0
@@ -256,6 +370,6 @@ SUMMARY=$(summary)
 echo "$SUMMARY"
 echo "done in $((SECONDS - START)) s"
 {
-    echo "completed $(date -u +%Y-%m-%dT%H:%M:%SZ) debian_packages=$APT_OK"
+    echo "completed $(date -u +%Y-%m-%dT%H:%M:%SZ) debian_packages=$APT_OK samples_version=$SAMPLES_VERSION"
     echo "$SUMMARY"
 } >"$MARKER"
