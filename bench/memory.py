@@ -1,0 +1,75 @@
+"""`python -m bench.memory N`: resident memory of the search's in-memory index at N entries, in a fresh process.
+
+Run by bench.run with the environment pointing at the bench's local stack (its 1,000 real entries); synthetic
+entries (bench.stack.PaddedIndexStore) make up the rest of N. Measures the process's resident set size (RSS)
+before and after the first refresh (which loads every entry and keeps the embedding matrix), after a garbage
+collection, and what the index object itself holds (matrix, ids, keys, etags). Prints one JSON object.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def rss() -> int:
+    """This process's resident set size in bytes."""
+    import psutil
+
+    return int(psutil.Process().memory_info().rss)
+
+
+def main(argv: list[str]) -> int:
+    n = int(argv[0])
+    sys.path.insert(0, str(ROOT))
+    from pictrace.embedding import DIM
+    from pictrace.index import EmbeddingIndex, IndexStore
+    from pictrace.settings import Settings
+    from pictrace.storage import Store
+
+    from bench.stack import PaddedIndexStore, index_bytes, synthetic_vectors
+
+    settings = Settings.from_env()
+    store = Store(settings.bucket)
+    plain = IndexStore(store, settings.index_prefix)
+    real = [key for key, _etag, _size in store.list(plain.entries_prefix()) if key.endswith(".npz")]
+    template, _ = plain.get_entry(real[0][len(plain.entries_prefix()) : -len(".npz")])
+    vectors = synthetic_vectors(max(0, n - len(real)), DIM)
+    index_store = PaddedIndexStore(store, settings.index_prefix, vectors, template)
+    index = EmbeddingIndex(index_store, settings.refresh_seconds, settings.fetch_concurrency)
+    list(index_store.store.list(index_store.entries_prefix()))  # warm the client and the listing path
+    gc.collect()
+    before = rss()
+    index.refresh(force=True)
+    after_refresh = rss()
+    gc.collect()
+    after_gc = rss()
+    held = index_bytes(index)
+    raw = len(index) * DIM * 4
+    print(
+        json.dumps(
+            {
+                "n": len(index),
+                "real": len(real),
+                "synthetic": len(vectors),
+                "raw_vector_bytes": raw,
+                "rss_before": before,
+                "rss_after_refresh": after_refresh,
+                "rss_after_gc": after_gc,
+                "rss_delta": after_gc - before,
+                "held_bytes": held,
+                "held_total": sum(held.values()),
+                "pid": os.getpid(),
+            }
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,836 @@
+"""`python -m bench.run [--quick]`: PicTrace's retrieval quality and speed on real images, with the seed's method as
+the baseline, in one run (issue 4). `make bench` / `make bench-quick` run it after their set-up.
+
+Prints the tables, writes bench/results.json, bench/recall_by_family.png and bench/latency_by_stage.png, and
+(full runs only) docs/benchmarks.md. What is measured, and how, is described in docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import logging
+import os
+import platform
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote_plus
+
+import cv2
+import numpy as np
+
+from bench import metrics, report, seed
+from bench.transforms import FAMILIES, VARIANTS, make_query
+
+ROOT = Path(__file__).resolve().parent.parent
+MODEL_DIR = ROOT / "layers/model/model"
+SAMPLES = ROOT / "data/samples"
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
+#: Doxygen class/struct diagrams of opencv-doc: ~1,300 near-identical small box drawings, left out of the
+#: distractors (used only to top the index up to its size when the other distractors run out)
+DIAGRAM = re.compile(r"html_d._d.*_(class|struct)")
+SHORTLIST = 50
+GOAL_RECALL = 0.97
+
+log = logging.getLogger("bench")
+
+
+@dataclass(frozen=True)
+class Profile:
+    """How much a run measures."""
+
+    name: str
+    index_size: int  # real images indexed through the real ingest path
+    scan_n: int  # the latency pass at "N = 10,000" (real + synthetic vectors)
+    faiss_n: int  # shortlist scan against faiss IndexFlatIP
+    query_originals: int | None  # originals the quality queries are made from (None = all)
+    seed_per_variant: int  # seed recall sample: queries per variant
+    seed_asis: int  # seed as-is latency: queries
+    seed_pairwise: int  # seed with precomputed features: queries
+    latency_per_variant: int  # latency passes: queries per variant...
+    latency_every: int  # ...then every k-th of those
+    coldstarts: int
+    tf_images: int
+    large_images: int
+    scan_reps: int
+
+
+FULL = Profile("full", 1000, 10_000, 100_000, None, 2, 2, 2, 2, 1, 3, 16, 15, 30)
+QUICK = Profile("quick", 200, 2_000, 20_000, 6, 1, 1, 1, 1, 2, 1, 4, 3, 15)
+
+
+@dataclass
+class QueryCase:
+    """One copy-detection query: a transformed original, saved as a file."""
+
+    original: str
+    original_id: str
+    variant: int
+    path: str
+    bytes: int
+
+    @property
+    def family(self) -> str:
+        return VARIANTS[self.variant].family
+
+    @property
+    def variant_name(self) -> str:
+        return VARIANTS[self.variant].name
+
+
+def cpu_seconds() -> dict[str, float]:
+    """CPU time (user + system) so far of this process (and its finished children) and of the moto server."""
+    import psutil
+
+    from bench.stack import ProcessMotoServer
+
+    me = psutil.Process()
+    t = me.cpu_times()
+    machine_times = psutil.cpu_times()
+    busy = sum(machine_times) - machine_times.idle - getattr(machine_times, "iowait", 0.0)
+    out = {"bench": t.user + t.system, "children": t.children_user + t.children_system, "machine": busy}
+    for server in ProcessMotoServer.running:
+        if server.pid is not None:
+            try:
+                s = psutil.Process(server.pid).cpu_times()
+                out["s3 (moto)"] = s.user + s.system
+            except psutil.Error:
+                pass
+    return out
+
+
+class Clock:
+    """Phase timer and progress printer; also the CPU time each phase took in the bench and in moto's server."""
+
+    def __init__(self) -> None:
+        self.started = time.perf_counter()
+        self.phases: dict[str, float] = {}
+        self.cpu: dict[str, dict[str, float]] = {}
+        self._phase: tuple[str, float, dict[str, float]] | None = None
+
+    def phase(self, name: str) -> None:
+        self.end()
+        print(f"[{time.perf_counter() - self.started:6.1f} s] {name}", flush=True)
+        self._phase = (name, time.perf_counter(), cpu_seconds())
+
+    def end(self) -> None:
+        if self._phase:
+            name, started, cpu = self._phase
+            self.phases[name] = round(time.perf_counter() - started, 2)
+            now = cpu_seconds()
+            self.cpu[name] = {k: round(now[k] - cpu.get(k, 0.0), 2) for k in now}
+            self._phase = None
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started
+
+
+# --- data --------------------------------------------------------------------------------------------------------
+
+
+def images_in(folder: Path) -> list[Path]:
+    """Image files of a folder, sorted by name."""
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+
+
+def pick_distractors(folder: Path, n: int, exclude: set[str]) -> tuple[list[Path], dict[str, int]]:
+    """n distractors: a seeded shuffle of the non-diagram images, then diagrams only if those run out.
+    Files whose bytes equal an original's (exclude: ids) are left out."""
+    files = images_in(folder)
+    rng = np.random.default_rng(0)
+    plain = [p for p in files if not DIAGRAM.search(p.name)]
+    diagrams = [p for p in files if DIAGRAM.search(p.name)]
+    rng.shuffle(plain)
+    rng.shuffle(diagrams)
+    chosen: list[Path] = []
+    seen = set(exclude)
+    skipped_same = 0
+    for p in [*plain, *diagrams]:
+        if len(chosen) >= n:
+            break
+        digest = hashlib.sha256(p.read_bytes()).hexdigest()
+        if digest in seen:
+            skipped_same += 1
+            continue
+        seen.add(digest)
+        chosen.append(p)
+    used_diagrams = sum(1 for p in chosen if DIAGRAM.search(p.name))
+    return chosen, {
+        "available": len(files),
+        "diagrams_available": len(diagrams),
+        "non_diagrams_available": len(plain),
+        "chosen": len(chosen),
+        "diagrams_used": used_diagrams,
+        "same_bytes_as_an_original_skipped": skipped_same,
+    }
+
+
+def _queries_for(args: tuple[str, str, list[int], str]) -> list[tuple[str, int, str, int]]:
+    """Worker: every variant of one original, written as JPEG files. Returns (name, variant, path, bytes)."""
+    path, name, variant_ids, out_dir = args
+    img = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_COLOR)
+    out = []
+    for v in variant_ids:
+        data = make_query(img, name, VARIANTS[v])
+        target = Path(out_dir) / f"v{v:02d}" / f"{Path(name).stem}.jpg"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+        out.append((name, v, str(target), len(data)))
+    return out
+
+
+def make_queries(originals: list[Path], ids: dict[str, str], out_dir: Path) -> list[QueryCase]:
+    """All variants of the given originals, made two at a time (one process per core)."""
+    jobs = [(str(p), p.name, list(range(len(VARIANTS))), str(out_dir)) for p in originals]
+    cases = []
+    with ProcessPoolExecutor(max_workers=2) as pool:
+        for done in pool.map(_queries_for, jobs):
+            for name, v, path, size in done:
+                cases.append(QueryCase(name, ids[name], v, path, size))
+    cases.sort(key=lambda c: (c.variant, c.original))
+    return cases
+
+
+def stratified(cases: list[QueryCase], per_variant: int, salt: int = 0) -> list[QueryCase]:
+    """per_variant queries of every variant, each variant from different originals (deterministic)."""
+    by_variant: dict[int, list[QueryCase]] = {}
+    for c in cases:
+        by_variant.setdefault(c.variant, []).append(c)
+    out = []
+    for v, group in sorted(by_variant.items()):
+        group = sorted(group, key=lambda c: c.original)
+        for j in range(min(per_variant, len(group))):
+            out.append(group[(v * per_variant + j + salt) % len(group)])
+    return out
+
+
+# --- the product's search --------------------------------------------------------------------------------------
+
+
+def run_searches(
+    service: Any, cases: Sequence[QueryCase], loop: asyncio.AbstractEventLoop, cold: bool = False
+) -> list[dict[str, Any]]:
+    """Each query through SearchService.search (the code the API runs), top_k = shortlist = 50."""
+    from pictrace.search import Query
+
+    records = []
+    for case in cases:
+        if cold:
+            for entry_id in service.index.ids:
+                service.fetcher.forget(service.index_store.entry_key(entry_id))
+        data = Path(case.path).read_bytes()
+        result = loop.run_until_complete(service.search(Query(image=data), top_k=SHORTLIST, shortlist=SHORTLIST))
+        ranking = [h.id for h in result.results]
+        relevant = {case.original_id}
+        hit = next((h for h in result.results if h.id == case.original_id), None)
+        records.append(
+            {
+                "original": case.original,
+                "variant": case.variant_name,
+                "family": case.family,
+                "rank": metrics.first_rank(ranking, relevant),
+                "ap": metrics.average_precision(ranking, relevant),
+                "cosine_rank": hit.rank_cosine if hit else None,
+                "scores": asdict(hit.scores) if hit else None,
+                "top1": ranking[0] if ranking else None,
+                "returned": len(ranking),
+                "timings": dict(result.timings),
+            }
+        )
+    return records
+
+
+def quality_summary(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """recall@k and mAP of the final ranking, and the shortlist's recall@k, per family, per variant and overall."""
+
+    def group(rs: list[dict[str, Any]]) -> dict[str, float]:
+        out = metrics.summarise([r["rank"] for r in rs], [r["ap"] for r in rs])
+        for k in (1, 10, SHORTLIST):
+            out[f"shortlist@{k}"] = metrics.recall_at([r["cosine_rank"] for r in rs], k)
+        return out
+
+    families = {f: group([r for r in records if r["family"] == f]) for f in FAMILIES}
+    variants = {v.name: group([r for r in records if r["variant"] == v.name]) for v in VARIANTS}
+    return {
+        "families": {k: v for k, v in families.items() if v["queries"]},
+        "variants": {k: v for k, v in variants.items() if v["queries"]},
+        "overall": group(records),
+    }
+
+
+def latency_summary(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """p50/p95 of every stage and the total, in ms."""
+    stages = list(dict.fromkeys(k for r in records for k in r["timings"]))
+    out: dict[str, Any] = {"queries": len(records)}
+    for stage in stages:
+        values = [r["timings"].get(stage, 0.0) for r in records]
+        out[stage] = {"p50": metrics.percentile(values, 50), "p95": metrics.percentile(values, 95)}
+    return out
+
+
+# --- the seed ----------------------------------------------------------------------------------------------------
+
+
+def seed_as_is(store: Any, key_ids: dict[str, str], query: seed.SeedFeatures) -> tuple[list[tuple[str, float]], dict]:
+    """The seed's search: list the images, and for each: fetch, decode, 256x256 gray, SSIM + ORB. Ranking by id."""
+    keys = [k for k, _etag, _size in store.list("images/")]
+    best: dict[str, float] = {}
+    features: dict[str, seed.SeedFeatures] = {}
+    for key in keys:
+        body = store.get(key).body
+        f = seed.features(seed.decode(body))
+        final = seed.pair_score(query, f)[2]
+        entry = key_ids[key]
+        features[entry] = f
+        best[entry] = max(final, best.get(entry, -1.0))
+    ranking = sorted(best.items(), key=lambda t: t[1], reverse=True)
+    return ranking, features
+
+
+def seed_phase(
+    profile: Profile,
+    store: Any,
+    key_ids: dict[str, str],
+    cases: list[QueryCase],
+    work: Path,
+    clock: Clock,
+) -> dict[str, Any]:
+    """Latency of the seed as-is and with precomputed features, and its recall on a stratified sample."""
+    out: dict[str, Any] = {}
+    timing_cases = stratified(cases, 1, salt=7)[:: max(1, len(VARIANTS) // max(profile.seed_asis, 1))]
+    timing_cases = timing_cases[: max(profile.seed_asis, profile.seed_pairwise)]
+    as_is_ms = []
+    rankings: dict[str, list[tuple[str, float]]] = {}
+    index_features: dict[str, seed.SeedFeatures] = {}
+    for case in timing_cases[: profile.seed_asis]:
+        started = time.perf_counter()
+        q = seed.features(seed.decode(Path(case.path).read_bytes()))
+        ranking, index_features = seed_as_is(store, key_ids, q)
+        as_is_ms.append((time.perf_counter() - started) * 1000)
+        rankings[case.path] = ranking
+        print(f"    seed as-is: {as_is_ms[-1] / 1000:.1f} s for one query over {len(ranking)} images", flush=True)
+    index = seed.SeedIndex.from_features(index_features)
+    pairwise_ms = []
+    agreement = []
+    for case in timing_cases[: profile.seed_pairwise]:
+        started = time.perf_counter()
+        q = seed.features(seed.decode(Path(case.path).read_bytes()))
+        ranking = index.pairwise(q)
+        pairwise_ms.append((time.perf_counter() - started) * 1000)
+        batch = index.ranking(q, k=len(ranking))
+        reference = rankings.get(case.path, ranking)
+        agreement.append(
+            {
+                "query": case.variant_name + " " + case.original,
+                "same_top10_as_is": [i for i, _ in reference[:10]] == [i for i, _ in ranking[:10]],
+                "same_top10_batched": [i for i, _ in batch[:10]] == [i for i, _ in ranking[:10]],
+                "max_abs_score_diff_batched": max(abs(a - b) for (_, a), (_, b) in zip(ranking, batch, strict=True))
+                if len(batch) == len(ranking)
+                else None,
+            }
+        )
+    out["latency"] = {
+        "n": len(index.ids),
+        "as_is_queries": len(as_is_ms),
+        "as_is_ms": as_is_ms,
+        "as_is_p50": metrics.percentile(as_is_ms, 50),
+        "precomputed_queries": len(pairwise_ms),
+        "precomputed_ms": pairwise_ms,
+        "precomputed_p50": metrics.percentile(pairwise_ms, 50),
+        "agreement": agreement,
+    }
+    clock.phase(f"seed's recall: {profile.seed_per_variant} queries per variant, precomputed features, two processes")
+    sample = stratified(cases, profile.seed_per_variant, salt=3)
+    index_path = work / "seed-index.npz"
+    index.save(index_path)
+    halves = [sample[0::2], sample[1::2]]
+    procs = []
+    for i, half in enumerate(halves):
+        listing = work / f"seed-queries-{i}.txt"
+        listing.write_text("\n".join(c.path for c in half) + "\n")
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "bench.seed", str(index_path), str(listing), str(work / f"seed-out-{i}.json")],
+                cwd=ROOT,
+            )
+        )
+    for p in procs:
+        if p.wait() != 0:
+            raise RuntimeError(f"a seed worker failed with exit code {p.returncode}")
+    results: dict[str, Any] = {}
+    for i in range(len(halves)):
+        results.update(json.loads((work / f"seed-out-{i}.json").read_text()))
+    records: list[dict[str, Any]] = []
+    for case in sample:
+        ranking = results[case.path]["ranking"]
+        relevant = {case.original_id}
+        records.append(
+            {
+                "original": case.original,
+                "variant": case.variant_name,
+                "family": case.family,
+                "rank": metrics.first_rank(ranking, relevant),
+                "ap": metrics.average_precision(ranking, relevant),
+            }
+        )
+    out["sample"] = [(c.variant_name, c.original) for c in sample]
+    out["records"] = records
+    out["recall"] = metrics.summarise([r["rank"] for r in records], [r["ap"] for r in records])
+    out["recall_by_family"] = {
+        f: metrics.summarise(
+            [r["rank"] for r in records if r["family"] == f], [r["ap"] for r in records if r["family"] == f]
+        )
+        for f in FAMILIES
+    }
+    return out
+
+
+# --- speed probes ------------------------------------------------------------------------------------------------
+
+
+def child_json(args: list[str], timeout: float = 600) -> dict[str, Any]:
+    """Run `python -m <args>` in a fresh process with this environment; its last stdout line is JSON."""
+    done = subprocess.run(
+        [sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"{args[0]} failed ({done.returncode}): {done.stderr[-2000:]}")
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def cold_starts(profile: Profile, query: Path) -> dict[str, Any]:
+    """Fresh processes running the search Lambda's handler: import, model load, first request."""
+    runs = []
+    for _ in range(profile.coldstarts):
+        spawned = time.time()
+        runs.append(child_json(["bench.coldstart", repr(spawned), str(query)], timeout=300))
+    totals = [r["total_ms"] for r in runs]
+    median_run = sorted(runs, key=lambda r: r["total_ms"])[len(runs) // 2]
+    return {"runs": runs, "total_p50": metrics.percentile(totals, 50), "median_run": median_run}
+
+
+def scan_vs_faiss(profile: Profile, base_store: Any, settings: Any, template: Any, queries: np.ndarray) -> dict:
+    """The search's shortlist scan (EmbeddingIndex.shortlist) against faiss IndexFlatIP, k = 50, one query at a time."""
+    import faiss
+    from pictrace.embedding import DIM
+    from pictrace.index import EmbeddingIndex
+
+    from bench.stack import PaddedIndexStore, synthetic_vectors
+
+    real = len([k for k, _e, _s in base_store.list(f"{settings.index_prefix}entries/")])
+    vectors = synthetic_vectors(max(0, profile.faiss_n - real), DIM, seed=777)
+    index = EmbeddingIndex(PaddedIndexStore(base_store, settings.index_prefix, vectors, template), 1e9, 16)
+    started = time.perf_counter()
+    index.refresh(force=True)
+    load_s = time.perf_counter() - started
+    del vectors
+    flat = faiss.IndexFlatIP(DIM)
+    flat.add(index.matrix)
+    reps = [queries[i % len(queries)] for i in range(profile.scan_reps)]
+    index.shortlist(reps[0], SHORTLIST)
+    flat.search(reps[0][None], SHORTLIST)
+    scan_ms, faiss_ms, same = [], [], 0
+    for q in reps:
+        t = time.perf_counter()
+        ours = index.shortlist(q, SHORTLIST)
+        scan_ms.append((time.perf_counter() - t) * 1000)
+        t = time.perf_counter()
+        _d, found = flat.search(q[None], SHORTLIST)
+        faiss_ms.append((time.perf_counter() - t) * 1000)
+        ids = index.ids
+        same += {i for i, _ in ours} == {ids[j] for j in found[0]}
+    out = {
+        "n": len(index),
+        "real": real,
+        "synthetic": len(index) - real,
+        "load_s": load_s,
+        "scan_p50_ms": metrics.percentile(scan_ms, 50),
+        "faiss_p50_ms": metrics.percentile(faiss_ms, 50),
+        "ratio": metrics.percentile(faiss_ms, 50) / metrics.percentile(scan_ms, 50),
+        "same_top50": same / len(reps),
+        "threads": {"faiss": faiss.omp_get_max_threads(), "cores": os.cpu_count()},
+    }
+    del flat, index
+    return out
+
+
+def large_ingest(profile: Profile, stack: Any, embedder: Any) -> dict[str, Any]:
+    """Ingest of >= 12 MP JPEGs through the real Ingestor (what the ingest handler calls per S3 record), next to the
+    model alone on the same images; then each ingest stage timed apart on the same bytes."""
+    from pictrace.images import decode_image
+    from pictrace.index import Entry
+    from pictrace.ingest import Ingestor, handle_s3_notification
+    from pictrace.rerank import compute_features
+    from pictrace.settings import Settings
+    from pictrace.storage import Store
+
+    files = images_in(SAMPLES / "large")[: profile.large_images]
+    if not files:
+        return {"error": f"no large JPEGs in {SAMPLES / 'large'} (make samples)"}
+    bucket = "pictrace-bench-large"
+    s3 = stack.client("s3")
+    s3.create_bucket(Bucket=bucket)
+    settings = Settings.from_env(bucket=bucket, model_dir=str(MODEL_DIR))
+    store = Store(bucket)
+    ingestor = Ingestor(settings, store=store, embedder=embedder)
+    template = json.loads((ROOT / "events/s3_put.json").read_text())
+    sizes = []
+    ingest_ms = []
+    for path in files:
+        key = f"images/{path.name}"
+        s3.put_object(Bucket=bucket, Key=key, Body=path.read_bytes())
+        record = json.loads(json.dumps(template["Records"][0]))
+        record["s3"]["bucket"]["name"] = bucket
+        record["s3"]["bucket"]["arn"] = f"arn:aws:s3:::{bucket}"
+        record["s3"]["object"]["key"] = quote_plus(key, safe="/")
+        t = time.perf_counter()
+        outcomes = handle_s3_notification({"Records": [record]}, ingestor)
+        ingest_ms.append((time.perf_counter() - t) * 1000)
+        if not outcomes or outcomes[0].action not in ("created", "added", "unchanged"):
+            raise RuntimeError(f"ingest of {key} did not index it: {outcomes}")
+    stages: dict[str, list[float]] = {k: [] for k in ("s3_get", "sha256", "decode", "embed", "features", "write")}
+    for path in files:
+        key = f"images/{path.name}"
+        t = time.perf_counter()
+        body = store.get(key).body
+        stages["s3_get"].append((time.perf_counter() - t) * 1000)
+        t = time.perf_counter()
+        digest = hashlib.sha256(body).hexdigest()
+        stages["sha256"].append((time.perf_counter() - t) * 1000)
+        t = time.perf_counter()
+        image = decode_image(body, max_bytes=settings.max_bytes, max_pixels=settings.max_pixels)
+        stages["decode"].append((time.perf_counter() - t) * 1000)
+        sizes.append({"file": path.name, "mp": image.width * image.height / 1e6, "bytes": len(body)})
+        t = time.perf_counter()
+        vector = embedder.embed([image.bgr])[0]
+        stages["embed"].append((time.perf_counter() - t) * 1000)
+        t = time.perf_counter()
+        feats = compute_features(image.bgr)
+        stages["features"].append((time.perf_counter() - t) * 1000)
+        t = time.perf_counter()
+        entry = Entry(digest, (key,), vector, feats, {"bench": True})
+        store.put(f"bench-probe/{digest}.npz", entry.to_bytes())  # outside the index prefix: not an entry
+        stages["write"].append((time.perf_counter() - t) * 1000)
+    ingest_s = sum(ingest_ms) / 1000
+    model_s = sum(stages["embed"]) / 1000
+    return {
+        "images": sizes,
+        "ingest_ms": ingest_ms,
+        "ingest_per_s": len(files) / ingest_s,
+        "model_per_s": len(files) / model_s,
+        "ratio": (len(files) / ingest_s) / (len(files) / model_s),
+        "stages_mean_ms": {k: statistics.mean(v) for k, v in stages.items()},
+        "ingest_mean_ms": statistics.mean(ingest_ms),
+    }
+
+
+def machine() -> dict[str, Any]:
+    """What this ran on."""
+    import psutil
+
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = {}
+    for name in (
+        "numpy",
+        "opencv-python-headless",
+        "ai-edge-litert",
+        "faiss-cpu",
+        "scikit-image",
+        "moto",
+        "tensorflow-cpu",
+    ):
+        try:
+            versions[name] = version(name)
+        except PackageNotFoundError:
+            versions[name] = "not installed"
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=False
+        ).stdout.strip()
+    except OSError:
+        commit = "?"
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "python": platform.python_version(),
+        "os": f"{platform.system()} {platform.release()}",
+        "versions": versions,
+        "commit": commit,
+        "gpu": "none",
+    }
+
+
+# --- the run -----------------------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="the quick profile (make bench-quick, ~3 min)")
+    parser.add_argument("--out", default=str(ROOT / "bench"), help="where results.json and the plots go")
+    parser.add_argument("--docs", default=str(ROOT / "docs/benchmarks.md"), help="written by full runs")
+    args = parser.parse_args(argv)
+    profile = QUICK if args.quick else FULL
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    warnings.filterwarnings("ignore", message="No application metrics to publish")
+    for name, value in {
+        "LOG_LEVEL": "WARNING",
+        "POWERTOOLS_LOG_LEVEL": "WARNING",
+        "POWERTOOLS_SERVICE_NAME": "pictrace-bench",
+        "POWERTOOLS_METRICS_NAMESPACE": "PicTraceBench",
+        "PICTRACE_MODEL_DIR": str(MODEL_DIR),
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+    }.items():
+        os.environ.setdefault(name, value)
+    os.environ.pop("PICTRACE_REFRESH_SECONDS", None)  # the product's default (2 s), as deployed
+
+    signal.signal(signal.SIGTERM, _terminated)  # run the finally blocks (stop moto's server) on `kill`
+    clock = Clock()
+    started_load = os.getloadavg()
+    results: dict[str, Any] = {"profile": asdict(profile), "machine": machine(), "started": time.time()}
+    with tempfile.TemporaryDirectory(prefix="pictrace-bench-") as tmp:
+        work = Path(tmp)
+        try:
+            run(profile, results, clock, work)
+        finally:
+            clock.end()
+            results["phases_s"] = clock.phases
+            results["phases_cpu_s"] = clock.cpu
+            results["load"] = load_summary(clock, started_load)
+            results["wall_s"] = round(clock.elapsed(), 1)
+    results["goals"] = report.goals(results)
+    text = report.tables(results)
+    print()
+    print(text)
+    (out_dir / "results.json").write_text(json.dumps(results, indent=1, default=_json_default) + "\n")
+    plots = report.plots(results, out_dir)
+    print(f"\nwrote {out_dir / 'results.json'}" + "".join(f", {p}" for p in plots))
+    if profile.name == "full":
+        Path(args.docs).write_text(report.markdown(results, text))
+        print(f"wrote {args.docs}")
+    print(f"bench ({profile.name}) took {results['wall_s']:.0f} s")
+    return 0
+
+
+def load_summary(clock: Clock, started_load: tuple[float, float, float]) -> dict[str, Any]:
+    """How much CPU other processes on this machine took while the bench ran (they share its two cores)."""
+    ours = machine = 0.0
+    for cpu in clock.cpu.values():
+        machine += cpu.get("machine", 0.0)
+        ours += sum(v for k, v in cpu.items() if k != "machine")
+    others = max(0.0, machine - ours)
+    wall = sum(clock.phases.values())
+    cores = os.cpu_count() or 1
+    return {
+        "others_core_s": round(others, 1),
+        "others_share": others / (wall * cores) if wall else 0.0,
+        "ours_core_s": round(ours, 1),
+        "loadavg_start": started_load,
+        "loadavg_end": os.getloadavg(),
+    }
+
+
+def _terminated(signum: int, frame: Any) -> None:
+    raise SystemExit(f"terminated by signal {signum}")
+
+
+def _json_default(o: Any) -> Any:
+    if hasattr(o, "item"):
+        return o.item()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def run(profile: Profile, results: dict[str, Any], clock: Clock, work: Path) -> None:
+    """Every phase; fills results."""
+    from pictrace.embedding import DIM, get_embedder
+    from pictrace.index import EmbeddingIndex
+    from pictrace.search import SearchService
+    from pictrace.settings import Settings
+    from pictrace.storage import s3_client
+
+    from bench.stack import PaddedIndexStore, entry_id, start_stack, synthetic_vectors, upload_and_index
+
+    clock.phase("data: originals, distractors")
+    originals = images_in(SAMPLES / "photos") + images_in(SAMPLES / "wallpapers")
+    if not originals:
+        raise SystemExit(f"no sample photos in {SAMPLES}: run `make samples`")
+    original_bytes = {p.name: p.read_bytes() for p in originals}
+    original_ids = {name: entry_id(body) for name, body in original_bytes.items()}
+    distractors, dstats = pick_distractors(
+        SAMPLES / "distractors", max(0, profile.index_size - len(originals)), set(original_ids.values())
+    )
+    files = {f"images/originals/{name}": body for name, body in original_bytes.items()}
+    files.update({f"images/distractors/{p.name}": p.read_bytes() for p in distractors})
+    key_ids = {key: entry_id(body) for key, body in files.items()}
+    results["data"] = {
+        "originals": len(originals),
+        "originals_by_source": _count_prefixes([p.name for p in originals]),
+        "originals_requirement_met": len(originals) >= 50,
+        "distractors": dstats,
+        "index_images": len(files),
+        "index_entries": len(set(key_ids.values())),
+    }
+    print(
+        f"    {len(originals)} originals ({results['data']['originals_by_source']}), "
+        f"{len(distractors)} distractors ({dstats['diagrams_used']} of them class diagrams)",
+        flush=True,
+    )
+
+    clock.phase("local stack: moto's S3 + SQS server in its own process")
+    stack = start_stack()
+    s3_client.cache_clear()
+    try:
+        clock.phase(f"ingest {len(files)} images: S3 put -> SQS -> the real ingest handler, 2 worker processes")
+        results["ingest_index"] = upload_and_index(stack, files, workers=2)
+        print(f"    {results['ingest_index']['images_per_s']:.1f} images/s end to end", flush=True)
+
+        embedder = get_embedder(str(MODEL_DIR))
+        settings = Settings.from_env(model_dir=str(MODEL_DIR))
+        service = SearchService(settings, embedder=embedder)
+        service.index.refresh(force=True)
+        indexed = set(service.index.ids)
+        missing = sorted(name for name, i in original_ids.items() if i not in indexed)
+        results["data"]["indexed"] = len(indexed)
+        results["data"]["originals_not_indexed"] = missing
+        usable = [p for p in originals if p.name not in missing]
+        if profile.query_originals is not None:
+            step = max(1, len(usable) // profile.query_originals)
+            usable = usable[::step][: profile.query_originals]
+
+        clock.phase(f"make queries: {len(usable)} originals x {len(VARIANTS)} variants (two processes)")
+        cases = make_queries(usable, original_ids, work / "queries")
+        results["queries"] = {
+            "count": len(cases),
+            "originals": len(usable),
+            "variants": [v.name for v in VARIANTS],
+            "mean_bytes": statistics.mean(c.bytes for c in cases),
+        }
+
+        clock.phase(f"quality: {len(cases)} queries through SearchService (N = {len(indexed)}, two processes)")
+        records = parallel_searches(cases, work)
+        results["quality"] = quality_summary(records)
+        results["quality_records"] = records
+
+        loop = asyncio.new_event_loop()
+        latency_cases = stratified(cases, profile.latency_per_variant, salt=1)[:: profile.latency_every]
+        clock.phase(f"latency: {len(latency_cases)} queries, N = {len(indexed)}, cold then warm feature cache")
+        cold, warm = latency_pass(service, latency_cases, loop)
+        n = len(indexed)
+        results["latency"] = {f"N={n} cold": latency_summary(cold), f"N={n} warm": latency_summary(warm)}
+
+        clock.phase(f"latency: the same queries, N = {profile.scan_n} ({n} real + synthetic vectors)")
+        template, _ = service.index_store.get_entry(service.index.ids[0])
+        padded = SearchService(settings, embedder=embedder)
+        padded.index_store = PaddedIndexStore(
+            padded.store, settings.index_prefix, synthetic_vectors(max(0, profile.scan_n - n), DIM), template
+        )
+        padded.index = EmbeddingIndex(padded.index_store, settings.refresh_seconds, settings.fetch_concurrency)
+        padded.index.refresh(force=True)
+        big_cold, big_warm = latency_pass(padded, latency_cases, loop)
+        big = len(padded.index)
+        results["latency"][f"N={big} cold"] = latency_summary(big_cold)
+        results["latency"][f"N={big} warm"] = latency_summary(big_warm)
+        results["latency_full_shortlists"] = sum(r["returned"] == min(SHORTLIST, n) for r in big_cold) / len(big_cold)
+        results["latency_keys"] = {"cold": f"N={n} cold", "large": f"N={big} cold", "large_warm": f"N={big} warm"}
+        query_vectors = np.array(service.index.matrix[: profile.scan_reps], dtype=np.float32)
+        del padded
+        loop.close()
+
+        clock.phase("seed's method: as-is latency (fetch, decode, SSIM + ORB for every image) and precomputed")
+        results["seed"] = seed_phase(profile, service.store, key_ids, cases, work, clock)
+        sample = {(r["variant"], r["original"]) for r in results["seed"]["records"]}
+        same = [r for r in records if (r["variant"], r["original"]) in sample]
+        results["seed"]["pictrace_on_sample"] = metrics.summarise([r["rank"] for r in same], [r["ap"] for r in same])
+
+        clock.phase(f"scan vs faiss IndexFlatIP at N = {profile.faiss_n}")
+        results["scan"] = scan_vs_faiss(profile, service.store, settings, template, query_vectors)
+
+        clock.phase(f"index memory at N = {profile.scan_n} (fresh process)")
+        results["memory"] = child_json(["bench.memory", str(profile.scan_n)])
+
+        clock.phase(f"cold start of the search handler x{profile.coldstarts} (fresh processes)")
+        results["coldstart"] = cold_starts(profile, Path(latency_cases[0].path))
+
+        clock.phase(f"ingest of {profile.large_images} large JPEGs vs the model alone")
+        results["ingest_large"] = large_ingest(profile, stack, embedder)
+    finally:
+        stack.stop()
+
+    clock.phase(f"TensorFlow vs LiteRT on {profile.tf_images} originals (fresh process)")
+    results["backends"] = child_json(
+        ["bench.tfparity", str(MODEL_DIR), *[str(p) for p in originals[: profile.tf_images]]]
+    )
+
+
+def parallel_searches(cases: list[QueryCase], work: Path, workers: int = 2) -> list[dict[str, Any]]:
+    """The quality queries split over `workers` processes (bench.worker search), records in case order."""
+    procs = []
+    for i in range(workers):
+        part = work / f"cases-{i}.json"
+        part.write_text(json.dumps([asdict(c) for c in cases[i::workers]]))
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "bench.worker", "search", str(part), str(work / f"records-{i}.json")], cwd=ROOT
+            )
+        )
+    for proc in procs:
+        if proc.wait() != 0:
+            raise RuntimeError(f"a search worker failed with exit code {proc.returncode}")
+    parts = [json.loads((work / f"records-{i}.json").read_text())["records"] for i in range(workers)]
+    records: list[dict[str, Any]] = []
+    for j in range(max(len(p) for p in parts)):
+        records.extend(p[j] for p in parts if j < len(p))
+    return records
+
+
+def latency_pass(
+    service: Any, cases: Sequence[QueryCase], loop: asyncio.AbstractEventLoop
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Each query twice in a row: first with the feature cache emptied (cold), then again (warm: its shortlist's
+    entries are cached, as in a container that has served similar queries)."""
+    cold, warm = [], []
+    for case in cases:
+        cold.extend(run_searches(service, [case], loop, cold=True))
+        warm.extend(run_searches(service, [case], loop))
+    return cold, warm
+
+
+def _count_prefixes(names: list[str]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for n in names:
+        out[n.split("-", 1)[0]] = out.get(n.split("-", 1)[0], 0) + 1
+    return out
+
+
+if __name__ == "__main__":
+    sys.exit(main())

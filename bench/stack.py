@@ -1,0 +1,234 @@
+"""The bench's local stack and index helpers.
+
+- The project's LocalStack (infra/local.py: bucket, queue, DLQ, S3 -> SQS notifications), with moto's server in a
+  process of its own rather than a thread of the bench: S3 is somewhere else in production, so its work must not
+  take the bench's GIL while the search is being timed.
+- Uploading, and waiting until the real ingest handler (fed by the project's SqsWorker) has indexed everything.
+- `PaddedIndexStore`: an IndexStore whose listing also shows synthetic entries (random unit vectors, no S3
+  object). It is how N = 10,000 and N = 100,000 are reached with 1,000 real images: only the cosine scan (and the
+  index's bookkeeping) ever sees the synthetic rows; they never make a shortlist, because random 2048-d unit
+  vectors have cosine ~0 with every real embedding (the bench checks every shortlist came back full of real
+  entries).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+import numpy as np
+from pictrace.index import Entry, IndexStore
+from pictrace.storage import Store
+
+from infra.local import LocalStack, free_port, load_handler
+
+ROOT = Path(__file__).resolve().parent.parent
+SYNTHETIC_ETAG = '"synthetic"'
+
+
+class ProcessMotoServer:
+    """Drop-in for moto's ThreadedMotoServer (same constructor, start, stop) running `python -m bench.motoserver`."""
+
+    #: the servers started by this process and not stopped yet (the bench reads their CPU time)
+    running: list[ProcessMotoServer] = []  # noqa: RUF012
+
+    def __init__(self, ip_address: str = "127.0.0.1", port: int = 5000, verbose: bool = False) -> None:
+        self.ip_address = ip_address
+        self.port = port
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        """The server process's id while it runs."""
+        return self._proc.pid if self._proc is not None else None
+
+    def start(self) -> None:
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "bench.motoserver", self.ip_address, str(self.port)],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                raise RuntimeError(f"moto's server exited with {self._proc.returncode}")
+            try:
+                with socket.create_connection((self.ip_address, self.port), timeout=0.5):
+                    ProcessMotoServer.running.append(self)
+                    return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError("moto's server did not start within 60 s")
+
+    def stop(self) -> None:
+        if self in ProcessMotoServer.running:
+            ProcessMotoServer.running.remove(self)
+        if self._proc is not None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+            self._proc = None
+
+
+def start_stack(bucket: str = "pictrace-bench") -> LocalStack:
+    """The project's LocalStack, its moto server in a separate process; sets this process's environment to it."""
+    stack = LocalStack(bucket=bucket, port=free_port())
+    with mock.patch("moto.server.ThreadedMotoServer", ProcessMotoServer):
+        stack.start()
+    return stack
+
+
+def ingest_handler() -> Any:
+    """The real ingest Lambda handler (functions/ingest/app.py)."""
+    return load_handler(ROOT / "functions/ingest/app.py")
+
+
+def upload_and_index(stack: LocalStack, files: dict[str, bytes], workers: int = 2, timeout: float = 1200.0) -> dict:
+    """Put every key's bytes into the bucket and let `workers` ingest processes (bench.worker ingest: the project's
+    SqsWorker calling the real ingest handler, like concurrent Lambda invocations) index them; return when the
+    queue has stayed empty for a second. Returns timings and counts."""
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "bench.worker", "ingest", stack.queue_url],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(workers)
+    ]
+    s3, sqs = stack.client("s3"), stack.client("sqs")
+    started = time.perf_counter()
+    try:
+        for key, body in files.items():
+            s3.put_object(Bucket=stack.bucket, Key=key, Body=body)
+        uploaded = time.perf_counter()
+        deadline = time.monotonic() + timeout
+        empty_checks = 0
+        while empty_checks < 3:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"ingest did not finish within {timeout:.0f} s")
+            if any(p.poll() is not None for p in procs):
+                raise RuntimeError("an ingest worker exited early")
+            attrs = sqs.get_queue_attributes(
+                QueueUrl=stack.queue_url,
+                AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+            )["Attributes"]
+            busy = int(attrs["ApproximateNumberOfMessages"]) + int(attrs["ApproximateNumberOfMessagesNotVisible"])
+            empty_checks = empty_checks + 1 if busy == 0 else 0
+            time.sleep(0.5)
+        done = time.perf_counter() - 1.0  # the queue was already empty at the first of the three checks
+    finally:
+        reports = []
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            out, _ = p.communicate(timeout=60)
+            lines = out.strip().splitlines()
+            reports.append(json.loads(lines[-1]) if lines else {})
+    return {
+        "images": len(files),
+        "workers": workers,
+        "upload_s": uploaded - started,
+        "total_s": done - started,
+        "images_per_s": len(files) / (done - started),
+        "events_processed": sum(r.get("processed", 0) for r in reports),
+        "events_failed": sum(r.get("failed", 0) for r in reports),
+    }
+
+
+def entry_id(body: bytes) -> str:
+    """The id ingest gives these bytes."""
+    return hashlib.sha256(body).hexdigest()
+
+
+def synthetic_vectors(n: int, dim: int, seed: int = 12345) -> np.ndarray:
+    """n random unit vectors (float32), the stand-ins for images the bench does not have."""
+    rng = np.random.default_rng(seed)
+    out = np.empty((n, dim), dtype=np.float32)
+    for start in range(0, n, 8192):
+        block = rng.standard_normal((min(8192, n - start), dim), dtype=np.float32)
+        out[start : start + len(block)] = block / np.linalg.norm(block, axis=1, keepdims=True)
+    return out
+
+
+def synthetic_id(i: int) -> str:
+    """A 64-hex id no real image has (real ids are SHA-256 of bytes; these hash a label)."""
+    return hashlib.sha256(f"pictrace-bench-synthetic-{i}".encode()).hexdigest()
+
+
+class PaddedStore(Store):
+    """A Store whose listing of the entries prefix also yields the synthetic entries."""
+
+    def __init__(self, base: Store, entries_prefix: str, synthetic_ids: list[str]) -> None:
+        super().__init__(base.bucket, base.client)
+        self.entries_prefix = entries_prefix
+        self.synthetic_ids = synthetic_ids
+
+    def list(self, prefix: str) -> Iterator[tuple[str, str, int]]:
+        yield from super().list(prefix)
+        if prefix == self.entries_prefix:
+            for sid in self.synthetic_ids:
+                yield f"{prefix}{sid}.npz", SYNTHETIC_ETAG, 0
+
+
+class PaddedIndexStore(IndexStore):
+    """An IndexStore that also holds synthetic entries: a real entry's features with a random embedding."""
+
+    def __init__(self, base: Store, index_prefix: str, vectors: np.ndarray, template: Entry) -> None:
+        ids = [synthetic_id(i) for i in range(len(vectors))]
+        super().__init__(PaddedStore(base, f"{index_prefix}entries/", ids), index_prefix)
+        self.rows = {sid: row for row, sid in enumerate(ids)}
+        self.vectors = vectors
+        self.template = template
+
+    def get_entry(self, entry_id: str) -> tuple[Entry, str]:
+        row = self.rows.get(entry_id)
+        if row is None:
+            return super().get_entry(entry_id)
+        entry = dataclasses.replace(
+            self.template, id=entry_id, keys=(f"images/synthetic/{entry_id}",), embedding=self.vectors[row]
+        )
+        return entry, SYNTHETIC_ETAG
+
+
+def deep_size(obj: Any, seen: set[int] | None = None) -> int:
+    """Bytes held by an object graph (numpy arrays by nbytes), each object counted once."""
+    seen = set() if seen is None else seen
+    if id(obj) in seen:
+        return 0
+    seen.add(id(obj))
+    if isinstance(obj, np.ndarray):
+        return int(obj.nbytes) + sys.getsizeof(np.empty(0))
+    size = sys.getsizeof(obj)
+    if isinstance(obj, dict):
+        size += sum(deep_size(k, seen) + deep_size(v, seen) for k, v in obj.items())
+    elif isinstance(obj, list | tuple | set | frozenset):
+        size += sum(deep_size(v, seen) for v in obj)
+    return size
+
+
+def index_bytes(index: Any) -> dict[str, int]:
+    """What an EmbeddingIndex holds: its matrix, ids, keys and etags (by their public names where they exist)."""
+    parts = {"matrix": deep_size(index.matrix), "ids": deep_size(index.ids), "keys": deep_size(index.keys)}
+    etags = getattr(index, "_etags", None)
+    if isinstance(etags, dict):
+        parts["etags"] = deep_size(etags)
+    return parts
+
+
+def dumps(obj: Any) -> str:
+    """JSON with numpy scalars as numbers."""
+    return json.dumps(obj, default=lambda o: o.item() if hasattr(o, "item") else str(o))

@@ -1,0 +1,65 @@
+"""`python -m bench.tfparity MODEL_DIR IMAGE...`: TensorFlow (Keras) backend against LiteRT, in a fresh process.
+
+Both embed the same decoded images one at a time (what ingest and search do); the Keras model is built with the
+weights the LiteRT artifact records. Prints one JSON object: ms per image (median over the images, after one
+warm-up each), and the cosine between the two backends' embeddings of each image.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+
+def main(argv: list[str]) -> int:
+    model_dir, paths = argv[0], argv[1:]
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import numpy as np
+    from pictrace.embedding import KerasEmbedder, LiteRTEmbedder
+    from pictrace.images import decode_image
+
+    images = [
+        decode_image(Path(p).read_bytes(), max_bytes=1 << 30, max_pixels=1 << 30).bgr
+        for p in paths
+        if Path(p).is_file()
+    ]
+    litert = LiteRTEmbedder(model_dir)
+    started = time.perf_counter()
+    keras = KerasEmbedder(litert.weights)
+    keras_build_s = time.perf_counter() - started
+
+    def timed(embedder: LiteRTEmbedder | KerasEmbedder) -> tuple[list[float], np.ndarray]:
+        embedder.embed(images[:1])  # warm-up (graph tracing, XNNPACK set-up)
+        times, rows = [], []
+        for image in images:
+            t = time.perf_counter()
+            rows.append(embedder.embed([image])[0])
+            times.append((time.perf_counter() - t) * 1000)
+        return times, np.stack(rows)
+
+    lt_ms, lt = timed(litert)
+    tf_ms, tf = timed(keras)
+    cosines = (lt * tf).sum(axis=1)
+    print(
+        json.dumps(
+            {
+                "images": len(images),
+                "weights": litert.weights,
+                "litert_ms": statistics.median(lt_ms),
+                "tensorflow_ms": statistics.median(tf_ms),
+                "keras_build_s": keras_build_s,
+                "cosine_min": float(cosines.min()),
+                "cosine_mean": float(cosines.mean()),
+                "max_abs_diff": float(np.abs(lt - tf).max()),
+            }
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

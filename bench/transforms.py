@@ -1,0 +1,192 @@
+"""The copy-detection queries: transformed originals, one function per edit, all deterministic.
+
+Each variant is a family (what the issue lists), a parameter, and a function BGR uint8 -> BGR or grayscale uint8.
+Every query is written as a JPEG (quality 95, or the variant's own quality), as a user would upload it.
+Random choices (where a crop window sits, where the text goes) come from a generator seeded by the original's
+name and the variant's name, so a run makes the same queries every time.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+Image = np.ndarray
+Transform = Callable[[Image, np.random.Generator], Image]
+
+DEFAULT_QUALITY = 95
+OVERLAY_TEXT = "(c) PicTrace 2026"
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One query edit: family (as the issue names it), parameter label, the edit, and the JPEG quality to save at."""
+
+    family: str
+    param: str
+    apply: Transform
+    quality: int = DEFAULT_QUALITY
+
+    @property
+    def name(self) -> str:
+        """family/param, e.g. 'crop/30%'."""
+        return f"{self.family}/{self.param}"
+
+
+def rng_for(original: str, variant: str) -> np.random.Generator:
+    """The generator for one (original, variant) pair: same pair, same numbers, on every machine."""
+    return np.random.default_rng(zlib.crc32(f"{original}|{variant}".encode()))
+
+
+def crop(img: Image, rng: np.random.Generator, fraction: float) -> Image:
+    """Cut away `fraction` of the area: a window of the same aspect, sqrt(1 - fraction) of each side, at random."""
+    h, w = img.shape[:2]
+    side = float(np.sqrt(1.0 - fraction))
+    ch, cw = max(1, round(h * side)), max(1, round(w * side))
+    y = int(rng.integers(0, h - ch + 1))
+    x = int(rng.integers(0, w - cw + 1))
+    return img[y : y + ch, x : x + cw].copy()
+
+
+def rotate(img: Image, rng: np.random.Generator, degrees: float) -> Image:
+    """Rotate counter-clockwise about the centre; multiples of 90 are exact, other angles keep the canvas
+    (corners filled black, the image's own corners cut off)."""
+    if degrees % 90 == 0:
+        turns = int(degrees // 90) % 4
+        codes = {1: cv2.ROTATE_90_COUNTERCLOCKWISE, 2: cv2.ROTATE_180, 3: cv2.ROTATE_90_CLOCKWISE}
+        return img.copy() if turns == 0 else cv2.rotate(img, codes[turns])
+    h, w = img.shape[:2]
+    matrix = cv2.getRotationMatrix2D((w / 2, h / 2), degrees, 1.0)
+    return cv2.warpAffine(
+        img, matrix, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0)
+    )
+
+
+def hflip(img: Image, rng: np.random.Generator) -> Image:
+    """Mirror left-right."""
+    return cv2.flip(img, 1)
+
+
+def downscale(img: Image, rng: np.random.Generator, factor: float) -> Image:
+    """Shrink both sides by `factor` (area interpolation), never below 16 px."""
+    h, w = img.shape[:2]
+    size = (max(16, round(w * factor)), max(16, round(h * factor)))
+    return cv2.resize(img, size, interpolation=cv2.INTER_AREA)
+
+
+def identity(img: Image, rng: np.random.Generator) -> Image:
+    """No edit (the JPEG family changes only the quality it is saved at)."""
+    return img
+
+
+def brightness_contrast(img: Image, rng: np.random.Generator, alpha: float, beta: float) -> Image:
+    """pixel * alpha + beta, saturated to 0..255."""
+    return cv2.convertScaleAbs(img, alpha=alpha, beta=beta)
+
+
+def grayscale(img: Image, rng: np.random.Generator) -> Image:
+    """One channel of luminance."""
+    return cv2.cvtColor(img, cv2.COLOR_BGR2GRAY) if img.ndim == 3 else img.copy()
+
+
+def blur(img: Image, rng: np.random.Generator, relative_sigma: float) -> Image:
+    """Gaussian blur with sigma = relative_sigma x the long side (so it looks the same at any resolution)."""
+    sigma = max(0.5, relative_sigma * max(img.shape[:2]))
+    return cv2.GaussianBlur(img, (0, 0), sigmaX=sigma, sigmaY=sigma)
+
+
+def overlay(img: Image, rng: np.random.Generator) -> Image:
+    """A watermark: a translucent white band with black text across ~80 % of the width at a random height, and a
+    round logo (filled disc and ring) in a random corner."""
+    out = img.copy() if img.ndim == 3 else cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
+    h, w = out.shape[:2]
+    font = cv2.FONT_HERSHEY_DUPLEX
+    (tw, th), base = cv2.getTextSize(OVERLAY_TEXT, font, 1.0, 2)
+    scale = 0.8 * w / tw
+    thickness = max(1, round(2 * scale))
+    (tw, th), base = cv2.getTextSize(OVERLAY_TEXT, font, scale, thickness)
+    band_h = min(h, th + base + 2 * round(0.2 * th))
+    y0 = int(rng.integers(0, max(1, h - band_h)))
+    band = out[y0 : y0 + band_h]
+    band[:] = cv2.addWeighted(band, 0.4, np.full_like(band, 255), 0.6, 0)
+    x = (w - tw) // 2
+    cv2.putText(out, OVERLAY_TEXT, (x, y0 + round(0.2 * th) + th), font, scale, (0, 0, 0), thickness, cv2.LINE_AA)
+    radius = max(4, round(0.08 * min(h, w)))
+    cx = radius + 4 if rng.random() < 0.5 else w - radius - 4
+    cy = radius + 4 if rng.random() < 0.5 else h - radius - 4
+    cv2.circle(out, (cx, cy), radius, (30, 60, 220), -1, cv2.LINE_AA)
+    cv2.circle(out, (cx, cy), max(2, radius * 2 // 3), (255, 255, 255), max(1, radius // 6), cv2.LINE_AA)
+    return out
+
+
+def aspect(img: Image, rng: np.random.Generator, x_factor: float) -> Image:
+    """Stretch the width by x_factor, height unchanged."""
+    h, w = img.shape[:2]
+    return cv2.resize(img, (max(1, round(w * x_factor)), h), interpolation=cv2.INTER_LINEAR)
+
+
+def border(img: Image, rng: np.random.Generator, fraction: float) -> Image:
+    """A solid white border of `fraction` of each side's length on every side."""
+    h, w = img.shape[:2]
+    py, px = round(h * fraction), round(w * fraction)
+    return cv2.copyMakeBorder(img, py, py, px, px, cv2.BORDER_CONSTANT, value=(255, 255, 255))
+
+
+def chain(*steps: Transform) -> Transform:
+    """Apply several edits in order (each draws from the same generator)."""
+
+    def apply(img: Image, rng: np.random.Generator) -> Image:
+        for step in steps:
+            img = step(img, rng)
+        return img
+
+    return apply
+
+
+def _p(fn: Callable[..., Image], *args: float) -> Transform:
+    return lambda img, rng: fn(img, rng, *args)
+
+
+VARIANTS: tuple[Variant, ...] = (
+    Variant("crop", "10%", _p(crop, 0.10)),
+    Variant("crop", "30%", _p(crop, 0.30)),
+    Variant("crop", "50%", _p(crop, 0.50)),
+    Variant("rotation", "5deg", _p(rotate, 5)),
+    Variant("rotation", "15deg", _p(rotate, 15)),
+    Variant("rotation", "90deg", _p(rotate, 90)),
+    Variant("flip", "horizontal", hflip),
+    Variant("downscale", "1/2", _p(downscale, 0.5)),
+    Variant("downscale", "1/4", _p(downscale, 0.25)),
+    Variant("jpeg", "q50", identity, quality=50),
+    Variant("jpeg", "q20", identity, quality=20),
+    Variant("jpeg", "q10", identity, quality=10),
+    Variant("brightness-contrast", "x1.3+30", _p(brightness_contrast, 1.3, 30)),
+    Variant("brightness-contrast", "x0.6-20", _p(brightness_contrast, 0.6, -20)),
+    Variant("grayscale", "luma", grayscale),
+    Variant("blur", "sigma=0.5%", _p(blur, 0.005)),
+    Variant("overlay", "text+logo", overlay),
+    Variant("aspect", "width x1.5", _p(aspect, 1.5)),
+    Variant("border", "white 12%", _p(border, 0.12)),
+    Variant("combined", "crop20+half+q40", chain(_p(crop, 0.20), _p(downscale, 0.5)), quality=40),
+    Variant(
+        "combined",
+        "rot5+bright+overlay+q70",
+        chain(_p(rotate, 5), _p(brightness_contrast, 1.2, 20), overlay),
+        quality=70,
+    ),
+)
+
+FAMILIES: tuple[str, ...] = tuple(dict.fromkeys(v.family for v in VARIANTS))
+
+
+def make_query(img: Image, original: str, variant: Variant) -> bytes:
+    """The JPEG bytes of one transformed original."""
+    out = variant.apply(img, rng_for(original, variant.name))
+    ok, buf = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, variant.quality])
+    if not ok:
+        raise ValueError(f"could not encode {variant.name} of {original}")
+    return buf.tobytes()

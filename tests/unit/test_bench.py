@@ -1,0 +1,259 @@
+"""The bench's pure helpers: ranking metrics on hand-made rankings, the query transforms, the seed baseline's
+batched SSIM against scikit-image, and the goal verdicts. (The bench itself is `make bench`, not a test.)"""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+import pytest
+from skimage.metrics import structural_similarity
+
+from bench import metrics, report, seed, transforms
+from tests.conftest import DATA
+
+# --- metrics ---------------------------------------------------------------------------------------------------------
+
+
+def test_first_rank() -> None:
+    assert metrics.first_rank(["a", "b", "c"], {"c"}) == 3
+    assert metrics.first_rank(["a", "b", "c"], {"b", "c"}) == 2
+    assert metrics.first_rank(["a", "b"], {"z"}) is None
+    assert metrics.first_rank([], {"a"}) is None
+
+
+def test_average_precision_one_relevant_is_reciprocal_rank() -> None:
+    assert metrics.average_precision(["x", "a"], {"a"}) == 0.5
+    assert metrics.average_precision(["a"], {"a"}) == 1.0
+    assert metrics.average_precision(["x", "y", "z", "a"], {"a"}) == 0.25
+    assert metrics.average_precision(["x", "y"], {"a"}) == 0.0  # not returned: AP 0
+
+
+def test_average_precision_several_relevant() -> None:
+    # relevant at positions 2 and 4: (1/2 + 2/4) / 2
+    assert metrics.average_precision(["a", "b", "c", "d"], {"b", "d"}) == pytest.approx(0.5)
+    # relevant at 1 and 3: (1/1 + 2/3) / 2
+    assert metrics.average_precision(["b", "a", "d"], {"b", "d"}) == pytest.approx(5 / 6)
+    # one of two relevant missing: (1/1 + 0) / 2
+    assert metrics.average_precision(["a", "x"], {"a", "z"}) == pytest.approx(0.5)
+    # a repeated id counts once
+    assert metrics.average_precision(["a", "a", "b"], {"a", "b"}) == pytest.approx((1 + 2 / 3) / 2)
+    with pytest.raises(ValueError):
+        metrics.average_precision(["a"], set())
+
+
+def test_recall_at_k() -> None:
+    ranks = [1, 2, None, 7, 1]
+    assert metrics.recall_at(ranks, 1) == pytest.approx(2 / 5)
+    assert metrics.recall_at(ranks, 5) == pytest.approx(3 / 5)
+    assert metrics.recall_at(ranks, 10) == pytest.approx(4 / 5)
+    assert math.isnan(metrics.recall_at([], 1))
+
+
+def test_percentile_matches_numpy() -> None:
+    rng = np.random.default_rng(1)
+    values = list(rng.exponential(100, size=37))
+    for p in (0, 5, 50, 90, 95, 99, 100):
+        assert metrics.percentile(values, p) == pytest.approx(float(np.percentile(values, p)))
+    assert metrics.percentile([3.0], 95) == 3.0
+    assert math.isnan(metrics.percentile([], 50))
+    with pytest.raises(ValueError):
+        metrics.percentile([1.0], 101)
+
+
+def test_summarise() -> None:
+    ranks: list[int | None] = [1, 3, None, 12]
+    aps = [1.0, 1 / 3, 0.0, 1 / 12]
+    s = metrics.summarise(ranks, aps)
+    assert s["recall@1"] == 0.25
+    assert s["recall@5"] == 0.5
+    assert s["recall@10"] == 0.5
+    assert s["mAP"] == pytest.approx((1 + 1 / 3 + 1 / 12) / 4)
+    assert s["queries"] == 4
+
+
+# --- transforms ------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def photo() -> np.ndarray:
+    img = cv2.imread(str(DATA / "astronaut.jpg"), cv2.IMREAD_COLOR)
+    assert img is not None
+    return img
+
+
+def rng() -> np.random.Generator:
+    return np.random.default_rng(0)
+
+
+def test_families_and_parameters_are_the_issues() -> None:
+    assert transforms.FAMILIES == (
+        "crop",
+        "rotation",
+        "flip",
+        "downscale",
+        "jpeg",
+        "brightness-contrast",
+        "grayscale",
+        "blur",
+        "overlay",
+        "aspect",
+        "border",
+        "combined",
+    )
+    params = {f: [v.param for v in transforms.VARIANTS if v.family == f] for f in transforms.FAMILIES}
+    assert params["crop"] == ["10%", "30%", "50%"]
+    assert params["rotation"] == ["5deg", "15deg", "90deg"]
+    assert params["downscale"] == ["1/2", "1/4"]
+    assert [v.quality for v in transforms.VARIANTS if v.family == "jpeg"] == [50, 20, 10]
+    assert len(params["combined"]) == 2
+    assert len({v.name for v in transforms.VARIANTS}) == len(transforms.VARIANTS)
+
+
+@pytest.mark.parametrize("fraction", [0.1, 0.3, 0.5])
+def test_crop_removes_that_share_of_the_area(photo: np.ndarray, fraction: float) -> None:
+    out = transforms.crop(photo, rng(), fraction)
+    h, w = photo.shape[:2]
+    assert out.shape[0] * out.shape[1] / (h * w) == pytest.approx(1 - fraction, abs=0.01)
+    assert out.shape[0] / out.shape[1] == pytest.approx(h / w, abs=0.01)
+    r = rng()  # the window is where the same generator puts it
+    y = int(r.integers(0, h - out.shape[0] + 1))
+    x = int(r.integers(0, w - out.shape[1] + 1))
+    assert np.array_equal(out, photo[y : y + out.shape[0], x : x + out.shape[1]])
+
+
+def test_rotation_90_is_exact_and_small_angles_keep_the_canvas(photo: np.ndarray) -> None:
+    out = transforms.rotate(photo, rng(), 90)
+    assert out.shape == (photo.shape[1], photo.shape[0], 3)
+    assert np.array_equal(out, np.rot90(photo))  # counter-clockwise
+    small = transforms.rotate(photo, rng(), 15)
+    assert small.shape == photo.shape
+    assert small[0, 0].tolist() == [0, 0, 0]  # a corner left black
+
+
+def test_flip_downscale_grayscale_aspect_border(photo: np.ndarray) -> None:
+    h, w = photo.shape[:2]
+    flipped = transforms.hflip(photo, rng())
+    assert np.array_equal(flipped[:, ::-1], photo)
+    assert transforms.downscale(photo, rng(), 0.25).shape[:2] == (round(h / 4), round(w / 4))
+    assert transforms.grayscale(photo, rng()).shape == (h, w)
+    assert transforms.aspect(photo, rng(), 1.5).shape[:2] == (h, round(w * 1.5))
+    bordered = transforms.border(photo, rng(), 0.12)
+    py, px = round(h * 0.12), round(w * 0.12)
+    assert bordered.shape[:2] == (h + 2 * py, w + 2 * px)
+    assert (bordered[:py] == 255).all() and np.array_equal(bordered[py : py + h, px : px + w], photo)
+
+
+def test_brightness_contrast_and_overlay_change_pixels(photo: np.ndarray) -> None:
+    brighter = transforms.brightness_contrast(photo, rng(), 1.3, 30)
+    assert brighter.mean() > photo.mean()
+    darker = transforms.brightness_contrast(photo, rng(), 0.6, -20)
+    assert darker.mean() < photo.mean()
+    over = transforms.overlay(photo, rng())
+    changed = np.any(over != photo, axis=-1).mean()
+    assert 0.05 < changed < 0.5
+
+
+def test_queries_are_deterministic_decodable_jpegs(photo: np.ndarray) -> None:
+    for variant in transforms.VARIANTS:
+        a = transforms.make_query(photo, "astronaut.jpg", variant)
+        b = transforms.make_query(photo, "astronaut.jpg", variant)
+        assert a == b, variant.name
+        assert a[:3] == b"\xff\xd8\xff"
+        assert cv2.imdecode(np.frombuffer(a, np.uint8), cv2.IMREAD_UNCHANGED) is not None
+    jpeg = [v for v in transforms.VARIANTS if v.family == "jpeg"]
+    sizes = [len(transforms.make_query(photo, "astronaut.jpg", v)) for v in jpeg]
+    assert sizes == sorted(sizes, reverse=True)  # q50 > q20 > q10
+
+
+def test_random_choices_depend_on_the_original() -> None:
+    a = transforms.rng_for("a.jpg", "crop/30%").integers(0, 1 << 30)
+    b = transforms.rng_for("b.jpg", "crop/30%").integers(0, 1 << 30)
+    assert a == transforms.rng_for("a.jpg", "crop/30%").integers(0, 1 << 30)
+    assert a != b
+
+
+# --- the seed's method ------------------------------------------------------------------------------------------------
+
+
+def _seed_features(name: str) -> seed.SeedFeatures:
+    return seed.features(seed.decode((DATA / name).read_bytes()))
+
+
+def test_batched_ssim_equals_scikit_image() -> None:
+    names = ["astronaut.jpg", "coffee.png", "chelsea.webp", "rocket.bmp", "camera.tiff"]
+    feats = [_seed_features(n) for n in names]
+    grays = np.stack([f.gray for f in feats])
+    mu, var = seed.local_stats(grays)
+    for q in feats:
+        batched = seed.batch_ssim(q.gray, grays, mu, var)
+        reference = [structural_similarity(q.gray, g) for g in grays]
+        np.testing.assert_allclose(batched, reference, rtol=0, atol=1e-12)
+
+
+def test_seed_scores_and_index() -> None:
+    feats = {n: _seed_features(n) for n in ["astronaut.jpg", "coffee.png", "rocket.bmp"]}
+    q = feats["coffee.png"]
+    s, o, final = seed.pair_score(q, q)
+    assert s == pytest.approx(1.0)
+    assert o == pytest.approx(1.0)  # every keypoint matches itself
+    assert final == pytest.approx((s + o) / 2)
+    index = seed.SeedIndex.from_features(feats)
+    ranking = index.ranking(q, k=3)
+    assert ranking[0][0] == "coffee.png"
+    pairwise = index.pairwise(q)
+    assert [i for i, _ in pairwise] == [i for i, _ in ranking]
+    for (_, a), (_, b) in zip(pairwise, ranking, strict=True):
+        assert a == pytest.approx(b, abs=1e-12)
+
+
+def test_seed_index_save_load(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    feats = {n: _seed_features(n) for n in ["astronaut.jpg", "rocket.bmp"]}
+    index = seed.SeedIndex.from_features(feats)
+    index.save(tmp_path / "i.npz")
+    again = seed.SeedIndex.load(tmp_path / "i.npz")
+    assert again.ids == index.ids
+    assert np.array_equal(again.grays, index.grays)
+    assert all(np.array_equal(a, b) for a, b in zip(again.descriptors, index.descriptors, strict=True))
+
+
+# --- goal verdicts ----------------------------------------------------------------------------------------------------
+
+
+def _family(r1: float, short50: float) -> dict[str, float]:
+    return {"recall@1": r1, "recall@5": r1, "recall@10": r1, "mAP": r1, "queries": 10, "shortlist@50": short50}
+
+
+def test_recall_goal_names_where_each_failing_family_loses() -> None:
+    results = {
+        "profile": {"name": "full"},
+        "quality": {"families": {"crop": _family(1.0, 1.0), "grayscale": _family(0.6, 0.7), "flip": _family(0.9, 1.0)}},
+    }
+    (goal,) = report.goals(results)
+    assert goal["met"] is False
+    assert "grayscale 0.60 (30 % never shortlisted, 10 % outranked in the rerank)" in goal["why"]
+    assert "flip 0.90 (0 % never shortlisted, 10 % outranked" in goal["why"]
+    results["quality"]["families"] = {"crop": _family(0.97, 1.0)}
+    (goal,) = report.goals(results)
+    assert goal["met"] is True and goal["why"] == ""
+
+
+def test_latency_goal_names_the_costliest_stage() -> None:
+    stages = {s: {"p50": v, "p95": v} for s, v in {"decode": 5, "embed": 60, "fetch": 150, "rerank": 120}.items()}
+    results = {
+        "profile": {"name": "full"},
+        "latency_keys": {"large": "N=10000 cold"},
+        "latency": {"N=10000 cold": {**stages, "total": {"p50": 335.0, "p95": 400.0}, "queries": 3}},
+    }
+    (goal,) = report.goals(results)
+    assert goal["met"] is False
+    assert goal["why"].startswith("costliest stage: fetch (150 ms")
+
+
+def test_table_is_aligned_markdown() -> None:
+    text = report.table(["a", "bb"], [["x", 1.23456], ["longer", 12345.6]])
+    lines = text.splitlines()
+    assert len({len(line) for line in lines}) == 1
+    assert lines[1].startswith("|---")
+    assert "1.235" in text and "12345.6" in text
