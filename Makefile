@@ -19,6 +19,7 @@ help:
 	@echo "make test     lint, type-check and run every test"
 	@echo "make model    build the model artifact ($(MODEL_DIR)) with WEIGHTS=$(WEIGHTS)"
 	@echo "make samples  fetch the sample photos into $(SAMPLES)"
+	@echo "make bench    retrieval quality and speed on real images vs the seed's method (bench-quick: ~3 min)"
 
 # --- set-up -------------------------------------------------------------------------------
 setup: $(VENV)/.installed browser
@@ -62,6 +63,7 @@ lint: setup
 	$(VENV)/bin/mypy layers/deps/layer.py
 	$(VENV)/bin/mypy functions/ingest/app.py
 	$(VENV)/bin/mypy functions/search/app.py
+	$(VENV)/bin/mypy bench
 
 test: setup model lint
 	$(PY) -m pytest tests
@@ -97,3 +99,17 @@ build: setup model
 
 sizes: setup model
 	$(PY) -m pytest -s -q tests/template/test_sizes.py
+
+# --- benchmarks (issue 4): quality and speed on real images against the seed's method ---------------
+.PHONY: bench bench-quick bench-setup
+bench-setup: setup model samples $(VENV)/.bench-installed
+
+$(VENV)/.bench-installed: bench/requirements.txt $(VENV)/.installed
+	$(PY) -m pip install --quiet -r bench/requirements.txt
+	touch $@
+
+bench: bench-setup      ## full run (≤ 15 min): tables, bench/results.json, bench/*.png, docs/benchmarks.md
+	$(PY) -m bench.run
+
+bench-quick: bench-setup  ## smaller N, fewer queries (≤ 3 min); leaves docs/benchmarks.md alone
+	$(PY) -m bench.run --quick
