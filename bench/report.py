@@ -198,6 +198,11 @@ def tables(r: dict[str, Any]) -> str:
         f"## PicTrace bench ({p['name']}) — {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GiB, no GPU; "
         f"Python {m['python']}; commit {m['commit']}; {r.get('wall_s', 0):.0f} s"
     )
+    if m.get("uncommitted"):
+        out.append(f"Uncommitted changes measured too: {', '.join(m['uncommitted'])}.")
+    errors = r.get("errors")
+    if errors:
+        out.append("**Failed phases** (their tables are missing): " + "; ".join(f"{k}: {v}" for k, v in errors.items()))
     load = r.get("load")
     if load:
         out.append(
@@ -455,7 +460,7 @@ def plots(r: dict[str, Any], out_dir: Path) -> list[str]:
     if q:
         fams = list(q)
         x = list(range(len(fams)))
-        fig, ax = plt.subplots(figsize=(11, 4.5))
+        fig, ax = plt.subplots(figsize=(13, 4.8))
         series = [
             ("final recall@1", [q[f]["recall@1"] for f in fams]),
             ("final recall@10", [q[f]["recall@10"] for f in fams]),
@@ -474,7 +479,7 @@ def plots(r: dict[str, Any], out_dir: Path) -> list[str]:
         ax.set_ylim(0, 1.05)
         ax.set_ylabel("recall")
         ax.set_title(f"Recall per transform family (N = {r['data'].get('indexed')}, {r['queries']['count']} queries)")
-        ax.legend(fontsize=8, loc="lower left")
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
         fig.tight_layout()
         path = out_dir / "recall_by_family.png"
         fig.savefig(path, dpi=110)
@@ -483,7 +488,7 @@ def plots(r: dict[str, Any], out_dir: Path) -> list[str]:
     lat = r.get("latency", {})
     if lat:
         names = list(lat)
-        fig, ax = plt.subplots(figsize=(9, 4.5))
+        fig, ax = plt.subplots(figsize=(11, 4.5))
         left = [0.0] * len(names)
         for stage in STAGES:
             values = [lat[n].get(stage, {}).get("p50", 0.0) for n in names]
@@ -494,8 +499,9 @@ def plots(r: dict[str, Any], out_dir: Path) -> list[str]:
         ax.axvline(300, color="black", linestyle="--", linewidth=0.8, label="goal 300 ms")
         ax.set_xlabel("ms (p50 of each stage)")
         ax.set_title("Search latency by stage")
-        ax.legend(fontsize=8, loc="lower right")
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
         ax.set_xlim(0, max([*left, 300]) * 1.3)
+        ax.invert_yaxis()
         fig.tight_layout()
         path = out_dir / "latency_by_stage.png"
         fig.savefig(path, dpi=110)

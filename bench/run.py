@@ -21,8 +21,9 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -248,6 +249,7 @@ def run_searches(
                 "cosine_rank": hit.rank_cosine if hit else None,
                 "scores": asdict(hit.scores) if hit else None,
                 "top1": ranking[0] if ranking else None,
+                "top1_key": result.results[0].keys[0] if result.results else None,
                 "returned": len(ranking),
                 "timings": dict(result.timings),
             }
@@ -574,7 +576,23 @@ def machine() -> dict[str, Any]:
         ).stdout.strip()
     except OSError:
         commit = "?"
+    try:
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "layers", "functions", "bench", "infra"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.split("\n")
+        changed = sorted({line[3:] for line in dirty if line.strip()})
+    except OSError:
+        changed = []
+    import pictrace
+
     return {
+        "tree": str(ROOT),
+        "pictrace_from": str(Path(pictrace.__file__).parent),
+        "uncommitted": changed,
         "cpu": cpu,
         "cores": os.cpu_count(),
         "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
@@ -618,8 +636,13 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {"profile": asdict(profile), "machine": machine(), "started": time.time()}
     with tempfile.TemporaryDirectory(prefix="pictrace-bench-") as tmp:
         work = Path(tmp)
+        failed = False
         try:
             run(profile, results, clock, work)
+        except Exception as exc:  # noqa: BLE001 - report what was measured, then fail
+            failed = True
+            results.setdefault("errors", {})["run"] = f"{type(exc).__name__}: {exc}"
+            traceback.print_exc()
         finally:
             clock.end()
             results["phases_s"] = clock.phases
@@ -633,11 +656,11 @@ def main(argv: list[str] | None = None) -> int:
     (out_dir / "results.json").write_text(json.dumps(results, indent=1, default=_json_default) + "\n")
     plots = report.plots(results, out_dir)
     print(f"\nwrote {out_dir / 'results.json'}" + "".join(f", {p}" for p in plots))
-    if profile.name == "full":
+    if profile.name == "full" and not failed:
         Path(args.docs).write_text(report.markdown(results, text))
         print(f"wrote {args.docs}")
     print(f"bench ({profile.name}) took {results['wall_s']:.0f} s")
-    return 0
+    return 1 if failed else 0
 
 
 def load_summary(clock: Clock, started_load: tuple[float, float, float]) -> dict[str, Any]:
@@ -656,6 +679,15 @@ def load_summary(clock: Clock, started_load: tuple[float, float, float]) -> dict
         "loadavg_start": started_load,
         "loadavg_end": os.getloadavg(),
     }
+
+
+def guarded(results: dict[str, Any], key: str, fn: Callable[..., Any], *args: Any) -> None:
+    """results[key] = fn(*args); a failure is recorded under results["errors"] and the run goes on."""
+    try:
+        results[key] = fn(*args)
+    except Exception as exc:  # noqa: BLE001 - one probe failing must not cost the other measurements
+        results.setdefault("errors", {})[key] = f"{type(exc).__name__}: {exc}"
+        traceback.print_exc()
 
 
 def _terminated(signum: int, frame: Any) -> None:
@@ -767,28 +799,34 @@ def run(profile: Profile, results: dict[str, Any], clock: Clock, work: Path) -> 
         loop.close()
 
         clock.phase("seed's method: as-is latency (fetch, decode, SSIM + ORB for every image) and precomputed")
-        results["seed"] = seed_phase(profile, service.store, key_ids, cases, work, clock)
-        sample = {(r["variant"], r["original"]) for r in results["seed"]["records"]}
-        same = [r for r in records if (r["variant"], r["original"]) in sample]
-        results["seed"]["pictrace_on_sample"] = metrics.summarise([r["rank"] for r in same], [r["ap"] for r in same])
+        guarded(results, "seed", seed_phase, profile, service.store, key_ids, cases, work, clock)
+        if "seed" in results:
+            sample = {(r["variant"], r["original"]) for r in results["seed"]["records"]}
+            same = [r for r in records if (r["variant"], r["original"]) in sample]
+            results["seed"]["pictrace_on_sample"] = metrics.summarise(
+                [r["rank"] for r in same], [r["ap"] for r in same]
+            )
 
         clock.phase(f"scan vs faiss IndexFlatIP at N = {profile.faiss_n}")
-        results["scan"] = scan_vs_faiss(profile, service.store, settings, template, query_vectors)
+        guarded(results, "scan", scan_vs_faiss, profile, service.store, settings, template, query_vectors)
 
         clock.phase(f"index memory at N = {profile.scan_n} (fresh process)")
-        results["memory"] = child_json(["bench.memory", str(profile.scan_n)])
+        guarded(results, "memory", child_json, ["bench.memory", str(profile.scan_n)])
 
         clock.phase(f"cold start of the search handler x{profile.coldstarts} (fresh processes)")
-        results["coldstart"] = cold_starts(profile, Path(latency_cases[0].path))
+        guarded(results, "coldstart", cold_starts, profile, Path(latency_cases[0].path))
 
         clock.phase(f"ingest of {profile.large_images} large JPEGs vs the model alone")
-        results["ingest_large"] = large_ingest(profile, stack, embedder)
+        guarded(results, "ingest_large", large_ingest, profile, stack, embedder)
     finally:
         stack.stop()
 
     clock.phase(f"TensorFlow vs LiteRT on {profile.tf_images} originals (fresh process)")
-    results["backends"] = child_json(
-        ["bench.tfparity", str(MODEL_DIR), *[str(p) for p in originals[: profile.tf_images]]]
+    guarded(
+        results,
+        "backends",
+        child_json,
+        ["bench.tfparity", str(MODEL_DIR), *[str(p) for p in originals[: profile.tf_images]]],
     )
 
 

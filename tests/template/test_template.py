@@ -100,12 +100,13 @@ def makefile_targets(makefile: Path) -> set[str]:
 
 # --------------------------------------------------------------------------- functions
 
-FUNCTIONS = ["IngestFunction", "SearchFunction"]
+FUNCTIONS = ["IngestFunction", "SearchFunction", "CompactFunction"]
 LAYERS = ["PictraceLayer", "CoreDepsLayer", "ApiDepsLayer", "ModelLayer"]
 #: what each function attaches; ModelLayer is fetched at cold start instead (attached, search would not fit 250 MB)
 FUNCTION_LAYERS = {
     "IngestFunction": ["PictraceLayer", "CoreDepsLayer"],
     "SearchFunction": ["PictraceLayer", "CoreDepsLayer", "ApiDepsLayer"],
+    "CompactFunction": ["PictraceLayer", "CoreDepsLayer"],
 }
 
 
@@ -458,6 +459,26 @@ def test_search_role_least_privilege(template: dict[str, Any]) -> None:
         prefixes = _as_list(condition["StringLike"]["s3:prefix"])
         assert [sub_text(p) for p in prefixes] == ["${IndexPrefix}*", "${QueriesPrefix}*"]
     assert not any(a.startswith("sqs:") for actions, _, _ in grants for a in actions)
+
+
+def test_compact_role_least_privilege(template: dict[str, Any]) -> None:
+    grants = _grants(template, "CompactFunctionRole")
+    for action in ("s3:GetObject", "s3:PutObject", "s3:DeleteObject"):
+        assert _can(grants, action, "IndexPrefix"), action
+    for prefix in ("ImagesPrefix", "QueriesPrefix"):
+        for action in ("s3:GetObject", "s3:PutObject", "s3:DeleteObject"):
+            assert not _can(grants, action, prefix), f"compaction must not {action} under {prefix}"
+    for _resources, condition in [(r, c) for a, r, c in grants if "s3:ListBucket" in a]:
+        assert [sub_text(p) for p in _as_list(condition["StringLike"]["s3:prefix"])] == ["${IndexPrefix}*"]
+    assert not any(a.startswith(("sqs:", "lambda:")) for actions, _, _ in grants for a in actions)
+
+
+def test_compaction_is_scheduled(template: dict[str, Any]) -> None:
+    events = template["Resources"]["CompactFunction"]["Properties"]["Events"]
+    assert [e["Type"] for e in events.values()] == ["Schedule"]
+    assert next(iter(events.values()))["Properties"]["Schedule"] == {"Ref": "CompactionSchedule"}
+    assert template["Parameters"]["CompactionSchedule"]["Default"] == "rate(5 minutes)"
+    assert template["Parameters"]["SegmentDtype"]["AllowedValues"] == ["float32", "float16"]
 
 
 # --------------------------------------------------------------------------- bucket, queue, API

@@ -16,15 +16,19 @@ import logging
 import random
 import threading
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from pictrace.errors import ConflictError, NotFound
 from pictrace.rerank import Features
 from pictrace.storage import Store
+
+if TYPE_CHECKING:
+    from pictrace.segments import SegmentedView
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +89,19 @@ class Entry:
         return cls(id=entry_id, keys=keys, embedding=embedding, features=features, meta=header)
 
 
+def index_vectors(entry: Entry) -> dict[str, np.ndarray]:
+    """The named per-image vectors EmbeddingIndex holds for an entry; segments store exactly these."""
+    return {"embedding": np.asarray(entry.embedding, dtype=np.float32)}
+
+
+@dataclass(frozen=True)
+class Row:
+    """What EmbeddingIndex holds for one image: its keys and named vectors (see index_vectors)."""
+
+    keys: tuple[str, ...]
+    vectors: dict[str, np.ndarray]
+
+
 class IndexStore:
     """Reads and writes the index objects in S3; every update is a conditional write."""
 
@@ -108,6 +125,20 @@ class IndexStore:
         """Where the entries live."""
         return f"{self.prefix}entries/"
 
+    def changes_prefix(self) -> str:
+        """Where the change markers live (pictrace.segments: entries newer than the segments)."""
+        return f"{self.prefix}changes/"
+
+    def mark_changed(self, entry_id: str, repair: bool = False) -> None:
+        """Record that an entry changed, after the change is written. A nonce gives every marker a new ETag.
+
+        repair: nothing changed now, but an earlier attempt may have stopped before its marker: write one only
+        if there is none (a redelivered event then changes nothing).
+        """
+        body = json.dumps({"id": entry_id, "nonce": uuid.uuid4().hex, "at": now_iso()}).encode()
+        key = f"{self.changes_prefix()}{entry_id}"
+        self.store.put(key, body, if_none_match=repair, content_type="application/json")
+
     def get_entry(self, entry_id: str) -> tuple[Entry, str]:
         """The entry and its ETag; NotFound if absent."""
         obj = self.store.get(self.entry_key(entry_id))
@@ -124,6 +155,7 @@ class IndexStore:
     def create_or_add_key(self, entry: Entry, image_key: str) -> str:
         """Store a new entry, or add the key to the existing entry with the same id. Returns what happened."""
         if self.store.put(self.entry_key(entry.id), entry.to_bytes(), if_none_match=True):
+            self.mark_changed(entry.id)
             self._set_pointer(image_key, entry.id)
             return "created"
         return self.add_key(entry.id, image_key)
@@ -137,11 +169,13 @@ class IndexStore:
             _backoff(attempt)
             entry, etag = self.get_entry(entry_id)
             if image_key in entry.keys:
+                self.mark_changed(entry_id, repair=True)
                 if not pointed:
                     self._set_pointer(image_key, entry_id)
                 return "unchanged"
             updated = replace(entry, keys=tuple(sorted({*entry.keys, image_key})))
             if self.store.put(self.entry_key(entry_id), updated.to_bytes(), if_match=etag):
+                self.mark_changed(entry_id)
                 self._set_pointer(image_key, entry_id)
                 return "added"
         raise ConflictError(f"could not add {image_key} to entry {entry_id}: too many concurrent writers")
@@ -162,14 +196,17 @@ class IndexStore:
             try:
                 entry, etag = self.get_entry(entry_id)
             except NotFound:
+                self.mark_changed(entry_id, repair=True)  # a retry after a deletion whose marker was not written
                 return "absent"
             if image_key not in entry.keys:
                 return "absent"
             keys = tuple(k for k in entry.keys if k != image_key)
             if not keys:
                 if self.store.delete(self.entry_key(entry_id), if_match=etag):
+                    self.mark_changed(entry_id)
                     return "deleted"
             elif self.store.put(self.entry_key(entry_id), replace(entry, keys=keys).to_bytes(), if_match=etag):
+                self.mark_changed(entry_id)
                 return "removed"
         raise ConflictError(f"could not remove {image_key} from entry {entry_id}: too many concurrent writers")
 
@@ -193,16 +230,27 @@ class IndexStore:
 
 
 class EmbeddingIndex:
-    """All embeddings as one float32 matrix, kept across warm invocations and refreshed by what changed."""
+    """All embeddings as one float32 matrix, kept across warm invocations and refreshed by what changed.
 
-    def __init__(self, index_store: IndexStore, refresh_seconds: float = 2.0, workers: int = 16) -> None:
+    With segments (pictrace.segments, once a compaction has written a manifest) a refresh reads the manifest, the
+    segments it has not read yet and the entries changed since; without, it lists every entry and reads the new.
+    """
+
+    def __init__(
+        self,
+        index_store: IndexStore,
+        refresh_seconds: float = 2.0,
+        workers: int = 16,
+        segments: SegmentedView | None = None,
+    ) -> None:
         self.index_store = index_store
         self.refresh_seconds = refresh_seconds
         self.workers = workers
-        # (matrix, ids) replaced as one tuple so a concurrent reader never sees a half-updated pair
-        self._snapshot: tuple[np.ndarray, list[str]] = (np.zeros((0, 0), dtype=np.float32), [])
+        self.segments = segments
+        # (named matrices, ids) replaced as one tuple so a concurrent reader never sees a half-updated pair
+        self._snapshot: tuple[dict[str, np.ndarray], list[str]] = ({}, [])
         self.keys: dict[str, tuple[str, ...]] = {}
-        self._etags: dict[str, str] = {}
+        self._etags: dict[str, str] = {}  # id -> version of its row (entry ETag, or segment/marker token)
         self._refreshed_at = float("-inf")
         self._lock = threading.Lock()
 
@@ -210,9 +258,14 @@ class EmbeddingIndex:
         return len(self._snapshot[1])
 
     @property
+    def matrices(self) -> dict[str, np.ndarray]:
+        """Named (n, d) float32 matrices (see index_vectors), one row per id."""
+        return self._snapshot[0]
+
+    @property
     def matrix(self) -> np.ndarray:
         """The (n, 2048) float32 embedding matrix, one row per id."""
-        return self._snapshot[0]
+        return self._snapshot[0].get("embedding", np.zeros((0, 0), dtype=np.float32))
 
     @property
     def ids(self) -> list[str]:
@@ -224,56 +277,78 @@ class EmbeddingIndex:
         with self._lock:
             if not force and time.monotonic() - self._refreshed_at < self.refresh_seconds:
                 return 0
-            prefix = self.index_store.entries_prefix()
-            listed: dict[str, str] = {}
-            for key, etag, _size in self.index_store.store.list(prefix):
-                if key.endswith(".npz"):
-                    listed[key[len(prefix) : -len(".npz")]] = etag
+            segmented = self.segments.refresh() if self.segments is not None else None
+            if segmented is not None:
+                listed, load = segmented
+            else:
+                prefix = self.index_store.entries_prefix()
+                listed = {}
+                for key, etag, _size in self.index_store.store.list(prefix):
+                    if key.endswith(".npz"):
+                        listed[key[len(prefix) : -len(".npz")]] = etag
+                load = self._load
             changed = [i for i, etag in listed.items() if self._etags.get(i) != etag]
             gone = [i for i in self._etags if i not in listed]
-            loaded = self._load(changed)
+            loaded = {i: (row, listed[i]) for i, row in load(changed).items() if row is not None}
             if changed or gone:
                 self._apply(loaded, set(gone) | (set(changed) - set(loaded)))
             self._refreshed_at = time.monotonic()
             return len(changed) + len(gone)
 
-    def _load(self, ids: list[str]) -> dict[str, tuple[Entry, str]]:
-        def one(entry_id: str) -> tuple[str, tuple[Entry, str] | None]:
+    def _load(self, ids: list[str]) -> dict[str, Row | None]:
+        def one(entry_id: str) -> tuple[str, Row | None]:
             try:
-                return entry_id, self.index_store.get_entry(entry_id)
+                entry = self.index_store.get_entry(entry_id)[0]
             except NotFound:  # deleted between the listing and the read
                 return entry_id, None
+            return entry_id, Row(entry.keys, index_vectors(entry))
 
         if not ids:
             return {}
         with ThreadPoolExecutor(max_workers=min(self.workers, len(ids))) as pool:
-            results = pool.map(one, ids)
-        return {i: r for i, r in results if r is not None}
+            return dict(pool.map(one, ids))
 
-    def _apply(self, loaded: dict[str, tuple[Entry, str]], removed: set[str]) -> None:
-        matrix, ids = self._snapshot
+    def _apply(self, loaded: dict[str, tuple[Row, str]], removed: set[str]) -> None:
+        matrices, ids = self._snapshot
         drop = removed | set(loaded)
         keep_rows = [row for row, i in enumerate(ids) if i not in drop]
         new_ids = [ids[row] for row in keep_rows] + list(loaded)
-        parts = []
-        if keep_rows and matrix.size:
-            parts.append(matrix[keep_rows])
-        if loaded:
-            parts.append(np.stack([entry.embedding for entry, _ in loaded.values()]).astype(np.float32))
-        self._snapshot = (np.concatenate(parts) if parts else np.zeros((0, 0), dtype=np.float32), new_ids)
+        names = set(matrices) | {n for row, _ in loaded.values() for n in row.vectors}
+        new: dict[str, np.ndarray] = {}
+        for name in sorted(names):
+            parts = []
+            if keep_rows and name in matrices:
+                parts.append(matrices[name][keep_rows])
+            if loaded:
+                parts.append(np.stack([row.vectors[name] for row, _ in loaded.values()]).astype(np.float32))
+            if parts:
+                new[name] = np.concatenate(parts)
+        self._snapshot = (new, new_ids)
         for i in drop:
             self.keys.pop(i, None)
             self._etags.pop(i, None)
-        for i, (entry, etag) in loaded.items():
-            self.keys[i] = entry.keys
+        for i, (row, etag) in loaded.items():
+            self.keys[i] = row.keys
             self._etags[i] = etag
 
-    def shortlist(self, query: np.ndarray, k: int) -> list[tuple[str, float]]:
-        """The k ids most cosine-similar to a unit query vector, best first, with their cosine."""
-        matrix, ids = self._snapshot
+    def shortlist(self, query: np.ndarray, k: int, key_prefix: str | None = None) -> list[tuple[str, float]]:
+        """The k ids most cosine-similar to a unit query vector, best first, with their cosine.
+
+        key_prefix: only images with a key under this prefix (a folder, a tenant).
+        """
+        matrices, ids = self._snapshot
         if not ids:
             return []
-        sims = matrix @ query.astype(np.float32)
+        sims = matrices["embedding"] @ query.astype(np.float32)
+        if key_prefix:
+            keys = self.keys
+            mask = np.fromiter(
+                (any(key.startswith(key_prefix) for key in keys.get(i, ())) for i in ids), bool, len(ids)
+            )
+            sims = np.where(mask, sims, -np.inf)
+            k = min(k, int(mask.sum()))
+            if k == 0:
+                return []
         k = min(k, len(sims))
         top = np.argpartition(-sims, k - 1)[:k]
         top = top[np.argsort(-sims[top], kind="stable")]

@@ -17,6 +17,7 @@ from pictrace.images import decode_image
 from pictrace.index import EmbeddingIndex, Entry, IndexStore
 from pictrace.modelfetch import ensure_model
 from pictrace.rerank import Features, Scores, compute_features, score
+from pictrace.segments import SegmentedView, SegmentStore
 from pictrace.settings import Settings
 from pictrace.storage import Store
 
@@ -63,7 +64,10 @@ class SearchService:
         self.settings = settings
         self.store = store or Store(settings.bucket)
         self.index_store = IndexStore(self.store, settings.index_prefix)
-        self.index = EmbeddingIndex(self.index_store, settings.refresh_seconds, settings.fetch_concurrency)
+        segments = SegmentedView(SegmentStore(self.index_store, settings.fetch_concurrency))
+        self.index = EmbeddingIndex(
+            self.index_store, settings.refresh_seconds, settings.fetch_concurrency, segments=segments
+        )
         self._embedder = embedder
         self.fetcher = ObjectFetcher(
             lambda key: self.store.presign_get(key, 300),

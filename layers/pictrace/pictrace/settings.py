@@ -38,6 +38,9 @@ class Settings:
     weight_cosine: float = 0.5
     weight_ssim: float = 0.25
     weight_orb: float = 0.25
+    segment_dtype: str = "float32"  # how segments store the per-image matrices: float32 or float16
+    max_segments: int = 8  # compaction merges the segments into full ones beyond this many
+    segment_rows: int = 20_000  # rows per segment when merging
 
     def __post_init__(self) -> None:
         if not self.bucket:
@@ -53,7 +56,18 @@ class Settings:
                     raise ConfigError(f"prefixes must not nest: {a!r} and {b!r}")
         if len(set(prefixes)) != 3:
             raise ConfigError("images, index and queries prefixes must differ")
-        for name in ("max_bytes", "max_pixels", "shortlist", "top_k", "presign_seconds", "fetch_concurrency"):
+        if self.segment_dtype not in ("float32", "float16"):
+            raise ConfigError(f"PICTRACE_SEGMENT_DTYPE must be float32 or float16, got {self.segment_dtype!r}")
+        for name in (
+            "max_bytes",
+            "max_pixels",
+            "shortlist",
+            "top_k",
+            "presign_seconds",
+            "fetch_concurrency",
+            "max_segments",
+            "segment_rows",
+        ):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"PICTRACE_{name.upper()} must be positive")
 

@@ -1,0 +1,341 @@
+"""Segments: the index packed into a few large immutable objects, listed by a manifest, with safe compaction.
+
+Layout under the index prefix, besides entries/ (see pictrace.index):
+    manifest.json             the segments that make up the packed index, oldest first (conditional writes only)
+    segments/<name>.npz       immutable: ids, keys and named per-image float matrices (rows in id order),
+                              plus the ids this segment deletes from the segments before it (tombstones)
+    changes/<id>              written after every change to an entry (create, key added or removed, deletion):
+                              entries newer than the manifest; compaction folds them in and removes the markers
+
+A cold reader lists changes/, then reads the manifest and the segments (in parallel), then only the changed
+entries: O(segments + changes) objects, not O(entries). Listing changes before the manifest matters: compaction
+writes the manifest before it removes markers, so a reader sees every change either as a marker or in a segment.
+
+Compaction never loses a change: segments have fresh names (written if-none-match), the manifest is replaced
+only if it still has the ETag the compactor read (a loser discards its segments and starts again), and a marker
+is removed only if it still has the ETag the compactor read (every marker holds a nonce, so a change made after
+the compactor read the entry leaves a marker with another ETag behind for the next compaction).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from pictrace.errors import NotFound
+from pictrace.index import Entry, IndexStore, Row, index_vectors, now_iso
+from pictrace.settings import Settings, get_settings
+from pictrace.storage import Store
+
+logger = logging.getLogger(__name__)
+
+SEGMENT_VERSION = 1
+MANIFEST_VERSION = 1
+RETIRED_GRACE_SECONDS = 3600.0  # a merged-away segment is deleted this long after (readers may still be loading it)
+
+
+@dataclass
+class Segment:
+    """Ids, keys and named matrices (one row per id), and the ids it deletes from older segments."""
+
+    ids: list[str]
+    keys: list[tuple[str, ...]]
+    matrices: dict[str, np.ndarray]
+    deleted: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def row(self, i: int) -> Row:
+        """Row i as the in-memory index takes it (float32)."""
+        return Row(self.keys[i], {name: m[i].astype(np.float32) for name, m in self.matrices.items()})
+
+    def to_bytes(self, dtype: str = "float32") -> bytes:
+        """npz, no pickles; matrices stored as float16 or float32."""
+        header = {"version": SEGMENT_VERSION, "ids": self.ids, "keys": [list(k) for k in self.keys]}
+        header["deleted"] = self.deleted
+        arrays: dict[str, Any] = {f"m_{name}": m.astype(dtype) for name, m in self.matrices.items()}
+        arrays["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        return buf.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Segment:
+        """Parse what to_bytes wrote; matrices come back as float32."""
+        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+            header = json.loads(npz["header"].tobytes().decode())
+            matrices = {n[2:]: npz[n].astype(np.float32) for n in npz.files if n.startswith("m_")}
+        keys = [tuple(k) for k in header["keys"]]
+        return cls(list(header["ids"]), keys, matrices, list(header.get("deleted", [])))
+
+    @classmethod
+    def from_rows(cls, rows: dict[str, Row], deleted: Iterable[str] = ()) -> Segment:
+        """A segment holding these rows (sorted by id)."""
+        ids = sorted(rows)
+        names = sorted({n for r in rows.values() for n in r.vectors})
+        matrices = {n: np.stack([rows[i].vectors[n] for i in ids]).astype(np.float32) for n in names} if ids else {}
+        return cls(ids, [rows[i].keys for i in ids], matrices, sorted(deleted))
+
+
+def fold(segments: Iterable[Segment]) -> dict[str, tuple[Segment, int]]:
+    """id -> (segment, row) of the live rows: later segments override earlier ones and delete what they list."""
+    live: dict[str, tuple[Segment, int]] = {}
+    for seg in segments:
+        for i in seg.deleted:
+            live.pop(i, None)
+        for row, i in enumerate(seg.ids):
+            live[i] = (seg, row)
+    return live
+
+
+class SegmentStore:
+    """The manifest, the segments and the change markers in S3."""
+
+    def __init__(self, index_store: IndexStore, workers: int = 16) -> None:
+        self.index_store = index_store
+        self.store = index_store.store
+        self.prefix = index_store.prefix
+        self.workers = workers
+
+    @property
+    def manifest_key(self) -> str:
+        """S3 key of the manifest."""
+        return f"{self.prefix}manifest.json"
+
+    def changes_prefix(self) -> str:
+        """Where the change markers live."""
+        return self.index_store.changes_prefix()
+
+    def segment_key(self) -> str:
+        """A fresh S3 key for a new segment."""
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+        return f"{self.prefix}segments/{stamp}-{uuid.uuid4().hex[:12]}.npz"
+
+    def changes(self) -> dict[str, str]:
+        """Changed entry id -> its marker's ETag."""
+        prefix = self.changes_prefix()
+        return {key[len(prefix) :]: etag for key, etag, _ in self.store.list(prefix)}
+
+    def manifest(self) -> tuple[dict[str, Any], str] | None:
+        """The manifest and its ETag, or None when nothing has been compacted yet."""
+        try:
+            obj = self.store.get(self.manifest_key)
+        except NotFound:
+            return None
+        manifest: dict[str, Any] = json.loads(obj.body)
+        return manifest, obj.etag
+
+    def get_segment(self, key: str) -> Segment:
+        """One segment."""
+        return Segment.from_bytes(self.store.get(key).body)
+
+    def get_segments(self, keys: list[str]) -> dict[str, Segment]:
+        """Several segments, read in parallel."""
+        return dict(zip(keys, self.parallel(self.get_segment, keys), strict=True))
+
+    def get_entries(self, ids: list[str]) -> dict[str, Entry | None]:
+        """Entries read in parallel; None for those that no longer exist."""
+
+        def one(entry_id: str) -> Entry | None:
+            try:
+                return self.index_store.get_entry(entry_id)[0]
+            except NotFound:
+                return None
+
+        return dict(zip(ids, self.parallel(one, ids), strict=True))
+
+    def parallel(self, fn: Callable[[str], Any], items: list[str]) -> list[Any]:
+        """fn over items on a thread pool, results in order."""
+        if not items:
+            return []
+        with ThreadPoolExecutor(max_workers=min(self.workers, len(items))) as pool:
+            return list(pool.map(fn, items))
+
+
+@dataclass
+class CompactionResult:
+    """What one compaction did."""
+
+    folded: int = 0  # change markers folded into the new segment
+    deleted: int = 0  # of which deletions (tombstones)
+    segments: int = 0  # segments in the manifest afterwards
+    merged: int = 0  # segments merged away
+    written: list[str] = field(default_factory=list)
+    attempts: int = 0
+    markers_left: int = 0  # markers that changed again while compacting (folded next time)
+
+
+class Compactor:
+    """Folds change markers into a new segment and merges small segments; manifest replaced conditionally."""
+
+    def __init__(
+        self,
+        segments: SegmentStore,
+        *,
+        dtype: str = "float32",
+        max_segments: int = 8,
+        segment_rows: int = 20_000,
+        attempts: int = 10,
+    ) -> None:
+        self.segments = segments
+        self.dtype = dtype
+        self.max_segments = max_segments
+        self.segment_rows = segment_rows
+        self.attempts = attempts
+
+    def compact(self) -> CompactionResult:
+        """One compaction; retried from scratch when another compactor replaced the manifest first."""
+        for attempt in range(1, self.attempts + 1):
+            result = self._attempt()
+            if result is not None:
+                result.attempts = attempt
+                return result
+            time.sleep(0.05 * attempt)
+        raise RuntimeError(f"compaction lost the manifest race {self.attempts} times")
+
+    def _attempt(self) -> CompactionResult | None:
+        s = self.segments
+        markers = s.changes()
+        current = s.manifest()
+        manifest, etag = current if current is not None else ({"segments": [], "retired": []}, None)
+        seg_keys: list[str] = [m["key"] for m in manifest["segments"]]
+        ids = list(markers)
+        if current is None:  # the first compaction: everything there is, markers or not
+            prefix = s.index_store.entries_prefix()
+            listed = [k[len(prefix) : -len(".npz")] for k, _, _ in s.store.list(prefix) if k.endswith(".npz")]
+            ids = sorted(set(ids) | set(listed))
+        retired = [r for r in manifest.get("retired", [])]
+        expired = [r for r in retired if time.time() - r["at"] > RETIRED_GRACE_SECONDS]
+        if not ids and len(seg_keys) <= self.max_segments and not expired and current is not None:
+            return CompactionResult(segments=len(seg_keys))
+        entries = s.get_entries(ids)
+        rows = {i: Row(e.keys, index_vectors(e)) for i, e in entries.items() if e is not None}
+        gone = [i for i, e in entries.items() if e is None]
+        new_segments: list[tuple[str, Segment]] = []
+        if rows or gone:
+            new_segments.append((s.segment_key(), Segment.from_rows(rows, gone)))
+        listed_segments = [dict(m) for m in manifest["segments"]]
+        merged: list[str] = []
+        if len(listed_segments) + len(new_segments) > self.max_segments:
+            # merge everything into full-size segments: the fold of all, no tombstones needed any more
+            loaded = s.get_segments(seg_keys)
+            live = fold([*(loaded[k] for k in seg_keys), *(seg for _, seg in new_segments)])
+            ordered = sorted(live)
+            new_segments = []
+            for start in range(0, len(ordered), self.segment_rows):
+                chunk = {i: live[i][0].row(live[i][1]) for i in ordered[start : start + self.segment_rows]}
+                new_segments.append((s.segment_key(), Segment.from_rows(chunk)))
+            merged, listed_segments = seg_keys, []
+        for key, seg in new_segments:
+            s.store.put(key, seg.to_bytes(self.dtype), if_none_match=True)
+            listed_segments.append({"key": key, "count": len(seg), "deleted": len(seg.deleted), "at": now_iso()})
+        now = time.time()
+        new_manifest = {
+            "version": MANIFEST_VERSION,
+            "generation": int(manifest.get("generation", 0)) + 1,
+            "updated": now_iso(),
+            "dtype": self.dtype,
+            "segments": listed_segments,
+            "retired": [r for r in retired if r not in expired] + [{"key": k, "at": now} for k in merged],
+        }
+        body = json.dumps(new_manifest, indent=1).encode()
+        if etag is None:
+            won = s.store.put(s.manifest_key, body, if_none_match=True, content_type="application/json")
+        else:
+            won = s.store.put(s.manifest_key, body, if_match=etag, content_type="application/json")
+        if not won:
+            logger.info("compaction: another compactor replaced the manifest first; starting again")
+            for key, _ in new_segments:
+                s.store.delete(key)
+            return None
+        for r in expired:
+            s.store.delete(r["key"])
+        left = sum(
+            not s.store.delete(f"{s.changes_prefix()}{i}", if_match=marker_etag) for i, marker_etag in markers.items()
+        )
+        result = CompactionResult(
+            folded=len(ids),
+            deleted=len(gone),
+            segments=len(listed_segments),
+            merged=len(merged),
+            written=[k for k, _ in new_segments],
+            markers_left=left,
+        )
+        logger.info("compaction", extra=vars(result))
+        return result
+
+
+class SegmentedView:
+    """What a reader needs from the segmented index: id -> (version token, row source), read cheaply.
+
+    refresh() returns (versions, load): versions maps every live id to a token that changes whenever its row may
+    have; load(ids) returns the Row of each id (None if it has gone). None instead when there is no manifest.
+    """
+
+    def __init__(self, segments: SegmentStore) -> None:
+        self.segments = segments
+        self._manifest_etag: str | None = None
+        self._loaded: dict[str, Segment] = {}
+        self._live: dict[str, tuple[Segment, int]] = {}
+        self._seg_of: dict[int, str] = {}
+        self._missing: dict[str, str] = {}  # id -> marker ETag of changed entries found deleted
+
+    def refresh(self) -> tuple[dict[str, str], Callable[[list[str]], dict[str, Row | None]]] | None:
+        """See the class docstring."""
+        s = self.segments
+        markers = s.changes()  # before the manifest: see the module docstring
+        current = s.manifest()
+        if current is None:
+            return None
+        manifest, etag = current
+        if etag != self._manifest_etag:
+            keys = [m["key"] for m in manifest["segments"]]
+            fresh = s.get_segments([k for k in keys if k not in self._loaded])
+            self._loaded = {k: self._loaded.get(k) or fresh[k] for k in keys}
+            self._seg_of = {id(seg): k for k, seg in self._loaded.items()}
+            self._live = fold(self._loaded[k] for k in keys)
+            self._manifest_etag = etag
+        versions = {i: "s:" + self._seg_of[id(seg)] for i, (seg, _) in self._live.items()}
+        for i, marker_etag in markers.items():
+            if self._missing.get(i) == marker_etag:
+                versions.pop(i, None)
+            else:
+                versions[i] = "c:" + marker_etag
+        self._missing = {i: e for i, e in self._missing.items() if markers.get(i) == e}
+        return versions, lambda ids: self._rows(ids, versions)
+
+    def _rows(self, ids: list[str], versions: dict[str, str]) -> dict[str, Row | None]:
+        out: dict[str, Row | None] = {}
+        changed = [i for i in ids if versions[i].startswith("c:")]
+        for i, entry in self.segments.get_entries(changed).items():
+            if entry is None:
+                self._missing[i] = versions[i][2:]
+            out[i] = None if entry is None else Row(entry.keys, index_vectors(entry))
+        for i in ids:
+            if i not in out:
+                seg, row = self._live[i]
+                out[i] = seg.row(row)
+        return out
+
+
+def compact(settings: Settings | None = None, store: Store | None = None) -> CompactionResult:
+    """One compaction of the index the settings name (the compact function's whole job)."""
+    settings = settings or get_settings()
+    index_store = IndexStore(store or Store(settings.bucket), settings.index_prefix)
+    compactor = Compactor(
+        SegmentStore(index_store, settings.fetch_concurrency),
+        dtype=settings.segment_dtype,
+        max_segments=settings.max_segments,
+        segment_rows=settings.segment_rows,
+    )
+    return compactor.compact()

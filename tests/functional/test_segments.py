@@ -1,0 +1,227 @@
+"""The segmented index (pictrace.segments) against the local S3 server: format, compaction, its races, and what a
+cold search reads."""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import json
+import random
+import threading
+import time
+from typing import Any
+
+import boto3
+import numpy as np
+import pytest
+from botocore.config import Config
+from pictrace.index import EmbeddingIndex, Entry, IndexStore
+from pictrace.rerank import Features
+from pictrace.segments import Compactor, Segment, SegmentedView, SegmentStore
+from pictrace.storage import Store
+
+DIM = 16  # the index does not care about the width: small vectors keep large-N tests light
+
+
+def counting_store(stack: Any) -> tuple[Store, collections.Counter[str]]:
+    """A Store on the stack's bucket whose client counts the S3 requests it sends, by operation."""
+    client = boto3.client(
+        "s3", endpoint_url=stack.endpoint, region_name="us-east-1", config=Config(max_pool_connections=32)
+    )
+    counts: collections.Counter[str] = collections.Counter()
+    client.meta.events.register("before-call.s3.*", lambda model, **_: counts.update([model.name]))
+    return Store(stack.bucket, client), counts
+
+
+def unit(rng: np.random.Generator, n: int, dim: int = DIM) -> np.ndarray:
+    v = rng.standard_normal((n, dim)).astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def entry(i: int, vector: np.ndarray, keys: tuple[str, ...]) -> Entry:
+    features = Features(np.zeros((8, 8), np.uint8), np.zeros((0, 2), np.float32), np.zeros((0, 32), np.uint8))
+    return Entry(hashlib.sha256(str(i).encode()).hexdigest(), keys, vector, features)
+
+
+def truth(index_store: IndexStore) -> dict[str, tuple[str, ...]]:
+    """Every entry and its keys, read one by one (the unsegmented way)."""
+    legacy = EmbeddingIndex(index_store, refresh_seconds=0)
+    legacy.refresh(force=True)
+    return dict(legacy.keys)
+
+
+def segmented(index_store: IndexStore) -> EmbeddingIndex:
+    index = EmbeddingIndex(index_store, refresh_seconds=0, segments=SegmentedView(SegmentStore(index_store)))
+    index.refresh(force=True)
+    return index
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_segment_round_trip(dtype: str) -> None:
+    rng = np.random.default_rng(0)
+    matrices = {"embedding": unit(rng, 3), "gist": rng.random((3, 5)).astype(np.float32)}
+    seg = Segment(["a", "b", "c"], [("k1",), ("k2", "k3"), ()], matrices, deleted=["z"])
+    back = Segment.from_bytes(seg.to_bytes(dtype))
+    assert back.ids == seg.ids and back.keys == seg.keys and back.deleted == ["z"]
+    for name, m in matrices.items():
+        assert back.matrices[name].dtype == np.float32
+        np.testing.assert_allclose(back.matrices[name], m, atol=1e-3 if dtype == "float16" else 0)
+
+
+def test_compaction_folds_creations_key_changes_and_deletions(stack: Any) -> None:
+    store, _ = counting_store(stack)
+    index_store = IndexStore(store, "index/")
+    rng = np.random.default_rng(1)
+    vectors = unit(rng, 30)
+    for i in range(30):
+        index_store.create_or_add_key(entry(i, vectors[i], (f"images/{i}.jpg",)), f"images/{i}.jpg")
+    compactor = Compactor(SegmentStore(index_store), max_segments=2)
+    first = compactor.compact()
+    assert first.folded == 30 and first.segments == 1 and not list(store.list("index/changes/"))
+    view = segmented(index_store)
+    assert view.keys == truth(index_store) and len(view) == 30
+    # changes after the manifest: seen by readers at once, folded by the next compactions (with a merge)
+    for i in range(5):
+        index_store.remove_key(f"images/{i}.jpg")  # entry deleted with its last key
+    for i in range(5, 10):
+        index_store.add_key(entry(i, vectors[i], ()).id, f"images/copy-{i}.jpg")
+    index_store.create_or_add_key(entry(99, vectors[0], ("images/new.jpg",)), "images/new.jpg")
+    expected = truth(index_store)
+    assert len(expected) == 26
+    assert segmented(index_store).keys == expected
+    second = compactor.compact()
+    assert second.folded == 11 and second.deleted == 5 and second.segments == 2
+    assert segmented(index_store).keys == expected
+    index_store.remove_key("images/10.jpg")
+    third = compactor.compact()
+    assert third.merged == 2 and third.segments == 1  # 2 + 1 > max_segments: merged into one
+    expected = truth(index_store)
+    view = segmented(index_store)
+    assert view.keys == expected and len(view) == 25
+    rows = {i: r for r, i in enumerate(view.ids)}
+    for i in range(11, 30):
+        np.testing.assert_array_equal(view.matrix[rows[entry(i, vectors[i], ()).id]], vectors[i])
+    assert compactor.compact().folded == 0  # nothing to do
+
+
+def test_a_warm_reader_follows_compactions_without_rereading_segments(stack: Any) -> None:
+    store, counts = counting_store(stack)
+    index_store = IndexStore(store, "index/")
+    rng = np.random.default_rng(2)
+    for i in range(10):
+        index_store.create_or_add_key(entry(i, unit(rng, 1)[0], (f"images/{i}.jpg",)), f"images/{i}.jpg")
+    compactor = Compactor(SegmentStore(index_store))
+    compactor.compact()
+    reader = segmented(index_store)
+    index_store.create_or_add_key(entry(10, unit(rng, 1)[0], ("images/10.jpg",)), "images/10.jpg")
+    compactor.compact()
+    counts.clear()
+    reader.refresh(force=True)
+    # one LIST of changes, the manifest, the one new segment: neither old segments nor entries again
+    assert counts == {"ListObjectsV2": 1, "GetObject": 2}
+    assert reader.keys == truth(index_store)
+
+
+def test_cold_search_at_100k_images_reads_o_segments_objects(stack: Any) -> None:
+    """N = 100,000 packed into 5 segments plus 3 newer entries: a cold reader sends 1 LIST and 1 + 5 + 3 GETs."""
+    store, counts = counting_store(stack)
+    index_store = IndexStore(store, "index/")
+    segments = SegmentStore(index_store)
+    rng = np.random.default_rng(3)
+    n, per = 100_000, 20_000
+    listed = []
+    for s in range(n // per):
+        ids = [hashlib.sha256(f"seg{s}-{r}".encode()).hexdigest() for r in range(per)]
+        keys = [(f"images/{s}/{r}.jpg",) for r in range(per)]
+        seg = Segment(ids, keys, {"embedding": unit(rng, per)})
+        key = segments.segment_key()
+        store.put(key, seg.to_bytes("float16"), if_none_match=True)
+        listed.append({"key": key, "count": per})
+    store.put(segments.manifest_key, json.dumps({"version": 1, "segments": listed}).encode(), if_none_match=True)
+    planted = unit(rng, 3)
+    for i in range(3):
+        index_store.create_or_add_key(entry(i, planted[i], (f"images/new/{i}.jpg",)), f"images/new/{i}.jpg")
+    counts.clear()
+    started = time.perf_counter()
+    cold = segmented(index_store)
+    elapsed = time.perf_counter() - started
+    assert len(cold) == n + 3
+    assert counts == {"ListObjectsV2": 1, "GetObject": 1 + n // per + 3}, f"{dict(counts)} in {elapsed:.1f} s"
+    best = cold.shortlist(planted[1], 1)
+    assert best[0][0] == entry(1, planted[1], ()).id and best[0][1] == pytest.approx(1.0, abs=1e-5)
+    under = cold.shortlist(planted[1], 5, key_prefix="images/3/")
+    assert len(under) == 5 and all(cold.keys[i][0].startswith("images/3/") for i, _ in under)
+
+
+def test_compactors_racing_each_other_and_ingest_lose_nothing(stack: Any) -> None:
+    """Two compactors in a loop while four writers create entries, add and remove keys, and a reader checks that
+    every finished creation is visible; at the end the packed index equals the entries, key for key."""
+    index_store = IndexStore(Store(stack.bucket), "index/")
+    rng = np.random.default_rng(4)
+    vectors = unit(rng, 200)
+    created: set[str] = set()  # ids whose creation has returned (and that are never deleted)
+    stop = threading.Event()
+    errors: list[BaseException] = []
+    compactions: collections.Counter[str] = collections.Counter()
+
+    def guarded(fn: Any) -> Any:
+        def run(*args: Any) -> None:
+            try:
+                fn(*args)
+            except BaseException as exc:  # noqa: BLE001 - reported by the test
+                errors.append(exc)
+                stop.set()
+
+        return run
+
+    @guarded
+    def writer(w: int) -> None:
+        r = random.Random(w)
+        for j in range(w * 40, w * 40 + 40):
+            e = entry(j, vectors[j], (f"images/{j}.jpg",))
+            index_store.create_or_add_key(e, f"images/{j}.jpg")
+            if j % 4 == 0:  # churn: a second key, then one of the two removed
+                index_store.add_key(e.id, f"images/extra/{j}.jpg")
+                index_store.remove_key(r.choice([f"images/extra/{j}.jpg", f"images/{j}.jpg"]))
+            elif j % 7 == 0:
+                index_store.remove_key(f"images/{j}.jpg")  # deleted: never counted as created
+                continue
+            created.add(e.id)
+
+    @guarded
+    def compactor(c: int) -> None:
+        comp = Compactor(SegmentStore(index_store), max_segments=3)
+        while not stop.is_set():
+            result = comp.compact()
+            compactions["runs"] += 1
+            compactions["merges"] += bool(result.merged)
+            compactions["retries"] += result.attempts - 1
+
+    @guarded
+    def reader() -> None:
+        view = EmbeddingIndex(index_store, refresh_seconds=0, segments=SegmentedView(SegmentStore(index_store)))
+        while not stop.is_set():
+            before = set(created)
+            view.refresh(force=True)
+            missing = before - set(view.keys)
+            assert not missing, f"{len(missing)} finished creations invisible to a reader"
+            compactions["reads"] += 1
+
+    threads = [threading.Thread(target=compactor, args=(c,)) for c in range(2)]
+    threads.append(threading.Thread(target=reader))
+    writers = [threading.Thread(target=writer, args=(w,)) for w in range(4)]
+    for t in threads + writers:
+        t.start()
+    for t in writers:
+        t.join()
+    time.sleep(0.5)
+    stop.set()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    Compactor(SegmentStore(index_store), max_segments=3).compact()
+    expected = truth(index_store)
+    assert created <= set(expected) and len(expected) >= 100
+    view = segmented(index_store)
+    assert view.keys == expected
+    assert compactions["runs"] >= 4 and compactions["reads"] >= 2, compactions
