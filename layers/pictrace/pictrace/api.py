@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import dataclasses
 import logging
 from pathlib import Path
 from typing import Any
@@ -69,6 +70,7 @@ class SearchRequest(BaseModel):
     key: str | None = Field(None, description="key of a query image uploaded with POST /uploads", max_length=1024)
     top_k: int | None = Field(None, ge=1, le=MAX_TOP_K)
     shortlist: int | None = Field(None, ge=1, le=MAX_SHORTLIST)
+    prefix: str | None = Field(None, description="only images with a key under this prefix", max_length=1024)
 
 
 class Scores(BaseModel):
@@ -149,6 +151,7 @@ _SEARCH_BODY = {
                         "key": {"type": "string", "minLength": 1, "maxLength": 1024},
                         "top_k": {"type": "integer", "minimum": 1, "maximum": MAX_TOP_K},
                         "shortlist": {"type": "integer", "minimum": 1, "maximum": MAX_SHORTLIST},
+                        "prefix": {"type": "string", "maxLength": 1024},
                     },
                     "oneOf": [
                         {"required": ["url"]},
@@ -219,9 +222,14 @@ def create_app(settings: Settings | None = None, service: SearchService | None =
             None, ge=1, le=MAX_TOP_K, description=f"results to return (default {settings.top_k})"
         ),
         shortlist: int | None = Query(None, ge=1, le=MAX_SHORTLIST, description="cosine candidates to rerank"),
+        prefix: str | None = Query(
+            None, max_length=1024, description="only images with a key under this prefix (a folder, a tenant)"
+        ),
     ) -> SearchResponse:
         """Most similar indexed images to a multipart `file`, or JSON `url`, `image_base64` or `id`."""
         query, body_top_k, body_shortlist = await _parse_query(request, settings)
+        if prefix:
+            query = dataclasses.replace(query, prefix=prefix)
         svc = get_service()
         result = await svc.search(query, top_k or body_top_k, shortlist or body_shortlist)
         return _response(result, svc)
@@ -272,10 +280,10 @@ async def _parse_query(request: Request, settings: Settings) -> tuple[SearchQuer
         if len(given) != 1:
             raise BadRequest("give exactly one of url, image_base64, id or key")
         if body.id:
-            return SearchQuery(id=body.id), body.top_k, body.shortlist
+            return SearchQuery(id=body.id, prefix=body.prefix), body.top_k, body.shortlist
         if body.key:
             data = await asyncio.to_thread(read_upload, Store(settings.bucket), settings, body.key)
-            return SearchQuery(image=data), body.top_k, body.shortlist
+            return SearchQuery(image=data, prefix=body.prefix), body.top_k, body.shortlist
         if body.image_base64:
             if len(body.image_base64) > settings.max_bytes * 4 // 3 + 4:
                 raise ImageTooLarge(f"image_base64 decodes to more than {settings.max_bytes} bytes")
@@ -283,7 +291,7 @@ async def _parse_query(request: Request, settings: Settings) -> tuple[SearchQuer
                 data = base64.b64decode(body.image_base64, validate=True)
             except (binascii.Error, ValueError):
                 raise BadRequest("image_base64 is not valid base64") from None
-            return SearchQuery(image=data), body.top_k, body.shortlist
+            return SearchQuery(image=data, prefix=body.prefix), body.top_k, body.shortlist
         assert body.url is not None
         data = await fetch_url(
             body.url,
@@ -291,7 +299,7 @@ async def _parse_query(request: Request, settings: Settings) -> tuple[SearchQuer
             timeout=settings.url_timeout,
             allow_private=settings.url_allow_private,
         )
-        return SearchQuery(image=data), body.top_k, body.shortlist
+        return SearchQuery(image=data, prefix=body.prefix), body.top_k, body.shortlist
     raise BadRequest("send multipart/form-data with a 'file' field, or application/json with url, image_base64 or id")
 
 

@@ -33,6 +33,7 @@ class Query:
 
     image: bytes | None = None
     id: str | None = None
+    prefix: str | None = None  # only images with a key under it (a folder, a tenant)
 
 
 @dataclass
@@ -141,7 +142,7 @@ class SearchService:
             raise BadRequest("give an image (file, url or image_base64) or the id of an indexed image")
         await asyncio.to_thread(self.index.refresh)
         lap("refresh")
-        candidates = self.index.shortlist(vector, shortlist)
+        candidates = self.index.shortlist(vector, shortlist, key_prefix=query.prefix)
         lap("scan")
         keys = [self.index_store.entry_key(i) for i, _ in candidates]
         fetched = await self.fetcher.fetch_many(keys)
