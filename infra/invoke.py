@@ -98,6 +98,21 @@ class Resolver:
             return str(ROOT / resource["Properties"]["ContentUri"])
         return name
 
+    def condition(self, name: str) -> bool:
+        """A template condition made of Fn::Equals / Fn::Not over parameters (what this template uses)."""
+
+        def holds(expr: Any) -> bool:
+            if isinstance(expr, dict) and "Condition" in expr:
+                return self.condition(expr["Condition"])
+            if isinstance(expr, dict) and "Fn::Not" in expr:
+                return not holds(expr["Fn::Not"][0])
+            if isinstance(expr, dict) and "Fn::Equals" in expr:
+                a, b = expr["Fn::Equals"]
+                return self.value(a) == self.value(b)
+            raise ValueError(f"cannot evaluate condition {expr!r} locally")
+
+        return holds(self.template["Conditions"][name])
+
     def value(self, value: Any) -> str:
         if isinstance(value, dict) and "Ref" in value:
             return self.ref(value["Ref"])
@@ -106,6 +121,9 @@ class Resolver:
             return re.sub(r"\$\{([^}!.]+)\}", lambda m: self.ref(m.group(1)), text)
         if isinstance(value, dict) and "Fn::GetAtt" in value:
             return ".".join(value["Fn::GetAtt"])
+        if isinstance(value, dict) and "Fn::If" in value:
+            condition, when_true, when_false = value["Fn::If"]
+            return self.value(when_true if self.condition(condition) else when_false)
         if isinstance(value, (dict, list)):
             raise ValueError(f"cannot resolve {value!r} locally")
         return str(value)

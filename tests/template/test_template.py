@@ -481,6 +481,27 @@ def test_compaction_is_scheduled(template: dict[str, Any]) -> None:
     assert template["Parameters"]["SegmentDtype"]["AllowedValues"] == ["float32", "float16"]
 
 
+def test_s3_vectors_backend_is_a_parameter_with_least_privilege(template: dict[str, Any]) -> None:
+    params, res = template["Parameters"], template["Resources"]
+    assert params["IndexBackend"]["AllowedValues"] == ["segments", "s3vectors"]
+    assert params["IndexBackend"]["Default"] == "segments"
+    assert res["VectorBucket"]["Condition"] == res["VectorIndex"]["Condition"] == "UseS3Vectors"
+    index = res["VectorIndex"]["Properties"]
+    assert (index["DataType"], index["Dimension"], index["DistanceMetric"]) == ("float32", 2048, "cosine")
+    assert index["MetadataConfiguration"]["NonFilterableMetadataKeys"] == ["keys"]  # folders stay filterable
+    expected = {
+        "IngestFunctionRole": {"s3vectors:PutVectors", "s3vectors:DeleteVectors"},
+        "CompactFunctionRole": {"s3vectors:PutVectors", "s3vectors:DeleteVectors"},
+        "SearchFunctionRole": {"s3vectors:QueryVectors", "s3vectors:GetVectors"},
+    }
+    for role, actions in expected.items():
+        granted = [(a, r) for a, r, _ in _grants(template, role) if any(x.startswith("s3vectors:") for x in a)]
+        assert [a for a, _ in granted] == [actions], role
+        assert granted[0][1] == [str({"Fn::GetAtt": ["VectorIndex", "IndexArn"]})], role
+    variables = template["Globals"]["Function"]["Environment"]["Variables"]
+    assert variables["PICTRACE_INDEX_BACKEND"] == {"Ref": "IndexBackend"}
+
+
 # --------------------------------------------------------------------------- bucket, queue, API
 
 

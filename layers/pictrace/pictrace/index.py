@@ -17,6 +17,7 @@ import random
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
@@ -108,6 +109,7 @@ class IndexStore:
     def __init__(self, store: Store, index_prefix: str) -> None:
         self.store = store
         self.prefix = index_prefix
+        self.on_change: Callable[[str], object] | None = None  # called after each change (pictrace.vectors' mirror)
 
     def entry_key(self, entry_id: str) -> str:
         """S3 key of an entry."""
@@ -138,6 +140,8 @@ class IndexStore:
         body = json.dumps({"id": entry_id, "nonce": uuid.uuid4().hex, "at": now_iso()}).encode()
         key = f"{self.changes_prefix()}{entry_id}"
         self.store.put(key, body, if_none_match=repair, content_type="application/json")
+        if self.on_change is not None:
+            self.on_change(entry_id)
 
     def get_entry(self, entry_id: str) -> tuple[Entry, str]:
         """The entry and its ETag; NotFound if absent."""

@@ -44,6 +44,11 @@ class Ingestor:
         self.settings = settings
         self.store = store or Store(settings.bucket)
         self.index = IndexStore(self.store, settings.index_prefix)
+        if settings.index_backend == "s3vectors":
+            from pictrace.vectors import VectorIndex, mirror
+
+            vectors = VectorIndex(settings.vector_bucket, settings.vector_index)
+            self.index.on_change = lambda entry_id: mirror(vectors, self.index, [entry_id])
         self._embedder = embedder
 
     @property

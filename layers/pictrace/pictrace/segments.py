@@ -19,6 +19,7 @@ the compactor read the entry leaves a marker with another ETag behind for the ne
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import logging
@@ -186,8 +187,10 @@ class Compactor:
         max_segments: int = 8,
         segment_rows: int = 20_000,
         attempts: int = 10,
+        on_fold: Callable[[list[str]], object] | None = None,
     ) -> None:
         self.segments = segments
+        self.on_fold = on_fold  # called with the changed ids before their markers go (the S3 Vectors mirror)
         self.dtype = dtype
         self.max_segments = max_segments
         self.segment_rows = segment_rows
@@ -218,6 +221,8 @@ class Compactor:
         expired = [r for r in retired if time.time() - r["at"] > RETIRED_GRACE_SECONDS]
         if not ids and len(seg_keys) <= self.max_segments and not expired and current is not None:
             return CompactionResult(segments=len(seg_keys))
+        if self.on_fold is not None and ids:
+            self.on_fold(ids)
         entries = s.get_entries(ids)
         rows = {i: Row(e.keys, index_vectors(e)) for i, e in entries.items() if e is not None}
         gone = [i for i, e in entries.items() if e is None]
@@ -332,10 +337,18 @@ def compact(settings: Settings | None = None, store: Store | None = None) -> Com
     """One compaction of the index the settings name (the compact function's whole job)."""
     settings = settings or get_settings()
     index_store = IndexStore(store or Store(settings.bucket), settings.index_prefix)
+    on_fold: Callable[[list[str]], object] | None = None
+    if settings.index_backend == "s3vectors":  # the changes go to the vector index too, before their markers go
+        from pictrace.vectors import VectorIndex, mirror
+
+        vectors = VectorIndex(settings.vector_bucket, settings.vector_index)
+        on_fold = functools.partial(mirror, vectors, index_store)
+
     compactor = Compactor(
         SegmentStore(index_store, settings.fetch_concurrency),
         dtype=settings.segment_dtype,
         max_segments=settings.max_segments,
         segment_rows=settings.segment_rows,
+        on_fold=on_fold,
     )
     return compactor.compact()

@@ -41,6 +41,9 @@ class Settings:
     segment_dtype: str = "float32"  # how segments store the per-image matrices: float32 or float16
     max_segments: int = 8  # compaction merges the segments into full ones beyond this many
     segment_rows: int = 20_000  # rows per segment when merging
+    index_backend: str = "segments"  # segments (in memory, from S3) or s3vectors (Amazon S3 Vectors)
+    vector_bucket: str = ""  # the S3 Vectors bucket (index_backend s3vectors)
+    vector_index: str = "images"  # the index in it, or the index ARN (then vector_bucket is not needed)
 
     def __post_init__(self) -> None:
         if not self.bucket:
@@ -56,6 +59,12 @@ class Settings:
                     raise ConfigError(f"prefixes must not nest: {a!r} and {b!r}")
         if len(set(prefixes)) != 3:
             raise ConfigError("images, index and queries prefixes must differ")
+        if self.index_backend not in ("segments", "s3vectors"):
+            raise ConfigError(f"PICTRACE_INDEX_BACKEND must be segments or s3vectors, got {self.index_backend!r}")
+        if self.index_backend == "s3vectors" and not (self.vector_bucket or self.vector_index.startswith("arn:")):
+            raise ConfigError(
+                "the s3vectors backend needs PICTRACE_VECTOR_INDEX (an index ARN) or PICTRACE_VECTOR_BUCKET"
+            )
         if self.segment_dtype not in ("float32", "float16"):
             raise ConfigError(f"PICTRACE_SEGMENT_DTYPE must be float32 or float16, got {self.segment_dtype!r}")
         for name in (
