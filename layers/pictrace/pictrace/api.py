@@ -74,10 +74,14 @@ class SearchRequest(BaseModel):
 
 
 class Scores(BaseModel):
-    cosine: float
-    ssim: float
-    orb: float
+    cosine: float = Field(description="ResNet50 embedding cosine, centred on the index mean")
+    gist: float = Field(description="16x16 layout correlation, best of the query's flips and quarter turns")
+    ssim: float = Field(description="SSIM of 128x128 grayscale thumbnails (query turned as gist found)")
+    geometry: float = Field(description="min(1, inliers / 30)")
+    inliers: int = Field(description="ORB matches agreeing on one affine transform (RANSAC)")
+    orb: float = Field(description="the seed's ratio: cross-checked ORB matches / query keypoints")
     orb_matches: int
+    transform: str = Field(description="how the query was turned to match (identity, flip, rot90, ...)")
     final: float
 
 
@@ -88,6 +92,7 @@ class Hit(BaseModel):
     scores: Scores
     similarity: float = Field(description="final score as a percentage")
     rank_cosine: int = Field(description="rank in the cosine shortlist, before the rerank")
+    explain: str = Field(description="the signal that weighed most in the final score")
 
 
 class SearchResponse(BaseModel):
@@ -209,9 +214,10 @@ def create_app(settings: Settings | None = None, service: SearchService | None =
             "indexed": len(svc.index),
             "scoring": {
                 "cosine": settings.weight_cosine,
+                "gist": settings.weight_gist,
                 "ssim": settings.weight_ssim,
-                "orb": settings.weight_orb,
-                "final": "(cosine*w_cos + ssim*w_ssim + orb*w_orb) / (w_cos + w_ssim + w_orb)",
+                "geometry": settings.weight_geometry,
+                "final": "sum(weight * signal) / sum(weight) over cosine, gist, ssim, geometry",
             },
         }
 
@@ -313,6 +319,7 @@ def _response(result: SearchResult, svc: SearchService) -> SearchResponse:
                 scores=_scores(h.scores),
                 similarity=h.similarity,
                 rank_cosine=h.rank_cosine,
+                explain=h.scores.explain,
             )
             for h in result.results
         ],
@@ -327,9 +334,13 @@ def _response(result: SearchResult, svc: SearchService) -> SearchResponse:
 def _scores(s: RerankScores) -> Scores:
     return Scores(
         cosine=round(s.cosine, 6),
+        gist=round(s.gist, 6),
         ssim=round(s.ssim, 6),
+        geometry=round(s.geometry, 6),
+        inliers=s.inliers,
         orb=round(s.orb, 6),
         orb_matches=s.orb_matches,
+        transform=s.transform,
         final=round(s.final, 6),
     )
 

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from pictrace.errors import ConflictError, NotFound
-from pictrace.rerank import Features
+from pictrace.rerank import Features, gist
 from pictrace.storage import Store
 
 if TYPE_CHECKING:
@@ -92,7 +92,17 @@ class Entry:
 
 def index_vectors(entry: Entry) -> dict[str, np.ndarray]:
     """The named per-image vectors EmbeddingIndex holds for an entry; segments store exactly these."""
-    return {"embedding": np.asarray(entry.embedding, dtype=np.float32)}
+    return {"embedding": np.asarray(entry.embedding, dtype=np.float32), "gist": gist(entry.features.thumb)}
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A shortlisted image: its centred embedding cosine, its best gist correlation and the query turn behind it."""
+
+    id: str
+    cosine: float
+    gist: float
+    transform: int
 
 
 @dataclass(frozen=True)
@@ -257,6 +267,7 @@ class EmbeddingIndex:
         self._etags: dict[str, str] = {}  # id -> version of its row (entry ETag, or segment/marker token)
         self._refreshed_at = float("-inf")
         self._lock = threading.Lock()
+        self._centring_cache: tuple[dict[str, np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None
 
     def __len__(self) -> int:
         return len(self._snapshot[1])
@@ -320,11 +331,16 @@ class EmbeddingIndex:
         names = set(matrices) | {n for row, _ in loaded.values() for n in row.vectors}
         new: dict[str, np.ndarray] = {}
         for name in sorted(names):
+            # a vector some rows lack (written before it existed, e.g. an older segment) is zeros for them
+            dim = next((len(row.vectors[name]) for row, _ in loaded.values() if name in row.vectors), None)
+            dim = dim if dim is not None else matrices[name].shape[1]
             parts = []
-            if keep_rows and name in matrices:
-                parts.append(matrices[name][keep_rows])
+            if keep_rows:
+                old = matrices.get(name)
+                parts.append(old[keep_rows] if old is not None else np.zeros((len(keep_rows), dim), np.float32))
             if loaded:
-                parts.append(np.stack([row.vectors[name] for row, _ in loaded.values()]).astype(np.float32))
+                zero = np.zeros(dim, np.float32)
+                parts.append(np.stack([row.vectors.get(name, zero) for row, _ in loaded.values()]).astype(np.float32))
             if parts:
                 new[name] = np.concatenate(parts)
         self._snapshot = (new, new_ids)
@@ -334,6 +350,54 @@ class EmbeddingIndex:
         for i, (row, etag) in loaded.items():
             self.keys[i] = row.keys
             self._etags[i] = etag
+
+    def _centring(self, matrices: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The embeddings' mean and, per row, e.mean and |e - mean| (cached per snapshot)."""
+        cached = self._centring_cache
+        if cached is not None and cached[0] is matrices:
+            return cached[1]
+        embeddings = matrices["embedding"]
+        mean = embeddings.mean(axis=0)
+        dots = embeddings @ mean
+        norms = np.sqrt(np.maximum(1.0 - 2.0 * dots + float(mean @ mean), 1e-12))
+        self._centring_cache = (matrices, (mean, dots, norms))
+        return mean, dots, norms
+
+    def candidates(
+        self, query: np.ndarray, gists: np.ndarray, k: int, key_prefix: str | None = None
+    ) -> list[Candidate]:
+        """Shortlist of up to 2k ids: the k best by centred embedding cosine and the k best by gist correlation.
+
+        query: the unit embedding; gists: (8, 256) gists of the query's D4 turns (see rerank.gist_variants).
+        Each candidate carries both scores and the turn of the query whose gist matched best.
+        """
+        matrices, ids = self._snapshot
+        if not ids:
+            return []
+        mean, dots, norms = self._centring(matrices)
+        q = query.astype(np.float32)
+        centred_q = float(np.linalg.norm(q - mean)) or 1.0
+        cosines = (matrices["embedding"] @ q - float(q @ mean) - dots + float(mean @ mean)) / (norms * centred_q)
+        by_turn = matrices["gist"] @ gists.astype(np.float32).T  # (n, 8)
+        turns = by_turn.argmax(axis=1)
+        layout = by_turn[np.arange(len(ids)), turns]
+        allowed = self._mask(ids, key_prefix)
+        chosen: dict[int, None] = {}
+        for sims in (cosines, layout):
+            ranked = np.where(allowed, sims, -np.inf) if allowed is not None else sims
+            m = min(k, len(ids) if allowed is None else int(allowed.sum()))
+            if m <= 0:
+                continue
+            top = np.argpartition(-ranked, m - 1)[:m]
+            for row in top[np.argsort(-ranked[top], kind="stable")]:
+                chosen.setdefault(int(row), None)
+        return [Candidate(ids[r], float(cosines[r]), float(layout[r]), int(turns[r])) for r in chosen]
+
+    def _mask(self, ids: list[str], key_prefix: str | None) -> np.ndarray | None:
+        if not key_prefix:
+            return None
+        keys = self.keys
+        return np.fromiter((any(key.startswith(key_prefix) for key in keys.get(i, ())) for i in ids), bool, len(ids))
 
     def shortlist(self, query: np.ndarray, k: int, key_prefix: str | None = None) -> list[tuple[str, float]]:
         """The k ids most cosine-similar to a unit query vector, best first, with their cosine.

@@ -20,7 +20,7 @@ from pictrace.errors import InvalidImage, NotFound
 from pictrace.images import decode_image
 from pictrace.index import Entry, IndexStore, now_iso
 from pictrace.modelfetch import ensure_model
-from pictrace.rerank import compute_features
+from pictrace.rerank import compute_features, trim_border
 from pictrace.settings import Settings, get_settings
 from pictrace.storage import Store
 
@@ -84,7 +84,8 @@ class Ingestor:
             image = decode_image(obj.body, max_bytes=self.settings.max_bytes, max_pixels=self.settings.max_pixels)
         except InvalidImage as exc:
             return self._fail(key, str(exc), obj.etag)
-        embedding = self.embedder.embed([image.bgr])[0]
+        content = trim_border(image.bgr)  # uniform padding is not content (the query side trims it too)
+        embedding = self.embedder.embed([content])[0]
         meta = {
             "format": image.format,
             "width": image.width,
@@ -93,7 +94,7 @@ class Ingestor:
             "created": now_iso(),
             "weights": self.embedder.weights,
         }
-        entry = Entry(entry_id, (key,), embedding, compute_features(image.bgr), meta)
+        entry = Entry(entry_id, (key,), embedding, compute_features(content), meta)
         action = self.index.create_or_add_key(entry, key)
         logger.info("indexed %s as %s (%s)", key, entry_id, action)
         return Outcome(key, action, entry_id)

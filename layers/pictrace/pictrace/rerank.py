@@ -1,22 +1,34 @@
-"""Rerank features and scores: a grayscale thumbnail for SSIM, ORB keypoints for geometric agreement.
+"""Rerank features and scores.
 
-Final score (documented in README "Scoring"):
-    final = (w_cos * cosine + w_ssim * ssim + w_orb * orb) / (w_cos + w_ssim + w_orb)
-with ssim clipped to [0, 1] and orb = good cross-checked ORB matches / query keypoints (the seed's ratio,
-where "good" also requires a Hamming distance <= ORB_MAX_DISTANCE), capped at 1.
+Signals, each in [0, 1] (documented in README "Scoring"):
+- cosine: the ResNet50 embeddings' cosine, centred on the index mean (pictrace.index);
+- gist: correlation of 16x16 zero-mean grayscale layouts, the best of the query's 8 flips/90-degree rotations
+  (robust to brightness/contrast, grayscale, flips and quarter turns);
+- ssim: Gaussian-window SSIM of 128x128 grayscale thumbnails, the query turned the way gist found;
+- geometry: ORB matches that pass a ratio test and agree on one affine transform (RANSAC), as
+  min(1, inliers / GEO_INLIERS), computed for the best candidates by the other signals (Settings.verify);
+  the seed-style ratio (ratio-test matches / query keypoints) is reported as `orb`.
+final = sum(w_i * signal_i) / sum(w_i), weights in Settings (fitted on half of the benchmark's queries).
+Images are compared without uniform borders (trim_border), so padding does not count as content.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
 
 THUMB_SIZE = 128
+GIST_SIDE = 16
 ORB_LONG_SIDE = 512
 ORB_FEATURES = 500
-ORB_MAX_DISTANCE = 64
+ORB_RATIO = 0.8
+GEO_INLIERS = 30
+RANSAC_PX = 6.0
+#: the dihedral group D4 as (quarter turns, mirrored first); index t is what Candidate.transform names
+D4 = ((0, False), (1, False), (2, False), (3, False), (0, True), (1, True), (2, True), (3, True))
+D4_NAMES = ("identity", "rot90", "rot180", "rot270", "flip", "flip+rot90", "flip+rot180", "flip+rot270")
 _SSIM_C1 = (0.01 * 255) ** 2
 _SSIM_C2 = (0.03 * 255) ** 2
 _SSIM_WIN = 11
@@ -41,6 +53,66 @@ class Scores:
     orb: float
     orb_matches: int
     final: float
+    gist: float = 0.0
+    geometry: float = 0.0
+    inliers: int = 0
+    transform: str = "identity"
+    explain: str = ""
+
+
+@dataclass(frozen=True)
+class Weights:
+    """How much each signal counts in the final score."""
+
+    cosine: float = 0.25
+    gist: float = 0.25
+    ssim: float = 0.15
+    geometry: float = 0.35
+
+
+def d4(a: np.ndarray, t: int) -> np.ndarray:
+    """The array turned by element t of D4 (mirror left-right first, then quarter turns counter-clockwise)."""
+    turns, mirrored = D4[t]
+    return np.rot90(a[:, ::-1] if mirrored else a, turns)
+
+
+def trim_border(bgr: np.ndarray, tolerance: float = 3.0) -> np.ndarray:
+    """The image without uniform (near-constant) rows and columns at its edges; at most a quarter per side."""
+    gray = to_gray(bgr).astype(np.float32)
+    h, w = gray.shape
+    top, bottom, left, right = 0, h, 0, w
+    while top < h // 4 and gray[top, left:right].std() < tolerance:
+        top += 1
+    while bottom > h - h // 4 and gray[bottom - 1, left:right].std() < tolerance:
+        bottom -= 1
+    while left < w // 4 and gray[top:bottom, left].std() < tolerance:
+        left += 1
+    while right > w - w // 4 and gray[top:bottom, right - 1].std() < tolerance:
+        right -= 1
+    return bgr[top:bottom, left:right]
+
+
+def gist(thumb: np.ndarray) -> np.ndarray:
+    """Zero-mean, unit-length 16x16 layout of a grayscale thumbnail (256 float32)."""
+    small = cv2.resize(thumb, (GIST_SIDE, GIST_SIDE), interpolation=cv2.INTER_AREA).astype(np.float32)
+    small -= small.mean()
+    norm = float(np.linalg.norm(small))
+    return (small / norm).ravel() if norm > 1e-6 else np.zeros(GIST_SIDE * GIST_SIDE, np.float32)
+
+
+def gist_variants(thumb: np.ndarray) -> np.ndarray:
+    """The gist of each of the 8 D4 turns of a thumbnail, shape (8, 256)."""
+    base = cv2.resize(thumb, (GIST_SIDE, GIST_SIDE), interpolation=cv2.INTER_AREA)
+    return np.stack([gist(np.ascontiguousarray(d4(base, t))) for t in range(len(D4))])
+
+
+@dataclass(frozen=True)
+class QueryFeatures:
+    """The query's features, its gists under D4, and (made on demand) ORB features of its mirror image."""
+
+    features: Features
+    gists: np.ndarray
+    mirrored: Features | None = None
 
 
 def to_gray(bgr: np.ndarray) -> np.ndarray:
@@ -65,8 +137,8 @@ def compute_features(bgr: np.ndarray) -> Features:
 
 def ssim(a: np.ndarray, b: np.ndarray) -> float:
     """Mean structural similarity of two equal-size grayscale images (Gaussian window, sigma 1.5)."""
-    x = a.astype(np.float64)
-    y = b.astype(np.float64)
+    x = a.astype(np.float32)
+    y = b.astype(np.float32)
 
     def blur(z: np.ndarray) -> np.ndarray:
         return cv2.GaussianBlur(z, (_SSIM_WIN, _SSIM_WIN), _SSIM_SIGMA, borderType=cv2.BORDER_REFLECT)
@@ -80,22 +152,80 @@ def ssim(a: np.ndarray, b: np.ndarray) -> float:
     return float(s[pad:-pad, pad:-pad].mean())
 
 
-def orb_matches(query: Features, candidate: Features) -> int:
-    """Number of good cross-checked Hamming matches between two descriptor sets."""
-    if len(query.descriptors) == 0 or len(candidate.descriptors) == 0:
-        return 0
-    matcher = cv2.BFMatcher(cv2.NORM_HAMMING, crossCheck=True)
-    matches = matcher.match(query.descriptors, candidate.descriptors)
-    return sum(1 for m in matches if m.distance <= ORB_MAX_DISTANCE)
+def geometric_inliers(query: Features, candidate: Features) -> tuple[int, int]:
+    """(matches passing Lowe's ratio test, those of them that agree on one affine transform under RANSAC)."""
+    if len(query.descriptors) < 2 or len(candidate.descriptors) < 2:
+        return 0, 0
+    pairs = cv2.BFMatcher(cv2.NORM_HAMMING).knnMatch(query.descriptors, candidate.descriptors, k=2)
+    good = [p[0] for p in pairs if len(p) == 2 and p[0].distance < ORB_RATIO * p[1].distance]
+    if len(good) < 4:
+        return len(good), 0
+    src = query.keypoints[[m.queryIdx for m in good]]
+    dst = candidate.keypoints[[m.trainIdx for m in good]]
+    _, mask = cv2.estimateAffine2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=RANSAC_PX)
+    return len(good), int(mask.sum()) if mask is not None else 0
+
+
+def quick_score(
+    cosine: float, query: QueryFeatures, candidate: Features, gist_score: float, transform: int, weights: Weights
+) -> float:
+    """The final score without geometry (which is the costly signal): what decides which candidates get it."""
+    s = max(0.0, min(1.0, ssim(np.ascontiguousarray(d4(query.features.thumb, transform)), candidate.thumb)))
+    return (weights.cosine * max(0.0, cosine) + weights.gist * max(0.0, gist_score) + weights.ssim * s) / (
+        weights.cosine + weights.gist + weights.ssim + weights.geometry
+    )
 
 
 def score(
-    cosine: float, query: Features, candidate: Features, weights: tuple[float, float, float] = (0.5, 0.25, 0.25)
+    cosine: float,
+    query: QueryFeatures,
+    candidate: Features,
+    gist_score: float = 0.0,
+    transform: int = 0,
+    weights: Weights | None = None,
+    geometry: bool = True,
 ) -> Scores:
-    """All signals for one candidate, fused into the final score (see module docstring)."""
-    s = max(0.0, min(1.0, ssim(query.thumb, candidate.thumb)))
-    matches = orb_matches(query, candidate)
-    o = min(1.0, matches / len(query.descriptors)) if len(query.descriptors) else 0.0
-    w_cos, w_ssim, w_orb = weights
-    final = (w_cos * max(0.0, cosine) + w_ssim * s + w_orb * o) / (w_cos + w_ssim + w_orb)
-    return Scores(cosine=float(cosine), ssim=s, orb=o, orb_matches=matches, final=float(final))
+    """All signals for one candidate, fused into the final score (see module docstring).
+
+    transform: the D4 turn of the query that best matched the candidate's layout (from the shortlist).
+    geometry=False skips the ORB matching (geometry and orb count as 0): for candidates the rerank does not verify.
+    """
+    w = weights or Weights()
+    s = max(0.0, min(1.0, ssim(np.ascontiguousarray(d4(query.features.thumb, transform)), candidate.thumb)))
+    orb_query = query.mirrored if D4[transform][1] and query.mirrored is not None else query.features
+    matches, inliers = geometric_inliers(orb_query, candidate) if geometry else (0, 0)
+    o = min(1.0, matches / len(orb_query.descriptors)) if len(orb_query.descriptors) else 0.0
+    geo = min(1.0, inliers / GEO_INLIERS)
+    signals = {"cosine": max(0.0, cosine), "gist": max(0.0, gist_score), "ssim": s, "geometry": geo}
+    weighted = {name: getattr(w, name) * value for name, value in signals.items()}
+    final = sum(weighted.values()) / (w.cosine + w.gist + w.ssim + w.geometry)
+    decider = max(weighted, key=lambda name: weighted[name])
+    explain = {
+        "geometry": f"{inliers} ORB keypoints agree on one affine transform",
+        "gist": f"same layout ({D4_NAMES[transform]}), independent of brightness and colour",
+        "ssim": "same structure pixel by pixel (SSIM)",
+        "cosine": "close ResNet50 embeddings",
+    }[decider]
+    return Scores(
+        cosine=float(cosine),
+        ssim=s,
+        orb=o,
+        orb_matches=matches,
+        final=float(final),
+        gist=float(gist_score),
+        geometry=geo,
+        inliers=inliers,
+        transform=D4_NAMES[transform],
+        explain=explain,
+    )
+
+
+def describe_query(bgr: np.ndarray) -> QueryFeatures:
+    """Features of a query image (border already trimmed), with its D4 gists."""
+    features = compute_features(bgr)
+    return QueryFeatures(features, gist_variants(features.thumb))
+
+
+def with_mirror(query: QueryFeatures, bgr: np.ndarray) -> QueryFeatures:
+    """The query with ORB features of its mirror image, for candidates that matched it mirrored."""
+    return replace(query, mirrored=compute_features(np.ascontiguousarray(bgr[:, ::-1])))

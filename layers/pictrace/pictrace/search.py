@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -14,9 +15,20 @@ from pictrace.embedding import Embedder, get_embedder
 from pictrace.errors import BadRequest, NotFound
 from pictrace.fetch import ObjectFetcher
 from pictrace.images import decode_image
-from pictrace.index import EmbeddingIndex, Entry, IndexStore
+from pictrace.index import Candidate, EmbeddingIndex, Entry, IndexStore
 from pictrace.modelfetch import ensure_model
-from pictrace.rerank import Features, Scores, compute_features, score
+from pictrace.rerank import (
+    D4,
+    QueryFeatures,
+    Scores,
+    Weights,
+    describe_query,
+    gist_variants,
+    quick_score,
+    score,
+    trim_border,
+    with_mirror,
+)
 from pictrace.segments import SegmentedView, SegmentStore
 from pictrace.settings import Settings
 from pictrace.storage import Store
@@ -119,9 +131,11 @@ class SearchService:
             t = now
 
         described: dict[str, Any]
+        bgr: np.ndarray | None = None
         if query.id is not None:
             entry = await self.entry(query.id)
-            vector, features = entry.embedding, entry.features
+            vector = entry.embedding
+            features = QueryFeatures(entry.features, gist_variants(entry.features.thumb))
             described = {"id": entry.id, "keys": list(entry.keys)}
             lap("decode")
             lap("embed")
@@ -135,45 +149,64 @@ class SearchService:
                 "height": image.height,
                 "bytes": len(query.image),
             }
+            bgr = trim_border(image.bgr)
             lap("decode")
-            vector, features = await asyncio.to_thread(self._embed_and_describe, image.bgr)
+            vector, features = await asyncio.to_thread(self._embed_and_describe, bgr)
             lap("embed")
         else:
             raise BadRequest("give an image (file, url or image_base64) or the id of an indexed image")
         await asyncio.to_thread(self.index.refresh)
         lap("refresh")
-        candidates = self.index.shortlist(vector, shortlist, key_prefix=query.prefix)
+        candidates = self.index.candidates(vector, features.gists, (shortlist + 1) // 2, key_prefix=query.prefix)
         lap("scan")
-        keys = [self.index_store.entry_key(i) for i, _ in candidates]
+        keys = [self.index_store.entry_key(c.id) for c in candidates]
         fetched = await self.fetcher.fetch_many(keys)
         lap("fetch")
+        if bgr is not None and any(D4[c.transform][1] for c in candidates):
+            features = await asyncio.to_thread(with_mirror, features, bgr)
         hits = await asyncio.to_thread(self._rerank, features, candidates, fetched)
         lap("rerank")
         timings["total"] = round((time.perf_counter() - started) * 1000, 2)
         return SearchResult(hits[:top_k], timings, described, len(self.index))
 
-    def _embed_and_describe(self, bgr: np.ndarray) -> tuple[np.ndarray, Features]:
-        return self.embedder.embed([bgr])[0], compute_features(bgr)
+    def _embed_and_describe(self, bgr: np.ndarray) -> tuple[np.ndarray, QueryFeatures]:
+        return self.embedder.embed([bgr])[0], describe_query(bgr)
 
-    def _rerank(self, features: Features, candidates: list[tuple[str, float]], fetched: dict[str, Any]) -> list[Hit]:
-        weights = (self.settings.weight_cosine, self.settings.weight_ssim, self.settings.weight_orb)
-        hits = []
-        for rank, (entry_id, cosine) in enumerate(candidates, start=1):
-            entry = fetched.get(self.index_store.entry_key(entry_id))
-            keys = self.index.keys.get(entry_id, ())
-            if entry is None or not keys:  # deleted since the scan
-                continue
-            s = score(cosine, features, entry.features, weights)
-            hits.append(
-                Hit(
-                    id=entry_id,
-                    keys=keys,
-                    url=self.link(keys[0]),
-                    scores=s,
-                    similarity=round(100 * s.final, 1),
-                    rank_cosine=rank,
-                )
+    def _rerank(self, features: QueryFeatures, candidates: list[Candidate], fetched: dict[str, Any]) -> list[Hit]:
+        weights = Weights(
+            cosine=self.settings.weight_cosine,
+            gist=self.settings.weight_gist,
+            ssim=self.settings.weight_ssim,
+            geometry=self.settings.weight_geometry,
+        )
+        by_cosine = {c.id: rank for rank, c in enumerate(sorted(candidates, key=lambda c: -c.cosine), start=1)}
+        live = []
+        for c in candidates:
+            entry = fetched.get(self.index_store.entry_key(c.id))
+            keys = self.index.keys.get(c.id, ())
+            if entry is not None and keys:  # else deleted since the scan
+                live.append((c, entry, keys))
+        # geometry (ORB matching + RANSAC) is the costly signal: only for the best candidates by the others
+        quick = [quick_score(c.cosine, features, e.features, c.gist, c.transform, weights) for c, e, _ in live]
+        verified = set(np.argsort(quick)[::-1][: self.settings.verify].tolist())
+
+        def one(i: int) -> Scores:
+            c, entry, _ = live[i]
+            return score(c.cosine, features, entry.features, c.gist, c.transform, weights, geometry=i in verified)
+
+        with ThreadPoolExecutor(max_workers=2) as pool:  # OpenCV releases the GIL
+            all_scores = list(pool.map(one, range(len(live))))
+        hits = [
+            Hit(
+                id=c.id,
+                keys=keys,
+                url=self.link(keys[0]),
+                scores=s,
+                similarity=round(100 * s.final, 1),
+                rank_cosine=by_cosine[c.id],
             )
+            for (c, _, keys), s in zip(live, all_scores, strict=True)
+        ]
         hits.sort(key=lambda h: h.scores.final, reverse=True)
         return hits
 

@@ -35,9 +35,12 @@ class Settings:
     refresh_seconds: float = 2.0
     fetch_concurrency: int = 16
     feature_cache: int = 2048
-    weight_cosine: float = 0.5
-    weight_ssim: float = 0.25
-    weight_orb: float = 0.25
+    # final-score weights (pictrace.rerank): fitted on half of the benchmark's queries, see docs/benchmarks.md
+    weight_cosine: float = 0.25
+    weight_gist: float = 0.25
+    weight_ssim: float = 0.15
+    weight_geometry: float = 0.35
+    verify: int = 16  # shortlisted candidates that get the geometric check (ORB + RANSAC), best by the other signals
     segment_dtype: str = "float32"  # how segments store the per-image matrices: float32 or float16
     max_segments: int = 8  # compaction merges the segments into full ones beyond this many
     segment_rows: int = 20_000  # rows per segment when merging
