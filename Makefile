@@ -20,6 +20,7 @@ help:
 	@echo "make model    build the model artifact ($(MODEL_DIR)) with WEIGHTS=$(WEIGHTS)"
 	@echo "make samples  fetch the sample photos into $(SAMPLES)"
 	@echo "make bench    retrieval quality and speed on real images vs the seed's method (bench-quick: ~3 min)"
+	@echo "make capacity the segmented index at N = 10,000 and 100,000 synthetic images (docs/scaling.md)"
 
 # --- set-up -------------------------------------------------------------------------------
 setup: $(VENV)/.installed browser
@@ -63,6 +64,7 @@ lint: setup
 	$(VENV)/bin/mypy layers/deps/layer.py
 	$(VENV)/bin/mypy functions/ingest/app.py
 	$(VENV)/bin/mypy functions/search/app.py
+	$(VENV)/bin/mypy functions/compact/app.py
 	$(VENV)/bin/mypy bench
 
 test: setup model lint
@@ -113,3 +115,8 @@ bench: bench-setup      ## full run (≤ 15 min): tables, bench/results.json, be
 
 bench-quick: bench-setup  ## smaller N, fewer queries (≤ 3 min); leaves docs/benchmarks.md alone
 	$(PY) -m bench.run --quick
+
+# --- capacity of the segmented index (issue 7; docs/scaling.md) ----------------------------------
+.PHONY: capacity
+capacity: setup
+	$(PY) -m bench.capacity --n 10000 100000 --out build/capacity.json
