@@ -57,8 +57,8 @@ class Segment:
         return len(self.ids)
 
     def row(self, i: int) -> Row:
-        """Row i as the in-memory index takes it (float32)."""
-        return Row(self.keys[i], {name: m[i].astype(np.float32) for name, m in self.matrices.items()})
+        """Row i as the in-memory index takes it: views into the float32 matrices (no copy per row)."""
+        return Row(self.keys[i], {name: m[i] for name, m in self.matrices.items()})
 
     def to_bytes(self, dtype: str = "float32") -> bytes:
         """npz, no pickles; matrices stored as float16 or float32."""
