@@ -225,3 +225,26 @@ def test_compactors_racing_each_other_and_ingest_lose_nothing(stack: Any) -> Non
     view = segmented(index_store)
     assert view.keys == expected
     assert compactions["runs"] >= 4 and compactions["reads"] >= 2, compactions
+
+
+def test_merged_segments_are_deleted_only_after_the_grace_period(stack: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reader may still be loading a segment a merge replaced: it stays for RETIRED_GRACE_SECONDS, then goes."""
+    import pictrace.segments
+
+    store, _ = counting_store(stack)
+    index_store = IndexStore(store, "index/")
+    rng = np.random.default_rng(7)
+    compactor = Compactor(SegmentStore(index_store), max_segments=1)
+    for i in range(3):
+        index_store.create_or_add_key(entry(i, unit(rng, 1)[0], (f"images/{i}.jpg",)), f"images/{i}.jpg")
+        compactor.compact()
+    segments = sorted(k for k, _, _ in store.list("index/segments/"))
+    manifest = json.loads(store.get("index/manifest.json").body)
+    assert len(manifest["segments"]) == 1 and len(manifest["retired"]) == 2
+    assert len(segments) == 3  # the merged-away ones are still there
+    assert compactor.compact().folded == 0 and len(list(store.list("index/segments/"))) == 3
+    monkeypatch.setattr(pictrace.segments, "RETIRED_GRACE_SECONDS", 0.0)
+    compactor.compact()
+    assert [k for k, _, _ in store.list("index/segments/")] == [manifest["segments"][0]["key"]]
+    assert json.loads(store.get("index/manifest.json").body)["retired"] == []
+    assert segmented(index_store).keys == truth(index_store)
