@@ -82,6 +82,11 @@ template-test: setup
 clean:
 	rm -rf .aws-sam .pytest_cache .mypy_cache .ruff_cache
 
+# --- dependency audit (CI runs it after the tests) -------------------------------------------
+.PHONY: audit
+audit: setup
+	$(VENV)/bin/pip-audit --progress-spinner off --vulnerability-service pypi $(foreach r,$(wildcard layers/deps/requirements*.txt),-r $(r))
+
 # --- Lambda without Docker (issue 3) ----------------------------------------------------------------
 # make invoke FN=<LogicalId> EVENT=<file>: the handler in-process as Lambda would run it (infra/invoke.py),
 #   against a fresh local stack unless AWS_ENDPOINT_URL_S3 is set; PUT="key=file ..." uploads files first.
