@@ -125,3 +125,8 @@ bench-quick: bench-setup  ## smaller N, fewer queries (≤ 3 min); leaves docs/b
 .PHONY: capacity
 capacity: setup
 	$(PY) -m bench.capacity --n 10000 100000 --out build/capacity.json
+
+# --- score fusion (issue 5): fit the final-score weights on half of the queries, report on the other half --------
+.PHONY: fit-fusion
+fit-fusion: bench-setup
+	$(PY) -m bench.fit_fusion

@@ -62,12 +62,12 @@ class Scores:
 
 @dataclass(frozen=True)
 class Weights:
-    """How much each signal counts in the final score."""
+    """How much each signal counts in the final score (defaults: fitted by `make fit-fusion`, bench/fusion.json)."""
 
-    cosine: float = 0.25
-    gist: float = 0.25
-    ssim: float = 0.15
-    geometry: float = 0.35
+    cosine: float = 0.3
+    gist: float = 0.3
+    ssim: float = 0.5
+    geometry: float = 0.2
 
 
 def d4(a: np.ndarray, t: int) -> np.ndarray:
@@ -164,6 +164,15 @@ def geometric_inliers(query: Features, candidate: Features) -> tuple[int, int]:
     dst = candidate.keypoints[[m.trainIdx for m in good]]
     _, mask = cv2.estimateAffine2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=RANSAC_PX)
     return len(good), int(mask.sum()) if mask is not None else 0
+
+
+def to_verify(cosine: np.ndarray, gist_scores: np.ndarray, quick: np.ndarray, verify: int) -> set[int]:
+    """Which candidates get the geometric check: the best `verify` by the other signals together, plus the
+    best verify/2 by cosine and by gist alone (so a copy strong in one signal only is still checked)."""
+    chosen: set[int] = set()
+    for values, count in ((quick, verify), (cosine, verify // 2), (gist_scores, verify // 2)):
+        chosen.update(int(i) for i in np.argsort(-np.asarray(values), kind="stable")[:count])
+    return chosen
 
 
 def quick_score(

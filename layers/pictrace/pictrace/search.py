@@ -26,6 +26,7 @@ from pictrace.rerank import (
     gist_variants,
     quick_score,
     score,
+    to_verify,
     trim_border,
     with_mirror,
 )
@@ -188,7 +189,12 @@ class SearchService:
                 live.append((c, entry, keys))
         # geometry (ORB matching + RANSAC) is the costly signal: only for the best candidates by the others
         quick = [quick_score(c.cosine, features, e.features, c.gist, c.transform, weights) for c, e, _ in live]
-        verified = set(np.argsort(quick)[::-1][: self.settings.verify].tolist())
+        verified = to_verify(
+            np.array([c.cosine for c, _, _ in live]),
+            np.array([c.gist for c, _, _ in live]),
+            np.array(quick),
+            self.settings.verify,
+        )
 
         def one(i: int) -> Scores:
             c, entry, _ = live[i]

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pictrace.errors import ConfigError
+from pictrace.rerank import Weights
 
 ENV_PREFIX = "PICTRACE_"
 
@@ -36,10 +37,10 @@ class Settings:
     fetch_concurrency: int = 16
     feature_cache: int = 2048
     # final-score weights (pictrace.rerank): fitted on half of the benchmark's queries, see docs/benchmarks.md
-    weight_cosine: float = 0.25
-    weight_gist: float = 0.25
-    weight_ssim: float = 0.15
-    weight_geometry: float = 0.35
+    weight_cosine: float = Weights.cosine
+    weight_gist: float = Weights.gist
+    weight_ssim: float = Weights.ssim
+    weight_geometry: float = Weights.geometry
     verify: int = 16  # shortlisted candidates that get the geometric check (ORB + RANSAC), best by the other signals
     segment_dtype: str = "float32"  # how segments store the per-image matrices: float32 or float16
     max_segments: int = 8  # compaction merges the segments into full ones beyond this many
