@@ -1,9 +1,9 @@
 """`python -m bench.memory N`: resident memory of the search's in-memory index at N entries, in a fresh process.
 
 Run by bench.run with the environment pointing at the bench's local stack (its 1,000 real entries); synthetic
-entries (bench.stack.PaddedIndexStore) make up the rest of N. Measures the process's resident set size (RSS)
-before and after the first refresh (which loads every entry and keeps the embedding matrix), after a garbage
-collection, and what the index object itself holds (matrix, ids, keys, etags). Prints one JSON object.
+rows (bench.stack.PaddedIndex) make up the rest of N. Measures the process's resident set size (RSS)
+before and after the first refresh (which loads every entry and keeps its vectors: embedding, gist), after a
+garbage collection, and what the index object itself holds (matrices, ids, keys, etags). Prints one JSON object.
 """
 
 from __future__ import annotations
@@ -27,22 +27,27 @@ def rss() -> int:
 def main(argv: list[str]) -> int:
     n = int(argv[0])
     sys.path.insert(0, str(ROOT))
-    from pictrace.embedding import DIM
-    from pictrace.index import EmbeddingIndex, IndexStore
+    from pictrace.index import IndexStore
     from pictrace.settings import Settings
     from pictrace.storage import Store
 
-    from bench.stack import PaddedIndexStore, index_bytes, synthetic_vectors
+    from bench.stack import PaddedIndex, index_bytes
 
     settings = Settings.from_env()
     store = Store(settings.bucket)
     plain = IndexStore(store, settings.index_prefix)
-    real = [key for key, _etag, _size in store.list(plain.entries_prefix()) if key.endswith(".npz")]
-    template, _ = plain.get_entry(real[0][len(plain.entries_prefix()) : -len(".npz")])
-    vectors = synthetic_vectors(max(0, n - len(real)), DIM)
-    index_store = PaddedIndexStore(store, settings.index_prefix, vectors, template)
-    index = EmbeddingIndex(index_store, settings.refresh_seconds, settings.fetch_concurrency)
-    list(index_store.store.list(index_store.entries_prefix()))  # warm the client and the listing path
+    prefix = plain.entries_prefix()
+    real = [key for key, _etag, _size in store.list(prefix) if key.endswith(".npz")]
+    template, _ = plain.get_entry(real[0][len(prefix) : -len(".npz")])
+    index = PaddedIndex(
+        store,
+        settings.index_prefix,
+        max(0, n - len(real)),
+        template,
+        settings.refresh_seconds,
+        settings.fetch_concurrency,
+    )
+    list(index.index_store.store.list(prefix))  # warm the client and the listing path
     gc.collect()
     before = rss()
     index.refresh(force=True)
@@ -50,14 +55,15 @@ def main(argv: list[str]) -> int:
     gc.collect()
     after_gc = rss()
     held = index_bytes(index)
-    raw = len(index) * DIM * 4
+    vectors = {name: int(m.nbytes) for name, m in index.matrices.items()}
     print(
         json.dumps(
             {
                 "n": len(index),
                 "real": len(real),
-                "synthetic": len(vectors),
-                "raw_vector_bytes": raw,
+                "synthetic": len(index) - len(real),
+                "raw_vector_bytes": sum(vectors.values()),
+                "vector_bytes": vectors,
                 "rss_before": before,
                 "rss_after_refresh": after_refresh,
                 "rss_after_gc": after_gc,

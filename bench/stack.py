@@ -4,16 +4,14 @@
   process of its own rather than a thread of the bench: S3 is somewhere else in production, so its work must not
   take the bench's GIL while the search is being timed.
 - Uploading, and waiting until the real ingest handler (fed by the project's SqsWorker) has indexed everything.
-- `PaddedIndexStore`: an IndexStore whose listing also shows synthetic entries (random unit vectors, no S3
-  object). It is how N = 10,000 and N = 100,000 are reached with 1,000 real images: only the cosine scan (and the
-  index's bookkeeping) ever sees the synthetic rows; they never make a shortlist, because random 2048-d unit
-  vectors have cosine ~0 with every real embedding (the bench checks every shortlist came back full of real
-  entries).
+- `PaddedIndex`: the search's EmbeddingIndex plus synthetic rows (random unit vectors, no S3 object). It is how
+  N = 10,000 and N = 100,000 are reached with 1,000 real images: only the scan (and the index's bookkeeping)
+  sees the synthetic rows; they do not make shortlists, because random unit vectors have a cosine of ~0 with
+  every real vector (the bench counts the synthetic rows that reached a shortlist, and reports it).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import socket
@@ -26,7 +24,7 @@ from typing import Any
 from unittest import mock
 
 import numpy as np
-from pictrace.index import Entry, IndexStore
+from pictrace.index import Candidate, EmbeddingIndex, Entry, IndexStore, Row, index_vectors
 from pictrace.storage import Store
 
 from infra.local import LocalStack, free_port, load_handler
@@ -154,16 +152,6 @@ def entry_id(body: bytes) -> str:
     return hashlib.sha256(body).hexdigest()
 
 
-def synthetic_vectors(n: int, dim: int, seed: int = 12345) -> np.ndarray:
-    """n random unit vectors (float32), the stand-ins for images the bench does not have."""
-    rng = np.random.default_rng(seed)
-    out = np.empty((n, dim), dtype=np.float32)
-    for start in range(0, n, 8192):
-        block = rng.standard_normal((min(8192, n - start), dim), dtype=np.float32)
-        out[start : start + len(block)] = block / np.linalg.norm(block, axis=1, keepdims=True)
-    return out
-
-
 def synthetic_id(i: int) -> str:
     """A 64-hex id no real image has (real ids are SHA-256 of bytes; these hash a label)."""
     return hashlib.sha256(f"pictrace-bench-synthetic-{i}".encode()).hexdigest()
@@ -184,24 +172,52 @@ class PaddedStore(Store):
                 yield f"{prefix}{sid}.npz", SYNTHETIC_ETAG, 0
 
 
-class PaddedIndexStore(IndexStore):
-    """An IndexStore that also holds synthetic entries: a real entry's features with a random embedding."""
+class PaddedIndex(EmbeddingIndex):
+    """The search's EmbeddingIndex over the real entries plus `synthetic` rows that exist only in memory: random
+    unit vectors for every named vector a real row holds (embedding, gist, ...). The listing shows them (so the
+    refresh keeps them), _load makes their rows, and candidates() counts how many ever reach a shortlist."""
 
-    def __init__(self, base: Store, index_prefix: str, vectors: np.ndarray, template: Entry) -> None:
-        ids = [synthetic_id(i) for i in range(len(vectors))]
-        super().__init__(PaddedStore(base, f"{index_prefix}entries/", ids), index_prefix)
-        self.rows = {sid: row for row, sid in enumerate(ids)}
-        self.vectors = vectors
-        self.template = template
-
-    def get_entry(self, entry_id: str) -> tuple[Entry, str]:
-        row = self.rows.get(entry_id)
-        if row is None:
-            return super().get_entry(entry_id)
-        entry = dataclasses.replace(
-            self.template, id=entry_id, keys=(f"images/synthetic/{entry_id}",), embedding=self.vectors[row]
+    def __init__(
+        self,
+        base: Store,
+        index_prefix: str,
+        synthetic: int,
+        template: Entry,
+        refresh_seconds: float = 2.0,
+        workers: int = 16,
+        seed: int = 12345,
+    ) -> None:
+        ids = [synthetic_id(i) for i in range(synthetic)]
+        super().__init__(
+            IndexStore(PaddedStore(base, f"{index_prefix}entries/", ids), index_prefix), refresh_seconds, workers
         )
-        return entry, SYNTHETIC_ETAG
+        self.shapes = {name: len(v) for name, v in index_vectors(template).items()}
+        self.seed = seed
+        self.rows = {sid: row for row, sid in enumerate(ids)}
+        self.synthetic_per_call: list[int] = []
+
+    def synthetic_row(self, row: int) -> dict[str, np.ndarray]:
+        """The vectors of one synthetic row, made when it is loaded (like a real row, one small array each)."""
+        rng = np.random.default_rng((self.seed, row))
+        out = {}
+        for name, dim in sorted(self.shapes.items()):
+            v = rng.standard_normal(dim, dtype=np.float32)
+            out[name] = v / np.linalg.norm(v)
+        return out
+
+    def _load(self, ids: list[str]) -> dict[str, Row | None]:
+        real = [i for i in ids if i not in self.rows]
+        out: dict[str, Row | None] = super()._load(real) if real else {}
+        for i in ids:
+            row = self.rows.get(i)
+            if row is not None:
+                out[i] = Row((f"images/synthetic/{i}",), self.synthetic_row(row))
+        return out
+
+    def candidates(self, *args: Any, **kwargs: Any) -> list[Candidate]:
+        found = super().candidates(*args, **kwargs)
+        self.synthetic_per_call.append(sum(1 for c in found if c.id in self.rows))
+        return found
 
 
 def deep_size(obj: Any, seen: set[int] | None = None) -> int:
@@ -221,8 +237,10 @@ def deep_size(obj: Any, seen: set[int] | None = None) -> int:
 
 
 def index_bytes(index: Any) -> dict[str, int]:
-    """What an EmbeddingIndex holds: its matrix, ids, keys and etags (by their public names where they exist)."""
-    parts = {"matrix": deep_size(index.matrix), "ids": deep_size(index.ids), "keys": deep_size(index.keys)}
+    """What an EmbeddingIndex holds: its matrices, ids, keys and etags (by their public names where they exist)."""
+    matrices = getattr(index, "matrices", None) or {"embedding": index.matrix}
+    parts = {f"matrix:{name}": deep_size(m) for name, m in matrices.items()}
+    parts.update({"ids": deep_size(index.ids), "keys": deep_size(index.keys)})
     etags = getattr(index, "_etags", None)
     if isinstance(etags, dict):
         parts["etags"] = deep_size(etags)

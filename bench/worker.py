@@ -54,7 +54,8 @@ def search(cases_path: str, out_path: str) -> int:
 
     from bench.run import QueryCase, run_searches
 
-    settings = Settings.from_env()
+    # the index does not change during the quality pass: one refresh, not a LIST of the bucket every 2 s
+    settings = Settings.from_env(refresh_seconds=86400.0)
     service = SearchService(settings, embedder=LiteRTEmbedder(settings.model_dir, num_threads=1))
     service.index.refresh(force=True)
     cases = [QueryCase(**c) for c in json.loads(Path(cases_path).read_text())]
