@@ -148,3 +148,44 @@ def test_ingest_and_compaction_keep_the_vector_index_in_step(
     get_settings.cache_clear()
     s3vectors_client.cache_clear()
     pictrace.ingest._ingestor = None
+
+
+def test_search_with_the_s3_vectors_backend_shortlists_by_query_vectors(stack: Any) -> None:
+    """index_backend=s3vectors: QueryVectors (stubbed: moto's server lacks it) gives the shortlist and the keys;
+    the features still come from the entries in S3, and the rerank ranks the copy first."""
+    import asyncio
+    import hashlib
+
+    from pictrace.ingest import Ingestor
+    from pictrace.search import Query, SearchService
+    from pictrace.settings import Settings, get_settings
+
+    from tests.conftest import PHOTOS, read
+
+    s3 = stack.client("s3")
+    ingestor = Ingestor(get_settings())
+    for name in PHOTOS:
+        s3.put_object(Bucket=stack.bucket, Key=f"images/{name}", Body=read(name))
+        assert ingestor.sync_key(f"images/{name}").action == "created"
+    ids = [hashlib.sha256(read(n)).hexdigest() for n in PHOTOS]
+    client = boto3.client("s3vectors", region_name="us-east-1")
+    settings = Settings.from_env(index_backend="s3vectors", vector_bucket="pictrace-vectors")
+    service = SearchService(settings, vectors=VectorIndex("pictrace-vectors", "images", client))
+    # QueryVectors answers the five images, the queried photo last: the rerank must bring it to the top
+    order = [*ids[1:], ids[0]]
+    answer = {
+        "vectors": [
+            {"key": i, "distance": 0.1 + 0.01 * n, "metadata": {"id": i, "keys": [f"images/{PHOTOS[ids.index(i)]}"]}}
+            for n, i in enumerate(order)
+        ],
+        "distanceMetric": "cosine",
+    }
+    with Stubber(client) as stub:
+        stub.add_response("query_vectors", answer)
+        stub.add_response("get_vectors", {"vectors": [{"key": ids[2], "metadata": {"keys": [f"images/{PHOTOS[2]}"]}}]})
+        result = asyncio.run(service.search(Query(image=read(PHOTOS[0])), top_k=3))
+        entry_ = asyncio.run(service.entry(ids[2]))
+        stub.assert_no_pending_responses()
+    assert result.results[0].id == ids[0] and result.results[0].keys == (f"images/{PHOTOS[0]}",)
+    assert result.results[0].rank_cosine == 5 and result.indexed is None
+    assert entry_.keys == (f"images/{PHOTOS[2]}",)

@@ -99,7 +99,7 @@ class SearchResponse(BaseModel):
     results: list[Hit]
     timings_ms: dict[str, float]
     query: dict[str, Any]
-    indexed: int
+    indexed: int | None = Field(description="images in the in-memory index (null with the S3 Vectors backend)")
     weights: str
     backend: str
 

@@ -33,6 +33,7 @@ from pictrace.rerank import (
 from pictrace.segments import SegmentedView, SegmentStore
 from pictrace.settings import Settings
 from pictrace.storage import Store
+from pictrace.vectors import VectorIndex
 
 logger = logging.getLogger(__name__)
 
@@ -68,14 +69,26 @@ class SearchResult:
     results: list[Hit]
     timings: dict[str, float] = field(default_factory=dict)
     query: dict[str, Any] = field(default_factory=dict)
-    indexed: int = 0
+    indexed: int | None = 0  # None: the index lives in S3 Vectors (not counted per search)
 
 
 class SearchService:
     """Everything a search needs, created once per container and reused across warm invocations."""
 
-    def __init__(self, settings: Settings, store: Store | None = None, embedder: Embedder | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store | None = None,
+        embedder: Embedder | None = None,
+        vectors: VectorIndex | None = None,
+    ) -> None:
         self.settings = settings
+        # index_backend s3vectors: the shortlist is Amazon S3 Vectors' QueryVectors (cosine only, no gist)
+        self.vectors = vectors or (
+            VectorIndex(settings.vector_bucket, settings.vector_index)
+            if settings.index_backend == "s3vectors"
+            else None
+        )
         self.store = store or Store(settings.bucket)
         self.index_store = IndexStore(self.store, settings.index_prefix)
         segments = SegmentedView(SegmentStore(self.index_store, settings.fetch_concurrency))
@@ -105,8 +118,11 @@ class SearchService:
     async def entry(self, entry_id: str) -> Entry:
         """An indexed entry by id; NotFound if there is none."""
         _check_id(entry_id)
-        await asyncio.to_thread(self.index.refresh)
-        keys = self.index.keys.get(entry_id)
+        if self.vectors is not None:
+            keys = (await asyncio.to_thread(self.vectors.get, [entry_id])).get(entry_id)
+        else:
+            await asyncio.to_thread(self.index.refresh)
+            keys = self.index.keys.get(entry_id)
         found = await self.fetcher.fetch_many([self.index_store.entry_key(entry_id)]) if keys else {}
         if not keys or not found:  # not indexed (or deleted since): cached features do not count
             raise NotFound(f"no indexed image with id {entry_id}")
@@ -156,24 +172,42 @@ class SearchService:
             lap("embed")
         else:
             raise BadRequest("give an image (file, url or image_base64) or the id of an indexed image")
-        await asyncio.to_thread(self.index.refresh)
-        lap("refresh")
-        candidates = self.index.candidates(vector, features.gists, (shortlist + 1) // 2, key_prefix=query.prefix)
-        lap("scan")
+        candidates, keys_of = await asyncio.to_thread(self._shortlist, vector, features, shortlist, query.prefix, lap)
         keys = [self.index_store.entry_key(c.id) for c in candidates]
         fetched = await self.fetcher.fetch_many(keys)
         lap("fetch")
         if bgr is not None and any(D4[c.transform][1] for c in candidates):
             features = await asyncio.to_thread(with_mirror, features, bgr)
-        hits = await asyncio.to_thread(self._rerank, features, candidates, fetched)
+        hits = await asyncio.to_thread(self._rerank, features, candidates, fetched, keys_of)
         lap("rerank")
         timings["total"] = round((time.perf_counter() - started) * 1000, 2)
-        return SearchResult(hits[:top_k], timings, described, len(self.index))
+        return SearchResult(hits[:top_k], timings, described, None if self.vectors is not None else len(self.index))
+
+    def _shortlist(
+        self, vector: np.ndarray, features: QueryFeatures, shortlist: int, prefix: str | None, lap: Any
+    ) -> tuple[list[Candidate], dict[str, tuple[str, ...]]]:
+        """Candidates and their current keys: from the in-memory index, or from S3 Vectors' QueryVectors."""
+        if self.vectors is not None:
+            lap("refresh")
+            neighbours = self.vectors.query(vector, shortlist, prefix)
+            lap("scan")
+            return [Candidate(n.id, n.cosine, 0.0, 0) for n in neighbours], {n.id: n.keys for n in neighbours}
+        self.index.refresh()
+        lap("refresh")
+        candidates = self.index.candidates(vector, features.gists, (shortlist + 1) // 2, key_prefix=prefix)
+        lap("scan")
+        return candidates, self.index.keys
 
     def _embed_and_describe(self, bgr: np.ndarray) -> tuple[np.ndarray, QueryFeatures]:
         return self.embedder.embed([bgr])[0], describe_query(bgr)
 
-    def _rerank(self, features: QueryFeatures, candidates: list[Candidate], fetched: dict[str, Any]) -> list[Hit]:
+    def _rerank(
+        self,
+        features: QueryFeatures,
+        candidates: list[Candidate],
+        fetched: dict[str, Any],
+        keys_of: dict[str, tuple[str, ...]],
+    ) -> list[Hit]:
         weights = Weights(
             cosine=self.settings.weight_cosine,
             gist=self.settings.weight_gist,
@@ -184,7 +218,7 @@ class SearchService:
         live = []
         for c in candidates:
             entry = fetched.get(self.index_store.entry_key(c.id))
-            keys = self.index.keys.get(c.id, ())
+            keys = keys_of.get(c.id, ())
             if entry is not None and keys:  # else deleted since the scan
                 live.append((c, entry, keys))
         # geometry (ORB matching + RANSAC) is the costly signal: only for the best candidates by the others

@@ -268,7 +268,7 @@
     els.summary.replaceChildren(
       results.length
         ? el("span", {}, el("b", {}, String(results.length)), ` result${results.length === 1 ? "" : "s"} of `,
-            el("b", {}, String(answer.indexed)), " indexed, best first · query: ", described)
+            el("b", {}, String(answer.indexed ?? "—")), " indexed, best first · query: ", described)
         : el("span", {}, `No results: ${answer.indexed ? "nothing matched" : "the index is empty"} · query: ${described}`)
     );
     renderTimings(answer.timings_ms || {});
