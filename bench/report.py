@@ -101,7 +101,8 @@ def goals(r: dict[str, Any]) -> list[dict[str, Any]]:
             met,
             "; ".join(why),
         )
-    cs = r.get("coldstart", {})
+    cs = r.get("coldstart_compacted") or r.get("coldstart", {})
+    before = r.get("coldstart", {}) if "coldstart_compacted" in r else {}
     if cs:
         run = cs["median_run"]
         parts = {
@@ -115,9 +116,12 @@ def goals(r: dict[str, Any]) -> list[dict[str, Any]]:
                 parts[f"first request: {s}"] = stages[s]
         parts["first request: other"] = max(0.0, run["first_request_ms"] - stages.get("total", 0.0))
         total = cs["total_p50"]
+        when = " after a compaction" if before else ""
+        if before:
+            when += f" (before the first compaction: {ms(before['total_p50'])} ms)"
         add(
             "search cold start ≤ 1.0 s (fresh process: import, model load, first request)",
-            f"{ms(total)} ms (median of {len(cs['runs'])})",
+            f"{ms(total)} ms, median of {len(cs['runs'])}{when}",
             total <= 1000,
             "" if total <= 1000 else f"costliest: {_largest(parts)}",
         )
@@ -358,15 +362,16 @@ def tables(r: dict[str, Any]) -> str:
         else:
             out.append(table(["", "throughput", "time"], rows, right=[False, True, True]))
 
-    cs = r.get("coldstart")
-    if cs:
+    phases = [("entries only", r.get("coldstart")), ("after compaction", r.get("coldstart_compacted"))]
+    if any(cs for _, cs in phases):
         out.append("\n### Search Lambda cold start (fresh process, real handler, POST /search with an image)")
         rows = []
-        for i, run in enumerate(cs["runs"], start=1):
+        runs = [(label, i, run) for label, cs in phases if cs for i, run in enumerate(cs["runs"], start=1)]
+        for label, i, run in runs:
             st = run.get("first_stages", {})
             rows.append(
                 [
-                    i,
+                    f"{label} #{i}",
                     ms(run["interpreter_ms"]),
                     ms(run["import_ms"]),
                     ms(run["model_ms"]),
@@ -378,11 +383,28 @@ def tables(r: dict[str, Any]) -> str:
             )
         out.append(
             table(
-                ["run", "interpreter", "import", "model", "first request", "its stages", "total", "2nd request"],
+                [
+                    "index / run",
+                    "interpreter",
+                    "import",
+                    "model",
+                    "first request",
+                    "its stages",
+                    "total",
+                    "2nd request",
+                ],
                 rows,
-                right=[True, True, True, True, True, False, True, True],
+                right=[False, True, True, True, True, False, True, True],
             )
         )
+        comp = (r.get("coldstart_compacted") or {}).get("compaction")
+        if comp:
+            out.append(
+                f"entries only: the index as ingest writes it (an object per image; the first refresh reads them all). "
+                f"after compaction: one run of pictrace.segments.compact (the scheduled compact function) folded "
+                f"{comp.get('folded')} entries into {comp.get('segments')} segment(s) in {comp['seconds']:.1f} s; the "
+                "first refresh reads the manifest and the segments."
+            )
 
     sc = r.get("scan")
     mem = r.get("memory")
@@ -591,7 +613,9 @@ bucket is not in these numbers. Ingest throughput on ≥ 12 MP JPEGs (`data/samp
 5640×3172 Elephants as shipped, gnome-backgrounds' 4096×4096 wallpapers re-encoded as JPEG quality 90; no
 upscaling) through the real `Ingestor`, next to the model alone on the same decoded images, and each ingest stage
 timed apart. Cold start of the search Lambda's handler in a fresh process (import, model load, first `POST /search`
-through Mangum; the first request's refresh loads the whole index from S3). The search's scan
+through Mangum), twice: on the index as ingest writes it (the first refresh reads every entry object), and after
+one compaction (`pictrace.segments.compact`, what the scheduled compact function runs: the first refresh reads a
+manifest and a few segments); the goal is judged on the second, the deployed steady state. The search's scan
 (`EmbeddingIndex.candidates`: top 25 by centred embedding cosine and top 25 by gist correlation over the query's 8
 D4 turns) against faiss `IndexFlatIP` doing the same work (one flat index per vector, 1 + 8 queries, k = 25) at N =
 {p["faiss_n"]:,}, one query at a time; and the plain cosine top 50 against faiss on the embeddings alone. Resident

@@ -427,6 +427,19 @@ def cold_starts(profile: Profile, query: Path) -> dict[str, Any]:
     return {"runs": runs, "total_p50": metrics.percentile(totals, 50), "median_run": median_run}
 
 
+def compacted_cold_starts(profile: Profile, settings: Any, query: Path) -> dict[str, Any]:
+    """One compaction of the index (pictrace.segments.compact: entries folded into segments and a manifest, as the
+    scheduled compact function does), then the same cold starts: the first refresh now reads the segments."""
+    from pictrace.segments import compact
+
+    started = time.perf_counter()
+    outcome = compact(settings)
+    seconds = time.perf_counter() - started
+    out = cold_starts(profile, query)
+    out["compaction"] = {"seconds": seconds, **{k: v for k, v in vars(outcome).items() if k != "written"}}
+    return out
+
+
 def scan_vs_faiss(profile: Profile, base_store: Any, settings: Any, template: Any, probes: list[Any]) -> dict:
     """The search's scan against faiss IndexFlatIP doing the same work, one query at a time, at N = faiss_n.
 
@@ -850,6 +863,9 @@ def run(profile: Profile, results: dict[str, Any], clock: Clock, work: Path) -> 
 
         clock.phase(f"cold start of the search handler x{profile.coldstarts} (fresh processes)")
         guarded(results, "coldstart", cold_starts, profile, Path(latency_cases[0].path))
+
+        clock.phase("compaction (what the scheduled compact Lambda runs), then the cold starts again")
+        guarded(results, "coldstart_compacted", compacted_cold_starts, profile, settings, Path(latency_cases[0].path))
 
         clock.phase(f"ingest of {profile.large_images} large JPEGs vs the model alone")
         guarded(results, "ingest_large", large_ingest, profile, stack, embedder)
