@@ -315,9 +315,10 @@ def tables(r: dict[str, Any]) -> str:
         out.append(
             "cold: the feature cache emptied before the query, so every shortlisted entry is fetched from S3; warm: "
             "the same query again right after (its shortlist's entries cached). S3 is moto's server on 127.0.0.1, in "
-            "a process of its own. Beyond the real entries, synthetic vectors stand in, in the scan only"
+            "a process of its own. Beyond the real entries, synthetic rows stand in, for the scan"
             + (
-                f" (synthetic rows in a shortlist: {syn['with_any']} of {syn['searches']} searches)."
+                f" (one reached the shortlist in {syn['with_any']} of {syn['searches']} searches; it is skipped at "
+                "fetch, having no S3 object)."
                 if syn is not None
                 else "."
             )
@@ -551,7 +552,8 @@ def markdown(r: dict[str, Any], text: str) -> str:
     ds = d.get("distractors", {})
     p = r["profile"]
     versions = ", ".join(f"{k} {v}" for k, v in m["versions"].items())
-    phases = ", ".join(f"{k.split(':')[0]} {v:.0f} s" for k, v in r.get("phases_s", {}).items())
+    sample = r.get("seed", {}).get("recall", {}).get("queries", "a few")
+    phases = "\n".join(f"- {v:.0f} s: {k}" for k, v in r.get("phases_s", {}).items())
     load = r.get("load", {})
     others = (
         f" Other processes on the machine used {load['others_core_s']:.0f} core-seconds during the run "
@@ -568,7 +570,7 @@ baseline, in one run (issue 4). This page holds the tables of the latest full ru
 
 ```bash
 make bench         # full run: {r.get("wall_s", 0) / 60:.0f} min on the machine below (limit 15 min)
-make bench-quick   # N = 200 and fewer queries, ~2.5 min; does not touch this page
+make bench-quick   # N = 200, 126 queries, 1.5-3 min; does not touch this page
 ```
 
 Both do their own set-up (virtualenv, model artifact `random:0`, sample images, the bench-only packages of
@@ -603,12 +605,13 @@ shortlist; an original outside it counts as not found, AP 0); the embedding cosi
 the original reached the rerank at all (the search's shortlist of 50 is the top 25 by embedding cosine and the top
 25 by gist correlation), which tells whether it was lost before the rerank or by it.
 
-**Speed.** Search latency per stage (the timings the service returns) at N = {p["index_size"]:,} real entries, with
-the feature cache warm (the quality queries) and cold (emptied before each query: every shortlisted entry is
-fetched from S3, as in a container that has not seen those entries), and at N = {p["scan_n"]:,}, where synthetic
-rows (random unit vectors for each vector a row holds: embedding and gist) stand in for the missing images *in the
-scan only*: they do not reach shortlists (random vectors have a cosine of ≈ 0 with real ones; the run counts any
-that do), and the refresh lists only the real S3 objects, so the cost of listing a real {p["scan_n"]:,}-object
+**Speed.** Search latency per stage (the timings the service returns) at N = {p["index_size"]:,} real entries with
+the feature cache cold (emptied before each query: every shortlisted entry is fetched from S3, as in a container
+that has not seen those entries), and at N = {p["scan_n"]:,}, cold and then warm (the same query again at once, its
+shortlist's entries cached), where synthetic rows (random unit vectors for each vector a row holds: embedding and
+gist) stand in for the missing images *in the scan only*: they rarely reach a shortlist (random vectors have a
+cosine of ≈ 0 with real ones; the run counts the searches where one did: such a row is skipped at fetch, as it has
+no S3 object), and the refresh lists only the real S3 objects, so the cost of listing a real {p["scan_n"]:,}-object
 bucket is not in these numbers. Ingest throughput on ≥ 12 MP JPEGs (`data/samples/large`: mate-backgrounds'
 5640×3172 Elephants as shipped, gnome-backgrounds' 4096×4096 wallpapers re-encoded as JPEG quality 90; no
 upscaling) through the real `Ingestor`, next to the model alone on the same decoded images, and each ingest stage
@@ -634,10 +637,20 @@ between the two backends' embeddings.
 **Goals** are shown met or not met, never asserted by a test; for each goal not met the table names the stage
 that costs most.
 
+**Caveats.** moto's server on 127.0.0.1 is not S3: the fetch stage (50 presigned GETs, 16 at a time) and the
+refresh's listing are the stand-in's speed, not S3's. The machine is shared: the header of the tables gives the
+CPU time other processes took during the run, and timings move with it (by tens of ms at the search's p50 between
+runs here): compare runs by that line too. The memory probe loads the
+index the entries way (one object per image, as before any compaction); after a compaction the refresh reads
+segments instead (see docs/scaling.md for that path). The seed's recall comes from a sample ({sample} queries):
+read it as a direction, not to the second decimal.
+
 ## Machine of the latest run
 
 {m["cpu"]}, {m["cores"]} cores, {m["memory_gb"]} GiB, no GPU; {m["os"]}; Python {m["python"]}; {versions};
-commit {m["commit"]}. Wall time {r.get("wall_s", 0):.0f} s ({phases}).{others}
+commit {m["commit"]}. Wall time {r.get("wall_s", 0):.0f} s (set-up not included).{others} Phases:
+
+{phases}
 
 ## Latest results
 

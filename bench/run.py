@@ -666,7 +666,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="the quick profile (make bench-quick, ~3 min)")
     parser.add_argument("--out", default=str(ROOT / "bench"), help="where results.json and the plots go")
     parser.add_argument("--docs", default=str(ROOT / "docs/benchmarks.md"), help="written by full runs")
+    parser.add_argument(
+        "--from-results", metavar="JSON", help="measure nothing: tables, plots, docs from a results.json"
+    )
     args = parser.parse_args(argv)
+    if args.from_results:
+        return from_results(Path(args.from_results), Path(args.out), Path(args.docs))
     profile = QUICK if args.quick else FULL
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -715,6 +720,21 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {args.docs}")
     print(f"bench ({profile.name}) took {results['wall_s']:.0f} s")
     return 1 if failed else 0
+
+
+def from_results(path: Path, out_dir: Path, docs: Path) -> int:
+    """Re-render a run's tables, plots and (full runs) docs page from its results.json."""
+    results = json.loads(path.read_text())
+    results["goals"] = report.goals(results)
+    text = report.tables(results)
+    print(text)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    plots = report.plots(results, out_dir)
+    print("wrote " + ", ".join(plots))
+    if results["profile"]["name"] == "full" and not results.get("errors"):
+        docs.write_text(report.markdown(results, text))
+        print(f"wrote {docs}")
+    return 0
 
 
 def load_summary(clock: Clock, started_load: tuple[float, float, float]) -> dict[str, Any]:
