@@ -555,12 +555,13 @@ def markdown(r: dict[str, Any], text: str) -> str:
     sample = r.get("seed", {}).get("recall", {}).get("queries", "a few")
     phases = "\n".join(f"- {v:.0f} s: {k}" for k, v in r.get("phases_s", {}).items())
     load = r.get("load", {})
-    others = (
-        f" Other processes on the machine used {load['others_core_s']:.0f} core-seconds during the run "
-        f"({100 * load['others_share']:.0f} % of its {m['cores']} cores): the timings carry that contention."
-        if load.get("others_core_s") is not None
-        else ""
-    )
+    others = ""
+    if load.get("others_core_s") is not None:
+        others = f" Other processes on the machine used {load['others_core_s']:.0f} core-seconds during the run " + (
+            f"({100 * load['others_share']:.0f} % of its {m['cores']} cores): the timings carry that contention."
+            if load["others_share"] >= 0.02
+            else "(the machine was otherwise idle)."
+        )
     return f"""# Benchmarks
 
 `make bench` measures PicTrace's retrieval quality and speed on real images, with the seed's method as the
