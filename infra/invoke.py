@@ -33,7 +33,7 @@ logger = logging.getLogger("pictrace.invoke")
 DEFAULT_BUCKET = "pictrace-local"
 
 
-class _CfnLoader(yaml.SafeLoader):
+class CfnLoader(yaml.SafeLoader):
     """SafeLoader that reads CloudFormation's short tags (!Ref, !Sub, ...) as their long forms."""
 
 
@@ -51,13 +51,13 @@ def _cfn_tag(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict[str,
     return {name: value}
 
 
-_CfnLoader.add_multi_constructor("!", _cfn_tag)
+CfnLoader.add_multi_constructor("!", _cfn_tag)
 
 
 def load_template(path: Path = ROOT / "template.yaml") -> dict[str, Any]:
     """template.yaml with intrinsic functions as dicts."""
     with path.open(encoding="utf-8") as fh:
-        template: dict[str, Any] = yaml.load(fh, Loader=_CfnLoader)  # a SafeLoader subclass
+        template: dict[str, Any] = yaml.load(fh, Loader=CfnLoader)  # a SafeLoader subclass
     return template
 
 

@@ -21,7 +21,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.template.test_template import ROOT, _as_list, _CfnLoader
+from infra.invoke import CfnLoader
+from tests.template.test_template import ROOT, _as_list
 
 LIMIT_UNZIPPED = 262_144_000
 ARCHES = ["x86_64", "arm64"]
@@ -71,7 +72,7 @@ def built(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
         check=False,
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
-    template = yaml.load((build_dir / "template.yaml").read_text(), Loader=_CfnLoader)
+    template = yaml.load((build_dir / "template.yaml").read_text(), Loader=CfnLoader)
     yield {"arch": arch, "dir": build_dir, "template": template, "zips": tmp_path_factory.mktemp(f"zips-{arch}")}
 
 
