@@ -175,12 +175,14 @@ def to_verify(cosine: np.ndarray, gist_scores: np.ndarray, quick: np.ndarray, ve
     return chosen
 
 
-def quick_score(
-    cosine: float, query: QueryFeatures, candidate: Features, gist_score: float, transform: int, weights: Weights
-) -> float:
+def turned_ssim(query: QueryFeatures, candidate: Features, transform: int) -> float:
+    """SSIM in [0, 1] of the query's thumbnail, turned by D4 element `transform`, against the candidate's."""
+    return max(0.0, min(1.0, ssim(np.ascontiguousarray(d4(query.features.thumb, transform)), candidate.thumb)))
+
+
+def quick_score(cosine: float, gist_score: float, ssim_score: float, weights: Weights) -> float:
     """The final score without geometry (which is the costly signal): what decides which candidates get it."""
-    s = max(0.0, min(1.0, ssim(np.ascontiguousarray(d4(query.features.thumb, transform)), candidate.thumb)))
-    return (weights.cosine * max(0.0, cosine) + weights.gist * max(0.0, gist_score) + weights.ssim * s) / (
+    return (weights.cosine * max(0.0, cosine) + weights.gist * max(0.0, gist_score) + weights.ssim * ssim_score) / (
         weights.cosine + weights.gist + weights.ssim + weights.geometry
     )
 
@@ -193,14 +195,16 @@ def score(
     transform: int = 0,
     weights: Weights | None = None,
     geometry: bool = True,
+    ssim_score: float | None = None,
 ) -> Scores:
     """All signals for one candidate, fused into the final score (see module docstring).
 
     transform: the D4 turn of the query that best matched the candidate's layout (from the shortlist).
     geometry=False skips the ORB matching (geometry and orb count as 0): for candidates the rerank does not verify.
+    ssim_score: turned_ssim of this pair when the caller has it already (it is not computed again).
     """
     w = weights or Weights()
-    s = max(0.0, min(1.0, ssim(np.ascontiguousarray(d4(query.features.thumb, transform)), candidate.thumb)))
+    s = turned_ssim(query, candidate, transform) if ssim_score is None else ssim_score
     orb_query = query.mirrored if D4[transform][1] and query.mirrored is not None else query.features
     matches, inliers = geometric_inliers(orb_query, candidate) if geometry else (0, 0)
     o = min(1.0, matches / len(orb_query.descriptors)) if len(orb_query.descriptors) else 0.0

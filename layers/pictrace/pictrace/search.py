@@ -28,6 +28,7 @@ from pictrace.rerank import (
     score,
     to_verify,
     trim_border,
+    turned_ssim,
     with_mirror,
 )
 from pictrace.segments import SegmentedView, SegmentStore
@@ -222,7 +223,8 @@ class SearchService:
             if entry is not None and keys:  # else deleted since the scan
                 live.append((c, entry, keys))
         # geometry (ORB matching + RANSAC) is the costly signal: only for the best candidates by the others
-        quick = [quick_score(c.cosine, features, e.features, c.gist, c.transform, weights) for c, e, _ in live]
+        ssims = [turned_ssim(features, e.features, c.transform) for c, e, _ in live]
+        quick = [quick_score(c.cosine, c.gist, s, weights) for (c, _, _), s in zip(live, ssims, strict=True)]
         verified = to_verify(
             np.array([c.cosine for c, _, _ in live]),
             np.array([c.gist for c, _, _ in live]),
@@ -232,7 +234,16 @@ class SearchService:
 
         def one(i: int) -> Scores:
             c, entry, _ = live[i]
-            return score(c.cosine, features, entry.features, c.gist, c.transform, weights, geometry=i in verified)
+            return score(
+                c.cosine,
+                features,
+                entry.features,
+                c.gist,
+                c.transform,
+                weights,
+                geometry=i in verified,
+                ssim_score=ssims[i],
+            )
 
         with ThreadPoolExecutor(max_workers=2) as pool:  # OpenCV releases the GIL
             all_scores = list(pool.map(one, range(len(live))))
