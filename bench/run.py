@@ -223,6 +223,18 @@ def stratified(cases: list[QueryCase], per_variant: int, salt: int = 0) -> list[
 # --- the product's search --------------------------------------------------------------------------------------
 
 
+def ranked(case: QueryCase, ranking: list[str]) -> dict[str, Any]:
+    """A query's record: which original and variant, and where the ranking put the original (rank, AP)."""
+    relevant = {case.original_id}
+    return {
+        "original": case.original,
+        "variant": case.variant_name,
+        "family": case.family,
+        "rank": metrics.first_rank(ranking, relevant),
+        "ap": metrics.average_precision(ranking, relevant),
+    }
+
+
 def run_searches(
     service: Any, cases: Sequence[QueryCase], loop: asyncio.AbstractEventLoop, cold: bool = False
 ) -> list[dict[str, Any]]:
@@ -237,15 +249,10 @@ def run_searches(
         data = Path(case.path).read_bytes()
         result = loop.run_until_complete(service.search(Query(image=data), top_k=SHORTLIST, shortlist=SHORTLIST))
         ranking = [h.id for h in result.results]
-        relevant = {case.original_id}
         hit = next((h for h in result.results if h.id == case.original_id), None)
         records.append(
             {
-                "original": case.original,
-                "variant": case.variant_name,
-                "family": case.family,
-                "rank": metrics.first_rank(ranking, relevant),
-                "ap": metrics.average_precision(ranking, relevant),
+                **ranked(case, ranking),
                 "cosine_rank": hit.rank_cosine if hit else None,
                 "scores": asdict(hit.scores) if hit else None,
                 "top1": ranking[0] if ranking else None,
@@ -379,17 +386,7 @@ def seed_phase(
         results.update(json.loads((work / f"seed-out-{i}.json").read_text()))
     records: list[dict[str, Any]] = []
     for case in sample:
-        ranking = results[case.path]["ranking"]
-        relevant = {case.original_id}
-        records.append(
-            {
-                "original": case.original,
-                "variant": case.variant_name,
-                "family": case.family,
-                "rank": metrics.first_rank(ranking, relevant),
-                "ap": metrics.average_precision(ranking, relevant),
-            }
-        )
+        records.append(ranked(case, results[case.path]["ranking"]))
     out["sample"] = [(c.variant_name, c.original) for c in sample]
     out["records"] = records
     out["recall"] = metrics.summarise([r["rank"] for r in records], [r["ap"] for r in records])
