@@ -64,7 +64,7 @@ def test_segment_round_trip(dtype: str) -> None:
     back = Segment.from_bytes(seg.to_bytes(dtype))
     assert back.ids == seg.ids and back.keys == seg.keys and back.deleted == ["z"]
     for name, m in matrices.items():
-        assert back.matrices[name].dtype == np.float32
+        assert back.matrices[name].dtype == np.dtype(dtype)  # the index converts as it copies
         np.testing.assert_allclose(back.matrices[name], m, atol=1e-3 if dtype == "float16" else 0)
 
 
@@ -146,11 +146,67 @@ def test_cold_search_at_100k_images_reads_o_segments_objects(stack: Any) -> None
     cold = segmented(index_store)
     elapsed = time.perf_counter() - started
     assert len(cold) == n + 3
+    assert all(m.dtype == np.float32 for m in cold.matrices.values())  # float16 segments, converted
     assert counts == {"ListObjectsV2": 1, "GetObject": 1 + n // per + 3}, f"{dict(counts)} in {elapsed:.1f} s"
     best = cold.shortlist(planted[1], 1)
     assert best[0][0] == entry(1, planted[1], ()).id and best[0][1] == pytest.approx(1.0, abs=1e-5)
     under = cold.shortlist(planted[1], 5, key_prefix="images/3/")
     assert len(under) == 5 and all(cold.keys[i][0].startswith("images/3/") for i, _ in under)
+
+
+def test_large_segments_are_read_with_parallel_ranged_gets(stack: Any) -> None:
+    """A segment bigger than part_bytes (its size from the manifest) comes in ranged GETs and parses the same."""
+    store, counts = counting_store(stack)
+    index_store = IndexStore(store, "ranged/")
+    rng = np.random.default_rng(5)
+    vectors = unit(rng, 300)
+    for i in range(300):
+        index_store.create_or_add_key(entry(i, vectors[i], (f"images/{i}.jpg",)), f"images/{i}.jpg")
+    Compactor(SegmentStore(index_store)).compact()
+    manifest = json.loads(store.get("ranged/manifest.json").body)
+    size = manifest["segments"][0]["bytes"]
+    part = 4096
+    assert size > 4 * part
+    ranges: list[str] = []
+    store.client.meta.events.register(
+        "before-call.s3.GetObject", lambda params, **_: ranges.append(params.get("headers", {}).get("Range", ""))
+    )
+    counts.clear()
+    index = EmbeddingIndex(
+        index_store, refresh_seconds=0, segments=SegmentedView(SegmentStore(index_store, part_bytes=part))
+    )
+    index.refresh(force=True)
+    parts = -(-size // part)
+    assert counts == {"ListObjectsV2": 1, "GetObject": 1 + parts}
+    expected = [f"bytes={s}-{min(s + part, size) - 1}" for s in range(0, size, part)]
+    assert sorted(r for r in ranges if r) == sorted(expected)
+    rows = {i: r for r, i in enumerate(index.ids)}
+    for i in range(300):
+        np.testing.assert_array_equal(index.matrix[rows[entry(i, vectors[i], ()).id]], vectors[i])
+
+
+def test_segment_matrices_are_released_once_loaded_and_read_again_if_needed(stack: Any) -> None:
+    """After a load the view keeps no matrices; a row wanted again from the same segment costs one GET."""
+    store, counts = counting_store(stack)
+    index_store = IndexStore(store, "released/")
+    rng = np.random.default_rng(6)
+    vectors = unit(rng, 20)
+    for i in range(20):
+        index_store.create_or_add_key(entry(i, vectors[i], (f"images/{i}.jpg",)), f"images/{i}.jpg")
+    Compactor(SegmentStore(index_store)).compact()
+    view = SegmentedView(SegmentStore(index_store))
+    refreshed = view.refresh()
+    assert refreshed is not None
+    versions, load = refreshed
+    first = load(sorted(versions))
+    assert len(first) == 20
+    counts.clear()
+    wanted = entry(7, vectors[7], ()).id
+    again = load([wanted])
+    assert counts == {"GetObject": 1}
+    row = again[wanted]
+    assert row is not None and row.keys == ("images/7.jpg",)
+    np.testing.assert_array_equal(row.vectors["embedding"], vectors[7])
 
 
 def test_compactors_racing_each_other_and_ingest_lose_nothing(stack: Any) -> None:

@@ -25,8 +25,9 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,6 +43,7 @@ logger = logging.getLogger(__name__)
 SEGMENT_VERSION = 1
 MANIFEST_VERSION = 1
 RETIRED_GRACE_SECONDS = 3600.0  # a merged-away segment is deleted this long after (readers may still be loading it)
+PART_BYTES = 16 * 2**20  # segments larger than this are read with parallel ranged GETs of this size
 
 
 @dataclass
@@ -52,12 +54,18 @@ class Segment:
     keys: list[tuple[str, ...]]
     matrices: dict[str, np.ndarray]
     deleted: list[str] = field(default_factory=list)
+    released: bool = False  # matrices dropped once the in-memory index holds copies (see SegmentedView)
 
     def __len__(self) -> int:
         return len(self.ids)
 
+    def release(self) -> None:
+        """Drop the matrices, keep ids, keys and tombstones (all that folding needs)."""
+        if self.ids:
+            self.matrices, self.released = {}, True
+
     def row(self, i: int) -> Row:
-        """Row i as the in-memory index takes it: views into the float32 matrices (no copy per row)."""
+        """Row i as the in-memory index takes it: views into the matrices (no copy per row)."""
         return Row(self.keys[i], {name: m[i] for name, m in self.matrices.items()})
 
     def to_bytes(self, dtype: str = "float32") -> bytes:
@@ -72,10 +80,10 @@ class Segment:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Segment:
-        """Parse what to_bytes wrote; matrices come back as float32."""
+        """Parse what to_bytes wrote; matrices keep the stored dtype (the index converts to float32 as it copies)."""
         with np.load(io.BytesIO(data), allow_pickle=False) as npz:
             header = json.loads(npz["header"].tobytes().decode())
-            matrices = {n[2:]: npz[n].astype(np.float32) for n in npz.files if n.startswith("m_")}
+            matrices = {n[2:]: npz[n] for n in npz.files if n.startswith("m_")}
         keys = [tuple(k) for k in header["keys"]]
         return cls(list(header["ids"]), keys, matrices, list(header.get("deleted", [])))
 
@@ -86,6 +94,11 @@ class Segment:
         names = sorted({n for r in rows.values() for n in r.vectors})
         matrices = {n: np.stack([rows[i].vectors[n] for i in ids]).astype(np.float32) for n in names} if ids else {}
         return cls(ids, [rows[i].keys for i in ids], matrices, sorted(deleted))
+
+
+def segment_sizes(manifest: dict[str, Any]) -> dict[str, int]:
+    """Segment key -> bytes, for the segments whose manifest entry records it (manifests before it did not)."""
+    return {m["key"]: int(m["bytes"]) for m in manifest.get("segments", []) if "bytes" in m}
 
 
 def fold(segments: Iterable[Segment]) -> dict[str, tuple[Segment, int]]:
@@ -102,11 +115,12 @@ def fold(segments: Iterable[Segment]) -> dict[str, tuple[Segment, int]]:
 class SegmentStore:
     """The manifest, the segments and the change markers in S3."""
 
-    def __init__(self, index_store: IndexStore, workers: int = 16) -> None:
+    def __init__(self, index_store: IndexStore, workers: int = 16, part_bytes: int = PART_BYTES) -> None:
         self.index_store = index_store
         self.store = index_store.store
         self.prefix = index_store.prefix
         self.workers = workers
+        self.part_bytes = part_bytes
 
     @property
     def manifest_key(self) -> str:
@@ -136,13 +150,44 @@ class SegmentStore:
         manifest: dict[str, Any] = json.loads(obj.body)
         return manifest, obj.etag
 
-    def get_segment(self, key: str) -> Segment:
-        """One segment."""
-        return Segment.from_bytes(self.store.get(key).body)
+    def get_segments(self, keys: list[str], sizes: Mapping[str, int] | None = None) -> dict[str, Segment]:
+        """Several segments, their bytes read in parallel and parsed in order as they arrive.
 
-    def get_segments(self, keys: list[str]) -> dict[str, Segment]:
-        """Several segments, read in parallel."""
-        return dict(zip(keys, self.parallel(self.get_segment, keys), strict=True))
+        sizes: segment bytes as the manifest lists them; a segment larger than part_bytes whose size is known is
+        read as parallel ranged GETs of part_bytes (S3's advice for throughput), the others with one GET each.
+        At most 2 x workers parts are in flight, so memory beyond the parsed segments stays bounded.
+        """
+        sizes = sizes or {}
+        parts = [(key, part) for key in keys for part in self._parts(sizes.get(key))]
+        out: dict[str, Segment] = {}
+        if not parts:
+            return out
+        queued = iter(parts)
+        pending: deque[tuple[str, Future[bytes]]] = deque()
+        chunks: list[bytes] = []
+        with ThreadPoolExecutor(max_workers=min(self.workers, len(parts))) as pool:
+
+            def top_up() -> None:
+                while len(pending) < 2 * self.workers and (part := next(queued, None)) is not None:
+                    pending.append((part[0], pool.submit(self._read, *part)))
+
+            top_up()
+            while pending:
+                key, future = pending.popleft()
+                chunks.append(future.result())
+                top_up()
+                if not pending or pending[0][0] != key:  # that was the segment's last part
+                    out[key] = Segment.from_bytes(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+                    chunks = []
+        return out
+
+    def _parts(self, size: int | None) -> list[tuple[int, int] | None]:
+        if size is None or size <= self.part_bytes:
+            return [None]
+        return [(start, min(start + self.part_bytes, size)) for start in range(0, size, self.part_bytes)]
+
+    def _read(self, key: str, part: tuple[int, int] | None) -> bytes:
+        return self.store.get(key).body if part is None else self.store.get_range(key, *part)
 
     def get_entries(self, ids: list[str]) -> dict[str, Entry | None]:
         """Entries read in parallel; None for those that no longer exist."""
@@ -233,7 +278,7 @@ class Compactor:
         merged: list[str] = []
         if len(listed_segments) + len(new_segments) > self.max_segments:
             # merge everything into full-size segments: the fold of all, no tombstones needed any more
-            loaded = s.get_segments(seg_keys)
+            loaded = s.get_segments(seg_keys, segment_sizes(manifest))
             live = fold([*(loaded[k] for k in seg_keys), *(seg for _, seg in new_segments)])
             ordered = sorted(live)
             new_segments = []
@@ -242,8 +287,12 @@ class Compactor:
                 new_segments.append((s.segment_key(), Segment.from_rows(chunk)))
             merged, listed_segments = seg_keys, []
         for key, seg in new_segments:
-            s.store.put(key, seg.to_bytes(self.dtype), if_none_match=True)
-            listed_segments.append({"key": key, "count": len(seg), "deleted": len(seg.deleted), "at": now_iso()})
+            body = seg.to_bytes(self.dtype)
+            s.store.put(key, body, if_none_match=True)
+            listed_segments.append(
+                {"key": key, "count": len(seg), "deleted": len(seg.deleted), "bytes": len(body), "at": now_iso()}
+            )
+            del body
         now = time.time()
         new_manifest = {
             "version": MANIFEST_VERSION,
@@ -285,6 +334,10 @@ class SegmentedView:
 
     refresh() returns (versions, load): versions maps every live id to a token that changes whenever its row may
     have; load(ids) returns the Row of each id (None if it has gone). None instead when there is no manifest.
+
+    Memory: once load() has handed rows out (the index copies them into its matrices) the segments' matrices are
+    released; only ids, keys and tombstones stay. A later load() of a row whose segment was released (rare: its
+    version changed back to that segment) reads that segment again.
     """
 
     def __init__(self, segments: SegmentStore) -> None:
@@ -294,6 +347,7 @@ class SegmentedView:
         self._live: dict[str, tuple[Segment, int]] = {}
         self._seg_of: dict[int, str] = {}
         self._missing: dict[str, str] = {}  # id -> marker ETag of changed entries found deleted
+        self._sizes: dict[str, int] = {}
 
     def refresh(self) -> tuple[dict[str, str], Callable[[list[str]], dict[str, Row | None]]] | None:
         """See the class docstring."""
@@ -305,12 +359,14 @@ class SegmentedView:
         manifest, etag = current
         if etag != self._manifest_etag:
             keys = [m["key"] for m in manifest["segments"]]
-            fresh = s.get_segments([k for k in keys if k not in self._loaded])
+            self._sizes = segment_sizes(manifest)
+            fresh = s.get_segments([k for k in keys if k not in self._loaded], self._sizes)
             self._loaded = {k: self._loaded.get(k) or fresh[k] for k in keys}
             self._seg_of = {id(seg): k for k, seg in self._loaded.items()}
             self._live = fold(self._loaded[k] for k in keys)
             self._manifest_etag = etag
-        versions = {i: "s:" + self._seg_of[id(seg)] for i, (seg, _) in self._live.items()}
+        tokens = {i: "s:" + k for i, k in self._seg_of.items()}  # one string per segment, shared by its rows
+        versions = {i: tokens[id(seg)] for i, (seg, _) in self._live.items()}
         for i, marker_etag in markers.items():
             if self._missing.get(i) == marker_etag:
                 versions.pop(i, None)
@@ -326,10 +382,14 @@ class SegmentedView:
             if entry is None:
                 self._missing[i] = versions[i][2:]
             out[i] = None if entry is None else Row(entry.keys, index_vectors(entry))
-        for i in ids:
-            if i not in out:
-                seg, row = self._live[i]
-                out[i] = seg.row(row)
+        from_segments = [i for i in ids if i not in out]
+        released = {self._seg_of[id(self._live[i][0])] for i in from_segments if self._live[i][0].released}
+        again = self.segments.get_segments(sorted(released), self._sizes) if released else {}
+        for i in from_segments:
+            seg, row = self._live[i]
+            out[i] = (again[self._seg_of[id(seg)]] if seg.released else seg).row(row)
+        for seg in self._loaded.values():
+            seg.release()
         return out
 
 

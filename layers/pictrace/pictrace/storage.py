@@ -71,6 +71,17 @@ class Store:
             raise
         return StoredObject(response["Body"].read(), response["ETag"])
 
+    def get_range(self, key: str, start: int, end: int) -> bytes:
+        """Bytes [start, end) of the object (one ranged GET); NotFound if there is none."""
+        try:
+            response = self.client.get_object(Bucket=self.bucket, Key=key, Range=f"bytes={start}-{end - 1}")
+        except ClientError as exc:
+            if _code(exc) in _NOT_FOUND:
+                raise NotFound(key) from None
+            raise
+        body: bytes = response["Body"].read()
+        return body
+
     def size(self, key: str) -> int | None:
         """The object's size in bytes, or None if it does not exist."""
         try:
