@@ -442,6 +442,11 @@ def tables(r: dict[str, Any]) -> str:
         out.append("\n### Scan, memory, backends")
         out.append(table(["measure", "result"], rows, right=[False, False]))
 
+    cap = r.get("capacity")
+    if cap:
+        out.append("\n### Capacity (segmented index, synthetic vectors)")
+        out.append(capacity_table(cap))
+
     g = r.get("goals")
     if g:
         out.append("\n### Goals (issue 4)")
@@ -453,6 +458,85 @@ def tables(r: dict[str, Any]) -> str:
             )
         )
     return "\n".join(out)
+
+
+def capacity_table(c: dict[str, Any]) -> str:
+    """The load-and-scan path at N synthetic images (bench.capacity's result): a table, agreement, failures."""
+    mb = 1e6
+    rows = [
+        [
+            f"{run['n']:,}",
+            run["dtype"],
+            run["segments"],
+            f"{run['segment_bytes'] / mb:,.0f}",
+            run["gets"],
+            f"{run['load_s']:.1f}",
+            ms(run["scan_p50_ms"]),
+            ms(run["masked_scan_ms"]),
+            f"{run['matrices_bytes'] / mb:,.0f}",
+            f"{run['rss_growth'] / mb:,.0f}",
+            f"{run['peak_rss'] / mb:,.0f}",
+        ]
+        for run in c.get("runs", [])
+    ]
+    out = []
+    if rows:
+        out.append(
+            table(
+                [
+                    "N",
+                    "stored as",
+                    "segments",
+                    "segment MB",
+                    "GETs at cold load",
+                    "cold load s",
+                    "scan p50 ms",
+                    "masked scan ms",
+                    "matrices MB",
+                    "RSS growth MB",
+                    "peak RSS MB",
+                ],
+                rows,
+                right=[True, False, *[True] * 9],
+            )
+        )
+    agree = c.get("agreement", [])
+    if agree:
+        out.append(
+            "float16 vs float32 segments, same queries (noisy copies of stored rows): "
+            + "; ".join(
+                f"N = {a['n']:,}: top {a['k']} by cosine {100 * a['cosine_topk']:.2f} % the same ids, whole "
+                f"shortlist {100 * a['candidates']:.2f} % ({a['queries']} queries)"
+                for a in agree
+            )
+            + "."
+        )
+    runs = c.get("runs", [])
+    if runs:
+        queries = sorted({len(run["scan_ms"]) for run in runs})
+        out.append(
+            f"Each row a fresh process loading {c.get('segment_rows', 20_000):,}-row segments (embedding 2048-d and "
+            "gist 256-d per row) from local files (dropped from the page cache first) through SegmentedView + "
+            "EmbeddingIndex.refresh (the search's code); GETs include ranged GETs. Scan: EmbeddingIndex.candidates "
+            f"(top {c.get('k', 50)} by centred cosine ∪ top {c.get('k', 50)} by gist over 8 turns), p50 of "
+            f"{'/'.join(map(str, queries))} queries after a first one; masked: the same under "
+            f"{c.get('mask_prefix', 'images/7/')} (1 % of the rows). RSS growth: after the load and a gc.collect(), "
+            "over before; peak RSS: the process's high-water mark (imports included)."
+        )
+    digests = sorted({run["pictrace_digest"] for run in runs if "pictrace_digest" in run})
+    if len(digests) > 1:
+        out.append(
+            f"Note: the pictrace modules changed between these rows ({len(digests)} versions: "
+            + ", ".join(f"{run['n']:,} {run['dtype']} {run.get('pictrace_digest', '?')}" for run in runs)
+            + ")."
+        )
+    for f in c.get("failures", []):
+        out.append(f"**Failed**: N = {f['n']:,} {f['dtype']}: {' '.join(str(f['error']).split())}")
+    return "\n\n".join(out)
+
+
+def _and(items: list[str]) -> str:
+    return " and ".join([", ".join(items[:-1]), items[-1]] if len(items) > 2 else items)
 
 
 def _status(met: bool | None) -> str:
@@ -562,6 +646,23 @@ def markdown(r: dict[str, Any], text: str) -> str:
             if load["others_share"] >= 0.02
             else "(the machine was otherwise idle)."
         )
+    cap = r.get("capacity") or {}
+    capacity = ""
+    if cap.get("runs") or cap.get("failures"):
+        ns = sorted({x["n"] for x in [*cap.get("runs", []), *cap.get("failures", [])]})
+        capacity = f"""
+**Capacity** (issue 7; `bench/capacity.py`, also `make capacity`). The load-and-scan path of the segmented index
+at N = {_and([f"{n:,}" for n in ns])} synthetic images (random unit vectors: a 2048-d embedding and a 256-d
+gist per row, one key in one of 100 folders): {cap.get("segment_rows", 20_000):,}-row segments written with
+`Segment.to_bytes` as float32 and again as float16 from the same vectors, with a manifest as the compactor writes
+it, to local files (the work directory is removed afterwards). Each (N, dtype) runs in a fresh process: the cold
+load is `EmbeddingIndex.refresh(force=True)` over `SegmentedView` (the search's code; the GETs it sent are
+counted), then `EmbeddingIndex.candidates` on a few queries and once with a folder mask, and the process's RSS
+before and after the load and its peak. The store is local files, not S3: they are dropped from the page cache
+before each process, so the load time is the reads from the local disk plus the parse, fold and build. float16
+against float32: both processes get the same queries (noisy copies of
+stored rows, rounded through float16 first) and the share of the same ids in their results is reported.
+"""
     return f"""# Benchmarks
 
 `make bench` measures PicTrace's retrieval quality and speed on real images, with the seed's method as the
@@ -625,7 +726,7 @@ D4 turns) against faiss `IndexFlatIP` doing the same work (one flat index per ve
 {p["faiss_n"]:,}, one query at a time; and the plain cosine top 50 against faiss on the embeddings alone. Resident
 memory: RSS growth of a fresh process over the index's first refresh, against the bytes of the vectors it holds (N
 × (2048 + 256) × 4: embedding and gist; the ratio to the embeddings alone is shown too).
-
+{capacity}
 **Baselines.** The seed's method (`bench/seed.py`): for every indexed image, fetch it from S3, decode it at full
 resolution, make both images 256×256 grayscale, scikit-image SSIM and OpenCV ORB (500 features) with
 cross-checked Hamming matching (matches / query keypoints), final = (orb + ssim) / 2, no shortlist. Its latency

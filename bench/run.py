@@ -67,10 +67,11 @@ class Profile:
     tf_images: int
     large_images: int
     scan_reps: int
+    capacity_n: tuple[int, ...]  # the segmented index's load and scan at these N, synthetic vectors (bench.capacity)
 
 
-FULL = Profile("full", 1000, 10_000, 100_000, None, 2, 2, 2, 2, 1, 3, 16, 15, 30)
-QUICK = Profile("quick", 200, 2_000, 20_000, 6, 1, 1, 1, 1, 2, 1, 4, 3, 15)
+FULL = Profile("full", 1000, 10_000, 100_000, None, 2, 2, 2, 2, 1, 3, 16, 15, 30, (100_000, 1_000_000))
+QUICK = Profile("quick", 200, 2_000, 20_000, 6, 1, 1, 1, 1, 2, 1, 4, 3, 15, (20_000,))
 
 
 @dataclass
@@ -780,6 +781,7 @@ def run(profile: Profile, results: dict[str, Any], clock: Clock, work: Path) -> 
     from pictrace.settings import Settings
     from pictrace.storage import s3_client
 
+    from bench.capacity import capacity
     from bench.stack import entry_id, start_stack, upload_and_index
 
     clock.phase("data: originals, distractors")
@@ -888,6 +890,15 @@ def run(profile: Profile, results: dict[str, Any], clock: Clock, work: Path) -> 
         guarded(results, "ingest_large", large_ingest, profile, stack, embedder)
     finally:
         stack.stop()
+
+    ns = " and ".join(f"{n:,}" for n in profile.capacity_n)
+    clock.phase(f"capacity: segmented index load and scan at N = {ns}, synthetic vectors (fresh processes)")
+    guarded(results, "capacity", capacity, list(profile.capacity_n), work)
+    failures = results.get("capacity", {}).get("failures")
+    if failures:
+        results.setdefault("errors", {})["capacity"] = "; ".join(
+            f"N = {f['n']:,} {f['dtype']}: {f['error']}" for f in failures
+        )
 
     clock.phase(f"TensorFlow vs LiteRT on {profile.tf_images} originals (fresh process)")
     guarded(
