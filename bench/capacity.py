@@ -202,8 +202,12 @@ def rss() -> int:
 
 
 def peak_rss() -> int:
-    """This process's peak resident set size so far, in bytes (Linux reports ru_maxrss in KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    """This process's peak resident set size so far, in bytes: VmHWM, the high-water mark of its own memory.
+    (ru_maxrss starts at the RSS of the parent it was forked from, so a child of a big process reads high.)"""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports it in KiB
 
 
 def available() -> int:
@@ -416,6 +420,7 @@ def measure(root: Path, queries_path: Path) -> dict[str, Any]:
         "rss_after_malloc_trim": rss_trimmed,
         "peak_rss_load": peak_load,
         "peak_rss": peak_rss(),
+        "ru_maxrss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,  # see peak_rss
         "rss_end": rss(),
         "first_scan_ms": round(first_ms, 2),
         "scan_ms": [round(s, 2) for s in scans],
@@ -439,9 +444,12 @@ def child_main(args: argparse.Namespace) -> int:
 # --- the parent ----------------------------------------------------------------------------------------------------
 
 
-def run_child(root: Path, queries_path: Path, timeout: float = CHILD_TIMEOUT_S) -> dict[str, Any]:
-    """measure() in a fresh process; kills it if the machine runs short of memory. Raises with its stderr tail."""
-    dropped = drop_from_page_cache(root)
+def run_child(
+    root: Path, queries_path: Path, uncache: Path | None = None, timeout: float = CHILD_TIMEOUT_S
+) -> dict[str, Any]:
+    """measure() in a fresh process, the files under uncache (default: root) dropped from the page cache first;
+    kills it if the machine runs short of memory. Raises with its stderr tail."""
+    dropped = drop_from_page_cache(uncache or root)
     budget = max(0, available() - RESERVE)
     cmd = [sys.executable, "-m", "bench.capacity", "--child", str(root), "--queries", str(queries_path)]
     cmd += ["--budget", str(budget)]
@@ -496,7 +504,8 @@ def capacity(
             tops: dict[str, list[list[str]]] = {}
             for dtype in DTYPES:
                 try:
-                    m = run_child(folder / dtype, folder / "queries.npz")
+                    # the whole data set leaves the page cache: the kernel has nothing to reclaim during the load
+                    m = run_child(folder / dtype, folder / "queries.npz", uncache=folder)
                 except Exception as exc:  # noqa: BLE001 - one measurement failing must not cost the others
                     failures.append({"n": n, "dtype": dtype, "error": str(exc)})
                     say(f"    capacity N = {n:,} {dtype}: FAILED: {exc}")

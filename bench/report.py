@@ -521,7 +521,7 @@ def capacity_table(c: dict[str, Any]) -> str:
             f"(top {c.get('k', 50)} by centred cosine ∪ top {c.get('k', 50)} by gist over 8 turns), p50 of "
             f"{'/'.join(map(str, queries))} queries after a first one; masked: the same under "
             f"{c.get('mask_prefix', 'images/7/')} (1 % of the rows). RSS growth: after the load and a gc.collect(), "
-            "over before; peak RSS: the process's high-water mark (imports included)."
+            "over before; peak RSS: the process's high-water mark (VmHWM; imports included)."
         )
     digests = sorted({run["pictrace_digest"] for run in runs if "pictrace_digest" in run})
     if len(digests) > 1:
