@@ -283,6 +283,35 @@ def test_compactors_racing_each_other_and_ingest_lose_nothing(stack: Any) -> Non
     assert compactions["runs"] >= 4 and compactions["reads"] >= 2, compactions
 
 
+def test_merges_rewrite_only_the_small_newest_segments_and_keep_their_deletions(stack: Any) -> None:
+    """Full segments are never rewritten (a merge holds only the small tail in memory); a deletion the tail
+    carries still hides the row in the full segment it does not rewrite."""
+    store, _ = counting_store(stack)
+    index_store = IndexStore(store, "tiered/")
+    rng = np.random.default_rng(8)
+    vectors = unit(rng, 40)
+    for i in range(25):
+        index_store.create_or_add_key(entry(i, vectors[i], (f"images/{i}.jpg",)), f"images/{i}.jpg")
+    compactor = Compactor(SegmentStore(index_store), max_segments=2, segment_rows=10)
+    first = compactor.compact()
+    assert first.segments == 3 and first.merged == 0  # 10 + 10 + 5 rows
+    full = [m["key"] for m in json.loads(store.get("tiered/manifest.json").body)["segments"][:2]]
+    in_full = sorted(range(25), key=lambda i: entry(i, vectors[i], ()).id)[0]  # in the first full segment
+    index_store.remove_key(f"images/{in_full}.jpg")
+    for i in (30, 31):
+        index_store.create_or_add_key(entry(i, vectors[i], (f"images/{i}.jpg",)), f"images/{i}.jpg")
+    assert compactor.compact().merged == 0  # small tail 1 + 1 new <= 2
+    index_store.create_or_add_key(entry(32, vectors[32], ("images/32.jpg",)), "images/32.jpg")
+    third = compactor.compact()
+    assert third.merged == 2 and third.segments == 3  # the two small ones and the new one became one
+    manifest = json.loads(store.get("tiered/manifest.json").body)
+    assert [m["key"] for m in manifest["segments"][:2]] == full
+    assert manifest["segments"][2]["count"] == 5 + 2 + 1 and manifest["segments"][2]["deleted"] == 1
+    expected = truth(index_store)
+    assert len(expected) == 27 and entry(in_full, vectors[in_full], ()).id not in expected
+    assert segmented(index_store).keys == expected
+
+
 def test_merged_segments_are_deleted_only_after_the_grace_period(stack: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """A reader may still be loading a segment a merge replaced: it stays for RETIRED_GRACE_SECONDS, then goes."""
     import pictrace.segments

@@ -11,6 +11,12 @@ A cold reader lists changes/, then reads the manifest and the segments (in paral
 entries: O(segments + changes) objects, not O(entries). Listing changes before the manifest matters: compaction
 writes the manifest before it removes markers, so a reader sees every change either as a marker or in a segment.
 
+Compaction writes the changes as new segments of at most segment_rows rows. When more than max_segments of the
+newest segments are short of segment_rows, it merges that tail (and the new rows) into full segments plus a rest:
+full segments are never rewritten, so memory is bounded by the tail whatever N is, and the ids the tail deletes
+stay as tombstones in the merged segment (they may live in the full ones before it). Deleted rows inside a full
+segment stay there as dead bytes, hidden by those tombstones.
+
 Compaction never loses a change: segments have fresh names (written if-none-match), the manifest is replaced
 only if it still has the ETag the compactor read (a loser discards its segments and starts again), and a marker
 is removed only if it still has the ETag the compactor read (every marker holds a nonce, so a change made after
@@ -200,6 +206,19 @@ class SegmentStore:
 
         return dict(zip(ids, self.parallel(one, ids), strict=True))
 
+    def get_rows(self, ids: list[str]) -> dict[str, Row | None]:
+        """What the index holds of each entry (keys, named vectors), read in parallel; the entries themselves (with
+        their rerank features) are dropped as they are read. None for those that no longer exist."""
+
+        def one(entry_id: str) -> Row | None:
+            try:
+                entry = self.index_store.get_entry(entry_id)[0]
+            except NotFound:
+                return None
+            return Row(entry.keys, index_vectors(entry))
+
+        return dict(zip(ids, self.parallel(one, ids), strict=True))
+
     def parallel(self, fn: Callable[[str], Any], items: list[str]) -> list[Any]:
         """fn over items on a thread pool, results in order."""
         if not items:
@@ -241,6 +260,17 @@ class Compactor:
         self.segment_rows = segment_rows
         self.attempts = attempts
 
+    def _chunks(self, rows: dict[str, Row], deleted: Iterable[str]) -> list[Segment]:
+        """Rows (sorted by id) in segments of segment_rows, the tombstones on the first; none if nothing to write."""
+        ordered, deleted = sorted(rows), sorted(deleted)
+        starts = range(0, len(ordered), self.segment_rows)
+        segments = [Segment.from_rows({i: rows[i] for i in ordered[a : a + self.segment_rows]}) for a in starts]
+        if deleted:
+            if not segments:
+                segments = [Segment.from_rows({})]
+            segments[0].deleted = deleted
+        return segments
+
     def compact(self) -> CompactionResult:
         """One compaction; retried from scratch when another compactor replaced the manifest first."""
         for attempt in range(1, self.attempts + 1):
@@ -262,30 +292,39 @@ class Compactor:
             prefix = s.index_store.entries_prefix()
             listed = [k[len(prefix) : -len(".npz")] for k, _, _ in s.store.list(prefix) if k.endswith(".npz")]
             ids = sorted(set(ids) | set(listed))
+        listed_segments = [dict(m) for m in manifest["segments"]]
+        # the newest segments short of segment_rows (a suffix: merges write full ones, then the rest, then new
+        # ones come after); full segments are never rewritten, so a merge holds at most this tail in memory
+        tail = 0
+        while tail < len(listed_segments) and int(listed_segments[-1 - tail]["count"]) < self.segment_rows:
+            tail += 1
         retired = [r for r in manifest.get("retired", [])]
         expired = [r for r in retired if time.time() - r["at"] > RETIRED_GRACE_SECONDS]
-        if not ids and len(seg_keys) <= self.max_segments and not expired and current is not None:
+        if not ids and tail <= self.max_segments and not expired and current is not None:
             return CompactionResult(segments=len(seg_keys))
         if self.on_fold is not None and ids:
             self.on_fold(ids)
-        entries = s.get_entries(ids)
-        rows = {i: Row(e.keys, index_vectors(e)) for i, e in entries.items() if e is not None}
-        gone = [i for i, e in entries.items() if e is None]
-        new_segments: list[tuple[str, Segment]] = []
-        if rows or gone:
-            new_segments.append((s.segment_key(), Segment.from_rows(rows, gone)))
-        listed_segments = [dict(m) for m in manifest["segments"]]
+        read = s.get_rows(ids)
+        rows = {i: row for i, row in read.items() if row is not None}
+        gone = [i for i, row in read.items() if row is None]
+        del read
+        new_segments = [(s.segment_key(), seg) for seg in self._chunks(rows, gone)]
+        del rows
         merged: list[str] = []
-        if len(listed_segments) + len(new_segments) > self.max_segments:
-            # merge everything into full-size segments: the fold of all, no tombstones needed any more
-            loaded = s.get_segments(seg_keys, segment_sizes(manifest))
-            live = fold([*(loaded[k] for k in seg_keys), *(seg for _, seg in new_segments)])
-            ordered = sorted(live)
-            new_segments = []
-            for start in range(0, len(ordered), self.segment_rows):
-                chunk = {i: live[i][0].row(live[i][1]) for i in ordered[start : start + self.segment_rows]}
-                new_segments.append((s.segment_key(), Segment.from_rows(chunk)))
-            merged, listed_segments = seg_keys, []
+        if tail + len(new_segments) > self.max_segments and tail:
+            merged = [m["key"] for m in listed_segments[len(listed_segments) - tail :]]
+            loaded = s.get_segments(merged, segment_sizes(manifest))
+            suffix = [*(loaded[k] for k in merged), *(seg for _, seg in new_segments)]
+            live = fold(suffix)
+            # ids the suffix deletes must stay deleted in the older (full) segments it does not rewrite
+            deleted: set[str] = set()
+            if tail < len(listed_segments):
+                deleted = set().union(*(seg.deleted for seg in suffix)) - set(live)
+            new_segments = [
+                (s.segment_key(), seg) for seg in self._chunks({i: live[i][0].row(live[i][1]) for i in live}, deleted)
+            ]
+            del loaded, suffix, live
+            listed_segments = listed_segments[: len(listed_segments) - tail]
         for key, seg in new_segments:
             body = seg.to_bytes(self.dtype)
             s.store.put(key, body, if_none_match=True)
@@ -378,10 +417,10 @@ class SegmentedView:
     def _rows(self, ids: list[str], versions: dict[str, str]) -> dict[str, Row | None]:
         out: dict[str, Row | None] = {}
         changed = [i for i in ids if versions[i].startswith("c:")]
-        for i, entry in self.segments.get_entries(changed).items():
-            if entry is None:
+        for i, read in self.segments.get_rows(changed).items():
+            if read is None:
                 self._missing[i] = versions[i][2:]
-            out[i] = None if entry is None else Row(entry.keys, index_vectors(entry))
+            out[i] = read
         from_segments = [i for i in ids if i not in out]
         released = {self._seg_of[id(self._live[i][0])] for i in from_segments if self._live[i][0].released}
         again = self.segments.get_segments(sorted(released), self._sizes) if released else {}

@@ -43,8 +43,8 @@ class Settings:
     weight_geometry: float = Weights.geometry
     verify: int = 16  # shortlisted candidates that get the geometric check (ORB + RANSAC), best by the other signals
     segment_dtype: str = "float32"  # how segments store the per-image matrices: float32 or float16
-    max_segments: int = 8  # compaction merges the segments into full ones beyond this many
-    segment_rows: int = 20_000  # rows per segment when merging
+    max_segments: int = 8  # compaction merges the newest segments short of segment_rows beyond this many
+    segment_rows: int = 20_000  # rows per segment (full segments are never rewritten)
     index_backend: str = "segments"  # segments (in memory, from S3) or s3vectors (Amazon S3 Vectors)
     vector_bucket: str = ""  # the S3 Vectors bucket (index_backend s3vectors)
     vector_index: str = "images"  # the index in it, or the index ARN (then vector_bucket is not needed)
