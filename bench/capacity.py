@@ -308,7 +308,7 @@ def generate(folder: Path, n: int, dim: int, queries: int) -> dict[str, Any]:
     """Write N synthetic rows as segments + manifest, once per dtype (folder/<dtype>/index/...), and the queries
     (folder/queries.npz). Returns per dtype: segments, bytes; and the generation time."""
     from pictrace.index import now_iso
-    from pictrace.segments import MANIFEST_VERSION, Segment
+    from pictrace.segments import MANIFEST_VERSION, Segment, manifest_entry
 
     started = time.perf_counter()
     stores = {dtype: FileStore(folder / dtype) for dtype in DTYPES}
@@ -330,8 +330,7 @@ def generate(folder: Path, n: int, dim: int, queries: int) -> dict[str, Any]:
         for dtype in DTYPES:
             body = seg.to_bytes(dtype)
             stores[dtype].put(key, body, if_none_match=True)
-            entry = {"key": key, "count": rows, "deleted": 0, "bytes": len(body), "at": now_iso()}
-            listed[dtype].append(entry)
+            listed[dtype].append(manifest_entry(key, seg, body))
             del body
         del seg, embedding, gists
     for dtype in DTYPES:

@@ -24,7 +24,7 @@ from typing import Any
 from unittest import mock
 
 import numpy as np
-from pictrace.index import Candidate, EmbeddingIndex, Entry, IndexStore, Row, index_vectors
+from pictrace.index import Candidate, EmbeddingIndex, Entry, IndexStore, Loaded, Row, index_vectors
 from pictrace.storage import Store
 
 from infra.local import LocalStack, free_port, load_handler
@@ -205,13 +205,13 @@ class PaddedIndex(EmbeddingIndex):
             out[name] = v / np.linalg.norm(v)
         return out
 
-    def _load(self, ids: list[str]) -> dict[str, Row | None]:
+    def _load(self, ids: list[str]) -> Loaded:
         real = [i for i in ids if i not in self.rows]
-        out: dict[str, Row | None] = super()._load(real) if real else {}
+        out = super()._load(real)
         for i in ids:
             row = self.rows.get(i)
             if row is not None:
-                out[i] = Row((f"images/synthetic/{i}",), self.synthetic_row(row))
+                out.rows[i] = Row((f"images/synthetic/{i}",), self.synthetic_row(row))
         return out
 
     def candidates(self, *args: Any, **kwargs: Any) -> list[Candidate]:

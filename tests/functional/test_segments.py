@@ -17,7 +17,7 @@ import pytest
 from botocore.config import Config
 from pictrace.index import EmbeddingIndex, Entry, IndexStore
 from pictrace.rerank import Features
-from pictrace.segments import Compactor, Segment, SegmentedView, SegmentStore
+from pictrace.segments import Compactor, Segment, SegmentedView, SegmentStore, header_range
 from pictrace.storage import Store
 
 DIM = 16  # the index does not care about the width: small vectors keep large-N tests light
@@ -61,8 +61,13 @@ def test_segment_round_trip(dtype: str) -> None:
     rng = np.random.default_rng(0)
     matrices = {"embedding": unit(rng, 3), "gist": rng.random((3, 5)).astype(np.float32)}
     seg = Segment(["a", "b", "c"], [("k1",), ("k2", "k3"), ()], matrices, deleted=["z"])
-    back = Segment.from_bytes(seg.to_bytes(dtype))
+    body = seg.to_bytes(dtype)
+    back = Segment.from_bytes(body)
     assert back.ids == seg.ids and back.keys == seg.keys and back.deleted == ["z"]
+    start, end = header_range(body)  # what a reader fetches first, with one ranged GET
+    head = Segment.from_header(body[start:end])
+    assert (head.ids, head.keys, head.deleted) == (seg.ids, seg.keys, ["z"]) and head.released
+    assert head.dims == {"embedding": DIM, "gist": 5} and head.matrices == {}
     for name, m in matrices.items():
         assert back.matrices[name].dtype == np.dtype(dtype)  # the index converts as it copies
         np.testing.assert_allclose(back.matrices[name], m, atol=1e-3 if dtype == "float16" else 0)
@@ -117,8 +122,8 @@ def test_a_warm_reader_follows_compactions_without_rereading_segments(stack: Any
     compactor.compact()
     counts.clear()
     reader.refresh(force=True)
-    # one LIST of changes, the manifest, the one new segment: neither old segments nor entries again
-    assert counts == {"ListObjectsV2": 1, "GetObject": 2}
+    # one LIST of changes, the manifest, the new segment's header then its matrices: no old segment, no entry
+    assert counts == {"ListObjectsV2": 1, "GetObject": 3}
     assert reader.keys == truth(index_store)
 
 
@@ -177,36 +182,76 @@ def test_large_segments_are_read_with_parallel_ranged_gets(stack: Any) -> None:
     )
     index.refresh(force=True)
     parts = -(-size // part)
-    assert counts == {"ListObjectsV2": 1, "GetObject": 1 + parts}
-    expected = [f"bytes={s}-{min(s + part, size) - 1}" for s in range(0, size, part)]
+    assert counts == {"ListObjectsV2": 1, "GetObject": 1 + 1 + parts}  # manifest, header, the parts
+    start, end = manifest["segments"][0]["header"]
+    expected = [f"bytes={s}-{min(s + part, size) - 1}" for s in range(0, size, part)] + [f"bytes={start}-{end - 1}"]
     assert sorted(r for r in ranges if r) == sorted(expected)
     rows = {i: r for r, i in enumerate(index.ids)}
     for i in range(300):
         np.testing.assert_array_equal(index.matrix[rows[entry(i, vectors[i], ()).id]], vectors[i])
 
 
-def test_segment_matrices_are_released_once_loaded_and_read_again_if_needed(stack: Any) -> None:
-    """After a load the view keeps no matrices; a row wanted again from the same segment costs one GET."""
+def test_a_cold_reader_reads_headers_first_and_each_segment_once_while_copying(stack: Any) -> None:
+    """Refresh reads only the headers (ids, keys, tombstones); the index copies each segment's matrices as they
+    are read, and the view keeps none of them afterwards: loading rows again reads their segment again."""
     store, counts = counting_store(stack)
-    index_store = IndexStore(store, "released/")
+    index_store = IndexStore(store, "headers/")
     rng = np.random.default_rng(6)
-    vectors = unit(rng, 20)
-    for i in range(20):
+    vectors = unit(rng, 25)
+    for i in range(25):
         index_store.create_or_add_key(entry(i, vectors[i], (f"images/{i}.jpg",)), f"images/{i}.jpg")
-    Compactor(SegmentStore(index_store)).compact()
+    Compactor(SegmentStore(index_store), segment_rows=10).compact()  # 3 segments: 10 + 10 + 5 rows
+    counts.clear()
     view = SegmentedView(SegmentStore(index_store))
     refreshed = view.refresh()
     assert refreshed is not None
+    assert counts == {"ListObjectsV2": 1, "GetObject": 1 + 3}  # the manifest and 3 headers, no matrices yet
     versions, load = refreshed
-    first = load(sorted(versions))
-    assert len(first) == 20
+    loaded = load(sorted(versions))
+    assert loaded.rows == {} and [len(b.ids) for b in loaded.blocks] == [10, 10, 5]
+    assert loaded.matrices is not None
+    sources = list(loaded.matrices(loaded.blocks))
+    assert counts["GetObject"] == 1 + 3 + 3
+    number = {entry(n, vectors[n], ()).id: n for n in range(25)}
+    for block, source in zip(loaded.blocks, sources, strict=True):
+        for i, row in zip(block.ids, block.rows, strict=True):
+            np.testing.assert_array_equal(source["embedding"][row], vectors[number[i]])
     counts.clear()
     wanted = entry(7, vectors[7], ()).id
     again = load([wanted])
-    assert counts == {"GetObject": 1}
-    row = again[wanted]
-    assert row is not None and row.keys == ("images/7.jpg",)
-    np.testing.assert_array_equal(row.vectors["embedding"], vectors[7])
+    assert again.matrices is not None and [b.ids for b in again.blocks] == [[wanted]]
+    (source,) = again.matrices(again.blocks)
+    assert counts == {"GetObject": 1}  # released after the first copy: read again
+    np.testing.assert_array_equal(source["embedding"][again.blocks[0].rows[0]], vectors[7])
+    index = EmbeddingIndex(index_store, refresh_seconds=0, segments=view)
+    index.refresh(force=True)
+    assert index.keys == truth(index_store) and all(m.dtype == np.float32 for m in index.matrices.values())
+
+
+def test_prefix_masks_follow_key_changes_between_refreshes(stack: Any) -> None:
+    """The index keeps recent prefix masks per snapshot: a key added or removed shows in the next filtered scan."""
+    store, _ = counting_store(stack)
+    index_store = IndexStore(store, "masks/")
+    rng = np.random.default_rng(9)
+    vectors = unit(rng, 6)
+    ids = [entry(i, vectors[i], ()).id for i in range(6)]
+    for i in range(6):
+        key = f"images/{'a' if i < 3 else 'b'}/{i}.jpg"
+        index_store.create_or_add_key(entry(i, vectors[i], (key,)), key)
+    index = EmbeddingIndex(index_store, refresh_seconds=0)
+    index.refresh(force=True)
+    gists = np.zeros((8, 256), np.float32)
+
+    def under_a() -> tuple[set[str], set[str]]:
+        by_cosine = {i for i, _ in index.shortlist(vectors[0], 6, key_prefix="images/a/")}
+        shortlisted = {c.id for c in index.candidates(vectors[0], gists, 6, key_prefix="images/a/")}
+        return by_cosine, shortlisted
+
+    assert under_a() == (set(ids[:3]), set(ids[:3]))
+    index_store.add_key(ids[4], "images/a/copy-of-4.jpg")
+    index_store.remove_key("images/a/1.jpg")
+    index.refresh(force=True)
+    assert under_a() == ({ids[0], ids[2], ids[4]}, {ids[0], ids[2], ids[4]})
 
 
 def test_compactors_racing_each_other_and_ingest_lose_nothing(stack: Any) -> None:

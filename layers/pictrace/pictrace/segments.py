@@ -31,8 +31,9 @@ import json
 import logging
 import time
 import uuid
+import zipfile
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from pictrace.errors import NotFound
-from pictrace.index import Entry, IndexStore, Row, index_vectors, now_iso
+from pictrace.index import Block, Entry, IndexStore, Loaded, Row, index_vectors, now_iso
 from pictrace.settings import Settings, get_settings
 from pictrace.storage import Store
 
@@ -60,15 +61,21 @@ class Segment:
     keys: list[tuple[str, ...]]
     matrices: dict[str, np.ndarray]
     deleted: list[str] = field(default_factory=list)
-    released: bool = False  # matrices dropped once the in-memory index holds copies (see SegmentedView)
+    released: bool = False  # no matrices in memory: read only the header, or dropped once copied (SegmentedView)
+    widths: dict[str, int] = field(default_factory=dict)  # of the matrices, when they are not in memory
 
     def __len__(self) -> int:
         return len(self.ids)
 
+    @property
+    def dims(self) -> dict[str, int]:
+        """Width of each named matrix."""
+        return {name: m.shape[1] for name, m in self.matrices.items()} if self.matrices else dict(self.widths)
+
     def release(self) -> None:
-        """Drop the matrices, keep ids, keys and tombstones (all that folding needs)."""
+        """Drop the matrices, keep ids, keys, tombstones (all that folding needs) and the matrices' widths."""
         if self.ids:
-            self.matrices, self.released = {}, True
+            self.widths, self.matrices, self.released = self.dims, {}, True
 
     def row(self, i: int) -> Row:
         """Row i as the in-memory index takes it: views into the matrices (no copy per row)."""
@@ -76,8 +83,9 @@ class Segment:
 
     def to_bytes(self, dtype: str = "float32") -> bytes:
         """npz, no pickles; matrices stored as float16 or float32."""
-        header = {"version": SEGMENT_VERSION, "ids": self.ids, "keys": [list(k) for k in self.keys]}
+        header: dict[str, Any] = {"version": SEGMENT_VERSION, "ids": self.ids, "keys": [list(k) for k in self.keys]}
         header["deleted"] = self.deleted
+        header["dims"] = self.dims
         arrays: dict[str, Any] = {f"m_{name}": m.astype(dtype) for name, m in self.matrices.items()}
         arrays["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
         buf = io.BytesIO()
@@ -94,12 +102,42 @@ class Segment:
         return cls(list(header["ids"]), keys, matrices, list(header.get("deleted", [])))
 
     @classmethod
+    def from_header(cls, data: bytes) -> Segment:
+        """The segment without its matrices, from the header member's bytes (see header_range)."""
+        header = json.loads(np.load(io.BytesIO(data), allow_pickle=False).tobytes().decode())
+        keys = [tuple(k) for k in header["keys"]]
+        widths = {name: int(d) for name, d in header["dims"].items()}
+        return cls(list(header["ids"]), keys, {}, list(header.get("deleted", [])), released=True, widths=widths)
+
+    @classmethod
     def from_rows(cls, rows: dict[str, Row], deleted: Iterable[str] = ()) -> Segment:
         """A segment holding these rows (sorted by id)."""
         ids = sorted(rows)
         names = sorted({n for r in rows.values() for n in r.vectors})
         matrices = {n: np.stack([rows[i].vectors[n] for i in ids]).astype(np.float32) for n in names} if ids else {}
         return cls(ids, [rows[i].keys for i in ids], matrices, sorted(deleted))
+
+
+def header_range(body: bytes) -> tuple[int, int]:
+    """Where the header member (ids, keys, tombstones, widths) lies in a segment's bytes: [start, end)."""
+    info = zipfile.ZipFile(io.BytesIO(body)).getinfo("header.npy")
+    local = info.header_offset
+    name_len = int.from_bytes(body[local + 26 : local + 28], "little")
+    extra_len = int.from_bytes(body[local + 28 : local + 30], "little")
+    start = local + 30 + name_len + extra_len
+    return start, start + info.compress_size
+
+
+def manifest_entry(key: str, seg: Segment, body: bytes) -> dict[str, Any]:
+    """How the manifest lists a segment: rows, tombstones, bytes and the header's byte range (for cheap reads)."""
+    return {
+        "key": key,
+        "count": len(seg),
+        "deleted": len(seg.deleted),
+        "bytes": len(body),
+        "header": list(header_range(body)),
+        "at": now_iso(),
+    }
 
 
 def segment_sizes(manifest: dict[str, Any]) -> dict[str, int]:
@@ -157,24 +195,33 @@ class SegmentStore:
         return manifest, obj.etag
 
     def get_segments(self, keys: list[str], sizes: Mapping[str, int] | None = None) -> dict[str, Segment]:
-        """Several segments, their bytes read in parallel and parsed in order as they arrive.
+        """Several segments (see iter_segments)."""
+        return dict(self.iter_segments(keys, sizes))
+
+    def get_headers(self, ranges: Mapping[str, tuple[int, int]]) -> dict[str, Segment]:
+        """Segments without their matrices, from one ranged GET of each one's header (see header_range)."""
+        keys = list(ranges)
+        bodies = self.parallel(lambda key: self.store.get_range(key, *ranges[key]), keys)
+        return {key: Segment.from_header(body) for key, body in zip(keys, bodies, strict=True)}
+
+    def iter_segments(self, keys: list[str], sizes: Mapping[str, int] | None = None) -> Iterator[tuple[str, Segment]]:
+        """(key, segment) in the order of keys, their bytes read in parallel and each parsed once it has arrived.
 
         sizes: segment bytes as the manifest lists them; a segment larger than part_bytes whose size is known is
         read as parallel ranged GETs of part_bytes (S3's advice for throughput), the others with one GET each.
-        At most 2 x workers parts are in flight, so memory beyond the parsed segments stays bounded.
+        At most workers + 4 parts are in flight, so memory beyond the segment being parsed stays bounded.
         """
         sizes = sizes or {}
         parts = [(key, part) for key in keys for part in self._parts(sizes.get(key))]
-        out: dict[str, Segment] = {}
         if not parts:
-            return out
+            return
         queued = iter(parts)
         pending: deque[tuple[str, Future[bytes]]] = deque()
         chunks: list[bytes] = []
         with ThreadPoolExecutor(max_workers=min(self.workers, len(parts))) as pool:
 
             def top_up() -> None:
-                while len(pending) < 2 * self.workers and (part := next(queued, None)) is not None:
+                while len(pending) < self.workers + 4 and (part := next(queued, None)) is not None:
                     pending.append((part[0], pool.submit(self._read, *part)))
 
             top_up()
@@ -183,9 +230,10 @@ class SegmentStore:
                 chunks.append(future.result())
                 top_up()
                 if not pending or pending[0][0] != key:  # that was the segment's last part
-                    out[key] = Segment.from_bytes(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+                    body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
                     chunks = []
-        return out
+                    yield key, Segment.from_bytes(body)
+                    del body
 
     def _parts(self, size: int | None) -> list[tuple[int, int] | None]:
         if size is None or size <= self.part_bytes:
@@ -328,9 +376,7 @@ class Compactor:
         for key, seg in new_segments:
             body = seg.to_bytes(self.dtype)
             s.store.put(key, body, if_none_match=True)
-            listed_segments.append(
-                {"key": key, "count": len(seg), "deleted": len(seg.deleted), "bytes": len(body), "at": now_iso()}
-            )
+            listed_segments.append(manifest_entry(key, seg, body))
             del body
         now = time.time()
         new_manifest = {
@@ -372,11 +418,13 @@ class SegmentedView:
     """What a reader needs from the segmented index: id -> (version token, row source), read cheaply.
 
     refresh() returns (versions, load): versions maps every live id to a token that changes whenever its row may
-    have; load(ids) returns the Row of each id (None if it has gone). None instead when there is no manifest.
+    have; load(ids) returns them as pictrace.index.Loaded: changed entries as rows, segment rows as one block per
+    segment, whose matrices are read (or taken from memory) one segment at a time while the index copies them.
+    None instead when there is no manifest.
 
-    Memory: once load() has handed rows out (the index copies them into its matrices) the segments' matrices are
-    released; only ids, keys and tombstones stay. A later load() of a row whose segment was released (rare: its
-    version changed back to that segment) reads that segment again.
+    Memory: a new segment whose manifest entry gives its header's byte range is read as that header only (ids,
+    keys, tombstones: all that folding needs); its matrices are read when its rows are loaded, and dropped once
+    copied. So a cold load holds the index's matrices plus about one segment, not every segment twice.
     """
 
     def __init__(self, segments: SegmentStore) -> None:
@@ -388,7 +436,7 @@ class SegmentedView:
         self._missing: dict[str, str] = {}  # id -> marker ETag of changed entries found deleted
         self._sizes: dict[str, int] = {}
 
-    def refresh(self) -> tuple[dict[str, str], Callable[[list[str]], dict[str, Row | None]]] | None:
+    def refresh(self) -> tuple[dict[str, str], Callable[[list[str]], Loaded]] | None:
         """See the class docstring."""
         s = self.segments
         markers = s.changes()  # before the manifest: see the module docstring
@@ -397,9 +445,12 @@ class SegmentedView:
             return None
         manifest, etag = current
         if etag != self._manifest_etag:
-            keys = [m["key"] for m in manifest["segments"]]
+            listed = manifest["segments"]
+            keys = [m["key"] for m in listed]
             self._sizes = segment_sizes(manifest)
-            fresh = s.get_segments([k for k in keys if k not in self._loaded], self._sizes)
+            new = [m for m in listed if m["key"] not in self._loaded]
+            fresh = s.get_headers({m["key"]: (m["header"][0], m["header"][1]) for m in new if "header" in m})
+            fresh |= s.get_segments([m["key"] for m in new if "header" not in m], self._sizes)  # older manifests
             self._loaded = {k: self._loaded.get(k) or fresh[k] for k in keys}
             self._seg_of = {id(seg): k for k, seg in self._loaded.items()}
             self._live = fold(self._loaded[k] for k in keys)
@@ -412,24 +463,44 @@ class SegmentedView:
             else:
                 versions[i] = "c:" + marker_etag
         self._missing = {i: e for i, e in self._missing.items() if markers.get(i) == e}
-        return versions, lambda ids: self._rows(ids, versions)
+        return versions, lambda ids: self._load(ids, versions)
 
-    def _rows(self, ids: list[str], versions: dict[str, str]) -> dict[str, Row | None]:
-        out: dict[str, Row | None] = {}
+    def _load(self, ids: list[str], versions: dict[str, str]) -> Loaded:
         changed = [i for i in ids if versions[i].startswith("c:")]
-        for i, read in self.segments.get_rows(changed).items():
-            if read is None:
+        rows = self.segments.get_rows(changed)
+        for i, row in rows.items():
+            if row is None:
                 self._missing[i] = versions[i][2:]
-            out[i] = read
-        from_segments = [i for i in ids if i not in out]
-        released = {self._seg_of[id(self._live[i][0])] for i in from_segments if self._live[i][0].released}
-        again = self.segments.get_segments(sorted(released), self._sizes) if released else {}
-        for i in from_segments:
-            seg, row = self._live[i]
-            out[i] = (again[self._seg_of[id(seg)]] if seg.released else seg).row(row)
+        by_segment: dict[str, list[tuple[int, str]]] = {}
+        for i in ids:
+            if i not in rows:
+                seg, r = self._live[i]
+                by_segment.setdefault(self._seg_of[id(seg)], []).append((r, i))
+        blocks = []
+        for key, members in by_segment.items():
+            members.sort()
+            seg = self._loaded[key]
+            numbers = np.fromiter((r for r, _ in members), np.intp, len(members))
+            blocks.append(Block(key, [i for _, i in members], [seg.keys[r] for r, _ in members], numbers, seg.dims))
+        return Loaded(rows, blocks, self._matrices)
+
+    def _matrices(self, blocks: list[Block]) -> Iterator[dict[str, np.ndarray]]:
+        """Each block's segment matrices, in order: from memory (then dropped), else read with a window ahead."""
+        reading = self.segments.iter_segments(
+            [b.source for b in blocks if self._loaded[b.source].released], self._sizes
+        )
+        for block in blocks:
+            seg = self._loaded[block.source]
+            if seg.released:
+                key, read = next(reading)
+                assert key == block.source
+                yield read.matrices
+                del read
+            else:
+                yield seg.matrices
+                seg.release()
         for seg in self._loaded.values():
             seg.release()
-        return out
 
 
 def compact(settings: Settings | None = None, store: Store | None = None) -> CompactionResult:
