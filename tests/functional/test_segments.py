@@ -9,6 +9,7 @@ import json
 import random
 import threading
 import time
+from collections.abc import Iterable
 from typing import Any
 
 import boto3
@@ -41,6 +42,12 @@ def unit(rng: np.random.Generator, n: int, dim: int = DIM) -> np.ndarray:
 def entry(i: int, vector: np.ndarray, keys: tuple[str, ...]) -> Entry:
     features = Features(np.zeros((8, 8), np.uint8), np.zeros((0, 2), np.float32), np.zeros((0, 32), np.uint8))
     return Entry(hashlib.sha256(str(i).encode()).hexdigest(), keys, vector, features)
+
+
+def add_images(index_store: IndexStore, vectors: np.ndarray, numbers: Iterable[int]) -> None:
+    """Index entry n (vector n) under images/<n>.jpg for each number."""
+    for n in numbers:
+        index_store.create_or_add_key(entry(n, vectors[n], (f"images/{n}.jpg",)), f"images/{n}.jpg")
 
 
 def truth(index_store: IndexStore) -> dict[str, tuple[str, ...]]:
@@ -78,8 +85,7 @@ def test_compaction_folds_creations_key_changes_and_deletions(stack: Any) -> Non
     index_store = IndexStore(store, "index/")
     rng = np.random.default_rng(1)
     vectors = unit(rng, 30)
-    for i in range(30):
-        index_store.create_or_add_key(entry(i, vectors[i], (f"images/{i}.jpg",)), f"images/{i}.jpg")
+    add_images(index_store, vectors, range(30))
     compactor = Compactor(SegmentStore(index_store), max_segments=2)
     first = compactor.compact()
     assert first.folded == 30 and first.segments == 1 and not list(store.list("index/changes/"))
@@ -165,8 +171,7 @@ def test_large_segments_are_read_with_parallel_ranged_gets(stack: Any) -> None:
     index_store = IndexStore(store, "ranged/")
     rng = np.random.default_rng(5)
     vectors = unit(rng, 300)
-    for i in range(300):
-        index_store.create_or_add_key(entry(i, vectors[i], (f"images/{i}.jpg",)), f"images/{i}.jpg")
+    add_images(index_store, vectors, range(300))
     Compactor(SegmentStore(index_store)).compact()
     manifest = json.loads(store.get("ranged/manifest.json").body)
     size = manifest["segments"][0]["bytes"]
@@ -198,8 +203,7 @@ def test_a_cold_reader_reads_headers_first_and_each_segment_once_while_copying(s
     index_store = IndexStore(store, "headers/")
     rng = np.random.default_rng(6)
     vectors = unit(rng, 25)
-    for i in range(25):
-        index_store.create_or_add_key(entry(i, vectors[i], (f"images/{i}.jpg",)), f"images/{i}.jpg")
+    add_images(index_store, vectors, range(25))
     Compactor(SegmentStore(index_store), segment_rows=10).compact()  # 3 segments: 10 + 10 + 5 rows
     counts.clear()
     view = SegmentedView(SegmentStore(index_store))
@@ -335,16 +339,14 @@ def test_merges_rewrite_only_the_small_newest_segments_and_keep_their_deletions(
     index_store = IndexStore(store, "tiered/")
     rng = np.random.default_rng(8)
     vectors = unit(rng, 40)
-    for i in range(25):
-        index_store.create_or_add_key(entry(i, vectors[i], (f"images/{i}.jpg",)), f"images/{i}.jpg")
+    add_images(index_store, vectors, range(25))
     compactor = Compactor(SegmentStore(index_store), max_segments=2, segment_rows=10)
     first = compactor.compact()
     assert first.segments == 3 and first.merged == 0  # 10 + 10 + 5 rows
     full = [m["key"] for m in json.loads(store.get("tiered/manifest.json").body)["segments"][:2]]
     in_full = sorted(range(25), key=lambda i: entry(i, vectors[i], ()).id)[0]  # in the first full segment
     index_store.remove_key(f"images/{in_full}.jpg")
-    for i in (30, 31):
-        index_store.create_or_add_key(entry(i, vectors[i], (f"images/{i}.jpg",)), f"images/{i}.jpg")
+    add_images(index_store, vectors, (30, 31))
     assert compactor.compact().merged == 0  # small tail 1 + 1 new <= 2
     index_store.create_or_add_key(entry(32, vectors[32], ("images/32.jpg",)), "images/32.jpg")
     third = compactor.compact()
