@@ -676,7 +676,9 @@ make bench-quick   # N = 200, 126 queries, 1.5-3 min; does not touch this page
 ```
 
 Both do their own set-up (virtualenv, model artifact `random:0`, sample images, the bench-only packages of
-`bench/requirements.txt`: faiss-cpu, matplotlib, psutil) and write `bench/results.json` (every number, and every
+`bench/requirements.txt`: faiss-cpu, matplotlib, psutil; the full run's capacity phase also needs ~11 GB of free
+memory and ~14 GB of disk for N = 1,000,000, and records a failure for what does not fit) and write
+`bench/results.json` (every number, and every
 query's rank, scores and stage timings), `bench/recall_by_family.png` and `bench/latency_by_stage.png` (not
 committed). `python -m bench.run --help` lists the options; the code is `bench/` (`run.py` the phases,
 `transforms.py` the queries, `seed.py` the baseline, `metrics.py` the metrics, `report.py` these tables).
