@@ -50,19 +50,24 @@ def _glibc() -> Any | None:
         return None
 
 
-_M_MMAP_THRESHOLD = -3  # mallopt parameter (malloc.h)
+_M_MMAP_THRESHOLD = -3  # mallopt parameters (malloc.h)
+_M_ARENA_MAX = -8
 
 
 @functools.cache
-def _map_large_buffers() -> None:
-    """Allocations of 1 MiB and more get their own mappings, returned to the OS as soon as they are freed.
+def _tune_allocator() -> None:
+    """Allocations of 1 MiB and more get their own mappings, returned to the OS as soon as they are freed; at most
+    two malloc arenas, whatever the number of threads.
 
-    glibc otherwise raises that threshold each time such a buffer is freed, after which segment parts and parsed
-    matrices come from heaps that keep their pages: measured +0.2 GB resident after a 100,000-image load.
+    glibc otherwise raises the mapping threshold each time such a buffer is freed, after which segment parts and
+    parsed matrices come from heaps that keep their pages (measured +0.2 GB resident after a 100,000-image load),
+    and gives each thread that reads rows its own arena, whose freed pages stay resident too (bench-quick's probe:
+    1.37x -> 1.26x resident of the vectors' bytes after a 2,000-entry load).
     """
     libc = _glibc()
     if libc is not None:
         libc.mallopt(_M_MMAP_THRESHOLD, 1 << 20)
+        libc.mallopt(_M_ARENA_MAX, 2)
 
 
 def _trim() -> None:
@@ -322,7 +327,7 @@ class EmbeddingIndex:
         self.refresh_seconds = refresh_seconds
         self.workers = workers
         self.segments = segments
-        _map_large_buffers()
+        _tune_allocator()
         # (named matrices, ids) replaced as one tuple so a concurrent reader never sees a half-updated pair
         self._snapshot: tuple[dict[str, np.ndarray], list[str]] = ({}, [])
         self.keys: dict[str, tuple[str, ...]] = {}
