@@ -224,6 +224,14 @@ class IndexStore:
         obj = self.store.get(self.entry_key(entry_id))
         return Entry.from_bytes(obj.body), obj.etag
 
+    def get_row(self, entry_id: str) -> Row | None:
+        """What the in-memory index holds of an entry (keys, named vectors); None if it no longer exists."""
+        try:
+            entry = self.get_entry(entry_id)[0]
+        except NotFound:  # deleted between a listing and this read
+            return None
+        return Row(entry.keys, index_vectors(entry))
+
     def pointer(self, image_key: str) -> str | None:
         """The entry id an image key points to, if any."""
         try:
@@ -373,9 +381,8 @@ class EmbeddingIndex:
             changed = [i for i, etag in listed.items() if self._etags.get(i) != etag]
             gone = [i for i in self._etags if i not in listed]
             loaded = load(changed)
-            found = {i for i, row in loaded.rows.items() if row is not None} | {i for b in loaded.blocks for i in b.ids}
             if changed or gone:
-                self._apply(loaded, set(gone) | (set(changed) - found), listed)
+                self._apply(loaded, set(changed) | set(gone), listed)
             del loaded
             if len(changed) + len(gone) >= _TRIM_AFTER_ROWS:
                 _trim()
@@ -383,25 +390,20 @@ class EmbeddingIndex:
             return len(changed) + len(gone)
 
     def _load(self, ids: list[str]) -> Loaded:
-        def one(entry_id: str) -> tuple[str, Row | None]:
-            try:
-                entry = self.index_store.get_entry(entry_id)[0]
-            except NotFound:  # deleted between the listing and the read
-                return entry_id, None
-            return entry_id, Row(entry.keys, index_vectors(entry))
-
         if not ids:
             return Loaded({})
         with ThreadPoolExecutor(max_workers=min(self.workers, len(ids))) as pool:
-            return Loaded(dict(pool.map(one, ids)))
+            return Loaded(dict(zip(ids, pool.map(self.index_store.get_row, ids), strict=True)))
 
-    def _apply(self, loaded: Loaded, removed: set[str], versions: dict[str, str]) -> None:
-        """The next snapshot: kept rows, then the loaded rows, then the blocks, each matrix written once into its
-        final array (blocks straight from their object's matrices, one object at a time)."""
+    def _apply(self, loaded: Loaded, drop: set[str], versions: dict[str, str]) -> None:
+        """The next snapshot: the rows not in drop, then the loaded rows, then the blocks, each matrix written once
+        into its final array (blocks straight from their object's matrices, one object at a time).
+
+        drop: every id changed or gone (the loaded ones among them come back with their new rows).
+        """
         matrices, ids = self._snapshot
         rows = {i: row for i, row in loaded.rows.items() if row is not None}
         block_ids = [i for b in loaded.blocks for i in b.ids]
-        drop = removed | set(rows) | set(block_ids)
         keep_rows = np.fromiter((row for row, i in enumerate(ids) if i not in drop), np.intp)
         new_ids = [ids[row] for row in keep_rows] + list(rows) + block_ids
         dims: dict[str, int] = {name: m.shape[1] for name, m in matrices.items()}

@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from pictrace.errors import NotFound
-from pictrace.index import Block, Entry, IndexStore, Loaded, Row, index_vectors, now_iso
+from pictrace.index import Block, Entry, IndexStore, Loaded, Row, now_iso
 from pictrace.settings import Settings, get_settings
 from pictrace.storage import Store
 
@@ -257,15 +257,7 @@ class SegmentStore:
     def get_rows(self, ids: list[str]) -> dict[str, Row | None]:
         """What the index holds of each entry (keys, named vectors), read in parallel; the entries themselves (with
         their rerank features) are dropped as they are read. None for those that no longer exist."""
-
-        def one(entry_id: str) -> Row | None:
-            try:
-                entry = self.index_store.get_entry(entry_id)[0]
-            except NotFound:
-                return None
-            return Row(entry.keys, index_vectors(entry))
-
-        return dict(zip(ids, self.parallel(one, ids), strict=True))
+        return dict(zip(ids, self.parallel(self.index_store.get_row, ids), strict=True))
 
     def parallel(self, fn: Callable[[str], Any], items: list[str]) -> list[Any]:
         """fn over items on a thread pool, results in order."""
