@@ -17,13 +17,13 @@ import sys
 import time
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import cv2
 import numpy as np
 from pictrace.embedding import LiteRTEmbedder
 from pictrace.images import decode_image
-from pictrace.index import EmbeddingIndex, Row
+from pictrace.index import EmbeddingIndex, IndexStore, Loaded, Row
 from pictrace.rerank import (
     GEO_INLIERS,
     Weights,
@@ -52,16 +52,16 @@ def build_signals(distractors: int) -> dict[str, Any]:
     ids = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in originals}
     chosen, _ = pick_distractors(SAMPLES / "distractors", distractors, set(ids.values()))
     embedder = LiteRTEmbedder(str(ROOT / "layers/model/model"))
-    index = EmbeddingIndex(None, refresh_seconds=1e9)  # filled directly, never refreshed
+    index = EmbeddingIndex(cast(IndexStore, None), refresh_seconds=1e9)  # filled directly, never refreshed
     features = {}
-    rows: dict[str, tuple[Row, str]] = {}
+    rows: dict[str, Row | None] = {}
     for path in originals + chosen:
         bgr = trim_border(decode_image(path.read_bytes(), **LIMITS).bgr)
         f = compute_features(bgr)
         features[path.name] = f
         vectors = {"embedding": embedder.embed([bgr])[0], "gist": gist(f.thumb)}
-        rows[path.name] = (Row((path.name,), vectors), path.name)
-    index._apply(rows, set())
+        rows[path.name] = Row((path.name,), vectors)
+    index._apply(Loaded(rows), set(), {name: name for name in rows})  # version: the name (never compared)
     signals = []
     for o, path in enumerate(originals):
         src = cv2.imdecode(np.fromfile(str(path), dtype=np.uint8), cv2.IMREAD_COLOR)
