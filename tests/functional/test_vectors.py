@@ -14,9 +14,17 @@ from botocore.stub import Stubber
 from pictrace.errors import BadRequest
 from pictrace.index import IndexStore
 from pictrace.storage import Store
-from pictrace.vectors import VectorIndex, folders, mirror, reconcile
+from pictrace.vectors import VectorIndex, mirror, reconcile
 
 from tests.functional.test_segments import DIM, entry, unit
+
+
+@pytest.fixture
+def model_dir() -> str:
+    """Only two tests here embed images (they load the model and fail without it); the rest never do."""
+    from tests.conftest import MODEL_DIR
+
+    return str(MODEL_DIR)
 
 
 @pytest.fixture
@@ -25,10 +33,6 @@ def vectors(stack: Any) -> VectorIndex:
     index = VectorIndex(f"pictrace-vectors-{uuid.uuid4().hex[:8]}", "images", client)
     index.create(DIM)
     return index
-
-
-def test_folders_of_keys() -> None:
-    assert folders(("images/a/b/c.jpg", "images/x.jpg", "top.jpg")) == ["images/", "images/a/", "images/a/b/"]
 
 
 def test_put_get_list_delete_against_the_local_server(vectors: VectorIndex) -> None:
@@ -52,18 +56,19 @@ def test_ingest_changes_reach_the_vector_index_and_reconcile_repairs_what_was_mi
     es = [entry(i, v, (f"images/{i}.jpg",)) for i, v in enumerate(unit(rng, 4))]
     for e in es:
         index_store.create_or_add_key(e, e.keys[0])
-    assert mirror(vectors, index_store, [es[0].id]) == (1, 0)  # what ingest does after its change
+    done = mirror(vectors, index_store, [es[0].id])  # what ingest does after its change
+    assert (done.put, done.deleted, done.refused) == (1, 0, {})
     index_store.add_key(es[0].id, "images/more/0.jpg")
     index_store.remove_key("images/3.jpg")  # es[3] leaves the index
     vectors.put([es[3]])  # a stale vector, as if a mirror write had been lost
     done = reconcile(vectors, index_store)  # what the scheduled function does: every change marker
-    assert done == {"put": 3, "deleted": 1, "markers_left": 0}
+    assert done == {"put": 3, "deleted": 1, "refused": 0, "markers_left": 0}
     assert vectors.get([e.id for e in es]) == {
         es[0].id: ("images/0.jpg", "images/more/0.jpg"),
         es[1].id: ("images/1.jpg",),
         es[2].id: ("images/2.jpg",),
     }
-    assert reconcile(vectors, index_store) == {"put": 0, "deleted": 0, "markers_left": 0}
+    assert reconcile(vectors, index_store) == {"put": 0, "deleted": 0, "refused": 0, "markers_left": 0}
 
 
 def test_query_is_a_valid_request_and_answers_cosine_with_keys() -> None:
@@ -86,9 +91,10 @@ def test_query_is_a_valid_request_and_answers_cosine_with_keys() -> None:
             {
                 "vectorBucketName": "pictrace-vectors",
                 "indexName": "images",
-                "topK": 100,  # QueryVectors' limit, whatever was asked
+                "topK": 500,  # ≤ 10,000: answered in pages (none here: no nextToken)
                 "queryVector": {"float32": [float(x) for x in q]},
                 "filter": {"folders": {"$eq": "images/t1/"}},
+                "queryMode": "ENHANCED",  # the filter applies before the search, whatever the index's mode
                 "returnMetadata": True,
                 "returnDistance": True,
             },
@@ -189,3 +195,133 @@ def test_search_with_the_s3_vectors_backend_shortlists_by_query_vectors(stack: A
     assert result.results[0].id == ids[0] and result.results[0].keys == (f"images/{PHOTOS[0]}",)
     assert result.results[0].rank_cosine == 5 and result.indexed is None
     assert entry_.keys == (f"images/{PHOTOS[2]}",)
+
+
+# ------------------------------------------------------------------ limits, poison items and the backfill
+# (the double in tests/s3vectors_fake.py enforces the service's documented limits, which moto's server does not)
+
+
+def _fake_backend(monkeypatch: pytest.MonkeyPatch, client: Any) -> None:
+    """The settings name the s3vectors backend, and pictrace's s3vectors client is the double."""
+    import pictrace.vectors
+    from pictrace.settings import get_settings
+
+    monkeypatch.setenv("PICTRACE_INDEX_BACKEND", "s3vectors")
+    monkeypatch.setenv("PICTRACE_VECTOR_BUCKET", "pictrace-vectors")
+    monkeypatch.setattr(pictrace.vectors, "s3vectors_client", lambda region=None: client)
+    get_settings.cache_clear()
+
+
+def test_a_poison_item_is_recorded_and_skipped_and_compaction_still_folds_every_marker(
+    stack: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One vector the service refuses (ValidationException) and one all-zero embedding must not stall the
+    scheduled compaction: the others reach the vector index, every marker goes, and the refusals are recorded."""
+    import json
+
+    from pictrace.segments import compact
+    from pictrace.settings import get_settings
+    from pictrace.vectors import failures_prefix
+
+    from tests.s3vectors_fake import FakeS3Vectors
+
+    client = FakeS3Vectors()
+    VectorIndex("pictrace-vectors", "images", client).create(DIM)
+    _fake_backend(monkeypatch, client)
+    index_store = IndexStore(Store(stack.bucket), "index/")
+    rng = np.random.default_rng(11)
+    es = [entry(i, v, (f"images/{i}.jpg",)) for i, v in enumerate(unit(rng, 12))]
+    es[5] = entry(5, np.zeros(DIM, np.float32), ("images/5.jpg",))
+    for e in es:
+        index_store.create_or_add_key(e, e.keys[0])
+    client.refuse = {es[8].id}
+    result = compact()
+    assert result.folded == 12 and result.markers_left == 0
+    assert list(index_store.store.list(index_store.changes_prefix())) == []
+    stored = client.indexes[("pictrace-vectors", "images")]["vectors"]
+    assert set(stored) == {e.id for e in es} - {es[5].id, es[8].id}
+    records = {
+        k.rsplit("/", 1)[-1].removesuffix(".json"): json.loads(index_store.store.get(k).body)["reason"]
+        for k, _, _ in index_store.store.list(failures_prefix(index_store))
+    }
+    assert set(records) == {es[5].id, es[8].id}
+    assert "all zeros" in records[es[5].id] and "ValidationException" in records[es[8].id]
+    assert compact().folded == 0  # nothing left behind to retry forever
+    get_settings.cache_clear()
+
+
+def test_compaction_mirrors_a_large_fold_in_requests_within_the_limits(
+    stack: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The compactor mirrors all its changes at once: 600 2048-d vectors go in several PutVectors under 20 MiB."""
+    from pictrace.segments import compact
+    from pictrace.settings import get_settings
+
+    from tests.s3vectors_fake import FakeS3Vectors
+
+    client = FakeS3Vectors()
+    VectorIndex("pictrace-vectors", "images", client).create(2048)
+    _fake_backend(monkeypatch, client)
+    index_store = IndexStore(Store(stack.bucket), "index/")
+    es = [entry(i, v, (f"images/{i % 9}/{i}.jpg",)) for i, v in enumerate(unit(np.random.default_rng(12), 600, 2048))]
+    for e in es:
+        index_store.store.put(index_store.entry_key(e.id), e.to_bytes(), if_none_match=True)
+        index_store.mark_changed(e.id)
+    assert compact().folded == 600
+    puts = [size for op, _, size in client.calls if op == "PutVectors"]
+    assert len(puts) >= 2 and max(puts) <= 18 * 2**20
+    assert len(client.indexes[("pictrace-vectors", "images")]["vectors"]) == 600
+    get_settings.cache_clear()
+
+
+def _indexed_then_switched(index_store: IndexStore, compacted: bool) -> dict[str, tuple[str, ...]]:
+    """Images indexed (and compacted) before the backend was switched, then changed since; id -> keys now."""
+    from pictrace.segments import Compactor, SegmentStore
+
+    from tests.functional.test_segments import add_images, truth
+
+    vs = unit(np.random.default_rng(13), 40)
+    add_images(index_store, vs, range(30))
+    if compacted:
+        Compactor(SegmentStore(index_store), segment_rows=12).compact()
+    add_images(index_store, vs, range(30, 35))  # after the compaction: change markers
+    index_store.add_key(entry(3, vs[3], ()).id, "images/more/3.jpg")
+    index_store.remove_key("images/4.jpg")
+    return truth(index_store)
+
+
+@pytest.mark.parametrize("compacted", [True, False])
+def test_backfill_mirrors_an_existing_index_into_an_empty_vector_index(
+    stack: Any, vectors: VectorIndex, compacted: bool
+) -> None:
+    from pictrace.vectors import backfill
+
+    index_store = IndexStore(Store(stack.bucket), "index/")
+    expected = _indexed_then_switched(index_store, compacted)
+    vectors.put([entry(999, unit(np.random.default_rng(14), 1)[0], ("images/gone.jpg",))])  # no longer indexed
+    result = backfill(vectors, index_store)
+    assert result == {"indexed": 34, "put": 34, "requests": 1, "refused": 0, "deleted": 1}
+    assert sorted(vectors.ids()) == sorted(expected)
+    assert vectors.get(list(expected)) == expected
+    assert backfill(vectors, index_store)["deleted"] == 0  # idempotent
+
+
+def test_pictrace_vectors_backfill_command(
+    stack: Any, vectors: VectorIndex, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    import pictrace.vectors
+    from pictrace import cli
+
+    index_store = IndexStore(Store(stack.bucket), "index/")
+    expected = _indexed_then_switched(index_store, compacted=True)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3VECTORS", stack.endpoint)
+    pictrace.vectors.s3vectors_client.cache_clear()
+    args = ["vectors-backfill", "--s3-endpoint", stack.endpoint, "--bucket", stack.bucket]
+    assert cli.main([*args, "--json"]) == 2  # no vector index named
+    assert "--vector-bucket" in capsys.readouterr().err
+    code = cli.main([*args, "--vector-bucket", vectors.bucket, "--json"])
+    pictrace.vectors.s3vectors_client.cache_clear()
+    assert code == 0 and json.loads(capsys.readouterr().out)["indexed"] == len(expected)
+    assert sorted(vectors.ids()) == sorted(expected) and vectors.get(list(expected)) == expected

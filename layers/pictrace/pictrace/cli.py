@@ -706,6 +706,35 @@ def _print_stats(out: Output, s: dict[str, Any], pending: list[str]) -> None:
         out.out.print(f"  … and {len(pending) - 10} more pending")
 
 
+def cmd_vectors_backfill(args: argparse.Namespace, target: Target, out: Output) -> int:
+    """Mirror every indexed image into the S3 Vectors index (a stack switched to IndexBackend=s3vectors)."""
+    from pictrace.index import IndexStore
+    from pictrace.storage import Store
+    from pictrace.vectors import VectorIndex, backfill
+
+    target.use_s3()
+    settings = _settings(target)
+    bucket = args.vector_bucket or settings.vector_bucket
+    name = args.vector_index or settings.vector_index
+    if not (bucket or name.startswith("arn:")):
+        raise UsageError("name the vector index: --vector-index ARN, or --vector-bucket NAME (the stack's outputs)")
+    vectors = VectorIndex(bucket, name)
+    result = backfill(vectors, IndexStore(Store(target.bucket), settings.index_prefix), prune=not args.keep_stale)
+    if out.json:
+        out.document(result)
+    else:
+        out.out.print(
+            f"{result['indexed']} indexed images mirrored to {name if name.startswith('arn:') else bucket + '/' + name}"
+            f": {result['put']} put in {result['requests']} requests, {result['deleted']} stale vectors deleted,"
+            f" {result['refused']} refused"
+        )
+    if result["refused"]:
+        raise NothingFound(
+            f"{result['refused']} vector(s) refused by S3 Vectors: see {settings.index_prefix}vector-failures/"
+        )
+    return EXIT_OK
+
+
 # --------------------------------------------------------------------------- the command line
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
@@ -779,6 +808,20 @@ def build_parser() -> argparse.ArgumentParser:
         "is not indexed yet) and the weights the API runs with.",
     )
     p.set_defaults(run=cmd_stats)
+
+    p = sub.add_parser(
+        "vectors-backfill",
+        parents=[common],
+        help="mirror every indexed image into the S3 Vectors index (after switching to IndexBackend=s3vectors)",
+        description="Put every indexed image's vector (from the segments and the entries changed since) into the "
+        "stack's S3 Vectors index, and delete vectors of images no longer indexed. Safe to run again. The vector "
+        "index: --vector-index (an index ARN, env PICTRACE_VECTOR_INDEX) or --vector-bucket (env "
+        "PICTRACE_VECTOR_BUCKET) with the index name; the endpoint: AWS_ENDPOINT_URL_S3VECTORS.",
+    )
+    p.add_argument("--vector-bucket", help="the S3 Vectors bucket (env PICTRACE_VECTOR_BUCKET)")
+    p.add_argument("--vector-index", help="the index name or ARN (env PICTRACE_VECTOR_INDEX, default images)")
+    p.add_argument("--keep-stale", action="store_true", help="do not delete vectors of images no longer indexed")
+    p.set_defaults(run=cmd_vectors_backfill)
     return parser
 
 

@@ -1,24 +1,42 @@
 """Amazon S3 Vectors as the index's scale-out backend: the embeddings live in a vector index, not in memory.
 
-Each indexed image is one vector, keyed by its id (SHA-256), cosine distance, with metadata:
-    id        the image id (as the vector key)
-    keys      the image keys (non-filterable: up to the 40 KB of metadata a vector may carry)
-    folders   every folder prefix of every key ("images/", "images/2019/", ...): filterable, so a search can be
-              confined to a folder or a tenant ($eq on a list matches any element)
+Each indexed image is one vector: its key is the image id (SHA-256), cosine distance, and its metadata is
+    keys      the image keys, sorted (non-filterable), as many as fit in METADATA_BUDGET with the folders
+    folders   folder prefixes of the keys ("images/", "images/2019/", ...): the only filterable metadata, so a
+              search can be confined to a folder or a tenant ($eq on a list matches any element)
+The id is not repeated in the metadata: the vector key is the id, and metadata counts against the limits.
+
+Limits of the service (https://docs.aws.amazon.com/AmazonS3/latest/userguide/s3-vectors-limitations.html) and how
+this module stays within them, by construction rather than by hoping:
+    request payload ≤ 20 MiB      PutVectors batches are cut by their serialised JSON bytes (REQUEST_BUDGET,
+                                  18 MiB: margin for headers) as well as by count (≤ 500 vectors)
+    filterable metadata ≤ 2 KB    only `folders`, kept within FILTERABLE_BUDGET bytes of JSON: the shallowest
+                                  folders first, then by name; deeper ones that do not fit are left out, so a
+                                  prefix search on such a folder misses that image (see folders_within)
+    total metadata ≤ 40 KB        keys kept in sorted order while the whole metadata fits METADATA_BUDGET; the
+                                  entry in S3 keeps every key (search shows the first ones)
+    GetVectors ≤ 100 keys, DeleteVectors ≤ 500 keys, ListVectors ≤ 1,000 per page
+    QueryVectors topK ≤ 10,000    answered in pages: nextToken is followed until topK results or no token
+    cosine refuses zero vectors   refused_vector() says why; ingest refuses them before anything is written
+A filtered query asks for queryMode ENHANCED (the filter is applied before the search), so a folder holding few
+images still gets topK results on an index in the older CLASSIC mode.
 
 Entries stay the source of truth in S3 (entries/<id>.npz, with the rerank features). Ingest mirrors every
-change at once (put_entry / delete); the scheduled compact function reconciles from the change markers
-(pictrace.segments), so a mirror write lost to a crash or a race is repaired within one schedule period.
-QueryVectors answers at most 100 neighbours (topK ≤ 100): that bounds the shortlist with this backend.
+change at once (mirror, via IndexStore.on_change); the scheduled compact function mirrors whatever its change
+markers name (pictrace.segments), so a mirror write lost to a crash or a race is repaired within one schedule
+period. A vector S3 Vectors refuses (ValidationException) is recorded under <index prefix>vector-failures/<id>.json
+and skipped, so one bad item never blocks the others or the compaction. backfill() mirrors the whole index, for a
+stack switched to this backend after images were indexed (`pictrace vectors-backfill`).
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import os
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import boto3
@@ -26,13 +44,32 @@ import numpy as np
 from botocore.exceptions import ClientError
 
 from pictrace.errors import BadRequest
-from pictrace.index import Entry, IndexStore
+from pictrace.index import Entry, IndexStore, now_iso
 
 logger = logging.getLogger(__name__)
 
-MAX_TOP_K = 100  # QueryVectors' limit
-PUT_BATCH = 500  # PutVectors takes at most 500 vectors per call
+MAX_REQUEST_BYTES = 20 * 2**20  # the service's request payload limit
+REQUEST_BUDGET = 18 * 2**20  # what a PutVectors body may serialise to here (headers and rounding: the margin)
+PUT_BATCH = 500  # vectors per PutVectors
+DELETE_BATCH = 500  # keys per DeleteVectors
+GET_BATCH = 100  # keys per GetVectors
+LIST_PAGE = 1000  # vectors per ListVectors page
+MAX_TOP_K = 10_000  # QueryVectors' topK (answered in pages)
+FILTERABLE_LIMIT = 2048  # bytes of filterable metadata per vector
+METADATA_LIMIT = 40 * 1024  # bytes of metadata (filterable + non-filterable) per vector
+FILTERABLE_BUDGET = 1800  # what `folders` may serialise to here (the service's own count is not documented)
+METADATA_BUDGET = 36 * 1024
 NON_FILTERABLE = ["keys"]
+_SPLIT_ON = {"ValidationException", "RequestEntityTooLargeException", "413"}  # a batch S3 Vectors refused as a whole
+
+
+class VectorRefused(BadRequest):
+    """A vector S3 Vectors would refuse (all zeros under cosine, NaN or infinity); the message says which."""
+
+
+def _json_bytes(value: Any) -> int:
+    """Bytes of value as botocore's JSON serialiser writes it (default separators, ASCII escapes)."""
+    return len(json.dumps(value).encode())
 
 
 @functools.lru_cache(maxsize=4)
@@ -51,6 +88,68 @@ def folders(keys: tuple[str, ...] | list[str]) -> list[str]:
     return sorted(out)
 
 
+def folders_within(keys: tuple[str, ...] | list[str], budget: int = FILTERABLE_BUDGET) -> list[str]:
+    """The folders indexed for prefix filters: shallowest first, then by name, while {"folders": [...]} fits the
+    budget in JSON bytes. A folder left out is always deeper than (or as deep as, and after) every one kept."""
+    kept: list[str] = []
+    size = _json_bytes({"folders": []})
+    for folder in sorted(folders(keys), key=lambda f: (f.count("/"), f)):
+        extra = _json_bytes(folder) + (2 if kept else 0)  # ", " between list items
+        if size + extra > budget:
+            break
+        kept.append(folder)
+        size += extra
+    return kept
+
+
+def metadata(keys: tuple[str, ...] | list[str]) -> dict[str, Any]:
+    """A vector's metadata for these image keys, within FILTERABLE_BUDGET and METADATA_BUDGET by construction."""
+    meta: dict[str, Any] = {"folders": folders_within(keys), "keys": []}
+    size = _json_bytes(meta)
+    for key in sorted(keys):
+        extra = _json_bytes(key) + (2 if meta["keys"] else 0)
+        if size + extra > METADATA_BUDGET:
+            logger.warning("vector metadata holds %d of %d keys (40 KB limit)", len(meta["keys"]), len(keys))
+            break
+        meta["keys"].append(key)
+        size += extra
+    return meta
+
+
+def refused_vector(vector: np.ndarray) -> str | None:
+    """Why S3 Vectors (cosine) would refuse this embedding, or None: all zeros, or NaN/infinite values."""
+    v = np.asarray(vector, dtype=np.float32)
+    if v.size == 0:
+        return "the embedding is empty"
+    if not np.all(np.isfinite(v)):
+        return "the embedding has NaN or infinite values"
+    if not np.any(v):
+        return "the embedding is all zeros (no cosine similarity is defined for it)"
+    return None
+
+
+@dataclass(frozen=True)
+class Item:
+    """What one vector is made of: the image id, its keys and its embedding."""
+
+    id: str
+    keys: tuple[str, ...]
+    embedding: np.ndarray
+
+    @classmethod
+    def of(cls, entry: Entry) -> Item:
+        """The vector of an index entry."""
+        return cls(entry.id, entry.keys, entry.embedding)
+
+    def request(self) -> dict[str, Any]:
+        """This vector as PutVectors takes it; VectorRefused if the service would refuse it."""
+        reason = refused_vector(self.embedding)
+        if reason is not None:
+            raise VectorRefused(f"vector {self.id}: {reason}")
+        data = [float(x) for x in np.asarray(self.embedding, dtype=np.float32)]
+        return {"key": self.id, "data": {"float32": data}, "metadata": metadata(self.keys)}
+
+
 @dataclass(frozen=True)
 class Neighbour:
     """One QueryVectors answer."""
@@ -58,6 +157,24 @@ class Neighbour:
     id: str
     cosine: float
     keys: tuple[str, ...]
+
+
+@dataclass
+class PutResult:
+    """What a put did: vectors written, PutVectors calls made, and ids refused with the reason."""
+
+    put: int = 0
+    requests: int = 0
+    refused: dict[str, str] = field(default_factory=dict)
+
+
+def parse_index_arn(arn: str) -> tuple[str, str, str]:
+    """(vector bucket ARN, bucket name, index name) of an index ARN (…:bucket/<bucket>/index/<index>)."""
+    head, sep, index = arn.partition("/index/")
+    bucket = head.rpartition(":bucket/")[2]
+    if not sep or not index or not bucket or ":bucket/" not in head:
+        raise BadRequest(f"not an S3 Vectors index ARN: {arn!r}")
+    return head, bucket, index
 
 
 class VectorIndex:
@@ -82,49 +199,89 @@ class VectorIndex:
 
     def create(self, dimension: int) -> None:
         """Create the vector bucket and index (the template does this in AWS; local stacks and tests call it)."""
+        if self.index.startswith("arn:"):  # CreateIndex names the bucket (or its ARN) and the index, never indexArn
+            bucket_arn, bucket, index = parse_index_arn(self.index)
+            where: dict[str, str] = {"vectorBucketArn": bucket_arn, "indexName": index}
+        else:
+            bucket, where = self.bucket, {"vectorBucketName": self.bucket, "indexName": self.index}
         try:
-            self.client.create_vector_bucket(vectorBucketName=self.bucket)
+            self.client.create_vector_bucket(vectorBucketName=bucket)
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") != "ConflictException":
                 raise
         self.client.create_index(
-            **self._where(),
+            **where,
             dataType="float32",
             dimension=dimension,
             distanceMetric="cosine",
             metadataConfiguration={"nonFilterableMetadataKeys": NON_FILTERABLE},
         )
 
-    def put(self, entries: list[Entry]) -> None:
-        """Insert or replace the entries' vectors with their current keys."""
-        for start in range(0, len(entries), PUT_BATCH):
-            vectors = [
-                {
-                    "key": e.id,
-                    "data": {"float32": [float(x) for x in np.asarray(e.embedding, dtype=np.float32)]},
-                    "metadata": {"id": e.id, "keys": list(e.keys), "folders": folders(e.keys)},
-                }
-                for e in entries[start : start + PUT_BATCH]
-            ]
-            self.client.put_vectors(**self._where(), vectors=vectors)
+    def put(self, entries: Iterable[Entry | Item], budget: int = REQUEST_BUDGET) -> PutResult:
+        """Insert or replace the vectors with their current keys, in requests of at most PUT_BATCH vectors and
+        `budget` bytes. Vectors the service refuses are left out and listed in the result (never raised)."""
+        result = PutResult()
+        envelope = _json_bytes({**self._where(), "vectors": []})
+        batch: list[dict[str, Any]] = []
+        size = envelope
+        for e in entries:
+            item = Item.of(e) if isinstance(e, Entry) else e
+            try:
+                vector = item.request()
+            except VectorRefused as exc:
+                result.refused[item.id] = str(exc)
+                continue
+            vector_bytes = _json_bytes(vector)
+            if batch and (len(batch) == PUT_BATCH or size + 2 + vector_bytes > budget):  # 2: the ", " before it
+                self._put_batch(batch, result)
+                batch, size = [], envelope
+            size += vector_bytes + (2 if batch else 0)
+            batch.append(vector)
+        if batch:
+            self._put_batch(batch, result)
+        for i, reason in result.refused.items():
+            logger.error("S3 Vectors refused vector %s, skipped: %s", i, reason)
+        return result
+
+    def _put_batch(self, batch: list[dict[str, Any]], result: PutResult) -> None:
+        """One PutVectors; a batch refused as invalid is halved until the vectors at fault stand alone."""
+        try:
+            result.requests += 1
+            self.client.put_vectors(**self._where(), vectors=batch)
+        except ClientError as exc:
+            error = exc.response.get("Error", {})
+            status = str(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
+            if error.get("Code") not in _SPLIT_ON and status not in _SPLIT_ON:
+                raise  # throttling, 5xx, access: the whole call is retried later (markers stay)
+            if len(batch) == 1:
+                result.refused[batch[0]["key"]] = f"{error.get('Code')}: {error.get('Message')}"
+                return
+            half = len(batch) // 2
+            self._put_batch(batch[:half], result)
+            self._put_batch(batch[half:], result)
+            return
+        result.put += len(batch)
 
     def delete(self, ids: list[str]) -> None:
         """Remove vectors (absent ones are ignored)."""
-        for start in range(0, len(ids), PUT_BATCH):
-            self.client.delete_vectors(**self._where(), keys=ids[start : start + PUT_BATCH])
+        for start in range(0, len(ids), DELETE_BATCH):
+            self.client.delete_vectors(**self._where(), keys=ids[start : start + DELETE_BATCH])
 
     def get(self, ids: list[str]) -> dict[str, tuple[str, ...]]:
         """id -> keys of the vectors that exist."""
-        if not ids:
-            return {}
-        response = self.client.get_vectors(**self._where(), keys=ids, returnData=False, returnMetadata=True)
-        return {v["key"]: tuple(v.get("metadata", {}).get("keys", ())) for v in response.get("vectors", [])}
+        found: dict[str, tuple[str, ...]] = {}
+        for start in range(0, len(ids), GET_BATCH):
+            response = self.client.get_vectors(
+                **self._where(), keys=ids[start : start + GET_BATCH], returnData=False, returnMetadata=True
+            )
+            found.update({v["key"]: tuple(v.get("metadata", {}).get("keys", ())) for v in response.get("vectors", [])})
+        return found
 
     def ids(self) -> Iterator[str]:
         """Every vector key (paginated ListVectors)."""
         token: str | None = None
         while True:
-            kwargs: dict[str, Any] = {**self._where(), "maxResults": 1000}
+            kwargs: dict[str, Any] = {**self._where(), "maxResults": LIST_PAGE}
             if token:
                 kwargs["nextToken"] = token
             response = self.client.list_vectors(**kwargs)
@@ -135,10 +292,12 @@ class VectorIndex:
                 return
 
     def query(self, vector: np.ndarray, k: int, prefix: str | None = None) -> list[Neighbour]:
-        """The k nearest images by cosine (k ≤ 100), best first; prefix: a folder ("images/2019/") to search in."""
+        """The k nearest images by cosine (k ≤ MAX_TOP_K), best first; prefix: a folder ("images/2019/") to search
+        in, applied before the search (queryMode ENHANCED). Every page of the answer is read."""
+        k = min(k, MAX_TOP_K)
         kwargs: dict[str, Any] = {
             **self._where(),
-            "topK": min(k, MAX_TOP_K),
+            "topK": k,
             "queryVector": {"float32": [float(x) for x in np.asarray(vector, dtype=np.float32)]},
             "returnMetadata": True,
             "returnDistance": True,
@@ -147,25 +306,63 @@ class VectorIndex:
             if not prefix.endswith("/"):
                 raise BadRequest("with the S3 Vectors backend, prefix must be a folder (end with '/')")
             kwargs["filter"] = {"folders": {"$eq": prefix}}
-        response = self.client.query_vectors(**kwargs)
-        return [
-            Neighbour(str(v["key"]), 1.0 - float(v.get("distance", 1.0)), tuple(v.get("metadata", {}).get("keys", ())))
-            for v in response.get("vectors", [])
-        ]
+            kwargs["queryMode"] = "ENHANCED"
+        found: list[Neighbour] = []
+        while True:
+            response = self.client.query_vectors(**kwargs)
+            found.extend(
+                Neighbour(
+                    str(v["key"]), 1.0 - float(v.get("distance", 1.0)), tuple(v.get("metadata", {}).get("keys", ()))
+                )
+                for v in response.get("vectors", [])
+            )
+            token = response.get("nextToken")
+            if not token or len(found) >= k:
+                return found[:k]
+            kwargs["nextToken"] = token
 
 
-def mirror(vectors: VectorIndex, index_store: IndexStore, ids: list[str]) -> tuple[int, int]:
-    """Make the vectors of these ids what their entries are now (put, or delete where the entry is gone)."""
+@dataclass
+class Mirrored:
+    """What a mirror did: vectors put, vectors deleted, and ids S3 Vectors refused (recorded and skipped)."""
+
+    put: int = 0
+    deleted: int = 0
+    refused: dict[str, str] = field(default_factory=dict)
+
+
+def failures_prefix(index_store: IndexStore) -> str:
+    """Where refused vectors are recorded: <index prefix>vector-failures/<id>.json."""
+    return f"{index_store.prefix}vector-failures/"
+
+
+def record_refused(index_store: IndexStore, refused: dict[str, str]) -> None:
+    """Record why each id's vector was refused (the entry stays indexed in S3; its vector is missing)."""
+    for entry_id, reason in refused.items():
+        body = json.dumps({"id": entry_id, "reason": reason, "at": now_iso()}).encode()
+        index_store.store.put(f"{failures_prefix(index_store)}{entry_id}.json", body, content_type="application/json")
+
+
+def mirror(vectors: VectorIndex, index_store: IndexStore, ids: list[str]) -> Mirrored:
+    """Make the vectors of these ids what their entries are now (put, or delete where the entry is gone).
+
+    A vector the service refuses is recorded (record_refused) and skipped: it never stops the others.
+    """
     from pictrace.segments import SegmentStore
 
     found = SegmentStore(index_store).get_entries(ids)
     present = [e for e in found.values() if e is not None]
     gone = [i for i, e in found.items() if e is None]
+    done = Mirrored()
     if present:
-        vectors.put(present)
+        put = vectors.put(present)
+        done.put, done.refused = put.put, put.refused
+        record_refused(index_store, put.refused)
+        vectors.delete(list(put.refused))  # an older vector of a refused entry would hold stale keys
     if gone:
         vectors.delete(gone)
-    return len(present), len(gone)
+        done.deleted = len(gone)
+    return done
 
 
 def reconcile(vectors: VectorIndex, index_store: IndexStore, remove_markers: bool = True) -> dict[str, int]:
@@ -177,12 +374,65 @@ def reconcile(vectors: VectorIndex, index_store: IndexStore, remove_markers: boo
     markers = {
         k[len(index_store.changes_prefix()) :]: e for k, e, _ in index_store.store.list(index_store.changes_prefix())
     }
-    put, deleted = mirror(vectors, index_store, list(markers))
+    done = mirror(vectors, index_store, list(markers))
     left = sum(
         not index_store.store.delete(f"{index_store.changes_prefix()}{i}", if_match=etag)
         for i, etag in markers.items()
         if remove_markers
     )
-    result = {"put": put, "deleted": deleted, "markers_left": left}
+    result = {"put": done.put, "deleted": done.deleted, "refused": len(done.refused), "markers_left": left}
     logger.info("reconciled the vector index", extra=result)
+    return result
+
+
+def indexed_items(index_store: IndexStore, workers: int = 16) -> Iterator[Item]:
+    """Every indexed image as a vector item: from the segments and the changed entries (one segment in memory at
+    a time), or from every entry where nothing has been compacted yet."""
+    from pictrace.segments import SegmentedView, SegmentStore
+
+    segments = SegmentStore(index_store, workers)
+    refreshed = SegmentedView(segments).refresh()
+    if refreshed is None:  # never compacted: the entries are all there is
+        prefix = index_store.entries_prefix()
+        ids = [k[len(prefix) : -len(".npz")] for k, _, _ in index_store.store.list(prefix) if k.endswith(".npz")]
+        rows = segments.get_rows(ids)
+    else:
+        versions, load = refreshed
+        loaded = load(list(versions))
+        if loaded.matrices is not None and loaded.blocks:
+            for block, matrices in zip(loaded.blocks, loaded.matrices(loaded.blocks), strict=True):
+                embeddings = matrices["embedding"]
+                for n, entry_id in enumerate(block.ids):
+                    yield Item(entry_id, block.keys[n], np.asarray(embeddings[block.rows[n]], dtype=np.float32))
+        rows = loaded.rows
+    for entry_id, row in rows.items():
+        if row is not None:
+            yield Item(entry_id, row.keys, row.vectors["embedding"])
+
+
+def backfill(vectors: VectorIndex, index_store: IndexStore, prune: bool = True) -> dict[str, int]:
+    """Mirror the whole index into the vector index (a stack switched to S3 Vectors after images were indexed).
+
+    Idempotent: every indexed image is put again. prune: also delete vectors of images no longer indexed
+    (needs ListVectors). Refused vectors are recorded and skipped, as in mirror.
+    """
+    live: set[str] = set()
+
+    def items() -> Iterator[Item]:
+        for item in indexed_items(index_store):
+            live.add(item.id)
+            yield item
+
+    put = vectors.put(items())
+    record_refused(index_store, put.refused)
+    stale = [i for i in vectors.ids() if i not in live] if prune else []
+    vectors.delete(stale + list(put.refused))  # a refused entry's older vector would hold stale keys
+    result = {
+        "indexed": len(live),
+        "put": put.put,
+        "requests": put.requests,
+        "refused": len(put.refused),
+        "deleted": len(stale),
+    }
+    logger.info("backfilled the vector index", extra=result)
     return result
