@@ -4,18 +4,25 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
-from pictrace.images import decode_image
+from pictrace.compare import Frame, evidence, iou
+from pictrace.images import DecodedImage, decode_image
 from pictrace.rerank import (
     D4_NAMES,
+    ORB_LONG_SIDE,
+    RANSAC_PX,
     THUMB_SIZE,
     Weights,
     compute_features,
+    content_box,
+    correspondences,
     describe_query,
     geometric_inliers,
     gist,
+    orb_size,
     score,
     ssim,
     trim_border,
+    with_mirror,
 )
 from skimage.metrics import structural_similarity
 
@@ -99,3 +106,75 @@ def test_uniform_borders_are_trimmed_and_content_is_kept() -> None:
     padded = cv2.copyMakeBorder(original, 30, 30, 40, 40, cv2.BORDER_CONSTANT, value=(255, 255, 255))
     assert trim_border(padded).shape == original.shape
     assert trim_border(original).shape == original.shape
+
+
+def test_content_box_is_what_trim_border_keeps() -> None:
+    original = bgr("astronaut.jpg")
+    padded = cv2.copyMakeBorder(original, 30, 20, 40, 10, cv2.BORDER_CONSTANT, value=(255, 255, 255))
+    h, w = original.shape[:2]
+    assert content_box(padded) == (30, 30 + h, 40, 40 + w)
+    assert content_box(original) == (0, h, 0, w)
+
+
+def test_correspondences_are_the_matches_geometric_inliers_counts() -> None:
+    original = bgr("astronaut.jpg")
+    h, w = original.shape[:2]
+    cropped = original[h // 5 :, : w - w // 5]
+    q, c = compute_features(cropped), compute_features(original)
+    found = correspondences(q, c)
+    assert (found.matches, found.inliers) == geometric_inliers(q, c)
+    assert found.affine is not None and found.inliers >= 30
+    mapped = found.query_points @ found.affine[:, :2].T + found.affine[:, 2]
+    errors = np.linalg.norm(mapped - found.candidate_points, axis=1)
+    assert np.all(errors[found.inlier] <= RANSAC_PX + 1e-3)
+    # keypoints live in the ORB image: the long side scaled to ORB_LONG_SIDE
+    ow, oh = orb_size(w, h)
+    assert max(ow, oh) == ORB_LONG_SIDE and np.all(c.keypoints < (ow, oh))
+    nothing = correspondences(describe_query(np.full((50, 50, 3), 9, np.uint8)).features, c)
+    assert nothing.matches == nothing.inliers == 0 and nothing.affine is None
+
+
+def decoded(image: np.ndarray) -> DecodedImage:
+    return DecodedImage(np.ascontiguousarray(image), "png", image.shape[1], image.shape[0])
+
+
+def test_evidence_locates_edited_copies_in_the_original_s_pixels() -> None:
+    original = bgr("chelsea.webp")
+    h, w = original.shape[:2]
+    x0, y0, x1, y1 = w // 4, h // 5, w // 4 + w // 2, h // 5 + h // 2
+    crop = original[y0:y1, x0:x1]
+    padded = cv2.copyMakeBorder(crop, 25, 25, 0, 0, cv2.BORDER_CONSTANT, value=(0, 0, 0))  # a border to trim
+    indexed = compute_features(original)
+    cases = {  # query, where it lies in the original, (rotation, mirrored) of the query relative to it
+        "crop": (crop, (x0, y0, x1, y1), (0, False)),
+        "crop with a border": (padded, (x0, y0, x1, y1), (0, False)),
+        "turned": (np.rot90(crop), (x0, y0, x1, y1), (90, False)),
+        "turned back": (np.rot90(crop, 3), (x0, y0, x1, y1), (-90, False)),
+        "mirrored": (crop[:, ::-1], (x0, y0, x1, y1), (0, True)),
+        "half size": (cv2.resize(original, (w // 2, h // 2), interpolation=cv2.INTER_AREA), (0, 0, w, h), (0, False)),
+    }
+    for name, (image, where, (rotation, mirrored)) in cases.items():
+        query = decoded(image)
+        content = trim_border(query.bgr)
+        features = with_mirror(describe_query(content), content)
+        ev = evidence(
+            features.features,
+            features.mirrored,
+            indexed,
+            Frame.of_decoded(query),
+            Frame.of_entry({"width": w, "height": h}),
+        )
+        assert ev.region is not None and iou(ev.region, where) > 0.9, name
+        summary = ev.transform_summary()
+        assert summary is not None and summary["mirrored"] is mirrored and ev.mirrored is mirrored, name
+        assert abs(float(summary["rotation_degrees"]) - rotation) < 2, (name, summary)
+        expected_scale = 0.5 if name == "half size" else 1.0
+        assert abs(float(summary["scale"]) - expected_scale) < 0.05, (name, summary)
+        # the inliers are in each image's own pixels: the query's points fall in the query, the others in the photo
+        assert np.all(ev.query_points >= 0) and np.all(ev.query_points <= (query.width, query.height))
+        assert np.all(ev.indexed_points >= 0) and np.all(ev.indexed_points <= (w, h))
+    unrelated = decoded(bgr("coffee.png"))
+    ev = evidence(
+        compute_features(unrelated.bgr), None, indexed, Frame.of_decoded(unrelated), Frame.of_decoded(decoded(original))
+    )
+    assert ev.inliers < 15

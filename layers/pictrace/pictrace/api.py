@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import copy
 import dataclasses
 import logging
 from pathlib import Path
@@ -12,13 +13,14 @@ from typing import Any
 
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pictrace import __version__
+from pictrace.compare import PICTURE_FORMATS, THUMBNAIL_SIDE, evidence_json, load_original, render, thumbnail
 from pictrace.embedding import load_model_info
 from pictrace.errors import (
     BadRequest,
@@ -124,6 +126,38 @@ class UploadResponse(BaseModel):
     expires_in: int = Field(description="seconds the URL stays valid")
 
 
+class Correspondence(BaseModel):
+    query: list[float] = Field(description="(x, y) in the query's pixels")
+    indexed: list[float] = Field(description="(x, y) in the indexed image's pixels")
+
+
+class CompareResponse(BaseModel):
+    id: str = Field(description="the indexed image compared with")
+    keys: list[str]
+    match: bool | None = Field(None, description="whether it is a copy of the query (null: no verdict)")
+    similarity: float = Field(description="as in search results")
+    scores: Scores
+    explain: str
+    query: dict[str, Any] = Field(description="the query: format and size, or id and keys")
+    indexed: dict[str, Any] = Field(description="the indexed image: id, keys, format, width, height, url")
+    matches: int = Field(description="ORB matches passing Lowe's ratio test")
+    inliers: int = Field(description="those agreeing on one affine transform (RANSAC)")
+    mirrored: bool = Field(description="the query matched mirrored left-right")
+    correspondences: list[Correspondence] = Field(description="the inliers: query point -> indexed point")
+    affine: list[list[float]] | None = Field(description="2x3 matrix taking query pixels to indexed pixels")
+    transform: dict[str, Any] | None = Field(
+        description="the query relative to the indexed image: rotation_degrees (counter-clockwise), scale (query "
+        "pixels per indexed pixel), mirrored"
+    )
+    region: list[list[float]] | None = Field(description="the query's outline mapped into the indexed image")
+    region_box: list[float] | None = Field(description="the region's bounding box: x0, y0, x1, y1")
+    query_outline: list[list[float]] = Field(description="the outline of the query's content, in its pixels")
+    exact: bool = Field(
+        description="false: the indexed side is mapped assuming ingest trimmed no border (the picture is exact)"
+    )
+    timings_ms: dict[str, float]
+
+
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse, "description": desc}
     for code, desc in (
@@ -168,6 +202,14 @@ _SEARCH_BODY = {
             },
         },
     }
+}
+
+
+_COMPARE_BODY: dict[str, Any] = copy.deepcopy(_SEARCH_BODY)
+for _name in ("top_k", "shortlist", "prefix"):  # search's own fields: accepted and ignored by /compare
+    del _COMPARE_BODY["requestBody"]["content"]["application/json"]["schema"]["properties"][_name]
+_PICTURES: dict[int | str, dict[str, Any]] = {
+    200: {"content": {media: {"schema": {"type": "string", "format": "binary"}} for media in PICTURE_FORMATS.values()}}
 }
 
 
@@ -261,6 +303,72 @@ def create_app(settings: Settings | None = None, service: SearchService | None =
             "keypoints": len(entry.features.keypoints),
         }
 
+    @app.post(
+        "/compare",
+        response_model=CompareResponse,
+        responses={**_ERRORS, **_PICTURES},
+        openapi_extra=_COMPARE_BODY,
+    )
+    async def compare(
+        request: Request,
+        target: str = Query(description="id of the indexed image to compare the query with", max_length=64),
+        format: str | None = Query(
+            None, description="json (default), png or jpeg; the Accept header image/png or image/jpeg works too"
+        ),
+    ) -> Any:
+        """Why a query (what /search takes) matches one indexed image: scores, ORB correspondences, the affine
+        transform and the matched region as JSON, or a picture of them (format png or jpeg)."""
+        kind = (format or _accepted(request.headers.get("accept", ""))).lower()
+        if kind not in ("json", *PICTURE_FORMATS):
+            raise BadRequest(f"format must be json, {' or '.join(PICTURE_FORMATS)}")
+        query, _, _ = await _parse_query(request, settings)
+        svc = get_service()
+        result = await svc.compare(query, target, picture=kind != "json")
+        if kind == "json":
+            return CompareResponse(
+                id=result.target.id,
+                keys=list(result.target.keys),
+                match=getattr(result.hit, "match", None),
+                similarity=result.hit.similarity,
+                scores=_scores(result.hit.scores),
+                explain=result.hit.scores.explain,
+                query=result.query,
+                indexed={
+                    "id": result.target.id,
+                    "keys": list(result.target.keys),
+                    **{k: result.target.meta.get(k) for k in ("format", "width", "height")},
+                    "url": result.hit.url,
+                },
+                **evidence_json(result.evidence),
+                timings_ms=result.timings,
+            )
+        picture = await asyncio.to_thread(render, result, kind)
+        return Response(
+            picture,
+            media_type=PICTURE_FORMATS[kind],
+            headers={
+                "Cache-Control": "no-store",
+                "X-PicTrace-Inliers": str(result.evidence.inliers),
+                "X-PicTrace-Similarity": f"{result.hit.similarity:.1f}",
+            },
+        )
+
+    @app.get(
+        "/thumbnail/{image_id}",
+        response_class=Response,
+        responses={**_ERRORS, 200: {"content": {"image/jpeg": {"schema": {"type": "string", "format": "binary"}}}}},
+    )
+    async def thumbnail_of(
+        image_id: str, size: int = Query(THUMBNAIL_SIDE, ge=32, le=1024, description="long side, pixels")
+    ) -> Response:
+        """A small JPEG of an indexed image, for formats browsers cannot show (TIFF): the original read from the
+        bucket within the same limits as a query image."""
+        svc = get_service()
+        entry = await svc.entry(image_id)
+        image = await asyncio.to_thread(load_original, svc.store, settings, entry.keys[0])
+        data = await asyncio.to_thread(thumbnail, image, size)
+        return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=86400"})
+
     return app
 
 
@@ -307,6 +415,16 @@ async def _parse_query(request: Request, settings: Settings) -> tuple[SearchQuer
         )
         return SearchQuery(image=data, prefix=body.prefix), body.top_k, body.shortlist
     raise BadRequest("send multipart/form-data with a 'file' field, or application/json with url, image_base64 or id")
+
+
+def _accepted(accept: str) -> str:
+    """json, png or jpeg: the first picture type the Accept header names, else json."""
+    for part in accept.lower().split(","):
+        media = part.split(";")[0].strip()
+        for kind, wanted in PICTURE_FORMATS.items():
+            if media == wanted:
+                return kind
+    return "json"
 
 
 def _response(result: SearchResult, svc: SearchService) -> SearchResponse:

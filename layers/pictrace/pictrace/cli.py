@@ -209,42 +209,73 @@ def api_call(target: Target, method: str, path: str, **kwargs: Any) -> dict[str,
             f"cannot reach the PicTrace API at {target.api} ({exc}): start it (`make run`) "
             "or point at it with --api / PICTRACE_API_URL"
         ) from None
+    if response.status_code >= 400:
+        _api_error(response)
     try:
         body = response.json()
     except ValueError:
         body = None
-    if response.status_code >= 400:
-        detail = body.get("detail") if isinstance(body, dict) else None
-        if not isinstance(detail, str):
-            detail = json.dumps(detail) if detail else response.text[:300] or response.reason_phrase
-        kind = body.get("error", "") if isinstance(body, dict) else ""
-        message = f"{detail} (HTTP {response.status_code}{' ' + kind if kind else ''})"
-        if response.status_code == 404:
-            raise NothingFound(message)
-        if response.status_code < 500:
-            raise UsageError(message)
-        raise ServiceError(message)
     if not isinstance(body, dict):
         raise ServiceError(f"{url} answered HTTP {response.status_code} with something other than a JSON object")
     return body
+
+
+def _api_error(response: Any) -> None:
+    """Raise the CLI error for an API error answer, with the API's own message."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    detail = body.get("detail") if isinstance(body, dict) else None
+    if not isinstance(detail, str):
+        detail = json.dumps(detail) if detail else response.text[:300] or response.reason_phrase
+    kind = body.get("error", "") if isinstance(body, dict) else ""
+    message = f"{detail} (HTTP {response.status_code}{' ' + kind if kind else ''})"
+    if response.status_code == 404:
+        raise NothingFound(message)
+    if response.status_code < 500:
+        raise UsageError(message)
+    raise ServiceError(message)
+
+
+def api_bytes(target: Target, method: str, path: str, **kwargs: Any) -> tuple[bytes, str]:
+    """A call to the PicTrace API answering something other than JSON: (body, content type)."""
+    import httpx
+
+    try:
+        response = httpx.request(method, f"{target.api}{path}", timeout=target.timeout, **kwargs)
+    except httpx.TimeoutException:
+        raise ServiceError(f"the PicTrace API at {target.api} did not answer within {target.timeout:g} s") from None
+    except httpx.HTTPError as exc:
+        raise ServiceError(f"cannot reach the PicTrace API at {target.api} ({exc})") from None
+    if response.status_code >= 400:
+        _api_error(response)
+    return response.content, response.headers.get("content-type", "")
+
+
+def query_request(query: str) -> dict[str, Any]:
+    """How the API is sent a query: a file ('-' for stdin) as multipart, a URL or an id as JSON."""
+    if query == "-":
+        return {"files": {"file": ("stdin", sys.stdin.buffer.read())}}
+    if Path(query).is_file():
+        path = Path(query)
+        return {"files": {"file": (path.name, path.read_bytes())}}
+    if query.lower().startswith(("http://", "https://")):
+        return {"json": {"url": query}}
+    if is_id(query):
+        return {"json": {"id": query}}
+    raise UsageError(f"{query}: no such file (give an image file, '-' for stdin, an http(s) URL or an image id)")
 
 
 # --------------------------------------------------------------------------- search
 def cmd_search(args: argparse.Namespace, target: Target, out: Output) -> int:
     query: str = args.query
     params = {k: v for k, v in (("top_k", args.top_k), ("shortlist", args.shortlist)) if v is not None}
-    if query == "-":
-        data = sys.stdin.buffer.read()
-        body = api_call(target, "POST", "/search", params=params, files={"file": ("stdin", data)})
-    elif Path(query).is_file():
-        path = Path(query)
-        body = api_call(target, "POST", "/search", params=params, files={"file": (path.name, path.read_bytes())})
-    elif query.lower().startswith(("http://", "https://")):
-        body = api_call(target, "POST", "/search", json={"url": query, **params})
-    elif is_id(query):
-        body = api_call(target, "POST", "/search", json={"id": query, **params})
+    request = query_request(query)
+    if "files" in request:
+        body = api_call(target, "POST", "/search", params=params, **request)
     else:
-        raise UsageError(f"{query}: no such file (give an image file, '-' for stdin, an http(s) URL or an image id)")
+        body = api_call(target, "POST", "/search", json={**request["json"], **params})
     results = body.get("results", [])
     if out.json:
         out.document(body)
@@ -293,6 +324,85 @@ def _print_results(out: Output, body: dict[str, Any]) -> None:
         f" · {timings.get('total', 0):.0f} ms ({stages})",
         style="dim",
     )
+
+
+# --------------------------------------------------------------------------- compare
+def cmd_compare(args: argparse.Namespace, target: Target, out: Output) -> int:
+    """Compare a query with one indexed image (POST /compare): the evidence, and the picture with --out."""
+    request = query_request(args.query)
+    image_id = args.image if is_id(args.image) else _id_of_key(target, args.image)
+    body = api_call(target, "POST", "/compare", params={"target": image_id}, **request)
+    saved = None
+    if args.out:
+        path = Path(args.out)
+        kind = "jpeg" if path.suffix.lower() in (".jpg", ".jpeg") else "png"
+        picture, _ = api_bytes(target, "POST", "/compare", params={"target": image_id, "format": kind}, **request)
+        path.write_bytes(picture)
+        saved = {"path": str(path), "format": kind, "bytes": len(picture)}
+    if out.json:
+        out.document({**body, "picture": saved} if saved else body)
+        return EXIT_OK
+    _print_comparison(out, body)
+    if saved:
+        out.out.print(f"picture {saved['path']} ({kind.upper()}, {saved['bytes']} bytes)", markup=False)
+    return EXIT_OK
+
+
+def _id_of_key(target: Target, key: str) -> str:
+    """The id of the image an image key (images/… or a name under it) holds, from the index in the bucket."""
+    from pictrace.index import IndexStore
+    from pictrace.storage import Store
+
+    if key.startswith("s3://"):
+        bucket, _, key = key[len("s3://") :].partition("/")
+        target.use_s3(bucket)
+    else:
+        target.use_s3()
+    settings = _settings(target)
+    index = IndexStore(Store(target.bucket), settings.index_prefix)
+    images = settings.images_prefix
+    for candidate in [key] if key.startswith(images) else [key, images + key]:
+        found = index.pointer(candidate)
+        if found:
+            return found
+    raise NothingFound(f"no indexed image under the key {key!r} in {target.where()} (give a key or an image id)")
+
+
+def _print_comparison(out: Output, body: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    match = body.get("match")
+    verdict = "copy" if match is True else "not a copy" if match is False else "no verdict"
+    s = body["scores"]
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("indexed", f"{', '.join(body['keys'])} ({body['id'][:12]})")
+    table.add_row("verdict", f"{verdict} · similarity {body['similarity']:.1f}% · {body.get('explain', '')}")
+    table.add_row(
+        "scores",
+        f"cosine {s['cosine']:.3f} · gist {s['gist']:.3f} · ssim {s['ssim']:.3f} · geometry {s['geometry']:.3f}"
+        f" · final {s['final']:.3f}",
+    )
+    table.add_row("matches", f"{body['inliers']} of {body['matches']} ORB matches agree on one affine transform")
+    t = body.get("transform")
+    if t:
+        table.add_row(
+            "transform",
+            f"query turned {t['rotation_degrees']:g}° counter-clockwise, scale {t['scale']:.3f}"
+            + (", mirrored" if t["mirrored"] else ""),
+        )
+    box = body.get("region_box")
+    if box:
+        indexed = body.get("indexed", {})
+        table.add_row(
+            "region",
+            f"x {box[0]:.0f}–{box[2]:.0f}, y {box[1]:.0f}–{box[3]:.0f} of {indexed.get('width')}×"
+            f"{indexed.get('height')}" + ("" if body.get("exact", True) else " (assumes no trimmed border)"),
+        )
+    else:
+        table.add_row("region", "none: the keypoints agree on no transform")
+    out.out.print(table)
 
 
 # --------------------------------------------------------------------------- ingest
@@ -789,6 +899,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-k", "--top-k", type=int, help="results to show (API default 10, at most 100)")
     p.add_argument("--shortlist", type=int, help="cosine candidates to rerank (API default 50)")
     p.set_defaults(run=cmd_search)
+
+    p = sub.add_parser(
+        "compare",
+        parents=[common],
+        help="why an image matches one indexed image: matched keypoints, transform, region (and a picture)",
+        description="Compare a query (an image file, '-' for stdin, an http(s) URL or an id) with one indexed image "
+        "(its id, or a key: images/… or a name under it) through POST /compare: verdict, scores, the ORB matches "
+        "that agree on one affine transform and where the query sits in the indexed image. --out writes the picture "
+        "(PNG, or JPEG for .jpg/.jpeg): both images side by side, matches drawn, the region outlined.",
+    )
+    p.add_argument("query", metavar="IMAGE|URL|ID")
+    p.add_argument("image", metavar="ID|KEY")
+    p.add_argument("--out", metavar="FILE", help="write the picture here (e.g. compare.png)")
+    p.set_defaults(run=cmd_compare)
 
     p = sub.add_parser(
         "delete",

@@ -78,6 +78,12 @@ def d4(a: np.ndarray, t: int) -> np.ndarray:
 
 def trim_border(bgr: np.ndarray, tolerance: float = 3.0) -> np.ndarray:
     """The image without uniform (near-constant) rows and columns at its edges; at most a quarter per side."""
+    top, bottom, left, right = content_box(bgr, tolerance)
+    return bgr[top:bottom, left:right]
+
+
+def content_box(bgr: np.ndarray, tolerance: float = 3.0) -> tuple[int, int, int, int]:
+    """(top, bottom, left, right): the rows and columns trim_border keeps, as slice bounds."""
     gray = to_gray(bgr).astype(np.float32)
     h, w = gray.shape
     top, bottom, left, right = 0, h, 0, w
@@ -89,7 +95,7 @@ def trim_border(bgr: np.ndarray, tolerance: float = 3.0) -> np.ndarray:
         left += 1
     while right > w - w // 4 and gray[top:bottom, right - 1].std() < tolerance:
         right -= 1
-    return bgr[top:bottom, left:right]
+    return top, bottom, left, right
 
 
 def gist(thumb: np.ndarray) -> np.ndarray:
@@ -120,13 +126,18 @@ def to_gray(bgr: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY) if bgr.ndim == 3 else bgr
 
 
+def orb_size(width: int, height: int) -> tuple[int, int]:
+    """(width, height) of the image ORB runs on for an image of this size: its long side scaled to ORB_LONG_SIDE."""
+    scale = ORB_LONG_SIDE / max(height, width)
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
 def compute_features(bgr: np.ndarray) -> Features:
     """Thumbnail and ORB keypoints/descriptors of a BGR image."""
     gray = to_gray(bgr)
     thumb = cv2.resize(gray, (THUMB_SIZE, THUMB_SIZE), interpolation=cv2.INTER_AREA)
     h, w = gray.shape
-    scale = ORB_LONG_SIDE / max(h, w)
-    orb_img = cv2.resize(gray, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+    orb_img = cv2.resize(gray, orb_size(w, h), interpolation=cv2.INTER_AREA)
     orb = cv2.ORB.create(nfeatures=ORB_FEATURES)
     kps, desc = orb.detectAndCompute(orb_img, None)  # type: ignore[call-overload]  # OpenCV 4 stubs: no None mask
     if desc is None or not kps:
@@ -152,18 +163,49 @@ def ssim(a: np.ndarray, b: np.ndarray) -> float:
     return float(s[pad:-pad, pad:-pad].mean())
 
 
-def geometric_inliers(query: Features, candidate: Features) -> tuple[int, int]:
-    """(matches passing Lowe's ratio test, those of them that agree on one affine transform under RANSAC)."""
+@dataclass(frozen=True)
+class Correspondences:
+    """ORB matches between two images that pass Lowe's ratio test, and which of them RANSAC kept.
+
+    Points are in each image's ORB coordinates (Features.keypoints); affine maps query points to candidate points.
+    """
+
+    query_points: np.ndarray  # (n, 2) float32
+    candidate_points: np.ndarray  # (n, 2) float32
+    inlier: np.ndarray  # (n,) bool: agrees with the affine transform
+    affine: np.ndarray | None  # (2, 3) float64, None when fewer than 4 matches or RANSAC found none
+
+    @property
+    def matches(self) -> int:
+        """Matches passing the ratio test."""
+        return len(self.inlier)
+
+    @property
+    def inliers(self) -> int:
+        """Matches that agree on the affine transform."""
+        return int(self.inlier.sum())
+
+
+def correspondences(query: Features, candidate: Features) -> Correspondences:
+    """The ratio-test ORB matches of query against candidate and the affine transform RANSAC fits to them."""
+    none = np.zeros((0, 2), np.float32)
     if len(query.descriptors) < 2 or len(candidate.descriptors) < 2:
-        return 0, 0
+        return Correspondences(none, none, np.zeros(0, bool), None)
     pairs = cv2.BFMatcher(cv2.NORM_HAMMING).knnMatch(query.descriptors, candidate.descriptors, k=2)
     good = [p[0] for p in pairs if len(p) == 2 and p[0].distance < ORB_RATIO * p[1].distance]
+    src = query.keypoints[[m.queryIdx for m in good]].reshape(-1, 2)
+    dst = candidate.keypoints[[m.trainIdx for m in good]].reshape(-1, 2)
     if len(good) < 4:
-        return len(good), 0
-    src = query.keypoints[[m.queryIdx for m in good]]
-    dst = candidate.keypoints[[m.trainIdx for m in good]]
-    _, mask = cv2.estimateAffine2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=RANSAC_PX)
-    return len(good), int(mask.sum()) if mask is not None else 0
+        return Correspondences(src, dst, np.zeros(len(good), bool), None)
+    affine, mask = cv2.estimateAffine2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=RANSAC_PX)
+    inlier = mask.ravel().astype(bool) if mask is not None else np.zeros(len(good), bool)
+    return Correspondences(src, dst, inlier, affine if affine is not None and inlier.any() else None)
+
+
+def geometric_inliers(query: Features, candidate: Features) -> tuple[int, int]:
+    """(matches passing Lowe's ratio test, those of them that agree on one affine transform under RANSAC)."""
+    found = correspondences(query, candidate)
+    return found.matches, found.inliers
 
 
 def to_verify(cosine: np.ndarray, gist_scores: np.ndarray, quick: np.ndarray, verify: int) -> set[int]:

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from pictrace.compare import Comparison, Frame, evidence, load_original
 from pictrace.embedding import Embedder, get_embedder
 from pictrace.errors import BadRequest, NotFound
 from pictrace.fetch import ObjectFetcher
@@ -23,6 +24,7 @@ from pictrace.rerank import (
     Scores,
     Weights,
     describe_query,
+    gist,
     gist_variants,
     quick_score,
     score,
@@ -260,6 +262,79 @@ class SearchService:
         ]
         hits.sort(key=lambda h: h.scores.final, reverse=True)
         return hits
+
+    async def compare(self, query: Query, entry_id: str, picture: bool = False) -> Comparison:
+        """The query against one indexed image: the result search would give for it (scores, similarity) and the
+        evidence behind it (pictrace.compare). With picture, both images are decoded for rendering (an indexed
+        original is read from the bucket within max_bytes and max_pixels, like any query image)."""
+        timings: dict[str, float] = {}
+        started = t = time.perf_counter()
+
+        def lap(stage: str) -> None:
+            nonlocal t
+            now = time.perf_counter()
+            timings[stage] = round((now - t) * 1000, 2)
+            t = now
+
+        target = await self.entry(entry_id)
+        target_image = query_image = None
+        target_frame = Frame.of_entry(target.meta)
+        if picture:
+            target_image = await asyncio.to_thread(load_original, self.store, self.settings, target.keys[0])
+            target_frame = Frame.of_decoded(target_image)
+        lap("fetch")
+        described: dict[str, Any]
+        if query.id is not None:
+            source = await self.entry(query.id)
+            vector = source.embedding
+            features = QueryFeatures(source.features, gist_variants(source.features.thumb))
+            described = {"id": source.id, "keys": list(source.keys)}
+            described.update({k: source.meta[k] for k in ("format", "width", "height") if k in source.meta})
+            query_frame = Frame.of_entry(source.meta)
+            if picture:
+                query_image = await asyncio.to_thread(load_original, self.store, self.settings, source.keys[0])
+                query_frame = Frame.of_decoded(query_image)
+            lap("decode")
+        elif query.image is not None:
+            query_image = await asyncio.to_thread(
+                decode_image, query.image, max_bytes=self.settings.max_bytes, max_pixels=self.settings.max_pixels
+            )
+            described = {
+                "format": query_image.format,
+                "width": query_image.width,
+                "height": query_image.height,
+                "bytes": len(query.image),
+            }
+            query_frame = Frame.of_decoded(query_image)
+            bgr = trim_border(query_image.bgr)
+            lap("decode")
+            vector, features = await asyncio.to_thread(self._embed_and_describe, bgr)
+            features = await asyncio.to_thread(with_mirror, features, bgr)
+            lap("embed")
+        else:
+            raise BadRequest("give an image (file, url or image_base64) or the id of an indexed image")
+        if self.vectors is not None:  # as QueryVectors scores it: raw cosine, no layout turn
+            candidate = Candidate(target.id, float(np.dot(vector, target.embedding)), 0.0, 0)
+        else:
+            await asyncio.to_thread(self.index.refresh)
+            cosine = float(np.dot(vector, target.embedding))
+            if len(self.index):  # centred on the index mean, as the shortlist computes it
+                mean = self.index._centring(self.index.matrices)[0]
+                a, b = vector.astype(np.float32) - mean, target.embedding.astype(np.float32) - mean
+                cosine = float(np.dot(a, b) / ((np.linalg.norm(a) * np.linalg.norm(b)) or 1.0))
+            by_turn = features.gists @ gist(target.features.thumb)
+            turn = int(np.argmax(by_turn))
+            candidate = Candidate(target.id, cosine, float(by_turn[turn]), turn)
+        fetched = {self.index_store.entry_key(target.id): target}
+        hits = await asyncio.to_thread(self._rerank, features, [candidate], fetched, {target.id: target.keys})
+        if not hits:
+            raise NotFound(f"no indexed image with id {entry_id}")
+        found = await asyncio.to_thread(
+            evidence, features.features, features.mirrored, target.features, query_frame, target_frame
+        )
+        lap("compare")
+        timings["total"] = round((time.perf_counter() - started) * 1000, 2)
+        return Comparison(hits[0], found, described, target, query_image, target_image, timings)
 
 
 def _check_id(entry_id: str) -> None:
