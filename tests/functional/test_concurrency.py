@@ -15,7 +15,7 @@ from pictrace.settings import get_settings
 
 from infra.local import SqsWorker, load_handler
 from tests.conftest import PHOTOS, ROOT, read
-from tests.functional.test_faults import consistent
+from tests.functional.helpers import consistent
 
 
 def distinct_images(n: int) -> list[bytes]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -42,8 +43,15 @@ def _app() -> web.Application:
             await response.write(b"\0" * 1000)
         return response
 
-    async def declared(_: web.Request) -> web.Response:
-        return web.Response(body=b"\xff\xd8\xff" + b"\0" * (LIMIT + 10), content_type="image/jpeg")
+    async def declared(request: web.Request) -> web.StreamResponse:
+        # declares more than the limit, sends a few bytes, then stalls: only the Content-Length check can refuse
+        # it before the client's timeout (reading the body would wait for bytes that do not come)
+        response = web.StreamResponse(headers={"Content-Type": "image/jpeg"})
+        response.content_length = LIMIT + 10
+        await response.prepare(request)
+        await response.write(b"\xff\xd8\xff")
+        await asyncio.sleep(4)
+        return response
 
     async def slow(_: web.Request) -> web.Response:
         await asyncio.sleep(5)
@@ -155,11 +163,17 @@ def test_content_type_and_magic_bytes_are_both_checked(server: str) -> None:
         get(f"{server}/fake.jpg")
 
 
-def test_byte_limit_holds_while_streaming_and_when_declared(server: str) -> None:
-    with pytest.raises(ImageTooLarge, match="over the limit"):
+def test_byte_limit_holds_while_streaming(server: str) -> None:
+    """No Content-Length (chunked): the limit is enforced on the bytes as they arrive."""
+    with pytest.raises(ImageTooLarge, match=f"over the limit of {LIMIT} bytes"):
         get(f"{server}/big")
-    with pytest.raises(ImageTooLarge, match="bytes"):
-        get(f"{server}/declared")
+
+
+def test_a_declared_content_length_over_the_limit_is_refused_before_the_body_is_read(server: str) -> None:
+    started = time.monotonic()
+    with pytest.raises(ImageTooLarge, match=f"is {LIMIT + 10} bytes; the limit is {LIMIT} bytes"):
+        get(f"{server}/declared", timeout=2.0)
+    assert time.monotonic() - started < 1.5  # not after waiting for the body
 
 
 def test_slow_servers_time_out(server: str) -> None:
