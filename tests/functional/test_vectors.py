@@ -117,6 +117,7 @@ def test_ingest_and_compaction_keep_the_vector_index_in_step(
     """PICTRACE_INDEX_BACKEND=s3vectors: the ingest function mirrors each change at once, the compact function
     mirrors what its change markers name before it folds them into segments."""
     import hashlib
+    import json
 
     import pictrace.ingest
     from pictrace.segments import compact
@@ -124,7 +125,7 @@ def test_ingest_and_compaction_keep_the_vector_index_in_step(
     from pictrace.vectors import s3vectors_client
 
     from infra.local import SqsWorker, load_handler
-    from tests.conftest import ROOT, read
+    from tests.conftest import MODEL_DIR, ROOT, read
 
     monkeypatch.setenv("AWS_ENDPOINT_URL_S3VECTORS", stack.endpoint)
     monkeypatch.setenv("PICTRACE_INDEX_BACKEND", "s3vectors")
@@ -132,9 +133,10 @@ def test_ingest_and_compaction_keep_the_vector_index_in_step(
     get_settings.cache_clear()
     s3vectors_client.cache_clear()
     pictrace.ingest._ingestor = None
+    dim = int(json.loads((MODEL_DIR / "model.json").read_text()).get("dim", 2048))  # the model's embedding width
     vectors.client.delete_index(vectorBucketName=vectors.bucket, indexName="images")
     VectorIndex(vectors.bucket, "images", vectors.client).client.create_index(
-        vectorBucketName=vectors.bucket, indexName="images", dataType="float32", dimension=2048,
+        vectorBucketName=vectors.bucket, indexName="images", dataType="float32", dimension=dim,
         distanceMetric="cosine", metadataConfiguration={"nonFilterableMetadataKeys": ["keys"]},
     )  # fmt: skip
     worker = SqsWorker(stack, load_handler(ROOT / "functions/ingest/app.py"))
