@@ -327,3 +327,26 @@ def test_pictrace_vectors_backfill_command(
     pictrace.vectors.s3vectors_client.cache_clear()
     assert code == 0 and json.loads(capsys.readouterr().out)["indexed"] == len(expected)
     assert sorted(vectors.ids()) == sorted(expected) and vectors.get(list(expected)) == expected
+
+
+@pytest.mark.xfail(strict=True, reason="needs ingest.py to refuse with pictrace.vectors.refused_vector (see issue 16)")
+def test_ingest_refuses_an_all_zero_embedding_and_records_why(stack: Any) -> None:
+    """A zero vector has no cosine (S3 Vectors' cosine index refuses it): ingest records a failure, writes no entry.
+    Strict xfail: once ingest checks refused_vector this passes, and the marker must go."""
+    from pictrace.ingest import Ingestor
+    from pictrace.settings import get_settings
+
+    from tests.conftest import read
+
+    class ZeroEmbedder:
+        weights, backend, dim = "zero:0", "zero", DIM
+
+        def embed(self, images: list[np.ndarray]) -> np.ndarray:
+            return np.zeros((len(images), DIM), np.float32)
+
+    stack.client("s3").put_object(Bucket=stack.bucket, Key="images/zero.png", Body=read("coffee.png"))
+    ingestor = Ingestor(get_settings(), embedder=ZeroEmbedder())  # type: ignore[arg-type]
+    outcome = ingestor.sync_key("images/zero.png")
+    assert outcome.action == "failed" and "all zeros" in (outcome.reason or "")
+    assert (ingestor.index.failure("images/zero.png") or {}).get("reason") == outcome.reason
+    assert list(ingestor.index.store.list(ingestor.index.entries_prefix())) == []
