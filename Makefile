@@ -1,9 +1,8 @@
 # PicTrace Serverless. `make run` and `make test` do all the set-up on a fresh machine.
 SHELL := /bin/bash
-PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-WEIGHTS ?= random:0
+WEIGHTS ?= sscd
 MODEL_DIR ?= layers/model/model
 SAMPLES ?= data/samples
 PORT ?= 8000
@@ -25,9 +24,15 @@ help:
 # --- set-up -------------------------------------------------------------------------------
 setup: $(VENV)/.installed browser
 
+# The virtualenv runs Python >= 3.12, Lambda's version (infra/find_python.sh finds one, pyenv's included, or says
+# what to install); one made with an older Python is replaced.
 $(VENV)/.installed: requirements-dev.txt layers/deps/requirements.txt layers/deps/requirements-core.txt \
   layers/deps/requirements-api.txt layers/deps/constraints.txt layers/pictrace/pyproject.toml
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@if [ -x $(PY) ] && ! $(PY) -c 'import sys; sys.exit(sys.version_info < (3, 12))'; then \
+	  echo "$(VENV) runs Python $$($(PY) -c 'import platform; print(platform.python_version())'): replacing it with >= 3.12"; \
+	  rm -rf $(VENV); fi
+	@if [ ! -x $(PY) ]; then python=$$(bash infra/find_python.sh) || exit 1; \
+	  echo "creating $(VENV) with $$python ($$($$python --version))"; $$python -m venv $(VENV); fi
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	$(PY) -m pip install --quiet --no-deps -e layers/pictrace
@@ -115,10 +120,10 @@ $(VENV)/.bench-installed: bench/requirements.txt $(VENV)/.installed
 	$(PY) -m pip install --quiet -r bench/requirements.txt
 	touch $@
 
-bench: bench-setup      ## full run (≤ 15 min): tables, bench/results.json, bench/*.png, docs/benchmarks.md
+bench: bench-setup      ## full run (≤ 20 min): sscd, sscd-mobile, random:0 side by side; bench/results.json, docs/benchmarks.md
 	$(PY) -m bench.run
 
-bench-quick: bench-setup  ## smaller N, fewer queries (≤ 3 min); leaves docs/benchmarks.md alone
+bench-quick: bench-setup  ## smaller N, fewer queries (≤ 5 min); leaves docs/benchmarks.md alone
 	$(PY) -m bench.run --quick
 
 # --- capacity of the segmented index (issue 7; docs/scaling.md) ----------------------------------
@@ -126,7 +131,9 @@ bench-quick: bench-setup  ## smaller N, fewer queries (≤ 3 min); leaves docs/b
 capacity: setup $(VENV)/.bench-installed  ## ~4 min, ~20 GB of RAM and ~14 GB of disk at N = 1,000,000
 	$(PY) -m bench.capacity --n 100000 1000000 --out build/capacity.json
 
-# --- score fusion (issue 5): fit the final-score weights on half of the queries, report on the other half --------
+# --- score fusion and the copy verdict (issues 5, 12): per model, fit the fusion weights, P(copy) and the threshold on
+# half of a bench run's queries (build/bench/signals-*.json; a quick bench first if there is none), report on the
+# other half, write layers/pictrace/pictrace/calibration.json
 .PHONY: fit-fusion
 fit-fusion: bench-setup
 	$(PY) -m bench.fit_fusion

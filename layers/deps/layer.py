@@ -21,13 +21,13 @@ from pathlib import Path
 
 #: Paths (globs relative to the layer's python/ directory) that are never used at run time.
 TRIM = [
-    # LiteRT: the WebGPU accelerator, the AOT compiler tool and the NPU vendors' compiler plugins (the CPU
-    # interpreter PicTrace uses needs none of them), and libLiteRt.so, which ai_edge_litert preloads only if present
-    # (the Interpreter's kernels live in libpywrap_litert_common.so).
-    "ai_edge_litert/libLiteRtWebGpuAccelerator.so",
-    "ai_edge_litert/libLiteRt.so",
-    "ai_edge_litert/tools",
-    "ai_edge_litert/vendors",
+    # ONNX Runtime: the C API library (the Python module, onnxruntime_pybind11_state, is self-contained and does
+    # not load it), and the model tools (transformer optimisers, quantisation, converters) that never run here
+    "onnxruntime/capi/libonnxruntime.so*",
+    "onnxruntime/transformers",
+    "onnxruntime/quantization",
+    "onnxruntime/tools",
+    "onnxruntime/datasets",
     # numpy's own test suites, and _simd, a module only those tests import
     "numpy/**/tests",
     "numpy/_core/_simd.*.so",
@@ -37,11 +37,12 @@ TRIM = [
     "**/*.pyi",
 ]
 
-#: botocore service models kept (PicTrace's functions call S3, and Lambda once to fetch the model at cold start).
-BOTOCORE_SERVICES = {"s3", "lambda", "sts"}
+#: botocore service models kept: S3, S3 Vectors (IndexBackend=s3vectors), Lambda (the model layer's archive at cold
+#: start) and STS. tests/template/test_layers.py creates every client on the built layer.
+BOTOCORE_SERVICES = {"s3", "s3vectors", "lambda", "sts"}
 
 #: Shared objects that carry symbol tables worth stripping (only done when `strip` understands the file).
-STRIP = ["ai_edge_litert/libpywrap_litert_common.so"]
+STRIP = ["onnxruntime/capi/onnxruntime_pybind11_state*.so"]
 
 
 def canonical(name: str) -> str:
@@ -87,8 +88,7 @@ def trim(root: Path, strip: str | None = None) -> int:
             if service.is_dir() and service.name not in BOTOCORE_SERVICES:
                 saved += _remove(service)
     if strip and shutil.which(strip):
-        for name in STRIP:
-            path = root / name
+        for path in (p for pattern in STRIP for p in sorted(root.glob(pattern))):
             if not path.is_file():
                 continue
             before = path.stat().st_size

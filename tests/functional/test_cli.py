@@ -98,7 +98,7 @@ def test_search_prints_a_table_and_json(live: Env) -> None:
     assert "100.0%" in first_row
     for column in ("similar", "cosine", "ssim", "orb", "final", "key"):
         assert column in lines[0]
-    assert f"{len(PHOTOS)} indexed" in table.out and "weights random:0" in table.out and "embed" in table.out
+    assert f"{len(PHOTOS)} indexed" in table.out and "weights sscd" in table.out and "embed" in table.out
 
     body = live.run("search", str(ROOT / "tests/data/coffee.png"), "--json", "-k", "2").json()
     assert body["results"][0]["id"] == sha("coffee.png") and len(body["results"]) == 2
@@ -216,7 +216,7 @@ def test_ingest_backfills_objects_that_predate_the_stack(bare: Env) -> None:
 
     stats = bare.run("stats")
     assert stats.code == 0
-    assert "3 distinct images (4 keys)" in stats.out and "random:0" in stats.out
+    assert "3 distinct images (4 keys)" in stats.out and "sscd" in stats.out
     assert "failed images/old/corrupt.jpg: corrupt" in stats.out
 
 
@@ -233,7 +233,7 @@ def test_ingest_refuses_other_weights_than_the_index(bare: Env, tmp_path: Path) 
     index.create_or_add_key(entry, "images/x.jpg")
     bare.put("images/new.jpg", "astronaut.jpg")
     refused = bare.run("ingest", f"s3://{bare.stack.bucket}/images/", "--api", f"http://127.0.0.1:{free_port()}")
-    assert refused.code == 2 and "'imagenet'" in refused.err and "random:0" in refused.err
+    assert refused.code == 2 and "'imagenet'" in refused.err and "sscd" in refused.err
     assert index.pointer("images/new.jpg") is None
 
 
@@ -276,7 +276,7 @@ def test_stats_flags_and_a_dead_endpoint(live: Env) -> None:
     stats = live.run("stats", "--json")
     assert stats.code == 0, stats.err
     body = stats.json()
-    assert body["indexed_images"] == len(PHOTOS) and body["failures"] == [] and body["weights"] == "random:0"
+    assert body["indexed_images"] == len(PHOTOS) and body["failures"] == [] and body["weights"] == "sscd"
     assert body["bucket"] == live.stack.bucket and body["s3_endpoint"] == live.stack.endpoint
 
     # everything by flag, nothing from the environment

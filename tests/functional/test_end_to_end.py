@@ -64,7 +64,7 @@ def test_uploaded_photo_comes_back_first(client: TestClient, variant: str) -> No
         (r["scores"]["final"] for r in body["results"]), reverse=True
     )
     assert set(body["timings_ms"]) >= {"decode", "embed", "scan", "fetch", "rerank", "total"}
-    assert body["weights"].startswith("random:") and body["indexed"] == len(PHOTOS)
+    assert body["weights"] == "sscd" and body["indexed"] == len(PHOTOS)
     if variant == "same bytes":
         assert best["scores"]["cosine"] > 0.999 and best["similarity"] > 99
 
@@ -109,7 +109,7 @@ def test_image_details_and_health(client: TestClient) -> None:
     assert client.get(f"/images/{'0' * 64}").status_code == 404
     assert client.get("/images/not-an-id").status_code == 400
     health = client.get("/health").json()
-    assert health["status"] == "ok" and health["weights"].startswith("random:") and health["backend"] == "litert"
+    assert health["status"] == "ok" and health["weights"] == "sscd" and health["backend"] == "onnxruntime"
     assert client.get("/openapi.json").json()["paths"]["/search"]["post"]["requestBody"]["content"]
 
 

@@ -9,32 +9,12 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from pictrace.index import IndexStore
-from pictrace.storage import Store, s3_client
+from pictrace.storage import s3_client
 
 from infra.local import SqsWorker, load_handler
 from tests.conftest import PHOTOS, ROOT, read
 from tests.functional.faults import FaultProxy
-
-
-def consistent(stack: Any) -> dict[str, tuple[str, ...]]:
-    """Every entry's keys have pointers to it, and every pointer's entry holds its key; entry id -> keys."""
-    s3 = stack.client("s3")
-    store = IndexStore(Store(stack.bucket, s3), "index/")
-    listed = [o["Key"] for o in s3.list_objects_v2(Bucket=stack.bucket, Prefix="index/").get("Contents", [])]
-    entries = {}
-    for key in listed:
-        if key.startswith("index/entries/"):
-            entry, _ = store.get_entry(key.split("/")[-1].removesuffix(".npz"))
-            entries[entry.id] = entry.keys
-            for image_key in entry.keys:
-                assert store.pointer(image_key) == entry.id
-        elif key.startswith("index/keys/"):
-            pointer = json.loads(s3.get_object(Bucket=stack.bucket, Key=key)["Body"].read())
-            assert pointer["key"] in entries.get(pointer["id"], ()) or pointer["id"] in [
-                k.split("/")[-1].removesuffix(".npz") for k in listed if k.startswith("index/entries/")
-            ]
-    return entries
+from tests.functional.helpers import consistent
 
 
 def use_endpoint(monkeypatch: pytest.MonkeyPatch, endpoint: str) -> None:

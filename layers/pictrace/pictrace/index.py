@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from pictrace.errors import ConflictError, NotFound
+from pictrace.errors import ConflictError, ModelMismatch, NotFound
 from pictrace.rerank import Features, gist
 from pictrace.storage import Store
 
@@ -186,6 +186,48 @@ class IndexStore:
         self.store = store
         self.prefix = index_prefix
         self.on_change: Callable[[str], object] | None = None  # called after each change (pictrace.vectors' mirror)
+        self._model_ok: tuple[str, int] | None = None  # the model this index was checked to be built with
+
+    def model_key(self) -> str:
+        """S3 key of the record of the model whose embeddings the index holds (weights and width)."""
+        return f"{self.prefix}model.json"
+
+    def model_record(self) -> dict[str, Any] | None:
+        """The index's model record; for an index from before the record, what its first entry says; else None."""
+        try:
+            record: dict[str, Any] = json.loads(self.store.get(self.model_key()).body)
+            return record
+        except NotFound:
+            pass
+        for key, _etag, _size in self.store.list(self.entries_prefix()):
+            try:
+                entry = Entry.from_bytes(self.store.get(key).body)
+            except NotFound:
+                continue
+            return {"weights": entry.meta.get("weights"), "dim": int(entry.embedding.shape[0]), "from": key}
+        return None
+
+    def check_model(self, weights: str, dim: int, *, claim: bool = False) -> None:
+        """ModelMismatch unless the index holds embeddings of this model (or none yet). claim: record the model
+        for an index that has no record, so that later writers with another model are refused (ingest does)."""
+        if self._model_ok == (weights, dim):
+            return
+        record = self.model_record()
+        if record is None or (claim and "from" in record and record["weights"] == weights):
+            if claim:
+                body = json.dumps({"weights": weights, "dim": dim, "at": now_iso()}).encode()
+                if not self.store.put(self.model_key(), body, if_none_match=True, content_type="application/json"):
+                    record = self.model_record()  # another writer recorded its model first: that one counts
+        if record is not None and (record.get("weights"), record.get("dim")) != (weights, dim):
+            where = f"s3://{self.store.bucket}/{self.prefix}"
+            raise ModelMismatch(
+                f"the index in {where} holds embeddings of weights {record.get('weights')!r} "
+                f"({record.get('dim')}-d) but this model is {weights!r} ({dim}-d): embeddings of different models "
+                f"never mix. To reindex with {weights!r}, empty {where} (e.g. `aws s3 rm --recursive {where}`) and "
+                f"run `pictrace ingest s3://{self.store.bucket}/<images prefix>` (the backfill), or deploy with "
+                f"Weights={record.get('weights')} to keep this index"
+            )
+        self._model_ok = (weights, dim)
 
     def entry_key(self, entry_id: str) -> str:
         """S3 key of an entry."""

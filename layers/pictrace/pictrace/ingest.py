@@ -23,6 +23,7 @@ from pictrace.modelfetch import ensure_model
 from pictrace.rerank import compute_features, trim_border
 from pictrace.settings import Settings, get_settings
 from pictrace.storage import Store
+from pictrace.vectors import refused_vector
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +86,11 @@ class Ingestor:
         except InvalidImage as exc:
             return self._fail(key, str(exc), obj.etag)
         content = trim_border(image.bgr)  # uniform padding is not content (the query side trims it too)
+        # one model per index: refused (retried, then the DLQ) rather than mixed with another model's embeddings
+        self.index.check_model(self.embedder.weights, self.embedder.dim, claim=True)
         embedding = self.embedder.embed([content])[0]
+        if (refused := refused_vector(embedding)) is not None:  # no cosine for it (S3 Vectors refuses it too)
+            return self._fail(key, refused, obj.etag)
         meta = {
             "format": image.format,
             "width": image.width,

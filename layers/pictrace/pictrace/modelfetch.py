@@ -26,7 +26,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from pictrace.embedding import INFO_FILE, MODEL_FILE
+from pictrace.embedding import INFO_FILE, has_model
 from pictrace.errors import ConfigError, UpstreamError
 from pictrace.settings import Settings
 
@@ -35,11 +35,6 @@ logger = logging.getLogger(__name__)
 #: where the model sits inside the layer archive (/opt/model when a layer is attached)
 ARCHIVE_DIR = "model/"
 _lock = threading.Lock()
-
-
-def has_model(model_dir: str | os.PathLike[str]) -> bool:
-    """Whether the directory holds both files of the model artifact."""
-    return all((Path(model_dir) / name).is_file() for name in (MODEL_FILE, INFO_FILE))
 
 
 def ensure_model(settings: Settings, client: Any | None = None) -> str:
@@ -83,14 +78,23 @@ def fetch_layer_model(layer_arn: str, model_dir: str, client: Any | None = None,
 
 def _extract(archive: Path, target: Path, layer_arn: str) -> None:
     with zipfile.ZipFile(archive) as zf:
-        names = set(zf.namelist())
-        # model.json last: has_model() is true only once both files are complete
-        for name in (MODEL_FILE, INFO_FILE):
-            member = ARCHIVE_DIR + name
-            if member not in names:
-                raise ConfigError(f"the model layer {layer_arn} has no {member}: build it with `make model`")
-            partial = target / f".{name}.partial"
+        members = [m for m in zf.infolist() if m.filename.startswith(ARCHIVE_DIR) and not m.is_dir()]
+        names = {m.filename[len(ARCHIVE_DIR) :] for m in members}
+        if INFO_FILE not in names:
+            raise ConfigError(
+                f"the model layer {layer_arn} has no {ARCHIVE_DIR}{INFO_FILE}: build it with `make model`"
+            )
+        # model.json last: has_model() is true only once every file it names is complete
+        for member in sorted(members, key=lambda m: m.filename == ARCHIVE_DIR + INFO_FILE):
+            relative = Path(member.filename[len(ARCHIVE_DIR) :])
+            if relative.is_absolute() or ".." in relative.parts:
+                raise ConfigError(f"the model layer {layer_arn} holds an unsafe path {member.filename!r}")
+            final = target / relative
+            final.parent.mkdir(parents=True, exist_ok=True)
+            partial = final.with_name(f".{final.name}.partial")
             with zf.open(member) as src, partial.open("wb") as dst:
                 while chunk := src.read(1 << 20):
                     dst.write(chunk)
-            os.replace(partial, target / name)
+            os.replace(partial, final)
+    if not has_model(target):
+        raise ConfigError(f"the model layer {layer_arn} lacks the file its {INFO_FILE} names: rebuild it")

@@ -22,7 +22,6 @@ from pictrace.rerank import (
     D4,
     QueryFeatures,
     Scores,
-    Weights,
     describe_query,
     gist,
     gist_variants,
@@ -37,6 +36,7 @@ from pictrace.segments import SegmentedView, SegmentStore
 from pictrace.settings import Settings
 from pictrace.storage import Store
 from pictrace.vectors import VectorIndex
+from pictrace.verdict import calibration_for, verdict
 
 logger = logging.getLogger(__name__)
 
@@ -61,8 +61,9 @@ class Hit:
     keys: tuple[str, ...]
     url: str | None
     scores: Scores
-    similarity: float
+    similarity: float  # percent: the calibrated probability of being a copy (pictrace.verdict)
     rank_cosine: int
+    match: bool | None = None  # a copy of the query? None where the model has no calibration
 
 
 @dataclass
@@ -143,6 +144,8 @@ class SearchService:
         shortlist = max(shortlist, top_k)
         timings: dict[str, float] = {}
         started = t = time.perf_counter()
+        embedder = self.embedder
+        await asyncio.to_thread(self.index_store.check_model, embedder.weights, embedder.dim)  # once per container
 
         def lap(stage: str) -> None:
             nonlocal t
@@ -211,12 +214,8 @@ class SearchService:
         fetched: dict[str, Any],
         keys_of: dict[str, tuple[str, ...]],
     ) -> list[Hit]:
-        weights = Weights(
-            cosine=self.settings.weight_cosine,
-            gist=self.settings.weight_gist,
-            ssim=self.settings.weight_ssim,
-            geometry=self.settings.weight_geometry,
-        )
+        weights = self.settings.fusion(self.embedder.weights)
+        calibration = calibration_for(self.embedder.weights)
         by_cosine = {c.id: rank for rank, c in enumerate(sorted(candidates, key=lambda c: -c.cosine), start=1)}
         live = []
         for c in candidates:
@@ -249,17 +248,10 @@ class SearchService:
 
         with ThreadPoolExecutor(max_workers=2) as pool:  # OpenCV releases the GIL
             all_scores = list(pool.map(one, range(len(live))))
-        hits = [
-            Hit(
-                id=c.id,
-                keys=keys,
-                url=self.link(keys[0]),
-                scores=s,
-                similarity=round(100 * s.final, 1),
-                rank_cosine=by_cosine[c.id],
-            )
-            for (c, _, keys), s in zip(live, all_scores, strict=True)
-        ]
+        hits = []
+        for (c, _, keys), s in zip(live, all_scores, strict=True):
+            judged = verdict(s.final, calibration)
+            hits.append(Hit(c.id, keys, self.link(keys[0]), s, judged.similarity, by_cosine[c.id], match=judged.match))
         hits.sort(key=lambda h: h.scores.final, reverse=True)
         return hits
 
@@ -269,6 +261,8 @@ class SearchService:
         original is read from the bucket within max_bytes and max_pixels, like any query image)."""
         timings: dict[str, float] = {}
         started = t = time.perf_counter()
+        embedder = self.embedder
+        await asyncio.to_thread(self.index_store.check_model, embedder.weights, embedder.dim)  # once per container
 
         def lap(stage: str) -> None:
             nonlocal t

@@ -11,6 +11,7 @@ from typing import Any
 
 from pictrace.errors import ConfigError
 from pictrace.rerank import Weights
+from pictrace.verdict import fusion_for
 
 ENV_PREFIX = "PICTRACE_"
 
@@ -36,11 +37,11 @@ class Settings:
     refresh_seconds: float = 2.0
     fetch_concurrency: int = 16
     feature_cache: int = 2048
-    # final-score weights (pictrace.rerank): fitted on half of the benchmark's queries, see docs/benchmarks.md
-    weight_cosine: float = Weights.cosine
-    weight_gist: float = Weights.gist
-    weight_ssim: float = Weights.ssim
-    weight_geometry: float = Weights.geometry
+    # final-score weights (pictrace.rerank); None: the model's own, fitted by `make fit-fusion` (pictrace.verdict)
+    weight_cosine: float | None = None
+    weight_gist: float | None = None
+    weight_ssim: float | None = None
+    weight_geometry: float | None = None
     verify: int = 16  # shortlisted candidates that get the geometric check (ORB + RANSAC), best by the other signals
     segment_dtype: str = "float32"  # how segments store the per-image matrices: float32 or float16
     max_segments: int = 8  # compaction merges the newest segments short of segment_rows beyond this many
@@ -84,6 +85,16 @@ class Settings:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"PICTRACE_{name.upper()} must be positive")
 
+    def fusion(self, model_weights: str) -> Weights:
+        """The final score's weights: those set here, the rest from the model's fitted ones (pictrace.verdict)."""
+        fitted = fusion_for(model_weights)
+        return Weights(
+            cosine=fitted.cosine if self.weight_cosine is None else self.weight_cosine,
+            gist=fitted.gist if self.weight_gist is None else self.weight_gist,
+            ssim=fitted.ssim if self.weight_ssim is None else self.weight_ssim,
+            geometry=fitted.geometry if self.weight_geometry is None else self.weight_geometry,
+        )
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Read settings from the environment (PICTRACE_*); keyword arguments override it."""
@@ -102,6 +113,7 @@ class Settings:
 
 def _convert(name: str, type_name: Any, raw: str) -> Any:
     kind = type_name if isinstance(type_name, str) else getattr(type_name, "__name__", str(type_name))
+    kind = kind.removesuffix(" | None")
     try:
         if kind == "int":
             return int(raw)
