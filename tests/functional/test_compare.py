@@ -121,6 +121,22 @@ def test_a_crop_and_a_quarter_turn_are_found_where_they_are_and_drawn(client: Te
         assert resembles(left, query) > 0.8 and resembles(right, original) > 0.8
         assert resembles(right, query) < 0.5  # the two halves are not the same image twice
         assert int(response.headers["x-pictrace-inliers"]) >= 30
+        assert iou(region_header(response), where) >= MIN_IOU
+
+
+def region_header(response: Any) -> np.ndarray:
+    """The matched region a picture response names in its X-PicTrace-Region header."""
+    return np.array([[float(v) for v in corner.split(",")] for corner in response.headers["x-pictrace-region"].split()])
+
+
+def test_an_indexed_image_with_a_trimmed_border_is_exact_in_the_picture(client: TestClient) -> None:
+    """camera.tiff has a uniform border that ingest trimmed: the JSON, from the index alone, says it is not exact;
+    the picture decodes the original and places the crop where it is."""
+    crop, where = crop30(photo("camera.tiff"))
+    body = compare(client, png(crop), sha("camera.tiff")).json()
+    assert body["exact"] is False and body["inliers"] >= 30
+    picture = compare(client, png(crop), sha("camera.tiff"), format="png")
+    assert iou(region_header(picture), where) >= 0.9
 
 
 def test_every_query_kind_and_the_accept_header(client: TestClient, stack: Any) -> None:

@@ -91,14 +91,15 @@ def error_text(page: Any) -> str:
     return str(page.inner_text("#error"))
 
 
-def save_screenshot(page: Any) -> None:
-    """SCREENSHOT (build/, or docs/ on request), kept small: the viewport, reduced to a 256-colour palette."""
+def save_screenshot(page: Any, name: str = SCREENSHOT.name) -> None:
+    """SCREENSHOT (build/, or docs/ on request), or another name beside it, kept small: the viewport, reduced to a
+    256-colour palette."""
     from PIL import Image
 
     png = page.screenshot(full_page=False)
     image = Image.open(io.BytesIO(png)).convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT)
     SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-    image.save(SCREENSHOT, optimize=True)
+    image.save(SCREENSHOT.parent / name, optimize=True)
 
 
 def test_upload_ranks_the_original_first_then_click_a_result_then_a_non_image(
@@ -110,7 +111,7 @@ def test_upload_ranks_the_original_first_then_click_a_result_then_a_non_image(
     page.on("request", lambda request: hosts.add(f"{urlsplit(request.url).scheme}://{urlsplit(request.url).netloc}"))
     page.goto(base + "/")
     assert page.title().startswith("PicTrace")
-    page.wait_for_function("() => document.getElementById('status').textContent.includes('random:0')")
+    page.wait_for_function("() => document.getElementById('status').textContent.includes('sscd')")
 
     # a file chosen with the file chooser: the same photo comes back first, as the same file, at ~100 %
     page.set_input_files("#file", str(DATA / "astronaut.jpg"))
@@ -127,15 +128,17 @@ def test_upload_ranks_the_original_first_then_click_a_result_then_a_non_image(
     timings = page.inner_text("#timings")
     for stage in ("decode", "embed", "scan", "fetch", "rerank", "total"):
         assert stage in timings
-    assert "random:0" in page.inner_text("#model") and "litert" in page.inner_text("#model")
+    assert "sscd" in page.inner_text("#model") and "onnxruntime" in page.inner_text("#model")
     assert "JPEG" in page.inner_text("#summary") and f"{len(PHOTOS)} indexed" in page.inner_text("#summary")
-    # thumbnails are the presigned links, loaded by the browser (the TIFF one becomes a labelled placeholder)
+    # thumbnails are the presigned links, loaded by the browser; TIFF, which browsers cannot show, is the API's JPEG
     page.wait_for_function(
-        "() => [...document.querySelectorAll('#results img')].every(i => i.complete)", timeout=TIMEOUT_MS
+        "() => [...document.querySelectorAll('#results img')].every(i => i.complete && i.naturalWidth > 0)",
+        timeout=TIMEOUT_MS,
     )
-    shown = page.locator("#results img").evaluate_all("imgs => imgs.filter(i => i.naturalWidth > 0).length")
-    assert shown == len(PHOTOS) - 1  # all but camera.tiff, which browsers cannot show
-    assert page.locator("#results .noimg").count() == 1
+    assert page.locator("#results img").count() == len(PHOTOS) and page.locator("#results .noimg").count() == 0
+    tiff = page.locator(f"#results .card[data-id='{sha('camera.tiff')}'] img").get_attribute("src")
+    assert tiff == f"thumbnail/{sha('camera.tiff')}"
+    assert page.locator("#results .verdict").count() == 0  # no verdict in the answer (yet): no badge
     save_screenshot(page)
 
     # click a result: the page searches by its id, and that image comes back first
@@ -299,3 +302,109 @@ def test_docs_and_assets_are_served(site: tuple[str, Any]) -> None:
     assert httpx.get(base + "/docs").status_code == 200
     assert "/search" in httpx.get(base + "/openapi.json").json()["paths"]
     assert httpx.get(base + "/static/nope.js").status_code == 404
+
+
+def crop30() -> tuple[bytes, tuple[int, int, int, int]]:
+    """A PNG of 30 % of astronaut.jpg's area, off-centre, and where it lies in the photo (x0, y0, x1, y1)."""
+    import math
+
+    import cv2
+    import numpy as np
+
+    photo = cv2.imdecode(np.frombuffer(read("astronaut.jpg"), np.uint8), cv2.IMREAD_COLOR)
+    h, w = photo.shape[:2]
+    cw, ch = round(w * math.sqrt(0.3)), round(h * math.sqrt(0.3))
+    x0, y0 = round(w * 0.35), round(h * 0.15)
+    return cv2.imencode(".png", photo[y0 : y0 + ch, x0 : x0 + cw])[1].tobytes(), (x0, y0, x0 + cw, y0 + ch)
+
+
+def test_compare_view_shows_where_a_crop_sits_by_mouse_and_keyboard(
+    site: tuple[str, Any], browser_page: Any, tmp_path: Path
+) -> None:
+    import numpy as np
+    from pictrace.compare import iou
+
+    base, _ = site
+    page = browser_page
+    page.goto(base + "/")
+    data, where = crop30()
+    (tmp_path / "crop.png").write_bytes(data)
+    page.set_input_files("#file", str(tmp_path / "crop.png"))
+    card = page.locator(f"#results .card[data-id='{sha('astronaut.jpg')}']")
+    card.wait_for()
+    picture_loaded = (
+        "() => { const i = document.querySelector('#compare[open] #compare-figure img');"
+        " return !!i && i.complete && i.naturalWidth > 0 }"
+    )
+
+    # the mouse: the result's compare button opens the view (and does not search with the result)
+    card.locator(".compare-button").click()
+    page.wait_for_function(picture_loaded, timeout=TIMEOUT_MS)
+    assert page.evaluate("location.hash") == ""
+    assert "astronaut.jpg" in page.inner_text("#compare-title")
+    verdict = page.inner_text("#compare-verdict")
+    assert "agree on one affine transform" in verdict and "similar" in verdict
+    assert "matched region" in page.inner_text("#compare-facts")
+    size = page.evaluate(
+        "[...document.querySelectorAll('#compare-figure img')].map(i => [i.naturalWidth, i.naturalHeight])"
+    )
+    assert size and size[0][0] > size[0][1] > 200  # two images side by side
+    # the region outlined on the result's thumbnail, in the photo's pixels: where the crop came from
+    points = card.locator("svg.region polygon").get_attribute("points") or ""
+    region = np.array([[float(v) for v in p.split(",")] for p in points.split()])
+    assert len(region) == 4 and iou(region, where) >= 0.8, (region, where)
+    save_screenshot(page, "compare.png")
+
+    # the keyboard: Escape closes it and gives the focus back to the button; Enter opens it again
+    page.keyboard.press("Escape")
+    page.wait_for_function("() => !document.getElementById('compare').open")
+    assert page.evaluate("document.activeElement.classList.contains('compare-button')")
+    page.keyboard.press("Enter")
+    page.wait_for_function(picture_loaded, timeout=TIMEOUT_MS)
+    assert page.evaluate("location.hash") == ""  # Enter on the button is not Enter on the card
+    page.click("#compare-close")
+    page.wait_for_function("() => !document.getElementById('compare').open")
+
+    # an error while comparing is said in the view
+    page.route(
+        "**/compare*",
+        lambda route: route.fulfill(status=404, json={"detail": "no indexed image with id x", "error": "NotFound"}),
+    )
+    card.locator(".compare-button").click()
+    page.wait_for_function("() => document.getElementById('compare-verdict').textContent.includes('Not found.')")
+    assert "no indexed image" in page.inner_text("#compare-facts")
+    page.keyboard.press("Escape")
+    page.unroute("**/compare*")
+
+
+def test_each_result_shows_its_verdict(site: tuple[str, Any], browser_page: Any) -> None:
+    """match true: "copy", false: "not a copy", null or absent: no badge; the similarity stays."""
+    base, _ = site
+    page = browser_page
+    verdicts = {sha("astronaut.jpg"): True, sha("coffee.png"): False, sha("chelsea.webp"): None}
+
+    def with_verdicts(route: Any) -> None:  # the real answer (route.fetch drops multipart files), with verdicts
+        import httpx
+
+        files = {"file": ("astronaut.jpg", read("astronaut.jpg"), "image/jpeg")}
+        body = httpx.post(f"{base}/search?top_k=10", files=files, timeout=TIMEOUT_MS / 1000).json()
+        for hit in body["results"]:
+            if hit["id"] in verdicts:
+                hit["match"] = verdicts[hit["id"]]
+            else:
+                hit.pop("match", None)
+        route.fulfill(status=200, json=body)
+
+    page.route("**/search*", with_verdicts)
+    page.goto(base + "/")
+    page.set_input_files("#file", str(DATA / "astronaut.jpg"))
+    wait_for_results(page, sha("astronaut.jpg"))
+
+    def badge(name: str) -> list[str]:
+        card = page.locator(f"#results .card[data-id='{sha(name)}']")
+        assert card.locator(".sim").inner_text().endswith("%")
+        return [str(t) for t in card.locator(".verdict").all_inner_texts()]
+
+    assert [b.lower() for b in badge("astronaut.jpg")] == ["copy"]
+    assert [b.lower() for b in badge("coffee.png")] == ["not a copy"]
+    assert badge("chelsea.webp") == [] and badge("rocket.bmp") == []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
-from pictrace.compare import Frame, evidence, iou
+from pictrace.compare import MIN_REGION_INLIERS, Frame, evidence, iou, plausible
 from pictrace.images import DecodedImage, decode_image
 from pictrace.rerank import (
     D4_NAMES,
@@ -177,4 +177,25 @@ def test_evidence_locates_edited_copies_in_the_original_s_pixels() -> None:
     ev = evidence(
         compute_features(unrelated.bgr), None, indexed, Frame.of_decoded(unrelated), Frame.of_decoded(decoded(original))
     )
-    assert ev.inliers < 15
+    assert ev.inliers < MIN_REGION_INLIERS and ev.region is None and ev.affine is None
+
+
+def test_degenerate_transforms_are_not_evidence() -> None:
+    """RANSAC may collapse the query onto a few pixels, where every match agrees: that is no transform a copy has."""
+    turn = np.array([[0.0, -0.5, 100.0], [0.5, 0.0, 20.0]])  # a quarter turn at half size
+    assert plausible(turn) and plausible(np.array([[-2.0, 0.0, 0.0], [0.0, 2.0, 0.0]]))  # mirrored, twice the size
+    assert not plausible(np.array([[0.006, 0.0, 10.0], [0.0, 0.001, 5.0]]))  # measured between unrelated photos
+    assert not plausible(np.array([[4.0, 0.0, 0.0], [0.0, 1.0, 0.0]]))  # one direction stretched 4x
+    # a query of repeated texture against a photo: whatever RANSAC finds, a degenerate fit yields no inliers
+    rng = np.random.default_rng(3)
+    noise = cv2.resize(rng.integers(0, 255, (40, 40, 3), np.uint8), (400, 400), interpolation=cv2.INTER_NEAREST)
+    original = bgr("chelsea.webp")
+    query = decoded(noise)
+    ev = evidence(
+        compute_features(noise),
+        None,
+        compute_features(original),
+        Frame.of_decoded(query),
+        Frame.of_decoded(decoded(original)),
+    )
+    assert ev.region is None and (ev.degenerate or ev.inliers < MIN_REGION_INLIERS)

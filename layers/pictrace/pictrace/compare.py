@@ -38,6 +38,13 @@ HEADER = 30
 MAX_LINES = 150  # inlier lines drawn (the JSON lists every inlier)
 PICTURE_FORMATS = {"png": "image/png", "jpeg": "image/jpeg"}
 THUMBNAIL_SIDE = 320
+#: fewer inliers than this name no region: chance agreements of unrelated images reach a handful (RANSAC, 6 px)
+MIN_REGION_INLIERS = 12
+#: a transform whose scale (either singular value, ORB pixels to ORB pixels) is outside this range, or that stretches
+#: one direction more than MAX_STRETCH times the other, is degenerate: RANSAC collapsing the query onto a few pixels
+#: makes every match an "inlier" (measured: up to 63 between unrelated textured photos, at scales below 0.01)
+SCALE_RANGE = (0.1, 10.0)
+MAX_STRETCH = 3.0
 REGION_COLOUR = (40, 200, 40)  # BGR
 OUTLIER_COLOUR = (200, 200, 200)
 
@@ -96,10 +103,11 @@ class Evidence:
     query_points: np.ndarray  # (matches, 2)
     indexed_points: np.ndarray  # (matches, 2)
     inlier: np.ndarray  # (matches,) bool
-    affine: np.ndarray | None  # (2, 3): query pixels -> indexed pixels
-    region: np.ndarray | None  # (4, 2): the query's outline mapped into the indexed image
+    affine: np.ndarray | None  # (2, 3): query pixels -> indexed pixels (None under MIN_REGION_INLIERS inliers)
+    region: np.ndarray | None  # (4, 2): the query's outline mapped into the indexed image (the same)
     query_outline: np.ndarray  # (4, 2): that outline in the query
     exact: bool
+    degenerate: bool = False  # RANSAC's transform collapses or stretches the query: its inliers do not count
 
     def transform_summary(self) -> dict[str, float | bool] | None:
         """How the query sits in the indexed image: turned counter-clockwise by rotation_degrees (after a left-right
@@ -163,23 +171,35 @@ def evidence(
     c_points = _apply(c_pix, found.candidate_points)
     affine = region = None
     outline = query_frame.outline()
-    if found.affine is not None:
+    inlier = found.inlier
+    degenerate = found.affine is not None and not plausible(found.affine)
+    if degenerate:
+        inlier = np.zeros_like(inlier)
+    elif found.affine is not None and found.inliers >= MIN_REGION_INLIERS:
         orb_affine = np.vstack([found.affine, [0.0, 0.0, 1.0]])
         full = c_pix @ orb_affine @ flip @ np.linalg.inv(q_pix)  # flip is its own inverse
         affine = full[:2]
         region = _apply(full, outline)
     return Evidence(
         matches=found.matches,
-        inliers=found.inliers,
+        inliers=int(inlier.sum()),
         mirrored=flipped,
         query_points=q_points,
         indexed_points=c_points,
-        inlier=found.inlier,
+        inlier=inlier,
         affine=affine,
         region=region,
         query_outline=outline,
         exact=query_frame.exact and candidate_frame.exact,
+        degenerate=degenerate,
     )
+
+
+def plausible(affine: np.ndarray) -> bool:
+    """Whether an affine transform (ORB pixels to ORB pixels) could relate a copy to its original: a bounded scale
+    and no strong stretch of one direction against the other."""
+    big, small = np.linalg.svd(np.asarray(affine, np.float64)[:, :2], compute_uv=False)
+    return bool(SCALE_RANGE[0] <= small and big <= SCALE_RANGE[1] and big <= MAX_STRETCH * small)
 
 
 def _apply(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
@@ -291,7 +311,10 @@ def _caption(comparison: Comparison) -> str:
     match = getattr(comparison.hit, "match", None)
     verdict = "copy" if match is True else "not a copy" if match is False else ""
     parts = [f"{verdict}  " if verdict else "", f"similarity {comparison.hit.similarity:.1f}%"]
-    parts.append(f" - {ev.inliers} of {ev.matches} ORB matches agree on one affine transform")
+    if ev.degenerate:
+        parts.append(f" - {ev.matches} ORB matches, no plausible transform between them")
+    else:
+        parts.append(f" - {ev.inliers} of {ev.matches} ORB matches agree on one affine transform")
     summary = ev.transform_summary()
     if summary is not None:
         parts.append(f" (rotation {summary['rotation_degrees']:g} deg, scale {summary['scale']:.2f}")
@@ -320,6 +343,7 @@ def evidence_json(ev: Evidence, max_pairs: int = 500) -> dict[str, Any]:
         "region_box": ev.region_box(),
         "query_outline": rounded(ev.query_outline),
         "exact": ev.exact,
+        "degenerate": ev.degenerate,
     }
 
 

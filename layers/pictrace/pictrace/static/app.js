@@ -23,6 +23,13 @@
     timings: $("timings"),
     model: $("model"),
     results: $("results"),
+    compare: $("compare"),
+    compareTitle: $("compare-title"),
+    compareVerdict: $("compare-verdict"),
+    compareFacts: $("compare-facts"),
+    compareFigure: $("compare-figure"),
+    compareOpen: $("compare-open"),
+    compareClose: $("compare-close"),
   };
 
   const ID_RE = /^[0-9a-f]{64}$/;
@@ -42,6 +49,10 @@
   ];
   let current = 0; // the newest search; answers to older ones are dropped
   let queryObjectUrl = null;
+  let lastQuery = null; // {kind, value} of the search on screen: what "compare" sends again
+  let comparing = 0; // the newest comparison; answers to older ones are dropped
+  let pictureUrl = null;
+  const SVG = "http://www.w3.org/2000/svg";
 
   // The id of an image is the SHA-256 of its bytes: computed here, it marks the result that is the very same file.
   async function sha256(blob) {
@@ -87,12 +98,27 @@
     return x >= 100 ? `${Math.round(x)} ms` : `${x.toFixed(1)} ms`;
   }
 
-  // An <img> that turns into a labelled placeholder when the browser cannot show it (TIFF, an expired link).
-  function picture(src, alt, whyNot) {
-    if (!src) return el("div", { class: "noimg" }, whyNot || "no preview");
-    const img = el("img", { src, alt, loading: "lazy", decoding: "async" });
-    img.addEventListener("error", () => img.replaceWith(el("div", { class: "noimg" }, whyNot || "no preview")));
+  // An <img> that falls back to the API's JPEG thumbnail (fallback) when the browser cannot show the original (TIFF),
+  // and to a labelled placeholder when neither loads (an expired link, a deleted image).
+  function picture(src, alt, whyNot, fallback) {
+    const placeholder = () => el("div", { class: "noimg" }, whyNot || "no preview");
+    if (!src && !fallback) return placeholder();
+    const img = el("img", { src: src || fallback, alt, loading: "lazy", decoding: "async" });
+    img.addEventListener("error", () => {
+      if (fallback && img.getAttribute("src") !== fallback) img.src = fallback;
+      else img.replaceWith(placeholder());
+    });
     return img;
+  }
+
+  // Browsers show JPEG, PNG, WebP and BMP, not TIFF: those go straight to the thumbnail.
+  const browserShows = (key) => !/\.tiff?$/i.test(key || "");
+
+  // The verdict of a result: "copy" (match true), "not a copy" (match false), nothing without one (null or absent).
+  function verdictBadge(match) {
+    if (match === true) return el("span", { class: "verdict copy", title: "judged a copy of the query" }, "copy");
+    if (match === false) return el("span", { class: "verdict not-copy", title: "judged not a copy of the query" }, "not a copy");
+    return null;
   }
 
   // ------------------------------------------------------------------ errors
@@ -204,6 +230,7 @@
   // kind: "file" (a File/Blob), "url" (a string) or "id" (64 hex characters); preview: {src, caption}
   async function search(kind, value, preview) {
     const token = ++current;
+    lastQuery = null;
     clearError();
     const topK = Number(els.topK.value) || 10;
     let init;
@@ -225,6 +252,7 @@
         kind === "file" ? sha256(value) : Promise.resolve(kind === "id" ? value : null),
       ]);
       if (token !== current) return;
+      lastQuery = { kind, value };
       render(answer, kind, value, same);
     } catch (err) {
       if (token !== current) return;
@@ -322,6 +350,21 @@
         fmt(s[name])
       ),
     ]);
+    const compareButton = el(
+      "button",
+      {
+        type: "button",
+        class: "compare-button",
+        title: "show the matched keypoints and where the query sits in this image",
+        "aria-haspopup": "dialog",
+        onclick: (e) => {
+          e.stopPropagation();
+          openCompare(hit, node);
+        },
+        onkeydown: (e) => e.stopPropagation(), // Enter/Space press the button, not the card
+      },
+      "compare"
+    );
     const node = el(
       "article",
       {
@@ -335,10 +378,16 @@
       el(
         "div",
         { class: "thumb" },
-        picture(hit.url, key, `no preview (${(key.split(".").pop() || "").toUpperCase()})`),
+        picture(
+          browserShows(key) ? hit.url : null,
+          key,
+          `no preview (${(key.split(".").pop() || "").toUpperCase()})`,
+          `thumbnail/${hit.id}`
+        ),
         el("span", { class: "rank" }, `#${rank}`),
         el("span", { class: "sim" }, `${Number(hit.similarity).toFixed(1)}%`),
-        same ? el("span", { class: "same-badge", title: "the same bytes as the query (same SHA-256)" }, "same file") : null
+        same ? el("span", { class: "same-badge", title: "the same bytes as the query (same SHA-256)" }, "same file") : null,
+        verdictBadge(hit.match)
       ),
       el(
         "div",
@@ -353,6 +402,7 @@
             { class: "facts", title: "rank in the cosine shortlist (before the rerank) · ORB keypoints matched" },
             `cos #${hit.rank_cosine} · ${s.orb_matches ?? "–"} matches`
           ),
+          compareButton,
           hit.url
             ? el(
                 "a",
@@ -366,6 +416,7 @@
     const go = () => byId(hit.id, { src: hit.url, caption: hit.keys.join(", ") });
     node.addEventListener("click", go);
     node.addEventListener("keydown", (e) => {
+      if (e.target !== node) return; // keys pressed on the card's own controls are theirs
       if (e.key === "Enter" || e.key === " ") {
         e.preventDefault();
         go();
@@ -373,6 +424,127 @@
     });
     return node;
   }
+
+
+  // ------------------------------------------------------------------ comparing
+  // POST /compare with the query on screen and one result: the JSON (verdict, matches, region), then the picture.
+  function compareInit(accept) {
+    const { kind, value } = lastQuery;
+    if (kind === "file") {
+      const form = new FormData();
+      form.append("file", value, value.name || "pasted-image");
+      return { method: "POST", body: form, headers: { accept } };
+    }
+    const body = kind === "url" ? { url: value } : { id: value };
+    return { method: "POST", headers: { "content-type": "application/json", accept }, body: JSON.stringify(body) };
+  }
+
+  async function openCompare(hit, card) {
+    if (!lastQuery) return;
+    const token = ++comparing;
+    const key = (hit.keys && hit.keys[0]) || hit.id;
+    els.compareTitle.textContent = `Query → ${basename(key)}`;
+    els.compareVerdict.replaceChildren(el("span", { class: "spinner" }), "Comparing…");
+    els.compareFacts.replaceChildren();
+    els.compareFigure.replaceChildren(el("div", { class: "compare-wait" }, "drawing the matched keypoints…"));
+    els.compareOpen.hidden = true;
+    els.compare.dataset.id = hit.id;
+    if (!els.compare.open) els.compare.showModal();
+    const path = `compare?target=${hit.id}`;
+    try {
+      const [answer, [blob, region]] = await Promise.all([api(path, compareInit("application/json")), pictureOf(path)]);
+      if (token !== comparing) return;
+      showComparison(answer, blob, key);
+      // the picture's region is exact (it decoded the original); the JSON's may assume no trimmed border
+      outlineRegion(card, answer, region && !answer.exact ? region : answer.region);
+    } catch (err) {
+      if (token !== comparing) return;
+      els.compareVerdict.replaceChildren(el("span", { class: "bad" }, err.title || "The comparison failed."));
+      els.compareFacts.replaceChildren(err.detail || String(err));
+      els.compareFigure.replaceChildren();
+    }
+  }
+
+  async function pictureOf(path) {
+    let response;
+    try {
+      response = await fetch(`${path}&format=png`, compareInit("image/png"));
+    } catch (exc) {
+      throw { title: "Cannot reach the PicTrace API.", detail: `${exc.message || exc}. Is the server running?` };
+    }
+    if (!response.ok) throw await apiError(response);
+    const corners = (response.headers.get("x-pictrace-region") || "").trim();
+    const region = corners ? corners.split(/\s+/).map((c) => c.split(",").map(Number)) : null;
+    return [await response.blob(), region];
+  }
+
+  function showComparison(answer, blob, key) {
+    const t = answer.transform;
+    const badge = verdictBadge(answer.match);
+    els.compareVerdict.replaceChildren(
+      ...(badge ? [badge, " "] : []),
+      el("b", {}, `${Number(answer.similarity).toFixed(1)}%`),
+      " similar · ",
+      el("b", {}, String(answer.inliers)),
+      ` of ${answer.matches} ORB matches agree on one affine transform`
+    );
+    const facts = [];
+    if (t) {
+      const turn = Math.round(t.rotation_degrees);
+      facts.push(turn ? `query turned ${turn}° counter-clockwise` : "query not turned", `scale ${t.scale.toFixed(2)}`);
+      if (t.mirrored) facts.push("mirrored");
+    }
+    const box = answer.region_box;
+    const size = answer.indexed || {};
+    facts.push(
+      box
+        ? `matched region x ${Math.round(box[0])}–${Math.round(box[2])}, y ${Math.round(box[1])}–${Math.round(box[3])} of ${size.width}×${size.height}`
+        : answer.degenerate
+          ? "no matched region: the only transform the keypoints agree on collapses the query (chance matches)"
+          : "no matched region: the keypoints agree on no transform"
+    );
+    facts.push(answer.explain);
+    els.compareFacts.replaceChildren(facts.filter(Boolean).join(" · "));
+    if (pictureUrl) URL.revokeObjectURL(pictureUrl);
+    pictureUrl = URL.createObjectURL(blob);
+    els.compareFigure.replaceChildren(
+      el("img", {
+        src: pictureUrl,
+        alt: `The query (left) and ${basename(key)} (right) side by side, matched keypoints joined by lines, the matched region outlined`,
+      })
+    );
+    els.compareOpen.href = pictureUrl;
+    els.compareOpen.hidden = false;
+  }
+
+  // The matched region drawn over the result's thumbnail (an SVG in the image's own pixels, cropped like the
+  // thumbnail: object-fit cover = preserveAspectRatio slice).
+  function outlineRegion(card, answer, region) {
+    const thumb = card && card.querySelector(".thumb");
+    const size = answer.indexed || {};
+    if (!thumb || !region || !size.width || !size.height) return;
+    thumb.querySelector("svg.region")?.remove();
+    const svg = document.createElementNS(SVG, "svg");
+    svg.setAttribute("class", "region");
+    svg.setAttribute("viewBox", `0 0 ${size.width} ${size.height}`);
+    svg.setAttribute("preserveAspectRatio", "xMidYMid slice");
+    svg.setAttribute("aria-label", "where the query sits in this image");
+    const polygon = document.createElementNS(SVG, "polygon");
+    polygon.setAttribute("points", region.map(([x, y]) => `${x},${y}`).join(" "));
+    polygon.setAttribute("vector-effect", "non-scaling-stroke");
+    svg.append(polygon);
+    thumb.append(svg);
+  }
+
+  els.compareClose.addEventListener("click", () => els.compare.close());
+  els.compare.addEventListener("click", (e) => {
+    if (e.target === els.compare) els.compare.close(); // a click on the backdrop
+  });
+  els.compare.addEventListener("close", () => {
+    comparing += 1;
+    const card = els.results.querySelector(`.card[data-id="${els.compare.dataset.id}"] .compare-button`);
+    if (card) card.focus();
+  });
 
   // ------------------------------------------------------------------ the ways in
   function byFile(file) {
