@@ -1,12 +1,12 @@
 """Capacity of the segmented index on synthetic vectors (issue 7): the load-and-scan path at N images.
 
-    .venv/bin/python -m bench.capacity --n 100000 1000000 [--dim 2048] [--work DIR] [--out build/capacity.json]
+    .venv/bin/python -m bench.capacity --n 100000 1000000 [--dim 512] [--work DIR] [--out build/capacity.json]
 
 For each N, segments of SEGMENT_ROWS rows are written to files under a work directory (a temporary directory
 unless --work names one; removed at the end) with pictrace.segments.Segment(...).to_bytes(dtype), once as
 float32 and once as float16 from the same vectors, each next to a manifest.json as the compactor writes it. Every
-row holds both matrices the real index holds: "embedding" (2048-d unit vectors) and "gist" (256-d, zero-mean,
-unit), and one key, images/<k % 100>/<k>.jpg, so a folder mask can be measured.
+row holds both matrices the real index holds: "embedding" (512-d unit vectors, SSCD's width; --dim for another
+model's) and "gist" (256-d, zero-mean, unit), and one key, images/<k % 100>/<k>.jpg, so a folder mask can be measured.
 
 Each (N, dtype) is then measured in a fresh process (`python -m bench.capacity --child ...`), so its memory
 figures are its own: resident memory (RSS) before the load, after it and a gc.collect(), and the process's peak;
@@ -484,7 +484,7 @@ def overlap(a: list[str], b: list[str]) -> float:
 
 
 def capacity(
-    ns: list[int], work: Path | None = None, dim: int = 2048, log: Callable[[str], None] | None = None
+    ns: list[int], work: Path | None = None, dim: int = 512, log: Callable[[str], None] | None = None
 ) -> dict[str, Any]:
     """Measure every N (both dtypes, each in a fresh process) on data generated under work (a temporary directory
     in it, removed after each N). A failed measurement is listed under "failures" and the others go on."""
@@ -557,7 +557,7 @@ def capacity(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--n", type=int, nargs="+", default=[100_000, 1_000_000])
-    parser.add_argument("--dim", type=int, default=2048)
+    parser.add_argument("--dim", type=int, default=512)
     parser.add_argument("--work", type=Path, default=None, help="where the segments are written (default: /tmp)")
     parser.add_argument("--out", type=Path, default=Path("build/capacity.json"))
     parser.add_argument("--child", help=argparse.SUPPRESS)  # the store's folder: measure it, print JSON

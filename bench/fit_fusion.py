@@ -1,161 +1,193 @@
-"""Fit the final-score weights on half of the benchmark's queries and report them on the other half.
+"""`python -m bench.fit_fusion` (`make fit-fusion`): per model, fit the final score's fusion weights, the logistic
+curve from the final score to P(copy) and the copy threshold on half of the bench's queries, report them on the
+other half, and write layers/pictrace/pictrace/calibration.json (the format pictrace.verdict reads).
 
-`python -m bench.fit_fusion` (or `make fit-fusion`): every variant of every original against the originals plus
-500 real distractors, through the production code (decode, trim_border, LiteRT embedding, EmbeddingIndex
-candidates, rerank.score with geometry for the `verify` best). Train: originals with an even position; test: odd.
-Features and signals are cached in build/fit_fusion/ so a rerun only refits.
+Input: the signals a bench run recorded (build/bench/signals-full.json, else signals-quick.json; `--signals`):
+every query through SearchService.search, positives (edited copies of indexed originals) and negatives (edited
+copies of originals held out of the index), and for each its reranked shortlist's signals (cosine, gist, ssim,
+RANSAC inliers) as bench.quality.HIT_FIELDS. Without such a file, `make bench-quick` is run first.
+
+Split: by original (sorted by name): even positions fit, odd positions report, so no original's edits are on
+both sides; each side has positives and negatives.
+
+1. Weights: a grid over gist, ssim and geometry relative to cosine (the final score is a weighted mean, so only
+   ratios matter; cosine 0 is tried too), the rerank replayed on the recorded signals (bench.quality.replay:
+   geometry for the candidates rerank.to_verify picks; inliers are known for those the recorded run verified).
+   Chosen by the lowest family recall@1 on the fitting half, then µAP (DISC2021: every query's top 10 pooled).
+2. a, b: logistic regression of "is the original" on the final score over the fitting half's pooled top-10.
+3. threshold: the lowest final score at which >= 99 % of the fitting half's top-10 predictions at or above it are
+   originals (the most recall that precision allows); precision and recall there go into calibration.json.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
+import datetime as dt
 import itertools
 import json
-import pickle
+import math
+import subprocess
 import sys
-import time
-from collections import defaultdict
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
-import cv2
 import numpy as np
-from pictrace.embedding import LiteRTEmbedder
-from pictrace.images import decode_image
-from pictrace.index import EmbeddingIndex, IndexStore, Loaded, Row
-from pictrace.rerank import (
-    GEO_INLIERS,
-    Weights,
-    compute_features,
-    describe_query,
-    gist,
-    score,
-    to_verify,
-    trim_border,
-    with_mirror,
-)
-from pictrace.settings import Settings
+from pictrace.rerank import Weights
+from pictrace.verdict import CALIBRATION_FILE
 
-from bench.run import SAMPLES, images_in, pick_distractors
-from bench.transforms import FAMILIES, VARIANTS, make_query
+from bench import metrics, quality
 
 ROOT = Path(__file__).resolve().parent.parent
-CACHE = ROOT / "build" / "fit_fusion"
-LIMITS = {"max_bytes": 10**9, "max_pixels": 10**9}
-SHORTLIST = 50
+SIGNALS_DIR = ROOT / "build" / "bench"
+REPORT = ROOT / "bench" / "fusion.json"
+PRECISION = 0.99
+GIST = (0.0, 0.1, 0.25, 0.5)
+SSIM = (0.0, 0.1, 0.25, 0.5, 1.0)
+GEOMETRY = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0)
 
 
-def build_signals(distractors: int) -> dict[str, Any]:
-    """Per query: family, and per shortlisted candidate: is-original, cosine, gist, ssim, geometry."""
-    originals = images_in(SAMPLES / "photos") + images_in(SAMPLES / "wallpapers")
-    ids = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in originals}
-    chosen, _ = pick_distractors(SAMPLES / "distractors", distractors, set(ids.values()))
-    embedder = LiteRTEmbedder(str(ROOT / "layers/model/model"))
-    index = EmbeddingIndex(cast(IndexStore, None), refresh_seconds=1e9)  # filled directly, never refreshed
-    features = {}
-    rows: dict[str, Row | None] = {}
-    for path in originals + chosen:
-        bgr = trim_border(decode_image(path.read_bytes(), **LIMITS).bgr)
-        f = compute_features(bgr)
-        features[path.name] = f
-        vectors = {"embedding": embedder.embed([bgr])[0], "gist": gist(f.thumb)}
-        rows[path.name] = Row((path.name,), vectors)
-    index._apply(Loaded(rows), set(), {name: name for name in rows})  # version: the name (never compared)
-    signals = []
-    for o, path in enumerate(originals):
-        src = cv2.imdecode(np.fromfile(str(path), dtype=np.uint8), cv2.IMREAD_COLOR)
-        for variant in VARIANTS:
-            bgr = trim_border(decode_image(make_query(src, path.name, variant), **LIMITS).bgr)
-            query = describe_query(bgr)
-            cands = index.candidates(embedder.embed([bgr])[0], query.gists, SHORTLIST // 2)
-            if any(c.transform >= 4 for c in cands):
-                query = with_mirror(query, bgr)
-            per = []
-            for c in cands:
-                s = score(c.cosine, query, features[c.id], c.gist, c.transform, Weights())
-                per.append((c.id == path.name, c.cosine, c.gist, s.ssim, s.inliers))
-            signals.append({"original": o, "family": variant.family, "variant": variant.name, "cands": per})
-    return {"signals": signals, "originals": len(originals), "distractors": len(chosen)}
+def split(records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(fit, report): records of the originals at even / odd positions of the sorted original names."""
+    names = sorted({r["original"] for r in records})
+    even = {n for i, n in enumerate(names) if i % 2 == 0}
+    return [r for r in records if r["original"] in even], [r for r in records if r["original"] not in even]
 
 
-def recall_at_1(signals: list[dict[str, Any]], w: Weights, verify: int, scale: float) -> dict[str, float]:
-    """Recall@1 per family under weights w, geometry = min(1, inliers/scale) for the candidates to_verify picks."""
-    hits: dict[str, list[bool]] = defaultdict(list)
-    total = w.cosine + w.gist + w.ssim + w.geometry
-    for q in signals:
-        arr = np.array([c[1:] for c in q["cands"]], dtype=np.float64)
-        if len(arr) == 0:
-            hits[q["family"]].append(False)
-            continue
-        cos, gis, ssi = np.clip(arr[:, 0], 0, None), np.clip(arr[:, 1], 0, None), arr[:, 2]
-        quick = (w.cosine * cos + w.gist * gis + w.ssim * ssi) / total
-        geo = np.zeros(len(arr))
-        checked = list(to_verify(arr[:, 0], arr[:, 1], quick, verify))
-        geo[checked] = np.minimum(1.0, arr[checked, 3] / scale)
-        final = quick + w.geometry * geo / total
-        hits[q["family"]].append(bool(q["cands"][int(np.argmax(final))][0]))
-    return {f: float(np.mean(v)) for f, v in hits.items()}
+def grid() -> list[Weights]:
+    """Candidate weights: cosine 1 (or 0) and the others relative to it."""
+    out = []
+    for cos, gis, ssim, geo in itertools.product((1.0, 0.0), GIST, SSIM, GEOMETRY):
+        if cos + gis + ssim + geo > 0:
+            out.append(Weights(cosine=cos, gist=gis, ssim=ssim, geometry=geo))
+    return out
+
+
+def evaluate(records: list[dict[str, Any]], w: Weights, verify: int) -> dict[str, Any]:
+    """recall@1 per family, its minimum, and µAP of the records re-ranked under w."""
+    recall, micro = quality.recall_and_micro_ap(quality.replayed(records, w, verify))
+    return {"recall@1": recall, "min_recall@1": min(recall.values(), default=math.nan), "micro_ap": micro}
+
+
+def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1e-3, iterations: int = 50) -> tuple[float, float]:
+    """a, b of P(y) = 1 / (1 + exp(-(a x + b))) by Newton's method, with a small L2 penalty (finite a and b even
+    when the classes are separable)."""
+    design = np.stack([x, np.ones_like(x)], axis=1)
+    beta = np.zeros(2)
+    for _ in range(iterations):
+        z = np.clip(design @ beta, -60, 60)
+        p = 1 / (1 + np.exp(-z))
+        gradient = design.T @ (y - p) - l2 * beta
+        hessian = design.T @ (design * (p * (1 - p))[:, None]) + l2 * np.eye(2)
+        step = np.linalg.solve(hessian, gradient)
+        beta += step
+        if np.abs(step).max() < 1e-9:
+            break
+    return float(beta[0]), float(beta[1])
+
+
+def verdict_at(records: list[dict[str, Any]], threshold: float) -> dict[str, float]:
+    """Precision and recall of 'final >= threshold' over the records' top-10 predictions."""
+    positives = sum(1 for r in records if r["positive"])
+    called = [(s >= threshold, c) for s, c in quality.predictions(records)]
+    return metrics.verdict_quality(called, positives)
+
+
+def fit_model(label: str, records: list[dict[str, Any]], verify: int) -> dict[str, Any]:
+    """Everything fitted for one model, and how it does on the other half."""
+    fit, held = split(records)
+    best: tuple[tuple[float, float], Weights, dict[str, Any]] | None = None
+    for w in grid():
+        result = evaluate(fit, w, verify)
+        key = (round(result["min_recall@1"], 6), round(result["micro_ap"], 6))
+        if best is None or key > best[0]:
+            best = (key, w, result)
+    assert best is not None
+    _key, weights, on_fit = best
+    fit_ranked = quality.replayed(fit, weights, verify)
+    held_ranked = quality.replayed(held, weights, verify)
+    pooled = quality.predictions(fit_ranked)
+    x = np.array([s for s, _c in pooled])
+    y = np.array([float(c) for _s, c in pooled])
+    a, b = fit_logistic(x, y)
+    threshold = metrics.threshold_for_precision(pooled, PRECISION)
+    if not math.isfinite(threshold):
+        threshold = 1.01  # nothing reaches the precision: nothing is called a copy
+    on_fit_verdict = verdict_at(fit_ranked, threshold)
+    on_held_verdict = verdict_at(held_ranked, threshold)
+    on_held = evaluate(held, weights, verify)
+    counts = {
+        "fit": {"positive": sum(r["positive"] for r in fit), "negative": sum(not r["positive"] for r in fit)},
+        "report": {"positive": sum(r["positive"] for r in held), "negative": sum(not r["positive"] for r in held)},
+    }
+    return {
+        "label": label,
+        "weights": weights.__dict__,
+        "a": a,
+        "b": b,
+        "threshold": threshold,
+        "queries": counts,
+        "fit": {**on_fit, "verdict": on_fit_verdict},
+        "report": {**on_held, "verdict": on_held_verdict},
+    }
+
+
+def signals_file(explicit: str | None) -> Path:
+    """The signals to fit on: the given file, else the full run's, else the quick run's (made if missing)."""
+    if explicit:
+        return Path(explicit)
+    for name in ("signals-full.json", "signals-quick.json"):
+        if (SIGNALS_DIR / name).is_file():
+            return SIGNALS_DIR / name
+    print("no bench signals yet: running the quick bench first (python -m bench.run --quick)", flush=True)
+    subprocess.run([sys.executable, "-m", "bench.run", "--quick"], cwd=ROOT, check=True)
+    return SIGNALS_DIR / "signals-quick.json"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--distractors", type=int, default=500)
-    parser.add_argument("--fresh", action="store_true", help="recompute the cached signals")
+    parser.add_argument("--signals", help="a bench run's signals file (default: build/bench/signals-*.json)")
+    parser.add_argument("--out", default=str(CALIBRATION_FILE), help="the calibration file to write")
     args = parser.parse_args(argv)
-    CACHE.mkdir(parents=True, exist_ok=True)
-    cache = CACHE / f"signals-{args.distractors}.pkl"
-    started = time.time()
-    if args.fresh or not cache.exists():
-        data = build_signals(args.distractors)
-        cache.write_bytes(pickle.dumps(data))
-    data = pickle.loads(cache.read_bytes())
-    signals = data["signals"]
-    train = [q for q in signals if q["original"] % 2 == 0]
-    test = [q for q in signals if q["original"] % 2 == 1]
-    verify = Settings(bucket="fit").verify
-    scale = float(GEO_INLIERS)
-    grid = [0.0, 0.1, 0.2, 0.3, 0.5]
-    best: tuple[float, float, Weights] | None = None
-    for wc, wg, ws, wgeo in itertools.product(grid, grid, grid, [0.0, 0.2, 0.5, 1.0, 2.0]):
-        if wc + wg + ws + wgeo == 0:
-            continue
-        w = Weights(wc, wg, ws, wgeo)
-        r = recall_at_1(train, w, verify, scale)
-        key = (min(r.values()), float(np.mean(list(r.values()))))
-        if best is None or key > best[:2]:
-            best = (*key, w)
-    assert best is not None
-    fitted = best[2]
-    previous = Weights(cosine=0.5, gist=0.0, ssim=0.25, geometry=0.25)  # issue 2's weights, no gist
-    report = {
-        "originals": data["originals"],
-        "distractors": data["distractors"],
-        "queries": {"train": len(train), "test": len(test)},
-        "verify": verify,
-        "geo_inliers_scale": GEO_INLIERS,
-        "fitted": fitted.__dict__,
-        "previous": previous.__dict__,
-        "test_recall@1": {
-            "fitted": recall_at_1(test, fitted, verify, scale),
-            "previous": recall_at_1(test, previous, verify, scale),
-        },
-        "train_recall@1": {"fitted": recall_at_1(train, fitted, verify, scale)},
-        "shortlist_recall": {
-            f: float(np.mean([any(c[0] for c in q["cands"]) for q in signals if q["family"] == f])) for f in FAMILIES
-        },
-        "seconds": round(time.time() - started, 1),
-    }
-    (ROOT / "bench" / "fusion.json").write_text(json.dumps(report, indent=1) + "\n")
-    print(f"fitted on {len(train)} queries (even originals), reported on {len(test)} (odd originals)")
-    print(f"weights fitted: {fitted}  (in Settings: {Weights()}; previous: {previous})")
-    print(f"| family | shortlist R@{SHORTLIST} | test R@1 fitted | test R@1 previous weights |")
-    print("|---|---:|---:|---:|")
-    for f in FAMILIES:
+    path = signals_file(args.signals).resolve()
+    data = json.loads(path.read_text())
+    verify = int(data["verify"])
+    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    calibration: dict[str, Any] = {}
+    report: dict[str, Any] = {"signals": str(path.relative_to(ROOT)), "commit": data.get("commit"), "models": {}}
+    for label, records in data["models"].items():
+        config = data["configs"][label]
+        if label != config["weights"]:
+            continue  # another preprocessing of a model calibrated under its own name: not what deploys
+        fitted = fit_model(label, records, verify)
+        report["models"][label] = fitted
+        held = fitted["report"]
+        n_fit = fitted["queries"]["fit"]
+        calibration[label] = {
+            "fusion": fitted["weights"],
+            "a": round(fitted["a"], 4),
+            "b": round(fitted["b"], 4),
+            "threshold": round(fitted["threshold"], 5),
+            "precision": round(fitted["fit"]["verdict"]["precision"], 4),
+            "recall": round(fitted["fit"]["verdict"]["recall"], 4),
+            "fitted": (
+                f"make fit-fusion {now} on the {data['profile']} bench of commit {data.get('commit')} "
+                f"({config.get('preprocess') or 'own'} preprocessing): fitted on {n_fit['positive']} edited copies "
+                f"+ {n_fit['negative']} negatives; on the other half ({held['verdict']['called']} called, "
+                f"{fitted['queries']['report']['positive']} + {fitted['queries']['report']['negative']} queries) "
+                f"precision {held['verdict']['precision']:.3f}, recall {held['verdict']['recall']:.3f}, "
+                f"µAP {held['micro_ap']:.3f}, min family recall@1 {held['min_recall@1']:.3f}"
+            ),
+        }
+        print(f"{label}: weights {fitted['weights']}, a {fitted['a']:.2f}, b {fitted['b']:.2f}")
         print(
-            f"| {f} | {report['shortlist_recall'][f]:.3f} | {report['test_recall@1']['fitted'].get(f, 0):.3f}"
-            f" | {report['test_recall@1']['previous'].get(f, 0):.3f} |"
+            f"    threshold {fitted['threshold']:.4f}: fit precision {fitted['fit']['verdict']['precision']:.3f} "
+            f"recall {fitted['fit']['verdict']['recall']:.3f}; report precision {held['verdict']['precision']:.3f} "
+            f"recall {held['verdict']['recall']:.3f}; report µAP {held['micro_ap']:.3f}, "
+            f"min family R@1 {held['min_recall@1']:.3f}"
         )
+    Path(args.out).write_text(json.dumps(calibration, indent=1, ensure_ascii=False) + "\n")
+    REPORT.write_text(json.dumps(report, indent=1, ensure_ascii=False) + "\n")
+    print(f"wrote {args.out} and {REPORT}")
     return 0
 
 

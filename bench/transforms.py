@@ -136,6 +136,83 @@ def border(img: Image, rng: np.random.Generator, fraction: float) -> Image:
     return cv2.copyMakeBorder(img, py, py, px, px, cv2.BORDER_CONSTANT, value=(255, 255, 255))
 
 
+def perspective(img: Image, rng: np.random.Generator, strength: float) -> Image:
+    """A perspective warp: the whole image drawn into a quadrilateral whose corners lie 0.5..1 x `strength` of
+    each side inside the canvas's corners (random per corner), on a black canvas of the same size, as a photo of
+    a tilted print would show it."""
+    h, w = img.shape[:2]
+    src = np.array([[0, 0], [w - 1, 0], [w - 1, h - 1], [0, h - 1]], np.float32)
+    dx = rng.uniform(0.5, 1.0, 4) * strength * w
+    dy = rng.uniform(0.5, 1.0, 4) * strength * h
+    signs = np.array([[1, 1], [-1, 1], [-1, -1], [1, -1]], np.float32)
+    dst = src + signs * np.stack([dx, dy], axis=1).astype(np.float32)
+    matrix = cv2.getPerspectiveTransform(src, dst.astype(np.float32))
+    return cv2.warpPerspective(img, matrix, (w, h), flags=cv2.INTER_LINEAR, borderValue=(0, 0, 0))
+
+
+SCREEN = (1280, 800)  # the screenshot's canvas, width x height
+
+
+def screenshot(img: Image, rng: np.random.Generator) -> Image:
+    """A screenshot-like re-render: the photo scaled into the content area of a 1280x800 window drawn with OpenCV
+    (title bar with text and buttons, a toolbar, a side panel with text rows and buttons, a status bar); the photo
+    covers about 45 % of the screenshot."""
+    src = img if img.ndim == 3 else cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
+    w, h = SCREEN
+    out = np.full((h, w, 3), (236, 236, 236), np.uint8)
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    title, tool, status, side = 34, 44, 28, 260
+    cv2.rectangle(out, (0, 0), (w, title), (48, 48, 48), -1)
+    cv2.putText(out, "photo.jpg - Image Viewer", (16, 23), font, 0.6, (240, 240, 240), 1, cv2.LINE_AA)
+    for i, colour in enumerate([(80, 80, 230), (60, 190, 240), (90, 200, 90)]):
+        cv2.circle(out, (w - 24 - 26 * i, title // 2), 8, colour, -1, cv2.LINE_AA)
+    cv2.rectangle(out, (0, title), (w, title + tool), (250, 250, 250), -1)
+    for i, label in enumerate(["Open", "Save", "Zoom", "Share", "Edit"]):
+        x = 12 + 92 * i
+        cv2.rectangle(out, (x, title + 8), (x + 80, title + tool - 8), (215, 215, 215), -1)
+        cv2.putText(out, label, (x + 12, title + 28), font, 0.5, (30, 30, 30), 1, cv2.LINE_AA)
+    cv2.rectangle(out, (w - side, title + tool), (w, h - status), (245, 245, 245), -1)
+    for i in range(9):
+        y = title + tool + 30 + 38 * i
+        cv2.putText(
+            out,
+            f"Property {i + 1}: {int(rng.integers(100, 9999))}",
+            (w - side + 14, y),
+            font,
+            0.5,
+            (50, 50, 50),
+            1,
+            cv2.LINE_AA,
+        )
+    cv2.rectangle(out, (w - side + 14, h - status - 60), (w - 14, h - status - 20), (200, 120, 40), -1)
+    cv2.putText(out, "Download", (w - side + 70, h - status - 33), font, 0.6, (255, 255, 255), 1, cv2.LINE_AA)
+    cv2.rectangle(out, (0, h - status), (w, h), (60, 60, 60), -1)
+    cv2.putText(out, "100 %   1 of 24   ready", (12, h - 9), font, 0.5, (230, 230, 230), 1, cv2.LINE_AA)
+    # the content area: the photo fitted with a margin, aspect kept, centred
+    top, bottom, left, right = title + tool + 16, h - status - 16, 16, w - side - 16
+    ih, iw = src.shape[:2]
+    scale = min((right - left) / iw, (bottom - top) / ih)
+    size = (max(1, round(iw * scale)), max(1, round(ih * scale)))
+    shrink = size[0] * size[1] < iw * ih
+    photo = cv2.resize(src, size, interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+    y = top + (bottom - top - size[1]) // 2
+    x = left + (right - left - size[0]) // 2
+    out[y : y + size[1], x : x + size[0]] = photo
+    return out
+
+
+def colour_shift(img: Image, rng: np.random.Generator, hue_degrees: float, saturation: float) -> Image:
+    """A heavy colour shift: hue turned by `hue_degrees`, saturation x `saturation`, then the blue and red
+    channels scaled apart (x0.8 and x1.2), as a strong colour filter would."""
+    src = img if img.ndim == 3 else cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
+    hsv = cv2.cvtColor(src, cv2.COLOR_BGR2HSV).astype(np.float32)
+    hsv[..., 0] = (hsv[..., 0] + hue_degrees / 2) % 180  # OpenCV's 8-bit hue is degrees / 2
+    hsv[..., 1] = np.clip(hsv[..., 1] * saturation, 0, 255)
+    out = cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2BGR).astype(np.float32)
+    out *= np.array([0.8, 1.0, 1.2], np.float32)
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
 def chain(*steps: Transform) -> Transform:
     """Apply several edits in order (each draws from the same generator)."""
 
@@ -155,8 +232,11 @@ VARIANTS: tuple[Variant, ...] = (
     Variant("crop", "10%", _p(crop, 0.10)),
     Variant("crop", "30%", _p(crop, 0.30)),
     Variant("crop", "50%", _p(crop, 0.50)),
+    Variant("crop", "75% (25% kept)", _p(crop, 0.75)),
     Variant("rotation", "5deg", _p(rotate, 5)),
     Variant("rotation", "15deg", _p(rotate, 15)),
+    Variant("rotation", "30deg", _p(rotate, 30)),
+    Variant("rotation", "45deg", _p(rotate, 45)),
     Variant("rotation", "90deg", _p(rotate, 90)),
     Variant("flip", "horizontal", hflip),
     Variant("downscale", "1/2", _p(downscale, 0.5)),
@@ -178,6 +258,9 @@ VARIANTS: tuple[Variant, ...] = (
         chain(_p(rotate, 5), _p(brightness_contrast, 1.2, 20), overlay),
         quality=70,
     ),
+    Variant("perspective", "corners in 8-16%", _p(perspective, 0.16)),
+    Variant("screenshot", "1280x800 window", screenshot, quality=90),
+    Variant("colour", "hue+90 sat x1.5", _p(colour_shift, 90, 1.5)),
 )
 
 FAMILIES: tuple[str, ...] = tuple(dict.fromkeys(v.family for v in VARIANTS))

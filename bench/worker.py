@@ -4,15 +4,21 @@
     One "ingest Lambda container": the project's SqsWorker polling the stack's queue and calling the real ingest
     handler (functions/ingest/app.py), until terminated. Two of them play Lambda's concurrent invocations.
 `python -m bench.worker search CASES.json OUT.json`
-    Runs the quality queries of CASES.json through its own SearchService (LiteRT on one thread, as two workers
-    share the two cores) and writes one record per query. Timings from here are not reported: the latency passes
-    run alone, in the main process.
+    Runs the quality queries of CASES.json through its own SearchService (the model of PICTRACE_MODEL_DIR on one
+    ONNX Runtime thread, as two workers share the two cores; the index of PICTRACE_INDEX_PREFIX) and writes one
+    record per query. Timings from here are not reported: the latency passes run alone, in the main process.
+`python -m bench.worker index KEYS.json MODELS.json`
+    Writes the index entries of the bench's side models for the image keys of KEYS.json: each image read from
+    the bucket, decoded, border-trimmed and described (rerank features) once, then embedded by each model of
+    MODELS.json ([model_dir, index_prefix] pairs) and written with IndexStore.create_or_add_key under that
+    model's prefix: the ingest's own functions, without decoding each image once per model.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import io
 import json
 import os
@@ -48,7 +54,7 @@ def ingest(queue_url: str) -> int:
 
 
 def search(cases_path: str, out_path: str) -> int:
-    from pictrace.embedding import LiteRTEmbedder
+    from pictrace.embedding import OnnxEmbedder
     from pictrace.search import SearchService
     from pictrace.settings import Settings
 
@@ -56,14 +62,53 @@ def search(cases_path: str, out_path: str) -> int:
 
     # the index does not change during the quality pass: one refresh, not a LIST of the bucket every 2 s
     settings = Settings.from_env(refresh_seconds=86400.0)
-    service = SearchService(settings, embedder=LiteRTEmbedder(settings.model_dir, num_threads=1))
+    service = SearchService(settings, embedder=OnnxEmbedder(settings.model_dir, num_threads=1))
     service.index.refresh(force=True)
     cases = [QueryCase(**c) for c in json.loads(Path(cases_path).read_text())]
     loop = asyncio.new_event_loop()
     started = time.perf_counter()
-    records = run_searches(service, cases, loop)
+    records = run_searches(service, cases, loop, probe=True)
     loop.close()
     Path(out_path).write_text(json.dumps({"records": records, "seconds": time.perf_counter() - started}))
+    return 0
+
+
+def index(keys_path: str, models_path: str) -> int:
+    from pictrace.embedding import OnnxEmbedder
+    from pictrace.images import decode_image
+    from pictrace.index import Entry, IndexStore, now_iso
+    from pictrace.rerank import compute_features, trim_border
+    from pictrace.settings import Settings
+    from pictrace.storage import Store
+
+    settings = Settings.from_env()
+    store = Store(settings.bucket)
+    models = [
+        (OnnxEmbedder(model_dir, num_threads=1), IndexStore(store, prefix))
+        for model_dir, prefix in json.loads(Path(models_path).read_text())
+    ]
+    for embedder, index_store in models:
+        index_store.check_model(embedder.weights, embedder.dim, claim=True)
+    written = 0
+    for key in json.loads(Path(keys_path).read_text()):
+        body = store.get(key).body
+        image = decode_image(body, max_bytes=settings.max_bytes, max_pixels=settings.max_pixels)
+        content = trim_border(image.bgr)
+        features = compute_features(content)
+        for embedder, index_store in models:
+            meta = {
+                "format": image.format,
+                "width": image.width,
+                "height": image.height,
+                "bytes": len(body),
+                "created": now_iso(),
+                "weights": embedder.weights,
+            }
+            embedding = embedder.embed([content])[0]
+            entry = Entry(hashlib.sha256(body).hexdigest(), (key,), embedding, features, meta)
+            index_store.create_or_add_key(entry, key)
+            written += 1
+    print(json.dumps({"written": written}))
     return 0
 
 
@@ -73,6 +118,8 @@ def main(argv: list[str]) -> int:
         return ingest(argv[1])
     if argv[0] == "search":
         return search(argv[1], argv[2])
+    if argv[0] == "index":
+        return index(argv[1], argv[2])
     raise SystemExit(f"unknown command {argv[0]!r}")
 
 

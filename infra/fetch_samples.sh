@@ -32,6 +32,14 @@
 #                         de-duplicated by content) from the Debian package
 #                         opencv-doc: sample data + doc figures; used as
 #                         benchmark distractors.
+#   OUT_DIR/photo-distractors/  distractors from the originals' own domain
+#                         (desktop wallpapers, photographs among them), one
+#                         file per design: plasma-workspace-wallpapers (the
+#                         1920-wide or nearest light image of each design),
+#                         ukui-wallpapers and lomiri-wallpapers(-20.04)
+#                         (every raster), at most 1920 px on the long side,
+#                         as JPEG. Never the same design as an original
+#                         (other packages than the originals').
 #
 # The Debian part needs apt-get + dpkg (no root needed for `apt-get download`
 # itself, root for the `apt-get update` fallback). Without them, or if the
@@ -64,14 +72,16 @@ PHOTOS=$OUT_DIR/photos
 WALLPAPERS=$OUT_DIR/wallpapers
 LARGE=$OUT_DIR/large
 DISTRACTORS=$OUT_DIR/distractors
+PHOTO_DISTRACTORS=$OUT_DIR/photo-distractors
 MARKER=$PHOTOS/.done
 # Bump when the set of files this script writes changes: older .done markers then fetch again.
-SAMPLES_VERSION=2
-DEB_PACKAGES=(mate-backgrounds gnome-backgrounds opencv-doc)
+SAMPLES_VERSION=3
+DEB_PACKAGES=(mate-backgrounds gnome-backgrounds opencv-doc plasma-workspace-wallpapers ukui-wallpapers
+    lomiri-wallpapers lomiri-wallpapers-20.04)
 
 # Prints counts, total size and the width x height range of both folders.
 summary() {
-    "$PYTHON" - "$PHOTOS" "$WALLPAPERS" "$LARGE" "$DISTRACTORS" <<'PY'
+    "$PYTHON" - "$PHOTOS" "$WALLPAPERS" "$LARGE" "$DISTRACTORS" "$PHOTO_DISTRACTORS" <<'PY'
 import os, sys
 from PIL import Image
 
@@ -110,10 +120,10 @@ if [[ -f $MARKER ]]; then
 fi
 
 START=$SECONDS
-mkdir -p "$PHOTOS" "$WALLPAPERS" "$LARGE" "$DISTRACTORS"
+mkdir -p "$PHOTOS" "$WALLPAPERS" "$LARGE" "$DISTRACTORS" "$PHOTO_DISTRACTORS"
 # A run that did not complete may have left files: start from a clean state.
 rm -f "$MARKER" "$PHOTOS"/mate-* "$PHOTOS"/gnome-* "$PHOTOS"/skimage-* "$DISTRACTORS"/opencv-* \
-    "$WALLPAPERS"/mate-* "$WALLPAPERS"/gnome-* "$LARGE"/mate-* "$LARGE"/gnome-*
+    "$WALLPAPERS"/mate-* "$WALLPAPERS"/gnome-* "$LARGE"/mate-* "$LARGE"/gnome-* "$PHOTO_DISTRACTORS"/*
 
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
@@ -155,13 +165,13 @@ else
             dpkg -x "$deb" "$TMP/x/$pkg"
         done
         rm -rf "$TMP/debs"   # ~175 MB, no longer needed
-        "$PYTHON" - "$TMP/x" "$PHOTOS" "$DISTRACTORS" "$WALLPAPERS" "$LARGE" <<'PY'
-import hashlib, os, shutil, sys
+        "$PYTHON" - "$TMP/x" "$PHOTOS" "$DISTRACTORS" "$WALLPAPERS" "$LARGE" "$PHOTO_DISTRACTORS" <<'PY'
+import hashlib, os, re, shutil, sys
 import xml.etree.ElementTree as ET
 import numpy as np
 from PIL import Image, ImageColor
 
-root, photos, distractors, wallpapers, large = sys.argv[1:]
+root, photos, distractors, wallpapers, large, photo_distractors = sys.argv[1:]
 RASTER = (".jpg", ".jpeg", ".png")
 
 
@@ -318,6 +328,37 @@ for p, rel in files("opencv-doc"):
 if os.path.isdir(os.path.join(root, "opencv-doc")):
     print(f"  opencv-doc: {n} distractors (skipped {small} smaller than 64x64, "
           f"{dup} duplicates, {broken} undecodable)")
+
+# Same-domain distractors: other desktops' wallpapers, one file per design.
+n = 0
+designs = {}
+for p, rel in files("plasma-workspace-wallpapers"):
+    m = re.match(r"usr/share/wallpapers/([^/]+)/contents/images/(\d+)x(\d+)\.(jpg|jpeg|png)$", rel)
+    if m and int(m.group(2)) >= int(m.group(3)):  # landscape, light (images/, not images_dark/)
+        designs.setdefault(m.group(1), []).append((abs(int(m.group(2)) - 1920), p))
+
+
+def shrunk(src, name):
+    """A distractor at most 1920 pixels on its long side, as JPEG quality 92 (a distractor's resolution does not
+    make the task harder; decoding 24-megapixel PNGs would only slow the bench)."""
+    with Image.open(src) as im:
+        rgb = im.convert("RGB")
+    rgb.thumbnail((1920, 1920), Image.LANCZOS)
+    rgb.save(os.path.join(photo_distractors, os.path.splitext(name)[0] + ".jpg"), quality=92)
+
+
+for design, options in sorted(designs.items()):
+    p = min(options)[1]
+    if size_of(p):
+        shrunk(p, f"plasma-{design}")
+        n += 1
+for pkg in ("ukui-wallpapers", "lomiri-wallpapers", "lomiri-wallpapers-20.04"):
+    for p, rel in files(pkg):
+        if rel.startswith("usr/share/backgrounds/") and os.path.getsize(p) > 0 and size_of(p):
+            shrunk(p, f"{pkg.split('-')[0]}-{os.path.basename(p)}")
+            n += 1
+if os.path.isdir(os.path.join(root, "plasma-workspace-wallpapers")):
+    print(f"  plasma/ukui/lomiri wallpapers: {n} same-domain distractors")
 PY
         APT_OK=1
     fi

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from skimage.metrics import structural_similarity
 
-from bench import metrics, report, seed, transforms
+from bench import fit_fusion, metrics, quality, report, seed, transforms
 from tests.conftest import DATA
 
 # --- metrics ---------------------------------------------------------------------------------------------------------
@@ -101,10 +101,13 @@ def test_families_and_parameters_are_the_issues() -> None:
         "aspect",
         "border",
         "combined",
+        "perspective",
+        "screenshot",
+        "colour",
     )
     params = {f: [v.param for v in transforms.VARIANTS if v.family == f] for f in transforms.FAMILIES}
-    assert params["crop"] == ["10%", "30%", "50%"]
-    assert params["rotation"] == ["5deg", "15deg", "90deg"]
+    assert params["crop"] == ["10%", "30%", "50%", "75% (25% kept)"]
+    assert params["rotation"] == ["5deg", "15deg", "30deg", "45deg", "90deg"]
     assert params["downscale"] == ["1/2", "1/4"]
     assert [v.quality for v in transforms.VARIANTS if v.family == "jpeg"] == [50, 20, 10]
     assert len(params["combined"]) == 2
@@ -223,6 +226,61 @@ def test_seed_index_save_load(tmp_path) -> None:  # type: ignore[no-untyped-def]
 
 def _family(r1: float, short50: float) -> dict[str, float]:
     return {"recall@1": r1, "recall@5": r1, "recall@10": r1, "mAP": r1, "queries": 10, "shortlist@50": short50}
+
+
+def test_harder_queries(photo: np.ndarray) -> None:
+    shot = transforms.screenshot(photo, rng())
+    assert shot.shape == (transforms.SCREEN[1], transforms.SCREEN[0], 3)
+    warped = transforms.perspective(photo, rng(), 0.16)
+    assert warped.shape == photo.shape and (warped[0, 0] == 0).all()  # a corner of the canvas is left black
+    shifted = transforms.colour_shift(photo, rng(), 90, 1.5)
+    assert shifted.shape == photo.shape and np.abs(shifted.astype(int) - photo.astype(int)).mean() > 10
+
+
+def test_micro_ap_pools_every_query_negatives_included() -> None:
+    # three positive queries; the negative query's wrong prediction scores between two right ones
+    predictions = [(0.9, True), (0.8, False), (0.7, True), (0.2, False)]
+    assert metrics.micro_ap(predictions, positives=3) == pytest.approx((1 / 1 + 2 / 3) / 3)
+    assert metrics.micro_ap([(0.9, True), (0.5, True)], positives=2) == 1.0
+    assert metrics.precision_at_recall(predictions, 2, 0.9) == pytest.approx(2 / 3)
+    assert metrics.precision_at_recall(predictions, 3, 0.9) == 0.0
+
+
+def test_threshold_for_precision_keeps_the_most_recall() -> None:
+    predictions = [(0.95, True), (0.9, True), (0.8, False), (0.7, True), (0.6, True), (0.5, False)]
+    assert metrics.threshold_for_precision(predictions, 0.99) == pytest.approx(0.85)
+    assert metrics.threshold_for_precision(predictions, 0.75) == pytest.approx(0.55)
+    assert metrics.threshold_for_precision([(0.5, False)], 0.99) == math.inf
+    called = [(s >= 0.85, c) for s, c in predictions]
+    assert metrics.verdict_quality(called, positives=5) == {"precision": 1.0, "recall": 0.4, "called": 2, "true": 2}
+
+
+def test_shortlist_rule_and_replay() -> None:
+    record = {"cos_rank": 30, "gist_rank": 4}
+    assert quality.in_shortlist(record, 10) and not quality.in_shortlist(record, 10, gist_half=False)
+    assert quality.in_shortlist(record, 50, gist_half=False) and not quality.in_shortlist(record, 5)
+    # two candidates: the original wins on ssim and geometry, the other on cosine
+    hits = np.array([[0, 0.9, 0.1, 0.1, 0, 0, -1], [1, 0.6, 0.5, 0.9, 40, 0, -1]], dtype=float)
+    by_cosine = quality.replay(hits, fit_fusion.Weights(cosine=1, gist=0, ssim=0, geometry=0), verify=16)
+    assert by_cosine[0] > by_cosine[1]
+    fused = quality.replay(hits, fit_fusion.Weights(cosine=1, gist=0, ssim=1, geometry=1), verify=16)
+    assert fused[1] > fused[0] and fused[1] == pytest.approx((0.6 + 0.9 + 1.0) / 3)
+    records = [{"positive": True, "family": "crop", "original": "a", "hits": hits.tolist(), "rank": 2, "ap": 0.5}]
+    (again,) = quality.replayed(records, fit_fusion.Weights(cosine=1, gist=0, ssim=1, geometry=1), 16)
+    assert again["rank"] == 1 and again["hits"][0][0] == 1
+
+
+def test_logistic_fit_orders_scores() -> None:
+    x = np.array([0.1, 0.2, 0.3, 0.35, 0.6, 0.7, 0.8, 0.9])
+    y = np.array([0, 0, 0, 1, 0, 1, 1, 1], dtype=float)
+    a, b = fit_fusion.fit_logistic(x, y)
+    assert a > 0 and 0.2 < -b / a < 0.7  # P = 0.5 between the classes
+
+
+def test_split_keeps_each_original_on_one_side() -> None:
+    records = [{"original": n, "positive": n != "c"} for n in "abcdab"]
+    fit, held = fit_fusion.split(records)
+    assert {r["original"] for r in fit} == {"a", "c"} and {r["original"] for r in held} == {"b", "d"}
 
 
 def test_recall_goal_names_where_each_failing_family_loses() -> None:

@@ -1,0 +1,69 @@
+"""The models the bench runs side by side, each a model artifact in build/models/<slug> built by infra/build_model.py.
+
+- ``sscd``: Meta's SSCD with the preprocessing `make model` uses (pictrace.embedding.SSCD_PREPROCESS): the default,
+  the one the issue's goals are judged on; its index is the one the real ingest handler builds;
+- ``sscd-mobile``: the distilled student, same preprocessing;
+- ``random:0``: Keras' ResNet50 with seeded random weights, exported to ONNX (the old default, as a floor);
+- ``sscd/<other>``: SSCD with the other preprocessing (short edge 288 vs a 320x320 square), for the comparison.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+MODELS_DIR = ROOT / "build" / "models"
+SSCD_PREPROCESSINGS = ("sscd-short288", "sscd-square320")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """One model of the run: its label in the tables, its weights name, its preprocessing (None: the model's own)."""
+
+    label: str
+    weights: str
+    preprocess: str | None
+    default: bool = False
+
+    @property
+    def slug(self) -> str:
+        """Directory name and index prefix part: no ':' or '/'."""
+        base = self.weights.replace(":", "-")
+        return f"{base}-{self.preprocess.removeprefix('sscd-')}" if self.preprocess else base
+
+    @property
+    def model_dir(self) -> Path:
+        """Where its artifact is built."""
+        return MODELS_DIR / self.slug
+
+    @property
+    def index_prefix(self) -> str:
+        """Its index in the bench's bucket: the default model's is the product's own prefix."""
+        return "index/" if self.default else f"index-{self.slug}/"
+
+
+def configs(default_preprocess: str) -> list[ModelConfig]:
+    """sscd (default preprocessing), sscd-mobile, random:0, then sscd with the other preprocessing."""
+    other = next(p for p in SSCD_PREPROCESSINGS if p != default_preprocess)
+    return [
+        ModelConfig("sscd", "sscd", default_preprocess, default=True),
+        ModelConfig("sscd-mobile", "sscd-mobile", default_preprocess),
+        ModelConfig("random:0", "random:0", None),
+        ModelConfig(f"sscd/{other.removeprefix('sscd-')}", "sscd", other),
+    ]
+
+
+def build(config: ModelConfig) -> str:
+    """Build (or find up to date) the config's artifact with infra/build_model.py; its last output line."""
+    command = [sys.executable, str(ROOT / "infra/build_model.py"), "--weights", config.weights]
+    command += ["--out", str(config.model_dir)]
+    if config.preprocess:
+        command += ["--preprocess", config.preprocess]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"building {config.label} failed: {done.stderr.strip()[-1500:]}")
+    lines = done.stdout.strip().splitlines()
+    return lines[-1] if lines else ""
