@@ -6,14 +6,15 @@ Metrics (Powertools, namespace POWERTOOLS_METRICS_NAMESPACE): one count per outc
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
-from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pictrace.ingest import handle_s3_notification
+from pictrace.ingest import get_ingestor, handle_s3_notification
+from pictrace.snapstart import register
 
 logger = Logger()
 metrics = Metrics()
 processor = BatchProcessor(event_type=EventType.SQS)
+register(get_ingestor)  # SnapStart: the model loaded before the snapshot, clients renewed after a restore
 
 
 def record_handler(record: SQSRecord) -> None:
@@ -25,5 +26,5 @@ def record_handler(record: SQSRecord) -> None:
 
 @metrics.log_metrics
 @logger.inject_lambda_context
-def lambda_handler(event: dict, context: LambdaContext) -> PartialItemFailureResponse:
-    return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
+def lambda_handler(event: dict, context: LambdaContext) -> dict:
+    return dict(process_partial_response(event, record_handler, processor, context))

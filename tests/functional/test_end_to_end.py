@@ -65,6 +65,10 @@ def test_uploaded_photo_comes_back_first(client: TestClient, variant: str) -> No
     )
     assert set(body["timings_ms"]) >= {"decode", "embed", "scan", "fetch", "rerank", "total"}
     assert body["weights"] == "sscd" and body["indexed"] == len(PHOTOS)
+    # "copy / not a copy" is unmistakable: the edited photo is a copy, the other indexed photos are not
+    assert best["match"] is True and best["similarity"] > 50, best
+    others = body["results"][1:]
+    assert others and all(r["match"] is False and r["similarity"] < 50 for r in others), others
     if variant == "same bytes":
         assert best["scores"]["cosine"] > 0.999 and best["similarity"] > 99
 

@@ -618,7 +618,7 @@ def test_search_http_api(template: dict[str, Any]) -> None:
     api = res["PicTraceApi"]
     assert api["Type"] == "AWS::ApiGatewayV2::Api" and api["Properties"]["ProtocolType"] == "HTTP"
     integration = res["PicTraceApiIntegration"]["Properties"]
-    assert integration["IntegrationUri"] == {"Fn::GetAtt": ["SearchFunction", "Arn"]}
+    assert integration["IntegrationUri"] == {"Ref": "SearchFunction.Alias"}  # the published version
     assert integration["IntegrationType"] == "AWS_PROXY" and integration["PayloadFormatVersion"] == "2.0"
     route = res["PicTraceApiDefaultRoute"]["Properties"]
     assert route["RouteKey"] == "$default" and route["Target"] == {"Fn::Sub": "integrations/${PicTraceApiIntegration}"}
@@ -629,10 +629,39 @@ def test_search_http_api(template: dict[str, Any]) -> None:
     assert stage["AccessLogSettings"]["DestinationArn"] == {"Fn::GetAtt": ["ApiAccessLogGroup", "Arn"]}
     permission = res["SearchFunctionApiPermission"]["Properties"]
     assert permission["Principal"] == "apigateway.amazonaws.com" and permission["FunctionName"] == {
-        "Ref": "SearchFunction"
+        "Ref": "SearchFunction.Alias"
     }
     assert "${PicTraceApi}/" in permission["SourceArn"]["Fn::Sub"]
     assert res["SearchFunction"]["Properties"]["Timeout"] <= 30
+
+
+def test_snapstart_is_a_parameter_on_by_default_with_the_alias_it_needs(template: dict[str, Any]) -> None:
+    params, res, conditions = template["Parameters"], template["Resources"], template["Conditions"]
+    assert params["SnapStart"]["Default"] == "Enabled" and params["SnapStart"]["AllowedValues"] == [
+        "Enabled",
+        "Disabled",
+    ]
+    assert conditions["UseSnapStart"] == {"Fn::Equals": [{"Ref": "SnapStart"}, "Enabled"]}
+    for name in ("IngestFunction", "SearchFunction"):
+        props = res[name]["Properties"]
+        # SnapStart applies to published versions only: every trigger must invoke the alias SAM publishes
+        assert props["AutoPublishAlias"] == "live", name
+        # Disabled turns it off ("None" is the API's value for no SnapStart)
+        assert props["SnapStart"] == {"ApplyOn": {"Fn::If": ["UseSnapStart", "PublishedVersions", "None"]}}, name
+        assert props.get("EphemeralStorage", {"Size": 512})["Size"] <= 512  # SnapStart's limit
+        assert "ProvisionedConcurrencyConfig" not in props and "FileSystemConfigs" not in props
+    assert "SnapStart" not in res["CompactFunction"]["Properties"]  # scheduled: no one waits for its cold start
+    # the SQS trigger goes to the alias when AutoPublishAlias is set (SAM); the API's integration says so itself
+    assert res["PicTraceApiIntegration"]["Properties"]["IntegrationUri"] == {"Ref": "SearchFunction.Alias"}
+
+
+@pytest.mark.parametrize(
+    ("name", "getter"), [("ingest", "register(get_ingestor)"), ("search", "register(app.state.service)")]
+)
+def test_handlers_register_their_snapstart_hooks(name: str, getter: str) -> None:
+    """The runtime only runs hooks registered while the handler's module is imported."""
+    source = (ROOT / "functions" / name / "app.py").read_text()
+    assert "from pictrace.snapstart import register" in source and f"\n{getter}" in source
 
 
 def test_api_auth_is_a_parameter(template: dict[str, Any]) -> None:

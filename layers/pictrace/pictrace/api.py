@@ -242,6 +242,8 @@ def create_app(settings: Settings | None = None, service: SearchService | None =
             state["service"] = service or SearchService(settings)
         return state["service"]
 
+    app.state.service = get_service  # the container's SearchService (pictrace.snapstart warms it before a snapshot)
+
     for exc_type, status in STATUS:
         app.add_exception_handler(exc_type, _handler(status))
     app.add_exception_handler(RequestValidationError, _invalid_request)

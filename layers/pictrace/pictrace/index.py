@@ -405,6 +405,10 @@ class EmbeddingIndex:
         """Entry ids in matrix row order."""
         return self._snapshot[1]
 
+    def expire(self) -> None:
+        """Make the next refresh look at S3 whatever the refresh interval (e.g. after a SnapStart restore)."""
+        self._refreshed_at = float("-inf")
+
     def refresh(self, force: bool = False) -> int:
         """Bring the matrix up to date with S3 (at most every refresh_seconds); returns how many rows changed."""
         with self._lock:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -20,8 +21,9 @@ from pictrace.errors import InvalidImage, NotFound
 from pictrace.images import decode_image
 from pictrace.index import Entry, IndexStore, now_iso
 from pictrace.modelfetch import ensure_model
-from pictrace.rerank import compute_features, trim_border
+from pictrace.rerank import compute_features, content_box
 from pictrace.settings import Settings, get_settings
+from pictrace.snapstart import WARM_UP
 from pictrace.storage import Store
 from pictrace.vectors import refused_vector
 
@@ -59,6 +61,15 @@ class Ingestor:
             self._embedder = get_embedder(ensure_model(self.settings), self.settings.weights)
         return self._embedder
 
+    def warm(self) -> dict[str, float]:
+        """Load the model and run it once (pictrace.snapstart); seconds it took."""
+        started = time.perf_counter()
+        self.embedder.embed([WARM_UP])
+        return {"model": time.perf_counter() - started}
+
+    def renew(self) -> None:
+        """After a SnapStart restore: nothing of its own to renew (its clients are the process's)."""
+
     def sync_key(self, key: str) -> Outcome:
         """Index what the key holds now, or drop it from the index if it holds nothing."""
         if not key.startswith(self.settings.images_prefix):
@@ -85,7 +96,9 @@ class Ingestor:
             image = decode_image(obj.body, max_bytes=self.settings.max_bytes, max_pixels=self.settings.max_pixels)
         except InvalidImage as exc:
             return self._fail(key, str(exc), obj.etag)
-        content = trim_border(image.bgr)  # uniform padding is not content (the query side trims it too)
+        top, bottom, left, right = content_box(image.bgr)  # uniform padding is not content (queries are trimmed too)
+        content = image.bgr[top:bottom, left:right]
+        sx, sy = image.width / image.bgr.shape[1], image.height / image.bgr.shape[0]  # decoded smaller if large
         # one model per index: refused (retried, then the DLQ) rather than mixed with another model's embeddings
         self.index.check_model(self.embedder.weights, self.embedder.dim, claim=True)
         embedding = self.embedder.embed([content])[0]
@@ -98,6 +111,8 @@ class Ingestor:
             "bytes": len(obj.body),
             "created": now_iso(),
             "weights": self.embedder.weights,
+            # the content's box (x0, y0, x1, y1) in the file's pixels: where the features' coordinates sit
+            "content_box": [round(left * sx), round(top * sy), round(right * sx), round(bottom * sy)],
         }
         entry = Entry(entry_id, (key,), embedding, compute_features(content), meta)
         action = self.index.create_or_add_key(entry, key)

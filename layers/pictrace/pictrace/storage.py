@@ -56,10 +56,9 @@ class Store:
 
     @property
     def client(self) -> Any:
-        """The S3 client, created on first use."""
-        if self._client is None:
-            self._client = s3_client()
-        return self._client
+        """The S3 client: the one given, else the process's (s3_client, created on first use and renewed by
+        s3_client.cache_clear(), e.g. after a SnapStart restore)."""
+        return self._client if self._client is not None else s3_client()
 
     def get(self, key: str) -> StoredObject:
         """The object's bytes; NotFound if there is none."""

@@ -187,10 +187,8 @@ class VectorIndex:
 
     @property
     def client(self) -> Any:
-        """The s3vectors client, created on first use."""
-        if self._client is None:
-            self._client = s3vectors_client()
-        return self._client
+        """The s3vectors client: the one given, else the process's (s3vectors_client, renewed by its cache_clear)."""
+        return self._client if self._client is not None else s3vectors_client()
 
     def _where(self) -> dict[str, str]:
         if self.index.startswith("arn:"):
