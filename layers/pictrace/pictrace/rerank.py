@@ -1,7 +1,7 @@
 """Rerank features and scores.
 
 Signals, each in [0, 1] (documented in README "Scoring"):
-- cosine: the ResNet50 embeddings' cosine, centred on the index mean (pictrace.index);
+- cosine: the model's embeddings' cosine (SSCD by default), centred on the index mean (pictrace.index);
 - gist: correlation of 16x16 zero-mean grayscale layouts, the best of the query's 8 flips/90-degree rotations
   (robust to brightness/contrast, grayscale, flips and quarter turns);
 - ssim: Gaussian-window SSIM of 128x128 grayscale thumbnails, the query turned the way gist found;
@@ -259,7 +259,7 @@ def score(
         "geometry": f"{inliers} ORB keypoints agree on one affine transform",
         "gist": f"same layout ({D4_NAMES[transform]}), independent of brightness and colour",
         "ssim": "same structure pixel by pixel (SSIM)",
-        "cosine": "close ResNet50 embeddings",
+        "cosine": "close embeddings (the model sees the same picture)",
     }[decider]
     return Scores(
         cosine=float(cosine),
