@@ -29,7 +29,7 @@ def events_by_function() -> dict[str, list[Path]]:
         kinds = {e["Type"] for e in res["Properties"].get("Events", {}).values()}
         if any(
             r["Type"] == "AWS::ApiGatewayV2::Integration"
-            and r["Properties"]["IntegrationUri"] == {"Fn::GetAtt": [name, "Arn"]}
+            and r["Properties"]["IntegrationUri"] in ({"Fn::GetAtt": [name, "Arn"]}, {"Ref": f"{name}.Alias"})
             for r in resources.values()
         ):
             kinds.add("HttpApi")

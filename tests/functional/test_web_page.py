@@ -138,7 +138,11 @@ def test_upload_ranks_the_original_first_then_click_a_result_then_a_non_image(
     assert page.locator("#results img").count() == len(PHOTOS) and page.locator("#results .noimg").count() == 0
     tiff = page.locator(f"#results .card[data-id='{sha('camera.tiff')}'] img").get_attribute("src")
     assert tiff == f"thumbnail/{sha('camera.tiff')}"
-    assert page.locator("#results .verdict").count() == 0  # no verdict in the answer (yet): no badge
+    # every result says whether it is a copy of the query: the uploaded photo is, the other photos are not
+    assert page.locator("#results .verdict").count() == len(PHOTOS)
+    first = page.locator("#results .card").first
+    assert first.get_attribute("data-id") == sha("astronaut.jpg") and first.locator(".verdict").inner_text().lower() == "copy"
+    assert page.locator("#results .verdict", has_text="not a copy").count() == len(PHOTOS) - 1
     save_screenshot(page)
 
     # click a result: the page searches by its id, and that image comes back first
