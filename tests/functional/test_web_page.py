@@ -141,7 +141,10 @@ def test_upload_ranks_the_original_first_then_click_a_result_then_a_non_image(
     # every result says whether it is a copy of the query: the uploaded photo is, the other photos are not
     assert page.locator("#results .verdict").count() == len(PHOTOS)
     first = page.locator("#results .card").first
-    assert first.get_attribute("data-id") == sha("astronaut.jpg") and first.locator(".verdict").inner_text().lower() == "copy"
+    assert (
+        first.get_attribute("data-id") == sha("astronaut.jpg")
+        and first.locator(".verdict").inner_text().lower() == "copy"
+    )
     assert page.locator("#results .verdict", has_text="not a copy").count() == len(PHOTOS) - 1
     save_screenshot(page)
 
