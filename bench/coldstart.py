@@ -4,7 +4,7 @@ Run by bench.run with the environment pointing at the bench's local stack. Measu
 spawned this process (SPAWNED_AT, time.time()):
     interpreter  until this module runs (Python start-up, site-packages)
     import       importing functions/search/app.py (FastAPI app, Mangum, pictrace) as Lambda's init phase does
-    model        loading the LiteRT model (the app loads it on first use; done here first to time it apart)
+    model        loading the ONNX model (the app loads it on first use; done here first to time it apart)
     first        the first request through the real handler: POST /search with the query as image_base64
                  (its own stages in the response: the first refresh loads the whole index from S3)
     second       the same request again, warm

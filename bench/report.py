@@ -58,15 +58,6 @@ def _largest(parts: dict[str, float]) -> str:
 
 
 DEFAULT = "sscd"
-PICK = (
-    "**Pick `sscd`** (the default). It is the one that finds copies: a trained copy-detection embedding, so the "
-    "cosine alone already ranks the original first for almost every edit, and its final scores separate copies "
-    "from look-alikes well enough for a calibrated `match`. **`sscd-mobile`** embeds faster and installs smaller "
-    "(3.5 MB), at a cost in recall on the hardest edits and in µAP (see its row): pick it only where ingest or "
-    "query CPU time matters more than the last points of recall. **`random:0`** is a floor for tests and offline "
-    "demos, never for use: its embedding carries no meaning, and what it finds it finds through the rerank's "
-    "hand-made signals."
-)
 
 # --- issue 12: the models side by side -----------------------------------------------------------------------------
 
@@ -762,8 +753,9 @@ def capacity_table(c: dict[str, Any]) -> str:
     if runs:
         queries = sorted({len(run["scan_ms"]) for run in runs})
         out.append(
-            f"Each row a fresh process loading {c.get('segment_rows', 20_000):,}-row segments (embedding 2048-d and "
-            "gist 256-d per row) from local files (dropped from the page cache first) through SegmentedView + "
+            f"Each row a fresh process loading {c.get('segment_rows', 20_000):,}-row segments (embedding "
+            f"{runs[0].get('dim', c.get('dim', 512))}-d and gist 256-d per row) from local files (dropped from the "
+            "page cache first) through SegmentedView + "
             "EmbeddingIndex.refresh (the search's code); GETs include ranged GETs. Scan: EmbeddingIndex.candidates "
             f"(top {c.get('k', 50)} by centred cosine ∪ top {c.get('k', 50)} by gist over 8 turns), p50 of "
             f"{'/'.join(map(str, queries))} queries after a first one; masked: the same under "
@@ -889,10 +881,53 @@ def pick_text(r: dict[str, Any]) -> str:
         v = qq.get("verdict") or {}
         lines.append(
             f"- `{label}`: recall@1 {qq['overall']['recall@1']:.3f} (lowest family {worst[0]} "
-            f"{worst[1]['recall@1']:.3f}), µAP {qq['micro_ap']:.3f}, verdict precision {_f(v.get('precision'))} / "
-            f"recall {_f(v.get('recall'))}, {ms(speed.get(label, {}).get('ms_p50'))} ms/image"
+            f"{worst[1]['recall@1']:.3f}), µAP {qq['micro_ap']:.3f}, verdict in this run (the calibration.json in "
+            f"force when it started) precision {_f(v.get('precision'))} / recall {_f(v.get('recall'))}, "
+            f"{ms(speed.get(label, {}).get('ms_p50'))} ms/image"
         )
-    return "\n".join(lines) + "\n\n" + PICK
+    return "\n".join(lines) + "\n\n" + pick_advice(r)
+
+
+def pick_advice(r: dict[str, Any]) -> str:
+    """The advice, with this run's figures (and the latest fit's other-half verdict where there is one)."""
+    models = r.get("models", {})
+    speed = r.get("embed_speed", {})
+    fz = r.get("fusion", {}).get("models", {})
+
+    def held(label: str) -> str:
+        f = fz.get(label)
+        if not f:
+            return "no fitted verdict"
+        v = f["report"]["verdict"]
+        return (
+            "verdict on the other half of the queries after `make fit-fusion`: "
+            f"precision {_f(v['precision'])}, recall {_f(v['recall'])}"
+        )
+
+    def r1(label: str) -> str:
+        q = models.get(label, {}).get("quality")
+        if not q:
+            return "not measured"
+        worst = min(q["families"].items(), key=lambda kv: kv[1]["recall@1"])
+        low = worst[1]["recall@1"]
+        return f"recall@1 {q['overall']['recall@1']:.3f} (lowest family {low:.3f}), µAP {q['micro_ap']:.3f}"
+
+    def embed(label: str) -> str:
+        return f"{ms(speed.get(label, {}).get('ms_p50'))} ms/image"
+
+    return (
+        f"**Pick `sscd`** (the default): {r1('sscd')}, {embed('sscd')}; {held('sscd')}. It is a trained "
+        "copy-detection embedding: the cosine alone ranks the original first for every edit family here (the "
+        "shortlist keeps every original even at size 5), and its final scores separate copies from look-alikes "
+        "well enough for a calibrated `match`. "
+        f"**`sscd-mobile`** finds as much here ({r1('sscd-mobile')}) and embeds faster ({embed('sscd-mobile')}, a "
+        f"3.5 MB model), but its scores separate copies less sharply ({held('sscd-mobile')}): the verdict keeps "
+        "fewer copies at the same precision. Pick it only where ingest or query CPU time matters more than that. "
+        f"**`random:0`** ({r1('random:0')}) is a floor for tests and offline demos, never for use: its "
+        "embedding carries no meaning. SSCD's preprocessing stays *short edge 288, aspect kept* "
+        "(`SSCD_PREPROCESS`): the 320×320 square squashes wide images (screenshots) and loses recall there; see "
+        "the preprocessing table."
+    )
 
 
 def markdown(r: dict[str, Any], text: str) -> str:
@@ -926,7 +961,7 @@ full run; `make bench` rewrites it.
 
 ```bash
 make bench         # full run: {r.get("wall_s", 0) / 60:.0f} min on the machine below (limit 20 min)
-make bench-quick   # N = 200, 10 originals' queries, ~5 min on a busy machine; does not touch this page
+make bench-quick   # N = 200, 6 originals' queries, ~5 min on an idle machine; does not touch this page
 make fit-fusion    # per model: fusion weights, P(copy), the copy threshold -> layers/pictrace/pictrace/calibration.json
 ```
 
