@@ -1,5 +1,5 @@
 """Compact Lambda: on a schedule, folds the entries changed since the last run into a segment of the index and merges
-small segments (pictrace.segments); the manifest is replaced by a conditional write, so runs may overlap.
+small segments (pictrace.index.compaction); the manifest is replaced by a conditional write, so runs may overlap.
 
 Metrics (Powertools, namespace POWERTOOLS_METRICS_NAMESPACE): CompactionFolded, CompactionSegments.
 """
@@ -7,7 +7,7 @@ Metrics (Powertools, namespace POWERTOOLS_METRICS_NAMESPACE): CompactionFolded, 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pictrace.segments import compact
+from pictrace.index.backend import compact
 
 logger = Logger()
 metrics = Metrics()

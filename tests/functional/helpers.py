@@ -9,7 +9,7 @@ import uuid
 from typing import Any
 from urllib.parse import quote_plus
 
-from pictrace.index import IndexStore
+from pictrace.index.store import IndexStore
 from pictrace.storage import Store
 
 from tests.conftest import ROOT

@@ -192,7 +192,7 @@ def test_ingest_backfills_objects_that_predate_the_stack(bare: Env) -> None:
     assert "4 objects" in first.out and "2 created" in first.out and "1 added" in first.out and "1 failed" in first.out
     assert "images/old/corrupt.jpg" in first.err
 
-    from pictrace.index import IndexStore
+    from pictrace.index.store import IndexStore
     from pictrace.storage import Store
 
     index = IndexStore(Store(bare.stack.bucket, bare.stack.client("s3")), "index/")
@@ -223,7 +223,8 @@ def test_ingest_backfills_objects_that_predate_the_stack(bare: Env) -> None:
 def test_ingest_refuses_other_weights_than_the_index(bare: Env, tmp_path: Path) -> None:
     """Embeddings of other weights do not mix with the index's: refused before anything is written."""
     import numpy as np
-    from pictrace.index import Entry, IndexStore
+    from pictrace.index.layout import Entry
+    from pictrace.index.store import IndexStore
     from pictrace.rerank import compute_features
     from pictrace.storage import Store
 
@@ -239,7 +240,7 @@ def test_ingest_refuses_other_weights_than_the_index(bare: Env, tmp_path: Path) 
 
 def test_delete_by_key_and_by_id(live: Env) -> None:
     from pictrace.errors import NotFound
-    from pictrace.index import IndexStore
+    from pictrace.index.store import IndexStore
     from pictrace.storage import Store
 
     index = IndexStore(Store(live.stack.bucket, live.stack.client("s3")), "index/")

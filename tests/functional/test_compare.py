@@ -22,10 +22,11 @@ import numpy as np
 import pytest
 from botocore.stub import Stubber
 from fastapi.testclient import TestClient
-from pictrace.compare import HEADER, PICTURE_GAP, iou
+from pictrace.compare import HEADER, PICTURE_GAP
 
 from tests.conftest import PHOTOS, ROOT, read
 from tests.functional.live import index_photos, serve
+from tests.regions import iou
 
 PHOTO = "astronaut.jpg"
 MIN_IOU = 0.8
@@ -216,10 +217,11 @@ def test_thumbnails_for_images_browsers_cannot_show(client: TestClient) -> None:
 
 
 def test_the_s3_vectors_backend_compares_from_the_same_entries(stack: Any) -> None:
+    from pictrace.index.backend import open_backend
     from pictrace.ingest import Ingestor
     from pictrace.search import Query, SearchService
     from pictrace.settings import Settings, get_settings
-    from pictrace.vectors import VectorIndex
+    from pictrace.storage import Store
 
     s3 = stack.client("s3")
     ingestor = Ingestor(get_settings())
@@ -228,7 +230,7 @@ def test_the_s3_vectors_backend_compares_from_the_same_entries(stack: Any) -> No
         assert ingestor.sync_key(f"images/{name}").action == "created"
     client = boto3.client("s3vectors", region_name="us-east-1")
     settings = Settings.from_env(index_backend="s3vectors", vector_bucket="pictrace-vectors")
-    service = SearchService(settings, vectors=VectorIndex("pictrace-vectors", "images", client))
+    service = SearchService(settings, backend=open_backend(settings, Store(settings.bucket), vector_client=client))
     query, where = quarter_turn(photo())
     with Stubber(client) as stub:
         stub.add_response("get_vectors", {"vectors": [{"key": sha(PHOTO), "metadata": {"keys": [f"images/{PHOTO}"]}}]})

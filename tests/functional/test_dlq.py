@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pictrace.index import IndexStore
+from pictrace.index.store import IndexStore
 from pictrace.storage import Store
 
 from infra.local import SqsWorker, load_handler

@@ -6,7 +6,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from pictrace.index import Entry, IndexStore
+from pictrace.index.layout import Entry
+from pictrace.index.store import IndexStore
 from pictrace.storage import Store
 
 from infra.local import LambdaContext, load_handler

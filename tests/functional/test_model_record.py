@@ -9,7 +9,8 @@ from typing import Any
 import numpy as np
 import pytest
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
-from pictrace.index import Entry, IndexStore
+from pictrace.index.layout import Entry
+from pictrace.index.store import IndexStore
 from pictrace.rerank import compute_features
 from pictrace.storage import Store
 

@@ -16,8 +16,9 @@ from typing import Any
 
 import numpy as np
 import pytest
-from pictrace.index import IndexStore
-from pictrace.segments import Compactor, SegmentStore
+from pictrace.index.compaction import Compactor
+from pictrace.index.segments import SegmentStore
+from pictrace.index.store import IndexStore
 from pictrace.storage import Store, StoredObject
 
 from tests.functional.helpers import consistent
@@ -75,7 +76,7 @@ def test_a_compactor_that_read_a_stale_manifest_loses_the_race_and_starts_again(
         add_images(plain, vs, [14])
         assert Compactor(SegmentStore(plain)).compact().folded == 5  # M2, markers 10..14 removed
 
-    racing = Interleaved(stack.bucket, plain.prefix + "manifest.json", interloper)
+    racing = Interleaved(stack.bucket, plain.layout.manifest_key, interloper)
     result = Compactor(SegmentStore(IndexStore(racing, "index/"))).compact()
     assert racing.lost == ["index/manifest.json"] and result.attempts == 2  # the race happened, and A lost it
     expected = truth(plain)
@@ -86,9 +87,9 @@ def test_add_key_from_a_stale_read_loses_the_race_and_keeps_the_other_writers_ke
     plain = IndexStore(Store(stack.bucket), "index/")
     e = entry(0, unit(np.random.default_rng(22), 1)[0], ("images/a.jpg",))
     plain.create_or_add_key(e, "images/a.jpg")
-    racing = Interleaved(stack.bucket, plain.entry_key(e.id), lambda: plain.add_key(e.id, "images/b.jpg"))
+    racing = Interleaved(stack.bucket, plain.layout.entry_key(e.id), lambda: plain.add_key(e.id, "images/b.jpg"))
     assert IndexStore(racing, "index/").add_key(e.id, "images/c.jpg") == "added"
-    assert racing.lost == [plain.entry_key(e.id)]
+    assert racing.lost == [plain.layout.entry_key(e.id)]
     assert consistent(stack) == {e.id: ("images/a.jpg", "images/b.jpg", "images/c.jpg")}
 
 
@@ -97,9 +98,9 @@ def test_removing_a_key_from_a_stale_read_keeps_the_key_another_writer_added(sta
     e = entry(1, unit(np.random.default_rng(23), 1)[0], ("images/a.jpg",))
     plain.create_or_add_key(e, "images/a.jpg")
     plain.add_key(e.id, "images/b.jpg")
-    racing = Interleaved(stack.bucket, plain.entry_key(e.id), lambda: plain.add_key(e.id, "images/c.jpg"))
+    racing = Interleaved(stack.bucket, plain.layout.entry_key(e.id), lambda: plain.add_key(e.id, "images/c.jpg"))
     assert IndexStore(racing, "index/").remove_key("images/a.jpg") == "removed"
-    assert racing.lost == [plain.entry_key(e.id)]
+    assert racing.lost == [plain.layout.entry_key(e.id)]
     assert consistent(stack) == {e.id: ("images/b.jpg", "images/c.jpg")}
 
 
@@ -107,9 +108,9 @@ def test_removing_the_last_key_from_a_stale_read_does_not_delete_an_entry_that_g
     plain = IndexStore(Store(stack.bucket), "index/")
     e = entry(2, unit(np.random.default_rng(24), 1)[0], ("images/a.jpg",))
     plain.create_or_add_key(e, "images/a.jpg")
-    racing = Interleaved(stack.bucket, plain.entry_key(e.id), lambda: plain.add_key(e.id, "images/b.jpg"))
+    racing = Interleaved(stack.bucket, plain.layout.entry_key(e.id), lambda: plain.add_key(e.id, "images/b.jpg"))
     assert IndexStore(racing, "index/").remove_key("images/a.jpg") == "removed"
-    assert racing.lost == [plain.entry_key(e.id)]
+    assert racing.lost == [plain.layout.entry_key(e.id)]
     assert consistent(stack) == {e.id: ("images/b.jpg",)}
 
 
@@ -120,6 +121,6 @@ def test_consistent_catches_a_pointer_whose_entry_does_not_hold_its_key(stack: A
     plain.create_or_add_key(e, "images/a.jpg")
     assert consistent(stack) == {e.id: ("images/a.jpg",)}
     body = json.dumps({"key": "images/b.jpg", "id": e.id}).encode()
-    plain.store.put(plain.pointer_key("images/b.jpg"), body, content_type="application/json")
+    plain.store.put(plain.layout.pointer_key("images/b.jpg"), body, content_type="application/json")
     with pytest.raises(AssertionError, match="does not hold it"):
         consistent(stack)

@@ -27,7 +27,7 @@ before = s3_client()
 # the snapshot: hooks run, then (while it waits to be restored) a new photo is indexed by the ingest function
 for func, args, kwargs in reversed(__import__("snapshot_restore_py").get_before_snapshot()):
     func(*args, **kwargs)
-warmed = {"model_loaded": service._embedder is not None, "indexed": len(service.index)}
+warmed = {"model_loaded": service._embedder is not None, "indexed": service.backend.count()}
 body = open(new_image, "rb").read()
 before.put_object(Bucket=bucket, Key="images/new.png", Body=body)
 ingest = load_handler("functions/ingest/app.py")

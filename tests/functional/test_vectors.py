@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from botocore.stub import Stubber
 from pictrace.errors import BadRequest
-from pictrace.index import IndexStore
+from pictrace.index.store import IndexStore
+from pictrace.index.vectors import VectorIndex, mirror, reconcile
 from pictrace.storage import Store
-from pictrace.vectors import VectorIndex, mirror, reconcile
 
 from tests.functional.test_segments import DIM, entry, unit
 
@@ -120,9 +120,9 @@ def test_ingest_and_compaction_keep_the_vector_index_in_step(
     import json
 
     import pictrace.ingest
-    from pictrace.segments import compact
+    from pictrace.index.backend import compact
+    from pictrace.index.vectors import s3vectors_client
     from pictrace.settings import get_settings
-    from pictrace.vectors import s3vectors_client
 
     from infra.local import SqsWorker, load_handler
     from tests.conftest import MODEL_DIR, ROOT, read
@@ -164,9 +164,11 @@ def test_search_with_the_s3_vectors_backend_shortlists_by_query_vectors(stack: A
     import asyncio
     import hashlib
 
+    from pictrace.index.backend import open_backend
     from pictrace.ingest import Ingestor
     from pictrace.search import Query, SearchService
     from pictrace.settings import Settings, get_settings
+    from pictrace.storage import Store
 
     from tests.conftest import PHOTOS, read
 
@@ -178,7 +180,7 @@ def test_search_with_the_s3_vectors_backend_shortlists_by_query_vectors(stack: A
     ids = [hashlib.sha256(read(n)).hexdigest() for n in PHOTOS]
     client = boto3.client("s3vectors", region_name="us-east-1")
     settings = Settings.from_env(index_backend="s3vectors", vector_bucket="pictrace-vectors")
-    service = SearchService(settings, vectors=VectorIndex("pictrace-vectors", "images", client))
+    service = SearchService(settings, backend=open_backend(settings, Store(settings.bucket), vector_client=client))
     # QueryVectors answers the five images, the queried photo last: the rerank must bring it to the top
     order = [*ids[1:], ids[0]]
     answer = {
@@ -205,12 +207,12 @@ def test_search_with_the_s3_vectors_backend_shortlists_by_query_vectors(stack: A
 
 def _fake_backend(monkeypatch: pytest.MonkeyPatch, client: Any) -> None:
     """The settings name the s3vectors backend, and pictrace's s3vectors client is the double."""
-    import pictrace.vectors
+    import pictrace.index.vectors
     from pictrace.settings import get_settings
 
     monkeypatch.setenv("PICTRACE_INDEX_BACKEND", "s3vectors")
     monkeypatch.setenv("PICTRACE_VECTOR_BUCKET", "pictrace-vectors")
-    monkeypatch.setattr(pictrace.vectors, "s3vectors_client", lambda region=None: client)
+    monkeypatch.setattr(pictrace.index.vectors, "s3vectors_client", lambda region=None: client)
     get_settings.cache_clear()
 
 
@@ -221,9 +223,8 @@ def test_a_poison_item_is_recorded_and_skipped_and_compaction_still_folds_every_
     scheduled compaction: the others reach the vector index, every marker goes, and the refusals are recorded."""
     import json
 
-    from pictrace.segments import compact
+    from pictrace.index.backend import compact
     from pictrace.settings import get_settings
-    from pictrace.vectors import failures_prefix
 
     from tests.s3vectors_fake import FakeS3Vectors
 
@@ -239,12 +240,12 @@ def test_a_poison_item_is_recorded_and_skipped_and_compaction_still_folds_every_
     client.refuse = {es[8].id}
     result = compact()
     assert result.folded == 12 and result.markers_left == 0
-    assert list(index_store.store.list(index_store.changes_prefix())) == []
+    assert list(index_store.store.list(index_store.layout.changes_prefix)) == []
     stored = client.indexes[("pictrace-vectors", "images")]["vectors"]
     assert set(stored) == {e.id for e in es} - {es[5].id, es[8].id}
     records = {
         k.rsplit("/", 1)[-1].removesuffix(".json"): json.loads(index_store.store.get(k).body)["reason"]
-        for k, _, _ in index_store.store.list(failures_prefix(index_store))
+        for k, _, _ in index_store.store.list(index_store.layout.vector_failures_prefix)
     }
     assert set(records) == {es[5].id, es[8].id}
     assert "all zeros" in records[es[5].id] and "ValidationException" in records[es[8].id]
@@ -256,7 +257,7 @@ def test_compaction_mirrors_a_large_fold_in_requests_within_the_limits(
     stack: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The compactor mirrors all its changes at once: 600 2048-d vectors go in several PutVectors under 20 MiB."""
-    from pictrace.segments import compact
+    from pictrace.index.backend import compact
     from pictrace.settings import get_settings
 
     from tests.s3vectors_fake import FakeS3Vectors
@@ -267,7 +268,7 @@ def test_compaction_mirrors_a_large_fold_in_requests_within_the_limits(
     index_store = IndexStore(Store(stack.bucket), "index/")
     es = [entry(i, v, (f"images/{i % 9}/{i}.jpg",)) for i, v in enumerate(unit(np.random.default_rng(12), 600, 2048))]
     for e in es:
-        index_store.store.put(index_store.entry_key(e.id), e.to_bytes(), if_none_match=True)
+        index_store.store.put(index_store.layout.entry_key(e.id), e.to_bytes(), if_none_match=True)
         index_store.mark_changed(e.id)
     assert compact().folded == 600
     puts = [size for op, _, size in client.calls if op == "PutVectors"]
@@ -278,7 +279,8 @@ def test_compaction_mirrors_a_large_fold_in_requests_within_the_limits(
 
 def _indexed_then_switched(index_store: IndexStore, compacted: bool) -> dict[str, tuple[str, ...]]:
     """Images indexed (and compacted) before the backend was switched, then changed since; id -> keys now."""
-    from pictrace.segments import Compactor, SegmentStore
+    from pictrace.index.compaction import Compactor
+    from pictrace.index.segments import SegmentStore
 
     from tests.functional.test_segments import add_images, truth
 
@@ -296,16 +298,17 @@ def _indexed_then_switched(index_store: IndexStore, compacted: bool) -> dict[str
 def test_backfill_mirrors_an_existing_index_into_an_empty_vector_index(
     stack: Any, vectors: VectorIndex, compacted: bool
 ) -> None:
-    from pictrace.vectors import backfill
+    from pictrace.index.segments import SegmentedView, SegmentStore
+    from pictrace.index.vectors import backfill
 
     index_store = IndexStore(Store(stack.bucket), "index/")
     expected = _indexed_then_switched(index_store, compacted)
     vectors.put([entry(999, unit(np.random.default_rng(14), 1)[0], ("images/gone.jpg",))])  # no longer indexed
-    result = backfill(vectors, index_store)
+    result = backfill(vectors, index_store, SegmentedView(SegmentStore(index_store)))
     assert result == {"indexed": 34, "put": 34, "requests": 1, "refused": 0, "deleted": 1}
     assert sorted(vectors.ids()) == sorted(expected)
     assert vectors.get(list(expected)) == expected
-    assert backfill(vectors, index_store)["deleted"] == 0  # idempotent
+    assert backfill(vectors, index_store, SegmentedView(SegmentStore(index_store)))["deleted"] == 0  # idempotent
 
 
 def test_pictrace_vectors_backfill_command(
@@ -313,18 +316,18 @@ def test_pictrace_vectors_backfill_command(
 ) -> None:
     import json
 
-    import pictrace.vectors
+    import pictrace.index.vectors
     from pictrace import cli
 
     index_store = IndexStore(Store(stack.bucket), "index/")
     expected = _indexed_then_switched(index_store, compacted=True)
     monkeypatch.setenv("AWS_ENDPOINT_URL_S3VECTORS", stack.endpoint)
-    pictrace.vectors.s3vectors_client.cache_clear()
+    pictrace.index.vectors.s3vectors_client.cache_clear()
     args = ["vectors-backfill", "--s3-endpoint", stack.endpoint, "--bucket", stack.bucket]
     assert cli.main([*args, "--json"]) == 2  # no vector index named
     assert "--vector-bucket" in capsys.readouterr().err
     code = cli.main([*args, "--vector-bucket", vectors.bucket, "--json"])
-    pictrace.vectors.s3vectors_client.cache_clear()
+    pictrace.index.vectors.s3vectors_client.cache_clear()
     assert code == 0 and json.loads(capsys.readouterr().out)["indexed"] == len(expected)
     assert sorted(vectors.ids()) == sorted(expected) and vectors.get(list(expected)) == expected
 
@@ -347,4 +350,49 @@ def test_ingest_refuses_an_all_zero_embedding_and_records_why(stack: Any) -> Non
     outcome = ingestor.sync_key("images/zero.png")
     assert outcome.action == "failed" and "all zeros" in (outcome.reason or "")
     assert (ingestor.index.failure("images/zero.png") or {}).get("reason") == outcome.reason
-    assert list(ingestor.index.store.list(ingestor.index.entries_prefix())) == []
+    assert list(ingestor.index.store.list(ingestor.index.layout.entries_prefix)) == []
+
+
+def test_with_s3_vectors_health_and_search_never_load_the_in_memory_index(
+    stack: Any, embedder: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """IndexBackend=s3vectors: /health and /search answer from S3 Vectors alone; a Store that fails on any listing
+    or manifest read under the index prefix (what loading the in-memory index starts with) is never asked."""
+    import hashlib
+
+    from fastapi.testclient import TestClient
+    from pictrace.api import create_app
+    from pictrace.index.backend import VectorsBackend
+    from pictrace.ingest import Ingestor
+    from pictrace.search import SearchService
+    from pictrace.settings import get_settings
+
+    from tests.conftest import read
+    from tests.s3vectors_fake import FakeS3Vectors
+
+    client = FakeS3Vectors()
+    VectorIndex("pictrace-vectors", "images", client).create(embedder.dim)
+    _fake_backend(monkeypatch, client)
+    settings = get_settings()
+    stack.client("s3").put_object(Bucket=stack.bucket, Key="images/coffee.png", Body=read("coffee.png"))
+    assert Ingestor(settings, embedder=embedder).sync_key("images/coffee.png").action == "created"
+    manifest = IndexStore(Store(stack.bucket), settings.index_prefix).layout.manifest_key
+
+    class NoIndexLoading(Store):
+        def list(self, prefix: str) -> Any:
+            assert not prefix.startswith(settings.index_prefix), f"listed {prefix}"
+            return super().list(prefix)
+
+        def get(self, key: str) -> Any:
+            assert key != manifest, "read the manifest"
+            return super().get(key)
+
+    service = SearchService(settings, store=NoIndexLoading(stack.bucket), embedder=embedder)
+    assert isinstance(service.backend, VectorsBackend)
+    with TestClient(create_app(settings, service)) as api:
+        health = api.get("/health")
+        assert health.status_code == 200 and health.json()["indexed"] is None
+        found = api.post("/search", files={"file": ("q.png", read("coffee.png"), "image/png")})
+    assert found.status_code == 200, found.text
+    assert found.json()["results"][0]["id"] == hashlib.sha256(read("coffee.png")).hexdigest()
+    get_settings.cache_clear()

@@ -329,7 +329,8 @@ def test_compare_view_shows_where_a_crop_sits_by_mouse_and_keyboard(
     site: tuple[str, Any], browser_page: Any, tmp_path: Path
 ) -> None:
     import numpy as np
-    from pictrace.compare import iou
+
+    from tests.regions import iou
 
     base, _ = site
     page = browser_page

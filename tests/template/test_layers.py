@@ -186,7 +186,7 @@ def test_each_handler_runs_on_its_built_layers_against_the_local_stack(
     import uuid
 
     import boto3
-    from pictrace.vectors import VectorIndex
+    from pictrace.index.vectors import VectorIndex
 
     from tests.functional.helpers import load_event, sqs_s3_event
 

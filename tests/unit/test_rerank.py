@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
-from pictrace.compare import MIN_REGION_INLIERS, Frame, evidence, iou, plausible
+from pictrace.compare import MIN_REGION_INLIERS, Frame, evidence, plausible
 from pictrace.images import DecodedImage, decode_image
 from pictrace.rerank import (
     D4_NAMES,
     ORB_LONG_SIDE,
     RANSAC_PX,
     THUMB_SIZE,
+    QueryFeatures,
     Weights,
+    as_query,
     compute_features,
     content_box,
     correspondences,
-    describe_query,
     geometric_inliers,
     gist,
     orb_size,
@@ -27,6 +28,12 @@ from pictrace.rerank import (
 from skimage.metrics import structural_similarity
 
 from tests.conftest import PHOTOS, read
+from tests.regions import iou
+
+
+def query_of(bgr: np.ndarray) -> QueryFeatures:
+    """A query's features from its (trimmed) pixels."""
+    return as_query(compute_features(bgr))
 
 
 def bgr(name: str) -> np.ndarray:
@@ -54,7 +61,7 @@ def test_features_have_the_documented_shapes() -> None:
 def test_a_resized_copy_scores_higher_than_another_photo() -> None:
     original = bgr("astronaut.jpg")
     copy = cv2.resize(original, None, fx=0.6, fy=0.6, interpolation=cv2.INTER_AREA)
-    q = describe_query(copy)
+    q = query_of(copy)
     same = score(0.9, q, compute_features(original), gist_score=0.9)
     other = score(0.9, q, compute_features(bgr("coffee.png")), gist_score=0.9)
     assert same.ssim > other.ssim and same.orb > other.orb and same.final > other.final
@@ -67,7 +74,7 @@ def test_a_resized_copy_scores_higher_than_another_photo() -> None:
 
 def test_image_without_keypoints_scores_zero_orb() -> None:
     flat = np.full((200, 300, 3), 127, np.uint8)
-    q = describe_query(flat)
+    q = query_of(flat)
     assert len(q.features.descriptors) == 0
     scores = score(0.5, q, compute_features(bgr("coffee.png")))
     assert scores.orb == 0.0 and scores.inliers == 0
@@ -95,7 +102,7 @@ def test_gist_finds_flips_turns_brightness_and_grayscale() -> None:
     }
     other = gist(compute_features(bgr("coffee.png")).thumb)
     for name, (query, turns) in cases.items():
-        variants = describe_query(np.ascontiguousarray(query)).gists
+        variants = query_of(np.ascontiguousarray(query)).gists
         best = int(np.argmax(variants @ target))
         assert D4_NAMES[best] in turns, name
         assert float(variants[best] @ target) > 0.9 > float(np.max(variants @ other)), name
@@ -130,7 +137,7 @@ def test_correspondences_are_the_matches_geometric_inliers_counts() -> None:
     # keypoints live in the ORB image: the long side scaled to ORB_LONG_SIDE
     ow, oh = orb_size(w, h)
     assert max(ow, oh) == ORB_LONG_SIDE and np.all(c.keypoints < (ow, oh))
-    nothing = correspondences(describe_query(np.full((50, 50, 3), 9, np.uint8)).features, c)
+    nothing = correspondences(query_of(np.full((50, 50, 3), 9, np.uint8)).features, c)
     assert nothing.matches == nothing.inliers == 0 and nothing.affine is None
 
 
@@ -156,7 +163,7 @@ def test_evidence_locates_edited_copies_in_the_original_s_pixels() -> None:
     for name, (image, where, (rotation, mirrored)) in cases.items():
         query = decoded(image)
         content = trim_border(query.bgr)
-        features = with_mirror(describe_query(content), content)
+        features = with_mirror(query_of(content), content)
         ev = evidence(
             features.features,
             features.mirrored,

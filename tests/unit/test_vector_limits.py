@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from botocore.exceptions import ParamValidationError
 from pictrace.errors import BadRequest
-from pictrace.vectors import (
+from pictrace.index.vectors import (
     FILTERABLE_BUDGET,
     MAX_REQUEST_BYTES,
     METADATA_BUDGET,

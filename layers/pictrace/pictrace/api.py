@@ -1,4 +1,7 @@
-"""The HTTP API (FastAPI): the only place where PicTrace errors become HTTP status codes."""
+"""The HTTP API (FastAPI): the only place where PicTrace errors become HTTP status codes.
+
+Over ~400 lines on purpose: the HTTP contract (request and response models, the OpenAPI extras) and the routes
+that use it are read together."""
 
 from __future__ import annotations
 
@@ -9,13 +12,13 @@ import copy
 import dataclasses
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -36,10 +39,12 @@ from pictrace.errors import (
     WeightsUnavailable,
 )
 from pictrace.fetch import fetch_url
+from pictrace.limits import MAX_SHORTLIST, MAX_TOP_K
 from pictrace.modelfetch import ensure_model
 from pictrace.rerank import Scores as RerankScores
-from pictrace.search import MAX_SHORTLIST, MAX_TOP_K, SearchResult, SearchService
+from pictrace.results import SearchResult
 from pictrace.search import Query as SearchQuery
+from pictrace.search import SearchService
 from pictrace.settings import Settings, get_settings
 from pictrace.storage import Store
 from pictrace.uploads import UPLOAD_TYPES, new_upload, read_upload
@@ -63,6 +68,11 @@ STATUS: list[tuple[type[PicTraceError], int]] = [
 ]
 
 
+# the limits as types: one declaration for the JSON body, the query parameters and the OpenAPI schema
+TopK = Annotated[int, Field(ge=1, le=MAX_TOP_K)]
+Shortlist = Annotated[int, Field(ge=1, le=MAX_SHORTLIST)]
+
+
 class SearchRequest(BaseModel):
     """JSON body of POST /search: exactly one of url, image_base64, id or key."""
 
@@ -71,8 +81,8 @@ class SearchRequest(BaseModel):
     image_base64: str | None = Field(None, description="the query image, base64-encoded")
     id: str | None = Field(None, description="SHA-256 id of an indexed image", max_length=64)
     key: str | None = Field(None, description="key of a query image uploaded with POST /uploads", max_length=1024)
-    top_k: int | None = Field(None, ge=1, le=MAX_TOP_K)
-    shortlist: int | None = Field(None, ge=1, le=MAX_SHORTLIST)
+    top_k: TopK | None = None
+    shortlist: Shortlist | None = None
     prefix: str | None = Field(None, description="only images with a key under this prefix", max_length=1024)
 
 
@@ -202,8 +212,8 @@ _SEARCH_BODY = {
                         "image_base64": {"type": "string", "minLength": 1},
                         "id": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
                         "key": {"type": "string", "minLength": 1, "maxLength": 1024},
-                        "top_k": {"type": "integer", "minimum": 1, "maximum": MAX_TOP_K},
-                        "shortlist": {"type": "integer", "minimum": 1, "maximum": MAX_SHORTLIST},
+                        "top_k": TypeAdapter(TopK).json_schema(),
+                        "shortlist": TypeAdapter(Shortlist).json_schema(),
                         "prefix": {"type": "string", "maxLength": 1024},
                     },
                     "oneOf": [
@@ -262,14 +272,14 @@ def create_app(settings: Settings | None = None, service: SearchService | None =
         """Liveness, the model's weights and backend, and the number of indexed images last seen."""
         info = load_model_info(ensure_model(settings))
         svc = get_service()
-        await asyncio.to_thread(svc.index.refresh)
+        await asyncio.to_thread(svc.backend.refresh)  # a no-op where the backend holds nothing (S3 Vectors)
         return {
             "status": "ok",
             "version": __version__,
             "weights": info["weights"],
             "backend": "onnxruntime",
             "model": {k: info.get(k) for k in ("architecture", "dim", "preprocess", "precision", "source", "sha256")},
-            "indexed": len(svc.index),
+            "indexed": svc.backend.count(),
             "scoring": {
                 **dataclasses.asdict(settings.fusion(info["weights"])),
                 "final": "sum(weight * signal) / sum(weight) over cosine, gist, ssim, geometry",
@@ -280,10 +290,8 @@ def create_app(settings: Settings | None = None, service: SearchService | None =
     @app.post("/search", response_model=SearchResponse, responses=_ERRORS, openapi_extra=_SEARCH_BODY)
     async def search(
         request: Request,
-        top_k: int | None = Query(
-            None, ge=1, le=MAX_TOP_K, description=f"results to return (default {settings.top_k})"
-        ),
-        shortlist: int | None = Query(None, ge=1, le=MAX_SHORTLIST, description="cosine candidates to rerank"),
+        top_k: TopK | None = Query(None, description=f"results to return (default {settings.top_k})"),
+        shortlist: Shortlist | None = Query(None, description="cosine candidates to rerank"),
         prefix: str | None = Query(
             None, max_length=1024, description="only images with a key under this prefix (a folder, a tenant)"
         ),

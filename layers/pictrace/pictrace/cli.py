@@ -358,7 +358,7 @@ def cmd_compare(args: argparse.Namespace, target: Target, out: Output) -> int:
 
 def _id_of_key(target: Target, key: str) -> str:
     """The id of the image an image key (images/… or a name under it) holds, from the index in the bucket."""
-    from pictrace.index import IndexStore
+    from pictrace.index.store import IndexStore
     from pictrace.storage import Store
 
     if key.startswith("s3://"):
@@ -442,10 +442,9 @@ def _check_weights(ingestor: Ingestor, target: Target, out: Output) -> None:
             f"the model in {ingestor.settings.model_dir} holds weights {local!r} but the API at {target.api} uses "
             f"{served!r}: build the same (`make model WEIGHTS={served}`) or pass --model-dir"
         )
-    prefix = ingestor.index.entries_prefix()
-    for key, _etag, _size in ingestor.store.list(prefix):
+    for entry_id in ingestor.index.entry_ids():
         try:
-            entry, _ = ingestor.index.get_entry(key[len(prefix) : -len(".npz")])
+            entry, _ = ingestor.index.get_entry(entry_id)
         except NotFound:
             continue
         indexed_with = entry.meta.get("weights")
@@ -459,7 +458,6 @@ def _check_weights(ingestor: Ingestor, target: Target, out: Output) -> None:
 
 def backfill(args: argparse.Namespace, target: Target, out: Output, prefix: str) -> int:
     """Run the ingest code on objects already in the bucket (e.g. put there before the stack existed)."""
-    from pictrace.index import key_digest
     from pictrace.ingest import Ingestor
 
     settings = _settings(target, args.model_dir)
@@ -477,21 +475,16 @@ def backfill(args: argparse.Namespace, target: Target, out: Output, prefix: str)
     objects = [(key, etag) for key, etag, _size in ingestor.store.list(listed) if not key.endswith("/")]
     if not objects:
         raise NothingFound(f"no objects under s3://{target.bucket}/{listed}")
-    index_prefix = settings.index_prefix
-    pointers = {k.rsplit("/", 1)[-1].removesuffix(".json") for k, _, _ in ingestor.store.list(f"{index_prefix}keys/")}
-    failures = {
-        k.rsplit("/", 1)[-1].removesuffix(".json") for k, _, _ in ingestor.store.list(f"{index_prefix}failures/")
-    }
+    listing = ingestor.index.listing()
     counts: Counter[str] = Counter()
     failed: list[dict[str, Any]] = []
     todo: list[str] = []
     for key, etag in objects:
-        digest = key_digest(key)
         if args.force:
             todo.append(key)
-        elif digest in pointers:
+        elif listing.points(key):
             counts["already indexed"] += 1
-        elif digest in failures and not args.retry_failed:
+        elif listing.has_failure(key) and not args.retry_failed:
             record = ingestor.index.failure(key)
             if record and record.get("etag") in (etag, None):  # failed before, on these very bytes
                 counts["failed before"] += 1
@@ -559,7 +552,7 @@ class _Planned:
 
 def upload(args: argparse.Namespace, target: Target, out: Output, path: Path) -> int:
     """Upload a folder's images (or one image) under the images prefix; the stack indexes them."""
-    from pictrace.index import IndexStore, key_digest
+    from pictrace.index.store import IndexStore
     from pictrace.storage import Store
 
     settings = _settings(target, args.model_dir)
@@ -581,8 +574,7 @@ def upload(args: argparse.Namespace, target: Target, out: Output, path: Path) ->
     store = Store(target.bucket)
     index = IndexStore(store, settings.index_prefix)
     existing = {key: (etag.strip('"'), size) for key, etag, size in store.list(key_prefix)}
-    indexed = _entry_ids(index)
-    failures = _failure_digests(index)
+    listing = index.listing()
     plans = [_Planned(p, key) for p, key in files]
 
     def put(plan: _Planned) -> _Planned:
@@ -591,10 +583,10 @@ def upload(args: argparse.Namespace, target: Target, out: Output, path: Path) ->
         md5 = hashlib.md5(data, usedforsecurity=False).hexdigest()
         etag, size = existing.get(plan.key, ("", -1))
         same = etag == md5 or (size == len(data) and "-" in etag and index.pointer(plan.key) == plan.sha)
-        if same and plan.sha in indexed:
+        if same and plan.sha in listing.ids:
             plan.state = "indexed"
             return plan
-        if same and key_digest(plan.key) in failures:
+        if same and listing.has_failure(plan.key):
             record = index.failure(plan.key) or {}
             if str(record.get("etag", "")).strip('"') == etag:
                 plan.state, plan.reason, plan.etag = "failed", str(record.get("reason", "?")), etag
@@ -637,30 +629,18 @@ def upload(args: argparse.Namespace, target: Target, out: Output, path: Path) ->
     return _finish(out, summary, line)
 
 
-def _entry_ids(index: Any) -> set[str]:
-    prefix = index.entries_prefix()
-    return {k[len(prefix) : -len(".npz")] for k, _, _ in index.store.list(prefix) if k.endswith(".npz")}
-
-
-def _failure_digests(index: Any) -> set[str]:
-    prefix = f"{index.prefix}failures/"
-    return {k[len(prefix) :].removesuffix(".json") for k, _, _ in index.store.list(prefix)}
-
-
 def _wait_for_index(index: Any, waiting: list[_Planned], timeout: float, bar: Progress) -> None:
     """Until every uploaded image is in the index (or recorded as failed), by listing the index, not per key."""
-    from pictrace.index import key_digest
-
     task = bar.add_task("indexing", total=len(waiting), info="by the stack")
     deadline = time.monotonic() + timeout
     pending = list(waiting)
     while pending:
-        ids, failures = _entry_ids(index), _failure_digests(index)
+        listing = index.listing()
         still = []
         for plan in pending:
-            if plan.sha in ids:
+            if plan.sha in listing.ids:
                 plan.state = "indexed"
-            elif key_digest(plan.key) in failures:
+            elif listing.has_failure(plan.key):
                 record = index.failure(plan.key) or {}
                 if str(record.get("etag", "")).strip('"') == plan.etag:
                     plan.state, plan.reason = "failed", str(record.get("reason", "?"))
@@ -751,23 +731,21 @@ def cmd_delete(args: argparse.Namespace, target: Target, out: Output) -> int:
 # --------------------------------------------------------------------------- stats
 def cmd_stats(args: argparse.Namespace, target: Target, out: Output) -> int:
     """The index's numbers from the bucket, and the weights the API runs with."""
-    from pictrace.index import IndexStore, key_digest
+    from pictrace.index.store import IndexStore
     from pictrace.storage import Store
 
     target.use_s3()
     settings = _settings(target)
     index = IndexStore(Store(target.bucket), settings.index_prefix)
     images = [key for key, _, _ in index.store.list(settings.images_prefix) if not key.endswith("/")]
-    entries = _entry_ids(index)
-    pointers = {k.rsplit("/", 1)[-1].removesuffix(".json") for k, _, _ in index.store.list(f"{index.prefix}keys/")}
-    failure_digests = _failure_digests(index)
+    listing = index.listing()
     failures = []
     for key in images:
-        if key_digest(key) in failure_digests:
+        if listing.has_failure(key):
             record = index.failure(key)
             if record:
                 failures.append({"key": key, "reason": record.get("reason"), "at": record.get("at")})
-    pending = [k for k in images if key_digest(k) not in pointers and key_digest(k) not in failure_digests]
+    pending = [k for k in images if not listing.points(k) and not listing.has_failure(k)]
     error: CliError | None = None
     try:
         health: dict[str, Any] = api_call(target, "GET", "/health")
@@ -778,8 +756,8 @@ def cmd_stats(args: argparse.Namespace, target: Target, out: Output) -> int:
         "s3_endpoint": target.s3_endpoint,
         "images_prefix": settings.images_prefix,
         "objects": len(images),
-        "indexed_images": len(entries),
-        "indexed_keys": len(pointers),
+        "indexed_images": len(listing.ids),
+        "indexed_keys": len(listing.pointed),
         "failures": failures,
         "pending": len(pending),
         "api": target.api,
@@ -826,9 +804,10 @@ def _print_stats(out: Output, s: dict[str, Any], pending: list[str]) -> None:
 
 def cmd_vectors_backfill(args: argparse.Namespace, target: Target, out: Output) -> int:
     """Mirror every indexed image into the S3 Vectors index (a stack switched to IndexBackend=s3vectors)."""
-    from pictrace.index import IndexStore
+    from pictrace.index.segments import SegmentedView, SegmentStore
+    from pictrace.index.store import IndexStore
+    from pictrace.index.vectors import VectorIndex, backfill
     from pictrace.storage import Store
-    from pictrace.vectors import VectorIndex, backfill
 
     target.use_s3()
     settings = _settings(target)
@@ -837,7 +816,8 @@ def cmd_vectors_backfill(args: argparse.Namespace, target: Target, out: Output) 
     if not (bucket or name.startswith("arn:")):
         raise UsageError("name the vector index: --vector-index ARN, or --vector-bucket NAME (the stack's outputs)")
     vectors = VectorIndex(bucket, name)
-    result = backfill(vectors, IndexStore(Store(target.bucket), settings.index_prefix), prune=not args.keep_stale)
+    index_store = IndexStore(Store(target.bucket), settings.index_prefix)
+    result = backfill(vectors, index_store, SegmentedView(SegmentStore(index_store)), prune=not args.keep_stale)
     if out.json:
         out.document(result)
     else:
@@ -848,7 +828,7 @@ def cmd_vectors_backfill(args: argparse.Namespace, target: Target, out: Output) 
         )
     if result["refused"]:
         raise NothingFound(
-            f"{result['refused']} vector(s) refused by S3 Vectors: see {settings.index_prefix}vector-failures/"
+            f"{result['refused']} vector(s) refused by S3 Vectors: see {index_store.layout.vector_failures_prefix}"
         )
     return EXIT_OK
 

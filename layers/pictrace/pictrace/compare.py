@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import cv2
 import numpy as np
@@ -20,13 +20,11 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from pictrace.errors import BadRequest, ImageTooLarge, NotFound, UpstreamError
 from pictrace.images import DecodedImage, decode_image
+from pictrace.index.layout import Entry
 from pictrace.rerank import Features, content_box, correspondences, orb_size
+from pictrace.results import Hit
 from pictrace.settings import Settings
 from pictrace.storage import Store
-
-if TYPE_CHECKING:
-    from pictrace.index import Entry
-    from pictrace.search import Hit
 
 logger = logging.getLogger(__name__)
 
@@ -345,13 +343,3 @@ def evidence_json(ev: Evidence, max_pairs: int = 500) -> dict[str, Any]:
         "exact": ev.exact,
         "degenerate": ev.degenerate,
     }
-
-
-def iou(polygon: np.ndarray, box: tuple[float, float, float, float]) -> float:
-    """Intersection over union of a convex polygon (n, 2) and an axis-aligned box (x0, y0, x1, y1)."""
-    x0, y0, x1, y1 = box
-    rect = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], np.float32)
-    poly = np.asarray(polygon, np.float32)
-    inter, _ = cv2.intersectConvexConvex(poly, rect)
-    union = abs(cv2.contourArea(poly)) + (x1 - x0) * (y1 - y0) - inter
-    return float(inter / union) if union > 0 else 0.0

@@ -18,14 +18,15 @@ from aws_lambda_powertools.utilities.data_classes import S3Event
 
 from pictrace.embedding import Embedder, get_embedder
 from pictrace.errors import InvalidImage, NotFound
-from pictrace.images import decode_image
-from pictrace.index import Entry, IndexStore, now_iso
+from pictrace.index.backend import ShortlistBackend, open_backend
+from pictrace.index.layout import Entry, now_iso
+from pictrace.index.store import IndexStore
+from pictrace.index.vectors import refused_vector
 from pictrace.modelfetch import ensure_model
-from pictrace.rerank import compute_features, content_box
+from pictrace.pipeline import prepare
 from pictrace.settings import Settings, get_settings
 from pictrace.snapstart import WARM_UP
 from pictrace.storage import Store
-from pictrace.vectors import refused_vector
 
 logger = logging.getLogger(__name__)
 
@@ -41,17 +42,23 @@ class Outcome:
 
 
 class Ingestor:
-    """Indexes image keys of one bucket with one embedder."""
+    """Indexes image keys of one bucket with one embedder.
 
-    def __init__(self, settings: Settings, store: Store | None = None, embedder: Embedder | None = None) -> None:
+    backend: the index backend to keep in step (its change observer sees every change); by default the one the
+    settings name (pictrace.index.backend.open_backend).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store | None = None,
+        embedder: Embedder | None = None,
+        backend: ShortlistBackend | None = None,
+    ) -> None:
         self.settings = settings
         self.store = store or Store(settings.bucket)
-        self.index = IndexStore(self.store, settings.index_prefix)
-        if settings.index_backend == "s3vectors":
-            from pictrace.vectors import VectorIndex, mirror
-
-            vectors = VectorIndex(settings.vector_bucket, settings.vector_index)
-            self.index.on_change = lambda entry_id: mirror(vectors, self.index, [entry_id])
+        backend = backend or open_backend(settings, self.store)
+        self.index = IndexStore(self.store, settings.index_prefix, on_change=backend.on_change)
         self._embedder = embedder
 
     @property
@@ -89,32 +96,24 @@ class Ingestor:
         previous = self.index.pointer(key)
         if previous is not None and previous != entry_id:
             self.index.remove_key(key)  # the key now holds other bytes
-        if self._exists(entry_id):
+        if self.index.has_entry(entry_id):
             action = self.index.add_key(entry_id, key, pointed=previous == entry_id)
             return Outcome(key, action, entry_id)
         try:
-            image = decode_image(obj.body, max_bytes=self.settings.max_bytes, max_pixels=self.settings.max_pixels)
+            prepared = prepare(
+                obj.body, self._checked_embedder, max_bytes=self.settings.max_bytes, max_pixels=self.settings.max_pixels
+            )
         except InvalidImage as exc:
             return self._fail(key, str(exc), obj.etag)
-        top, bottom, left, right = content_box(image.bgr)  # uniform padding is not content (queries are trimmed too)
-        content = image.bgr[top:bottom, left:right]
-        sx, sy = image.width / image.bgr.shape[1], image.height / image.bgr.shape[0]  # decoded smaller if large
-        # one model per index: refused (retried, then the DLQ) rather than mixed with another model's embeddings
-        self.index.check_model(self.embedder.weights, self.embedder.dim, claim=True)
-        embedding = self.embedder.embed([content])[0]
-        if (refused := refused_vector(embedding)) is not None:  # no cosine for it (S3 Vectors refuses it too)
+        if (refused := refused_vector(prepared.embedding)) is not None:  # no cosine for it (nor in S3 Vectors)
             return self._fail(key, refused, obj.etag)
         meta = {
-            "format": image.format,
-            "width": image.width,
-            "height": image.height,
-            "bytes": len(obj.body),
+            **prepared.described(),
             "created": now_iso(),
             "weights": self.embedder.weights,
-            # the content's box (x0, y0, x1, y1) in the file's pixels: where the features' coordinates sit
-            "content_box": [round(left * sx), round(top * sy), round(right * sx), round(bottom * sy)],
+            "content_box": prepared.content_box(),  # where the features' coordinates sit, in the file's pixels
         }
-        entry = Entry(entry_id, (key,), embedding, compute_features(content), meta)
+        entry = Entry(entry_id, (key,), prepared.embedding, prepared.features, meta)
         action = self.index.create_or_add_key(entry, key)
         logger.info("indexed %s as %s (%s)", key, entry_id, action)
         return Outcome(key, action, entry_id)
@@ -125,8 +124,11 @@ class Ingestor:
         logger.info("removed %s from the index (%s)", key, action)
         return Outcome(key, "removed" if action == "absent" else action)
 
-    def _exists(self, entry_id: str) -> bool:
-        return self.store.size(self.index.entry_key(entry_id)) is not None
+    def _checked_embedder(self) -> Embedder:
+        """The embedder, once the index is known to hold (or is claimed for) its model: one model per index,
+        another is refused (retried, then the DLQ) rather than mixed with this one's embeddings."""
+        self.index.check_model(self.embedder.weights, self.embedder.dim, claim=True)
+        return self.embedder
 
     def _fail(self, key: str, reason: str, etag: str | None) -> Outcome:
         logger.warning("cannot index %s: %s", key, reason)

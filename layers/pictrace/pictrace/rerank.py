@@ -275,9 +275,8 @@ def score(
     )
 
 
-def describe_query(bgr: np.ndarray) -> QueryFeatures:
-    """Features of a query image (border already trimmed), with its D4 gists."""
-    features = compute_features(bgr)
+def as_query(features: Features) -> QueryFeatures:
+    """An image's features as a query uses them: with the gists of its D4 turns."""
     return QueryFeatures(features, gist_variants(features.thumb))
 
 

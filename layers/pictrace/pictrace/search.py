@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -15,34 +15,31 @@ from pictrace.compare import Comparison, Frame, evidence, load_original
 from pictrace.embedding import Embedder, get_embedder
 from pictrace.errors import BadRequest, NotFound
 from pictrace.fetch import ObjectFetcher
-from pictrace.images import decode_image
-from pictrace.index import Candidate, EmbeddingIndex, Entry, IndexStore
+from pictrace.index.backend import ShortlistBackend, open_backend
+from pictrace.index.layout import Entry, Layout
+from pictrace.index.rows import Candidate
+from pictrace.index.store import IndexStore
+from pictrace.limits import check_search_limits
 from pictrace.modelfetch import ensure_model
+from pictrace.pipeline import Prepared, Timer, prepare
 from pictrace.rerank import (
     D4,
     QueryFeatures,
     Scores,
-    describe_query,
-    gist,
-    gist_variants,
+    as_query,
     quick_score,
     score,
     to_verify,
-    trim_border,
     turned_ssim,
     with_mirror,
 )
-from pictrace.segments import SegmentedView, SegmentStore
+from pictrace.results import Hit, SearchResult
 from pictrace.settings import Settings
 from pictrace.snapstart import WARM_UP
 from pictrace.storage import Store
-from pictrace.vectors import VectorIndex
 from pictrace.verdict import calibration_for, verdict
 
 logger = logging.getLogger(__name__)
-
-MAX_TOP_K = 100
-MAX_SHORTLIST = 500
 
 
 @dataclass(frozen=True)
@@ -54,29 +51,6 @@ class Query:
     prefix: str | None = None  # only images with a key under it (a folder, a tenant)
 
 
-@dataclass
-class Hit:
-    """One result."""
-
-    id: str
-    keys: tuple[str, ...]
-    url: str | None
-    scores: Scores
-    similarity: float  # percent: the calibrated probability of being a copy (pictrace.verdict)
-    rank_cosine: int
-    match: bool | None = None  # a copy of the query? None where the model has no calibration
-
-
-@dataclass
-class SearchResult:
-    """Results best first, with the time each stage took (ms)."""
-
-    results: list[Hit]
-    timings: dict[str, float] = field(default_factory=dict)
-    query: dict[str, Any] = field(default_factory=dict)
-    indexed: int | None = 0  # None: the index lives in S3 Vectors (not counted per search)
-
-
 class SearchService:
     """Everything a search needs, created once per container and reused across warm invocations."""
 
@@ -85,21 +59,14 @@ class SearchService:
         settings: Settings,
         store: Store | None = None,
         embedder: Embedder | None = None,
-        vectors: VectorIndex | None = None,
+        backend: ShortlistBackend | None = None,
     ) -> None:
         self.settings = settings
-        # index_backend s3vectors: the shortlist is Amazon S3 Vectors' QueryVectors (cosine only, no gist)
-        self.vectors = vectors or (
-            VectorIndex(settings.vector_bucket, settings.vector_index)
-            if settings.index_backend == "s3vectors"
-            else None
-        )
         self.store = store or Store(settings.bucket)
         self.index_store = IndexStore(self.store, settings.index_prefix)
-        segments = SegmentedView(SegmentStore(self.index_store, settings.fetch_concurrency))
-        self.index = EmbeddingIndex(
-            self.index_store, settings.refresh_seconds, settings.fetch_concurrency, segments=segments
-        )
+        self.layout: Layout = self.index_store.layout
+        # the shortlist: in memory (centred cosine and gist) or Amazon S3 Vectors (cosine only)
+        self.backend = backend or open_backend(settings, self.store)
         self._embedder = embedder
         self.fetcher = ObjectFetcher(
             lambda key: self.store.presign_get(key, 300),
@@ -124,15 +91,14 @@ class SearchService:
         embedder.embed([WARM_UP])
         self.index_store.check_model(embedder.weights, embedder.dim)
         timings["model"] = time.perf_counter() - t
-        if self.vectors is None:  # the in-memory backend: the whole index now rather than on the first search
-            t = time.perf_counter()
-            self.index.refresh(force=True)
-            timings["index"] = time.perf_counter() - t
+        t = time.perf_counter()
+        self.backend.refresh(force=True)  # in memory: the whole index now rather than on the first search
+        timings["index"] = time.perf_counter() - t
         return timings
 
     def renew(self) -> None:
         """After a SnapStart restore: the next search looks at S3 for what changed since the snapshot."""
-        self.index.expire()
+        self.backend.expire()
 
     def link(self, key: str) -> str:
         """A presigned link to an original image."""
@@ -141,12 +107,8 @@ class SearchService:
     async def entry(self, entry_id: str) -> Entry:
         """An indexed entry by id; NotFound if there is none."""
         _check_id(entry_id)
-        if self.vectors is not None:
-            keys = (await asyncio.to_thread(self.vectors.get, [entry_id])).get(entry_id)
-        else:
-            await asyncio.to_thread(self.index.refresh)
-            keys = self.index.keys.get(entry_id)
-        found = await self.fetcher.fetch_many([self.index_store.entry_key(entry_id)]) if keys else {}
+        keys = (await asyncio.to_thread(self.backend.keys, [entry_id])).get(entry_id)
+        found = await self.fetcher.fetch_many([self.layout.entry_key(entry_id)]) if keys else {}
         if not keys or not found:  # not indexed (or deleted since): cached features do not count
             raise NotFound(f"no indexed image with id {entry_id}")
         entry: Entry = next(iter(found.values()))
@@ -156,90 +118,61 @@ class SearchService:
         """The indexed images most similar to the query, best first."""
         top_k = top_k or self.settings.top_k
         shortlist = shortlist or self.settings.shortlist
-        if not 1 <= top_k <= MAX_TOP_K:
-            raise BadRequest(f"top_k must be between 1 and {MAX_TOP_K}")
-        if not 1 <= shortlist <= MAX_SHORTLIST:
-            raise BadRequest(f"shortlist must be between 1 and {MAX_SHORTLIST}")
+        check_search_limits(top_k, shortlist)
         shortlist = max(shortlist, top_k)
-        timings: dict[str, float] = {}
-        started = t = time.perf_counter()
+        timer = Timer()
         embedder = self.embedder
         await asyncio.to_thread(self.index_store.check_model, embedder.weights, embedder.dim)  # once per container
-
-        def lap(stage: str) -> None:
-            nonlocal t
-            now = time.perf_counter()
-            timings[stage] = round((now - t) * 1000, 2)
-            t = now
-
-        described: dict[str, Any]
-        bgr: np.ndarray | None = None
+        prepared: Prepared | None = None
         if query.id is not None:
             entry = await self.entry(query.id)
             vector = entry.embedding
-            features = QueryFeatures(entry.features, gist_variants(entry.features.thumb))
-            described = {"id": entry.id, "keys": list(entry.keys)}
-            lap("decode")
-            lap("embed")
+            features = as_query(entry.features)
+            described: dict[str, Any] = {"id": entry.id, "keys": list(entry.keys)}
+            timer.lap("decode")
+            timer.lap("embed")
         elif query.image is not None:
-            image = await asyncio.to_thread(
-                decode_image, query.image, max_bytes=self.settings.max_bytes, max_pixels=self.settings.max_pixels
-            )
-            described = {
-                "format": image.format,
-                "width": image.width,
-                "height": image.height,
-                "bytes": len(query.image),
-            }
-            bgr = trim_border(image.bgr)
-            lap("decode")
-            vector, features = await asyncio.to_thread(self._embed_and_describe, bgr)
-            lap("embed")
+            prepared = await asyncio.to_thread(self._prepare, query.image, timer)
+            vector, features, described = prepared.embedding, prepared.query_features(), prepared.described()
         else:
             raise BadRequest("give an image (file, url or image_base64) or the id of an indexed image")
-        candidates, keys_of = await asyncio.to_thread(self._shortlist, vector, features, shortlist, query.prefix, lap)
-        keys = [self.index_store.entry_key(c.id) for c in candidates]
-        fetched = await self.fetcher.fetch_many(keys)
-        lap("fetch")
-        if bgr is not None and any(D4[c.transform][1] for c in candidates):
-            features = await asyncio.to_thread(with_mirror, features, bgr)
-        hits = await asyncio.to_thread(self._rerank, features, candidates, fetched, keys_of)
-        lap("rerank")
-        timings["total"] = round((time.perf_counter() - started) * 1000, 2)
-        return SearchResult(hits[:top_k], timings, described, None if self.vectors is not None else len(self.index))
+        candidates = await asyncio.to_thread(self._shortlist, vector, features, shortlist, query.prefix, timer)
+        fetched = await self.fetcher.fetch_many([self.layout.entry_key(c.id) for c in candidates])
+        timer.lap("fetch")
+        if prepared is not None and any(D4[c.transform][1] for c in candidates):
+            features = await asyncio.to_thread(with_mirror, features, prepared.content)
+        hits = await asyncio.to_thread(self._rerank, features, candidates, fetched)
+        timer.lap("rerank")
+        return SearchResult(hits[:top_k], timer.total(), described, self.backend.count())
+
+    def _prepare(self, data: bytes, timer: Timer | None = None) -> Prepared:
+        """The query image through the pipeline, within the settings' limits."""
+        s = self.settings
+        return prepare(data, lambda: self.embedder, max_bytes=s.max_bytes, max_pixels=s.max_pixels, timer=timer)
 
     def _shortlist(
-        self, vector: np.ndarray, features: QueryFeatures, shortlist: int, prefix: str | None, lap: Any
-    ) -> tuple[list[Candidate], dict[str, tuple[str, ...]]]:
-        """Candidates and their current keys: from the in-memory index, or from S3 Vectors' QueryVectors."""
-        if self.vectors is not None:
-            lap("refresh")
-            neighbours = self.vectors.query(vector, shortlist, prefix)
-            lap("scan")
-            return [Candidate(n.id, n.cosine, 0.0, 0) for n in neighbours], {n.id: n.keys for n in neighbours}
-        self.index.refresh()
-        lap("refresh")
-        candidates = self.index.candidates(vector, features.gists, (shortlist + 1) // 2, key_prefix=prefix)
-        lap("scan")
-        return candidates, self.index.keys
-
-    def _embed_and_describe(self, bgr: np.ndarray) -> tuple[np.ndarray, QueryFeatures]:
-        return self.embedder.embed([bgr])[0], describe_query(bgr)
+        self, vector: np.ndarray, features: QueryFeatures, shortlist: int, prefix: str | None, timer: Timer
+    ) -> list[Candidate]:
+        """The backend's candidates (with their current keys)."""
+        self.backend.refresh()
+        timer.lap("refresh")
+        candidates = self.backend.candidates(vector, features.gists, shortlist, prefix)
+        timer.lap("scan")
+        return candidates
 
     def _rerank(
         self,
         features: QueryFeatures,
         candidates: list[Candidate],
         fetched: dict[str, Any],
-        keys_of: dict[str, tuple[str, ...]],
     ) -> list[Hit]:
         weights = self.settings.fusion(self.embedder.weights)
         calibration = calibration_for(self.embedder.weights)
         by_cosine = {c.id: rank for rank, c in enumerate(sorted(candidates, key=lambda c: -c.cosine), start=1)}
         live = []
         for c in candidates:
-            entry = fetched.get(self.index_store.entry_key(c.id))
-            keys = keys_of.get(c.id, ())
+            entry = fetched.get(self.layout.entry_key(c.id))
+            keys = c.keys
             if entry is not None and keys:  # else deleted since the scan
                 live.append((c, entry, keys))
         # geometry (ORB matching + RANSAC) is the costly signal: only for the best candidates by the others
@@ -278,76 +211,46 @@ class SearchService:
         """The query against one indexed image: the result search would give for it (scores, similarity) and the
         evidence behind it (pictrace.compare). With picture, both images are decoded for rendering (an indexed
         original is read from the bucket within max_bytes and max_pixels, like any query image)."""
-        timings: dict[str, float] = {}
-        started = t = time.perf_counter()
+        timer = Timer()
         embedder = self.embedder
         await asyncio.to_thread(self.index_store.check_model, embedder.weights, embedder.dim)  # once per container
-
-        def lap(stage: str) -> None:
-            nonlocal t
-            now = time.perf_counter()
-            timings[stage] = round((now - t) * 1000, 2)
-            t = now
-
         target = await self.entry(entry_id)
         target_image = query_image = None
         target_frame = Frame.of_entry(target.meta)
         if picture:
             target_image = await asyncio.to_thread(load_original, self.store, self.settings, target.keys[0])
             target_frame = Frame.of_decoded(target_image)
-        lap("fetch")
+        timer.lap("fetch")
         described: dict[str, Any]
         if query.id is not None:
             source = await self.entry(query.id)
             vector = source.embedding
-            features = QueryFeatures(source.features, gist_variants(source.features.thumb))
+            features = as_query(source.features)
             described = {"id": source.id, "keys": list(source.keys)}
             described.update({k: source.meta[k] for k in ("format", "width", "height") if k in source.meta})
             query_frame = Frame.of_entry(source.meta)
             if picture:
                 query_image = await asyncio.to_thread(load_original, self.store, self.settings, source.keys[0])
                 query_frame = Frame.of_decoded(query_image)
-            lap("decode")
+            timer.lap("decode")
         elif query.image is not None:
-            query_image = await asyncio.to_thread(
-                decode_image, query.image, max_bytes=self.settings.max_bytes, max_pixels=self.settings.max_pixels
-            )
-            described = {
-                "format": query_image.format,
-                "width": query_image.width,
-                "height": query_image.height,
-                "bytes": len(query.image),
-            }
+            prepared = await asyncio.to_thread(self._prepare, query.image, timer)
+            query_image, described = prepared.image, prepared.described()
             query_frame = Frame.of_decoded(query_image)
-            bgr = trim_border(query_image.bgr)
-            lap("decode")
-            vector, features = await asyncio.to_thread(self._embed_and_describe, bgr)
-            features = await asyncio.to_thread(with_mirror, features, bgr)
-            lap("embed")
+            vector = prepared.embedding
+            features = await asyncio.to_thread(with_mirror, prepared.query_features(), prepared.content)
         else:
             raise BadRequest("give an image (file, url or image_base64) or the id of an indexed image")
-        if self.vectors is not None:  # as QueryVectors scores it: raw cosine, no layout turn
-            candidate = Candidate(target.id, float(np.dot(vector, target.embedding)), 0.0, 0)
-        else:
-            await asyncio.to_thread(self.index.refresh)
-            cosine = float(np.dot(vector, target.embedding))
-            if len(self.index):  # centred on the index mean, as the shortlist computes it
-                mean = self.index._centring(self.index.matrices)[0]
-                a, b = vector.astype(np.float32) - mean, target.embedding.astype(np.float32) - mean
-                cosine = float(np.dot(a, b) / ((np.linalg.norm(a) * np.linalg.norm(b)) or 1.0))
-            by_turn = features.gists @ gist(target.features.thumb)
-            turn = int(np.argmax(by_turn))
-            candidate = Candidate(target.id, cosine, float(by_turn[turn]), turn)
-        fetched = {self.index_store.entry_key(target.id): target}
-        hits = await asyncio.to_thread(self._rerank, features, [candidate], fetched, {target.id: target.keys})
+        candidate = await asyncio.to_thread(self.backend.candidate, vector, features.gists, target)
+        fetched = {self.layout.entry_key(target.id): target}
+        hits = await asyncio.to_thread(self._rerank, features, [candidate], fetched)
         if not hits:
             raise NotFound(f"no indexed image with id {entry_id}")
         found = await asyncio.to_thread(
             evidence, features.features, features.mirrored, target.features, query_frame, target_frame
         )
-        lap("compare")
-        timings["total"] = round((time.perf_counter() - started) * 1000, 2)
-        return Comparison(hits[0], found, described, target, query_image, target_image, timings)
+        timer.lap("compare")
+        return Comparison(hits[0], found, described, target, query_image, target_image, timer.total())
 
 
 def _check_id(entry_id: str) -> None:

@@ -26,8 +26,8 @@ from typing import Protocol
 
 import numpy as np
 
+from pictrace.index.vectors import s3vectors_client
 from pictrace.storage import s3_client
-from pictrace.vectors import s3vectors_client
 
 logger = logging.getLogger(__name__)
 

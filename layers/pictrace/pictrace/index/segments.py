@@ -1,13 +1,13 @@
 """Segments: the index packed into a few large immutable objects, listed by a manifest, with safe compaction.
 
-Layout under the index prefix, besides entries/ (see pictrace.index):
-    manifest.json             the segments that make up the packed index, oldest first (conditional writes only)
-    segments/<name>.npz       immutable: ids, keys and named per-image float matrices (rows in id order),
-                              plus the ids this segment deletes from the segments before it (tombstones)
-    changes/<id>              written after every change to an entry (create, key added or removed, deletion):
-                              entries newer than the manifest; compaction folds them in and removes the markers
+The segments, their manifest and the change markers (key names: pictrace.index.layout): the manifest lists the
+segments that make up the packed index, oldest first (conditional writes only); a segment is immutable and holds
+ids, keys and named per-image float matrices (rows in id order), plus the ids it deletes from the segments before
+it (tombstones); a change marker is written after every change to an entry (create, key added or removed,
+deletion), for entries newer than the manifest; compaction (pictrace.index.compaction) folds them in and removes
+the markers.
 
-A cold reader lists changes/, then reads the manifest and the segments (in parallel), then only the changed
+A cold reader lists the change markers, then reads the manifest and the segments (in parallel), then only the changed
 entries: O(segments + changes) objects, not O(entries). Listing changes before the manifest matters: compaction
 writes the manifest before it removes markers, so a reader sees every change either as a marker or in a segment.
 
@@ -25,15 +25,12 @@ the compactor read the entry leaves a marker with another ETag behind for the ne
 
 from __future__ import annotations
 
-import functools
 import io
 import json
 import logging
-import time
-import uuid
 import zipfile
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,15 +38,14 @@ from typing import Any
 import numpy as np
 
 from pictrace.errors import NotFound
-from pictrace.index import Block, Entry, IndexStore, Loaded, Row, now_iso
-from pictrace.settings import Settings, get_settings
-from pictrace.storage import Store
+from pictrace.index.layout import now_iso
+from pictrace.index.rows import Block, EntryRows, Loaded, Loader, Row, RowSource, Versions, read_rows
+from pictrace.index.store import IndexStore, parallel
 
 logger = logging.getLogger(__name__)
 
 SEGMENT_VERSION = 1
 MANIFEST_VERSION = 1
-RETIRED_GRACE_SECONDS = 3600.0  # a merged-away segment is deleted this long after (readers may still be loading it)
 PART_BYTES = 16 * 2**20  # segments larger than this are read with parallel ranged GETs of this size
 
 
@@ -157,38 +153,19 @@ def fold(segments: Iterable[Segment]) -> dict[str, tuple[Segment, int]]:
 
 
 class SegmentStore:
-    """The manifest, the segments and the change markers in S3."""
+    """The manifest and the segments in S3."""
 
     def __init__(self, index_store: IndexStore, workers: int = 16, part_bytes: int = PART_BYTES) -> None:
         self.index_store = index_store
         self.store = index_store.store
-        self.prefix = index_store.prefix
+        self.layout = index_store.layout
         self.workers = workers
         self.part_bytes = part_bytes
-
-    @property
-    def manifest_key(self) -> str:
-        """S3 key of the manifest."""
-        return f"{self.prefix}manifest.json"
-
-    def changes_prefix(self) -> str:
-        """Where the change markers live."""
-        return self.index_store.changes_prefix()
-
-    def segment_key(self) -> str:
-        """A fresh S3 key for a new segment."""
-        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
-        return f"{self.prefix}segments/{stamp}-{uuid.uuid4().hex[:12]}.npz"
-
-    def changes(self) -> dict[str, str]:
-        """Changed entry id -> its marker's ETag."""
-        prefix = self.changes_prefix()
-        return {key[len(prefix) :]: etag for key, etag, _ in self.store.list(prefix)}
 
     def manifest(self) -> tuple[dict[str, Any], str] | None:
         """The manifest and its ETag, or None when nothing has been compacted yet."""
         try:
-            obj = self.store.get(self.manifest_key)
+            obj = self.store.get(self.layout.manifest_key)
         except NotFound:
             return None
         manifest: dict[str, Any] = json.loads(obj.body)
@@ -201,7 +178,7 @@ class SegmentStore:
     def get_headers(self, ranges: Mapping[str, tuple[int, int]]) -> dict[str, Segment]:
         """Segments without their matrices, from one ranged GET of each one's header (see header_range)."""
         keys = list(ranges)
-        bodies = self.parallel(lambda key: self.store.get_range(key, *ranges[key]), keys)
+        bodies = parallel(lambda key: self.store.get_range(key, *ranges[key]), keys, self.workers)
         return {key: Segment.from_header(body) for key, body in zip(keys, bodies, strict=True)}
 
     def iter_segments(self, keys: list[str], sizes: Mapping[str, int] | None = None) -> Iterator[tuple[str, Segment]]:
@@ -243,176 +220,14 @@ class SegmentStore:
     def _read(self, key: str, part: tuple[int, int] | None) -> bytes:
         return self.store.get(key).body if part is None else self.store.get_range(key, *part)
 
-    def get_entries(self, ids: list[str]) -> dict[str, Entry | None]:
-        """Entries read in parallel; None for those that no longer exist."""
 
-        def one(entry_id: str) -> Entry | None:
-            try:
-                return self.index_store.get_entry(entry_id)[0]
-            except NotFound:
-                return None
-
-        return dict(zip(ids, self.parallel(one, ids), strict=True))
-
-    def get_rows(self, ids: list[str]) -> dict[str, Row | None]:
-        """What the index holds of each entry (keys, named vectors), read in parallel; the entries themselves (with
-        their rerank features) are dropped as they are read. None for those that no longer exist."""
-        return dict(zip(ids, self.parallel(self.index_store.get_row, ids), strict=True))
-
-    def parallel(self, fn: Callable[[str], Any], items: list[str]) -> list[Any]:
-        """fn over items on a thread pool, results in order."""
-        if not items:
-            return []
-        with ThreadPoolExecutor(max_workers=min(self.workers, len(items))) as pool:
-            return list(pool.map(fn, items))
-
-
-@dataclass
-class CompactionResult:
-    """What one compaction did."""
-
-    folded: int = 0  # change markers folded into the new segment
-    deleted: int = 0  # of which deletions (tombstones)
-    segments: int = 0  # segments in the manifest afterwards
-    merged: int = 0  # segments merged away
-    written: list[str] = field(default_factory=list)
-    attempts: int = 0
-    markers_left: int = 0  # markers that changed again while compacting (folded next time)
-
-
-class Compactor:
-    """Folds change markers into a new segment and merges small segments; manifest replaced conditionally."""
-
-    def __init__(
-        self,
-        segments: SegmentStore,
-        *,
-        dtype: str = "float32",
-        max_segments: int = 8,
-        segment_rows: int = 20_000,
-        attempts: int = 10,
-        on_fold: Callable[[list[str]], object] | None = None,
-    ) -> None:
-        self.segments = segments
-        self.on_fold = on_fold  # called with the changed ids before their markers go (the S3 Vectors mirror)
-        self.dtype = dtype
-        self.max_segments = max_segments
-        self.segment_rows = segment_rows
-        self.attempts = attempts
-
-    def _chunks(self, rows: dict[str, Row], deleted: Iterable[str]) -> list[Segment]:
-        """Rows (sorted by id) in segments of segment_rows, the tombstones on the first; none if nothing to write."""
-        ordered, deleted = sorted(rows), sorted(deleted)
-        starts = range(0, len(ordered), self.segment_rows)
-        segments = [Segment.from_rows({i: rows[i] for i in ordered[a : a + self.segment_rows]}) for a in starts]
-        if deleted:
-            if not segments:
-                segments = [Segment.from_rows({})]
-            segments[0].deleted = deleted
-        return segments
-
-    def compact(self) -> CompactionResult:
-        """One compaction; retried from scratch when another compactor replaced the manifest first."""
-        for attempt in range(1, self.attempts + 1):
-            result = self._attempt()
-            if result is not None:
-                result.attempts = attempt
-                return result
-            time.sleep(0.05 * attempt)
-        raise RuntimeError(f"compaction lost the manifest race {self.attempts} times")
-
-    def _attempt(self) -> CompactionResult | None:
-        s = self.segments
-        markers = s.changes()
-        current = s.manifest()
-        manifest, etag = current if current is not None else ({"segments": [], "retired": []}, None)
-        seg_keys: list[str] = [m["key"] for m in manifest["segments"]]
-        ids = list(markers)
-        if current is None:  # the first compaction: everything there is, markers or not
-            prefix = s.index_store.entries_prefix()
-            listed = [k[len(prefix) : -len(".npz")] for k, _, _ in s.store.list(prefix) if k.endswith(".npz")]
-            ids = sorted(set(ids) | set(listed))
-        listed_segments = [dict(m) for m in manifest["segments"]]
-        # the newest segments short of segment_rows (a suffix: merges write full ones, then the rest, then new
-        # ones come after); full segments are never rewritten, so a merge holds at most this tail in memory
-        tail = 0
-        while tail < len(listed_segments) and int(listed_segments[-1 - tail]["count"]) < self.segment_rows:
-            tail += 1
-        retired = [r for r in manifest.get("retired", [])]
-        expired = [r for r in retired if time.time() - r["at"] > RETIRED_GRACE_SECONDS]
-        if not ids and tail <= self.max_segments and not expired and current is not None:
-            return CompactionResult(segments=len(seg_keys))
-        if self.on_fold is not None and ids:
-            self.on_fold(ids)
-        read = s.get_rows(ids)
-        rows = {i: row for i, row in read.items() if row is not None}
-        gone = [i for i, row in read.items() if row is None]
-        del read
-        new_segments = [(s.segment_key(), seg) for seg in self._chunks(rows, gone)]
-        del rows
-        merged: list[str] = []
-        if tail + len(new_segments) > self.max_segments and tail:
-            merged = [m["key"] for m in listed_segments[len(listed_segments) - tail :]]
-            loaded = s.get_segments(merged, segment_sizes(manifest))
-            suffix = [*(loaded[k] for k in merged), *(seg for _, seg in new_segments)]
-            live = fold(suffix)
-            # ids the suffix deletes must stay deleted in the older (full) segments it does not rewrite
-            deleted: set[str] = set()
-            if tail < len(listed_segments):
-                deleted = set().union(*(seg.deleted for seg in suffix)) - set(live)
-            new_segments = [
-                (s.segment_key(), seg) for seg in self._chunks({i: live[i][0].row(live[i][1]) for i in live}, deleted)
-            ]
-            del loaded, suffix, live
-            listed_segments = listed_segments[: len(listed_segments) - tail]
-        for key, seg in new_segments:
-            body = seg.to_bytes(self.dtype)
-            s.store.put(key, body, if_none_match=True)
-            listed_segments.append(manifest_entry(key, seg, body))
-            del body
-        now = time.time()
-        new_manifest = {
-            "version": MANIFEST_VERSION,
-            "generation": int(manifest.get("generation", 0)) + 1,
-            "updated": now_iso(),
-            "dtype": self.dtype,
-            "segments": listed_segments,
-            "retired": [r for r in retired if r not in expired] + [{"key": k, "at": now} for k in merged],
-        }
-        body = json.dumps(new_manifest, indent=1).encode()
-        if etag is None:
-            won = s.store.put(s.manifest_key, body, if_none_match=True, content_type="application/json")
-        else:
-            won = s.store.put(s.manifest_key, body, if_match=etag, content_type="application/json")
-        if not won:
-            logger.info("compaction: another compactor replaced the manifest first; starting again")
-            for key, _ in new_segments:
-                s.store.delete(key)
-            return None
-        for r in expired:
-            s.store.delete(r["key"])
-        left = sum(
-            not s.store.delete(f"{s.changes_prefix()}{i}", if_match=marker_etag) for i, marker_etag in markers.items()
-        )
-        result = CompactionResult(
-            folded=len(ids),
-            deleted=len(gone),
-            segments=len(listed_segments),
-            merged=len(merged),
-            written=[k for k, _ in new_segments],
-            markers_left=left,
-        )
-        logger.info("compaction", extra=vars(result))
-        return result
-
-
-class SegmentedView:
-    """What a reader needs from the segmented index: id -> (version token, row source), read cheaply.
+class SegmentedView(RowSource):
+    """The rows of the segmented index, read cheaply: a RowSource (pictrace.index.rows).
 
     refresh() returns (versions, load): versions maps every live id to a token that changes whenever its row may
-    have; load(ids) returns them as pictrace.index.Loaded: changed entries as rows, segment rows as one block per
-    segment, whose matrices are read (or taken from memory) one segment at a time while the index copies them.
-    None instead when there is no manifest.
+    have; load(ids) returns them as Loaded: changed entries as rows, segment rows as one block per segment, whose
+    matrices are read (or taken from memory) one segment at a time while the index copies them. Before the first
+    compaction (no manifest) the rows are the entries themselves (EntryRows).
 
     Memory: a new segment whose manifest entry gives its header's byte range is read as that header only (ids,
     keys, tombstones: all that folding needs); its matrices are read when its rows are loaded, and dropped once
@@ -427,14 +242,15 @@ class SegmentedView:
         self._seg_of: dict[int, str] = {}
         self._missing: dict[str, str] = {}  # id -> marker ETag of changed entries found deleted
         self._sizes: dict[str, int] = {}
+        self._entries = EntryRows(segments.index_store)
 
-    def refresh(self) -> tuple[dict[str, str], Callable[[list[str]], Loaded]] | None:
+    def refresh(self) -> tuple[Versions, Loader]:
         """See the class docstring."""
         s = self.segments
-        markers = s.changes()  # before the manifest: see the module docstring
+        markers = s.index_store.changes()  # before the manifest: see the module docstring
         current = s.manifest()
         if current is None:
-            return None
+            return self._entries.refresh()
         manifest, etag = current
         if etag != self._manifest_etag:
             listed = manifest["segments"]
@@ -459,7 +275,7 @@ class SegmentedView:
 
     def _load(self, ids: list[str], versions: dict[str, str]) -> Loaded:
         changed = [i for i in ids if versions[i].startswith("c:")]
-        rows = self.segments.get_rows(changed)
+        rows = read_rows(self.segments.index_store, changed)
         for i, row in rows.items():
             if row is None:
                 self._missing[i] = versions[i][2:]
@@ -493,24 +309,3 @@ class SegmentedView:
                 seg.release()
         for seg in self._loaded.values():
             seg.release()
-
-
-def compact(settings: Settings | None = None, store: Store | None = None) -> CompactionResult:
-    """One compaction of the index the settings name (the compact function's whole job)."""
-    settings = settings or get_settings()
-    index_store = IndexStore(store or Store(settings.bucket), settings.index_prefix)
-    on_fold: Callable[[list[str]], object] | None = None
-    if settings.index_backend == "s3vectors":  # the changes go to the vector index too, before their markers go
-        from pictrace.vectors import VectorIndex, mirror
-
-        vectors = VectorIndex(settings.vector_bucket, settings.vector_index)
-        on_fold = functools.partial(mirror, vectors, index_store)
-
-    compactor = Compactor(
-        SegmentStore(index_store, settings.fetch_concurrency),
-        dtype=settings.segment_dtype,
-        max_segments=settings.max_segments,
-        segment_rows=settings.segment_rows,
-        on_fold=on_fold,
-    )
-    return compactor.compact()

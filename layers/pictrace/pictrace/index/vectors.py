@@ -6,6 +6,9 @@ Each indexed image is one vector: its key is the image id (SHA-256), cosine dist
               search can be confined to a folder or a tenant ($eq on a list matches any element)
 The id is not repeated in the metadata: the vector key is the id, and metadata counts against the limits.
 
+Over ~400 lines on purpose: the service's limits, the client that keeps within them and the mirror that uses it
+are read together (each limit next to the code that respects it).
+
 Limits of the service (https://docs.aws.amazon.com/AmazonS3/latest/userguide/s3-vectors-limitations.html) and how
 this module stays within them, by construction rather than by hoping:
     request payload ≤ 20 MiB      PutVectors batches are cut by their serialised JSON bytes (REQUEST_BUDGET,
@@ -21,11 +24,11 @@ this module stays within them, by construction rather than by hoping:
 A filtered query asks for queryMode ENHANCED (the filter is applied before the search), so a folder holding few
 images still gets topK results on an index in the older CLASSIC mode.
 
-Entries stay the source of truth in S3 (entries/<id>.npz, with the rerank features). Ingest mirrors every
-change at once (mirror, via IndexStore.on_change); the scheduled compact function mirrors whatever its change
-markers name (pictrace.segments), so a mirror write lost to a crash or a race is repaired within one schedule
-period. A vector S3 Vectors refuses (ValidationException) is recorded under <index prefix>vector-failures/<id>.json
-and skipped, so one bad item never blocks the others or the compaction. backfill() mirrors the whole index, for a
+Entries stay the source of truth in S3 (with the rerank features). Ingest mirrors every change at once (mirror,
+the IndexStore's change observer); the scheduled compact function mirrors whatever its change markers name
+(pictrace.index.compaction), so a mirror write lost to a crash or a race is repaired within one schedule period. A
+vector S3 Vectors refuses (ValidationException) is recorded (IndexStore.record_vector_refused) and skipped, so one
+bad item never blocks the others or the compaction. backfill() mirrors the whole index, for a
 stack switched to this backend after images were indexed (`pictrace vectors-backfill`).
 """
 
@@ -44,7 +47,9 @@ import numpy as np
 from botocore.exceptions import ClientError
 
 from pictrace.errors import BadRequest
-from pictrace.index import Entry, IndexStore, now_iso
+from pictrace.index.layout import Entry
+from pictrace.index.rows import RowSource
+from pictrace.index.store import IndexStore
 
 logger = logging.getLogger(__name__)
 
@@ -329,33 +334,20 @@ class Mirrored:
     refused: dict[str, str] = field(default_factory=dict)
 
 
-def failures_prefix(index_store: IndexStore) -> str:
-    """Where refused vectors are recorded: <index prefix>vector-failures/<id>.json."""
-    return f"{index_store.prefix}vector-failures/"
-
-
-def record_refused(index_store: IndexStore, refused: dict[str, str]) -> None:
-    """Record why each id's vector was refused (the entry stays indexed in S3; its vector is missing)."""
-    for entry_id, reason in refused.items():
-        body = json.dumps({"id": entry_id, "reason": reason, "at": now_iso()}).encode()
-        index_store.store.put(f"{failures_prefix(index_store)}{entry_id}.json", body, content_type="application/json")
-
-
 def mirror(vectors: VectorIndex, index_store: IndexStore, ids: list[str]) -> Mirrored:
     """Make the vectors of these ids what their entries are now (put, or delete where the entry is gone).
 
-    A vector the service refuses is recorded (record_refused) and skipped: it never stops the others.
+    A vector the service refuses is recorded (IndexStore.record_vector_refused) and skipped: it never stops the
+    others.
     """
-    from pictrace.segments import SegmentStore
-
-    found = SegmentStore(index_store).get_entries(ids)
+    found = index_store.get_entries(ids)
     present = [e for e in found.values() if e is not None]
     gone = [i for i, e in found.items() if e is None]
     done = Mirrored()
     if present:
         put = vectors.put(present)
         done.put, done.refused = put.put, put.refused
-        record_refused(index_store, put.refused)
+        index_store.record_vector_refused(put.refused)
         vectors.delete(list(put.refused))  # an older vector of a refused entry would hold stale keys
     if gone:
         vectors.delete(gone)
@@ -367,49 +359,19 @@ def reconcile(vectors: VectorIndex, index_store: IndexStore, remove_markers: boo
     """Mirror every changed entry (the change markers) into the vector index, then drop the markers it read.
 
     A marker is removed only if unchanged since it was listed, so a change racing this run is mirrored next time.
-    remove_markers=False: leave them to the compaction that runs next (pictrace.segments.compact does both).
+    remove_markers=False: leave them to the compaction that runs next (pictrace.index.backend.compact does both).
     """
-    markers = {
-        k[len(index_store.changes_prefix()) :]: e for k, e, _ in index_store.store.list(index_store.changes_prefix())
-    }
+    markers = index_store.changes()
     done = mirror(vectors, index_store, list(markers))
-    left = sum(
-        not index_store.store.delete(f"{index_store.changes_prefix()}{i}", if_match=etag)
-        for i, etag in markers.items()
-        if remove_markers
-    )
+    left = index_store.drop_changes(markers) if remove_markers else 0
     result = {"put": done.put, "deleted": done.deleted, "refused": len(done.refused), "markers_left": left}
     logger.info("reconciled the vector index", extra=result)
     return result
 
 
-def indexed_items(index_store: IndexStore, workers: int = 16) -> Iterator[Item]:
-    """Every indexed image as a vector item: from the segments and the changed entries (one segment in memory at
-    a time), or from every entry where nothing has been compacted yet."""
-    from pictrace.segments import SegmentedView, SegmentStore
-
-    segments = SegmentStore(index_store, workers)
-    refreshed = SegmentedView(segments).refresh()
-    if refreshed is None:  # never compacted: the entries are all there is
-        prefix = index_store.entries_prefix()
-        ids = [k[len(prefix) : -len(".npz")] for k, _, _ in index_store.store.list(prefix) if k.endswith(".npz")]
-        rows = segments.get_rows(ids)
-    else:
-        versions, load = refreshed
-        loaded = load(list(versions))
-        if loaded.matrices is not None and loaded.blocks:
-            for block, matrices in zip(loaded.blocks, loaded.matrices(loaded.blocks), strict=True):
-                embeddings = matrices["embedding"]
-                for n, entry_id in enumerate(block.ids):
-                    yield Item(entry_id, block.keys[n], np.asarray(embeddings[block.rows[n]], dtype=np.float32))
-        rows = loaded.rows
-    for entry_id, row in rows.items():
-        if row is not None:
-            yield Item(entry_id, row.keys, row.vectors["embedding"])
-
-
-def backfill(vectors: VectorIndex, index_store: IndexStore, prune: bool = True) -> dict[str, int]:
-    """Mirror the whole index into the vector index (a stack switched to S3 Vectors after images were indexed).
+def backfill(vectors: VectorIndex, index_store: IndexStore, source: RowSource, prune: bool = True) -> dict[str, int]:
+    """Mirror the whole index (every row the source has) into the vector index: for a stack switched to S3 Vectors
+    after images were indexed.
 
     Idempotent: every indexed image is put again. prune: also delete vectors of images no longer indexed
     (needs ListVectors). Refused vectors are recorded and skipped, as in mirror.
@@ -417,12 +379,13 @@ def backfill(vectors: VectorIndex, index_store: IndexStore, prune: bool = True) 
     live: set[str] = set()
 
     def items() -> Iterator[Item]:
-        for item in indexed_items(index_store):
-            live.add(item.id)
-            yield item
+        versions, load = source.refresh()
+        for entry_id, keys, embedding in load(list(versions)).items():
+            live.add(entry_id)
+            yield Item(entry_id, keys, embedding)
 
     put = vectors.put(items())
-    record_refused(index_store, put.refused)
+    index_store.record_vector_refused(put.refused)
     stale = [i for i in vectors.ids() if i not in live] if prune else []
     vectors.delete(stale + list(put.refused))  # a refused entry's older vector would hold stale keys
     result = {

@@ -1,0 +1,154 @@
+"""The shortlist backend: what search needs from an index (refresh, candidates, keys by id, count, one target's
+scores), in memory over the S3 entries and segments or in Amazon S3 Vectors, chosen once by open_backend from
+the settings. The backend also names the observer its writers must call with every changed id (on_change): the
+S3 Vectors mirror, or nothing."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from typing import Any, Protocol
+
+import numpy as np
+
+from pictrace.index.compaction import CompactionResult, Compactor
+from pictrace.index.layout import Entry
+from pictrace.index.memory import EmbeddingIndex
+from pictrace.index.rows import Candidate
+from pictrace.index.segments import SegmentedView, SegmentStore
+from pictrace.index.store import ChangeObserver, IndexStore
+from pictrace.index.vectors import VectorIndex, mirror
+from pictrace.rerank import gist
+from pictrace.settings import Settings, get_settings
+from pictrace.storage import Store
+
+logger = logging.getLogger(__name__)
+
+
+class ShortlistBackend(Protocol):
+    """Where search finds its candidates."""
+
+    name: str
+    on_change: ChangeObserver | None  # what writers call with changed ids to keep this backend in step
+
+    def refresh(self, force: bool = False) -> None:
+        """Bring what the backend holds up to date (a no-op where it holds nothing); force: whatever the interval."""
+        ...
+
+    def expire(self) -> None:
+        """Make the next refresh look at S3 whatever the interval (after a SnapStart restore)."""
+        ...
+
+    def candidates(self, query: np.ndarray, gists: np.ndarray, shortlist: int, prefix: str | None) -> list[Candidate]:
+        """Up to `shortlist` images worth reranking for a unit query embedding and its D4 gists (8, 256)."""
+        ...
+
+    def keys(self, ids: list[str]) -> dict[str, tuple[str, ...]]:
+        """The current keys of those ids that are indexed."""
+        ...
+
+    def count(self) -> int | None:
+        """Images indexed as last refreshed; None where the backend does not count them."""
+        ...
+
+    def candidate(self, query: np.ndarray, gists: np.ndarray, target: Entry) -> Candidate:
+        """One indexed image scored as candidates() would score it."""
+        ...
+
+
+class MemoryBackend:
+    """Every embedding and gist in memory (EmbeddingIndex over the segments and the entries changed since)."""
+
+    name = "memory"
+    on_change: ChangeObserver | None = None
+
+    def __init__(self, index: EmbeddingIndex) -> None:
+        self.index = index
+
+    def refresh(self, force: bool = False) -> None:
+        """See ShortlistBackend."""
+        self.index.refresh(force)
+
+    def expire(self) -> None:
+        """See ShortlistBackend."""
+        self.index.expire()
+
+    def candidates(self, query: np.ndarray, gists: np.ndarray, shortlist: int, prefix: str | None) -> list[Candidate]:
+        """Half by centred cosine, half by gist (EmbeddingIndex.candidates)."""
+        self.index.refresh()
+        return self.index.candidates(query, gists, (shortlist + 1) // 2, key_prefix=prefix)
+
+    def keys(self, ids: list[str]) -> dict[str, tuple[str, ...]]:
+        """See ShortlistBackend."""
+        self.index.refresh()
+        known = self.index.keys
+        return {i: known[i] for i in ids if i in known}
+
+    def count(self) -> int | None:
+        """See ShortlistBackend."""
+        return len(self.index)
+
+    def candidate(self, query: np.ndarray, gists: np.ndarray, target: Entry) -> Candidate:
+        """Cosine centred on the index mean, and the query turn whose gist matches best."""
+        self.index.refresh()
+        cosine = self.index.centred_cosine(query, target.embedding)
+        by_turn = gists @ gist(target.features.thumb)
+        turn = int(np.argmax(by_turn))
+        return Candidate(target.id, cosine, float(by_turn[turn]), turn, target.keys)
+
+
+class VectorsBackend:
+    """Amazon S3 Vectors' QueryVectors (cosine only, no gist); nothing held in memory."""
+
+    name = "s3vectors"
+
+    def __init__(self, vectors: VectorIndex, index_store: IndexStore) -> None:
+        self.vectors = vectors
+        self.on_change: ChangeObserver | None = functools.partial(mirror, vectors, index_store)
+
+    def refresh(self, force: bool = False) -> None:
+        """Nothing to refresh: every query goes to the service."""
+
+    def expire(self) -> None:
+        """Nothing held, nothing to expire."""
+
+    def candidates(self, query: np.ndarray, gists: np.ndarray, shortlist: int, prefix: str | None) -> list[Candidate]:
+        """The `shortlist` nearest by cosine (prefix: a folder)."""
+        return [Candidate(n.id, n.cosine, 0.0, 0, n.keys) for n in self.vectors.query(query, shortlist, prefix)]
+
+    def keys(self, ids: list[str]) -> dict[str, tuple[str, ...]]:
+        """See ShortlistBackend."""
+        return self.vectors.get(ids)
+
+    def count(self) -> int | None:
+        """Not counted (that would list the whole vector index)."""
+        return None
+
+    def candidate(self, query: np.ndarray, gists: np.ndarray, target: Entry) -> Candidate:
+        """As QueryVectors scores it: raw cosine, no layout turn."""
+        return Candidate(target.id, float(np.dot(query, target.embedding)), 0.0, 0, target.keys)
+
+
+def open_backend(settings: Settings, store: Store, vector_client: Any | None = None) -> ShortlistBackend:
+    """The backend the settings name (index_backend): the one place that chooses."""
+    index_store = IndexStore(store, settings.index_prefix, workers=settings.fetch_concurrency)
+    if settings.index_backend == "s3vectors":
+        return VectorsBackend(VectorIndex(settings.vector_bucket, settings.vector_index, vector_client), index_store)
+    view = SegmentedView(SegmentStore(index_store, settings.fetch_concurrency))
+    return MemoryBackend(EmbeddingIndex(view, settings.refresh_seconds))
+
+
+def compact(settings: Settings | None = None, store: Store | None = None) -> CompactionResult:
+    """One compaction of the index the settings name (the compact function's whole job); the backend's observer
+    sees the changed ids before their markers go."""
+    settings = settings or get_settings()
+    store = store or Store(settings.bucket)
+    index_store = IndexStore(store, settings.index_prefix, workers=settings.fetch_concurrency)
+    compactor = Compactor(
+        SegmentStore(index_store, settings.fetch_concurrency),
+        dtype=settings.segment_dtype,
+        max_segments=settings.max_segments,
+        segment_rows=settings.segment_rows,
+        on_fold=open_backend(settings, store).on_change,
+    )
+    return compactor.compact()

@@ -1,0 +1,260 @@
+"""IndexStore: reads and writes the index objects in S3 (pictrace.index.layout); every update is a conditional
+write, and every change is announced to an optional observer (the S3 Vectors mirror) after it is written."""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from typing import Any
+
+from pictrace.errors import ConflictError, ModelMismatch, NotFound
+from pictrace.index.layout import Entry, Layout, key_digest, now_iso
+from pictrace.storage import Store
+
+logger = logging.getLogger(__name__)
+
+ChangeObserver = Callable[[list[str]], object]  # called with the ids of entries that changed
+
+_CONFLICT_RETRIES = 25
+
+
+def _backoff(attempt: int) -> None:
+    """Sleep a little before retrying a lost conditional write (jittered, growing, capped at 0.5 s)."""
+    if attempt:
+        time.sleep(random.uniform(0, min(0.5, 0.02 * 2**attempt)))
+
+
+def parallel[T](fn: Callable[[str], T], items: list[str], workers: int) -> list[T]:
+    """fn over items on a thread pool, results in order."""
+    if not items:
+        return []
+    with ThreadPoolExecutor(max_workers=min(workers, len(items))) as pool:
+        return list(pool.map(fn, items))
+
+
+@dataclass(frozen=True)
+class Listing:
+    """What the index holds, from listings alone: entry ids, and which image keys have a pointer or a failure."""
+
+    ids: set[str]
+    pointed: set[str]  # digests of image keys with a pointer
+    failed: set[str]  # digests of image keys with a failure record
+
+    def points(self, image_key: str) -> bool:
+        """Whether the image key points to an entry."""
+        return key_digest(image_key) in self.pointed
+
+    def has_failure(self, image_key: str) -> bool:
+        """Whether a failure is recorded for the image key."""
+        return key_digest(image_key) in self.failed
+
+
+class IndexStore:
+    """The index objects in S3: entries, pointers, failures, change markers and the model record."""
+
+    def __init__(
+        self, store: Store, index_prefix: str, on_change: ChangeObserver | None = None, workers: int = 16
+    ) -> None:
+        self.store = store
+        self.prefix = index_prefix
+        self.layout = Layout(index_prefix)
+        self.on_change = on_change  # called after each change with the changed ids (the S3 Vectors mirror)
+        self.workers = workers
+        self._model_ok: tuple[str, int] | None = None  # the model this index was checked to be built with
+
+    # --- the model record
+    def model_record(self) -> dict[str, Any] | None:
+        """The index's model record; for an index from before the record, what its first entry says; else None."""
+        try:
+            record: dict[str, Any] = json.loads(self.store.get(self.layout.model_key).body)
+            return record
+        except NotFound:
+            pass
+        for key, _etag, _size in self.store.list(self.layout.entries_prefix):
+            entry_id = self.layout.entry_id(key)
+            if entry_id is None:
+                continue
+            try:
+                entry = self.get_entry(entry_id)[0]
+            except NotFound:
+                continue
+            return {"weights": entry.meta.get("weights"), "dim": int(entry.embedding.shape[0]), "from": key}
+        return None
+
+    def check_model(self, weights: str, dim: int, *, claim: bool = False) -> None:
+        """ModelMismatch unless the index holds embeddings of this model (or none yet). claim: record the model
+        for an index that has no record, so that later writers with another model are refused (ingest does)."""
+        if self._model_ok == (weights, dim):
+            return
+        record = self.model_record()
+        if record is None or (claim and "from" in record and record["weights"] == weights):
+            if claim:
+                body = json.dumps({"weights": weights, "dim": dim, "at": now_iso()}).encode()
+                key = self.layout.model_key
+                if not self.store.put(key, body, if_none_match=True, content_type="application/json"):
+                    record = self.model_record()  # another writer recorded its model first: that one counts
+        if record is not None and (record.get("weights"), record.get("dim")) != (weights, dim):
+            where = f"s3://{self.store.bucket}/{self.prefix}"
+            raise ModelMismatch(
+                f"the index in {where} holds embeddings of weights {record.get('weights')!r} "
+                f"({record.get('dim')}-d) but this model is {weights!r} ({dim}-d): embeddings of different models "
+                f"never mix. To reindex with {weights!r}, empty {where} (e.g. `aws s3 rm --recursive {where}`) and "
+                f"run `pictrace ingest s3://{self.store.bucket}/<images prefix>` (the backfill), or deploy with "
+                f"Weights={record.get('weights')} to keep this index"
+            )
+        self._model_ok = (weights, dim)
+
+    # --- listings
+    def entry_ids(self) -> dict[str, str]:
+        """Every entry id, with its entry's ETag (one paginated LIST)."""
+        listed = {}
+        for key, etag, _size in self.store.list(self.layout.entries_prefix):
+            entry_id = self.layout.entry_id(key)
+            if entry_id is not None:
+                listed[entry_id] = etag
+        return listed
+
+    def listing(self) -> Listing:
+        """Entry ids and the image keys with a pointer or a failure (three LISTs, no GETs)."""
+        pointed = {self.layout.digest(k) for k, _, _ in self.store.list(self.layout.pointers_prefix)}
+        failed = {self.layout.digest(k) for k, _, _ in self.store.list(self.layout.failures_prefix)}
+        return Listing(set(self.entry_ids()), pointed, failed)
+
+    # --- change markers
+    def changes(self) -> dict[str, str]:
+        """Changed entry id -> its marker's ETag."""
+        return {self.layout.change_id(k): etag for k, etag, _ in self.store.list(self.layout.changes_prefix)}
+
+    def drop_changes(self, markers: dict[str, str]) -> int:
+        """Delete the markers that still have the ETag listed (a change since keeps its marker); how many stayed."""
+        return sum(not self.store.delete(self.layout.change_key(i), if_match=etag) for i, etag in markers.items())
+
+    def mark_changed(self, entry_id: str, repair: bool = False) -> None:
+        """Record that an entry changed, after the change is written. A nonce gives every marker a new ETag.
+
+        repair: nothing changed now, but an earlier attempt may have stopped before its marker: write one only
+        if there is none (a redelivered event then changes nothing).
+        """
+        body = json.dumps({"id": entry_id, "nonce": uuid.uuid4().hex, "at": now_iso()}).encode()
+        self.store.put(self.layout.change_key(entry_id), body, if_none_match=repair, content_type="application/json")
+        if self.on_change is not None:
+            self.on_change([entry_id])
+
+    # --- entries and pointers
+    def get_entry(self, entry_id: str) -> tuple[Entry, str]:
+        """The entry and its ETag; NotFound if absent."""
+        obj = self.store.get(self.layout.entry_key(entry_id))
+        return Entry.from_bytes(obj.body), obj.etag
+
+    def has_entry(self, entry_id: str) -> bool:
+        """Whether the entry exists (one HEAD)."""
+        return self.store.size(self.layout.entry_key(entry_id)) is not None
+
+    def get_entries(self, ids: list[str]) -> dict[str, Entry | None]:
+        """Entries read in parallel; None for those that no longer exist."""
+
+        def one(entry_id: str) -> Entry | None:
+            try:
+                return self.get_entry(entry_id)[0]
+            except NotFound:
+                return None
+
+        return dict(zip(ids, parallel(one, ids, self.workers), strict=True))
+
+    def pointer(self, image_key: str) -> str | None:
+        """The entry id an image key points to, if any."""
+        try:
+            data = json.loads(self.store.get(self.layout.pointer_key(image_key)).body)
+        except NotFound:
+            return None
+        return str(data["id"])
+
+    def create_or_add_key(self, entry: Entry, image_key: str) -> str:
+        """Store a new entry, or add the key to the existing entry with the same id. Returns what happened."""
+        if self.store.put(self.layout.entry_key(entry.id), entry.to_bytes(), if_none_match=True):
+            self.mark_changed(entry.id)
+            self._set_pointer(image_key, entry.id)
+            return "created"
+        return self.add_key(entry.id, image_key)
+
+    def add_key(self, entry_id: str, image_key: str, pointed: bool = False) -> str:
+        """Add an image key to an existing entry ('added', or 'unchanged' if it was there).
+
+        pointed: the key's pointer already names this entry (nothing to write when the entry has the key).
+        """
+        for attempt in range(_CONFLICT_RETRIES):
+            _backoff(attempt)
+            entry, etag = self.get_entry(entry_id)
+            if image_key in entry.keys:
+                self.mark_changed(entry_id, repair=True)
+                if not pointed:
+                    self._set_pointer(image_key, entry_id)
+                return "unchanged"
+            updated = replace(entry, keys=tuple(sorted({*entry.keys, image_key})))
+            if self.store.put(self.layout.entry_key(entry_id), updated.to_bytes(), if_match=etag):
+                self.mark_changed(entry_id)
+                self._set_pointer(image_key, entry_id)
+                return "added"
+        raise ConflictError(f"could not add {image_key} to entry {entry_id}: too many concurrent writers")
+
+    def remove_key(self, image_key: str) -> str:
+        """Remove an image key from the entry it points to; the entry goes with its last key."""
+        entry_id = self.pointer(image_key)
+        outcome = "absent"
+        if entry_id is not None:
+            outcome = self._remove_key_from_entry(entry_id, image_key)
+            self.store.delete(self.layout.pointer_key(image_key))
+        self.store.delete(self.layout.failure_key(image_key))
+        return outcome
+
+    def _remove_key_from_entry(self, entry_id: str, image_key: str) -> str:
+        for attempt in range(_CONFLICT_RETRIES):
+            _backoff(attempt)
+            try:
+                entry, etag = self.get_entry(entry_id)
+            except NotFound:
+                self.mark_changed(entry_id, repair=True)  # a retry after a deletion whose marker was not written
+                return "absent"
+            if image_key not in entry.keys:
+                return "absent"
+            keys = tuple(k for k in entry.keys if k != image_key)
+            key = self.layout.entry_key(entry_id)
+            if not keys:
+                if self.store.delete(key, if_match=etag):
+                    self.mark_changed(entry_id)
+                    return "deleted"
+            elif self.store.put(key, replace(entry, keys=keys).to_bytes(), if_match=etag):
+                self.mark_changed(entry_id)
+                return "removed"
+        raise ConflictError(f"could not remove {image_key} from entry {entry_id}: too many concurrent writers")
+
+    def _set_pointer(self, image_key: str, entry_id: str) -> None:
+        body = json.dumps({"key": image_key, "id": entry_id}).encode()
+        self.store.put(self.layout.pointer_key(image_key), body, content_type="application/json")
+        self.store.delete(self.layout.failure_key(image_key))
+
+    # --- failures
+    def record_failure(self, image_key: str, reason: str, etag: str | None) -> None:
+        """Record why an object could not be indexed."""
+        body = json.dumps({"key": image_key, "reason": reason, "etag": etag, "at": now_iso()}).encode()
+        self.store.put(self.layout.failure_key(image_key), body, content_type="application/json")
+
+    def failure(self, image_key: str) -> dict[str, Any] | None:
+        """The recorded failure of an image key, if any."""
+        try:
+            record: dict[str, Any] = json.loads(self.store.get(self.layout.failure_key(image_key)).body)
+        except NotFound:
+            return None
+        return record
+
+    def record_vector_refused(self, refused: dict[str, str]) -> None:
+        """Record why S3 Vectors refused each id's vector (the entry stays indexed in S3; its vector is missing)."""
+        for entry_id, reason in refused.items():
+            body = json.dumps({"id": entry_id, "reason": reason, "at": now_iso()}).encode()
+            self.store.put(self.layout.vector_failure_key(entry_id), body, content_type="application/json")

@@ -1,0 +1,16 @@
+"""The API's request limits: one source of the numbers, for the HTTP schema and for the service's own check."""
+
+from __future__ import annotations
+
+from pictrace.errors import BadRequest
+
+MAX_TOP_K = 100  # results per search
+MAX_SHORTLIST = 500  # candidates reranked per search
+
+
+def check_search_limits(top_k: int, shortlist: int) -> None:
+    """BadRequest unless 1 <= top_k <= MAX_TOP_K and 1 <= shortlist <= MAX_SHORTLIST."""
+    if not 1 <= top_k <= MAX_TOP_K:
+        raise BadRequest(f"top_k must be between 1 and {MAX_TOP_K}")
+    if not 1 <= shortlist <= MAX_SHORTLIST:
+        raise BadRequest(f"shortlist must be between 1 and {MAX_SHORTLIST}")
