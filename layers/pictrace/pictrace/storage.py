@@ -24,15 +24,32 @@ def s3_client(region: str | None = None) -> Any:
 
     Retries: AWS_RETRY_MODE (default adaptive) and AWS_MAX_ATTEMPTS (default 5), botocore's own variables.
     """
+    return boto3.client("s3", region_name=_region(region), config=_config())
+
+
+def s3_client_at(endpoint: str | None, credentials: tuple[str, str] | None = None) -> Any:
+    """A new S3 client for this endpoint (None: AWS's own, whatever the environment names), with these access
+    key and secret (None: boto3's own credential chain); retries as s3_client."""
+    return boto3.client(
+        "s3",
+        region_name=_region(None),
+        endpoint_url=endpoint,
+        aws_access_key_id=credentials[0] if credentials else None,
+        aws_secret_access_key=credentials[1] if credentials else None,
+        config=_config(ignore_configured_endpoint_urls=endpoint is None),
+    )
+
+
+def _region(region: str | None) -> str:
+    return region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+
+
+def _config(**extra: Any) -> Config:
     retries: Any = {
         "mode": os.environ.get("AWS_RETRY_MODE", "adaptive"),
         "max_attempts": int(os.environ.get("AWS_MAX_ATTEMPTS", "5")),
     }
-    return boto3.client(
-        "s3",
-        region_name=region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
-        config=Config(retries=retries, max_pool_connections=32, signature_version="s3v4"),
-    )
+    return Config(retries=retries, max_pool_connections=32, signature_version="s3v4", **extra)
 
 
 @dataclass(frozen=True)
