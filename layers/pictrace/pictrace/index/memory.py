@@ -206,3 +206,23 @@ class EmbeddingIndex:
         mean = self._centring(matrices)[0]
         a, b = query.astype(np.float32) - mean, embedding.astype(np.float32) - mean
         return float(np.dot(a, b) / ((np.linalg.norm(a) * np.linalg.norm(b)) or 1.0))
+
+    def shortlist(self, query: np.ndarray, k: int, key_prefix: str | None = None) -> list[tuple[str, float]]:
+        """The k ids most cosine-similar to a unit query vector, best first, with their cosine.
+
+        key_prefix: only images with a key under this prefix (a folder, a tenant).
+        """
+        matrices, ids = self._snapshot
+        if not ids:
+            return []
+        sims = matrices["embedding"] @ query.astype(np.float32)
+        if key_prefix:
+            mask = self._mask(ids, key_prefix)
+            sims = np.where(mask, sims, -np.inf)
+            k = min(k, int(mask.sum()))
+            if k == 0:
+                return []
+        k = min(k, len(sims))
+        top = np.argpartition(-sims, k - 1)[:k]
+        top = top[np.argsort(-sims[top], kind="stable")]
+        return [(ids[i], float(sims[i])) for i in top]
