@@ -51,7 +51,11 @@ def test_the_restore_path_answers_from_the_index_loaded_before_the_snapshot(stac
     for name in ("astronaut.jpg", "chelsea.webp", "rocket.bmp"):
         stack.client("s3").put_object(Bucket=stack.bucket, Key=f"images/{name}", Body=read(name))
     worker.drain()
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "PICTRACE_REFRESH_SECONDS": "3600"}  # only expire() refreshes
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+        "PICTRACE_REFRESH_SECONDS": "3600",
+    }  # only expire() refreshes
     result = subprocess.run(
         [sys.executable, "-c", SCRIPT, stack.bucket, str(ROOT / "tests/data/coffee.png")],
         cwd=ROOT,

@@ -354,7 +354,7 @@ def test_ingest_refuses_an_all_zero_embedding_and_records_why(stack: Any) -> Non
 
 
 def test_with_s3_vectors_health_and_search_never_load_the_in_memory_index(
-    stack: Any, embedder: Any, monkeypatch: pytest.MonkeyPatch
+    stack: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """IndexBackend=s3vectors: /health and /search answer from S3 Vectors alone; a Store that fails on any listing
     or manifest read under the index prefix (what loading the in-memory index starts with) is never asked."""
@@ -371,9 +371,10 @@ def test_with_s3_vectors_health_and_search_never_load_the_in_memory_index(
     from tests.s3vectors_fake import FakeS3Vectors
 
     client = FakeS3Vectors()
-    VectorIndex("pictrace-vectors", "images", client).create(embedder.dim)
     _fake_backend(monkeypatch, client)
     settings = get_settings()
+    embedder = Ingestor(settings).embedder
+    VectorIndex("pictrace-vectors", "images", client).create(embedder.dim)
     stack.client("s3").put_object(Bucket=stack.bucket, Key="images/coffee.png", Body=read("coffee.png"))
     assert Ingestor(settings, embedder=embedder).sync_key("images/coffee.png").action == "created"
     manifest = IndexStore(Store(stack.bucket), settings.index_prefix).layout.manifest_key
