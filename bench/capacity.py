@@ -3,7 +3,7 @@
     .venv/bin/python -m bench.capacity --n 100000 1000000 [--dim 512] [--work DIR] [--out build/capacity.json]
 
 For each N, segments of SEGMENT_ROWS rows are written to files under a work directory (a temporary directory
-unless --work names one; removed at the end) with pictrace.segments.Segment(...).to_bytes(dtype), once as
+unless --work names one; removed at the end) with pictrace.index.segments.Segment(...).to_bytes(dtype), once as
 float32 and once as float16 from the same vectors, each next to a manifest.json as the compactor writes it. Every
 row holds both matrices the real index holds: "embedding" (512-d unit vectors, SSCD's width; --dim for another
 model's) and "gist" (256-d, zero-mean, unit), and one key, images/<k % 100>/<k>.jpg, so a folder mask can be measured.
@@ -58,6 +58,7 @@ TURNS = 8  # the query's gists: its 8 D4 turns (pictrace.rerank.gist_variants)
 DTYPES = ("float32", "float16")
 K = 50  # EmbeddingIndex.candidates(k=K): up to 2K ids
 QUERY_NOISE = 0.05  # per dimension
+INDEX_PREFIX = "index/"  # the layout under it: pictrace.index.layout
 MASK_PREFIX = "images/7/"
 SEED = 20_240_607
 RESERVE = 1 << 30  # bytes of the machine's available memory a child must leave free
@@ -307,10 +308,11 @@ def through_float16(v: np.ndarray) -> np.ndarray:
 def generate(folder: Path, n: int, dim: int, queries: int) -> dict[str, Any]:
     """Write N synthetic rows as segments + manifest, once per dtype (folder/<dtype>/index/...), and the queries
     (folder/queries.npz). Returns per dtype: segments, bytes; and the generation time."""
-    from pictrace.index import now_iso
-    from pictrace.segments import MANIFEST_VERSION, Segment, manifest_entry
+    from pictrace.index.layout import Layout, now_iso
+    from pictrace.index.segments import MANIFEST_VERSION, Segment, manifest_entry
 
     started = time.perf_counter()
+    layout = Layout(INDEX_PREFIX)
     stores = {dtype: FileStore(folder / dtype) for dtype in DTYPES}
     listed: dict[str, list[dict[str, Any]]] = {dtype: [] for dtype in DTYPES}
     rng = np.random.default_rng([SEED, n, 1])
@@ -326,7 +328,7 @@ def generate(folder: Path, n: int, dim: int, queries: int) -> dict[str, Any]:
                 q_gists[j, 0] = through_float16(gists[row - start])
         ks = range(start, start + rows)
         seg = Segment([image_id(k) for k in ks], [(image_key(k),) for k in ks], {"embedding": embedding, "gist": gists})
-        key = f"index/segments/synthetic-{segment:05d}.npz"
+        key = layout.new_segment_key()
         for dtype in DTYPES:
             body = seg.to_bytes(dtype)
             stores[dtype].put(key, body, if_none_match=True)
@@ -342,7 +344,7 @@ def generate(folder: Path, n: int, dim: int, queries: int) -> dict[str, Any]:
             "segments": listed[dtype],
             "retired": [],
         }
-        stores[dtype].put("index/manifest.json", json.dumps(manifest, indent=1).encode(), if_none_match=True)
+        stores[dtype].put(layout.manifest_key, json.dumps(manifest, indent=1).encode(), if_none_match=True)
     # the queries: each a noisy copy of a stored row; its first gist turn a noisy copy of the row's gist, the
     # other seven turns unrelated (a query matches a stored gist in one of its turns)
     q_embedding = unit_rows(q_embedding + QUERY_NOISE * rng.standard_normal(q_embedding.shape, dtype=np.float32))
@@ -363,22 +365,24 @@ def generate(folder: Path, n: int, dim: int, queries: int) -> dict[str, Any]:
 
 def measure(root: Path, queries_path: Path) -> dict[str, Any]:
     """Load the index stored under root cold, as the search does, and scan it; see the module docstring."""
-    import pictrace.index
-    import pictrace.segments
+    import pictrace.index.memory
+    import pictrace.index.rows
+    import pictrace.index.segments
     import pictrace.storage
-    from pictrace.index import EmbeddingIndex, IndexStore
-    from pictrace.segments import SegmentedView, SegmentStore
+    from pictrace.index.memory import EmbeddingIndex
+    from pictrace.index.segments import SegmentedView, SegmentStore
+    from pictrace.index.store import IndexStore
     from pictrace.storage import Store
 
-    modules = (pictrace.index, pictrace.segments, pictrace.storage)
+    modules = (pictrace.index.memory, pictrace.index.rows, pictrace.index.segments, pictrace.storage)
     digest = hashlib.sha256(b"".join(Path(str(m.__file__)).read_bytes() for m in modules)).hexdigest()[:12]
     with np.load(queries_path) as q:
         embeddings, gists = q["embedding"], q["gists"]
     store = FileStore(root)
     gc.collect()
     rss_before = rss()
-    index_store = IndexStore(cast(Store, store), "index/")
-    index = EmbeddingIndex(index_store, refresh_seconds=0, segments=SegmentedView(SegmentStore(index_store)))
+    index_store = IndexStore(cast(Store, store), INDEX_PREFIX)
+    index = EmbeddingIndex(SegmentedView(SegmentStore(index_store)), refresh_seconds=0)
     started = time.perf_counter()
     index.refresh(force=True)
     load_s = time.perf_counter() - started

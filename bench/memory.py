@@ -27,7 +27,7 @@ def rss() -> int:
 def main(argv: list[str]) -> int:
     n = int(argv[0])
     sys.path.insert(0, str(ROOT))
-    from pictrace.index import IndexStore
+    from pictrace.index.store import IndexStore
     from pictrace.settings import Settings
     from pictrace.storage import Store
 
@@ -36,9 +36,8 @@ def main(argv: list[str]) -> int:
     settings = Settings.from_env()
     store = Store(settings.bucket)
     plain = IndexStore(store, settings.index_prefix)
-    prefix = plain.entries_prefix()
-    real = [key for key, _etag, _size in store.list(prefix) if key.endswith(".npz")]
-    template, _ = plain.get_entry(real[0][len(prefix) : -len(".npz")])
+    real = sorted(plain.entry_ids())
+    template, _ = plain.get_entry(real[0])
     index = PaddedIndex(
         store,
         settings.index_prefix,
@@ -47,7 +46,7 @@ def main(argv: list[str]) -> int:
         settings.refresh_seconds,
         settings.fetch_concurrency,
     )
-    list(index.index_store.store.list(prefix))  # warm the client and the listing path
+    plain.entry_ids()  # warm the client and the listing path (the index lists through the same client)
     gc.collect()
     before = rss()
     index.refresh(force=True)

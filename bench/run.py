@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote_plus
 
 import cv2
@@ -35,6 +35,12 @@ import numpy as np
 
 from bench import metrics, models, quality, report, seed
 from bench.transforms import FAMILIES, VARIANTS, make_query
+
+if TYPE_CHECKING:  # pictrace is imported where it is used (the bench sets up its environment first)
+    from pictrace.index.backend import MemoryBackend
+    from pictrace.index.layout import Entry
+    from pictrace.index.rows import Candidate
+    from pictrace.index.store import ChangeObserver
 
 ROOT = Path(__file__).resolve().parent.parent
 SIGNALS_DIR = ROOT / "build" / "bench"
@@ -247,27 +253,52 @@ def ranked(case: QueryCase, ranking: list[str]) -> dict[str, Any]:
 
 
 class RankProbe:
-    """Stands in for an EmbeddingIndex's candidates method (set on the instance): returns what it returns, and
-    records where the current target id ranks over the whole index by centred embedding cosine and by gist (the
-    two halves of the shortlist), so the bench can tell what a shortlist of any size would keep."""
+    """A shortlist backend (pictrace.index.backend.ShortlistBackend) around the in-memory one: its candidates are
+    the memory backend's, and it records where the current target id ranks over the whole index by centred
+    embedding cosine and by gist (the two halves of the shortlist), so the bench can tell what a shortlist of any
+    size would keep. Pass it to SearchService(backend=...)."""
 
-    def __init__(self, index: Any) -> None:
-        self.index = index
-        self.inner = index.candidates
+    name = "memory"
+
+    def __init__(self, inner: MemoryBackend) -> None:
+        self.inner = inner
+        self.on_change: ChangeObserver | None = inner.on_change
         self.target: str | None = None
         self.ranks: tuple[int | None, int | None] = (None, None)
 
-    def __call__(self, query: np.ndarray, gists: np.ndarray, k: int, key_prefix: str | None = None) -> list[Any]:
+    def refresh(self, force: bool = False) -> None:
+        """See ShortlistBackend."""
+        self.inner.refresh(force)
+
+    def expire(self) -> None:
+        """See ShortlistBackend."""
+        self.inner.expire()
+
+    def candidates(self, query: np.ndarray, gists: np.ndarray, shortlist: int, prefix: str | None) -> list[Candidate]:
+        """The memory backend's candidates; the target's ranks over every row on the side."""
         self.ranks = (None, None)
         if self.target is not None:
-            everything = self.inner(query, gists, len(self.index), key_prefix)  # every row, with both scores
+            index = self.inner.index
+            index.refresh()
+            everything = index.candidates(query, gists, len(index), prefix)  # every row, with both scores
             target = next((c for c in everything if c.id == self.target), None)
             if target is not None:
                 cos = 1 + sum(1 for c in everything if c.cosine > target.cosine)
                 gis = 1 + sum(1 for c in everything if c.gist > target.gist)
                 self.ranks = (cos, gis)
-        found: list[Any] = self.inner(query, gists, k, key_prefix)
-        return found
+        return self.inner.candidates(query, gists, shortlist, prefix)
+
+    def keys(self, ids: list[str]) -> dict[str, tuple[str, ...]]:
+        """See ShortlistBackend."""
+        return self.inner.keys(ids)
+
+    def count(self) -> int | None:
+        """See ShortlistBackend."""
+        return self.inner.count()
+
+    def candidate(self, query: np.ndarray, gists: np.ndarray, target: Entry) -> Candidate:
+        """See ShortlistBackend."""
+        return self.inner.candidate(query, gists, target)
 
 
 def hit_row(hit: Any, original_id: str | None) -> list[float]:
@@ -286,21 +317,21 @@ def hit_row(hit: Any, original_id: str | None) -> list[float]:
 
 
 def run_searches(
-    service: Any, cases: Sequence[QueryCase], loop: asyncio.AbstractEventLoop, cold: bool = False, probe: bool = False
+    service: Any,
+    cases: Sequence[QueryCase],
+    loop: asyncio.AbstractEventLoop,
+    cold: bool = False,
+    rank_probe: RankProbe | None = None,
 ) -> list[dict[str, Any]]:
-    """Each query through SearchService.search (the code the API runs), top_k = shortlist = 50. probe: also the
-    original's rank over the whole index by cosine and by gist (RankProbe), and every reranked candidate's
-    signals (hits)."""
+    """Each query through SearchService.search (the code the API runs), top_k = shortlist = 50. cold: the feature
+    cache emptied before each. rank_probe (the service's backend): also the original's rank over the whole index
+    by cosine and by gist, and every reranked candidate's signals (hits)."""
     from pictrace.search import Query
 
-    rank_probe = RankProbe(service.index) if probe else None
-    if rank_probe is not None:
-        setattr(service.index, "candidates", rank_probe)  # noqa: B010 - an instance attribute, not the class's
     records = []
     for case in cases:
         if cold:
-            for entry_id in service.index.ids:
-                service.fetcher.forget(service.index_store.entry_key(entry_id))
+            service.fetcher.clear()
         if rank_probe is not None:
             rank_probe.target = case.original_id if case.positive else None
         data = Path(case.path).read_bytes()
@@ -324,8 +355,6 @@ def run_searches(
             original = case.original_id if case.positive else None
             record["hits"] = [hit_row(h, original) for h in result.results]
         records.append(record)
-    if rank_probe is not None:
-        delattr(service.index, "candidates")
     return records
 
 
@@ -472,9 +501,9 @@ def cold_starts(profile: Profile, query: Path) -> dict[str, Any]:
 
 
 def compacted_cold_starts(profile: Profile, settings: Any, query: Path) -> dict[str, Any]:
-    """One compaction of the index (pictrace.segments.compact: entries folded into segments and a manifest, as the
-    scheduled compact function does), then the same cold starts: the first refresh now reads the segments."""
-    from pictrace.segments import compact
+    """One compaction of the index (pictrace.index.backend.compact: entries folded into segments and a manifest, as
+    the scheduled compact function does), then the same cold starts: the first refresh now reads the segments."""
+    from pictrace.index.backend import compact
 
     started = time.perf_counter()
     outcome = compact(settings)
@@ -492,11 +521,12 @@ def scan_vs_faiss(profile: Profile, base_store: Any, settings: Any, template: An
     inner-product index per vector (1 embedding query, 8 gist queries, k = 25 each). The plain cosine top 50
     (EmbeddingIndex.shortlist) against faiss on the embeddings alone is reported too."""
     import faiss
+    from pictrace.index.store import IndexStore
     from pictrace.rerank import gist_variants
 
     from bench.stack import PaddedIndex
 
-    real = len([k for k, _e, _s in base_store.list(f"{settings.index_prefix}entries/")])
+    real = len(IndexStore(base_store, settings.index_prefix).entry_ids())
     index = PaddedIndex(base_store, settings.index_prefix, max(0, profile.faiss_n - real), template, 1e9, 16, seed=777)
     started = time.perf_counter()
     index.refresh(force=True)
@@ -563,12 +593,13 @@ def scan_vs_faiss(profile: Profile, base_store: Any, settings: Any, template: An
 
 def large_ingest(profile: Profile, stack: Any, config: models.ModelConfig) -> dict[str, Any]:
     """Ingest of >= 12 MP JPEGs through the real Ingestor (what the ingest handler calls per S3 record), next to the
-    model alone on the same images; then each ingest stage timed apart on the same bytes."""
+    model alone on the same images; then each ingest stage timed apart on the same bytes: the image pipeline
+    (pictrace.pipeline.prepare) with its stage timer, the model's share of its "embed" stage timed by TimedEmbedder
+    (the rest of that stage is the rerank features)."""
     from pictrace.embedding import OnnxEmbedder
-    from pictrace.images import decode_image
-    from pictrace.index import Entry
+    from pictrace.index.layout import Entry
     from pictrace.ingest import Ingestor, handle_s3_notification
-    from pictrace.rerank import compute_features
+    from pictrace.pipeline import Timer, prepare
     from pictrace.settings import Settings
     from pictrace.storage import Store
 
@@ -597,11 +628,9 @@ def large_ingest(profile: Profile, stack: Any, config: models.ModelConfig) -> di
         ingest_ms.append((time.perf_counter() - t) * 1000)
         if not outcomes or outcomes[0].action not in ("created", "added", "unchanged"):
             raise RuntimeError(f"ingest of {key} did not index it: {outcomes}")
-    from pictrace import rerank
-
-    trim = getattr(rerank, "trim_border", None)  # ingest embeds the image without a uniform border, if it trims
-    names = ("s3_get", "sha256", "decode", "trim_border", "embed", "features", "write")
-    stages: dict[str, list[float]] = {k: [] for k in names if k != "trim_border" or trim is not None}
+    names = ("s3_get", "sha256", "decode", "embed", "features", "write")
+    stages: dict[str, list[float]] = {k: [] for k in names}
+    timed = TimedEmbedder(embedder)
     for path in files:
         key = f"images/{path.name}"
         t = time.perf_counter()
@@ -610,23 +639,18 @@ def large_ingest(profile: Profile, stack: Any, config: models.ModelConfig) -> di
         t = time.perf_counter()
         digest = hashlib.sha256(body).hexdigest()
         stages["sha256"].append((time.perf_counter() - t) * 1000)
-        t = time.perf_counter()
-        image = decode_image(body, max_bytes=settings.max_bytes, max_pixels=settings.max_pixels)
-        stages["decode"].append((time.perf_counter() - t) * 1000)
+        timer = Timer()
+        timed.ms = 0.0
+        prepared = prepare(
+            body, lambda: timed, max_bytes=settings.max_bytes, max_pixels=settings.max_pixels, timer=timer
+        )
+        stages["decode"].append(timer.timings["decode"])  # decoding and the border trim
+        stages["embed"].append(timed.ms)  # the model alone
+        stages["features"].append(max(0.0, timer.timings["embed"] - timed.ms))  # the rest of the pipeline's "embed"
+        image = prepared.image
         sizes.append({"file": path.name, "mp": image.width * image.height / 1e6, "bytes": len(body)})
-        content = image.bgr
-        if trim is not None:
-            t = time.perf_counter()
-            content = trim(image.bgr)
-            stages["trim_border"].append((time.perf_counter() - t) * 1000)
         t = time.perf_counter()
-        vector = embedder.embed([content])[0]
-        stages["embed"].append((time.perf_counter() - t) * 1000)
-        t = time.perf_counter()
-        feats = compute_features(content)
-        stages["features"].append((time.perf_counter() - t) * 1000)
-        t = time.perf_counter()
-        entry = Entry(digest, (key,), vector, feats, {"bench": True})
+        entry = Entry(digest, (key,), prepared.embedding, prepared.features, {"bench": True})
         store.put(f"bench-probe/{digest}.npz", entry.to_bytes())  # outside the index prefix: not an entry
         stages["write"].append((time.perf_counter() - t) * 1000)
     ingest_s = sum(ingest_ms) / 1000
@@ -640,6 +664,24 @@ def large_ingest(profile: Profile, stack: Any, config: models.ModelConfig) -> di
         "stages_mean_ms": {k: statistics.mean(v) for k, v in stages.items()},
         "ingest_mean_ms": statistics.mean(ingest_ms),
     }
+
+
+class TimedEmbedder:
+    """An embedder (pictrace.embedding.Embedder) that adds the milliseconds of its inner embedder's calls to ms."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.weights: str = inner.weights
+        self.backend: str = inner.backend
+        self.dim: int = inner.dim
+        self.ms = 0.0
+
+    def embed(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        """The inner embedder's rows, timed."""
+        t = time.perf_counter()
+        out: np.ndarray = self.inner.embed(images)
+        self.ms += (time.perf_counter() - t) * 1000
+        return out
 
 
 def machine() -> dict[str, Any]:
@@ -914,8 +956,8 @@ def run(profile: Profile, results: dict[str, Any], clock: Clock, work: Path) -> 
         settings = Settings.from_env(model_dir=str(default.model_dir))
         embedder = OnnxEmbedder(default.model_dir)
         service = SearchService(settings, embedder=embedder)
-        service.index.refresh(force=True)
-        indexed = set(service.index.ids)
+        service.backend.refresh(force=True)
+        indexed = set(service.index_store.entry_ids())
         missing = sorted(p.name for p in indexed_originals if original_ids[p.name] not in indexed)
         results["data"]["indexed"] = len(indexed)
         results["data"]["originals_not_indexed"] = missing
@@ -1168,25 +1210,29 @@ def padded_latency(profile: Profile, config: models.ModelConfig, cases: list[Que
     """The latency queries against the model's real entries plus synthetic rows up to N = scan_n: cold, then (the
     default model) warm."""
     from pictrace.embedding import OnnxEmbedder
+    from pictrace.index.backend import MemoryBackend
+    from pictrace.index.store import IndexStore
     from pictrace.search import SearchService
     from pictrace.settings import Settings
+    from pictrace.storage import Store
 
     from bench.stack import PaddedIndex
 
     settings = Settings.from_env(model_dir=str(config.model_dir), index_prefix=config.index_prefix)
-    padded = SearchService(settings, embedder=OnnxEmbedder(config.model_dir))
-    entries = [k for k, _e, _s in padded.store.list(f"{settings.index_prefix}entries/")]
+    store = Store(settings.bucket)
+    index_store = IndexStore(store, settings.index_prefix)
+    entries = sorted(index_store.entry_ids())
     real = len(entries)
-    template = padded.index_store.get_entry(entries[0].rsplit("/", 1)[1].removesuffix(".npz"))[0]
+    template = index_store.get_entry(entries[0])[0]
     index = PaddedIndex(
-        padded.store,
+        store,
         settings.index_prefix,
         max(0, profile.scan_n - real),
         template,
         settings.refresh_seconds,
         settings.fetch_concurrency,
     )
-    padded.index = index
+    padded = SearchService(settings, store, OnnxEmbedder(config.model_dir), backend=MemoryBackend(index))
     index.refresh(force=True)
     index.synthetic_per_call.clear()
     cold, warm = latency_pass(padded, cases, loop, warm=config.default)

@@ -4,10 +4,11 @@
   process of its own rather than a thread of the bench: S3 is somewhere else in production, so its work must not
   take the bench's GIL while the search is being timed.
 - Uploading, and waiting until the real ingest handler (fed by the project's SqsWorker) has indexed everything.
-- `PaddedIndex`: the search's EmbeddingIndex plus synthetic rows (random unit vectors, no S3 object). It is how
-  N = 10,000 and N = 100,000 are reached with 1,000 real images: only the scan (and the index's bookkeeping)
-  sees the synthetic rows; they do not make shortlists, because random unit vectors have a cosine of ~0 with
-  every real vector (the bench counts the synthetic rows that reached a shortlist, and reports it).
+- `PaddedIndex`: the search's EmbeddingIndex over a RowSource (`PaddedRows`) that adds synthetic rows (random unit
+  vectors, no S3 object) to the real entries. It is how N = 10,000 and N = 100,000 are reached with 1,000 real
+  images: only the scan (and the index's bookkeeping) sees the synthetic rows; they do not make shortlists, because
+  random unit vectors have a cosine of ~0 with every real vector (the bench counts the synthetic rows that reached
+  a shortlist, and reports it).
 """
 
 from __future__ import annotations
@@ -18,13 +19,15 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from unittest import mock
 
 import numpy as np
-from pictrace.index import Candidate, EmbeddingIndex, Entry, IndexStore, Loaded, Row, index_vectors
+from pictrace.index.layout import Entry
+from pictrace.index.memory import EmbeddingIndex
+from pictrace.index.rows import Candidate, EntryRows, Loaded, Loader, Row, RowSource, Versions, index_vectors
+from pictrace.index.store import IndexStore
 from pictrace.storage import Store
 
 from infra.local import LocalStack, free_port, load_handler
@@ -157,25 +160,45 @@ def synthetic_id(i: int) -> str:
     return hashlib.sha256(f"pictrace-bench-synthetic-{i}".encode()).hexdigest()
 
 
-class PaddedStore(Store):
-    """A Store whose listing of the entries prefix also yields the synthetic entries."""
+class PaddedRows:
+    """A RowSource (pictrace.index.rows): the rows of another source plus synthetic ones that exist only in memory,
+    random unit vectors for every named vector a real row holds (embedding, gist, ...), each made when it is loaded
+    (like a real row, one small array each). Their version never changes, so a refresh loads them once."""
 
-    def __init__(self, base: Store, entries_prefix: str, synthetic_ids: list[str]) -> None:
-        super().__init__(base.bucket, base.client)
-        self.entries_prefix = entries_prefix
-        self.synthetic_ids = synthetic_ids
+    def __init__(self, real: RowSource, synthetic: int, template: Entry, seed: int = 12345) -> None:
+        self.real = real
+        self.shapes = {name: len(v) for name, v in index_vectors(template).items()}
+        self.seed = seed
+        self.rows = {synthetic_id(i): i for i in range(synthetic)}
 
-    def list(self, prefix: str) -> Iterator[tuple[str, str, int]]:
-        yield from super().list(prefix)
-        if prefix == self.entries_prefix:
-            for sid in self.synthetic_ids:
-                yield f"{prefix}{sid}.npz", SYNTHETIC_ETAG, 0
+    def refresh(self) -> tuple[Versions, Loader]:
+        """The real source's ids and versions plus the synthetic ids; a loader of both kinds."""
+        versions, load_real = self.real.refresh()
+        versions = {**versions, **dict.fromkeys(self.rows, SYNTHETIC_ETAG)}
+
+        def load(ids: list[str]) -> Loaded:
+            out = load_real([i for i in ids if i not in self.rows])
+            for i in ids:
+                row = self.rows.get(i)
+                if row is not None:
+                    out.rows[i] = Row((f"images/synthetic/{i}",), self.synthetic_row(row))
+            return out
+
+        return versions, load
+
+    def synthetic_row(self, row: int) -> dict[str, np.ndarray]:
+        """The vectors of one synthetic row."""
+        rng = np.random.default_rng((self.seed, row))
+        out = {}
+        for name, dim in sorted(self.shapes.items()):
+            v = rng.standard_normal(dim, dtype=np.float32)
+            out[name] = v / np.linalg.norm(v)
+        return out
 
 
 class PaddedIndex(EmbeddingIndex):
-    """The search's EmbeddingIndex over the real entries plus `synthetic` rows that exist only in memory: random
-    unit vectors for every named vector a real row holds (embedding, gist, ...). The listing shows them (so the
-    refresh keeps them), _load makes their rows, and candidates() counts how many ever reach a shortlist."""
+    """The search's EmbeddingIndex over the real entries (EntryRows) plus `synthetic` rows (PaddedRows); its
+    candidates() also counts how many synthetic rows ever reach a shortlist."""
 
     def __init__(
         self,
@@ -187,36 +210,17 @@ class PaddedIndex(EmbeddingIndex):
         workers: int = 16,
         seed: int = 12345,
     ) -> None:
-        ids = [synthetic_id(i) for i in range(synthetic)]
-        super().__init__(
-            IndexStore(PaddedStore(base, f"{index_prefix}entries/", ids), index_prefix), refresh_seconds, workers
-        )
-        self.shapes = {name: len(v) for name, v in index_vectors(template).items()}
-        self.seed = seed
-        self.rows = {sid: row for row, sid in enumerate(ids)}
+        real = EntryRows(IndexStore(base, index_prefix, workers=workers))
+        self.padding = PaddedRows(real, synthetic, template, seed)
+        super().__init__(self.padding, refresh_seconds)
         self.synthetic_per_call: list[int] = []
 
-    def synthetic_row(self, row: int) -> dict[str, np.ndarray]:
-        """The vectors of one synthetic row, made when it is loaded (like a real row, one small array each)."""
-        rng = np.random.default_rng((self.seed, row))
-        out = {}
-        for name, dim in sorted(self.shapes.items()):
-            v = rng.standard_normal(dim, dtype=np.float32)
-            out[name] = v / np.linalg.norm(v)
-        return out
-
-    def _load(self, ids: list[str]) -> Loaded:
-        real = [i for i in ids if i not in self.rows]
-        out = super()._load(real)
-        for i in ids:
-            row = self.rows.get(i)
-            if row is not None:
-                out.rows[i] = Row((f"images/synthetic/{i}",), self.synthetic_row(row))
-        return out
-
-    def candidates(self, *args: Any, **kwargs: Any) -> list[Candidate]:
-        found = super().candidates(*args, **kwargs)
-        self.synthetic_per_call.append(sum(1 for c in found if c.id in self.rows))
+    def candidates(
+        self, query: np.ndarray, gists: np.ndarray, k: int, key_prefix: str | None = None
+    ) -> list[Candidate]:
+        """EmbeddingIndex.candidates, counting the synthetic rows among them."""
+        found = super().candidates(query, gists, k, key_prefix)
+        self.synthetic_per_call.append(sum(1 for c in found if c.id in self.padding.rows))
         return found
 
 
@@ -236,14 +240,10 @@ def deep_size(obj: Any, seen: set[int] | None = None) -> int:
     return size
 
 
-def index_bytes(index: Any) -> dict[str, int]:
-    """What an EmbeddingIndex holds: its matrices, ids, keys and etags (by their public names where they exist)."""
-    matrices = getattr(index, "matrices", None) or {"embedding": index.matrix}
-    parts = {f"matrix:{name}": deep_size(m) for name, m in matrices.items()}
-    parts.update({"ids": deep_size(index.ids), "keys": deep_size(index.keys)})
-    etags = getattr(index, "_etags", None)
-    if isinstance(etags, dict):
-        parts["etags"] = deep_size(etags)
+def index_bytes(index: EmbeddingIndex) -> dict[str, int]:
+    """What an EmbeddingIndex holds: its matrices, ids, keys and row versions (entry ETags; reported as "etags")."""
+    parts = {f"matrix:{name}": deep_size(m) for name, m in index.matrices.items()}
+    parts.update({"ids": deep_size(index.ids), "keys": deep_size(index.keys), "etags": deep_size(index.versions)})
     return parts
 
 

@@ -55,29 +55,38 @@ def ingest(queue_url: str) -> int:
 
 def search(cases_path: str, out_path: str) -> int:
     from pictrace.embedding import OnnxEmbedder
+    from pictrace.index.backend import MemoryBackend, open_backend
     from pictrace.search import SearchService
     from pictrace.settings import Settings
+    from pictrace.storage import Store
 
-    from bench.run import QueryCase, run_searches
+    from bench.run import QueryCase, RankProbe, run_searches
 
     # the index does not change during the quality pass: one refresh, not a LIST of the bucket every 2 s
     settings = Settings.from_env(refresh_seconds=86400.0)
-    service = SearchService(settings, embedder=OnnxEmbedder(settings.model_dir, num_threads=1))
-    service.index.refresh(force=True)
+    store = Store(settings.bucket)
+    memory = open_backend(settings, store)
+    if not isinstance(memory, MemoryBackend):
+        raise SystemExit(f"the quality pass ranks over the in-memory index, not {memory.name}")
+    probe = RankProbe(memory)
+    service = SearchService(settings, store, OnnxEmbedder(settings.model_dir, num_threads=1), backend=probe)
+    probe.refresh(force=True)
     cases = [QueryCase(**c) for c in json.loads(Path(cases_path).read_text())]
     loop = asyncio.new_event_loop()
     started = time.perf_counter()
-    records = run_searches(service, cases, loop, probe=True)
+    records = run_searches(service, cases, loop, rank_probe=probe)
     loop.close()
     Path(out_path).write_text(json.dumps({"records": records, "seconds": time.perf_counter() - started}))
     return 0
 
 
 def index(keys_path: str, models_path: str) -> int:
+    """Index the keys for each side model: one pass of the image pipeline (pictrace.pipeline.prepare: decode, trim,
+    features and the first model's embedding), then the other models' embeddings of the same content."""
     from pictrace.embedding import OnnxEmbedder
-    from pictrace.images import decode_image
-    from pictrace.index import Entry, IndexStore, now_iso
-    from pictrace.rerank import compute_features, trim_border
+    from pictrace.index.layout import Entry, now_iso
+    from pictrace.index.store import IndexStore
+    from pictrace.pipeline import prepare
     from pictrace.settings import Settings
     from pictrace.storage import Store
 
@@ -90,22 +99,22 @@ def index(keys_path: str, models_path: str) -> int:
     for embedder, index_store in models:
         index_store.check_model(embedder.weights, embedder.dim, claim=True)
     written = 0
+    if not models:
+        print(json.dumps({"written": written}))
+        return 0
+    first = models[0][0]
     for key in json.loads(Path(keys_path).read_text()):
         body = store.get(key).body
-        image = decode_image(body, max_bytes=settings.max_bytes, max_pixels=settings.max_pixels)
-        content = trim_border(image.bgr)
-        features = compute_features(content)
+        prepared = prepare(body, lambda: first, max_bytes=settings.max_bytes, max_pixels=settings.max_pixels)
         for embedder, index_store in models:
             meta = {
-                "format": image.format,
-                "width": image.width,
-                "height": image.height,
-                "bytes": len(body),
+                **prepared.described(),
                 "created": now_iso(),
                 "weights": embedder.weights,
+                "content_box": prepared.content_box(),
             }
-            embedding = embedder.embed([content])[0]
-            entry = Entry(hashlib.sha256(body).hexdigest(), (key,), embedding, features, meta)
+            embedding = prepared.embedding if embedder is first else embedder.embed([prepared.content])[0]
+            entry = Entry(hashlib.sha256(body).hexdigest(), (key,), embedding, prepared.features, meta)
             index_store.create_or_add_key(entry, key)
             written += 1
     print(json.dumps({"written": written}))

@@ -166,6 +166,10 @@ class ObjectFetcher:
         """Drop a cached object (it changed or went away)."""
         self._cache.pop(key, None)
 
+    def clear(self) -> None:
+        """Drop every cached object (the next fetch of any key goes to S3: a cold feature cache)."""
+        self._cache.clear()
+
     async def fetch_many(self, keys: list[str]) -> dict[str, Any]:
         """Parsed objects by key; keys that do not exist (any more) are left out."""
         found: dict[str, Any] = {}
