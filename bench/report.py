@@ -441,7 +441,24 @@ def _largest_bytes(parts: dict[str, float]) -> str:
 
 
 def tables(r: dict[str, Any]) -> str:
-    """Every result as Markdown sections (headings + aligned pipe tables)."""
+    """Every result as Markdown sections (headings + aligned pipe tables), one function per section."""
+    sections = (
+        header_section,
+        model_tables,
+        quality_section,
+        seed_section,
+        latency_section,
+        ingest_section,
+        coldstart_section,
+        scan_section,
+        capacity_section,
+        goals_section,
+    )
+    return "\n".join(line for section in sections for line in section(r))
+
+
+def header_section(r: dict[str, Any]) -> list[str]:
+    """The run: machine, profile, failed phases, machine load, what the index and the queries are."""
     out: list[str] = []
     m = r["machine"]
     p = r["profile"]
@@ -475,8 +492,12 @@ def tables(r: dict[str, Any]) -> str:
             f"variants, JPEG ({r['queries'].get('positive', r['queries']['count'])} positive, "
             f"{r['queries'].get('negative', 0)} negative)."
         )
+    return out
 
-    out.extend(model_tables(r))
+
+def quality_section(r: dict[str, Any]) -> list[str]:
+    """The default model's quality per family and variant: final ranking vs the shortlist."""
+    out: list[str] = []
     q = r.get("quality")
     if q:
         out.append(f"\n### Quality of {DEFAULT}, per variant: final ranking vs the shortlist")
@@ -498,11 +519,16 @@ def tables(r: dict[str, Any]) -> str:
             "within the top k of the whole index by (centred) embedding cosine alone. shortlisted: it reached the "
             "rerank (top 25 by cosine ∪ top 25 by gist)."
         )
+    return out
 
+
+def seed_section(r: dict[str, Any]) -> list[str]:
+    """The seed's method (no shortlist) against PicTrace: latency and recall on its sample."""
+    out: list[str] = []
     s = r.get("seed")
-    lat = r.get("latency", {})
-    keys = r.get("latency_keys", {})
     if s:
+        lat = r.get("latency", {})
+        keys = r.get("latency_keys", {})
         sl = s["latency"]
         cold = lat.get(keys.get("cold", ""), {})
         ours = cold.get("total", {}).get("p50", math.nan)
@@ -552,7 +578,13 @@ def tables(r: dict[str, Any]) -> str:
                     [["R@1", *[seed_fam[f]["recall@1"] for f in seed_fam if seed_fam[f]["queries"]]]],
                 )
             )
+    return out
 
+
+def latency_section(r: dict[str, Any]) -> list[str]:
+    """Search latency by stage, p50 / p95, per index size and feature cache."""
+    out: list[str] = []
+    lat = r.get("latency", {})
     if lat:
         out.append("\n### Search latency by stage (ms, p50 / p95)")
         rows = []
@@ -574,7 +606,12 @@ def tables(r: dict[str, Any]) -> str:
                 else "."
             )
         )
+    return out
 
+
+def ingest_section(r: dict[str, Any]) -> list[str]:
+    """Index build throughput and large-JPEG ingest against the model alone, by stage."""
+    out: list[str] = []
     ing = r.get("ingest_index")
     il = r.get("ingest_large", {})
     if ing or il:
@@ -613,7 +650,12 @@ def tables(r: dict[str, Any]) -> str:
             )
         else:
             out.append(table(["", "throughput", "time"], rows, right=[False, True, True]))
+    return out
 
+
+def coldstart_section(r: dict[str, Any]) -> list[str]:
+    """The search Lambda's cold starts, before and after a compaction."""
+    out: list[str] = []
     phases = [("entries only", r.get("coldstart")), ("after compaction", r.get("coldstart_compacted"))]
     if any(cs for _, cs in phases):
         out.append("\n### Search Lambda cold start (fresh process, real handler, POST /search with an image)")
@@ -653,11 +695,16 @@ def tables(r: dict[str, Any]) -> str:
         if comp:
             out.append(
                 f"entries only: the index as ingest writes it (an object per image; the first refresh reads them all). "
-                f"after compaction: one run of pictrace.segments.compact (the scheduled compact function) folded "
+                f"after compaction: one run of pictrace.index.backend.compact (the scheduled compact function) folded "
                 f"{comp.get('folded')} entries into {comp.get('segments')} segment(s) in {comp['seconds']:.1f} s; the "
                 "first refresh reads the manifest and the segments."
             )
+    return out
 
+
+def scan_section(r: dict[str, Any]) -> list[str]:
+    """The shortlist scan against faiss, the index's resident memory, Keras vs ONNX Runtime."""
+    out: list[str] = []
     sc = r.get("scan")
     mem = r.get("memory")
     be = r.get("backends")
@@ -692,12 +739,22 @@ def tables(r: dict[str, Any]) -> str:
     if rows:
         out.append("\n### Scan, memory, backends")
         out.append(table(["measure", "result"], rows, right=[False, False]))
+    return out
 
+
+def capacity_section(r: dict[str, Any]) -> list[str]:
+    """The segmented index's load and scan at large N (bench.capacity)."""
+    out: list[str] = []
     cap = r.get("capacity")
     if cap:
         out.append("\n### Capacity (segmented index, synthetic vectors)")
         out.append(capacity_table(cap))
+    return out
 
+
+def goals_section(r: dict[str, Any]) -> list[str]:
+    """Every goal, measured, met or not, and where it costs most."""
+    out: list[str] = []
     g = r.get("goals")
     if g:
         out.append("\n### Goals (issues 4 and 12)")
@@ -708,7 +765,7 @@ def tables(r: dict[str, Any]) -> str:
                 right=[False, False, False, False],
             )
         )
-    return "\n".join(out)
+    return out
 
 
 def capacity_table(c: dict[str, Any]) -> str:

@@ -1017,22 +1017,7 @@ def run(profile: Profile, results: dict[str, Any], clock: Clock, work: Path) -> 
         probes = [service.index_store.get_entry(i)[0] for i in sorted(original_ids.values())[:5] if i in indexed]
         template = probes[0]
         results["latency_keys"] = {"cold": f"N={n} cold"}
-        for config in configs:
-            side_cases = latency_cases if config.default else latency_cases[:: profile.side_latency_every]
-            clock.phase(
-                f"latency, {config.label}: {len(side_cases)} queries, N = {profile.scan_n} ({n} real + synthetic), "
-                + ("cold then warm" if config.default else "cold")
-            )
-            guarded(results, "latency_padded", padded_latency, profile, config, side_cases, loop)
-            padded_results = results.pop("latency_padded", None)
-            if not padded_results:
-                continue
-            results["models"][config.label]["latency"] = padded_results["latency"]
-            if config.default:
-                for name, summary in padded_results["latency"].items():
-                    results["latency"][name] = summary
-                results["latency_keys"].update(padded_results["keys"])
-                results["latency_synthetic_in_shortlists"] = padded_results["synthetic_in_shortlists"]
+        padded_latencies(profile, configs, latency_cases, loop, results, clock, n)
         loop.close()
 
         if profile.seed_asis:
@@ -1089,6 +1074,35 @@ def run(profile: Profile, results: dict[str, Any], clock: Clock, work: Path) -> 
         child_json,
         ["bench.tfparity", str(keras.model_dir), *[str(p) for p in originals[: profile.tf_images]]],
     )
+
+
+def padded_latencies(
+    profile: Profile,
+    configs: list[models.ModelConfig],
+    latency_cases: list[QueryCase],
+    loop: asyncio.AbstractEventLoop,
+    results: dict[str, Any],
+    clock: Clock,
+    n: int,
+) -> None:
+    """The latency queries at N = scan_n (n real entries + synthetic rows) for each model (padded_latency): the
+    default model's figures join results["latency"], every model's go to its own results."""
+    for config in configs:
+        side_cases = latency_cases if config.default else latency_cases[:: profile.side_latency_every]
+        clock.phase(
+            f"latency, {config.label}: {len(side_cases)} queries, N = {profile.scan_n} ({n} real + synthetic), "
+            + ("cold then warm" if config.default else "cold")
+        )
+        guarded(results, "latency_padded", padded_latency, profile, config, side_cases, loop)
+        padded_results = results.pop("latency_padded", None)
+        if not padded_results:
+            continue
+        results["models"][config.label]["latency"] = padded_results["latency"]
+        if config.default:
+            for name, summary in padded_results["latency"].items():
+                results["latency"][name] = summary
+            results["latency_keys"].update(padded_results["keys"])
+            results["latency_synthetic_in_shortlists"] = padded_results["synthetic_in_shortlists"]
 
 
 def model_configs() -> list[models.ModelConfig]:
