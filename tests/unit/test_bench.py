@@ -4,13 +4,19 @@ batched SSIM against scikit-image, and the goal verdicts. (The bench itself is `
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import cv2
 import numpy as np
 import pytest
+from pictrace.index.backend import MemoryBackend
+from pictrace.index.layout import Entry
+from pictrace.index.memory import EmbeddingIndex
+from pictrace.index.rows import Loaded
+from pictrace.rerank import compute_features
 from skimage.metrics import structural_similarity
 
-from bench import fit_fusion, metrics, quality, report, seed, transforms
+from bench import fit_fusion, metrics, quality, report, seed, stack, transforms
 from tests.conftest import DATA
 
 # --- metrics ---------------------------------------------------------------------------------------------------------
@@ -315,3 +321,46 @@ def test_table_is_aligned_markdown() -> None:
     assert len({len(line) for line in lines}) == 1
     assert lines[1].startswith("|---")
     assert "1.235" in text and "12345.6" in text
+
+
+# --- the bench's index helpers (public seams only) --------------------------------------------------------------------
+
+
+class _NoRows:
+    """A RowSource with nothing in it."""
+
+    def refresh(self) -> tuple[dict[str, str], Callable[[list[str]], Loaded]]:
+        return {}, lambda ids: Loaded({})
+
+
+def test_padded_index_holds_synthetic_rows_and_counts_them_in_shortlists(photo: np.ndarray) -> None:
+    features = compute_features(photo)
+    embedding = np.ones(8, np.float32) / np.sqrt(8)
+    template = Entry("0" * 64, ("images/a.jpg",), embedding, features)
+    padding = stack.PaddedRows(_NoRows(), 6, template, seed=1)
+    index = EmbeddingIndex(padding, refresh_seconds=0)
+    assert index.refresh(force=True) == 6
+    assert index.refresh(force=True) == 0  # the synthetic rows' versions never change
+    assert set(index.ids) == set(padding.rows)
+    assert {name: m.shape for name, m in index.matrices.items()} == {"embedding": (6, 8), "gist": (6, 256)}
+    np.testing.assert_allclose(np.linalg.norm(index.matrix, axis=1), 1.0, rtol=1e-5)
+    held = stack.index_bytes(index)
+    assert set(held) == {"matrix:embedding", "matrix:gist", "ids", "keys", "etags"}
+    assert held["matrix:embedding"] >= index.matrix.nbytes
+
+
+def test_rank_probe_ranks_the_target_over_every_row(photo: np.ndarray) -> None:
+    from bench.run import RankProbe
+
+    template = Entry("0" * 64, ("images/a.jpg",), np.ones(8, np.float32) / np.sqrt(8), compute_features(photo))
+    index = EmbeddingIndex(stack.PaddedRows(_NoRows(), 40, template, seed=2), refresh_seconds=0)
+    probe = RankProbe(MemoryBackend(index))
+    probe.refresh(force=True)
+    target = index.ids[7]
+    query, gists = index.matrix[7], np.repeat(index.matrices["gist"][7][None], 8, axis=0)
+    probe.target = target
+    found = probe.candidates(query, gists, 4, None)
+    assert probe.ranks == (1, 1)  # its own vectors: first by cosine and by gist
+    assert target in [c.id for c in found]
+    assert len(found) <= 4
+    assert probe.count() == 40
