@@ -11,16 +11,7 @@ A cold reader lists the change markers, then reads the manifest and the segments
 entries: O(segments + changes) objects, not O(entries). Listing changes before the manifest matters: compaction
 writes the manifest before it removes markers, so a reader sees every change either as a marker or in a segment.
 
-Compaction writes the changes as new segments of at most segment_rows rows. When more than max_segments of the
-newest segments are short of segment_rows, it merges that tail (and the new rows) into full segments plus a rest:
-full segments are never rewritten, so memory is bounded by the tail whatever N is, and the ids the tail deletes
-stay as tombstones in the merged segment (they may live in the full ones before it). Deleted rows inside a full
-segment stay there as dead bytes, hidden by those tombstones.
-
-Compaction never loses a change: segments have fresh names (written if-none-match), the manifest is replaced
-only if it still has the ETag the compactor read (a loser discards its segments and starts again), and a marker
-is removed only if it still has the ETag the compactor read (every marker holds a nonce, so a change made after
-the compactor read the entry leaves a marker with another ETag behind for the next compaction).
+How segments are written and merged, and why no change is lost: pictrace.index.compaction.
 """
 
 from __future__ import annotations
