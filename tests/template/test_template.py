@@ -166,7 +166,7 @@ def test_function_environment(template: dict[str, Any]) -> None:
         "Weights": "sscd",
         "MaxBytes": 20000000,
         "MaxPixels": 50000000,
-        "Shortlist": 50,
+        "Shortlist": 20,
         "PresignSeconds": 900,
     }
     for key, value in defaults.items():
