@@ -12,7 +12,7 @@ reranked candidate, best first, as HIT_FIELDS.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -29,7 +29,7 @@ TOP_PREDICTIONS = 10
 PRODUCT_SHORTLIST = 50
 
 
-def in_shortlist(record: dict[str, Any], size: int, gist_half: bool = True) -> bool:
+def in_shortlist(record: Mapping[str, Any], size: int, gist_half: bool = True) -> bool:
     """Whether a shortlist of `size` keeps the original: the product's (top ceil(size/2) by cosine ∪ by gist), or
     with gist_half False the top `size` by cosine alone."""
     cos, gis = record.get("cos_rank"), record.get("gist_rank")
@@ -39,7 +39,7 @@ def in_shortlist(record: dict[str, Any], size: int, gist_half: bool = True) -> b
     return (cos is not None and cos <= half) or (gis is not None and gis <= half)
 
 
-def _group(records: list[dict[str, Any]]) -> dict[str, float]:
+def _group(records: Sequence[Mapping[str, Any]]) -> dict[str, float]:
     out = metrics.summarise([r["rank"] for r in records], [r["ap"] for r in records])
     for k in (1, 10, PRODUCT_SHORTLIST):
         out[f"shortlist@{k}"] = metrics.recall_at([r.get("cos_rank") for r in records], k)
@@ -52,7 +52,7 @@ def _share(flags: Any) -> float:
     return sum(values) / len(values) if values else math.nan
 
 
-def predictions(records: Sequence[dict[str, Any]], top: int = TOP_PREDICTIONS) -> list[tuple[float, bool]]:
+def predictions(records: Sequence[Mapping[str, Any]], top: int = TOP_PREDICTIONS) -> list[tuple[float, bool]]:
     """(final score, is the original) of every query's top predictions, pooled."""
     out = []
     for r in records:
@@ -61,7 +61,7 @@ def predictions(records: Sequence[dict[str, Any]], top: int = TOP_PREDICTIONS) -
     return out
 
 
-def summarise(records: list[dict[str, Any]], families: Sequence[str], variants: Sequence[str]) -> dict[str, Any]:
+def summarise(records: Sequence[Mapping[str, Any]], families: Sequence[str], variants: Sequence[str]) -> dict[str, Any]:
     """Everything one model's records say (see the module docstring)."""
     positives = [r for r in records if r["positive"]]
     negatives = [r for r in records if not r["positive"]]
@@ -115,7 +115,7 @@ def replay(hits: np.ndarray, weights: Weights, verify: int) -> np.ndarray:
     return result
 
 
-def replayed(records: Sequence[dict[str, Any]], weights: Weights, verify: int) -> list[dict[str, Any]]:
+def replayed(records: Sequence[Mapping[str, Any]], weights: Weights, verify: int) -> list[dict[str, Any]]:
     """The records re-ranked under other weights: hits re-sorted by the replayed final score, rank recomputed."""
     out = []
     for r in records:
@@ -131,7 +131,7 @@ def replayed(records: Sequence[dict[str, Any]], weights: Weights, verify: int) -
     return out
 
 
-def recall_and_micro_ap(records: Sequence[dict[str, Any]]) -> tuple[dict[str, float], float]:
+def recall_and_micro_ap(records: Sequence[Mapping[str, Any]]) -> tuple[dict[str, float], float]:
     """recall@1 per family (positives) and µAP (all) of records."""
     positives = [r for r in records if r["positive"]]
     fams: dict[str, list[bool]] = {}

@@ -20,7 +20,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 from unittest import mock
 
 import numpy as np
@@ -97,7 +97,21 @@ def ingest_handler() -> Any:
     return load_handler(ROOT / "functions/ingest/app.py")
 
 
-def upload_and_index(stack: LocalStack, files: dict[str, bytes], workers: int = 2, timeout: float = 1200.0) -> dict:
+class IndexBuild(TypedDict):
+    """upload_and_index's result: results.json's "ingest_index"."""
+
+    images: int
+    workers: int
+    upload_s: float
+    total_s: float
+    images_per_s: float
+    events_processed: int
+    events_failed: int
+
+
+def upload_and_index(
+    stack: LocalStack, files: dict[str, bytes], workers: int = 2, timeout: float = 1200.0
+) -> IndexBuild:
     """Put every key's bytes into the bucket and let `workers` ingest processes (bench.worker ingest: the project's
     SqsWorker calling the real ingest handler, like concurrent Lambda invocations) index them; return when the
     queue has stayed empty for a second. Returns timings and counts."""

@@ -60,7 +60,8 @@ def search(cases_path: str, out_path: str) -> int:
     from pictrace.settings import Settings
     from pictrace.storage import Store
 
-    from bench.run import QueryCase, RankProbe, run_searches
+    from bench.phases.queries import QueryCase
+    from bench.searching import RankProbe, run_searches
 
     # the index does not change during the quality pass: one refresh, not a LIST of the bucket every 2 s
     settings = Settings.from_env(refresh_seconds=86400.0)

@@ -350,7 +350,7 @@ def test_padded_index_holds_synthetic_rows_and_counts_them_in_shortlists(photo: 
 
 
 def test_rank_probe_ranks_the_target_over_every_row(photo: np.ndarray) -> None:
-    from bench.run import RankProbe
+    from bench.searching import RankProbe
 
     template = Entry("0" * 64, ("images/a.jpg",), np.ones(8, np.float32) / np.sqrt(8), compute_features(photo))
     index = EmbeddingIndex(stack.PaddedRows(_NoRows(), 40, template, seed=2), refresh_seconds=0)

@@ -1,0 +1,144 @@
+"""Phase "data": the originals (some held out of the index: their queries are the negatives) and the distractors
+that fill the index up to the profile's size (same-domain photos first, then opencv-doc's images)."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NotRequired, TypedDict
+
+import numpy as np
+
+from bench.common import SAMPLES, images_in
+from bench.profile import Profile
+
+#: Doxygen class/struct diagrams of opencv-doc: ~1,300 near-identical small box drawings, left out of the
+#: distractors (used only to top the index up to its size when the other distractors run out)
+DIAGRAM = re.compile(r"html_d._d.*_(class|struct)")
+
+
+class DistractorStats(TypedDict):
+    """How the opencv-doc distractors were chosen."""
+
+    available: int
+    diagrams_available: int
+    non_diagrams_available: int
+    chosen: int
+    diagrams_used: int
+    same_bytes_as_an_original_skipped: int
+
+
+class DataSummary(TypedDict):
+    """results.json's "data" (indexed and originals_not_indexed: once the index is built)."""
+
+    originals: int
+    originals_by_source: dict[str, int]
+    originals_requirement_met: bool
+    held_out: list[str]
+    indexed_originals: int
+    photo_distractors: int
+    photo_distractors_by_source: dict[str, int]
+    distractors: DistractorStats
+    index_images: int
+    index_entries: int
+    indexed: NotRequired[int]
+    originals_not_indexed: NotRequired[list[str]]
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """The phase's result: the images and what the index will hold."""
+
+    originals: list[Path]
+    held_out: set[str]  # names of the originals kept out of the index
+    indexed_originals: list[Path]
+    original_ids: dict[str, str]  # name -> entry id
+    files: dict[str, bytes]  # what the index is built from: S3 key -> bytes
+    key_ids: dict[str, str]  # S3 key -> entry id
+    summary: DataSummary
+
+
+def pick_distractors(folder: Path, n: int, exclude: set[str]) -> tuple[list[Path], DistractorStats]:
+    """n distractors: a seeded shuffle of the non-diagram images, then diagrams only if those run out.
+    Files whose bytes equal an original's (exclude: ids) are left out."""
+    files = images_in(folder)
+    rng = np.random.default_rng(0)
+    plain = [p for p in files if not DIAGRAM.search(p.name)]
+    diagrams = [p for p in files if DIAGRAM.search(p.name)]
+    rng.shuffle(plain)
+    rng.shuffle(diagrams)
+    chosen: list[Path] = []
+    seen = set(exclude)
+    skipped_same = 0
+    for p in [*plain, *diagrams]:
+        if len(chosen) >= n:
+            break
+        digest = hashlib.sha256(p.read_bytes()).hexdigest()
+        if digest in seen:
+            skipped_same += 1
+            continue
+        seen.add(digest)
+        chosen.append(p)
+    used_diagrams = sum(1 for p in chosen if DIAGRAM.search(p.name))
+    return chosen, {
+        "available": len(files),
+        "diagrams_available": len(diagrams),
+        "non_diagrams_available": len(plain),
+        "chosen": len(chosen),
+        "diagrams_used": used_diagrams,
+        "same_bytes_as_an_original_skipped": skipped_same,
+    }
+
+
+def held_out_names(originals: list[Path], share: float) -> set[str]:
+    """The originals kept out of the index (their queries are the negatives): every k-th by name, k = 1/share, so
+    every source (gnome, mate, skimage) gives some."""
+    if share <= 0:
+        return set()
+    step = max(2, round(1 / share))
+    return {p.name for i, p in enumerate(originals) if i % step == step - 1}
+
+
+def count_prefixes(names: list[str]) -> dict[str, int]:
+    """How many names per source (the part before the first '-')."""
+    out: dict[str, int] = {}
+    for n in names:
+        out[n.split("-", 1)[0]] = out.get(n.split("-", 1)[0], 0) + 1
+    return out
+
+
+def choose_data(profile: Profile, samples: Path = SAMPLES) -> Dataset:
+    """The run's images; SystemExit when there are no sample photos (`make samples`)."""
+    from bench.stack import entry_id
+
+    originals = images_in(samples / "photos") + images_in(samples / "wallpapers")
+    if not originals:
+        raise SystemExit(f"no sample photos in {samples}: run `make samples`")
+    held_out = held_out_names(originals, profile.held_out_share)
+    indexed_originals = [p for p in originals if p.name not in held_out]
+    original_bytes = {p.name: p.read_bytes() for p in originals}
+    original_ids = {name: entry_id(body) for name, body in original_bytes.items()}
+    same_domain = images_in(samples / "photo-distractors")
+    exclude = set(original_ids.values())
+    room = max(0, profile.index_size - len(indexed_originals))
+    photo_distractors = [p for p in same_domain if entry_id(p.read_bytes()) not in exclude][:room]
+    distractors, dstats = pick_distractors(samples / "distractors", room - len(photo_distractors), exclude)
+    files = {f"images/originals/{p.name}": original_bytes[p.name] for p in indexed_originals}
+    files.update({f"images/photo-distractors/{p.name}": p.read_bytes() for p in photo_distractors})
+    files.update({f"images/distractors/{p.name}": p.read_bytes() for p in distractors})
+    key_ids = {key: entry_id(body) for key, body in files.items()}
+    summary: DataSummary = {
+        "originals": len(originals),
+        "originals_by_source": count_prefixes([p.name for p in originals]),
+        "originals_requirement_met": len(originals) >= 50,
+        "held_out": sorted(held_out),
+        "indexed_originals": len(indexed_originals),
+        "photo_distractors": len(photo_distractors),
+        "photo_distractors_by_source": count_prefixes([p.name for p in photo_distractors]),
+        "distractors": dstats,
+        "index_images": len(files),
+        "index_entries": len(set(key_ids.values())),
+    }
+    return Dataset(originals, held_out, indexed_originals, original_ids, files, key_ids, summary)

@@ -1,0 +1,66 @@
+"""Phase "embedding speed": ms per image of each model (ONNX Runtime, 2 threads, one image at a time, after one
+warm-up) on the same decoded, border-trimmed originals; and the preprocessing alone."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from bench import metrics, models
+
+
+@dataclass(frozen=True)
+class ModelSpeed:
+    """One model's speed."""
+
+    ms_p50: float
+    ms_mean: float
+    preprocess_ms_p50: float
+    dim: int
+
+
+@dataclass(frozen=True)
+class EmbedSpeed:
+    """The phase's result; results.json's "embed_speed" is {"images": n, <label>: ModelSpeed, ...}."""
+
+    images: int
+    models: dict[str, ModelSpeed]
+
+    def record(self) -> dict[str, Any]:
+        """results.json's shape."""
+        return {"images": self.images, **{label: asdict(s) for label, s in self.models.items()}}
+
+
+def embed_speed(configs: list[models.ModelConfig], paths: list[Path]) -> EmbedSpeed:
+    """Each model's ms per image on the same images."""
+    from pictrace.embedding import PREPROCESS, OnnxEmbedder, load_model_info
+    from pictrace.images import decode_image
+    from pictrace.rerank import trim_border
+
+    images = [trim_border(decode_image(p.read_bytes(), max_bytes=1 << 30, max_pixels=1 << 30).bgr) for p in paths]
+    speeds: dict[str, ModelSpeed] = {}
+    for config in configs:
+        embedder = OnnxEmbedder(config.model_dir)
+        embedder.embed(images[:1])
+        times = []
+        for image in images:
+            t = time.perf_counter()
+            embedder.embed([image])
+            times.append((time.perf_counter() - t) * 1000)
+        preprocess = PREPROCESS[load_model_info(config.model_dir)["preprocess"]]
+        pre = []
+        for image in images:
+            t = time.perf_counter()
+            preprocess(image)
+            pre.append((time.perf_counter() - t) * 1000)
+        speeds[config.label] = ModelSpeed(
+            ms_p50=metrics.percentile(times, 50),
+            ms_mean=statistics.mean(times),
+            preprocess_ms_p50=metrics.percentile(pre, 50),
+            dim=embedder.dim,
+        )
+        del embedder
+    return EmbedSpeed(len(images), speeds)

@@ -1,0 +1,84 @@
+"""Phase "latency": the search's latency by stage, as a client that names neither top_k nor shortlist sees it, at
+the index's real size (cold feature cache) and, for each model, padded with synthetic rows up to N = scan_n (cold,
+then for the default model warm)."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+from bench import models
+from bench.phases.queries import QueryCase
+from bench.profile import Profile
+from bench.searching import LatencySummary, latency_pass, latency_summary
+
+
+@dataclass(frozen=True)
+class SyntheticCounts:
+    """How often a synthetic row reached a shortlist (it is skipped at fetch, having no S3 object)."""
+
+    searches: int
+    with_any: int
+    total: int
+
+
+@dataclass(frozen=True)
+class LatencyPass:
+    """Latency summaries by name ("N=1000 cold", ...), which of them the report's keys point at (cold, large,
+    large_warm), and with synthetic rows, how often one reached a shortlist."""
+
+    latency: dict[str, LatencySummary]
+    keys: dict[str, str]
+    synthetic_in_shortlists: SyntheticCounts | None = field(default=None)
+
+
+def indexed_latency(service: Any, cases: list[QueryCase], loop: asyncio.AbstractEventLoop, n: int) -> LatencyPass:
+    """The latency queries against the real index (n entries), cold feature cache."""
+    cold, _ = latency_pass(service, cases, loop, warm=False)
+    name = f"N={n} cold"
+    return LatencyPass({name: latency_summary(cold)}, {"cold": name})
+
+
+def padded_latency(
+    profile: Profile, config: models.ModelConfig, cases: list[QueryCase], loop: asyncio.AbstractEventLoop
+) -> LatencyPass:
+    """The latency queries against the model's real entries plus synthetic rows up to N = scan_n: cold, then (the
+    default model) warm."""
+    from pictrace.embedding import OnnxEmbedder
+    from pictrace.index.backend import MemoryBackend
+    from pictrace.index.store import IndexStore
+    from pictrace.search import SearchService
+    from pictrace.settings import Settings
+    from pictrace.storage import Store
+
+    from bench.stack import PaddedIndex
+
+    settings = Settings.from_env(model_dir=str(config.model_dir), index_prefix=config.index_prefix)
+    store = Store(settings.bucket)
+    index_store = IndexStore(store, settings.index_prefix)
+    entries = sorted(index_store.entry_ids())
+    real = len(entries)
+    template = index_store.get_entry(entries[0])[0]
+    index = PaddedIndex(
+        store,
+        settings.index_prefix,
+        max(0, profile.scan_n - real),
+        template,
+        settings.refresh_seconds,
+        settings.fetch_concurrency,
+    )
+    padded = SearchService(settings, store, OnnxEmbedder(config.model_dir), backend=MemoryBackend(index))
+    index.refresh(force=True)
+    index.synthetic_per_call.clear()
+    cold, warm = latency_pass(padded, cases, loop, warm=config.default)
+    big = len(index)
+    counts = index.synthetic_per_call
+    latency = {f"N={big} cold": latency_summary(cold)}
+    if warm:
+        latency[f"N={big} warm"] = latency_summary(warm)
+    return LatencyPass(
+        latency,
+        {"large": f"N={big} cold", "large_warm": f"N={big} warm"},
+        SyntheticCounts(searches=len(counts), with_any=sum(1 for c in counts if c), total=sum(counts)),
+    )

@@ -1,0 +1,97 @@
+"""Phase "machine": what the run ran on (CPU, memory, versions, the tree and its commit)."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.common import ROOT
+
+PACKAGES = ("numpy", "opencv-python-headless", "onnxruntime", "faiss-cpu", "scikit-image", "moto", "tensorflow-cpu")
+
+
+@dataclass(frozen=True)
+class MachineInfo:
+    """results.json's "machine"."""
+
+    tree: str
+    pictrace_from: str
+    uncommitted: list[str]  # files changed since the commit under layers, functions, bench, infra
+    cpu: str
+    cores: int | None
+    memory_gb: float
+    python: str
+    os: str
+    versions: dict[str, str]
+    commit: str
+    gpu: str
+
+
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo), or "unknown"."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown"
+
+
+def package_versions() -> dict[str, str]:
+    """The measured packages' versions."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = version(name)
+        except PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def git_state() -> tuple[str, list[str]]:
+    """The tree's commit and its uncommitted changes under the measured folders."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=False
+        ).stdout.strip()
+    except OSError:
+        commit = "?"
+    try:
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "layers", "functions", "bench", "infra"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.split("\n")
+        changed = sorted({line[3:] for line in dirty if line.strip()})
+    except OSError:
+        changed = []
+    return commit, changed
+
+
+def machine() -> MachineInfo:
+    """What this ran on."""
+    import pictrace
+    import psutil
+
+    commit, changed = git_state()
+    return MachineInfo(
+        tree=str(ROOT),
+        pictrace_from=str(Path(pictrace.__file__).parent),
+        uncommitted=changed,
+        cpu=cpu_model(),
+        cores=os.cpu_count(),
+        memory_gb=round(psutil.virtual_memory().total / 2**30, 1),
+        python=platform.python_version(),
+        os=f"{platform.system()} {platform.release()}",
+        versions=package_versions(),
+        commit=commit,
+        gpu="none",
+    )

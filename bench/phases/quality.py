@@ -1,0 +1,88 @@
+"""Phase "quality": every query through SearchService.search for one model (bench.worker search, one process per
+core), summarised per family and variant (bench.quality); and the signals file `make fit-fusion` fits on."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from bench import models, quality
+from bench.common import ROOT, SIGNALS_DIR, json_default
+from bench.phases.queries import QueryCase
+from bench.searching import SearchRecord
+from bench.transforms import FAMILIES, VARIANTS
+
+
+@dataclass(frozen=True)
+class ModelQuality:
+    """One model's quality pass: every record (with its reranked candidates) and the summary (bench.quality)."""
+
+    records: list[SearchRecord]
+    summary: dict[str, Any]  # bench.quality.summarise: overall, families, variants, shortlist sizes, µAP, verdict
+
+    def without_hits(self) -> list[dict[str, Any]]:
+        """The records as results.json keeps them (the candidates go to the signals file)."""
+        return [{k: v for k, v in r.items() if k != "hits"} for r in self.records]
+
+
+def model_env(config: models.ModelConfig) -> dict[str, str]:
+    """The environment a process searching with this model gets: its artifact and its index prefix."""
+    return {"PICTRACE_MODEL_DIR": str(config.model_dir), "PICTRACE_INDEX_PREFIX": config.index_prefix}
+
+
+def parallel_searches(
+    cases: list[QueryCase], work: Path, workers: int = 2, env: dict[str, str] | None = None
+) -> list[SearchRecord]:
+    """The quality queries split over `workers` processes (bench.worker search, with env added to this
+    environment: the model and its index), records in case order."""
+    procs = []
+    child_env = {**os.environ, **(env or {})}
+    for i in range(workers):
+        part = work / f"cases-{i}.json"
+        part.write_text(json.dumps([asdict(c) for c in cases[i::workers]]))
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "bench.worker", "search", str(part), str(work / f"records-{i}.json")],
+                cwd=ROOT,
+                env=child_env,
+            )
+        )
+    for proc in procs:
+        if proc.wait() != 0:
+            raise RuntimeError(f"a search worker failed with exit code {proc.returncode}")
+    parts = [json.loads((work / f"records-{i}.json").read_text())["records"] for i in range(workers)]
+    records: list[SearchRecord] = []
+    for j in range(max(len(p) for p in parts)):
+        records.extend(p[j] for p in parts if j < len(p))
+    return records
+
+
+def model_quality(config: models.ModelConfig, cases: list[QueryCase], work: Path) -> ModelQuality:
+    """The model's quality pass over every query."""
+    records = parallel_searches(cases, work, env=model_env(config))
+    return ModelQuality(records, quality.summarise(records, FAMILIES, [v.name for v in VARIANTS]))
+
+
+def write_signals(signals: dict[str, list[SearchRecord]], profile: str, commit: str, configs: dict[str, Any]) -> Path:
+    """Every query's reranked candidates per model (what `make fit-fusion` fits on): build/bench/signals-*.json."""
+    from pictrace.settings import Settings
+
+    out = SIGNALS_DIR / f"signals-{profile}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "profile": profile,
+        "commit": commit,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "fields": list(quality.HIT_FIELDS),
+        "verify": Settings(bucket="bench").verify,
+        "models": dict(signals),
+        "configs": configs,
+    }
+    out.write_text(json.dumps(payload, default=json_default))
+    return out

@@ -1,0 +1,117 @@
+"""Phase "make queries": every edit (bench.transforms.VARIANTS) of the query originals, as JPEG files."""
+
+from __future__ import annotations
+
+import statistics
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from bench.profile import Profile
+from bench.transforms import VARIANTS, make_query
+
+
+@dataclass
+class QueryCase:
+    """One copy-detection query: a transformed original, saved as a file."""
+
+    original: str
+    original_id: str
+    variant: int
+    path: str
+    bytes: int
+    positive: bool = True  # False: its original was held out of the index (the right answer is "no copy")
+
+    @property
+    def family(self) -> str:
+        return VARIANTS[self.variant].family
+
+    @property
+    def variant_name(self) -> str:
+        return VARIANTS[self.variant].name
+
+
+@dataclass(frozen=True)
+class QueriesSummary:
+    """results.json's "queries"."""
+
+    count: int
+    originals: int
+    positive: int
+    negative: int
+    variants: list[str]
+    mean_bytes: float
+
+
+@dataclass(frozen=True)
+class QuerySet:
+    """The phase's result: the queries and their summary."""
+
+    cases: list[QueryCase]
+    summary: QueriesSummary
+
+
+def query_originals(profile: Profile, usable: list[Path], held_out: set[str]) -> list[Path]:
+    """The originals the queries are made from: all, or profile.query_originals of them with as many held-out
+    originals in proportion, spread over the names."""
+    if profile.query_originals is None:
+        return usable
+    pos = [p for p in usable if p.name not in held_out]
+    neg = [p for p in usable if p.name in held_out]
+    n_neg = min(len(neg), round(profile.query_originals * profile.held_out_share))
+    n_pos = min(len(pos), profile.query_originals - n_neg)
+    return sorted(pos[:: max(1, len(pos) // max(1, n_pos))][:n_pos] + neg[:: max(1, len(neg) // max(1, n_neg))][:n_neg])
+
+
+def _queries_for(args: tuple[str, str, list[int], str]) -> list[tuple[str, int, str, int]]:
+    """Worker: every variant of one original, written as JPEG files. Returns (name, variant, path, bytes)."""
+    path, name, variant_ids, out_dir = args
+    img = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_COLOR)
+    out = []
+    for v in variant_ids:
+        data = make_query(img, name, VARIANTS[v])
+        target = Path(out_dir) / f"v{v:02d}" / f"{Path(name).stem}.jpg"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+        out.append((name, v, str(target), len(data)))
+    return out
+
+
+def make_queries(
+    originals: list[Path], ids: dict[str, str], out_dir: Path, held_out: set[str] | None = None
+) -> QuerySet:
+    """All variants of the given originals, made two at a time (one process per core); those of the held-out
+    originals (names) are negative queries."""
+    held_out = held_out or set()
+    jobs = [(str(p), p.name, list(range(len(VARIANTS))), str(out_dir)) for p in originals]
+    cases = []
+    with ProcessPoolExecutor(max_workers=2) as pool:
+        for done in pool.map(_queries_for, jobs):
+            for name, v, path, size in done:
+                cases.append(QueryCase(name, ids[name], v, path, size, positive=name not in held_out))
+    cases.sort(key=lambda c: (c.variant, c.original))
+    summary = QueriesSummary(
+        count=len(cases),
+        originals=len(originals),
+        positive=sum(c.positive for c in cases),
+        negative=sum(not c.positive for c in cases),
+        variants=[v.name for v in VARIANTS],
+        mean_bytes=statistics.mean(c.bytes for c in cases),
+    )
+    return QuerySet(cases, summary)
+
+
+def stratified(cases: list[QueryCase], per_variant: int, salt: int = 0) -> list[QueryCase]:
+    """per_variant queries of every variant, each variant from different originals (deterministic)."""
+    by_variant: dict[int, list[QueryCase]] = {}
+    for c in cases:
+        by_variant.setdefault(c.variant, []).append(c)
+    out = []
+    for v, group in sorted(by_variant.items()):
+        group = sorted(group, key=lambda c: c.original)
+        for j in range(min(per_variant, len(group))):
+            out.append(group[(v * per_variant + j + salt) % len(group)])
+    return out

@@ -1,0 +1,106 @@
+"""Phase "scan vs faiss": the search's scan against faiss IndexFlatIP doing the same work, one query at a time, at
+N = faiss_n.
+
+The search's scan is EmbeddingIndex.candidates: the top k by (centred) embedding cosine and the top k by gist
+correlation over the query's 8 D4 turns (k = 25 for a shortlist of 50); faiss does the same with one flat
+inner-product index per vector (1 embedding query, 8 gist queries, k = 25 each). The plain cosine top 50
+(EmbeddingIndex.shortlist) against faiss on the embeddings alone is reported too.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from bench import metrics
+from bench.common import SHORTLIST
+from bench.profile import Profile
+
+
+@dataclass(frozen=True)
+class ScanResult:
+    """results.json's "scan"."""
+
+    n: int
+    real: int
+    synthetic: int
+    load_s: float
+    vectors: dict[str, list[int]]  # matrix name -> shape
+    scan_p50_ms: float
+    faiss_same_work_p50_ms: float
+    ratio: float  # faiss's time for the same work over the scan's: > 1 means the scan is faster
+    cosine_top50_p50_ms: float
+    faiss_top50_p50_ms: float
+    cosine_ratio: float
+    same_top50: float
+    threads: dict[str, int | None]
+
+
+def scan_vs_faiss(profile: Profile, base_store: Any, settings: Any, template: Any, probes: list[Any]) -> ScanResult:
+    """Both scans over the real entries plus synthetic rows up to faiss_n; probes: entries whose vectors query."""
+    import faiss
+    from pictrace.index.store import IndexStore
+    from pictrace.rerank import gist_variants
+
+    from bench.stack import PaddedIndex
+
+    real = len(IndexStore(base_store, settings.index_prefix).entry_ids())
+    index = PaddedIndex(base_store, settings.index_prefix, max(0, profile.faiss_n - real), template, 1e9, 16, seed=777)
+    started = time.perf_counter()
+    index.refresh(force=True)
+    load_s = time.perf_counter() - started
+    flat = faiss.IndexFlatIP(index.matrix.shape[1])
+    flat.add(index.matrix)
+    gists = index.matrices.get("gist")
+    flat_gist = None
+    if gists is not None:
+        flat_gist = faiss.IndexFlatIP(gists.shape[1])
+        flat_gist.add(gists)
+    half = (SHORTLIST + 1) // 2
+    queries = [(np.asarray(e.embedding, np.float32), gist_variants(e.features.thumb)) for e in probes]
+    reps = [queries[i % len(queries)] for i in range(profile.scan_reps)]
+    ours_ms, cosine_ms, faiss_ms, faiss_both_ms = [], [], [], []
+    same = 0
+    for i, (q, g) in enumerate([reps[0], *reps]):
+        t = time.perf_counter()
+        index.candidates(q, g, half)
+        t1 = time.perf_counter()
+        top = index.shortlist(q, SHORTLIST)
+        t2 = time.perf_counter()
+        _d, found = flat.search(q[None], SHORTLIST)
+        t3 = time.perf_counter()
+        flat.search(q[None], half)
+        if flat_gist is not None:
+            flat_gist.search(np.ascontiguousarray(g, dtype=np.float32), half)
+        t4 = time.perf_counter()
+        if i == 0:
+            continue  # warm-up (the centring cache is computed once per snapshot)
+        ours_ms.append((t1 - t) * 1000)
+        cosine_ms.append((t2 - t1) * 1000)
+        faiss_ms.append((t3 - t2) * 1000)
+        faiss_both_ms.append((t4 - t3) * 1000)
+        ids = index.ids
+        same += {i for i, _ in top} == {ids[j] for j in found[0]}
+    scan, cosine = metrics.percentile(ours_ms, 50), metrics.percentile(cosine_ms, 50)
+    faiss_top, faiss_same = metrics.percentile(faiss_ms, 50), metrics.percentile(faiss_both_ms, 50)
+    result = ScanResult(
+        n=len(index),
+        real=real,
+        synthetic=len(index) - real,
+        load_s=load_s,
+        vectors={name: list(m.shape) for name, m in index.matrices.items()},
+        scan_p50_ms=scan,
+        faiss_same_work_p50_ms=faiss_same,
+        ratio=faiss_same / scan,
+        cosine_top50_p50_ms=cosine,
+        faiss_top50_p50_ms=faiss_top,
+        cosine_ratio=faiss_top / cosine,
+        same_top50=same / len(reps),
+        threads={"faiss": faiss.omp_get_max_threads(), "cores": os.cpu_count()},
+    )
+    del flat, flat_gist, index
+    return result

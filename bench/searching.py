@@ -1,0 +1,206 @@
+"""Queries through the product's search, as the quality and latency phases and `bench.worker search` run them.
+
+A record (SearchRecord) is one query through SearchService.search: where the ranking put the original, the scores,
+the top hit and the stage timings; with a RankProbe as the service's backend, also the original's rank over the whole
+index by cosine and by gist, and every reranked candidate's signals (bench.quality.HIT_FIELDS).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NotRequired, TypedDict
+
+import numpy as np
+
+from bench import metrics
+from bench.common import SHORTLIST
+
+if TYPE_CHECKING:  # pictrace is imported where it is used (the bench sets up its environment first)
+    from pictrace.index.backend import MemoryBackend
+    from pictrace.index.layout import Entry
+    from pictrace.index.rows import Candidate
+    from pictrace.index.store import ChangeObserver
+
+    from bench.phases.queries import QueryCase
+
+
+class RankedRecord(TypedDict):
+    """Where a ranking put a query's original."""
+
+    original: str
+    variant: str
+    family: str
+    positive: bool
+    rank: int | None
+    ap: float
+
+
+class SearchRecord(RankedRecord):
+    """One query through SearchService.search."""
+
+    cosine_rank: int | None
+    scores: dict[str, float] | None
+    top1: str | None
+    top1_key: str | None
+    top1_final: float | None
+    top1_match: bool | None
+    returned: int
+    timings: dict[str, float]
+    cos_rank: NotRequired[int | None]  # with a RankProbe
+    gist_rank: NotRequired[int | None]
+    hits: NotRequired[list[list[float]]]
+
+
+#: p50/p95 in ms of every stage and the total, and "queries": the count
+LatencySummary = dict[str, Any]
+
+
+def ranked(case: QueryCase, ranking: list[str]) -> RankedRecord:
+    """A query's record: which original and variant, and where the ranking put the original (rank, AP); a
+    negative query (original not indexed) has rank None and AP 0."""
+    relevant = {case.original_id} if case.positive else set()
+    return {
+        "original": case.original,
+        "variant": case.variant_name,
+        "family": case.family,
+        "positive": case.positive,
+        "rank": metrics.first_rank(ranking, relevant),
+        "ap": metrics.average_precision(ranking, relevant) if relevant else 0.0,
+    }
+
+
+class RankProbe:
+    """A shortlist backend (pictrace.index.backend.ShortlistBackend) around the in-memory one: its candidates are
+    the memory backend's, and it records where the current target id ranks over the whole index by centred
+    embedding cosine and by gist (the two halves of the shortlist), so the bench can tell what a shortlist of any
+    size would keep. Pass it to SearchService(backend=...)."""
+
+    name = "memory"
+
+    def __init__(self, inner: MemoryBackend) -> None:
+        self.inner = inner
+        self.on_change: ChangeObserver | None = inner.on_change
+        self.target: str | None = None
+        self.ranks: tuple[int | None, int | None] = (None, None)
+
+    def refresh(self, force: bool = False) -> None:
+        """See ShortlistBackend."""
+        self.inner.refresh(force)
+
+    def expire(self) -> None:
+        """See ShortlistBackend."""
+        self.inner.expire()
+
+    def candidates(self, query: np.ndarray, gists: np.ndarray, shortlist: int, prefix: str | None) -> list[Candidate]:
+        """The memory backend's candidates; the target's ranks over every row on the side."""
+        self.ranks = (None, None)
+        if self.target is not None:
+            index = self.inner.index
+            index.refresh()
+            everything = index.candidates(query, gists, len(index), prefix)  # every row, with both scores
+            target = next((c for c in everything if c.id == self.target), None)
+            if target is not None:
+                cos = 1 + sum(1 for c in everything if c.cosine > target.cosine)
+                gis = 1 + sum(1 for c in everything if c.gist > target.gist)
+                self.ranks = (cos, gis)
+        return self.inner.candidates(query, gists, shortlist, prefix)
+
+    def keys(self, ids: list[str]) -> dict[str, tuple[str, ...]]:
+        """See ShortlistBackend."""
+        return self.inner.keys(ids)
+
+    def count(self) -> int | None:
+        """See ShortlistBackend."""
+        return self.inner.count()
+
+    def candidate(self, query: np.ndarray, gists: np.ndarray, target: Entry) -> Candidate:
+        """See ShortlistBackend."""
+        return self.inner.candidate(query, gists, target)
+
+
+def hit_row(hit: Any, original_id: str | None) -> list[float]:
+    """One reranked candidate as quality.HIT_FIELDS (match: 1, 0, or -1 where the model has no calibration)."""
+    s = hit.scores
+    match = -1 if hit.match is None else int(hit.match)
+    return [
+        float(hit.id == original_id),
+        round(s.cosine, 5),
+        round(s.gist, 5),
+        round(s.ssim, 5),
+        float(s.inliers),
+        round(s.final, 6),
+        float(match),
+    ]
+
+
+def run_searches(
+    service: Any,
+    cases: Sequence[QueryCase],
+    loop: asyncio.AbstractEventLoop,
+    cold: bool = False,
+    rank_probe: RankProbe | None = None,
+    deployed: bool = False,
+) -> list[SearchRecord]:
+    """Each query through SearchService.search (the code the API runs), top_k = shortlist = 50, or with deployed
+    the settings' own (what a client that names neither gets: the latency figures). cold: the feature cache emptied
+    before each. rank_probe (the service's backend): also the original's rank over the whole index by cosine and by
+    gist, and every reranked candidate's signals (hits)."""
+    from pictrace.search import Query
+
+    records: list[SearchRecord] = []
+    for case in cases:
+        if cold:
+            service.fetcher.clear()
+        if rank_probe is not None:
+            rank_probe.target = case.original_id if case.positive else None
+        data = Path(case.path).read_bytes()
+        size = None if deployed else SHORTLIST
+        result = loop.run_until_complete(service.search(Query(image=data), top_k=size, shortlist=size))
+        ranking = [h.id for h in result.results]
+        hit = next((h for h in result.results if h.id == case.original_id), None) if case.positive else None
+        top = result.results[0] if result.results else None
+        record: SearchRecord = {
+            **ranked(case, ranking),
+            "cosine_rank": hit.rank_cosine if hit else None,
+            "scores": asdict(hit.scores) if hit else None,
+            "top1": ranking[0] if ranking else None,
+            "top1_key": top.keys[0] if top else None,
+            "top1_final": top.scores.final if top else None,
+            "top1_match": top.match if top else None,
+            "returned": len(ranking),
+            "timings": dict(result.timings),
+        }
+        if rank_probe is not None:
+            record["cos_rank"], record["gist_rank"] = rank_probe.ranks
+            original = case.original_id if case.positive else None
+            record["hits"] = [hit_row(h, original) for h in result.results]
+        records.append(record)
+    return records
+
+
+def latency_summary(records: Sequence[SearchRecord]) -> LatencySummary:
+    """p50/p95 of every stage and the total, in ms."""
+    stages = list(dict.fromkeys(k for r in records for k in r["timings"]))
+    out: LatencySummary = {"queries": len(records)}
+    for stage in stages:
+        values = [r["timings"].get(stage, 0.0) for r in records]
+        out[stage] = {"p50": metrics.percentile(values, 50), "p95": metrics.percentile(values, 95)}
+    return out
+
+
+def latency_pass(
+    service: Any, cases: Sequence[QueryCase], loop: asyncio.AbstractEventLoop, warm: bool = True
+) -> tuple[list[SearchRecord], list[SearchRecord]]:
+    """Each query, as a client that names no top_k or shortlist sends it, with the feature cache emptied (cold),
+    then, with warm, again right away (its shortlist's entries cached, as in a container that has served similar
+    queries)."""
+    cold_records: list[SearchRecord] = []
+    warm_records: list[SearchRecord] = []
+    for case in cases:
+        cold_records.extend(run_searches(service, [case], loop, cold=True, deployed=True))
+        if warm:
+            warm_records.extend(run_searches(service, [case], loop, deployed=True))
+    return cold_records, warm_records
