@@ -2,7 +2,7 @@
 and precision at recall 0.9, the copy verdict's precision and recall, and the rerank replayed offline under other
 fusion weights (for the gist question and for `make fit-fusion`).
 
-A record is one query through SearchService.search (bench.run.run_searches, top_k = shortlist = 50):
+A record is one query through SearchService.search (bench.searching.run_searches, top_k = shortlist = 50):
 ``positive`` (its original is indexed) or not (held out), ``family``/``variant``, ``rank``/``ap`` of the original
 in the final ranking, ``cos_rank``/``gist_rank`` (the original's rank over the whole index by centred embedding
 cosine and by gist correlation: what decides whether a shortlist of any size keeps it), and ``hits``: every
