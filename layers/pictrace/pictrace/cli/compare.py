@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from pictrace.cli.common import (
     EXIT_OK,
@@ -18,9 +17,6 @@ from pictrace.cli.common import (
     settings_for,
 )
 from pictrace.cli.render import Output, print_comparison
-
-if TYPE_CHECKING:
-    pass
 
 logger = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pictrace.cli.common import (
     EXIT_OK,
@@ -16,9 +16,6 @@ from pictrace.cli.common import (
 )
 from pictrace.cli.render import Output
 from pictrace.errors import NotFound
-
-if TYPE_CHECKING:
-    pass
 
 logger = logging.getLogger(__name__)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from typing import TYPE_CHECKING
 
 from pictrace import __version__
 from pictrace.cli.common import (
@@ -26,9 +25,6 @@ from pictrace.cli.search import cmd_search
 from pictrace.cli.stats import cmd_stats
 from pictrace.cli.vectors import cmd_vectors_backfill
 from pictrace.errors import ConfigError, ModelMismatch, NotFound, PicTraceError, WeightsUnavailable
-
-if TYPE_CHECKING:
-    pass
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("query", metavar="IMAGE|URL|ID")
     p.add_argument("-k", "--top-k", type=int, help="results to show (API default 10, at most 100)")
-    p.add_argument("--shortlist", type=int, help="cosine candidates to rerank (API default 50)")
+    p.add_argument("--shortlist", type=int, help="candidates to rerank (API default 20)")
     p.set_defaults(run=cmd_search)
 
     p = sub.add_parser(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-from typing import TYPE_CHECKING
 
 from pictrace.cli.common import (
     EXIT_OK,
@@ -14,9 +13,6 @@ from pictrace.cli.common import (
     query_request,
 )
 from pictrace.cli.render import Output, print_results
-
-if TYPE_CHECKING:
-    pass
 
 logger = logging.getLogger(__name__)
 

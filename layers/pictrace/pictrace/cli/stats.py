@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pictrace.cli.common import (
     EXIT_OK,
@@ -15,9 +15,6 @@ from pictrace.cli.common import (
     settings_for,
 )
 from pictrace.cli.render import Output, print_stats
-
-if TYPE_CHECKING:
-    pass
 
 logger = logging.getLogger(__name__)
 
