@@ -109,7 +109,7 @@ def replay(hits: np.ndarray, weights: Weights, verify: int) -> np.ndarray:
         total
     )
     geo = np.zeros(len(hits))
-    checked = sorted(to_verify(cos, gis, quick, verify))
+    checked = sorted(to_verify(cos, gis if weights.gist > 0 else None, quick, verify))
     geo[checked] = np.minimum(1.0, inliers[checked] / GEO_INLIERS)
     result: np.ndarray = quick + weights.geometry * geo / total
     return result

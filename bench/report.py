@@ -330,20 +330,37 @@ def verdict_goal(r: dict[str, Any]) -> Goal | None:
 # --- issue 4's goals -------------------------------------------------------------------------------------------------
 
 
-def latency_goal(r: dict[str, Any]) -> Goal | None:
-    """Search p50 ≤ 300 ms at N = 10,000."""
+def _latency_goal(r: dict[str, Any], key: str, limit: float, goal: str) -> Goal | None:
+    """Search p50 ≤ limit ms in the latency pass latency_keys[key]; the fetch stage's share is always shown."""
     keys = r.get("latency_keys", {})
-    large = r.get("latency", {}).get(keys.get("large", ""), {})
+    large = r.get("latency", {}).get(keys.get(key, ""), {})
     if not large:
         return None
     p50 = large["total"]["p50"]
     stages = {s: large[s]["p50"] for s in STAGES if s in large}
+    fetch = stages.get("fetch", 0.0)
+    share = f"; fetch {ms(fetch)} ms ({100 * fetch / p50:.0f} %)" if p50 else ""
     return _goal(
-        f"search p50 ≤ 300 ms at N = 10,000 ({keys['large']})",
-        f"p50 {ms(p50)} ms, p95 {ms(large['total']['p95'])} ms",
-        p50 <= 300,
-        "" if p50 <= 300 else f"costliest stage: {_largest(stages)}",
+        f"{goal} ({keys[key]})",
+        f"p50 {ms(p50)} ms, p95 {ms(large['total']['p95'])} ms{share}",
+        p50 <= limit,
+        "" if p50 <= limit else f"costliest stage: {_largest(stages)}",
     )
+
+
+def latency_goal(r: dict[str, Any]) -> Goal | None:
+    """Search p50 ≤ 300 ms at N = 10,000 (issue 12; cold feature cache)."""
+    return _latency_goal(r, "large", 300, "search p50 ≤ 300 ms at N = 10,000")
+
+
+def cold_latency_goal(r: dict[str, Any]) -> Goal | None:
+    """Search p50 ≤ 250 ms at N = 10,000 with a cold feature cache (issue 14)."""
+    return _latency_goal(r, "large", 250, "search p50 ≤ 250 ms, cold feature cache, N = 10,000")
+
+
+def warm_latency_goal(r: dict[str, Any]) -> Goal | None:
+    """Search p50 ≤ 150 ms at N = 10,000 with a warm feature cache (issue 14)."""
+    return _latency_goal(r, "large_warm", 150, "search p50 ≤ 150 ms, warm feature cache, N = 10,000")
 
 
 def seed_goal(r: dict[str, Any]) -> Goal | None:
@@ -484,6 +501,8 @@ GOALS: tuple[Callable[[dict[str, Any]], Goal | None], ...] = (
     micro_ap_goal,
     verdict_goal,
     latency_goal,
+    cold_latency_goal,
+    warm_latency_goal,
     seed_goal,
     coldstart_goal,
     ingest_goal,

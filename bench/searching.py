@@ -94,7 +94,9 @@ class RankProbe:
         """See ShortlistBackend."""
         self.inner.expire()
 
-    def candidates(self, query: np.ndarray, gists: np.ndarray, shortlist: int, prefix: str | None) -> list[Candidate]:
+    def candidates(
+        self, query: np.ndarray, gists: np.ndarray, shortlist: int, prefix: str | None, by_layout: bool = True
+    ) -> list[Candidate]:
         """The memory backend's candidates; the target's ranks over every row on the side."""
         self.ranks = (None, None)
         if self.target is not None:
@@ -106,7 +108,7 @@ class RankProbe:
                 cos = 1 + sum(1 for c in everything if c.cosine > target.cosine)
                 gis = 1 + sum(1 for c in everything if c.gist > target.gist)
                 self.ranks = (cos, gis)
-        return self.inner.candidates(query, gists, shortlist, prefix)
+        return self.inner.candidates(query, gists, shortlist, prefix, by_layout)
 
     def keys(self, ids: list[str]) -> dict[str, tuple[str, ...]]:
         """See ShortlistBackend."""

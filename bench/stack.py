@@ -6,9 +6,9 @@
 - Uploading, and waiting until the real ingest handler (fed by the project's SqsWorker) has indexed everything.
 - `PaddedIndex`: the search's EmbeddingIndex over a RowSource (`PaddedRows`) that adds synthetic rows (random unit
   vectors, no S3 object) to the real entries. It is how N = 10,000 and N = 100,000 are reached with 1,000 real
-  images: only the scan (and the index's bookkeeping) sees the synthetic rows; they do not make shortlists, because
-  random unit vectors have a cosine of ~0 with every real vector (the bench counts the synthetic rows that reached
-  a shortlist, and reports it).
+  images. Random unit vectors have a cosine of ~0 with every real vector, as unrelated photos have under SSCD, so
+  some reach shortlists: the latency phase fetches a real entry's object in their place and reranks it (the bench
+  counts the synthetic rows that reached a shortlist, and reports it).
 """
 
 from __future__ import annotations

@@ -310,9 +310,15 @@ def test_latency_goal_names_the_costliest_stage() -> None:
         "latency_keys": {"large": "N=10000 cold"},
         "latency": {"N=10000 cold": {**stages, "total": {"p50": 335.0, "p95": 400.0}, "queries": 3}},
     }
-    (goal,) = report.goals(results)
-    assert goal["met"] is False
-    assert goal["why"].startswith("costliest stage: fetch (150 ms")
+    issue12, cold = report.goals(results)  # issue 12's 300 ms and issue 14's 250 ms, both cold (no warm pass here)
+    assert issue12["met"] is False and cold["met"] is False
+    assert issue12["why"].startswith("costliest stage: fetch (150 ms")
+    assert "fetch 150 ms (45 %)" in cold["measured"]
+    warm = {s: {"p50": v, "p95": v} for s, v in {"decode": 5, "embed": 60, "fetch": 0, "rerank": 50}.items()}
+    results["latency_keys"]["large_warm"] = "N=10000 warm"
+    results["latency"]["N=10000 warm"] = {**warm, "total": {"p50": 120.0, "p95": 140.0}, "queries": 3}
+    *_, warm_goal = report.goals(results)
+    assert warm_goal["goal"].startswith("search p50 ≤ 150 ms, warm") and warm_goal["met"] is True
 
 
 def test_table_is_aligned_markdown() -> None:

@@ -22,6 +22,7 @@ from pictrace.rerank import (
     orb_size,
     score,
     ssim,
+    to_verify,
     trim_border,
     with_mirror,
 )
@@ -206,3 +207,13 @@ def test_degenerate_transforms_are_not_evidence() -> None:
         Frame.of_decoded(decoded(original)),
     )
     assert ev.region is None and (ev.degenerate or ev.inliers < MIN_REGION_INLIERS)
+
+
+def test_to_verify_checks_the_best_by_each_weighed_signal() -> None:
+    cosine = np.array([0.9, 0.8, 0.1, 0.0, 0.2, 0.3])
+    gist_scores = np.array([0.0, 0.1, 0.2, 0.3, 0.4, 0.99])
+    quick = np.array([0.1, 0.9, 0.8, 0.0, 0.0, 0.0])
+    # the best 2 by the quick score, the best 1 by cosine and the best 1 by gist
+    assert to_verify(cosine, gist_scores, quick, 2) == {1, 2, 0, 5}
+    # a fusion that does not weigh gist: no candidate is checked for its gist alone
+    assert to_verify(cosine, None, quick, 2) == {1, 2, 0}

@@ -208,11 +208,15 @@ def geometric_inliers(query: Features, candidate: Features) -> tuple[int, int]:
     return found.matches, found.inliers
 
 
-def to_verify(cosine: np.ndarray, gist_scores: np.ndarray, quick: np.ndarray, verify: int) -> set[int]:
+def to_verify(cosine: np.ndarray, gist_scores: np.ndarray | None, quick: np.ndarray, verify: int) -> set[int]:
     """Which candidates get the geometric check: the best `verify` by the other signals together, plus the
-    best verify/2 by cosine and by gist alone (so a copy strong in one signal only is still checked)."""
+    best verify/2 by cosine and by gist alone (so a copy strong in one signal only is still checked); gist_scores
+    None (the fusion does not weigh gist): by the other signals and by cosine only."""
     chosen: set[int] = set()
-    for values, count in ((quick, verify), (cosine, verify // 2), (gist_scores, verify // 2)):
+    ranked = [(quick, verify), (cosine, verify // 2)]
+    if gist_scores is not None:
+        ranked.append((gist_scores, verify // 2))
+    for values, count in ranked:
         chosen.update(int(i) for i in np.argsort(-np.asarray(values), kind="stable")[:count])
     return chosen
 

@@ -26,6 +26,7 @@ from pictrace.rerank import (
     D4,
     QueryFeatures,
     Scores,
+    Weights,
     as_query,
     quick_score,
     score,
@@ -136,12 +137,15 @@ class SearchService:
             vector, features, described = prepared.embedding, prepared.query_features(), prepared.described()
         else:
             raise BadRequest("give an image (file, url or image_base64) or the id of an indexed image")
-        candidates = await asyncio.to_thread(self._shortlist, vector, features, shortlist, query.prefix, timer)
+        weights = self.settings.fusion(embedder.weights)
+        candidates = await asyncio.to_thread(
+            self._shortlist, vector, features, shortlist, query.prefix, timer, weights.gist > 0
+        )
         fetched = await self.fetcher.fetch_many([self.layout.entry_key(c.id) for c in candidates])
         timer.lap("fetch")
         if prepared is not None and any(D4[c.transform][1] for c in candidates):
             features = await asyncio.to_thread(with_mirror, features, prepared.content)
-        hits = await asyncio.to_thread(self._rerank, features, candidates, fetched)
+        hits = await asyncio.to_thread(self._rerank, features, candidates, fetched, weights)
         timer.lap("rerank")
         return SearchResult(hits[:top_k], timer.total(), described, self.backend.count())
 
@@ -151,12 +155,19 @@ class SearchService:
         return prepare(data, lambda: self.embedder, max_bytes=s.max_bytes, max_pixels=s.max_pixels, timer=timer)
 
     def _shortlist(
-        self, vector: np.ndarray, features: QueryFeatures, shortlist: int, prefix: str | None, timer: Timer
+        self,
+        vector: np.ndarray,
+        features: QueryFeatures,
+        shortlist: int,
+        prefix: str | None,
+        timer: Timer,
+        by_layout: bool,
     ) -> list[Candidate]:
-        """The backend's candidates (with their current keys)."""
+        """The backend's candidates (with their current keys); by_layout: half of them by gist (only when the fusion
+        weighs gist: every candidate is fetched and reranked)."""
         self.backend.refresh()
         timer.lap("refresh")
-        candidates = self.backend.candidates(vector, features.gists, shortlist, prefix)
+        candidates = self.backend.candidates(vector, features.gists, shortlist, prefix, by_layout)
         timer.lap("scan")
         return candidates
 
@@ -165,8 +176,8 @@ class SearchService:
         features: QueryFeatures,
         candidates: list[Candidate],
         fetched: dict[str, Any],
+        weights: Weights,
     ) -> list[Hit]:
-        weights = self.settings.fusion(self.embedder.weights)
         calibration = calibration_for(self.embedder.weights)
         by_cosine = {c.id: rank for rank, c in enumerate(sorted(candidates, key=lambda c: -c.cosine), start=1)}
         live = []
@@ -180,7 +191,7 @@ class SearchService:
         quick = [quick_score(c.cosine, c.gist, s, weights) for (c, _, _), s in zip(live, ssims, strict=True)]
         verified = to_verify(
             np.array([c.cosine for c, _, _ in live]),
-            np.array([c.gist for c, _, _ in live]),
+            np.array([c.gist for c, _, _ in live]) if weights.gist > 0 else None,
             np.array(quick),
             self.settings.verify,
         )
@@ -243,7 +254,8 @@ class SearchService:
             raise BadRequest("give an image (file, url or image_base64) or the id of an indexed image")
         candidate = await asyncio.to_thread(self.backend.candidate, vector, features.gists, target)
         fetched = {self.layout.entry_key(target.id): target}
-        hits = await asyncio.to_thread(self._rerank, features, [candidate], fetched)
+        weights = self.settings.fusion(embedder.weights)
+        hits = await asyncio.to_thread(self._rerank, features, [candidate], fetched, weights)
         if not hits:
             raise NotFound(f"no indexed image with id {entry_id}")
         found = await asyncio.to_thread(

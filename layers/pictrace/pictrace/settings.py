@@ -29,7 +29,9 @@ class Settings:
     weights: str = ""  # the weights the model artifact must hold; empty = accept what it holds
     max_bytes: int = 20_000_000
     max_pixels: int = 50_000_000
-    shortlist: int = 20  # SSCD keeps every original within a shortlist of 5 (docs/benchmarks.md)
+    # candidates fetched and reranked (at least top_k): SSCD keeps every original within a shortlist of 5
+    # (docs/benchmarks.md), and each one costs a GET and a rerank
+    shortlist: int = 10
     top_k: int = 10
     presign_seconds: int = 900
     url_timeout: float = 10.0

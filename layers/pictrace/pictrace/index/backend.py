@@ -39,8 +39,11 @@ class ShortlistBackend(Protocol):
         """Make the next refresh look at S3 whatever the interval (after a SnapStart restore)."""
         ...
 
-    def candidates(self, query: np.ndarray, gists: np.ndarray, shortlist: int, prefix: str | None) -> list[Candidate]:
-        """Up to `shortlist` images worth reranking for a unit query embedding and its D4 gists (8, 256)."""
+    def candidates(
+        self, query: np.ndarray, gists: np.ndarray, shortlist: int, prefix: str | None, by_layout: bool = True
+    ) -> list[Candidate]:
+        """Up to `shortlist` images worth reranking for a unit query embedding and its D4 gists (8, 256); by_layout:
+        half of them by gist where the backend holds gists (else all by cosine)."""
         ...
 
     def keys(self, ids: list[str]) -> dict[str, tuple[str, ...]]:
@@ -73,9 +76,14 @@ class MemoryBackend:
         """See ShortlistBackend."""
         self.index.expire()
 
-    def candidates(self, query: np.ndarray, gists: np.ndarray, shortlist: int, prefix: str | None) -> list[Candidate]:
-        """Half by centred cosine, half by gist (EmbeddingIndex.candidates)."""
+    def candidates(
+        self, query: np.ndarray, gists: np.ndarray, shortlist: int, prefix: str | None, by_layout: bool = True
+    ) -> list[Candidate]:
+        """Half by centred cosine, half by gist (EmbeddingIndex.candidates); without by_layout, the best `shortlist`
+        by centred cosine alone (each still with the query turn its gist matches best)."""
         self.index.refresh()
+        if not by_layout:  # EmbeddingIndex.candidates: the best k by cosine, then the best k by gist not among them
+            return self.index.candidates(query, gists, shortlist, key_prefix=prefix)[:shortlist]
         return self.index.candidates(query, gists, (shortlist + 1) // 2, key_prefix=prefix)
 
     def keys(self, ids: list[str]) -> dict[str, tuple[str, ...]]:
@@ -112,8 +120,11 @@ class VectorsBackend:
     def expire(self) -> None:
         """Nothing held, nothing to expire."""
 
-    def candidates(self, query: np.ndarray, gists: np.ndarray, shortlist: int, prefix: str | None) -> list[Candidate]:
-        """The `shortlist` nearest by cosine (prefix: a folder)."""
+    def candidates(
+        self, query: np.ndarray, gists: np.ndarray, shortlist: int, prefix: str | None, by_layout: bool = True
+    ) -> list[Candidate]:
+        """The `shortlist` nearest by cosine (prefix: a folder); S3 Vectors holds no gists, so by_layout changes
+        nothing."""
         return [Candidate(n.id, n.cosine, 0.0, 0, n.keys) for n in self.vectors.query(query, shortlist, prefix)]
 
     def keys(self, ids: list[str]) -> dict[str, tuple[str, ...]]:

@@ -1,0 +1,79 @@
+"""What a search fetches and reranks: the best `shortlist` by cosine, and the gist half only when the model's
+fusion weighs gist (SSCD's does not: each candidate costs a GET and a rerank)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from typing import Any
+
+import numpy as np
+from pictrace.index.layout import Layout
+
+from tests.conftest import PHOTOS, read
+
+
+def _searched(stack: Any, shortlist: int, weight_gist: float) -> tuple[list[bool], list[Any], set[str], Any, Any]:
+    """(by_layout of each backend call, the candidates it gave, the entry keys the search fetched, the result, the
+    backend) for astronaut.jpg as the query."""
+    from pictrace.index.backend import open_backend
+    from pictrace.ingest import Ingestor
+    from pictrace.search import Query, SearchService
+    from pictrace.settings import Settings
+    from pictrace.storage import Store
+
+    settings = Settings.from_env(weight_gist=weight_gist)
+    s3 = stack.client("s3")
+    ingestor = Ingestor(settings)
+    for name in PHOTOS:
+        s3.put_object(Bucket=stack.bucket, Key=f"images/{name}", Body=read(name))
+        ingestor.sync_key(f"images/{name}")
+    backend = open_backend(settings, Store(settings.bucket))
+    service = SearchService(settings, backend=backend)
+    calls: list[bool] = []
+    offered: list[Any] = []
+    inner = backend.candidates
+
+    def candidates(
+        query: np.ndarray, gists: np.ndarray, k: int, prefix: str | None, by_layout: bool = True
+    ) -> list[Any]:
+        found = inner(query, gists, k, prefix, by_layout)
+        calls.append(by_layout)
+        offered.extend(found)
+        return found
+
+    backend.candidates = candidates  # type: ignore[method-assign]
+    fetched: set[str] = set()
+    presign = service.fetcher.presign
+    service.fetcher.presign = lambda key: fetched.add(key) or presign(key)  # type: ignore[func-returns-value]
+    result = asyncio.run(service.search(Query(image=read("astronaut.jpg")), top_k=shortlist, shortlist=shortlist))
+    return calls, offered, fetched, result, inner
+
+
+def test_without_a_gist_weight_the_shortlist_is_the_best_by_cosine_and_only_it_is_fetched(stack: Any) -> None:
+    calls, offered, fetched, result, backend = _searched(stack, shortlist=2, weight_gist=0.0)
+    assert calls == [False]
+    assert len(offered) == 2 and fetched == {Layout("index/").entry_key(c.id) for c in offered}
+    # the two best of every image by centred cosine, as the whole index ranks them
+    from pictrace.pipeline import prepare
+
+    query = prepare(read("astronaut.jpg"), lambda: _embedder(), max_bytes=10**8, max_pixels=10**9)
+    everything = backend(query.embedding, query.query_features().gists, len(PHOTOS), None, False)
+    assert len(everything) == len(PHOTOS)
+    assert [c.id for c in offered] == [c.id for c in sorted(everything, key=lambda c: -c.cosine)[:2]]
+    assert result.results[0].id == hashlib.sha256(read("astronaut.jpg")).hexdigest()
+    assert {h.id for h in result.results} == {c.id for c in offered}
+
+
+def test_with_a_gist_weight_the_gist_half_is_asked_for_and_fetched(stack: Any) -> None:
+    calls, offered, fetched, result, _ = _searched(stack, shortlist=6, weight_gist=0.3)
+    assert calls == [True]
+    assert fetched == {Layout("index/").entry_key(c.id) for c in offered}
+    assert result.results[0].id == hashlib.sha256(read("astronaut.jpg")).hexdigest()
+
+
+def _embedder() -> Any:
+    from pictrace.embedding import get_embedder
+    from pictrace.settings import get_settings
+
+    return get_embedder(get_settings().model_dir)
