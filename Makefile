@@ -95,19 +95,20 @@ audit: setup
 # --- Lambda without Docker (issue 3) ----------------------------------------------------------------
 # make invoke FN=<LogicalId> EVENT=<file>: the handler in-process as Lambda would run it (infra/invoke.py),
 #   against a fresh local stack unless AWS_ENDPOINT_URL_S3 is set; PUT="key=file ..." uploads files first.
-# make build ARCH=x86_64|arm64: sam build for that architecture (the deps layers' ARCH and the template's
+# make build [ARCH=arm64|x86_64]: sam build for that architecture (arm64 by default, as the template; the deps layers' ARCH and the template's
 #   Architecture parameter must agree); deploy with the same: sam deploy --parameter-overrides Architecture=...
+#   The layers' .pyc files are compiled by PYTHON, the virtualenv's (Lambda's version, 3.12).
 # make sizes: the size budget (sam build for both architectures into a temp dir), with the table printed.
 FN ?= SearchFunction
 EVENT ?= events/apigw_health.json
 PUT ?=
-ARCH ?= x86_64
+ARCH ?= arm64
 .PHONY: invoke build sizes
 invoke: setup model
 	$(PY) -m infra.invoke $(FN) $(EVENT) $(foreach p,$(PUT),--put $(p))
 
 build: setup model
-	ARCH=$(ARCH) $(VENV)/bin/sam build --parameter-overrides Architecture=$(ARCH)
+	ARCH=$(ARCH) PYTHON=$(abspath $(PY)) $(VENV)/bin/sam build --parameter-overrides Architecture=$(ARCH)
 
 sizes: setup model
 	$(PY) -m pytest -s -q tests/template/test_sizes.py

@@ -1,77 +1,196 @@
-"""`python -m bench.coldstart SPAWNED_AT QUERY_FILE`: one cold start of the search Lambda, in this fresh process.
+"""`python -m bench.coldstart FUNCTION PATH SPAWNED_AT ARG`: one cold start of a Lambda function, in this fresh process.
 
-Run by bench.run with the environment pointing at the bench's local stack. Measures, from the moment the parent
-spawned this process (SPAWNED_AT, time.time()):
-    interpreter  until this module runs (Python start-up, site-packages)
-    import       importing functions/search/app.py (FastAPI app, Mangum, pictrace) as Lambda's init phase does
-    model        loading the ONNX model (the app loads it on first use; done here first to time it apart)
-    first        the first request through the real handler: POST /search with the query as image_base64
-                 (its own stages in the response: the first refresh loads the whole index from S3)
-    second       the same request again, warm
-Prints one JSON object.
+Run by bench.phases.coldstart with the environment pointing at the bench's local stack (S3, and the Lambda API
+that hands out the model layer's archive). FUNCTION is search or ingest; ARG is the query image (search) or the key
+of a new image in the bucket (ingest). PATH is:
+
+    new      a new container without SnapStart: every step of its init, then the first request, timed apart
+             (the model from PICTRACE_MODEL_DIR if it holds it, as from an attached layer's /opt/model, else fetched
+             from PICTRACE_MODEL_LAYER's archive: pictrace.modelfetch, the code a container runs)
+    restore  SnapStart: the init and the before-snapshot hooks (not on the restore path), then what a restored copy
+             runs: the after-restore hooks (pictrace.snapstart) and the first request
+
+Measured from the moment the parent spawned this process (SPAWNED_AT, time.time()), in ms:
+    interpreter    until this module runs (Python start-up, site-packages)
+    import         the handler's module (functions/<function>/app.py), as Lambda's init phase imports it
+    acquire        the model's directory found or fetched; a fetch's own steps (lookup, download, extract, bytes)
+    model          the ONNX model loaded (pictrace.embedding.get_embedder, as the first request would)
+    index          search: the whole index read into memory (the first request's refresh, done first to time it)
+    first          the first request through the real handler (search: POST /search with the image; ingest: one
+                   SQS message announcing the new image)
+    second         search: the same request again, warm
+cpu_ms: the process's CPU time (user + system) until the first response, from its start (new) or from the restore
+(restore): on a machine other processes share, what the path costs apart from waits for a core. Prints one JSON
+object.
+
+awscrt is hidden: botocore uses it when installed (the development virtualenv has it), the Lambda layers do not ship
+it (layers/deps/constraints.txt), so the import is timed as Lambda's would be.
 """
 
 from __future__ import annotations
 
+import sys
 import time
 
 SPAWN_SEEN = time.time()
+sys.modules["awscrt"] = None  # type: ignore[assignment]  # import awscrt -> ImportError, as in the layers
 
 import base64  # noqa: E402
+import importlib.util  # noqa: E402
 import json  # noqa: E402
-import os  # noqa: E402
-import sys  # noqa: E402
+import uuid  # noqa: E402
 from pathlib import Path  # noqa: E402
+from types import ModuleType  # noqa: E402
+from typing import Any  # noqa: E402
+from urllib.parse import quote_plus  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def event(body: dict[str, object]) -> dict[str, object]:
-    """An HTTP API (payload 2.0) POST /search event, from the committed sample."""
-    sample: dict[str, object] = json.loads((ROOT / "events/apigw_search_id.json").read_text())
-    raw = json.dumps(body)
-    headers = dict(sample["headers"])  # type: ignore[call-overload]
-    headers["content-length"] = str(len(raw))
+class Context:
+    """Enough of Lambda's context object for Powertools."""
+
+    def __init__(self, function_name: str) -> None:
+        self.function_name = function_name
+        self.memory_limit_in_mb = 2048
+        self.aws_request_id = str(uuid.uuid4())
+        self.invoked_function_arn = f"arn:aws:lambda:us-east-1:123456789012:function:{function_name}"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 30_000
+
+
+def load_app(function: str) -> ModuleType:
+    """functions/<function>/app.py imported as Lambda's runtime imports a handler module."""
+    path = ROOT / "functions" / function / "app.py"
+    spec = importlib.util.spec_from_file_location(f"lambda_{function}_app", path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def search_event(query: bytes) -> dict[str, Any]:
+    """An HTTP API (payload 2.0) POST /search event carrying the image as image_base64, from the committed sample."""
+    sample: dict[str, Any] = json.loads((ROOT / "events/apigw_search_id.json").read_text())
+    raw = json.dumps({"image_base64": base64.b64encode(query).decode(), "top_k": 10})
+    headers = {**sample["headers"], "content-length": str(len(raw))}
     return {**sample, "headers": headers, "body": raw, "isBase64Encoded": False}
 
 
-def main(argv: list[str]) -> int:
-    spawned_at = float(argv[0])
-    query = Path(argv[1]).read_bytes()
-    sys.path.insert(0, str(ROOT))
-    t0 = time.perf_counter()
-    from infra.local import LambdaContext, load_handler
+def ingest_event(bucket: str, key: str) -> dict[str, Any]:
+    """An SQS batch of one message carrying the S3 notification of a new object, from the committed sample."""
+    sample: dict[str, Any] = json.loads((ROOT / "events/sqs_s3_put.json").read_text())
+    record = sample["Records"][0]
+    body = json.loads(record["body"])
+    body["Records"][0]["s3"]["bucket"].update(name=bucket, arn=f"arn:aws:s3:::{bucket}")
+    body["Records"][0]["s3"]["object"]["key"] = quote_plus(key, safe="/")
+    return {"Records": [{**record, "body": json.dumps(body), "messageId": str(uuid.uuid4())}]}
 
-    handler = load_handler(ROOT / "functions/search/app.py")
-    t1 = time.perf_counter()
+
+def ms(seconds: float) -> float:
+    return round(seconds * 1000, 1)
+
+
+def new_container(function: str, arg: str) -> dict[str, Any]:
+    """A new container without SnapStart: init step by step, then the first request (and, search, a second)."""
+    out: dict[str, Any] = {}
+    t = time.perf_counter()
+    app = load_app(function)
+    out["import_ms"] = ms(time.perf_counter() - t)
+
     from pictrace.embedding import get_embedder
+    from pictrace.modelfetch import acquire_model
+    from pictrace.settings import get_settings
 
-    get_embedder(os.environ["PICTRACE_MODEL_DIR"], os.environ.get("PICTRACE_WEIGHTS", ""))
-    t2 = time.perf_counter()
-    request = event({"image_base64": base64.b64encode(query).decode(), "top_k": 10})
-    first = handler(request, LambdaContext(function_name="SearchFunction"))
-    t3 = time.perf_counter()
-    first_done = time.time()
-    second = handler(request, LambdaContext(function_name="SearchFunction"))
-    t4 = time.perf_counter()
-    body1 = json.loads(first["body"])
-    body2 = json.loads(second["body"])
-    print(
-        json.dumps(
-            {
-                "interpreter_ms": (SPAWN_SEEN - spawned_at) * 1000,
-                "import_ms": (t1 - t0) * 1000,
-                "model_ms": (t2 - t1) * 1000,
-                "first_request_ms": (t3 - t2) * 1000,
-                "total_ms": (first_done - spawned_at) * 1000,
-                "second_request_ms": (t4 - t3) * 1000,
-                "status": [first["statusCode"], second["statusCode"]],
-                "first_stages": body1.get("timings_ms", {}),
-                "second_stages": body2.get("timings_ms", {}),
-                "indexed": body1.get("indexed"),
-            }
-        )
-    )
+    settings = get_settings()
+    t = time.perf_counter()
+    acquired = acquire_model(settings)
+    out["acquire_ms"] = ms(time.perf_counter() - t)
+    out["model_source"] = acquired.source
+    if acquired.fetched is not None:
+        f = acquired.fetched
+        out["fetch"] = {
+            "archive_bytes": f.archive_bytes,
+            "lookup_ms": ms(f.lookup_s),
+            "download_ms": ms(f.download_s),
+            "extract_ms": ms(f.extract_s),
+        }
+    t = time.perf_counter()
+    get_embedder(acquired.path, settings.weights)
+    out["model_ms"] = ms(time.perf_counter() - t)
+    t = time.perf_counter()
+    if function == "search":
+        app.app.state.service().backend.refresh(force=True)
+    out["index_ms"] = ms(time.perf_counter() - t)
+    out.update(requests(app, function, arg))
+    out["cpu_ms"] = ms(out.pop("cpu_done"))
+    return out
+
+
+def restored(function: str, arg: str) -> dict[str, Any]:
+    """SnapStart: init and the before-snapshot hooks (the snapshot), then the restore path: after-restore hooks and
+    the first request."""
+    from snapshot_restore_py import get_after_restore, get_before_snapshot
+
+    out: dict[str, Any] = {}
+    t = time.perf_counter()
+    app = load_app(function)  # registers the hooks (pictrace.snapstart.register)
+    out["import_ms"] = ms(time.perf_counter() - t)
+    t = time.perf_counter()
+    for func, args, kwargs in reversed(get_before_snapshot()):
+        func(*args, **kwargs)
+    out["snapshot_hooks_ms"] = ms(time.perf_counter() - t)
+    restore_started = time.time()
+    cpu = time.process_time()
+    t = time.perf_counter()
+    for func, args, kwargs in get_after_restore():
+        func(*args, **kwargs)
+    out["restore_hooks_ms"] = ms(time.perf_counter() - t)
+    out.update(requests(app, function, arg))
+    out["restore_path_ms"] = ms(out.pop("first_done") - restore_started)
+    out["cpu_ms"] = ms(out.pop("cpu_done") - cpu)
+    return out
+
+
+def requests(app: ModuleType, function: str, arg: str) -> dict[str, Any]:
+    """The first request through the real handler (and for search a second, warm); first_done: time.time()."""
+    import os
+
+    out: dict[str, Any] = {}
+    if function == "search":
+        event = search_event(Path(arg).read_bytes())
+    else:
+        event = ingest_event(os.environ["PICTRACE_BUCKET"], arg)
+    t = time.perf_counter()
+    first = app.lambda_handler(event, Context(f"{function.capitalize()}Function"))
+    out["first_ms"] = ms(time.perf_counter() - t)
+    out["first_done"] = time.time()
+    out["cpu_done"] = time.process_time()
+    if function == "search":
+        body = json.loads(first["body"])
+        out["status"] = first["statusCode"]
+        out["first_stages"] = body.get("timings_ms", {})
+        out["indexed"] = body.get("indexed")
+        t = time.perf_counter()
+        second = app.lambda_handler(event, Context("SearchFunction"))
+        out["second_ms"] = ms(time.perf_counter() - t)
+        out["second_status"] = second["statusCode"]
+    else:
+        out["status"] = 200 if first == {"batchItemFailures": []} else 500
+    return out
+
+
+def main(argv: list[str]) -> int:
+    function, path, spawned_at, arg = argv[0], argv[1], float(argv[2]), argv[3]
+    if function not in ("search", "ingest") or path not in ("new", "restore"):
+        raise SystemExit(__doc__)
+    out: dict[str, Any] = {"function": function, "path": path, "interpreter_ms": ms(SPAWN_SEEN - spawned_at)}
+    out.update(new_container(function, arg) if path == "new" else restored(function, arg))
+    if "first_done" in out:
+        out["total_ms"] = ms(out.pop("first_done") - spawned_at)
+    print(json.dumps(out))
     return 0
 
 

@@ -99,19 +99,32 @@ class Resolver:
         return name
 
     def condition(self, name: str) -> bool:
-        """A template condition made of Fn::Equals / Fn::Not over parameters (what this template uses)."""
+        """A template condition made of Fn::Equals, Fn::Not, Fn::And, Fn::Or and conditions over parameters."""
 
         def holds(expr: Any) -> bool:
-            if isinstance(expr, dict) and "Condition" in expr:
-                return self.condition(expr["Condition"])
+            for key in ("Condition", "Fn::Condition"):  # !Condition, as the loader reads it
+                if isinstance(expr, dict) and key in expr:
+                    return self.condition(expr[key])
             if isinstance(expr, dict) and "Fn::Not" in expr:
                 return not holds(expr["Fn::Not"][0])
+            if isinstance(expr, dict) and "Fn::And" in expr:
+                return all(holds(e) for e in expr["Fn::And"])
+            if isinstance(expr, dict) and "Fn::Or" in expr:
+                return any(holds(e) for e in expr["Fn::Or"])
             if isinstance(expr, dict) and "Fn::Equals" in expr:
                 a, b = expr["Fn::Equals"]
                 return self.value(a) == self.value(b)
             raise ValueError(f"cannot evaluate condition {expr!r} locally")
 
         return holds(self.template["Conditions"][name])
+
+    def layer(self, value: Any) -> str | None:
+        """The logical id of a function's layer entry (a Ref, or an Fn::If of Refs); None for AWS::NoValue."""
+        if isinstance(value, dict) and "Fn::If" in value:
+            condition, when_true, when_false = value["Fn::If"]
+            return self.layer(when_true if self.condition(condition) else when_false)
+        name: str = value["Ref"]
+        return None if name == "AWS::NoValue" else name
 
     def value(self, value: Any) -> str:
         if isinstance(value, dict) and "Ref" in value:
@@ -140,7 +153,7 @@ def function_spec(template: dict[str, Any], name: str, bucket: str) -> FunctionS
     resolver = Resolver(template, bucket)
     module, _, handler = props.get("Handler", glob.get("Handler", "")).rpartition(".")
     code = ROOT / props["CodeUri"]
-    layers = [layer["Ref"] for layer in glob.get("Layers", []) + props.get("Layers", [])]
+    layers = [ref for layer in glob.get("Layers", []) + props.get("Layers", []) if (ref := resolver.layer(layer))]
     # Lambda: /var/task (the code) first, then /opt/python (the layers, extracted in order; later ones win)
     paths = [code] + [ROOT / resources[layer]["Properties"]["ContentUri"] for layer in reversed(layers)]
     variables = {

@@ -1,67 +1,279 @@
-"""Phase "cold start": fresh processes running the search Lambda's handler (bench.coldstart: import, model load,
-first request), on the index as ingest writes it, then again after one compaction."""
+"""Phase "cold start": fresh processes running the search and ingest Lambdas' handlers as a new container would
+(bench.coldstart), on the bench's local stack, model acquisition included; and SnapStart's restore path.
+
+Each run is one variant:
+    new, attached   a new container without SnapStart on arm64 (the default): the model layer is attached, read from
+                    its directory (here the built model directory stands for /opt/model)
+    new, fetched    the same on x86_64, where SearchFunction does not attach it: the model layer's archive fetched as
+                    pictrace.modelfetch does it in Lambda: lambda:GetLayerVersionByArn (a local Lambda API, LayerApi)
+                    -> a presigned link to the archive in the local S3 -> download, SHA-256, extract into /tmp
+    new, source     attached, but every module outside the standard library compiled from source at import (no
+                    .pyc, none written), as Lambda runs layers that ship none
+    restore         SnapStart: the snapshot's hooks, then what a restored copy runs (after-restore hooks, first request)
+
+The others import with the .pyc files a priming run wrote (PYTHONPYCACHEPREFIX), as layers that ship them would.
+The download over the loopback takes no time worth the name: it is shown apart, and to_first_response counts it at
+`throughput` MB/s instead (a figure of Lambda's S3 downloads; bench.phases.coldstart.THROUGHPUT_MB_S).
+Not measured: Lambda's own work before the init (placing the container, extracting the code and layers, restoring a
+snapshot's memory), which no local run has.
+"""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import http.server
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import threading
 import time
+import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from bench import metrics
-from bench.common import child_json
+from bench.common import ROOT
 from bench.profile import Profile
 
+#: download throughput a new container gets from S3, MB/s: measured from Lambda at 400-700 Mbit/s (10 MB in 221 ms,
+#: 100 MB in 1.9 s); the lower end
+THROUGHPUT_MB_S = 50.0
+LAYER_ARN = "arn:aws:lambda:us-east-1:123456789012:layer:pictrace-model:1"
+LAYER_KEY = "bench-layers/pictrace-model-1.zip"
+#: (function, path, model, imports) of each variant, in the order the tables show them
+VARIANTS: tuple[tuple[str, str, str, str], ...] = tuple(
+    (function, path, model, imports)
+    for function in ("search", "ingest")
+    for path, model, imports in (
+        ("new", "attached", "pyc"),
+        ("new", "fetched", "pyc"),
+        ("new", "attached", "source"),
+        ("restore", "attached", "pyc"),
+    )
+)
 
-class ColdStartRun(TypedDict):
-    """bench.coldstart's output (ms, from the moment the parent spawned the process)."""
 
-    interpreter_ms: float
-    import_ms: float
-    model_ms: float
-    first_request_ms: float
-    total_ms: float
-    second_request_ms: float
-    first_stages: dict[str, float]
-    second_stages: dict[str, float]
+def variant_label(function: str, path: str, model: str, imports: str) -> str:
+    """How the tables name a variant, e.g. "search new attached pyc"."""
+    return f"{function} {path} {model} {imports}"
 
 
 @dataclass(frozen=True)
 class ColdStarts:
-    """results.json's "coldstart" and "coldstart_compacted" (compaction: what the compaction did, and its time)."""
+    """results.json's "coldstart" and "coldstart_compacted": every run (bench.coldstart's output plus the derived
+    figures), the median run of each variant, the download throughput assumed, and the compaction if one was made."""
 
-    runs: list[ColdStartRun]
-    total_p50: float
-    median_run: ColdStartRun
+    runs: list[dict[str, Any]]
+    variants: dict[str, dict[str, Any]]
+    throughput_mb_s: float
     compaction: dict[str, Any] | None = field(default=None)
 
     def record(self) -> dict[str, Any]:
         """results.json's shape: no "compaction" key before a compaction."""
-        out: dict[str, Any] = {"runs": self.runs, "total_p50": self.total_p50, "median_run": self.median_run}
+        out: dict[str, Any] = {"runs": self.runs, "variants": self.variants, "throughput_mb_s": self.throughput_mb_s}
         if self.compaction is not None:
             out["compaction"] = self.compaction
         return out
 
 
-def cold_starts(profile: Profile, query: Path) -> ColdStarts:
-    """profile.coldstarts fresh processes, each searching with the query image."""
-    runs: list[ColdStartRun] = []
-    for _ in range(profile.coldstarts):
-        spawned = time.time()
-        runs.append(child_json(["bench.coldstart", repr(spawned), str(query)], timeout=300))
-    totals = [r["total_ms"] for r in runs]
-    median_run = sorted(runs, key=lambda r: r["total_ms"])[len(runs) // 2]
-    return ColdStarts(runs, metrics.percentile(totals, 50), median_run)
+def layer_archive(model_dir: Path) -> bytes:
+    """The model layer's archive as `sam build` packages it: the model directory as model/ (deflate)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
+        for path in sorted(p for p in model_dir.rglob("*") if p.is_file()):
+            zf.write(path, f"model/{path.relative_to(model_dir)}")
+    return buffer.getvalue()
+
+
+class LayerApi:
+    """The one call of Lambda's API that pictrace.modelfetch makes, GetLayerVersionByArn, answered as Lambda answers
+    it: the archive's SHA-256 and size, and a link to it valid 10 minutes (here presigned by the local S3)."""
+
+    def __init__(self, s3: Any, bucket: str, archive: bytes) -> None:
+        s3.put_object(Bucket=bucket, Key=LAYER_KEY, Body=archive)
+        sha = base64.b64encode(hashlib.sha256(archive).digest()).decode()
+        link = s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": LAYER_KEY}, ExpiresIn=600)
+        content = {"Location": link, "CodeSha256": sha, "CodeSize": len(archive)}
+        body = json.dumps({"LayerVersionArn": LAYER_ARN, "Version": 1, "Content": content}).encode()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                query = parse_qs(urlsplit(self.path).query)
+                found = urlsplit(self.path).path == "/2018-10-31/layers" and query.get("Arn") == [LAYER_ARN]
+                self.send_response(200 if found else 404)
+                self.send_header("Content-Type", "application/json")
+                answer = body if found else b'{"Type": "User", "message": "not found"}'
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.archive_bytes = len(archive)
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.endpoint = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+@contextmanager
+def layer_api(model_dir: Path) -> Iterator[LayerApi]:
+    """A LayerApi for the model directory's archive, put into the bench's bucket (PICTRACE_BUCKET)."""
+    from pictrace.storage import s3_client
+
+    api = LayerApi(s3_client(), os.environ["PICTRACE_BUCKET"], layer_archive(model_dir))
+    try:
+        yield api
+    finally:
+        api.stop()
+
+
+def new_images(query: Path, n: int, salt: str) -> list[bytes]:
+    """n images no index holds yet, for ingest's first requests: the query with one pixel changed per image."""
+    import cv2
+    import numpy as np
+
+    image = cv2.imread(str(query), cv2.IMREAD_COLOR)
+    out = []
+    for i in range(n):
+        changed = image.copy()
+        changed[0, i % changed.shape[1]] = (np.uint8(i * 37 % 256), np.uint8(len(salt)), np.uint8(i % 251))
+        ok, png = cv2.imencode(".png", changed)
+        assert ok
+        out.append(png.tobytes())
+    return out
+
+
+def stdlib_only(pyc: Path, out: Path) -> Path:
+    """A .pyc prefix holding the standard library's files of pyc (Lambda's runtime ships those), nothing else."""
+    stdlib = Path(sysconfig.get_paths()["stdlib"]).resolve()
+    source = pyc / stdlib.relative_to(stdlib.anchor)
+    if source.is_dir():
+        shutil.copytree(source, out / stdlib.relative_to(stdlib.anchor))
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def run_child(function: str, path: str, arg: str, env: dict[str, str]) -> dict[str, Any]:
+    """One bench.coldstart process; its JSON."""
+    spawned = time.time()
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.coldstart", function, path, repr(spawned), arg],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"bench.coldstart {function} {path} failed ({done.returncode}): {done.stderr[-2000:]}")
+    out: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return out
+
+
+def derive(run: dict[str, Any], throughput_mb_s: float) -> dict[str, Any]:
+    """The figures the goals read: the download at the assumed throughput, and the time to the first response with
+    it in place of the loopback's (new containers); the restore path as measured (restores)."""
+    fetch = run.get("fetch")
+    modelled = fetch["archive_bytes"] / (throughput_mb_s * 1e6) * 1000 if fetch else 0.0
+    measured = fetch["download_ms"] if fetch else 0.0
+    out = dict(run)
+    if fetch:
+        out["download_modelled_ms"] = round(modelled, 1)
+        out["acquire_modelled_ms"] = round(run["acquire_ms"] - measured + modelled, 1)
+    if run["path"] == "new":
+        out["init_ms"] = round(sum(run[k] for k in ("import_ms", "acquire_ms", "model_ms", "index_ms")), 1)
+        out["to_first_response_ms"] = round(run["total_ms"] - measured + modelled, 1)
+    return out
+
+
+def summarise(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per variant: the run whose headline figure (to the first response, or the restore path) is the median."""
+    out: dict[str, dict[str, Any]] = {}
+    for label in dict.fromkeys(r["variant"] for r in runs):
+        mine = [r for r in runs if r["variant"] == label]
+        key = "restore_path_ms" if mine[0]["path"] == "restore" else "to_first_response_ms"
+        median = sorted(mine, key=lambda r: r[key])[len(mine) // 2]
+        out[label] = {**median, "runs": len(mine), "p50": metrics.percentile([r[key] for r in mine], 50)}
+    return out
+
+
+def cold_starts(
+    profile: Profile,
+    query: Path,
+    variants: tuple[tuple[str, str, str, str], ...] = VARIANTS,
+    throughput_mb_s: float = THROUGHPUT_MB_S,
+) -> ColdStarts:
+    """profile.coldstarts runs of each variant on the bench's stack (this process's environment: the local S3, the
+    bucket, PICTRACE_MODEL_DIR holding the model), searching with the query image or ingesting new images made
+    from it."""
+    from pictrace.storage import s3_client
+
+    model_dir = Path(os.environ["PICTRACE_MODEL_DIR"])
+    bucket = os.environ["PICTRACE_BUCKET"]
+    prefix = os.environ.get("PICTRACE_IMAGES_PREFIX", "images/")
+    ingests = sum(1 for v in variants if v[0] == "ingest") * profile.coldstarts + 1
+    images = iter(new_images(query, ingests, salt=str(time.time())))
+    runs: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="pictrace-coldstart-") as tmp, layer_api(model_dir) as api:
+        work = Path(tmp)
+        base = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join([str(ROOT / "layers/pictrace"), str(ROOT), os.environ.get("PYTHONPATH", "")]),
+            "PICTRACE_MODEL_LAYER": LAYER_ARN,
+            "AWS_ENDPOINT_URL_LAMBDA": api.endpoint,
+            "PYTHONDONTWRITEBYTECODE": "1",
+        }
+        base.pop("PICTRACE_REFRESH_SECONDS", None)  # the product's default
+
+        def arg_for(function: str) -> str:
+            if function == "search":
+                return str(query)
+            key = f"{prefix}coldstart/{time.time_ns()}.png"
+            s3_client().put_object(Bucket=bucket, Key=key, Body=next(images))
+            return key
+
+        pyc = work / "pyc"
+        priming = {**base, "PYTHONPYCACHEPREFIX": str(pyc), "PICTRACE_MODEL_DIR": str(model_dir)}
+        priming.pop("PYTHONDONTWRITEBYTECODE")
+        for function in dict.fromkeys(v[0] for v in variants):  # writes the .pyc of every module the path imports
+            run_child(function, "new", arg_for(function), priming)
+        for i in range(profile.coldstarts):
+            for function, path, model, imports in variants:
+                env = dict(base)
+                env["PICTRACE_MODEL_DIR"] = str(model_dir) if model == "attached" else str(work / f"model-{len(runs)}")
+                compiled = pyc if imports == "pyc" else stdlib_only(pyc, work / f"src-{len(runs)}")
+                env["PYTHONPYCACHEPREFIX"] = str(compiled)
+                run = run_child(function, path, arg_for(function), env)
+                run.update(variant=variant_label(function, path, model, imports), model=model, imports=imports, n=i)
+                runs.append(derive(run, throughput_mb_s))
+    return ColdStarts(runs, summarise(runs), throughput_mb_s)
 
 
 def compacted_cold_starts(profile: Profile, settings: Any, query: Path) -> ColdStarts:
     """One compaction of the index (pictrace.index.backend.compact: entries folded into segments and a manifest, as
-    the scheduled compact function does), then the same cold starts: the first refresh now reads the segments."""
+    the scheduled compact function does), then search's cold starts again: the first refresh now reads segments."""
     from pictrace.index.backend import compact
 
     started = time.perf_counter()
     outcome = compact(settings)
     seconds = time.perf_counter() - started
-    after = cold_starts(profile, query)
+    after = cold_starts(profile, query, tuple(v for v in VARIANTS if v[0] == "search" and v[3] == "pyc"))
     compaction = {"seconds": seconds, **{k: v for k, v in vars(outcome).items() if k != "written"}}
-    return ColdStarts(after.runs, after.total_p50, after.median_run, compaction)
+    return ColdStarts(after.runs, after.variants, after.throughput_mb_s, compaction)

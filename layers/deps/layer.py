@@ -2,6 +2,7 @@
 
     python3 layer.py subtract ALL_REPORT CORE_REPORT OUT   pinned requirements in ALL but not in CORE (pip reports)
     python3 layer.py trim DIR [--strip STRIP]              remove what never runs in Lambda from an installed layer
+    python3 layer.py compile DIR --python-version 3.12     byte-compile it for Lambda's Python (see compile_layer)
     python3 layer.py size DIR                              bytes of the files under DIR
 
 Every trim below was checked against what PicTrace runs (tests/template/test_layers.py builds the layers for the
@@ -11,8 +12,10 @@ local interpreter with the same rules and runs decode, ORB, the LiteRT model, an
 from __future__ import annotations
 
 import argparse
+import compileall
 import json
 import os
+import py_compile
 import re
 import shutil
 import subprocess
@@ -31,6 +34,14 @@ TRIM = [
     # numpy's own test suites, and _simd, a module only those tests import
     "numpy/**/tests",
     "numpy/_core/_simd.*.so",
+    # numpy's tools and helpers for other programs (Fortran wrappers, type annotations, test helpers, PyInstaller
+    # hooks, C headers and libraries to build extensions against): numpy imports none of them itself
+    "numpy/f2py",
+    "numpy/typing",
+    "numpy/testing",
+    "numpy/_pyinstaller",
+    "numpy/_core/include",
+    "numpy/_core/lib",
     # OpenCV's Haar cascade files (cv2.CascadeClassifier data; PicTrace does not detect objects)
     "cv2/data/*.xml",
     # type stubs are for editors, not for the interpreter
@@ -99,6 +110,24 @@ def trim(root: Path, strip: str | None = None) -> int:
     return saved
 
 
+def compile_layer(root: Path, python_version: str) -> bool:
+    """Byte-compile every module under root (__pycache__/*.cpython-312.pyc), if this interpreter is the runtime's
+    Python version; False, compiling nothing, otherwise.
+
+    Lambda's /opt is read-only: without .pyc files in the layer, every new container compiles each module it
+    imports from source, and never keeps the result (bench.phases.coldstart measures the difference). The files are
+    checked by hash, not by the source's mtime, which the zip and its extraction do not keep; "unchecked": a layer
+    version never changes.
+    """
+    if f"{sys.version_info.major}.{sys.version_info.minor}" != python_version:
+        return False
+    mode = py_compile.PycInvalidationMode.UNCHECKED_HASH
+    ok = compileall.compile_dir(str(root), quiet=2, workers=0, invalidation_mode=mode)
+    if not ok:
+        raise SystemExit(f"byte-compiling {root} failed")
+    return True
+
+
 def size_of(path: Path) -> int:
     """Bytes of the regular files under path (what Lambda counts once the zip is extracted)."""
     if path.is_file() or path.is_symlink():
@@ -119,12 +148,24 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("trim")
     p.add_argument("root", type=Path)
     p.add_argument("--strip", default=None)
+    p = sub.add_parser("compile")
+    p.add_argument("root", type=Path)
+    p.add_argument("--python-version", required=True)
     p = sub.add_parser("size")
     p.add_argument("root", type=Path)
     args = parser.parse_args(argv)
     if args.command == "subtract":
         lines = subtract(args.all_report, args.core_report, args.out)
         sys.stdout.write(f"{len(lines)} distributions beyond the core layer: {' '.join(lines)}\n")
+    elif args.command == "compile":
+        before = size_of(args.root)
+        if compile_layer(args.root, args.python_version):
+            sys.stdout.write(f"byte-compiled {args.root}: {size_of(args.root) - before:+,} bytes\n")
+        else:
+            sys.stdout.write(
+                f"not byte-compiled: this is Python {sys.version_info.major}.{sys.version_info.minor}, the runtime's "
+                f"is {args.python_version} (PYTHON=python{args.python_version} compiles; Lambda then imports faster)\n"
+            )
     elif args.command == "trim":
         before = size_of(args.root)
         saved = trim(args.root, args.strip)

@@ -89,7 +89,7 @@ def test_invoke_uses_the_given_endpoint_and_template_environment(stack: Any) -> 
     assert spec.environment["PICTRACE_INDEX_PREFIX"] == "index/" and spec.environment["LOG_LEVEL"] == "INFO"
     assert spec.timeout == 300 and spec.memory == 2048
     assert spec.paths[0] == ROOT / "functions/ingest" and ROOT / "layers/pictrace" in spec.paths
-    assert spec.layers == ["PictraceLayer", "CoreDepsLayer"]
+    assert spec.layers == ["PictraceLayer", "CoreDepsLayer", "ModelLayer"]  # arm64, the default: the model attached
     stack.client("s3").put_object(Bucket=stack.bucket, Key="images/coffee.png", Body=read("coffee.png"))
     assert invoke("IngestFunction", sqs_s3_event(stack.bucket, ["images/coffee.png"])) == {"batchItemFailures": []}
     listed = stack.client("s3").list_objects_v2(Bucket=stack.bucket, Prefix="index/entries/").get("Contents", [])

@@ -9,6 +9,7 @@ apply; each zip must still extract within the 250 MB. Run with `-s` to see the t
 from __future__ import annotations
 
 import gzip
+import importlib.util
 import json
 import os
 import subprocess
@@ -22,7 +23,7 @@ import pytest
 import yaml
 
 from infra.invoke import CfnLoader
-from tests.template.test_template import ROOT, _as_list
+from tests.template.test_template import ROOT, _as_list, evaluate
 
 LIMIT_UNZIPPED = 262_144_000
 ARCHES = ["x86_64", "arm64"]
@@ -87,14 +88,15 @@ def artifacts(built: dict[str, Any]) -> dict[str, Path]:
 
 
 def function_layers(built: dict[str, Any]) -> dict[str, list[str]]:
-    """Function -> the logical ids of the layers it attaches (Globals merged)."""
+    """Function -> the logical ids of the layers it attaches on the built architecture (Globals merged)."""
     template = built["template"]
     glob = template.get("Globals", {}).get("Function", {}).get("Layers", [])
     out = {}
     for name, res in template["Resources"].items():
         if res["Type"] == "AWS::Serverless::Function":
             layers = _as_list(glob) + _as_list(res["Properties"].get("Layers", []))
-            out[name] = [layer["Ref"] for layer in layers]
+            resolved = evaluate(template, layers, {"Architecture": built["arch"]})
+            out[name] = [layer["Ref"] for layer in resolved]
     return out
 
 
@@ -133,13 +135,35 @@ def test_ingest_does_not_carry_the_api_dependencies(built: dict[str, Any]) -> No
     assert not core & api, f"in both dependency layers: {sorted(core & api)}"
     assert "ApiDepsLayer" not in layers["IngestFunction"]
     assert "ApiDepsLayer" in layers["SearchFunction"]
-    assert "ModelLayer" not in layers["IngestFunction"] + layers["SearchFunction"]  # fetched at cold start
+    assert "ModelLayer" not in layers["CompactFunction"]
     for name in ("CoreDepsLayer", "ApiDepsLayer", "PictraceLayer"):
-        junk = [
-            p for p in (dirs[name] / "python").rglob("*") if p.name in ("__pycache__", "tests") or p.suffix == ".pyc"
-        ]
+        files = list((dirs[name] / "python").rglob("*"))
+        junk = [p for p in files if p.name == "tests" or (p.suffix == ".pyc" and not _lambda_pyc(p))]
         assert not junk, f"{name}: {junk[:5]}"
+        # byte-compiled for Lambda's Python (its /opt is read-only: nothing is compiled there), checked by hash
+        sources = [p for p in files if p.suffix == ".py"]
+        compiled = [p for p in sources if (p.parent / "__pycache__" / f"{p.stem}.cpython-312.pyc").is_file()]
+        assert len(compiled) == len(sources), f"{name}: {len(sources) - len(compiled)} modules without a .pyc"
         assert not (dirs[name] / "python" / "bin").exists()
+
+
+def test_the_model_layer_is_attached_iff_it_fits(built: dict[str, Any]) -> None:
+    """Where the function, its other layers and the model fit in 250 MB, the model is attached (no download at cold
+    start); elsewhere it is fetched from the layer's archive."""
+    sizes = {name: file_bytes(path) for name, path in artifacts(built).items()}
+    for function, layers in function_layers(built).items():
+        if function == "CompactFunction":
+            continue
+        others = sizes[function] + sum(sizes[layer] for layer in layers if layer != "ModelLayer")
+        fits = others + sizes["ModelLayer"] <= LIMIT_UNZIPPED
+        assert ("ModelLayer" in layers) == fits, f"{function} on {built['arch']}: {others:,} + {sizes['ModelLayer']:,}"
+
+
+def _lambda_pyc(path: Path) -> bool:
+    """A .pyc for CPython 3.12 in __pycache__, validated by hash (flags 0b01: unchecked) rather than by mtime."""
+    head = path.read_bytes()[:8]
+    magic = importlib.util.MAGIC_NUMBER
+    return path.parent.name == "__pycache__" and path.name.endswith(".cpython-312.pyc") and head == magic + b"\1\0\0\0"
 
 
 def test_binaries_match_the_architecture(built: dict[str, Any]) -> None:

@@ -47,6 +47,42 @@ def function_properties(template: dict[str, Any], name: str) -> dict[str, Any]:
     return merged
 
 
+def evaluate(template: dict[str, Any], value: Any, params: dict[str, str] | None = None) -> Any:
+    """A value as CloudFormation resolves it for the parameters given (defaults for the others): Fn::If, the
+    condition functions and Refs to parameters are resolved, AWS::NoValue is dropped from lists and maps."""
+    given = {k: str(p.get("Default", "")) for k, p in template["Parameters"].items()} | (params or {})
+
+    def resolve(v: Any) -> Any:
+        if isinstance(v, list):
+            return [r for r in (resolve(x) for x in v) if r is not NO_VALUE]
+        if not isinstance(v, dict):
+            return v
+        if v == {"Ref": "AWS::NoValue"}:
+            return NO_VALUE
+        if set(v) == {"Ref"} and v["Ref"] in given:
+            return given[v["Ref"]]
+        if set(v) in ({"Condition"}, {"Fn::Condition"}):  # !Condition, as infra.invoke's loader reads it
+            return resolve(template["Conditions"][next(iter(v.values()))])
+        if set(v) == {"Fn::If"}:
+            name, yes, no = v["Fn::If"]
+            return resolve(yes if resolve(template["Conditions"][name]) else no)
+        if set(v) == {"Fn::Equals"}:
+            a, b = (resolve(x) for x in v["Fn::Equals"])
+            return str(a) == str(b)
+        if set(v) == {"Fn::And"}:
+            return all(resolve(x) for x in v["Fn::And"])
+        if set(v) == {"Fn::Or"}:
+            return any(resolve(x) for x in v["Fn::Or"])
+        if set(v) == {"Fn::Not"}:
+            return not resolve(v["Fn::Not"][0])
+        return {k: r for k, r in ((k, resolve(x)) for k, x in v.items()) if r is not NO_VALUE}
+
+    return resolve(value)
+
+
+NO_VALUE = object()
+
+
 def _walk_if(value: Any) -> Iterator[Any]:
     """Every concrete alternative of a value that may be wrapped in Fn::If (AWS::NoValue dropped)."""
     if isinstance(value, dict) and set(value) == {"Fn::If"}:
@@ -82,12 +118,22 @@ def makefile_targets(makefile: Path) -> set[str]:
 
 FUNCTIONS = ["IngestFunction", "SearchFunction", "CompactFunction"]
 LAYERS = ["PictraceLayer", "CoreDepsLayer", "ApiDepsLayer", "ModelLayer"]
-#: what each function attaches; ModelLayer is fetched at cold start instead (attached, search would not fit 250 MB)
+#: what each function attaches besides ModelLayer (attached where it fits: test_model_layer_is_attached_iff_it_fits)
 FUNCTION_LAYERS = {
     "IngestFunction": ["PictraceLayer", "CoreDepsLayer"],
     "SearchFunction": ["PictraceLayer", "CoreDepsLayer", "ApiDepsLayer"],
     "CompactFunction": ["PictraceLayer", "CoreDepsLayer"],
 }
+#: `make sizes` (tests/template/test_sizes.py): bytes, extracted, of each function with its other layers, and of
+#: ModelLayer per Weights; Lambda's limit for a function and all its layers, extracted
+MEASURED = {
+    ("IngestFunction", "x86_64"): 232_691_890,
+    ("IngestFunction", "arm64"): 162_439_193,
+    ("SearchFunction", "x86_64"): 259_452_996,
+    ("SearchFunction", "arm64"): 189_957_956,
+}
+MODEL_LAYER = {"sscd": 31_773_945, "sscd-mobile": 31_773_945, "imagenet": 93_853_883, "random:0": 93_853_883}
+LIMIT_UNZIPPED = 262_144_000
 
 
 def test_expected_functions_and_layers_exist(template: dict[str, Any]) -> None:
@@ -129,7 +175,10 @@ def test_function_runtime_layers_and_build(template: dict[str, Any], name: str) 
     assert props["Runtime"] == "python3.12"
     assert props["Architectures"] == [{"Ref": "Architecture"}]
     assert template["Parameters"]["Architecture"]["AllowedValues"] == ["x86_64", "arm64"]
-    assert [layer["Ref"] for layer in props["Layers"]] == FUNCTION_LAYERS[name]
+    for arch in ("x86_64", "arm64"):
+        layers = [layer["Ref"] for layer in evaluate(template, props["Layers"], {"Architecture": arch})]
+        assert [n for n in layers if n != "ModelLayer"] == FUNCTION_LAYERS[name]
+        assert layers.index("ModelLayer") == len(layers) - 1 if "ModelLayer" in layers else True
     assert resource.get("Metadata", {}).get("BuildMethod") == "makefile"
     makefile = ROOT / props["CodeUri"] / "Makefile"
     assert makefile.is_file(), f"{name}: no Makefile in {props['CodeUri']}"
@@ -702,6 +751,36 @@ def test_functions_may_fetch_only_the_model_layer(template: dict[str, Any]) -> N
     for role in ("IngestFunctionRole", "SearchFunctionRole"):
         grants = [(a, r) for a, r, _ in _grants(template, role) if any(x.startswith("lambda:") for x in a)]
         assert grants == [({"lambda:GetLayerVersion"}, ["{'Ref': 'ModelLayer'}"])], role
+
+
+def _attached(template: dict[str, Any], function: str, params: dict[str, str]) -> bool:
+    props = function_properties(template, function)
+    return {"Ref": "ModelLayer"} in evaluate(template, props["Layers"], params)
+
+
+@pytest.mark.parametrize("weights", sorted(MODEL_LAYER))
+@pytest.mark.parametrize("arch", ["x86_64", "arm64"])
+def test_model_layer_is_attached_iff_it_fits(template: dict[str, Any], arch: str, weights: str) -> None:
+    """Attached where the function, its layers and the model stay within 250 MB; a function that does not attach
+    it may fetch it (lambda:GetLayerVersion on ModelLayer, and nothing else), one that attaches it may not."""
+    params = {"Architecture": arch, "Weights": weights}
+    for function in ("IngestFunction", "SearchFunction"):
+        fits = MEASURED[function, arch] + MODEL_LAYER[weights] <= LIMIT_UNZIPPED
+        assert _attached(template, function, params) == fits, (function, arch, weights)
+        role = template["Resources"][f"{function}Role"]["Properties"]["Policies"]
+        statements = [st for p in evaluate(template, role, params) for st in p["PolicyDocument"]["Statement"]]
+        fetch = [st for st in statements if "lambda:GetLayerVersion" in _as_list(st["Action"])]
+        assert fetch == ([] if fits else [fetch[0]]) and all(st["Resource"] == {"Ref": "ModelLayer"} for st in fetch)
+    assert not _attached(template, "CompactFunction", params)  # it runs no model
+
+
+def test_arm64_is_the_default_architecture(template: dict[str, Any]) -> None:
+    """arm64 by default: both functions attach the model there (no download at cold start); make build and the
+    deps layers' Makefile default to the same architecture."""
+    assert template["Parameters"]["Architecture"]["Default"] == "arm64"
+    assert _attached(template, "SearchFunction", {}) and _attached(template, "IngestFunction", {})
+    for makefile in (ROOT / "Makefile", ROOT / "layers/deps/Makefile"):
+        assert re.search(r"^ARCH \?= arm64$", makefile.read_text(), flags=re.MULTILINE), makefile
 
 
 def test_outputs(template: dict[str, Any]) -> None:

@@ -142,3 +142,35 @@ def test_the_real_model_layer_loads_after_the_fetch(served: tuple[str, Path], tm
     ensure_model(settings(target), FakeLambda(f"{url}/layer.zip", archive))
     assert load_model_info(target)["weights"] == load_model_info(model_dir)["weights"]
     assert OnnxEmbedder(target).weights == load_model_info(model_dir)["weights"]
+
+
+def test_an_attached_model_layer_is_used_where_it_is_and_nothing_is_fetched(tmp_path: Path) -> None:
+    """With the layer attached (Lambda extracts it under /opt: model/ at /opt/model), the model is read there."""
+    from pictrace.modelfetch import acquire_model
+
+    attached = tmp_path / "opt" / "model"
+    (attached / "site" / "pkg").mkdir(parents=True)
+    (attached / "site" / "pkg" / "m.onnx").write_bytes(b"x")
+    (attached / "model.json").write_bytes(INFO)
+    client = FakeLambda("http://127.0.0.1:9/none", layer_zip(tmp_path / "x.zip", {}))
+    got = acquire_model(settings(tmp_path / "tmp-model"), client, attached=str(attached))
+    assert (got.path, got.source, got.fetched) == (str(attached), "attached", None)
+    assert client.calls == 0 and not (tmp_path / "tmp-model").exists()
+    # the model directory, where it holds the model, comes first; without a layer named, /opt is not looked at
+    assert acquire_model(settings(attached), client, attached=str(tmp_path / "none")).source == "dir"
+    plain = Settings(bucket="b", model_dir=str(tmp_path / "empty"))
+    assert acquire_model(plain, client, attached=str(attached)).path == str(tmp_path / "empty")
+
+
+def test_a_fetch_reports_what_it_took(served: tuple[str, Path], tmp_path: Path) -> None:
+    from pictrace.modelfetch import acquire_model
+
+    url, www = served
+    files = {"model/site/pkg/m.onnx": b"\x02" * 4000, "model/model.json": INFO}
+    archive = layer_zip(www / "layer.zip", files)
+    got = acquire_model(settings(tmp_path / "m"), FakeLambda(f"{url}/layer.zip", archive), str(tmp_path / "no"))
+    assert got.source == "fetched" and got.fetched is not None
+    assert got.fetched.archive_bytes == archive.stat().st_size
+    assert min(got.fetched.lookup_s, got.fetched.download_s, got.fetched.extract_s) >= 0
+    again = acquire_model(settings(tmp_path / "m"), FakeLambda(f"{url}/layer.zip", archive), str(tmp_path / "no"))
+    assert (again.source, again.fetched) == ("dir", None)

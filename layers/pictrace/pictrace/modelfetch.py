@@ -1,10 +1,11 @@
-"""The model at cold start: fetched from the model layer's archive when the model directory does not hold it.
+"""The model at cold start: from the model directory, the attached model layer, or the layer's archive fetched.
 
-The functions do not attach ModelLayer: with it, SearchFunction would be over Lambda's 250 MB unzipped limit.
-The stack still builds and versions the model as a layer (`sam build` + `sam deploy`, nothing else to upload);
-each new container asks Lambda for the layer version's archive (GetLayerVersionByArn: a link valid 10 minutes),
-checks its SHA-256, and extracts model/ into PICTRACE_MODEL_DIR (under /tmp). Warm invocations find it there.
-Where the directory already holds the model (local runs, tests, `make invoke`), nothing is fetched.
+The stack builds and versions the model as a layer (ModelLayer). A function attaches it where its size budget
+allows (template.yaml: Lambda counts a function and its layers, extracted, against 250 MB); Lambda then extracts it
+under /opt before the function starts, and the model is read from /opt/model. Where it is not attached (SearchFunction
+on x86_64), each new container asks Lambda for the layer version's archive (GetLayerVersionByArn: a link valid 10
+minutes), checks its SHA-256, and extracts model/ into PICTRACE_MODEL_DIR (under /tmp); warm invocations find it
+there. Where the directory already holds the model (local runs, tests, `make invoke`), nothing else is looked at.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import time
 import urllib.error
 import urllib.request
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,21 +34,54 @@ from pictrace.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-#: where the model sits inside the layer archive (/opt/model when a layer is attached)
+#: where the model sits inside the layer archive
 ARCHIVE_DIR = "model/"
+#: where Lambda puts it when the function attaches the model layer (layers are extracted under /opt)
+ATTACHED_DIR = "/opt/model"
 _lock = threading.Lock()
 
 
+@dataclass(frozen=True)
+class Fetched:
+    """What fetching the layer's archive took: its size, and seconds per step."""
+
+    archive_bytes: int
+    lookup_s: float  # GetLayerVersionByArn (the client created on the way)
+    download_s: float  # the archive through the link, its SHA-256 computed as it arrives
+    extract_s: float  # model/ written into the model directory
+
+
+@dataclass(frozen=True)
+class Acquired:
+    """Where the model is and how it got there: "dir" (already in the model directory), "attached" (the model
+    layer attached to the function) or "fetched" (the layer's archive downloaded; fetched says what that took)."""
+
+    path: str
+    source: str
+    fetched: Fetched | None = None
+
+
 def ensure_model(settings: Settings, client: Any | None = None) -> str:
-    """settings.model_dir, after fetching the model from settings.model_layer into it if it was not there."""
-    if settings.model_layer and not has_model(settings.model_dir):
-        with _lock:
-            if not has_model(settings.model_dir):
-                fetch_layer_model(settings.model_layer, settings.model_dir, client)
-    return settings.model_dir
+    """The directory holding the model (acquire_model)."""
+    return acquire_model(settings, client).path
 
 
-def fetch_layer_model(layer_arn: str, model_dir: str, client: Any | None = None, timeout: float = 60.0) -> None:
+def acquire_model(settings: Settings, client: Any | None = None, attached: str = ATTACHED_DIR) -> Acquired:
+    """The model directory: settings.model_dir if it holds the model; else, when settings.model_layer names the
+    model layer, the layer's files at `attached` if the function attaches it, or else its archive fetched into
+    settings.model_dir."""
+    if has_model(settings.model_dir) or not settings.model_layer:
+        return Acquired(settings.model_dir, "dir")
+    if has_model(attached):
+        return Acquired(attached, "attached")
+    with _lock:
+        if has_model(settings.model_dir):
+            return Acquired(settings.model_dir, "dir")
+        fetched = fetch_layer_model(settings.model_layer, settings.model_dir, client)
+    return Acquired(settings.model_dir, "fetched", fetched)
+
+
+def fetch_layer_model(layer_arn: str, model_dir: str, client: Any | None = None, timeout: float = 60.0) -> Fetched:
     """Download the layer version's archive, check its SHA-256 and extract the model files into model_dir."""
     started = time.perf_counter()
     client = client or boto3.client("lambda", config=Config(retries={"max_attempts": 5, "mode": "standard"}))
@@ -54,6 +89,7 @@ def fetch_layer_model(layer_arn: str, model_dir: str, client: Any | None = None,
         content = client.get_layer_version_by_arn(Arn=layer_arn)["Content"]
     except (ClientError, BotoCoreError) as exc:
         raise UpstreamError(f"cannot look up the model layer {layer_arn}: {exc}") from exc
+    looked_up = time.perf_counter()
     location, expected = content["Location"], content["CodeSha256"]
     if not location.startswith(("https://", "http://")):
         raise UpstreamError(f"the model layer {layer_arn} has no downloadable archive ({location!r})")
@@ -69,11 +105,14 @@ def fetch_layer_model(layer_arn: str, model_dir: str, client: Any | None = None,
                     out.write(chunk)
         except (urllib.error.URLError, OSError) as exc:
             raise UpstreamError(f"cannot download the model layer {layer_arn}: {exc}") from exc
+        downloaded = time.perf_counter()
         if base64.b64encode(digest.digest()).decode() != expected:
             raise UpstreamError(f"the model layer {layer_arn} archive does not match its SHA-256 {expected}")
+        size = archive.stat().st_size
         _extract(archive, target, layer_arn)
-    seconds = time.perf_counter() - started
-    logger.info("fetched the model from layer %s into %s in %.2f s", layer_arn, target, seconds)
+    done = time.perf_counter()
+    logger.info("fetched the model from layer %s into %s in %.2f s", layer_arn, target, done - started)
+    return Fetched(size, looked_up - started, downloaded - looked_up, done - downloaded)
 
 
 def _extract(archive: Path, target: Path, layer_arn: str) -> None:

@@ -1,0 +1,165 @@
+"""The cold-start phase's figures (bench.phases.coldstart) and how the report shows them (bench.report)."""
+
+from __future__ import annotations
+
+import http.server
+import threading
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from pictrace.modelfetch import acquire_model
+from pictrace.settings import Settings
+
+from bench import report
+from bench.phases.coldstart import LAYER_ARN, LayerApi, derive, layer_archive, summarise
+
+INFO = b'{"weights": "w", "file": "site/m.onnx"}'
+
+
+class ServedS3:
+    """put_object and generate_presigned_url, the object served over HTTP on 127.0.0.1."""
+
+    def __init__(self) -> None:
+        self.objects: dict[str, bytes] = {}
+        objects = self.objects
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                body = objects.get(self.path.split("?")[0].lstrip("/"))
+                self.send_response(200 if body is not None else 404)
+                self.send_header("Content-Length", str(len(body or b"")))
+                self.end_headers()
+                self.wfile.write(body or b"")
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def put_object(self, Bucket: str, Key: str, Body: bytes) -> None:
+        self.objects[f"{Bucket}/{Key}"] = Body
+
+    def generate_presigned_url(self, method: str, Params: dict[str, str], ExpiresIn: int) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/{Params['Bucket']}/{Params['Key']}?X-Amz-Expires=600"
+
+
+@pytest.fixture
+def s3() -> Iterator[ServedS3]:
+    served = ServedS3()
+    yield served
+    served.server.shutdown()
+    served.server.server_close()
+
+
+def test_the_model_is_fetched_through_the_local_lambda_api_as_in_lambda(s3: ServedS3, tmp_path: Path) -> None:
+    """pictrace.modelfetch's own client (boto3's, GetLayerVersionByArn) gets the link and the SHA-256 from LayerApi."""
+    model = tmp_path / "model"
+    (model / "site").mkdir(parents=True)
+    (model / "site" / "m.onnx").write_bytes(b"\x03" * 3000)
+    (model / "model.json").write_bytes(INFO)
+    archive = layer_archive(model)
+    assert sorted(zipfile.ZipFile(__import__("io").BytesIO(archive)).namelist()) == [
+        "model/model.json",
+        "model/site/m.onnx",
+    ]
+    api = LayerApi(s3, "bench", archive)
+    try:
+        client = boto3.client(
+            "lambda",
+            endpoint_url=api.endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+        settings = Settings(bucket="b", model_dir=str(tmp_path / "tmp-model"), model_layer=LAYER_ARN)
+        got = acquire_model(settings, client, attached=str(tmp_path / "no-opt"))
+    finally:
+        api.stop()
+    assert got.source == "fetched" and got.fetched is not None and got.fetched.archive_bytes == len(archive)
+    assert (tmp_path / "tmp-model" / "site" / "m.onnx").read_bytes() == b"\x03" * 3000
+
+
+def run(variant: str, path: str = "new", **figures: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "variant": variant,
+        "function": variant.split()[0],
+        "path": path,
+        "model": variant.split()[2],
+        "imports": variant.split()[3],
+        "interpreter_ms": 40.0,
+        "import_ms": 500.0,
+        "first_ms": 200.0,
+        "status": 200,
+    }
+    if path == "new":
+        base.update(acquire_ms=0.2, model_ms=150.0, index_ms=100.0, total_ms=1000.0)
+    else:
+        base.update(snapshot_hooks_ms=400.0, restore_hooks_ms=1.0, restore_path_ms=210.0)
+    return {**base, **figures}
+
+
+def test_a_fetch_counts_its_download_at_the_stated_throughput_apart_from_the_rest() -> None:
+    fetch = {"archive_bytes": 25_000_000, "lookup_ms": 20.0, "download_ms": 50.0, "extract_ms": 150.0}
+    fetched = derive(run("search new fetched pyc", acquire_ms=220.0, total_ms=1300.0, fetch=fetch), 50.0)
+    assert fetched["download_modelled_ms"] == 500.0  # 25 MB at 50 MB/s
+    assert fetched["acquire_modelled_ms"] == 220.0 - 50.0 + 500.0
+    assert fetched["to_first_response_ms"] == 1300.0 - 50.0 + 500.0
+    assert fetched["init_ms"] == 500.0 + 220.0 + 150.0 + 100.0  # import, acquisition, model, index: apart
+    attached = derive(run("search new attached pyc"), 50.0)
+    assert attached["to_first_response_ms"] == 1000.0 and "download_modelled_ms" not in attached
+    restored = derive(run("search restore attached pyc", "restore"), 50.0)
+    assert "to_first_response_ms" not in restored and restored["restore_path_ms"] == 210.0
+
+
+def test_each_variant_is_summarised_by_its_median_run() -> None:
+    runs = [derive(run("ingest new attached pyc", total_ms=t), 50.0) for t in (900.0, 1400.0, 1100.0)]
+    runs += [derive(run("ingest restore attached pyc", "restore", restore_path_ms=t), 50.0) for t in (250.0, 150.0)]
+    summary = summarise(runs)
+    assert summary["ingest new attached pyc"]["total_ms"] == 1100.0
+    assert summary["ingest new attached pyc"]["runs"] == 3
+    assert summary["ingest restore attached pyc"]["restore_path_ms"] == 250.0  # the upper of two
+
+
+def results() -> dict[str, Any]:
+    fetch = {"archive_bytes": 25_000_000, "lookup_ms": 20.0, "download_ms": 50.0, "extract_ms": 150.0}
+    stages = {"decode": 10.0, "embed": 150.0, "fetch": 30.0, "rerank": 20.0, "total": 210.0}
+    runs = [
+        run("search new attached pyc", first_stages=stages, second_ms=180.0),
+        run("search new fetched pyc", acquire_ms=220.0, total_ms=1300.0, fetch=fetch, first_stages=stages),
+        run("search new attached source", total_ms=3000.0, import_ms=2500.0, first_stages=stages),
+        run("search restore attached pyc", "restore", first_stages=stages, restore_path_ms=400.0),
+        run("ingest new attached pyc"),
+        run("ingest restore attached pyc", "restore"),
+    ]
+    derived = [derive(r, 50.0) for r in runs]
+    return {"coldstart": {"runs": derived, "variants": summarise(derived), "throughput_mb_s": 50.0}}
+
+
+def test_the_goals_judge_new_containers_and_the_restore_path_apart() -> None:
+    r = results()
+    new = report.coldstart_goal(r)
+    assert new is not None and new["met"] is False  # search fetched: 1300 - 50 + 500 ms
+    assert "search fetched 1750 ms" in new["measured"] and "ingest attached 1000 ms" in new["measured"]
+    assert "source" not in new["measured"]  # the layers ship .pyc files: the goal is judged with them
+    assert new["why"].startswith("search fetched: costliest model acquisition (670 ms")
+    r["coldstart"]["variants"]["search new fetched pyc"]["to_first_response_ms"] = 1400.0
+    new = report.coldstart_goal(r)
+    assert new is not None and new["met"] is True and new["why"] == ""
+    restore = report.restore_goal(r)
+    assert restore is not None and restore["met"] is False  # search: 400 ms
+    assert "search 400 ms" in restore["measured"] and "ingest 210 ms" in restore["measured"]
+    assert "first request: embed" in restore["why"]
+
+
+def test_the_table_shows_init_and_the_first_response_apart() -> None:
+    text = "\n".join(report.coldstart_section(results()))
+    header = next(line for line in text.splitlines() if line.startswith("| variant"))
+    for column in ("import", "model acquisition", "model load", "index load", "first request", "restore hooks", "CPU"):
+        assert column in header
+    assert "search new fetched pyc" in text and "670 (50.0)" in text  # acquisition: modelled (as measured)
+    assert "at 50 MB/s" in text and "25.0 MB" in text
