@@ -122,25 +122,19 @@ class SearchService:
         check_search_limits(top_k, shortlist)
         shortlist = max(shortlist, top_k)
         timer = Timer()
-        embedder = self.embedder
-        await asyncio.to_thread(self.index_store.check_model, embedder.weights, embedder.dim)  # once per container
-        prepared: Prepared | None = None
-        if query.id is not None:
-            entry = await self.entry(query.id)
-            vector = entry.embedding
-            features = as_query(entry.features)
-            described: dict[str, Any] = {"id": entry.id, "keys": list(entry.keys)}
-            timer.lap("decode")
-            timer.lap("embed")
-        elif query.image is not None:
-            prepared = await asyncio.to_thread(self._prepare, query.image, timer)
-            vector, features, described = prepared.embedding, prepared.query_features(), prepared.described()
-        else:
-            raise BadRequest("give an image (file, url or image_base64) or the id of an indexed image")
+        # the index looks at S3 for changes (a new container: loads it whole) while the model loads and the query is
+        # decoded and embedded; the "refresh" stage is what is left to wait for after that
+        refreshing = asyncio.ensure_future(asyncio.to_thread(self.backend.refresh))
+        try:
+            embedder, vector, features, described, prepared = await self._query(query, timer)
+        except BaseException:
+            await asyncio.gather(refreshing, return_exceptions=True)  # the query's error is the answer
+            raise
+        await refreshing
+        timer.lap("refresh")
         weights = self.settings.fusion(embedder.weights)
-        candidates = await asyncio.to_thread(
-            self._shortlist, vector, features, shortlist, query.prefix, timer, weights.gist > 0
-        )
+        candidates = await asyncio.to_thread(self._shortlist, vector, features, shortlist, query.prefix, weights)
+        timer.lap("scan")
         fetched = await self.fetcher.fetch_many([self.layout.entry_key(c.id) for c in candidates])
         timer.lap("fetch")
         if prepared is not None and any(D4[c.transform][1] for c in candidates):
@@ -149,27 +143,34 @@ class SearchService:
         timer.lap("rerank")
         return SearchResult(hits[:top_k], timer.total(), described, self.backend.count())
 
+    async def _query(
+        self, query: Query, timer: Timer
+    ) -> tuple[Embedder, np.ndarray, QueryFeatures, dict[str, Any], Prepared | None]:
+        """The model, and the query's embedding, features and description (and pipeline output for an image)."""
+        embedder = await asyncio.to_thread(lambda: self.embedder)  # loaded (or fetched) on a container's first search
+        await asyncio.to_thread(self.index_store.check_model, embedder.weights, embedder.dim)  # once per container
+        if query.id is not None:
+            entry = await self.entry(query.id)
+            timer.lap("decode")
+            timer.lap("embed")
+            described: dict[str, Any] = {"id": entry.id, "keys": list(entry.keys)}
+            return embedder, entry.embedding, as_query(entry.features), described, None
+        if query.image is None:
+            raise BadRequest("give an image (file, url or image_base64) or the id of an indexed image")
+        prepared = await asyncio.to_thread(self._prepare, query.image, timer)
+        return embedder, prepared.embedding, prepared.query_features(), prepared.described(), prepared
+
     def _prepare(self, data: bytes, timer: Timer | None = None) -> Prepared:
         """The query image through the pipeline, within the settings' limits."""
         s = self.settings
         return prepare(data, lambda: self.embedder, max_bytes=s.max_bytes, max_pixels=s.max_pixels, timer=timer)
 
     def _shortlist(
-        self,
-        vector: np.ndarray,
-        features: QueryFeatures,
-        shortlist: int,
-        prefix: str | None,
-        timer: Timer,
-        by_layout: bool,
+        self, vector: np.ndarray, features: QueryFeatures, shortlist: int, prefix: str | None, weights: Weights
     ) -> list[Candidate]:
-        """The backend's candidates (with their current keys); by_layout: half of them by gist (only when the fusion
-        weighs gist: every candidate is fetched and reranked)."""
-        self.backend.refresh()
-        timer.lap("refresh")
-        candidates = self.backend.candidates(vector, features.gists, shortlist, prefix, by_layout)
-        timer.lap("scan")
-        return candidates
+        """The backend's candidates (with their current keys); half of them by gist only when the fusion weighs gist
+        (every candidate is fetched and reranked)."""
+        return self.backend.candidates(vector, features.gists, shortlist, prefix, weights.gist > 0)
 
     def _rerank(
         self,
