@@ -416,10 +416,13 @@ def _ingest_remainder(ing: dict[str, Any]) -> str:
     batch = ing["batch_stages_mean_ms"]
     alone, inside, wall = 1000 / ing["model_per_s"], batch["embed"], ing["ingest_mean_ms"]
     reader = sum(batch.get(k, 0.0) for k in ("read", "sha256", "decode", "features"))
+    cpu = ing.get("cpu_ms")
+    cpu_note = f"; CPU per image {ms(cpu['ingest'])} ms vs the model's {ms(cpu['model'])} ms" if cpu else ""
     return (
         f"per image {ms(wall)} ms vs the model's {ms(alone)} ms alone: the model took {ms(inside)} ms in the "
         f"batches (sharing the cores) and waited {ms(max(0.0, wall - inside))} ms (the batch's first read, its last "
         f"index writes, the slower of the other threads: read + decode {ms(reader)} ms, index {ms(batch['index'])} ms)"
+        f"{cpu_note}"
     )
 
 
@@ -723,6 +726,14 @@ def ingest_section(r: dict[str, Any]) -> list[str]:
                     f"{ms(1000 / il['model_per_s'])} ms/img",
                 ]
             )
+            if "cpu_ms" in il:
+                rows.append(
+                    [
+                        "CPU time (this process): ingest, the model alone",
+                        "",
+                        f"{ms(il['cpu_ms']['ingest'])}, {ms(il['cpu_ms']['model'])} ms/img",
+                    ]
+                )
             out.append(table(["", "throughput", "time"], rows, right=[False, True, True]))
             out.append("")
             per_stage = il["stages_mean_ms"]

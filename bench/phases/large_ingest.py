@@ -8,7 +8,8 @@ the mean of a pass right before the batches and one after them (a change in the 
 the batches each stage is timed apart, one after the other, on the same bytes: the image pipeline
 (pictrace.pipeline.prepare) with its stage timer, the model's share of its "embed" stage timed by TimedEmbedder (the
 rest of that stage is the rerank features). The batches' own per-stage times (Outcome.ms, the stages overlapping)
-say what the model waits for.
+say what the model waits for; CPU time per image, ingest's against the model's alone, what the stages beside the
+model cost on cores the model would use (this process only: the local S3 server is another).
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ class LargeIngest:
     batch_size: int  # SQS messages (images) per handler batch
     batch_stages_mean_ms: dict[str, float]  # in the batches: read, sha256, decode, features, embed, index
     model_ms: list[float]  # the model alone on each image, right before the batches, then in the stage pass after
+    cpu_ms: dict[str, float]  # this process's CPU time per image: ingest (the batches), model (alone, the pass before)
 
 
 @dataclass(frozen=True)
@@ -110,7 +112,10 @@ def large_ingest(profile: Profile, stack: Any, config: models.ModelConfig) -> La
         body = path.read_bytes()
         s3.put_object(Bucket=bucket, Key=f"images/{path.name}", Body=body)
         contents.append(decode_content(body, max_bytes=settings.max_bytes, max_pixels=settings.max_pixels).content)
+    cpu = time.process_time()
     model_ms = bare_model_ms(embedder, contents)  # right before the batches (and again after them: drift evens out)
+    model_cpu_ms = (time.process_time() - cpu) * 1000 / len(files)
+    cpu = time.process_time()
     for first in range(0, len(files), batch_size):
         keys = [f"images/{path.name}" for path in files[first : first + batch_size]]
         event = {"Records": [sqs_record(template, bucket, key) for key in keys]}
@@ -119,6 +124,7 @@ def large_ingest(profile: Profile, stack: Any, config: models.ModelConfig) -> La
             for record in event["Records"]:  # what the handler's record_handler does, in the batch's order
                 outcomes += handle_s3_notification(json.loads(record["body"]), ingestor)
         ingest_ms.append((time.perf_counter() - t) * 1000)
+    ingest_cpu_ms = (time.process_time() - cpu) * 1000 / len(files)
     if [o.action for o in outcomes] != ["created"] * len(files):
         raise RuntimeError(f"ingest did not index every image: {outcomes}")
     batch_stages = ("read", "sha256", "decode", "features", "embed", "index")
@@ -161,6 +167,7 @@ def large_ingest(profile: Profile, stack: Any, config: models.ModelConfig) -> La
         batch_size=batch_size,
         batch_stages_mean_ms={k: statistics.mean(o.ms.get(k, 0.0) for o in outcomes) for k in batch_stages},
         model_ms=model_ms,
+        cpu_ms={"ingest": ingest_cpu_ms, "model": model_cpu_ms},
     )
 
 

@@ -63,7 +63,7 @@ class Loaded:
     """A key as read (and, unless its entry existed when read, decoded and embedded), before the index stage.
 
     obj: None when the key holds nothing; refusal: why its bytes cannot be indexed (too large, not a valid image);
-    ms: the milliseconds of each stage so far.
+    absent: the index had no entry for these bytes when they were decoded; ms: the milliseconds of each stage so far.
     """
 
     key: str
@@ -73,6 +73,7 @@ class Loaded:
     decoded: Decoded | None = None
     features: Features | None = None
     embedding: np.ndarray | None = None
+    absent: bool = False
     ms: dict[str, float] = field(default_factory=dict)
 
     def timed(self, stage: str, started: float, **changes: Any) -> Loaded:
@@ -160,8 +161,8 @@ class Ingestor:
         try:
             decoded = decode_content(loaded.obj.body, max_bytes=s.max_bytes, max_pixels=s.max_pixels)
         except InvalidImage as exc:
-            return loaded.timed("decode", started, refusal=str(exc))
-        loaded = loaded.timed("decode", started, decoded=decoded)
+            return loaded.timed("decode", started, refusal=str(exc), absent=True)
+        loaded = loaded.timed("decode", started, decoded=decoded, absent=True)
         started = time.perf_counter()
         return loaded.timed("features", started, features=compute_features(decoded.content))
 
@@ -189,7 +190,8 @@ class Ingestor:
         previous = self.index.pointer(key)
         if previous is not None and previous != entry_id:
             self.index.remove_key(key)  # the key now holds other bytes
-        if self.index.has_entry(entry_id):
+        # an entry made since it was found absent is one create_or_add_key adds the key to
+        if not loaded.absent and self.index.has_entry(entry_id):
             return Outcome(key, self.index.add_key(entry_id, key, pointed=previous == entry_id), entry_id), loaded
         if loaded.refusal is None and loaded.embedding is None:
             # the entry was there when the key was read, and is gone now: decode and embed here and now
