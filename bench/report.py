@@ -476,17 +476,33 @@ def _coldstart_goal_v1(r: dict[str, Any]) -> Goal | None:
 
 
 def ingest_goal(r: dict[str, Any]) -> Goal | None:
-    """Ingest ≥ 0.8× the bare model's throughput on ≥ 12 MP JPEGs."""
+    """Ingest ≥ 0.8× the bare model's throughput on ≥ 12 MP JPEGs (the model alone: on the decoded images)."""
     ing = r.get("ingest_large", {})
     if "ratio" not in ing:
         return None
-    stages = {k: v for k, v in ing["stages_mean_ms"].items() if k != "embed"}
-    stages["other (index writes, checks)"] = max(0.0, ing["ingest_mean_ms"] - sum(ing["stages_mean_ms"].values()))
-    return _goal(
-        "ingest ≥ 0.8× bare model throughput (≥ 12 MP JPEGs)",
-        f"{ing['ratio']:.2f}× ({ing['ingest_per_s']:.2f} vs {ing['model_per_s']:.2f} images/s)",
-        ing["ratio"] >= 0.8,
-        "" if ing["ratio"] >= 0.8 else f"costliest stage besides the model: {_largest(stages)}",
+    met = ing["ratio"] >= 0.8
+    measured = f"{ing['ratio']:.2f}× ({ing['ingest_per_s']:.2f} vs {ing['model_per_s']:.2f} images/s)"
+    goal = "ingest ≥ 0.8× bare model throughput (≥ 12 MP JPEGs)"
+    batch = ing.get("batch_stages_mean_ms")
+    if batch is None:  # a run from before ingest overlapped its stages
+        stages = {k: v for k, v in ing["stages_mean_ms"].items() if k != "embed"}
+        stages["other (index writes, checks)"] = max(0.0, ing["ingest_mean_ms"] - sum(ing["stages_mean_ms"].values()))
+        return _goal(goal, measured, met, "" if met else f"costliest stage besides the model: {_largest(stages)}")
+    return _goal(goal, measured, met, "" if met else _ingest_remainder(ing))
+
+
+def _ingest_remainder(ing: dict[str, Any]) -> str:
+    """Where an image's ingest time beyond the model's alone goes, in the batches."""
+    batch = ing["batch_stages_mean_ms"]
+    alone, inside, wall = 1000 / ing["model_per_s"], batch["embed"], ing["ingest_mean_ms"]
+    reader = sum(batch.get(k, 0.0) for k in ("read", "sha256", "decode", "features"))
+    cpu = ing.get("cpu_ms")
+    cpu_note = f"; CPU per image {ms(cpu['ingest'])} ms vs the model's {ms(cpu['model'])} ms" if cpu else ""
+    return (
+        f"per image {ms(wall)} ms vs the model's {ms(alone)} ms alone: the model took {ms(inside)} ms in the "
+        f"batches (sharing the cores) and waited {ms(max(0.0, wall - inside))} ms (the batch's first read, its last "
+        f"index writes, the slower of the other threads: read + decode {ms(reader)} ms, index {ms(batch['index'])} ms)"
+        f"{cpu_note}"
     )
 
 
@@ -790,15 +806,35 @@ def ingest_section(r: dict[str, Any]) -> list[str]:
                 [
                     "the model alone on the same decoded images",
                     f"{il['model_per_s']:.2f} img/s",
-                    f"{ms(il['stages_mean_ms']['embed'])} ms/img",
+                    f"{ms(1000 / il['model_per_s'])} ms/img",
                 ]
             )
+            if "cpu_ms" in il:
+                rows.append(
+                    [
+                        "CPU time (this process): ingest, the model alone",
+                        "",
+                        f"{ms(il['cpu_ms']['ingest'])}, {ms(il['cpu_ms']['model'])} ms/img",
+                    ]
+                )
             out.append(table(["", "throughput", "time"], rows, right=[False, True, True]))
             out.append("")
             per_stage = il["stages_mean_ms"]
             out.append(
-                table(["large-JPEG ingest stage", *per_stage], [["mean ms", *[ms(v) for v in per_stage.values()]]])
+                table(
+                    ["large-JPEG ingest stage, one after another", *per_stage],
+                    [["mean ms", *[ms(v) for v in per_stage.values()]]],
+                )
             )
+            if "batch_stages_mean_ms" in il:
+                batch = il["batch_stages_mean_ms"]
+                out.append("")
+                out.append(
+                    table(
+                        [f"in batches of {il['batch_size']}, overlapping (index: its reads and writes)", *batch],
+                        [["mean ms", *[ms(v) for v in batch.values()]]],
+                    )
+                )
         else:
             out.append(table(["", "throughput", "time"], rows, right=[False, True, True]))
     return out

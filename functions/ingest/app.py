@@ -1,4 +1,5 @@
 """Ingest Lambda: SQS messages carrying S3 notifications -> pictrace.ingest. Failures are reported per message.
+The batch's images are read, decoded and embedded ahead of their turn (pictrace.ingest.read_ahead).
 
 Metrics (Powertools, namespace POWERTOOLS_METRICS_NAMESPACE): one count per outcome, e.g. IngestCreated, IngestFailed.
 """
@@ -8,7 +9,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pictrace.ingest import get_ingestor, handle_s3_notification
+from pictrace.ingest import get_ingestor, handle_s3_notification, read_ahead
 from pictrace.snapstart import register
 
 logger = Logger()
@@ -27,4 +28,5 @@ def record_handler(record: SQSRecord) -> None:
 @metrics.log_metrics
 @logger.inject_lambda_context
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
-    return dict(process_partial_response(event, record_handler, processor, context))
+    with read_ahead(event):
+        return dict(process_partial_response(event, record_handler, processor, context))

@@ -136,3 +136,107 @@ def test_sample_event_file_runs_unchanged(stack: Any, ingest: Any) -> None:
     event["Records"][0]["body"] = event["Records"][0]["body"].replace("pictrace-local", stack.bucket)
     assert ingest(event, LambdaContext()) == {"batchItemFailures": []}
     assert len(entries(stack)) == 1
+
+
+def test_a_batch_is_read_ahead_of_its_index_writes(stack: Any, ingest: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pictrace.ingest import Ingestor
+
+    events: list[tuple[str, str]] = []
+    real_read, real_commit = Ingestor.read, Ingestor.commit
+
+    def logged_read(self: Ingestor, key: str) -> Any:
+        events.append(("read", key))
+        return real_read(self, key)
+
+    def logged_commit(self: Ingestor, loaded: Any) -> Any:
+        outcome = real_commit(self, loaded)
+        events.append(("indexed", loaded.key))
+        return outcome
+
+    monkeypatch.setattr(Ingestor, "read", logged_read)
+    monkeypatch.setattr(Ingestor, "commit", logged_commit)
+    keys = ["images/1.jpg", "images/2.png", "images/3.webp"]
+    for key, name in zip(keys, ["astronaut.jpg", "coffee.png", "chelsea.webp"], strict=True):
+        put(stack, key, read(name))
+    assert ingest(sqs_s3_event(stack.bucket, keys), LambdaContext()) == {"batchItemFailures": []}
+    assert events.index(("read", "images/2.png")) < events.index(("indexed", "images/1.jpg"))
+    assert [k for what, k in events if what == "indexed"] == keys  # the index stage keeps the batch's order
+    assert sorted(k for e in entries(stack).values() for k in e.keys) == sorted(keys)
+
+
+def test_a_failing_read_fails_its_record_only(stack: Any, ingest: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pictrace.storage import Store as RealStore
+
+    get = RealStore.get
+
+    def flaky(self: RealStore, key: str) -> Any:
+        if key == "images/flaky.jpg":
+            raise ConnectionError("S3 is down for this key")
+        return get(self, key)
+
+    monkeypatch.setattr(RealStore, "get", flaky)
+    for key, name in [
+        ("images/a.jpg", "astronaut.jpg"),
+        ("images/flaky.jpg", "rocket.bmp"),
+        ("images/c.png", "coffee.png"),
+    ]:
+        put(stack, key, read(name))
+    event = sqs_s3_event(stack.bucket, ["images/a.jpg", "images/flaky.jpg", "images/c.png"])
+    result = ingest(event, LambdaContext())
+    assert result == {"batchItemFailures": [{"itemIdentifier": event["Records"][1]["messageId"]}]}  # retried by SQS
+    assert sorted(k for e in entries(stack).values() for k in e.keys) == ["images/a.jpg", "images/c.png"]
+
+
+def test_a_batchs_order_does_not_change_the_index(stack: Any, ingest: Any) -> None:
+    s3 = stack.client("s3")
+    objects = {
+        "images/a.jpg": read("astronaut.jpg"),
+        "images/same-as-a.jpg": read("astronaut.jpg"),
+        "images/c.png": read("coffee.png"),
+        "images/bad.jpg": read("truncated.jpg"),
+    }
+    for key, body in objects.items():
+        put(stack, key, body)
+    keys = [*objects, "images/never-written.jpg"]
+
+    def index_after(order: list[str]) -> dict[str, Any]:
+        for key in index_objects(stack):
+            s3.delete_object(Bucket=stack.bucket, Key=key)
+        assert ingest(sqs_s3_event(stack.bucket, order), LambdaContext()) == {"batchItemFailures": []}
+        store = IndexStore(Store(stack.bucket, s3), "index/")
+        return {
+            "entries": {
+                i: (e.keys, e.embedding, {k: v for k, v in e.meta.items() if k != "created"})
+                for i, e in entries(stack).items()
+            },
+            "failure": (store.failure("images/bad.jpg") or {}).get("reason"),
+        }
+
+    forward, backward = index_after(keys), index_after(keys[::-1])
+    assert forward["failure"] == backward["failure"] and "truncated" in forward["failure"]
+    assert forward["entries"].keys() == backward["entries"].keys() and len(forward["entries"]) == 2
+    for entry_id, (keys_f, embedding_f, meta_f) in forward["entries"].items():
+        keys_b, embedding_b, meta_b = backward["entries"][entry_id]
+        assert keys_f == keys_b and meta_f == meta_b and np.allclose(embedding_f, embedding_b, atol=1e-5)
+
+
+def test_an_entry_gone_between_read_and_index_is_made_again(stack: Any) -> None:
+    from pictrace.images import read_dimensions
+    from pictrace.ingest import Ingestor
+    from pictrace.settings import get_settings
+
+    put(stack, "images/a.jpg", read("astronaut.jpg"))
+    put(stack, "images/b.jpg", read("astronaut.jpg"))
+    ingestor = Ingestor(get_settings())
+    first = ingestor.sync_key("images/a.jpg")
+    assert first.action == "created" and {"read", "decode", "features", "embed", "index"} <= first.ms.keys()
+    early = ingestor.decode(ingestor.read("images/b.jpg"))  # read ahead while the entry exists: nothing decoded
+    assert early.decoded is None and early.embedding is None
+    stack.client("s3").delete_object(Bucket=stack.bucket, Key="images/a.jpg")
+    assert ingestor.sync_key("images/a.jpg").action == "deleted"  # the entry goes with its last key
+    late = ingestor.commit(early)
+    assert late.action == "created" and late.id == first.id and "embed" in late.ms
+    (entry,) = entries(stack).values()
+    width, height = read_dimensions(read("astronaut.jpg"), "jpeg")
+    assert entry.keys == ("images/b.jpg",) and (entry.meta["width"], entry.meta["height"]) == (width, height)
+    assert len(entry.features.descriptors) > 0

@@ -382,3 +382,43 @@ def test_report_notes_cover_every_note_the_report_renders() -> None:
     assert {"advice", "latency", "latency_synthetic", "capacity"} <= used
     page = report.PAGE.read_text()
     assert "$text" in page and "$choice" in page
+
+
+def test_the_ingest_goal_says_where_the_time_beyond_the_model_goes() -> None:
+    before = {  # a run from before the batches overlapped their stages
+        "ratio": 0.46,
+        "ingest_per_s": 2.29,
+        "model_per_s": 5.0,
+        "ingest_mean_ms": 437.0,
+        "stages_mean_ms": {
+            "s3_get": 20.0,
+            "sha256": 1.0,
+            "decode": 90.0,
+            "embed": 200.0,
+            "features": 40.0,
+            "write": 16,
+        },
+    }
+    goal = report.ingest_goal({"ingest_large": before})
+    assert (
+        goal is not None
+        and goal["met"] is False
+        and goal["why"] == "costliest stage besides the model: decode (90.0 ms, 38 %)"
+    )
+    batches = {
+        **before,
+        "ratio": 0.7,
+        "ingest_per_s": 3.5,
+        "ingest_mean_ms": 285.7,
+        "batch_size": 5,
+        "batch_stages_mean_ms": {"read": 30, "sha256": 1, "decode": 30, "features": 12, "embed": 230, "index": 90},
+        "cpu_ms": {"ingest": 320.0, "model": 200.0},
+    }
+    goal = report.ingest_goal({"ingest_large": batches})
+    assert goal is not None and goal["measured"] == "0.70× (3.50 vs 5.00 images/s)"
+    assert "the model took 230 ms in the batches" in goal["why"] and "waited 55.7 ms" in goal["why"]
+    assert "CPU per image 320 ms vs the model's 200 ms" in goal["why"]
+    met = report.ingest_goal({"ingest_large": {**batches, "ratio": 0.85}})
+    assert met is not None and met["met"] is True and met["why"] == ""
+    section = "\n".join(report.ingest_section({"ingest_large": {**batches, "images": [{"mp": 16.8}]}}))
+    assert "in batches of 5, overlapping" in section and "CPU time (this process)" in section

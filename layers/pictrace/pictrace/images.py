@@ -16,8 +16,11 @@ os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(1 << 28))
 import cv2
 
 SUPPORTED = ("jpeg", "png", "webp", "bmp", "tiff")
-#: decoded images keep at least this many pixels on their long side (large JPEGs are reduced while decoding)
+#: decoded images keep at least this many pixels on their long side unless the caller says what it needs
+#: (large JPEGs are reduced while decoding)
 DECODE_LONG_SIDE = 1024
+#: the reductions a JPEG can be decoded at (libjpeg scales in the DCT), largest first
+_JPEG_REDUCTIONS = ((8, cv2.IMREAD_REDUCED_COLOR_8), (4, cv2.IMREAD_REDUCED_COLOR_4), (2, cv2.IMREAD_REDUCED_COLOR_2))
 
 
 @dataclass(frozen=True)
@@ -146,8 +149,23 @@ def _looks_complete(data: bytes, fmt: str) -> bool:
     return True
 
 
-def decode_image(data: bytes, *, max_bytes: int, max_pixels: int) -> DecodedImage:
-    """Validate and decode image bytes into BGR pixels; raise InvalidImage/ImageTooLarge saying what is wrong."""
+def reduction(width: int, height: int, short_side: int = 0, long_side: int = DECODE_LONG_SIDE) -> int:
+    """The largest JPEG reduction (1, 2, 4 or 8) whose decoded image keeps at least short_side pixels on its short
+    side and long_side on its long side (a reduced side is the original's divided by it, rounded up)."""
+    short, long = min(width, height), max(width, height)
+    for factor, _flag in _JPEG_REDUCTIONS:
+        if -(-short // factor) >= short_side and -(-long // factor) >= long_side:
+            return factor
+    return 1
+
+
+def decode_image(
+    data: bytes, *, max_bytes: int, max_pixels: int, short_side: int = 0, long_side: int = DECODE_LONG_SIDE
+) -> DecodedImage:
+    """Validate and decode image bytes into BGR pixels; raise InvalidImage/ImageTooLarge saying what is wrong.
+
+    short_side, long_side: the pixels the decoded image must keep on its short and long side (or all it has); a
+    JPEG is decoded reduced (reduction) when that still leaves them, other formats at full size."""
     if not data:
         raise InvalidImage("empty file (0 bytes)")
     if len(data) > max_bytes:
@@ -164,15 +182,7 @@ def decode_image(data: bytes, *, max_bytes: int, max_pixels: int) -> DecodedImag
         raise InvalidImage(f"truncated {fmt.upper()}: the file ends before the image data does")
     flags = cv2.IMREAD_COLOR
     if fmt == "jpeg":
-        long_side = max(width, height)
-        for factor, flag in (
-            (8, cv2.IMREAD_REDUCED_COLOR_8),
-            (4, cv2.IMREAD_REDUCED_COLOR_4),
-            (2, cv2.IMREAD_REDUCED_COLOR_2),
-        ):
-            if long_side // factor >= DECODE_LONG_SIDE:
-                flags = flag
-                break
+        flags = dict(_JPEG_REDUCTIONS).get(reduction(width, height, short_side, long_side), cv2.IMREAD_COLOR)
     buf = np.frombuffer(data, dtype=np.uint8)
     try:
         bgr = cv2.imdecode(buf, flags)

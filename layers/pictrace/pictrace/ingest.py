@@ -2,18 +2,29 @@
 
 Each S3 record is handled by looking at the bucket as it is (not at what the event claims), so redelivered,
 duplicated or reordered events all converge on the same index.
+
+A key goes through four stages: read (the object's bytes and their SHA-256), decode (as small as the later stages
+allow, pictrace.pipeline.decode_content, then the rerank features), embed (the model) and index (the index's reads
+and writes, the only stage that depends on what came before). Within a batch, ReadAhead runs the first three for
+the next keys while the current key's stage runs, each stage in the batch's order on a thread of its own (the
+model, OpenCV and S3 I/O release the GIL); the index stage stays in order on the caller's thread.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import time
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import unquote_plus
 
+import numpy as np
 from aws_lambda_powertools.utilities.data_classes import S3Event
 
 from pictrace.embedding import Embedder, get_embedder
@@ -23,22 +34,51 @@ from pictrace.index.layout import Entry, now_iso
 from pictrace.index.store import IndexStore
 from pictrace.index.vectors import refused_vector
 from pictrace.modelfetch import ensure_model
-from pictrace.pipeline import prepare
+from pictrace.pipeline import Decoded, decode_content
+from pictrace.rerank import Features, compute_features
 from pictrace.settings import Settings, get_settings
 from pictrace.snapstart import WARM_UP
-from pictrace.storage import Store
+from pictrace.storage import Store, StoredObject
 
 logger = logging.getLogger(__name__)
+
+#: keys of a batch read, decoded or embedded ahead of the one being indexed (each holds its bytes until indexed)
+READ_AHEAD = 2
 
 
 @dataclass(frozen=True)
 class Outcome:
-    """What ingesting one key did: created, added, unchanged, removed, deleted, absent, failed or ignored."""
+    """What ingesting one key did: created, added, unchanged, removed, deleted, absent, failed or ignored; ms: the
+    milliseconds of each stage that ran (read, sha256, decode, features, embed, index)."""
 
     key: str
     action: str
     id: str | None = None
     reason: str | None = None
+    ms: dict[str, float] = field(default_factory=dict, compare=False)
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """A key as read (and, unless its entry existed when read, decoded and embedded), before the index stage.
+
+    obj: None when the key holds nothing; refusal: why its bytes cannot be indexed (too large, not a valid image);
+    absent: the index had no entry for these bytes when they were decoded; ms: the milliseconds of each stage so far.
+    """
+
+    key: str
+    obj: StoredObject | None = None
+    entry_id: str | None = None
+    refusal: str | None = None
+    decoded: Decoded | None = None
+    features: Features | None = None
+    embedding: np.ndarray | None = None
+    absent: bool = False
+    ms: dict[str, float] = field(default_factory=dict)
+
+    def timed(self, stage: str, started: float, **changes: Any) -> Loaded:
+        """A copy with the changes and the stage's milliseconds since started (perf_counter)."""
+        return replace(self, **changes, ms={**self.ms, stage: round((time.perf_counter() - started) * 1000, 2)})
 
 
 class Ingestor:
@@ -60,6 +100,7 @@ class Ingestor:
         backend = backend or open_backend(settings, self.store)
         self.index = IndexStore(self.store, settings.index_prefix, on_change=backend.on_change)
         self._embedder = embedder
+        self.ahead: ReadAhead | None = None  # a batch's keys being read ahead (read_ahead)
 
     @property
     def embedder(self) -> Embedder:
@@ -77,36 +118,91 @@ class Ingestor:
     def renew(self) -> None:
         """After a SnapStart restore: nothing of its own to renew (its clients are the process's)."""
 
+    def wants(self, key: str) -> bool:
+        """Whether the key is one this ingestor indexes (under the images prefix)."""
+        return key.startswith(self.settings.images_prefix)
+
     def sync_key(self, key: str) -> Outcome:
         """Index what the key holds now, or drop it from the index if it holds nothing."""
-        if not key.startswith(self.settings.images_prefix):
+        if not self.wants(key):
             logger.info("ignoring %s: not under %s", key, self.settings.images_prefix)
             return Outcome(key, "ignored")
+        ahead = self.ahead.take(key) if self.ahead is not None else None
+        loaded = ahead.result() if ahead is not None else self.embed(self.decode(self.read(key)))
+        return self.commit(loaded)
+
+    # --- the stages; read, decode and embed neither write nor depend on the index (read_ahead runs them early)
+    def read(self, key: str) -> Loaded:
+        """The key's bytes and their SHA-256 (the entry id), or what keeps them from being indexed."""
+        started = time.perf_counter()
         size = self.store.size(key)
         if size is None:
-            return self.remove_key(key)
+            return Loaded(key).timed("read", started)
         if size > self.settings.max_bytes:
             reason = f"image is {size} bytes; the limit is {self.settings.max_bytes} bytes (max_bytes)"
-            return self._fail(key, reason, None)
+            return Loaded(key).timed("read", started, refusal=reason)
         try:
             obj = self.store.get(key)
         except NotFound:
-            return self.remove_key(key)
-        entry_id = hashlib.sha256(obj.body).hexdigest()
+            return Loaded(key).timed("read", started)
+        loaded = Loaded(key).timed("read", started, obj=obj)
+        started = time.perf_counter()
+        return loaded.timed("sha256", started, entry_id=hashlib.sha256(obj.body).hexdigest())
+
+    def decode(self, loaded: Loaded) -> Loaded:
+        """The image decoded and its rerank features, unless the index has its entry already (nothing to compute)
+        or the bytes are not a valid image (the refusal says why)."""
+        if loaded.obj is None or loaded.refusal is not None or loaded.entry_id is None:
+            return loaded
+        if self.index.has_entry(loaded.entry_id):
+            return loaded
+        started = time.perf_counter()
+        s = self.settings
+        try:
+            decoded = decode_content(loaded.obj.body, max_bytes=s.max_bytes, max_pixels=s.max_pixels)
+        except InvalidImage as exc:
+            return loaded.timed("decode", started, refusal=str(exc), absent=True)
+        loaded = loaded.timed("decode", started, decoded=decoded, absent=True)
+        started = time.perf_counter()
+        return loaded.timed("features", started, features=compute_features(decoded.content))
+
+    def embed(self, loaded: Loaded) -> Loaded:
+        """The decoded content's embedding (the model), when there is a decoded image."""
+        if loaded.decoded is None or loaded.embedding is not None:
+            return loaded
+        model = self._checked_embedder()
+        started = time.perf_counter()
+        return loaded.timed("embed", started, embedding=model.embed([loaded.decoded.content])[0])
+
+    def commit(self, loaded: Loaded) -> Outcome:
+        """The index stage: bring the index in line with what was read (decoding and embedding now if the entry
+        went missing since the key was read)."""
+        started, before = time.perf_counter(), sum(loaded.ms.values())
+        outcome, loaded = self._commit(loaded)
+        late = sum(loaded.ms.values()) - before  # stages that had to run here
+        index_ms = (time.perf_counter() - started) * 1000 - late
+        return replace(outcome, ms={**loaded.ms, "index": round(index_ms, 2)})
+
+    def _commit(self, loaded: Loaded) -> tuple[Outcome, Loaded]:
+        key, obj, entry_id = loaded.key, loaded.obj, loaded.entry_id
+        if obj is None or entry_id is None:  # nothing there, or too large to read
+            return (self._fail(key, loaded.refusal, None) if loaded.refusal else self.remove_key(key)), loaded
         previous = self.index.pointer(key)
         if previous is not None and previous != entry_id:
             self.index.remove_key(key)  # the key now holds other bytes
-        if self.index.has_entry(entry_id):
-            action = self.index.add_key(entry_id, key, pointed=previous == entry_id)
-            return Outcome(key, action, entry_id)
-        try:
-            prepared = prepare(
-                obj.body, self._checked_embedder, max_bytes=self.settings.max_bytes, max_pixels=self.settings.max_pixels
-            )
-        except InvalidImage as exc:
-            return self._fail(key, str(exc), obj.etag)
+        # an entry made since it was found absent is one create_or_add_key adds the key to
+        if not loaded.absent and self.index.has_entry(entry_id):
+            return Outcome(key, self.index.add_key(entry_id, key, pointed=previous == entry_id), entry_id), loaded
+        if loaded.refusal is None and loaded.embedding is None:
+            # the entry was there when the key was read, and is gone now: decode and embed here and now
+            loaded = self.embed(self.decode(loaded))
+        if loaded.refusal is not None:
+            return self._fail(key, loaded.refusal, obj.etag), loaded
+        if loaded.decoded is None or loaded.features is None or loaded.embedding is None:
+            raise RuntimeError(f"{key} was neither refused nor prepared")  # the stages above rule it out
+        prepared = loaded.decoded.prepared(loaded.embedding, loaded.features)
         if (refused := refused_vector(prepared.embedding)) is not None:  # no cosine for it (nor in S3 Vectors)
-            return self._fail(key, refused, obj.etag)
+            return self._fail(key, refused, obj.etag), loaded
         meta = {
             **prepared.described(),
             "created": now_iso(),
@@ -116,7 +212,7 @@ class Ingestor:
         entry = Entry(entry_id, (key,), prepared.embedding, prepared.features, meta)
         action = self.index.create_or_add_key(entry, key)
         logger.info("indexed %s as %s (%s)", key, entry_id, action)
-        return Outcome(key, action, entry_id)
+        return Outcome(key, action, entry_id), loaded
 
     def remove_key(self, key: str) -> Outcome:
         """Drop a key that no longer exists from the index."""
@@ -134,6 +230,76 @@ class Ingestor:
         logger.warning("cannot index %s: %s", key, reason)
         self.index.record_failure(key, reason, etag)
         return Outcome(key, "failed", reason=reason)
+
+
+class ReadAhead:
+    """A batch's keys, read, decoded and embedded ahead of their index stage: each of those stages on a thread of
+    its own, in the batch's order, at most READ_AHEAD keys past the one being indexed.
+
+    A key's read may happen before the keys ahead of it are indexed, never before its event was received: what it
+    reads is what the key held at some moment after the event, as when it is read in turn. A stage's exception is
+    raised where the key is taken (its record fails, and is retried); what is not taken is dropped by close.
+    """
+
+    def __init__(self, ingestor: Ingestor, keys: Iterable[str]) -> None:
+        self.ingestor = ingestor
+        self._todo = deque(k for k in keys if ingestor.wants(k))
+        self._pending: dict[str, deque[Future[Loaded]]] = {}
+        self._in_flight = 0
+        self._readers = ThreadPoolExecutor(1, thread_name_prefix="ingest-read")
+        self._model = ThreadPoolExecutor(1, thread_name_prefix="ingest-embed")
+        self._fill()
+
+    def _fill(self) -> None:
+        while self._todo and self._in_flight < READ_AHEAD:
+            key = self._todo.popleft()
+            decoded = self._readers.submit(self._read_and_decode, key)
+            self._pending.setdefault(key, deque()).append(self._model.submit(self._embed, decoded))
+            self._in_flight += 1
+
+    def _read_and_decode(self, key: str) -> Loaded:
+        return self.ingestor.decode(self.ingestor.read(key))
+
+    def _embed(self, decoded: Future[Loaded]) -> Loaded:
+        return self.ingestor.embed(decoded.result())
+
+    def take(self, key: str) -> Future[Loaded] | None:
+        """The key's next pending read (its stages' result), or None when the batch does not have it."""
+        queue = self._pending.get(key)
+        if not queue:
+            return None
+        future = queue.popleft()
+        self._in_flight -= 1
+        self._fill()
+        return future
+
+    def close(self) -> None:
+        """Drop what was not taken and stop the threads."""
+        self._todo.clear()
+        for executor in (self._readers, self._model):
+            executor.shutdown(wait=True, cancel_futures=True)
+        self._pending.clear()
+
+
+@contextmanager
+def read_ahead(sqs_event: dict[str, Any], ingestor: Ingestor | None = None) -> Iterator[Ingestor]:
+    """While inside, the ingestor's sync_key takes the keys the SQS batch's S3 notifications name from a ReadAhead
+    (records whose body is not an S3 notification are left to the record handler to fail)."""
+    ingestor = ingestor or get_ingestor()
+    keys = []
+    for record in sqs_event.get("Records", []):
+        try:
+            body = json.loads(record["body"])
+            keys += [key for bucket, key in keys_of(body) if bucket == ingestor.settings.bucket]
+        except (KeyError, TypeError, ValueError):
+            continue
+    ahead = ReadAhead(ingestor, keys)
+    ingestor.ahead = ahead
+    try:
+        yield ingestor
+    finally:
+        ingestor.ahead = None
+        ahead.close()
 
 
 _ingestor: Ingestor | None = None

@@ -5,6 +5,7 @@ backfill (through ingest) all run it."""
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,9 +15,16 @@ import numpy as np
 
 from pictrace.embedding import Embedder
 from pictrace.images import DecodedImage, decode_image
-from pictrace.rerank import Features, QueryFeatures, as_query, compute_features, content_box
+from pictrace.rerank import ORB_LONG_SIDE, Features, QueryFeatures, as_query, compute_features, content_box
 
 logger = logging.getLogger(__name__)
+
+#: the largest side any embedding preprocessing (pictrace.embedding.PREPROCESS) resizes an image to: sscd-square320's
+#: 320 (sscd-short288 takes a short side of 288, Keras' ResNet50 224x224). The content keeps at least this many
+#: pixels on its short side, so the model never gets an enlarged image.
+MODEL_SHORT_SIDE = 320
+#: the content keeps at least this many pixels on its long side: what ORB runs on (thumbnail and gist need less)
+FEATURES_LONG_SIDE = ORB_LONG_SIDE
 
 
 class Timer:
@@ -39,6 +47,45 @@ class Timer:
 
 
 @dataclass(frozen=True)
+class Decoded:
+    """An image decoded as small as the later stages allow, and its content (without the uniform border)."""
+
+    image: DecodedImage
+    box: tuple[int, int, int, int]  # the content within the decoded pixels: top, bottom, left, right
+    size: int  # bytes
+
+    @property
+    def content(self) -> np.ndarray:
+        """BGR without the uniform border (padding is not content)."""
+        top, bottom, left, right = self.box
+        return self.image.bgr[top:bottom, left:right]
+
+    def prepared(self, embedding: np.ndarray, features: Features) -> Prepared:
+        """The pipeline's result, given the content's embedding and rerank features."""
+        return Prepared(self.image, self.content, embedding, features, self.size, self.box)
+
+
+def decode_content(data: bytes, *, max_bytes: int, max_pixels: int) -> Decoded:
+    """Decode within the limits (InvalidImage, ImageTooLarge) at the smallest size whose content (the image
+    without its uniform border) still has MODEL_SHORT_SIDE pixels on its short side and FEATURES_LONG_SIDE on its
+    long side, or all the file has; and find that content."""
+    short_side, long_side = MODEL_SHORT_SIDE, FEATURES_LONG_SIDE
+    while True:
+        image = decode_image(
+            data, max_bytes=max_bytes, max_pixels=max_pixels, short_side=short_side, long_side=long_side
+        )
+        box = content_box(image.bgr)  # uniform padding is not content (on the indexed and the query side alike)
+        h, w = box[1] - box[0], box[3] - box[2]
+        # a trimmed border can leave the content short of what the stages need: decode less reduced (rare)
+        short_of = max(MODEL_SHORT_SIDE / min(h, w), FEATURES_LONG_SIDE / max(h, w))
+        reduced = max(image.bgr.shape[:2]) < max(image.width, image.height)
+        if short_of <= 1 or not reduced:
+            return Decoded(image, box, len(data))
+        short_side = max(short_side + 1, math.ceil(min(image.bgr.shape[:2]) * short_of))
+        long_side = max(long_side + 1, math.ceil(max(image.bgr.shape[:2]) * short_of))
+
+
+@dataclass(frozen=True)
 class Prepared:
     """What the pipeline made of one image's bytes."""
 
@@ -56,8 +103,10 @@ class Prepared:
     def content_box(self) -> list[int]:
         """The content's box (x0, y0, x1, y1) in the file's pixels (an image may be decoded smaller)."""
         top, bottom, left, right = self.box
-        sx, sy = self.image.width / self.image.bgr.shape[1], self.image.height / self.image.bgr.shape[0]
-        return [round(left * sx), round(top * sy), round(right * sx), round(bottom * sy)]
+        # a reduction is the same on both axes; the long sides compare right even when the decoder turned the
+        # image upright (EXIF orientation) and the file's width and height are the other way round
+        scale = max(self.image.width, self.image.height) / max(self.image.bgr.shape[:2])
+        return [round(left * scale), round(top * scale), round(right * scale), round(bottom * scale)]
 
     def described(self) -> dict[str, Any]:
         """Format, width, height and bytes, as results describe a query."""
@@ -72,19 +121,19 @@ def prepare(
     max_pixels: int,
     timer: Timer | None = None,
 ) -> Prepared:
-    """Decode within the limits (InvalidImage, ImageTooLarge), trim the border, embed, compute rerank features.
+    """Decode within the limits (InvalidImage, ImageTooLarge) as small as the stages allow (decode_content), trim
+    the border, embed, compute rerank features.
 
     embedder: asked for once the image is known to be valid (so an invalid image never loads the model).
     timer: laps "decode" (decoding and trimming) and "embed" (embedding and features).
     """
-    image = decode_image(data, max_bytes=max_bytes, max_pixels=max_pixels)
-    box = content_box(image.bgr)  # uniform padding is not content (on the indexed and the query side alike)
-    content = image.bgr[box[0] : box[1], box[2] : box[3]]
+    decoded = decode_content(data, max_bytes=max_bytes, max_pixels=max_pixels)
     if timer is not None:
         timer.lap("decode")
     model = embedder()
+    content = decoded.content
     embedding = model.embed([content])[0]
     features = compute_features(content)
     if timer is not None:
         timer.lap("embed")
-    return Prepared(image, content, embedding, features, len(data), box)
+    return decoded.prepared(embedding, features)
