@@ -8,15 +8,16 @@ float32 and once as float16 from the same vectors, each next to a manifest.json 
 row holds both matrices the real index holds: "embedding" (512-d unit vectors, SSCD's width; --dim for another
 model's) and "gist" (256-d, zero-mean, unit), and one key, images/<k % 100>/<k>.jpg, so a folder mask can be measured.
 
-Each (N, dtype) is then measured in a fresh process (`python -m bench.capacity --child ...`), so its memory
-figures are its own: resident memory (RSS) before the load, after it and a gc.collect(), and the process's peak;
-the bytes of the index's matrices; the cold load (EmbeddingIndex.refresh(force=True) over a SegmentedView, the
-code the search runs) and the GETs it sent; and the scan the search runs (EmbeddingIndex.candidates: the top k by
-centred embedding cosine and the top k by gist correlation over the query's 8 turns), p50 over a few queries,
-plus one scan masked to the folder images/7/. The store is the local file system, not S3: before each process
-the store's files are written back and dropped from the page cache (posix_fadvise DONTNEED), so every load reads
-its segments from the local disk, whatever the runs before it left cached; the load time is that plus the parse,
-fold and build. Each result carries a digest of the pictrace modules it ran (they may be edited between runs).
+Each (N, dtype) is then measured in a fresh process (`python -m bench.capacity --child ...`), so its memory figures
+are its own: resident memory (RSS) before the load, after it and a gc.collect(), and the process's peak; the bytes
+of the index's matrices and what else the index and its view hold (their footprint()); the cold load
+(EmbeddingIndex.refresh(force=True) over a SegmentedView, the code the search runs) and the GETs it sent; and the
+scan the search runs (EmbeddingIndex.candidates: the top k by centred embedding cosine and the top k by gist
+correlation over the query's 8 turns), p50 over a few queries, plus one scan masked to the folder images/7/. The
+store is the local file system, not S3: before each process the store's files are written back and dropped from the
+page cache (posix_fadvise DONTNEED), so every load reads its segments from the local disk, whatever the runs before
+it left cached; the load time is that plus the parse, fold and build. Each result carries a digest of the pictrace
+modules it ran (they may be edited between runs).
 
 float16 against float32: the queries are noisy copies of stored rows (the row rounded through float16, so it is
 the same query whichever dtype was loaded, plus Gaussian noise of 0.05 per dimension, renormalised), identical
@@ -382,7 +383,8 @@ def measure(root: Path, queries_path: Path) -> dict[str, Any]:
     gc.collect()
     rss_before = rss()
     index_store = IndexStore(cast(Store, store), INDEX_PREFIX)
-    index = EmbeddingIndex(SegmentedView(SegmentStore(index_store)), refresh_seconds=0)
+    view = SegmentedView(SegmentStore(index_store))
+    index = EmbeddingIndex(view, refresh_seconds=0)
     started = time.perf_counter()
     index.refresh(force=True)
     load_s = time.perf_counter() - started
@@ -393,6 +395,7 @@ def measure(root: Path, queries_path: Path) -> dict[str, Any]:
     rss_trimmed = rss_after - malloc_trim()  # what the C heap held freed but resident (then given back)
     counts = dict(store.counts)
     matrices = {name: int(m.nbytes) for name, m in index.matrices.items()}
+    held = {**index.footprint(), **view.footprint()}
 
     started = time.perf_counter()
     index.candidates(embeddings[0], gists[0], K)  # the first scan of a snapshot also computes its centring
@@ -416,6 +419,7 @@ def measure(root: Path, queries_path: Path) -> dict[str, Any]:
         "matrices": matrices,
         "matrix_dtypes": {name: str(m.dtype) for name, m in index.matrices.items()},
         "matrices_bytes": sum(matrices.values()),
+        "held": held,
         "rss_before": rss_before,
         "rss_after_load": rss_loaded,
         "rss_after_gc": rss_after,

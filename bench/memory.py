@@ -3,7 +3,8 @@
 Run by bench.run with the environment pointing at the bench's local stack (its 1,000 real entries); synthetic
 rows (bench.stack.PaddedIndex) make up the rest of N. Measures the process's resident set size (RSS)
 before and after the first refresh (which loads every entry and keeps its vectors: embedding, gist), after a
-garbage collection, and what the index object itself holds (matrices, ids, keys, etags). Prints one JSON object.
+garbage collection, and what the index object itself holds (EmbeddingIndex.footprint: matrices, ids, keys,
+versions). Prints one JSON object.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ def main(argv: list[str]) -> int:
     from pictrace.settings import Settings
     from pictrace.storage import Store
 
-    from bench.stack import PaddedIndex, index_bytes
+    from bench.stack import PaddedIndex
 
     settings = Settings.from_env()
     store = Store(settings.bucket)
@@ -53,7 +54,7 @@ def main(argv: list[str]) -> int:
     after_refresh = rss()
     gc.collect()
     after_gc = rss()
-    held = index_bytes(index)
+    held = index.footprint()
     vectors = {name: int(m.nbytes) for name, m in index.matrices.items()}
     print(
         json.dumps(
