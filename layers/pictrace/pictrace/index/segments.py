@@ -234,11 +234,14 @@ class _Held:
     @classmethod
     def of(cls, seg: Segment) -> _Held:
         """What the view keeps of a segment it has read (header only, or whole)."""
-        return cls(RowIds.of(seg.ids), KeyTable.of(seg.keys), list(seg.deleted), seg.dims, seg.matrices)
+        ids = RowIds.of(seg.ids)
+        if bool(np.all(ids.packed[1:] >= ids.packed[:-1])):  # rows in id order: no sort order kept
+            ids = RowIds(ids.packed, ids.hexed, ordered=True)
+        return cls(ids, KeyTable.of(seg.keys), list(seg.deleted), seg.dims, seg.matrices)
 
 
-def _fold(held: list[_Held]) -> tuple[RowIds, np.ndarray, np.ndarray]:
-    """fold() over packed segments: the live ids (sorted) with the number of their segment and their row there."""
+def _fold(held: list[_Held]) -> list[np.ndarray]:
+    """fold() over packed segments: per segment, which of its rows are live."""
     parts: list[RowIds] = []
     numbers: list[np.ndarray] = []
     rows: list[np.ndarray] = []
@@ -250,17 +253,20 @@ def _fold(held: list[_Held]) -> tuple[RowIds, np.ndarray, np.ndarray]:
         parts.append(h.ids)
         numbers.append(np.full(len(h.ids), n, np.int32))
         rows.append(np.arange(len(h.ids), dtype=np.int32))
+    live = [np.zeros(len(h.ids), bool) for h in held]
     every = RowIds.concat(parts)
     if not len(every):
-        return every, np.zeros(0, np.int32), np.zeros(0, np.int32)
+        return live
     order = np.argsort(every.packed, kind="stable")  # equal ids stay in the order they were applied
     ordered = every.packed[order]
     last = np.ones(len(order), bool)
     last[:-1] = ordered[1:] != ordered[:-1]
     pick = order[last]
+    del every, order, ordered, last
     segment, row = np.concatenate(numbers)[pick], np.concatenate(rows)[pick]
-    live = row >= 0
-    return RowIds(every.packed[pick[live]], every.hexed, ordered=True), segment[live], row[live]
+    for n, mask in enumerate(live):
+        mask[row[(segment == n) & (row >= 0)]] = True
+    return live
 
 
 class SegmentedView(RowSource):
@@ -281,9 +287,7 @@ class SegmentedView(RowSource):
         self._manifest_etag: str | None = None
         self._loaded: dict[str, _Held] = {}  # in the manifest's order
         self._keys: list[str] = []
-        self._live = RowIds.of([])
-        self._live_segment = np.zeros(0, np.int32)  # per live id: its segment's number in _keys
-        self._live_row = np.zeros(0, np.int32)  # and its row there
+        self._live: list[np.ndarray] = []  # per segment in _keys: which of its rows are live
         self._missing: dict[str, str] = {}  # id -> marker ETag of changed entries found deleted
         self._sizes: dict[str, int] = {}
         self._entries = EntryRows(segments.index_store)
@@ -295,7 +299,7 @@ class SegmentedView(RowSource):
         return {
             "view: segment ids": sum(h.ids.nbytes for h in held),
             "view: segment keys": sum(h.keys.nbytes for h in held),
-            "view: live rows": self._live.nbytes + int(self._live_segment.nbytes + self._live_row.nbytes),
+            "view: live rows": sum(int(m.nbytes) for m in self._live),
             "view: matrices": sum(int(m.nbytes) for h in held for m in h.matrices.values()),
         }
 
@@ -319,59 +323,75 @@ class SegmentedView(RowSource):
             self._loaded = {k: self._loaded.get(k) or fresh[k] for k in keys}
             del fresh
             self._keys = keys
-            self._live, self._live_segment, self._live_row = _fold([self._loaded[k] for k in keys])
+            self._live = _fold([self._loaded[k] for k in keys])
             self._manifest_etag = etag
         listing = self._listing(markers)
         self._missing = {i: e for i, e in self._missing.items() if markers.get(i) == e}
         return listing, lambda ids: self._load(ids, listing)
 
+    def _find(self, ids: RowIds) -> tuple[np.ndarray, np.ndarray]:
+        """The segment number (in _keys) and row of each live id; -1, -1 for the others."""
+        number = np.full(len(ids), -1, np.intp)
+        row = np.full(len(ids), -1, np.intp)
+        for n, key in enumerate(self._keys):
+            found = self._loaded[key].ids.find(ids)
+            hit = found >= 0
+            hit[hit] = self._live[n][found[hit]]
+            number[hit], row[hit] = n, found[hit]
+        return number, row
+
     def _listing(self, markers: dict[str, str]) -> Listing:
         """Every live id with its token: "s:" + its segment's key, or "c:" + the ETag of its change marker."""
         tokens = ["s:" + k for k in self._keys]
-        codes = self._live_segment.astype(np.int64)
-        live = np.ones(len(self._live), bool)
+        rows = [np.flatnonzero(m) for m in self._live]
+        live = RowIds.concat([self._loaded[k].ids.take(r) for k, r in zip(self._keys, rows, strict=True)])
+        codes = np.repeat(np.arange(len(rows), dtype=np.int64), [len(r) for r in rows])
+        kept = np.ones(len(live), bool)
         extra: list[str] = []
         extra_codes: list[int] = []
         if markers:
             marked = list(markers)
-            rows = self._live.find(marked)
-            for i, row in zip(marked, rows.tolist(), strict=True):
+            number, row = self._find(RowIds.of(marked))
+            starts = np.cumsum([0, *(len(r) for r in rows)])
+            for i, n, r in zip(marked, number.tolist(), row.tolist(), strict=True):
+                at = int(starts[n] + np.searchsorted(rows[n], r)) if n >= 0 else -1  # its place in `live`
                 marker_etag = markers[i]
                 if self._missing.get(i) == marker_etag:  # read since that marker: deleted
-                    if row >= 0:
-                        live[row] = False
+                    if at >= 0:
+                        kept[at] = False
                     continue
                 tokens.append("c:" + marker_etag)
-                if row >= 0:
-                    codes[row] = len(tokens) - 1
+                if at >= 0:
+                    codes[at] = len(tokens) - 1
                 else:
                     extra.append(i)
                     extra_codes.append(len(tokens) - 1)
-        kept = np.flatnonzero(live)
-        ids = RowIds.concat([self._live.take(kept), RowIds.of(extra)]) if extra else self._live.take(kept)
-        return Listing(ids, np.concatenate([codes[kept], np.array(extra_codes, np.int64)]), tokens)
+        if kept.all() and not extra:
+            return Listing(live, codes, tokens)
+        keep = np.flatnonzero(kept)
+        ids = RowIds.concat([live.take(keep), RowIds.of(extra)])
+        return Listing(ids, np.concatenate([codes[keep], np.array(extra_codes, np.int64)]), tokens)
 
     def _load(self, ids: list[str], listing: Listing) -> Loaded:
         asked = RowIds.of(ids)
         where = listing.ids.find(asked)
         assert bool((where >= 0).all()), "ids are loaded from the listing they came with"
-        segments = len(self._keys)
-        changed = listing.codes[where] >= segments
+        changed = listing.codes[where] >= len(self._keys)
         entry_ids = asked.take(np.flatnonzero(changed))
         rows = read_rows(self.segments.index_store, list(entry_ids))
         for i, row in rows.items():
             if row is None:
                 self._missing[i] = listing[i][2:]
         from_segments = asked.take(np.flatnonzero(~changed))
-        live = self._live.find(from_segments)
-        number, row_number = self._live_segment[live], self._live_row[live]
+        number, row_number = self._find(from_segments)
+        assert bool((number >= 0).all()), "an id listed with a segment's token is live in it"
         order = np.lexsort((row_number, number))  # by segment, then by row
         blocks = []
         bounds = np.flatnonzero(np.diff(number[order])) + 1
         for part in np.split(order, bounds) if len(order) else []:
             key = self._keys[int(number[part[0]])]
             held = self._loaded[key]
-            at = row_number[part].astype(np.intp)
+            at = row_number[part]
             blocks.append(Block(key, from_segments.take(part), held.keys.take(at), at, dict(held.dims)))
         return Loaded(rows, blocks, self._matrices)
 
