@@ -203,6 +203,14 @@ def rss() -> int:
     return int(psutil.Process().memory_info().rss)
 
 
+def resident_file() -> int:
+    """This process's resident pages backed by files (RssFile: code of the libraries it has run, mapped files)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("RssFile:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
 def peak_rss() -> int:
     """This process's peak resident set size so far, in bytes: VmHWM, the high-water mark of its own memory.
     (ru_maxrss starts at the RSS of the parent it was forked from, so a child of a big process reads high.)"""
@@ -381,7 +389,7 @@ def measure(root: Path, queries_path: Path) -> dict[str, Any]:
         embeddings, gists = q["embedding"], q["gists"]
     store = FileStore(root)
     gc.collect()
-    rss_before = rss()
+    rss_before, file_before = rss(), resident_file()
     index_store = IndexStore(cast(Store, store), INDEX_PREFIX)
     view = SegmentedView(SegmentStore(index_store))
     index = EmbeddingIndex(view, refresh_seconds=0)
@@ -390,7 +398,7 @@ def measure(root: Path, queries_path: Path) -> dict[str, Any]:
     load_s = time.perf_counter() - started
     rss_loaded = rss()
     gc.collect()
-    rss_after = rss()
+    rss_after, file_after = rss(), resident_file()
     peak_load = peak_rss()
     rss_trimmed = rss_after - malloc_trim()  # what the C heap held freed but resident (then given back)
     counts = dict(store.counts)
@@ -424,6 +432,7 @@ def measure(root: Path, queries_path: Path) -> dict[str, Any]:
         "rss_after_load": rss_loaded,
         "rss_after_gc": rss_after,
         "rss_growth": rss_after - rss_before,
+        "rss_file_growth": file_after - file_before,  # of rss_growth: file-backed pages (code first run)
         "rss_after_malloc_trim": rss_trimmed,
         "peak_rss_load": peak_load,
         "peak_rss": peak_rss(),
