@@ -427,7 +427,9 @@ def scan_goal(r: dict[str, Any]) -> Goal | None:
 MEMORY_TARGET = 1.1  # the index's resident memory over its raw vector bytes
 
 
-def _memory_goal(n: int, how: str, growth: int, raw: int, held: dict[str, int], file_backed: int) -> Goal:
+def _memory_goal(
+    n: int, how: str, growth: int, raw: int, held: dict[str, int], file_backed: int, holder: str = "the index holds"
+) -> Goal:
     """The memory goal at one N: resident growth over the vectors' bytes, and the largest cost besides them."""
     ratio = growth / raw
     parts = {k: float(v) for k, v in held.items() if not k.startswith("matrix")}
@@ -435,8 +437,8 @@ def _memory_goal(n: int, how: str, growth: int, raw: int, held: dict[str, int], 
     parts["allocations the load left resident"] = float(max(0, growth - sum(held.values()) - file_backed))
     return _goal(
         f"index memory ≤ {MEMORY_TARGET}× raw vector bytes (N = {n:,}, {how})",
-        f"{ratio:.3f}× resident ({growth / 2**20:.1f} MiB for {raw / 2**20:.1f} MiB of vectors; the index "
-        f"holds {sum(held.values()) / raw:.3f}×)",
+        f"{ratio:.3f}× resident ({growth / 2**20:.1f} MiB for {raw / 2**20:.1f} MiB of vectors; {holder} "
+        f"{sum(held.values()) / raw:.3f}×)",
         ratio <= MEMORY_TARGET,
         f"largest besides the matrices: {_largest_bytes(parts)}" if parts else "",
     )
@@ -463,7 +465,8 @@ def memory_goal_segments(r: dict[str, Any]) -> Goal | None:
     run = max((x for x in runs if x["n"] == n), key=lambda x: x["rss_growth"] / x["matrices_bytes"])
     how = f"{run['dtype']} segments, fresh process"
     growth, file_backed = run["rss_growth"], run.get("rss_file_growth", 0)
-    return _memory_goal(n, how, growth, run["matrices_bytes"], run["held"], file_backed)
+    holder = "the index and its SegmentedView hold"
+    return _memory_goal(n, how, growth, run["matrices_bytes"], run["held"], file_backed, holder)
 
 
 def final_recall_goal(r: dict[str, Any]) -> Goal | None:

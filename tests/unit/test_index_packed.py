@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from pictrace.index.layout import Layout
 from pictrace.index.memory import EmbeddingIndex
-from pictrace.index.packed import KeyTable, Listing, RowIds
+from pictrace.index.packed import KeyTable, Listing, RowIds, live_rows
 from pictrace.index.rows import Block, Loaded, Row
 from pictrace.index.segments import MANIFEST_VERSION, Segment, SegmentedView, SegmentStore, manifest_entry
 from pictrace.index.store import IndexStore
@@ -51,6 +51,15 @@ def test_hex_ids_find_other_ids_as_absent_and_concat_mixes_kinds() -> None:
     assert list(both) == [sha(1), sha(2), "plain"] and both.find(["plain", sha(1)]).tolist() == [2, 0]
     assert list(RowIds.concat([hexed.take(np.array([1])), RowIds.of([])])) == [sha(2)]
     assert len(RowIds.of([])) == 0 and RowIds.of([]).find(["a"]).tolist() == [-1]
+
+
+def test_live_rows_fold_overrides_and_tombstones_in_segment_order() -> None:
+    first = RowIds.of([sha(n) for n in range(4)])
+    second = RowIds.of([sha(1), sha(7)])
+    third = RowIds.of([sha(7)])
+    masks = live_rows([(first, []), (second, [sha(2)]), (third, [sha(7), sha(0)])])  # third deletes 7, re-adds it
+    assert [m.tolist() for m in masks] == [[False, False, False, True], [True, False], [True]]
+    assert live_rows([]) == [] and [m.tolist() for m in live_rows([(RowIds.of([]), [sha(1)])])] == [[]]
 
 
 # --- KeyTable --------------------------------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """Per-row bookkeeping of the in-memory index without a Python object per row: ids (RowIds), keys (KeyTable),
-version tokens (Listing, and 16-byte digests of them), each a few numpy arrays however many rows there are.
+version tokens (Listing, and 16-byte digests of them), each a few numpy arrays however many rows there are; and
+live_rows, the segments' fold over packed ids.
 
 At 100,000 images a str id, a tuple of keys and a dict entry per image cost about as much as a tenth of the
 vectors themselves; these hold the same in about 100 bytes per image.
@@ -293,3 +294,33 @@ class Listing(Mapping[str, str]):
     def digests(self) -> np.ndarray:
         """Each row's version digest (see digests)."""
         return digests(self.tokens)[self.codes] if len(self.codes) else np.empty(0, "S16")
+
+
+def live_rows(segments: Sequence[tuple[RowIds, Sequence[str]]]) -> list[np.ndarray]:
+    """Which rows of each segment (its ids, and the ids it deletes from the segments before it) are live: an id's
+    row in the last segment that holds it, unless a later segment deletes it (pictrace.index.segments.fold)."""
+    parts: list[RowIds] = []
+    numbers: list[np.ndarray] = []
+    rows: list[np.ndarray] = []
+    for n, (ids, deleted) in enumerate(segments):  # in order: tombstones first, then the rows, as fold() does
+        if deleted:
+            parts.append(RowIds.of(list(deleted)))
+            numbers.append(np.full(len(deleted), n, np.int32))
+            rows.append(np.full(len(deleted), -1, np.int32))
+        parts.append(ids)
+        numbers.append(np.full(len(ids), n, np.int32))
+        rows.append(np.arange(len(ids), dtype=np.int32))
+    live = [np.zeros(len(ids), bool) for ids, _ in segments]
+    every = RowIds.concat(parts)
+    if not len(every):
+        return live
+    order = np.argsort(every.packed, kind="stable")  # equal ids stay in the order they were applied
+    ordered = every.packed[order]
+    last = np.ones(len(order), bool)
+    last[:-1] = ordered[1:] != ordered[:-1]
+    pick = order[last]
+    del every, order, ordered, last
+    segment, row = np.concatenate(numbers)[pick], np.concatenate(rows)[pick]
+    for n, mask in enumerate(live):
+        mask[row[(segment == n) & (row >= 0)]] = True
+    return live

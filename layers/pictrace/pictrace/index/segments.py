@@ -30,7 +30,7 @@ import numpy as np
 
 from pictrace.errors import NotFound
 from pictrace.index.layout import now_iso
-from pictrace.index.packed import KeyTable, Listing, RowIds
+from pictrace.index.packed import KeyTable, Listing, RowIds, live_rows
 from pictrace.index.rows import Block, EntryRows, Loaded, Loader, Row, RowSource, Versions, read_rows
 from pictrace.index.store import IndexStore, parallel
 
@@ -167,10 +167,6 @@ class SegmentStore:
         """Several segments (see iter_segments)."""
         return dict(self.iter_segments(keys, sizes))
 
-    def get_headers(self, ranges: Mapping[str, tuple[int, int]]) -> dict[str, Segment]:
-        """Segments without their matrices, from one ranged GET of each one's header (see header_range)."""
-        return dict(self.iter_headers(ranges))
-
     def iter_headers(self, ranges: Mapping[str, tuple[int, int]]) -> Iterator[tuple[str, Segment]]:
         """(key, segment without its matrices) in the order of ranges: the headers read in parallel, each parsed
         only when the previous one has been taken (so one header's Python objects exist at a time)."""
@@ -240,35 +236,6 @@ class _Held:
         return cls(ids, KeyTable.of(seg.keys), list(seg.deleted), seg.dims, seg.matrices)
 
 
-def _fold(held: list[_Held]) -> list[np.ndarray]:
-    """fold() over packed segments: per segment, which of its rows are live."""
-    parts: list[RowIds] = []
-    numbers: list[np.ndarray] = []
-    rows: list[np.ndarray] = []
-    for n, h in enumerate(held):  # in order: tombstones first, then the rows, as fold() applies them
-        if h.deleted:
-            parts.append(RowIds.of(h.deleted))
-            numbers.append(np.full(len(h.deleted), n, np.int32))
-            rows.append(np.full(len(h.deleted), -1, np.int32))
-        parts.append(h.ids)
-        numbers.append(np.full(len(h.ids), n, np.int32))
-        rows.append(np.arange(len(h.ids), dtype=np.int32))
-    live = [np.zeros(len(h.ids), bool) for h in held]
-    every = RowIds.concat(parts)
-    if not len(every):
-        return live
-    order = np.argsort(every.packed, kind="stable")  # equal ids stay in the order they were applied
-    ordered = every.packed[order]
-    last = np.ones(len(order), bool)
-    last[:-1] = ordered[1:] != ordered[:-1]
-    pick = order[last]
-    del every, order, ordered, last
-    segment, row = np.concatenate(numbers)[pick], np.concatenate(rows)[pick]
-    for n, mask in enumerate(live):
-        mask[row[(segment == n) & (row >= 0)]] = True
-    return live
-
-
 class SegmentedView(RowSource):
     """The rows of the segmented index, read cheaply: a RowSource (pictrace.index.rows).
 
@@ -323,7 +290,7 @@ class SegmentedView(RowSource):
             self._loaded = {k: self._loaded.get(k) or fresh[k] for k in keys}
             del fresh
             self._keys = keys
-            self._live = _fold([self._loaded[k] for k in keys])
+            self._live = live_rows([(self._loaded[k].ids, self._loaded[k].deleted) for k in keys])
             self._manifest_etag = etag
         listing = self._listing(markers)
         self._missing = {i: e for i, e in self._missing.items() if markers.get(i) == e}
