@@ -8,15 +8,16 @@ float32 and once as float16 from the same vectors, each next to a manifest.json 
 row holds both matrices the real index holds: "embedding" (512-d unit vectors, SSCD's width; --dim for another
 model's) and "gist" (256-d, zero-mean, unit), and one key, images/<k % 100>/<k>.jpg, so a folder mask can be measured.
 
-Each (N, dtype) is then measured in a fresh process (`python -m bench.capacity --child ...`), so its memory
-figures are its own: resident memory (RSS) before the load, after it and a gc.collect(), and the process's peak;
-the bytes of the index's matrices; the cold load (EmbeddingIndex.refresh(force=True) over a SegmentedView, the
-code the search runs) and the GETs it sent; and the scan the search runs (EmbeddingIndex.candidates: the top k by
-centred embedding cosine and the top k by gist correlation over the query's 8 turns), p50 over a few queries,
-plus one scan masked to the folder images/7/. The store is the local file system, not S3: before each process
-the store's files are written back and dropped from the page cache (posix_fadvise DONTNEED), so every load reads
-its segments from the local disk, whatever the runs before it left cached; the load time is that plus the parse,
-fold and build. Each result carries a digest of the pictrace modules it ran (they may be edited between runs).
+Each (N, dtype) is then measured in a fresh process (`python -m bench.capacity --child ...`), so its memory figures
+are its own: resident memory (RSS) before the load, after it and a gc.collect(), and the process's peak; the bytes
+of the index's matrices and what else the index and its view hold (their footprint()); the cold load
+(EmbeddingIndex.refresh(force=True) over a SegmentedView, the code the search runs) and the GETs it sent; and the
+scan the search runs (EmbeddingIndex.candidates: the top k by centred embedding cosine and the top k by gist
+correlation over the query's 8 turns), p50 over a few queries, plus one scan masked to the folder images/7/. The
+store is the local file system, not S3: before each process the store's files are written back and dropped from the
+page cache (posix_fadvise DONTNEED), so every load reads its segments from the local disk, whatever the runs before
+it left cached; the load time is that plus the parse, fold and build. Each result carries a digest of the pictrace
+modules it ran (they may be edited between runs).
 
 float16 against float32: the queries are noisy copies of stored rows (the row rounded through float16, so it is
 the same query whichever dtype was loaded, plus Gaussian noise of 0.05 per dimension, renormalised), identical
@@ -202,6 +203,14 @@ def rss() -> int:
     return int(psutil.Process().memory_info().rss)
 
 
+def resident_file() -> int:
+    """This process's resident pages backed by files (RssFile: code of the libraries it has run, mapped files)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("RssFile:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
 def peak_rss() -> int:
     """This process's peak resident set size so far, in bytes: VmHWM, the high-water mark of its own memory.
     (ru_maxrss starts at the RSS of the parent it was forked from, so a child of a big process reads high.)"""
@@ -380,19 +389,21 @@ def measure(root: Path, queries_path: Path) -> dict[str, Any]:
         embeddings, gists = q["embedding"], q["gists"]
     store = FileStore(root)
     gc.collect()
-    rss_before = rss()
+    rss_before, file_before = rss(), resident_file()
     index_store = IndexStore(cast(Store, store), INDEX_PREFIX)
-    index = EmbeddingIndex(SegmentedView(SegmentStore(index_store)), refresh_seconds=0)
+    view = SegmentedView(SegmentStore(index_store))
+    index = EmbeddingIndex(view, refresh_seconds=0)
     started = time.perf_counter()
     index.refresh(force=True)
     load_s = time.perf_counter() - started
     rss_loaded = rss()
     gc.collect()
-    rss_after = rss()
+    rss_after, file_after = rss(), resident_file()
     peak_load = peak_rss()
     rss_trimmed = rss_after - malloc_trim()  # what the C heap held freed but resident (then given back)
     counts = dict(store.counts)
     matrices = {name: int(m.nbytes) for name, m in index.matrices.items()}
+    held = {**index.footprint(), **view.footprint()}
 
     started = time.perf_counter()
     index.candidates(embeddings[0], gists[0], K)  # the first scan of a snapshot also computes its centring
@@ -416,10 +427,12 @@ def measure(root: Path, queries_path: Path) -> dict[str, Any]:
         "matrices": matrices,
         "matrix_dtypes": {name: str(m.dtype) for name, m in index.matrices.items()},
         "matrices_bytes": sum(matrices.values()),
+        "held": held,
         "rss_before": rss_before,
         "rss_after_load": rss_loaded,
         "rss_after_gc": rss_after,
         "rss_growth": rss_after - rss_before,
+        "rss_file_growth": file_after - file_before,  # of rss_growth: file-backed pages (code first run)
         "rss_after_malloc_trim": rss_trimmed,
         "peak_rss_load": peak_load,
         "peak_rss": peak_rss(),

@@ -3,7 +3,9 @@
 Run by bench.run with the environment pointing at the bench's local stack (its 1,000 real entries); synthetic
 rows (bench.stack.PaddedIndex) make up the rest of N. Measures the process's resident set size (RSS)
 before and after the first refresh (which loads every entry and keeps its vectors: embedding, gist), after a
-garbage collection, and what the index object itself holds (matrices, ids, keys, etags). Prints one JSON object.
+garbage collection (and how much of the growth is file-backed: library code run for the first time), and what the
+index object itself holds (EmbeddingIndex.footprint: matrices, ids, keys,
+versions). Prints one JSON object.
 """
 
 from __future__ import annotations
@@ -31,7 +33,8 @@ def main(argv: list[str]) -> int:
     from pictrace.settings import Settings
     from pictrace.storage import Store
 
-    from bench.stack import PaddedIndex, index_bytes
+    from bench.capacity import resident_file
+    from bench.stack import PaddedIndex
 
     settings = Settings.from_env()
     store = Store(settings.bucket)
@@ -48,12 +51,12 @@ def main(argv: list[str]) -> int:
     )
     plain.entry_ids()  # warm the client and the listing path (the index lists through the same client)
     gc.collect()
-    before = rss()
+    before, file_before = rss(), resident_file()
     index.refresh(force=True)
     after_refresh = rss()
     gc.collect()
-    after_gc = rss()
-    held = index_bytes(index)
+    after_gc, file_after = rss(), resident_file()
+    held = index.footprint()
     vectors = {name: int(m.nbytes) for name, m in index.matrices.items()}
     print(
         json.dumps(
@@ -67,6 +70,7 @@ def main(argv: list[str]) -> int:
                 "rss_after_refresh": after_refresh,
                 "rss_after_gc": after_gc,
                 "rss_delta": after_gc - before,
+                "rss_file_delta": file_after - file_before,  # of rss_delta: file-backed pages (code first run)
                 "held_bytes": held,
                 "held_total": sum(held.values()),
                 "pid": os.getpid(),

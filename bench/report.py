@@ -520,23 +520,49 @@ def scan_goal(r: dict[str, Any]) -> Goal | None:
     )
 
 
+MEMORY_TARGET = 1.1  # the index's resident memory over its raw vector bytes
+
+
+def _memory_goal(
+    n: int, how: str, growth: int, raw: int, held: dict[str, int], file_backed: int, holder: str = "the index holds"
+) -> Goal:
+    """The memory goal at one N: resident growth over the vectors' bytes, and the largest cost besides them."""
+    ratio = growth / raw
+    parts = {k: float(v) for k, v in held.items() if not k.startswith("matrix")}
+    parts["library code first run by the load (file-backed pages)"] = float(file_backed)
+    parts["allocations the load left resident"] = float(max(0, growth - sum(held.values()) - file_backed))
+    return _goal(
+        f"index memory ≤ {MEMORY_TARGET}× raw vector bytes (N = {n:,}, {how})",
+        f"{ratio:.3f}× resident ({growth / 2**20:.1f} MiB for {raw / 2**20:.1f} MiB of vectors; {holder} "
+        f"{sum(held.values()) / raw:.3f}×)",
+        ratio <= MEMORY_TARGET,
+        f"largest besides the matrices: {_largest_bytes(parts)}" if parts else "",
+    )
+
+
 def memory_goal(r: dict[str, Any]) -> Goal | None:
-    """The index's resident memory ≤ 1.1× its raw vector bytes."""
+    """The index's resident memory ≤ 1.1× its raw vector bytes at N = 10,000 (bench.memory: a fresh process loading
+    the stack's entries and synthetic rows)."""
     mem = r.get("memory", {})
     if not mem:
         return None
-    ratio = mem["rss_delta"] / mem["raw_vector_bytes"]
-    emb = mem.get("vector_bytes", {}).get("embedding", mem["raw_vector_bytes"])
-    parts = {k: float(v) for k, v in mem["held_bytes"].items() if k != "matrix"}
-    parts["allocations the refresh left resident"] = float(max(0, mem["rss_delta"] - mem["held_total"]))
-    return _goal(
-        f"index memory ≤ 1.1× raw vector bytes (N = {mem['n']:,})",
-        f"{ratio:.3f}× resident ({mem['rss_delta'] / 2**20:.1f} MiB for {mem['raw_vector_bytes'] / 2**20:.1f} MiB"
-        f" of vectors; {mem['rss_delta'] / emb:.3f}× the embeddings alone; the index object holds "
-        f"{mem['held_total'] / mem['raw_vector_bytes']:.3f}×)",
-        ratio <= 1.1,
-        "" if ratio <= 1.1 else f"largest besides the matrix: {_largest_bytes(parts)}",
-    )
+    how = "entries + synthetic rows, fresh process"
+    held = mem["held_bytes"]
+    return _memory_goal(mem["n"], how, mem["rss_delta"], mem["raw_vector_bytes"], held, mem.get("rss_file_delta", 0))
+
+
+def memory_goal_segments(r: dict[str, Any]) -> Goal | None:
+    """The same at bench.capacity's smallest N (100,000 in make bench): a fresh process loading the segments; the
+    worse of the float32 and float16 segments."""
+    runs = [run for run in r.get("capacity", {}).get("runs", []) if "held" in run]
+    if not runs:
+        return None
+    n = min(run["n"] for run in runs)
+    run = max((x for x in runs if x["n"] == n), key=lambda x: x["rss_growth"] / x["matrices_bytes"])
+    how = f"{run['dtype']} segments, fresh process"
+    growth, file_backed = run["rss_growth"], run.get("rss_file_growth", 0)
+    holder = "the index and its SegmentedView hold"
+    return _memory_goal(n, how, growth, run["matrices_bytes"], run["held"], file_backed, holder)
 
 
 def final_recall_goal(r: dict[str, Any]) -> Goal | None:
@@ -588,6 +614,7 @@ GOALS: tuple[Callable[[dict[str, Any]], Goal | None], ...] = (
     ingest_goal,
     scan_goal,
     memory_goal,
+    memory_goal_segments,
     final_recall_goal,
     data_goal,
 )
@@ -974,14 +1001,26 @@ def scan_section(r: dict[str, Any]) -> list[str]:
             ]
         )
     if mem:
+        held = {k: v for k, v in mem["held_bytes"].items() if not k.startswith("matrix")}
         rows.append(
             [
                 f"index resident memory, N = {mem['n']:,} (fresh process)",
                 f"RSS +{mem['rss_delta'] / 2**20:.1f} MiB for {mem['raw_vector_bytes'] / 2**20:.1f} MiB of vectors "
                 f"({mem['rss_delta'] / mem['raw_vector_bytes']:.3f}×); index object "
-                f"{mem['held_total'] / 2**20:.1f} MiB ({mem['held_total'] / mem['raw_vector_bytes']:.3f}×)",
+                f"{mem['held_total'] / 2**20:.1f} MiB ({mem['held_total'] / mem['raw_vector_bytes']:.3f}×): "
+                + ", ".join(f"{k} {v / 2**20:.2f} MiB" for k, v in held.items()),
             ]
         )
+    for run in r.get("capacity", {}).get("runs", []):
+        if "held" in run:
+            rows.append(
+                [
+                    f"index resident memory, N = {run['n']:,} from {run['dtype']} segments (fresh process)",
+                    f"RSS +{run['rss_growth'] / 2**20:.1f} MiB for {run['matrices_bytes'] / 2**20:.1f} MiB of "
+                    f"vectors ({run['rss_growth'] / run['matrices_bytes']:.3f}×); index and view hold "
+                    f"{sum(run['held'].values()) / run['matrices_bytes']:.3f}×",
+                ]
+            )
     if be:
         rows.append(
             [

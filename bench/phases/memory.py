@@ -19,6 +19,7 @@ class IndexMemory(TypedDict):
     rss_after_refresh: int
     rss_after_gc: int
     rss_delta: int
+    rss_file_delta: int  # of rss_delta: file-backed pages (library code run for the first time)
     held_bytes: dict[str, int]
     held_total: int
     pid: int

@@ -87,8 +87,9 @@ def test_the_package_imports_form_a_dag() -> None:
 
 
 def test_the_index_modules_import_only_downwards() -> None:
-    """layout < store < rows < segments < compaction, alloc < memory < vectors < backend: nothing imports upwards."""
-    order = ["layout", "store", "rows", "segments", "compaction", "alloc", "memory", "vectors", "backend"]
+    """layout < store < packed < rows < segments < compaction, alloc < memory < vectors < backend: nothing imports
+    upwards."""
+    order = ["layout", "store", "packed", "rows", "segments", "compaction", "alloc", "memory", "vectors", "backend"]
     rank = {f"pictrace.index.{m}": n for n, m in enumerate(order)}
     edges = graph()
     for module, targets in edges.items():

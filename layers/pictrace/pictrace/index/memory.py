@@ -1,19 +1,65 @@
 """EmbeddingIndex: every image's named vectors as float32 matrices held across warm invocations, refreshed from
 a RowSource by what changed, and the shortlist over them (centred cosine and gist layout, optionally within a key
-prefix)."""
+prefix). Ids, keys and row versions are packed (pictrace.index.packed): no Python object per image."""
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 
 import numpy as np
 
 from pictrace.index.alloc import trim, tune_allocator
+from pictrace.index.packed import KeyTable, Listing, RowIds
 from pictrace.index.rows import Candidate, Loaded, RowSource
 
-_MASKS_KEPT = 8  # key-prefix masks kept per snapshot (a prefix filter costs a pass over every key in Python)
+_MASKS_KEPT = 8  # key-prefix masks kept per snapshot
 _TRIM_AFTER_ROWS = 256  # a refresh that changed at least this many rows hands freed heap pages back (see alloc.trim)
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    """What one refresh built, replaced as a whole so that a concurrent reader never sees half of an update."""
+
+    matrices: dict[str, np.ndarray]
+    ids: RowIds
+    keys: KeyTable
+    versions: np.ndarray  # per row: the 16-byte digest of its version token (pictrace.index.packed.digests)
+
+
+_EMPTY = _Snapshot({}, RowIds.of([]), KeyTable.of([]), np.empty(0, "S16"))
+
+
+class IndexKeys(Mapping[str, tuple[str, ...]]):
+    """id -> keys of the rows of one snapshot (read-only)."""
+
+    def __init__(self, ids: RowIds, keys: KeyTable) -> None:
+        self._ids = ids
+        self._keys = keys
+
+    def __getitem__(self, key: str) -> tuple[str, ...]:
+        row = int(self._ids.find([key])[0])
+        if row < 0:
+            raise KeyError(key)
+        return self._keys[row]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._ids
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._ids)
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Mapping):
+            return dict(zip(self._ids, self._keys, strict=True)) == dict(other.items())
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
 
 
 class EmbeddingIndex:
@@ -26,37 +72,49 @@ class EmbeddingIndex:
     def __init__(self, source: RowSource, refresh_seconds: float = 2.0) -> None:
         self.source = source
         self.refresh_seconds = refresh_seconds
-        # (named matrices, ids) replaced as one tuple so a concurrent reader never sees a half-updated pair
-        self._snapshot: tuple[dict[str, np.ndarray], list[str]] = ({}, [])
-        self.keys: dict[str, tuple[str, ...]] = {}
-        self._versions: dict[str, str] = {}  # id -> version of its row (entry ETag, or segment/marker token)
+        self._snapshot = _EMPTY
         self._refreshed_at = float("-inf")
         self._lock = threading.Lock()
         self._centring_cache: tuple[dict[str, np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None
-        self._masks: tuple[list[str], dict[str, np.ndarray]] = ([], {})  # per snapshot: key prefix -> rows under it
+        self._masks: tuple[_Snapshot, dict[str, np.ndarray]] = (_EMPTY, {})  # per snapshot: key prefix -> rows
 
     def __len__(self) -> int:
-        return len(self._snapshot[1])
+        return len(self._snapshot.ids)
 
     @property
     def matrices(self) -> dict[str, np.ndarray]:
         """Named (n, d) float32 matrices (see index_vectors), one row per id."""
-        return self._snapshot[0]
+        return self._snapshot.matrices
 
     @property
     def matrix(self) -> np.ndarray:
-        """The (n, 2048) float32 embedding matrix, one row per id."""
-        return self._snapshot[0].get("embedding", np.zeros((0, 0), dtype=np.float32))
+        """The (n, d) float32 embedding matrix, one row per id."""
+        return self._snapshot.matrices.get("embedding", np.zeros((0, 0), dtype=np.float32))
 
     @property
-    def ids(self) -> list[str]:
-        """Entry ids in matrix row order."""
-        return self._snapshot[1]
+    def ids(self) -> RowIds:
+        """Entry ids in matrix row order (a sequence of str)."""
+        return self._snapshot.ids
+
+    @property
+    def keys(self) -> IndexKeys:
+        """id -> the image keys of every row (a read-only mapping)."""
+        snapshot = self._snapshot
+        return IndexKeys(snapshot.ids, snapshot.keys)
 
     @property
     def versions(self) -> dict[str, str]:
-        """id -> the version token of the row held (read-only view for callers; see RowSource)."""
-        return dict(self._versions)
+        """id -> the digest (hex) of the version token of the row held (see RowSource)."""
+        snapshot = self._snapshot
+        return {i: bytes(v).ljust(16, b"\0").hex() for i, v in zip(snapshot.ids, snapshot.versions, strict=True)}
+
+    def footprint(self) -> dict[str, int]:
+        """Bytes the index holds, by part: each matrix ("matrix:<name>"), ids (with their sort order), keys,
+        versions."""
+        s = self._snapshot
+        parts = {f"matrix:{name}": int(m.nbytes) for name, m in s.matrices.items()}
+        parts.update({"ids": s.ids.nbytes, "keys": s.keys.nbytes, "versions": int(s.versions.nbytes)})
+        return parts
 
     def expire(self) -> None:
         """Make the next refresh look at S3 whatever the refresh interval (e.g. after a SnapStart restore)."""
@@ -69,51 +127,71 @@ class EmbeddingIndex:
                 return 0
             tune_allocator()
             listed, load = self.source.refresh()
-            changed = [i for i, version in listed.items() if self._versions.get(i) != version]
-            gone = [i for i in self._versions if i not in listed]
-            loaded = load(changed)
-            if changed or gone:
-                self.apply(loaded, set(changed) | set(gone), listed)
-            del loaded
-            if len(changed) + len(gone) >= _TRIM_AFTER_ROWS:
+            listing = Listing.of(listed)
+            del listed
+            snapshot = self._snapshot
+            found = snapshot.ids.find(listing.ids)
+            wanted = listing.digests()
+            same = found >= 0
+            same[same] = snapshot.versions[found[same]] == wanted[same]
+            keep = np.zeros(len(snapshot.ids), bool)
+            keep[found[same]] = True
+            changed_rows = np.flatnonzero(~same)
+            changed = listing.ids.take(changed_rows)
+            gone = len(snapshot.ids) - int((found >= 0).sum())  # held rows no longer listed
+            del listing, found, same
+            loaded = load(list(changed))
+            if len(changed) or gone:
+                self._apply(loaded, np.flatnonzero(keep), changed, wanted[changed_rows])
+            del loaded, wanted
+            if len(changed) + gone >= _TRIM_AFTER_ROWS:
                 trim()
             self._refreshed_at = time.monotonic()
-            return len(changed) + len(gone)
+            return len(changed) + gone
 
-    def apply(self, loaded: Loaded, drop: set[str], versions: dict[str, str]) -> None:
-        """The next snapshot: the rows not in drop, then the loaded rows, then the blocks, each matrix written once
-        into its final array (blocks straight from their object's matrices, one object at a time).
+    def _apply(self, loaded: Loaded, keep_rows: np.ndarray, changed: RowIds, versions: np.ndarray) -> None:
+        """The next snapshot: the rows kept, then the loaded rows, then the blocks, each matrix written once into
+        its final array (blocks straight from their object's matrices, one object at a time).
 
-        drop: every id changed or gone (the loaded ones among them come back with their new rows).
+        changed: the ids asked of the loader, versions: the digest of each one's version.
         """
-        matrices, ids = self._snapshot
+        snapshot = self._snapshot
+        matrices = snapshot.matrices
         rows = {i: row for i, row in loaded.rows.items() if row is not None}
-        block_ids = [i for b in loaded.blocks for i in b.ids]
-        keep_rows = np.fromiter((row for row, i in enumerate(ids) if i not in drop), np.intp)
-        new_ids = [ids[row] for row in keep_rows] + list(rows) + block_ids
+        added = [RowIds.of(list(rows)), *(RowIds.of(b.ids) for b in loaded.blocks)]
+        new_ids = RowIds.concat([snapshot.ids.take(keep_rows), *added]).indexed()
+        new_keys = KeyTable.concat(
+            [
+                snapshot.keys.take(keep_rows),
+                KeyTable.of([row.keys for row in rows.values()]),
+                *(KeyTable.of(b.keys) for b in loaded.blocks),
+            ]
+        )
+        where = changed.find(RowIds.concat(added))
+        assert bool((where >= 0).all()), "the loader returned only ids asked of it"
+        new_versions = np.concatenate([snapshot.versions[keep_rows], versions[where]])
+        del where, added
         dims: dict[str, int] = {name: m.shape[1] for name, m in matrices.items()}
         for b in reversed(loaded.blocks):
             dims.update(b.dims)
         for row in rows.values():
             dims.update({name: len(v) for name, v in row.vectors.items()})
+        n, kept = len(new_ids), len(keep_rows)
         new: dict[str, np.ndarray] = {}
         for name, dim in sorted(dims.items()):
             # a vector some rows lack (written before it existed, e.g. an older segment) is zeros for them
-            out = new[name] = np.empty((len(new_ids), dim), np.float32)
+            out = new[name] = np.empty((n, dim), np.float32)
             old = matrices.get(name)
             if old is not None:
-                np.take(old, keep_rows, axis=0, out=out[: len(keep_rows)])
+                np.take(old, keep_rows, axis=0, out=out[:kept])
             else:
-                out[: len(keep_rows)] = 0.0
+                out[:kept] = 0.0
             if rows:
                 zero = np.zeros(dim, np.float32)
-                np.stack(
-                    [row.vectors.get(name, zero) for row in rows.values()],
-                    out=out[len(keep_rows) : len(keep_rows) + len(rows)],
-                )
+                np.stack([row.vectors.get(name, zero) for row in rows.values()], out=out[kept : kept + len(rows)])
         if loaded.blocks:
             assert loaded.matrices is not None, "blocks come with their matrices"
-            start = len(keep_rows) + len(rows)
+            start = kept + len(rows)
             for block, source in zip(loaded.blocks, loaded.matrices(loaded.blocks), strict=True):
                 end = start + len(block.ids)
                 for name, out in new.items():
@@ -125,17 +203,7 @@ class EmbeddingIndex:
                     else:
                         out[start:end] = m[block.rows]
                 start = end
-        self._snapshot = (new, new_ids)
-        for i in drop:
-            self.keys.pop(i, None)
-            self._versions.pop(i, None)
-        for i, row in rows.items():
-            self.keys[i] = row.keys
-            self._versions[i] = versions[i]
-        for b in loaded.blocks:
-            for i, keys in zip(b.ids, b.keys, strict=True):
-                self.keys[i] = keys
-                self._versions[i] = versions[i]
+        self._snapshot = _Snapshot(new, new_ids, new_keys, new_versions)
 
     def _centring(self, matrices: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The embeddings' mean and, per row, e.mean and |e - mean| (cached per snapshot)."""
@@ -157,8 +225,9 @@ class EmbeddingIndex:
         query: the unit embedding; gists: (8, 256) gists of the query's D4 turns (see rerank.gist_variants).
         Each candidate carries both scores and the turn of the query whose gist matched best.
         """
-        matrices, ids = self._snapshot
-        if not ids:
+        snapshot = self._snapshot
+        matrices, ids = snapshot.matrices, snapshot.ids
+        if not len(ids):
             return []
         mean, dots, norms = self._centring(matrices)
         q = query.astype(np.float32)
@@ -167,7 +236,7 @@ class EmbeddingIndex:
         by_turn = matrices["gist"] @ gists.astype(np.float32).T  # (n, 8)
         turns = by_turn.argmax(axis=1)
         layout = by_turn[np.arange(len(ids)), turns]
-        allowed = self._mask(ids, key_prefix) if key_prefix else None
+        allowed = self._mask(snapshot, key_prefix) if key_prefix else None
         chosen: dict[int, None] = {}
         for sims in (cosines, layout):
             ranked = np.where(allowed, sims, -np.inf) if allowed is not None else sims
@@ -177,21 +246,18 @@ class EmbeddingIndex:
             top = np.argpartition(-ranked, m - 1)[:m]
             for row in top[np.argsort(-ranked[top], kind="stable")]:
                 chosen.setdefault(int(row), None)
-        keys = self.keys
-        return [
-            Candidate(ids[r], float(cosines[r]), float(layout[r]), int(turns[r]), keys.get(ids[r], ())) for r in chosen
-        ]
+        keys = snapshot.keys
+        return [Candidate(ids[r], float(cosines[r]), float(layout[r]), int(turns[r]), keys[r]) for r in chosen]
 
-    def _mask(self, ids: list[str], key_prefix: str) -> np.ndarray:
+    def _mask(self, snapshot: _Snapshot, key_prefix: str) -> np.ndarray:
         """Rows with a key under the prefix; the last few prefixes' masks are kept until the snapshot changes."""
-        snapshot, masks = self._masks
-        if snapshot is not ids:
+        held, masks = self._masks
+        if held is not snapshot:
             masks = {}
-            self._masks = (ids, masks)
+            self._masks = (snapshot, masks)
         mask = masks.get(key_prefix)
         if mask is None:
-            keys = self.keys
-            mask = np.fromiter((any(k.startswith(key_prefix) for k in keys.get(i, ())) for i in ids), bool, len(ids))
+            mask = snapshot.keys.under(key_prefix)
             if len(masks) >= _MASKS_KEPT:
                 masks.pop(next(iter(masks)))
             masks[key_prefix] = mask
@@ -200,8 +266,9 @@ class EmbeddingIndex:
     def centred_cosine(self, query: np.ndarray, embedding: np.ndarray) -> float:
         """Cosine of two embeddings centred on the index mean, as candidates() computes it (plain cosine for an
         empty index)."""
-        matrices = self._snapshot[0]
-        if not self._snapshot[1]:
+        snapshot = self._snapshot
+        matrices = snapshot.matrices
+        if not len(snapshot.ids):
             return float(np.dot(query, embedding))
         mean = self._centring(matrices)[0]
         a, b = query.astype(np.float32) - mean, embedding.astype(np.float32) - mean
@@ -212,12 +279,13 @@ class EmbeddingIndex:
 
         key_prefix: only images with a key under this prefix (a folder, a tenant).
         """
-        matrices, ids = self._snapshot
-        if not ids:
+        snapshot = self._snapshot
+        matrices, ids = snapshot.matrices, snapshot.ids
+        if not len(ids):
             return []
         sims = matrices["embedding"] @ query.astype(np.float32)
         if key_prefix:
-            mask = self._mask(ids, key_prefix)
+            mask = self._mask(snapshot, key_prefix)
             sims = np.where(mask, sims, -np.inf)
             k = min(k, int(mask.sum()))
             if k == 0:

@@ -4,7 +4,7 @@ the RowSource protocol, implemented by the entries listing (EntryRows) and by th
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -12,6 +12,7 @@ import numpy as np
 
 from pictrace.errors import NotFound
 from pictrace.index.layout import Entry
+from pictrace.index.packed import KeyTable, RowIds
 from pictrace.index.store import IndexStore, parallel
 from pictrace.rerank import gist
 
@@ -47,8 +48,8 @@ class Block:
     named matrices. The index copies them straight from that object's matrices, one object at a time."""
 
     source: str
-    ids: list[str]
-    keys: list[tuple[str, ...]]
+    ids: RowIds
+    keys: KeyTable
     rows: np.ndarray
     dims: dict[str, int]
 
@@ -74,7 +75,7 @@ class Loaded:
                 yield entry_id, row.keys, row.vectors["embedding"]
 
 
-Versions = dict[str, str]  # id -> a token that changes whenever the id's row may have
+Versions = Mapping[str, str]  # id -> a token that changes whenever the id's row may have (or a packed Listing)
 Loader = Callable[[list[str]], Loaded]
 
 

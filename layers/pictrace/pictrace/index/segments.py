@@ -30,6 +30,7 @@ import numpy as np
 
 from pictrace.errors import NotFound
 from pictrace.index.layout import now_iso
+from pictrace.index.packed import KeyTable, Listing, RowIds, live_rows
 from pictrace.index.rows import Block, EntryRows, Loaded, Loader, Row, RowSource, Versions, read_rows
 from pictrace.index.store import IndexStore, parallel
 
@@ -166,11 +167,14 @@ class SegmentStore:
         """Several segments (see iter_segments)."""
         return dict(self.iter_segments(keys, sizes))
 
-    def get_headers(self, ranges: Mapping[str, tuple[int, int]]) -> dict[str, Segment]:
-        """Segments without their matrices, from one ranged GET of each one's header (see header_range)."""
+    def iter_headers(self, ranges: Mapping[str, tuple[int, int]]) -> Iterator[tuple[str, Segment]]:
+        """(key, segment without its matrices) in the order of ranges: the headers read in parallel, each parsed
+        only when the previous one has been taken (so one header's Python objects exist at a time)."""
         keys = list(ranges)
         bodies = parallel(lambda key: self.store.get_range(key, *ranges[key]), keys, self.workers)
-        return {key: Segment.from_header(body) for key, body in zip(keys, bodies, strict=True)}
+        for n, key in enumerate(keys):
+            body, bodies[n] = bodies[n], b""
+            yield key, Segment.from_header(body)
 
     def iter_segments(self, keys: list[str], sizes: Mapping[str, int] | None = None) -> Iterator[tuple[str, Segment]]:
         """(key, segment) in the order of keys, their bytes read in parallel and each parsed once it has arrived.
@@ -212,28 +216,59 @@ class SegmentStore:
         return self.store.get(key).body if part is None else self.store.get_range(key, *part)
 
 
+@dataclass
+class _Held:
+    """A segment as SegmentedView keeps it: ids and keys packed, its tombstones and widths, and its matrices until
+    the index has copied them (empty: read them again when needed)."""
+
+    ids: RowIds
+    keys: KeyTable
+    deleted: list[str]
+    dims: dict[str, int]
+    matrices: dict[str, np.ndarray]
+
+    @classmethod
+    def of(cls, seg: Segment) -> _Held:
+        """What the view keeps of a segment it has read (header only, or whole)."""
+        ids = RowIds.of(seg.ids)
+        if bool(np.all(ids.packed[1:] >= ids.packed[:-1])):  # rows in id order: no sort order kept
+            ids = RowIds(ids.packed, ids.hexed, ordered=True)
+        return cls(ids, KeyTable.of(seg.keys), list(seg.deleted), seg.dims, seg.matrices)
+
+
 class SegmentedView(RowSource):
     """The rows of the segmented index, read cheaply: a RowSource (pictrace.index.rows).
 
-    refresh() returns (versions, load): versions maps every live id to a token that changes whenever its row may
-    have; load(ids) returns them as Loaded: changed entries as rows, segment rows as one block per segment, whose
-    matrices are read (or taken from memory) one segment at a time while the index copies them. Before the first
-    compaction (no manifest) the rows are the entries themselves (EntryRows).
+    refresh() returns (versions, load): versions (a pictrace.index.packed.Listing) maps every live id to a token
+    that changes whenever its row may have; load(ids) returns them as Loaded: changed entries as rows, segment rows
+    as one block per segment, whose matrices are read (or taken from memory) one segment at a time while the index
+    copies them. Before the first compaction (no manifest) the rows are the entries themselves (EntryRows).
 
     Memory: a new segment whose manifest entry gives its header's byte range is read as that header only (ids,
-    keys, tombstones: all that folding needs); its matrices are read when its rows are loaded, and dropped once
-    copied. So a cold load holds the index's matrices plus about one segment, not every segment twice.
+    keys, tombstones: all that folding needs), kept packed; its matrices are read when its rows are loaded, and
+    dropped once copied. So a cold load holds the index's matrices plus about one segment, not every segment twice.
     """
 
     def __init__(self, segments: SegmentStore) -> None:
         self.segments = segments
         self._manifest_etag: str | None = None
-        self._loaded: dict[str, Segment] = {}
-        self._live: dict[str, tuple[Segment, int]] = {}
-        self._seg_of: dict[int, str] = {}
+        self._loaded: dict[str, _Held] = {}  # in the manifest's order
+        self._keys: list[str] = []
+        self._live: list[np.ndarray] = []  # per segment in _keys: which of its rows are live
         self._missing: dict[str, str] = {}  # id -> marker ETag of changed entries found deleted
         self._sizes: dict[str, int] = {}
         self._entries = EntryRows(segments.index_store)
+
+    def footprint(self) -> dict[str, int]:
+        """Bytes the view holds beyond the index, by part: the segments' ids and keys, the folded live rows, and
+        matrices not yet copied."""
+        held = self._loaded.values()
+        return {
+            "view: segment ids": sum(h.ids.nbytes for h in held),
+            "view: segment keys": sum(h.keys.nbytes for h in held),
+            "view: live rows": sum(int(m.nbytes) for m in self._live),
+            "view: matrices": sum(int(m.nbytes) for h in held for m in h.matrices.values()),
+        }
 
     def refresh(self) -> tuple[Versions, Loader]:
         """See the class docstring."""
@@ -248,55 +283,99 @@ class SegmentedView(RowSource):
             keys = [m["key"] for m in listed]
             self._sizes = segment_sizes(manifest)
             new = [m for m in listed if m["key"] not in self._loaded]
-            fresh = s.get_headers({m["key"]: (m["header"][0], m["header"][1]) for m in new if "header" in m})
-            fresh |= s.get_segments([m["key"] for m in new if "header" not in m], self._sizes)  # older manifests
+            ranges = {m["key"]: (m["header"][0], m["header"][1]) for m in new if "header" in m}
+            fresh = {k: _Held.of(seg) for k, seg in s.iter_headers(ranges)}  # packed one header at a time
+            older = s.iter_segments([m["key"] for m in new if "header" not in m], self._sizes)  # older manifests
+            fresh |= {k: _Held.of(seg) for k, seg in older}
             self._loaded = {k: self._loaded.get(k) or fresh[k] for k in keys}
-            self._seg_of = {id(seg): k for k, seg in self._loaded.items()}
-            self._live = fold(self._loaded[k] for k in keys)
+            del fresh
+            self._keys = keys
+            self._live = live_rows([(self._loaded[k].ids, self._loaded[k].deleted) for k in keys])
             self._manifest_etag = etag
-        tokens = {i: "s:" + k for i, k in self._seg_of.items()}  # one string per segment, shared by its rows
-        versions = {i: tokens[id(seg)] for i, (seg, _) in self._live.items()}
-        for i, marker_etag in markers.items():
-            if self._missing.get(i) == marker_etag:
-                versions.pop(i, None)
-            else:
-                versions[i] = "c:" + marker_etag
+        listing = self._listing(markers)
         self._missing = {i: e for i, e in self._missing.items() if markers.get(i) == e}
-        return versions, lambda ids: self._load(ids, versions)
+        return listing, lambda ids: self._load(ids, listing)
 
-    def _load(self, ids: list[str], versions: dict[str, str]) -> Loaded:
-        changed = [i for i in ids if versions[i].startswith("c:")]
-        rows = read_rows(self.segments.index_store, changed)
+    def _find(self, ids: RowIds) -> tuple[np.ndarray, np.ndarray]:
+        """The segment number (in _keys) and row of each live id; -1, -1 for the others."""
+        number = np.full(len(ids), -1, np.intp)
+        row = np.full(len(ids), -1, np.intp)
+        for n, key in enumerate(self._keys):
+            found = self._loaded[key].ids.find(ids)
+            hit = found >= 0
+            hit[hit] = self._live[n][found[hit]]
+            number[hit], row[hit] = n, found[hit]
+        return number, row
+
+    def _listing(self, markers: dict[str, str]) -> Listing:
+        """Every live id with its token: "s:" + its segment's key, or "c:" + the ETag of its change marker."""
+        tokens = ["s:" + k for k in self._keys]
+        rows = [np.flatnonzero(m) for m in self._live]
+        live = RowIds.concat([self._loaded[k].ids.take(r) for k, r in zip(self._keys, rows, strict=True)])
+        codes = np.repeat(np.arange(len(rows), dtype=np.int64), [len(r) for r in rows])
+        kept = np.ones(len(live), bool)
+        extra: list[str] = []
+        extra_codes: list[int] = []
+        if markers:
+            marked = list(markers)
+            number, row = self._find(RowIds.of(marked))
+            starts = np.cumsum([0, *(len(r) for r in rows)])
+            for i, n, r in zip(marked, number.tolist(), row.tolist(), strict=True):
+                at = int(starts[n] + np.searchsorted(rows[n], r)) if n >= 0 else -1  # its place in `live`
+                marker_etag = markers[i]
+                if self._missing.get(i) == marker_etag:  # read since that marker: deleted
+                    if at >= 0:
+                        kept[at] = False
+                    continue
+                tokens.append("c:" + marker_etag)
+                if at >= 0:
+                    codes[at] = len(tokens) - 1
+                else:
+                    extra.append(i)
+                    extra_codes.append(len(tokens) - 1)
+        if kept.all() and not extra:
+            return Listing(live, codes, tokens)
+        keep = np.flatnonzero(kept)
+        ids = RowIds.concat([live.take(keep), RowIds.of(extra)])
+        return Listing(ids, np.concatenate([codes[keep], np.array(extra_codes, np.int64)]), tokens)
+
+    def _load(self, ids: list[str], listing: Listing) -> Loaded:
+        asked = RowIds.of(ids)
+        where = listing.ids.find(asked)
+        assert bool((where >= 0).all()), "ids are loaded from the listing they came with"
+        changed = listing.codes[where] >= len(self._keys)
+        entry_ids = asked.take(np.flatnonzero(changed))
+        rows = read_rows(self.segments.index_store, list(entry_ids))
         for i, row in rows.items():
             if row is None:
-                self._missing[i] = versions[i][2:]
-        by_segment: dict[str, list[tuple[int, str]]] = {}
-        for i in ids:
-            if i not in rows:
-                seg, r = self._live[i]
-                by_segment.setdefault(self._seg_of[id(seg)], []).append((r, i))
+                self._missing[i] = listing[i][2:]
+        from_segments = asked.take(np.flatnonzero(~changed))
+        number, row_number = self._find(from_segments)
+        assert bool((number >= 0).all()), "an id listed with a segment's token is live in it"
+        order = np.lexsort((row_number, number))  # by segment, then by row
         blocks = []
-        for key, members in by_segment.items():
-            members.sort()
-            seg = self._loaded[key]
-            numbers = np.fromiter((r for r, _ in members), np.intp, len(members))
-            blocks.append(Block(key, [i for _, i in members], [seg.keys[r] for r, _ in members], numbers, seg.dims))
+        bounds = np.flatnonzero(np.diff(number[order])) + 1
+        for part in np.split(order, bounds) if len(order) else []:
+            key = self._keys[int(number[part[0]])]
+            held = self._loaded[key]
+            at = row_number[part]
+            blocks.append(Block(key, from_segments.take(part), held.keys.take(at), at, dict(held.dims)))
         return Loaded(rows, blocks, self._matrices)
 
     def _matrices(self, blocks: list[Block]) -> Iterator[dict[str, np.ndarray]]:
         """Each block's segment matrices, in order: from memory (then dropped), else read with a window ahead."""
         reading = self.segments.iter_segments(
-            [b.source for b in blocks if self._loaded[b.source].released], self._sizes
+            [b.source for b in blocks if not self._loaded[b.source].matrices], self._sizes
         )
         for block in blocks:
-            seg = self._loaded[block.source]
-            if seg.released:
+            held = self._loaded[block.source]
+            if not held.matrices:
                 key, read = next(reading)
                 assert key == block.source
                 yield read.matrices
                 del read
             else:
-                yield seg.matrices
-                seg.release()
-        for seg in self._loaded.values():
-            seg.release()
+                yield held.matrices
+                held.matrices = {}
+        for held in self._loaded.values():
+            held.matrices = {}
