@@ -82,8 +82,8 @@ class MemoryBackend:
         """Half by centred cosine, half by gist (EmbeddingIndex.candidates); without by_layout, the best `shortlist`
         by centred cosine alone (each still with the query turn its gist matches best)."""
         self.index.refresh()
-        if not by_layout:  # EmbeddingIndex.candidates: the best k by cosine, then the best k by gist not among them
-            return self.index.candidates(query, gists, shortlist, key_prefix=prefix)[:shortlist]
+        if not by_layout:
+            return self.index.candidates(query, gists, shortlist, key_prefix=prefix, by_layout=False)
         return self.index.candidates(query, gists, (shortlist + 1) // 2, key_prefix=prefix)
 
     def keys(self, ids: list[str]) -> dict[str, tuple[str, ...]]:

@@ -218,9 +218,10 @@ class EmbeddingIndex:
         return mean, dots, norms
 
     def candidates(
-        self, query: np.ndarray, gists: np.ndarray, k: int, key_prefix: str | None = None
+        self, query: np.ndarray, gists: np.ndarray, k: int, key_prefix: str | None = None, by_layout: bool = True
     ) -> list[Candidate]:
-        """Shortlist of up to 2k ids: the k best by centred embedding cosine and the k best by gist correlation.
+        """Shortlist of up to 2k ids: the k best by centred embedding cosine and the k best by gist correlation
+        (by_layout False: the k best by cosine alone, best first).
 
         query: the unit embedding; gists: (8, 256) gists of the query's D4 turns (see rerank.gist_variants).
         Each candidate carries both scores and the turn of the query whose gist matched best.
@@ -233,21 +234,27 @@ class EmbeddingIndex:
         q = query.astype(np.float32)
         centred_q = float(np.linalg.norm(q - mean)) or 1.0
         cosines = (matrices["embedding"] @ q - float(q @ mean) - dots + float(mean @ mean)) / (norms * centred_q)
-        by_turn = matrices["gist"] @ gists.astype(np.float32).T  # (n, 8)
-        turns = by_turn.argmax(axis=1)
-        layout = by_turn[np.arange(len(ids)), turns]
         allowed = self._mask(snapshot, key_prefix) if key_prefix else None
         chosen: dict[int, None] = {}
-        for sims in (cosines, layout):
-            ranked = np.where(allowed, sims, -np.inf) if allowed is not None else sims
-            m = min(k, len(ids) if allowed is None else int(allowed.sum()))
-            if m <= 0:
-                continue
-            top = np.argpartition(-ranked, m - 1)[:m]
-            for row in top[np.argsort(-ranked[top], kind="stable")]:
-                chosen.setdefault(int(row), None)
+        _add_top(chosen, cosines, k, allowed)
+        g = gists.astype(np.float32).T
+        if by_layout:  # every row's gist against the query's 8 turns
+            by_turn = matrices["gist"] @ g  # (n, 8)
+            turns = by_turn.argmax(axis=1)
+            layout = by_turn[np.arange(len(ids)), turns]
+            _add_top(chosen, layout, k, allowed)
+            rows = np.fromiter(chosen, np.intp, len(chosen))
+            picked_turns, picked_layout = turns[rows], layout[rows]
+        else:  # only the chosen rows' gists: the turn each matched best
+            rows = np.fromiter(chosen, np.intp, len(chosen))
+            by_turn = matrices["gist"][rows] @ g
+            picked_turns = by_turn.argmax(axis=1)
+            picked_layout = by_turn[np.arange(len(rows)), picked_turns]
         keys = snapshot.keys
-        return [Candidate(ids[r], float(cosines[r]), float(layout[r]), int(turns[r]), keys[r]) for r in chosen]
+        return [
+            Candidate(ids[r], float(cosines[r]), float(lay), int(turn), keys[r])
+            for r, lay, turn in zip(rows, picked_layout, picked_turns, strict=True)
+        ]
 
     def _mask(self, snapshot: _Snapshot, key_prefix: str) -> np.ndarray:
         """Rows with a key under the prefix; the last few prefixes' masks are kept until the snapshot changes."""
@@ -294,3 +301,14 @@ class EmbeddingIndex:
         top = np.argpartition(-sims, k - 1)[:k]
         top = top[np.argsort(-sims[top], kind="stable")]
         return [(ids[i], float(sims[i])) for i in top]
+
+
+def _add_top(chosen: dict[int, None], sims: np.ndarray, k: int, allowed: np.ndarray | None) -> None:
+    """Add the k best rows by sims (among the allowed ones), best first, to chosen (kept in insertion order)."""
+    ranked = np.where(allowed, sims, -np.inf) if allowed is not None else sims
+    m = min(k, len(sims) if allowed is None else int(allowed.sum()))
+    if m <= 0:
+        return
+    top = np.argpartition(-ranked, m - 1)[:m]
+    for row in top[np.argsort(-ranked[top], kind="stable")]:
+        chosen.setdefault(int(row), None)
