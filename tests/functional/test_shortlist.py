@@ -77,3 +77,31 @@ def _embedder() -> Any:
     from pictrace.settings import get_settings
 
     return get_embedder(get_settings().model_dir)
+
+
+def test_candidates_scored_as_their_entries_arrive_score_as_the_rerank_would(stack: Any) -> None:
+    """No more candidates than `verify`: each is scored (geometry included) as soon as its entry is in; the scores
+    are the ones rerank.score gives the same candidate."""
+    from pictrace.index.store import IndexStore
+    from pictrace.pipeline import prepare
+    from pictrace.rerank import D4, score, with_mirror
+    from pictrace.settings import get_settings
+    from pictrace.storage import Store
+
+    _, offered, _, result, _ = _searched(stack, shortlist=3, weight_gist=0.0)
+    settings = get_settings()
+    assert len(offered) <= settings.verify
+    prepared = prepare(read("astronaut.jpg"), _embedder, max_bytes=10**8, max_pixels=10**9)
+    features = prepared.query_features()
+    if any(D4[c.transform][1] for c in offered):
+        features = with_mirror(features, prepared.content)
+    index_store = IndexStore(Store(settings.bucket), settings.index_prefix)
+    weights = settings.fusion(_embedder().weights)
+    by_id = {c.id: c for c in offered}
+    assert {h.id for h in result.results} == set(by_id)
+    for hit in result.results:
+        c = by_id[hit.id]
+        entry = index_store.get_entry(c.id)[0]
+        expected = score(c.cosine, features, entry.features, c.gist, c.transform, weights)
+        assert hit.scores == expected
+    assert result.results[0].scores.inliers >= 30  # the query itself: the geometric check ran

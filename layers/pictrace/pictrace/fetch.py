@@ -170,14 +170,17 @@ class ObjectFetcher:
         """Drop every cached object (the next fetch of any key goes to S3: a cold feature cache)."""
         self._cache.clear()
 
-    async def fetch_many(self, keys: list[str]) -> dict[str, Any]:
-        """Parsed objects by key; keys that do not exist (any more) are left out."""
+    async def fetch_many(self, keys: list[str], arrived: Callable[[str, Any], None] | None = None) -> dict[str, Any]:
+        """Parsed objects by key; keys that do not exist (any more) are left out. arrived(key, object) is called as
+        each one is at hand (cached ones first), so work on it can start before the others are in."""
         found: dict[str, Any] = {}
         missing = []
         for key in keys:
             if key in self._cache:
                 self._cache.move_to_end(key)
                 found[key] = self._cache[key]
+                if arrived is not None:
+                    arrived(key, found[key])
             else:
                 missing.append(key)
         if missing:
@@ -196,7 +199,10 @@ class ObjectFetcher:
                                 if response.status in RETRYABLE and attempt + 1 < FETCH_ATTEMPTS:
                                     continue
                                 response.raise_for_status()
-                                return key, self.parse(await response.read())
+                                parsed = self.parse(await response.read())
+                                if arrived is not None:
+                                    arrived(key, parsed)
+                                return key, parsed
                     raise AssertionError("unreachable")
 
                 try:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -135,13 +136,33 @@ class SearchService:
         weights = self.settings.fusion(embedder.weights)
         candidates = await asyncio.to_thread(self._shortlist, vector, features, shortlist, query.prefix, weights)
         timer.lap("scan")
-        fetched = await self.fetcher.fetch_many([self.layout.entry_key(c.id) for c in candidates])
-        timer.lap("fetch")
         if prepared is not None and any(D4[c.transform][1] for c in candidates):
             features = await asyncio.to_thread(with_mirror, features, prepared.content)
-        hits = await asyncio.to_thread(self._rerank, features, candidates, fetched, weights)
+        with ThreadPoolExecutor(max_workers=2) as pool:  # OpenCV releases the GIL
+            early = self._scoring_on_arrival(features, candidates, weights, pool)
+            fetched = await self.fetcher.fetch_many([self.layout.entry_key(c.id) for c in candidates], early.arrived)
+            timer.lap("fetch")  # and the rerank of what had arrived
+            hits = await asyncio.to_thread(self._rerank, features, candidates, fetched, weights, pool, early.scores)
         timer.lap("rerank")
         return SearchResult(hits[:top_k], timer.total(), described, self.backend.count())
+
+    def _scoring_on_arrival(
+        self, features: QueryFeatures, candidates: list[Candidate], weights: Weights, pool: ThreadPoolExecutor
+    ) -> _EarlyScores:
+        """When every candidate gets the geometric check (no more of them than `verify`), each is scored in the pool
+        as soon as its entry is in, while the others are still being fetched; otherwise nothing is started early
+        (which ones get the check depends on every candidate's other signals)."""
+        early = _EarlyScores()
+        if len(candidates) > self.settings.verify:
+            return early
+        by_key = {self.layout.entry_key(c.id): c for c in candidates}
+
+        def arrived(key: str, entry: Entry) -> None:
+            c = by_key[key]
+            early.scores[key] = pool.submit(score, c.cosine, features, entry.features, c.gist, c.transform, weights)
+
+        early.arrived = arrived
+        return early
 
     async def _query(
         self, query: Query, timer: Timer
@@ -178,7 +199,11 @@ class SearchService:
         candidates: list[Candidate],
         fetched: dict[str, Any],
         weights: Weights,
+        pool: ThreadPoolExecutor,
+        early: Mapping[str, Future[Scores]] | None = None,
     ) -> list[Hit]:
+        """The live candidates (fetched, still indexed) scored, judged and sorted by final score; early: scores
+        already under way (with the geometric check) by entry key."""
         calibration = calibration_for(self.embedder.weights)
         by_cosine = {c.id: rank for rank, c in enumerate(sorted(candidates, key=lambda c: -c.cosine), start=1)}
         live = []
@@ -187,7 +212,27 @@ class SearchService:
             keys = c.keys
             if entry is not None and keys:  # else deleted since the scan
                 live.append((c, entry, keys))
-        # geometry (ORB matching + RANSAC) is the costly signal: only for the best candidates by the others
+        keys_of = [self.layout.entry_key(c.id) for c, _, _ in live]
+        if early and all(k in early for k in keys_of):
+            all_scores = [early[k].result() for k in keys_of]
+        else:
+            all_scores = self._score_all(features, live, weights, pool)
+        hits = []
+        for (c, _, keys), s in zip(live, all_scores, strict=True):
+            judged = verdict(s.final, calibration)
+            hits.append(Hit(c.id, keys, self.link(keys[0]), s, judged.similarity, by_cosine[c.id], match=judged.match))
+        hits.sort(key=lambda h: h.scores.final, reverse=True)
+        return hits
+
+    def _score_all(
+        self,
+        features: QueryFeatures,
+        live: list[tuple[Candidate, Entry, tuple[str, ...]]],
+        weights: Weights,
+        pool: ThreadPoolExecutor,
+    ) -> list[Scores]:
+        """Every live candidate's scores; geometry (ORB matching + RANSAC), the costly signal, only for the best
+        `verify` candidates by the others (rerank.to_verify)."""
         ssims = [turned_ssim(features, e.features, c.transform) for c, e, _ in live]
         quick = [quick_score(c.cosine, c.gist, s, weights) for (c, _, _), s in zip(live, ssims, strict=True)]
         verified = to_verify(
@@ -210,14 +255,7 @@ class SearchService:
                 ssim_score=ssims[i],
             )
 
-        with ThreadPoolExecutor(max_workers=2) as pool:  # OpenCV releases the GIL
-            all_scores = list(pool.map(one, range(len(live))))
-        hits = []
-        for (c, _, keys), s in zip(live, all_scores, strict=True):
-            judged = verdict(s.final, calibration)
-            hits.append(Hit(c.id, keys, self.link(keys[0]), s, judged.similarity, by_cosine[c.id], match=judged.match))
-        hits.sort(key=lambda h: h.scores.final, reverse=True)
-        return hits
+        return list(pool.map(one, range(len(live))))
 
     async def compare(self, query: Query, entry_id: str, picture: bool = False) -> Comparison:
         """The query against one indexed image: the result search would give for it (scores, similarity) and the
@@ -256,7 +294,8 @@ class SearchService:
         candidate = await asyncio.to_thread(self.backend.candidate, vector, features.gists, target)
         fetched = {self.layout.entry_key(target.id): target}
         weights = self.settings.fusion(embedder.weights)
-        hits = await asyncio.to_thread(self._rerank, features, [candidate], fetched, weights)
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            hits = await asyncio.to_thread(self._rerank, features, [candidate], fetched, weights, pool)
         if not hits:
             raise NotFound(f"no indexed image with id {entry_id}")
         found = await asyncio.to_thread(
@@ -264,6 +303,15 @@ class SearchService:
         )
         timer.lap("compare")
         return Comparison(hits[0], found, described, target, query_image, target_image, timer.total())
+
+
+@dataclass
+class _EarlyScores:
+    """Scores started as entries arrive (SearchService._scoring_on_arrival): the fetcher's callback and the futures
+    by entry key."""
+
+    arrived: Callable[[str, Entry], None] | None = None
+    scores: dict[str, Future[Scores]] = field(default_factory=dict)
 
 
 def _check_id(entry_id: str) -> None:
