@@ -177,7 +177,9 @@ def synthetic_id(i: int) -> str:
 class PaddedRows:
     """A RowSource (pictrace.index.rows): the rows of another source plus synthetic ones that exist only in memory,
     random unit vectors for every named vector a real row holds (embedding, gist, ...), each made when it is loaded
-    (like a real row, one small array each). Their version never changes, so a refresh loads them once."""
+    (like a real row, one small array each). Their version never changes, so a refresh loads them once. Each has
+    one key of a realistic length, `images/synthetic/<n>.jpg` (what a user's keys look like), not one spelling out
+    its 64-hex id."""
 
     def __init__(self, real: RowSource, synthetic: int, template: Entry, seed: int = 12345) -> None:
         self.real = real
@@ -195,7 +197,7 @@ class PaddedRows:
             for i in ids:
                 row = self.rows.get(i)
                 if row is not None:
-                    out.rows[i] = Row((f"images/synthetic/{i}",), self.synthetic_row(row))
+                    out.rows[i] = Row((f"images/synthetic/{row}.jpg",), self.synthetic_row(row))
             return out
 
         return versions, load

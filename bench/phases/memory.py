@@ -13,6 +13,7 @@ class IndexMemory(TypedDict):
     n: int
     real: int
     synthetic: int
+    warmup_rows: int  # a throwaway index of this many rows refreshed before rss_before (code paged in, not counted)
     raw_vector_bytes: int
     vector_bytes: dict[str, int]
     rss_before: int
