@@ -6,7 +6,9 @@ rows (bench.stack.PaddedIndex) make up the rest of N.
 Before the "before" point, a throwaway index of a few rows (one real entry per read thread, WARMUP_SYNTHETIC
 synthetic rows) is refreshed once and dropped: the library code the load runs is paged in and one-time state (the
 allocator's tuning, the client's connections, one per read thread) is set up, so none of it is counted as the
-index's memory; everything the index's own rows cause is.
+index's memory; everything the index's own rows cause is. awscrt is hidden, as in bench.coldstart: botocore
+signs with it when installed (the development virtualenv has it; the Lambda layers do not), and its caches are
+not what the search function would hold.
 
 Measures the process's resident set size (RSS) before and after the first refresh (which loads every entry and keeps
 its vectors: embedding, gist), after a garbage collection (and how much of the growth is file-backed: library code
@@ -25,6 +27,8 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from pictrace.index.rows import Loader, RowSource, Versions
+
+sys.modules["awscrt"] = None  # type: ignore[assignment]  # import awscrt -> ImportError, as in the layers
 
 ROOT = Path(__file__).resolve().parent.parent
 WARMUP_SYNTHETIC = 16  # the warm-up index: this many synthetic rows, and as many real entries as read in parallel
@@ -54,7 +58,7 @@ def main(argv: list[str]) -> int:
     n = int(argv[0])
     sys.path.insert(0, str(ROOT))
     from pictrace.index.memory import EmbeddingIndex
-    from pictrace.index.rows import EntryRows
+    from pictrace.index.segments import SegmentedView, SegmentStore
     from pictrace.index.store import IndexStore
     from pictrace.settings import Settings
     from pictrace.storage import Store
@@ -75,7 +79,8 @@ def main(argv: list[str]) -> int:
         settings.refresh_seconds,
         settings.fetch_concurrency,
     )
-    warm_real = EntryRows(IndexStore(store, settings.index_prefix, workers=settings.fetch_concurrency))
+    workers = settings.fetch_concurrency
+    warm_real = SegmentedView(SegmentStore(IndexStore(store, settings.index_prefix, workers=workers), workers))
     first = FirstRows(warm_real, settings.fetch_concurrency)
     warmup = EmbeddingIndex(PaddedRows(first, WARMUP_SYNTHETIC, template, seed=1), settings.refresh_seconds)
     warmup.refresh(force=True)  # the load's code path once (see the module docstring); then dropped

@@ -375,6 +375,9 @@ def run_on_stack(
     clock.phase("compaction (what the scheduled compact Lambda runs), then the cold starts again")
     guarded(results, "coldstart_compacted", compacted_cold_starts, profile, settings, query)
 
+    clock.phase(f"index memory at N = {profile.scan_n} after the compaction (fresh process)")
+    guarded(results, "memory_compacted", index_memory, profile.scan_n)
+
     for config in configs[:3]:
         clock.phase(f"ingest of {profile.large_images} large JPEGs vs the model alone, {config.label}")
         ingest = guarded(results, "ingest_large", large_ingest, profile, stack, config)

@@ -19,6 +19,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TypedDict
 from unittest import mock
@@ -26,7 +27,9 @@ from unittest import mock
 import numpy as np
 from pictrace.index.layout import Entry
 from pictrace.index.memory import EmbeddingIndex
-from pictrace.index.rows import Candidate, EntryRows, Loaded, Loader, Row, RowSource, Versions, index_vectors
+from pictrace.index.packed import KeyTable, RowIds
+from pictrace.index.rows import Block, Candidate, Loaded, Loader, RowSource, Versions, index_vectors
+from pictrace.index.segments import SegmentedView, SegmentStore
 from pictrace.index.store import IndexStore
 from pictrace.storage import Store
 
@@ -176,10 +179,10 @@ def synthetic_id(i: int) -> str:
 
 class PaddedRows:
     """A RowSource (pictrace.index.rows): the rows of another source plus synthetic ones that exist only in memory,
-    random unit vectors for every named vector a real row holds (embedding, gist, ...), each made when it is loaded
-    (like a real row, one small array each). Their version never changes, so a refresh loads them once. Each has
-    one key of a realistic length, `images/synthetic/<n>.jpg` (what a user's keys look like), not one spelling out
-    its 64-hex id."""
+    random unit vectors for every named vector a real row holds (embedding, gist, ...). The synthetic rows arrive
+    as one block with its matrices, the way a compacted index's rows arrive from a segment (not one Python object
+    per row). Their version never changes, so a refresh loads them once. Each has one key of a realistic length,
+    `images/synthetic/<n>.jpg` (what a user's keys look like), not one spelling out its 64-hex id."""
 
     def __init__(self, real: RowSource, synthetic: int, template: Entry, seed: int = 12345) -> None:
         self.real = real
@@ -194,26 +197,43 @@ class PaddedRows:
 
         def load(ids: list[str]) -> Loaded:
             out = load_real([i for i in ids if i not in self.rows])
-            for i in ids:
-                row = self.rows.get(i)
-                if row is not None:
-                    out.rows[i] = Row((f"images/synthetic/{row}.jpg",), self.synthetic_row(row))
+            numbers = np.fromiter((self.rows[i] for i in ids if i in self.rows), np.int64)
+            if len(numbers):
+                block = Block(
+                    "synthetic",
+                    RowIds.of(synthetic_id(int(n)) for n in numbers),
+                    KeyTable.of((f"images/synthetic/{n}.jpg",) for n in numbers),
+                    np.arange(len(numbers)),
+                    dict(self.shapes),
+                )
+                real_blocks, real_matrices = list(out.blocks), out.matrices
+
+                def matrices(blocks: list[Block]) -> Iterator[dict[str, np.ndarray]]:
+                    if real_blocks and real_matrices is not None:
+                        yield from real_matrices(real_blocks)
+                    yield self.synthetic_matrices(numbers)
+
+                out.blocks = [*real_blocks, block]
+                out.matrices = matrices
             return out
 
         return versions, load
 
-    def synthetic_row(self, row: int) -> dict[str, np.ndarray]:
-        """The vectors of one synthetic row."""
-        rng = np.random.default_rng((self.seed, row))
+    def synthetic_matrices(self, numbers: np.ndarray) -> dict[str, np.ndarray]:
+        """The named matrices of these synthetic rows (row i: synthetic row numbers[i], the same each time)."""
         out = {}
         for name, dim in sorted(self.shapes.items()):
-            v = rng.standard_normal(dim, dtype=np.float32)
-            out[name] = v / np.linalg.norm(v)
+            m = np.empty((len(numbers), dim), np.float32)
+            for i, n in enumerate(numbers):
+                m[i] = np.random.default_rng((self.seed, int(n), dim)).standard_normal(dim, dtype=np.float32)
+            m /= np.linalg.norm(m, axis=1, keepdims=True)
+            out[name] = m
         return out
 
 
 class PaddedIndex(EmbeddingIndex):
-    """The search's EmbeddingIndex over the real entries (EntryRows) plus `synthetic` rows (PaddedRows); its
+    """The search's EmbeddingIndex over the real index, read as the search reads it (SegmentedView: the segments and
+    the entries changed since, or every entry before the first compaction), plus `synthetic` rows (PaddedRows); its
     candidates() also counts how many synthetic rows ever reach a shortlist."""
 
     def __init__(
@@ -226,7 +246,7 @@ class PaddedIndex(EmbeddingIndex):
         workers: int = 16,
         seed: int = 12345,
     ) -> None:
-        real = EntryRows(IndexStore(base, index_prefix, workers=workers))
+        real = SegmentedView(SegmentStore(IndexStore(base, index_prefix, workers=workers), workers))
         self.padding = PaddedRows(real, synthetic, template, seed)
         super().__init__(self.padding, refresh_seconds)
         self.synthetic_per_call: list[int] = []

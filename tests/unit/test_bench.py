@@ -350,6 +350,11 @@ def test_padded_index_holds_synthetic_rows_and_counts_them_in_shortlists(photo: 
     assert set(index.ids) == set(padding.rows)
     assert {name: m.shape for name, m in index.matrices.items()} == {"embedding": (6, 8), "gist": (6, 256)}
     np.testing.assert_allclose(np.linalg.norm(index.matrix, axis=1), 1.0, rtol=1e-5)
+    assert sorted(index.keys[i] for i in index.ids) == sorted((f"images/synthetic/{n}.jpg",) for n in range(6))
+    again = EmbeddingIndex(stack.PaddedRows(_NoRows(), 6, template, seed=1), refresh_seconds=0)
+    again.refresh(force=True)  # the same rows, the same vectors, whatever order they load in
+    for row, i in enumerate(index.ids):
+        np.testing.assert_array_equal(index.matrix[row], again.matrix[list(again.ids).index(i)])
     held = stack.index_bytes(index)
     assert set(held) == {"matrix:embedding", "matrix:gist", "ids", "keys", "etags"}
     assert held["matrix:embedding"] >= index.matrix.nbytes
