@@ -5,7 +5,6 @@ Metrics (Powertools, namespace POWERTOOLS_METRICS_NAMESPACE): one count per outc
 """
 
 from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -22,7 +21,7 @@ def record_handler(record: SQSRecord) -> None:
     """Index (or un-index) every key the S3 notification in this message names."""
     for outcome in handle_s3_notification(record.json_body):
         logger.info("ingest", extra=vars(outcome))  # key, action, id, reason
-        metrics.add_metric(name=f"Ingest{outcome.action.capitalize()}", unit=MetricUnit.Count, value=1)
+        metrics.add_metric(name=f"Ingest{outcome.action.capitalize()}", unit="Count", value=1)
 
 
 @metrics.log_metrics

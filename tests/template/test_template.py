@@ -215,11 +215,14 @@ def test_function_environment(template: dict[str, Any]) -> None:
         "Weights": "sscd",
         "MaxBytes": 20000000,
         "MaxPixels": 50000000,
-        "Shortlist": 20,
+        "Shortlist": 10,
         "PresignSeconds": 900,
     }
     for key, value in defaults.items():
         assert str(params[key]["Default"]) == str(value), key
+    from pictrace.settings import Settings
+
+    assert Settings(bucket="b").shortlist == params["Shortlist"]["Default"]  # the stack deploys the library's default
     weights = re.compile(params["Weights"]["AllowedPattern"])
     assert weights.fullmatch("imagenet") and weights.fullmatch("random:0") and weights.fullmatch("random:42")
     assert weights.fullmatch("sscd") and weights.fullmatch("sscd-mobile")
