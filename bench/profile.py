@@ -29,5 +29,5 @@ class Profile:
     side_latency_every: int = 2  # the other models' latency pass: every k-th of the default model's queries
 
 
-FULL = Profile("full", 1000, 10_000, 100_000, 16, 0, 0, 0, 2, 1, 3, 8, 4, 30, (100_000,), embed_images=12)
-QUICK = Profile("quick", 200, 2_000, 20_000, 6, 0, 0, 0, 1, 3, 1, 0, 2, 15, (20_000,), embed_images=6)
+FULL = Profile("full", 1000, 10_000, 100_000, 16, 0, 0, 0, 2, 1, 3, 8, 10, 30, (100_000,), embed_images=12)
+QUICK = Profile("quick", 200, 2_000, 20_000, 6, 0, 0, 0, 1, 3, 1, 0, 5, 15, (20_000,), embed_images=6)

@@ -41,12 +41,12 @@ def count_reads(monkeypatch: pytest.MonkeyPatch, fail: Callable[[str], Exception
     reads: Counter[str] = Counter()
     original = Store.get
 
-    def get(self: Store, key: str) -> Any:
+    def get(self: Store, key: str, max_bytes: int | None = None) -> Any:
         reads[key] += 1
         error = fail(key)
         if error is not None:
             raise error
-        return original(self, key)
+        return original(self, key, max_bytes)
 
     monkeypatch.setattr(Store, "get", get)
     return reads

@@ -169,10 +169,10 @@ def test_a_failing_read_fails_its_record_only(stack: Any, ingest: Any, monkeypat
 
     get = RealStore.get
 
-    def flaky(self: RealStore, key: str) -> Any:
+    def flaky(self: RealStore, key: str, max_bytes: int | None = None) -> Any:
         if key == "images/flaky.jpg":
             raise ConnectionError("S3 is down for this key")
-        return get(self, key)
+        return get(self, key, max_bytes)
 
     monkeypatch.setattr(RealStore, "get", flaky)
     for key, name in [

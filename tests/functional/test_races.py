@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -91,6 +92,15 @@ def test_add_key_from_a_stale_read_loses_the_race_and_keeps_the_other_writers_ke
     assert IndexStore(racing, "index/").add_key(e.id, "images/c.jpg") == "added"
     assert racing.lost == [plain.layout.entry_key(e.id)]
     assert consistent(stack) == {e.id: ("images/a.jpg", "images/b.jpg", "images/c.jpg")}
+
+
+def test_a_new_entry_made_by_another_writer_first_gets_the_key_added(stack: Any) -> None:
+    # both found the entry absent when they read their bytes; the other writer stored it first
+    index = IndexStore(Store(stack.bucket), "index/")
+    e = entry(0, unit(np.random.default_rng(23), 1)[0], ("images/a.jpg",))
+    assert index.point_to_new(e, "images/a.jpg") == "created"
+    assert index.point_to_new(replace(e, keys=("images/b.jpg",)), "images/b.jpg") == "added"
+    assert consistent(stack) == {e.id: ("images/a.jpg", "images/b.jpg")}
 
 
 def test_removing_a_key_from_a_stale_read_keeps_the_key_another_writer_added(stack: Any) -> None:

@@ -151,7 +151,9 @@ class OnnxEmbedder:
 
     backend = "onnxruntime"
 
-    def __init__(self, model_dir: str | os.PathLike[str], num_threads: int | None = None) -> None:
+    def __init__(
+        self, model_dir: str | os.PathLike[str], num_threads: int | None = None, spinning: bool = False
+    ) -> None:
         import onnxruntime as ort
 
         self.model_dir = str(model_dir)
@@ -162,6 +164,9 @@ class OnnxEmbedder:
         options = ort.SessionOptions()
         options.intra_op_num_threads = num_threads or os.cpu_count() or 1
         options.inter_op_num_threads = 1
+        # idle threads sleep rather than spin: spinning burns the cores the other stages (and, in Lambda, fewer
+        # vCPUs than os.cpu_count() says) need
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
         options.log_severity_level = 3
         self._session = ort.InferenceSession(
             str(model_file(model_dir, self.info)), options, providers=["CPUExecutionProvider"]

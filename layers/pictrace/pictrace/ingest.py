@@ -38,7 +38,7 @@ from pictrace.pipeline import Decoded, decode_content
 from pictrace.rerank import Features, compute_features
 from pictrace.settings import Settings, get_settings
 from pictrace.snapstart import WARM_UP
-from pictrace.storage import Store, StoredObject
+from pictrace.storage import Store, StoredObject, TooLarge
 
 logger = logging.getLogger(__name__)
 
@@ -135,16 +135,13 @@ class Ingestor:
     def read(self, key: str) -> Loaded:
         """The key's bytes and their SHA-256 (the entry id), or what keeps them from being indexed."""
         started = time.perf_counter()
-        size = self.store.size(key)
-        if size is None:
-            return Loaded(key).timed("read", started)
-        if size > self.settings.max_bytes:
-            reason = f"image is {size} bytes; the limit is {self.settings.max_bytes} bytes (max_bytes)"
-            return Loaded(key).timed("read", started, refusal=reason)
         try:
-            obj = self.store.get(key)
+            obj = self.store.get(key, max_bytes=self.settings.max_bytes)
         except NotFound:
             return Loaded(key).timed("read", started)
+        except TooLarge as exc:
+            reason = f"image is {exc.size} bytes; the limit is {self.settings.max_bytes} bytes (max_bytes)"
+            return Loaded(key).timed("read", started, refusal=reason)
         loaded = Loaded(key).timed("read", started, obj=obj)
         started = time.perf_counter()
         return loaded.timed("sha256", started, entry_id=hashlib.sha256(obj.body).hexdigest())
@@ -187,12 +184,12 @@ class Ingestor:
         key, obj, entry_id = loaded.key, loaded.obj, loaded.entry_id
         if obj is None or entry_id is None:  # nothing there, or too large to read
             return (self._fail(key, loaded.refusal, None) if loaded.refusal else self.remove_key(key)), loaded
-        previous = self.index.pointer(key)
-        if previous is not None and previous != entry_id:
-            self.index.remove_key(key)  # the key now holds other bytes
-        # an entry made since it was found absent is one create_or_add_key adds the key to
-        if not loaded.absent and self.index.has_entry(entry_id):
-            return Outcome(key, self.index.add_key(entry_id, key, pointed=previous == entry_id), entry_id), loaded
+        # a new entry's write reads the key's pointer alongside (IndexStore.point_to_new); else it is read first
+        new = loaded.absent and loaded.refusal is None
+        if not new:
+            previous = self._drop_other(key, entry_id)
+            if not loaded.absent and self.index.has_entry(entry_id):
+                return Outcome(key, self.index.add_key(entry_id, key, pointed=previous == entry_id), entry_id), loaded
         if loaded.refusal is None and loaded.embedding is None:
             # the entry was there when the key was read, and is gone now: decode and embed here and now
             loaded = self.embed(self.decode(loaded))
@@ -202,6 +199,8 @@ class Ingestor:
             raise RuntimeError(f"{key} was neither refused nor prepared")  # the stages above rule it out
         prepared = loaded.decoded.prepared(loaded.embedding, loaded.features)
         if (refused := refused_vector(prepared.embedding)) is not None:  # no cosine for it (nor in S3 Vectors)
+            if new:
+                self._drop_other(key, entry_id)
             return self._fail(key, refused, obj.etag), loaded
         meta = {
             **prepared.described(),
@@ -210,9 +209,20 @@ class Ingestor:
             "content_box": prepared.content_box(),  # where the features' coordinates sit, in the file's pixels
         }
         entry = Entry(entry_id, (key,), prepared.embedding, prepared.features, meta)
-        action = self.index.create_or_add_key(entry, key)
+        # the key's previous entry is dropped there (an entry made since it was found absent gets the key added)
+        if new:
+            action = self.index.point_to_new(entry, key)
+        else:
+            action = self.index.create_or_add_key(entry, key)
         logger.info("indexed %s as %s (%s)", key, entry_id, action)
         return Outcome(key, action, entry_id), loaded
+
+    def _drop_other(self, key: str, entry_id: str) -> str | None:
+        """The entry the key pointed to, after dropping the key from it if it is not entry_id."""
+        previous = self.index.pointer(key)
+        if previous is not None and previous != entry_id:
+            self.index.remove_key(key)  # the key now holds other bytes
+        return previous
 
     def remove_key(self, key: str) -> Outcome:
         """Drop a key that no longer exists from the index."""

@@ -60,6 +60,15 @@ class StoredObject:
     etag: str
 
 
+class TooLarge(Exception):
+    """An object larger than the read allowed (its bytes were not read)."""
+
+    def __init__(self, key: str, size: int) -> None:
+        super().__init__(f"{key} is {size} bytes")
+        self.key = key
+        self.size = size
+
+
 def _code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
 
@@ -77,15 +86,25 @@ class Store:
         s3_client.cache_clear(), e.g. after a SnapStart restore)."""
         return self._client if self._client is not None else s3_client()
 
-    def get(self, key: str) -> StoredObject:
-        """The object's bytes; NotFound if there is none."""
+    def get(self, key: str, max_bytes: int | None = None) -> StoredObject:
+        """The object's bytes (one GET); NotFound if there is none; TooLarge, its bytes unread, if it is larger
+        than max_bytes."""
         try:
             response = self.client.get_object(Bucket=self.bucket, Key=key)
         except ClientError as exc:
             if _code(exc) in _NOT_FOUND:
                 raise NotFound(key) from None
             raise
-        return StoredObject(response["Body"].read(), response["ETag"])
+        body = response["Body"]
+        size = int(response.get("ContentLength", 0))
+        if max_bytes is not None and size > max_bytes:
+            body.close()
+            raise TooLarge(key, size)
+        data: bytes = body.read() if max_bytes is None else body.read(max_bytes + 1)
+        if max_bytes is not None and len(data) > max_bytes:  # longer than announced
+            body.close()
+            raise TooLarge(key, len(data))
+        return StoredObject(data, response["ETag"])
 
     def get_range(self, key: str, start: int, end: int) -> bytes:
         """Bytes [start, end) of the object (one ranged GET); NotFound if there is none."""

@@ -67,6 +67,7 @@ class IndexStore:
         self.on_change = on_change  # called after each change with the changed ids (the S3 Vectors mirror)
         self.workers = workers
         self._model_ok: tuple[str, int] | None = None  # the model this index was checked to be built with
+        self._requests: ThreadPoolExecutor | None = None  # independent requests issued together (_pool)
 
     # --- the model record
     def model_record(self) -> dict[str, Any] | None:
@@ -178,10 +179,49 @@ class IndexStore:
     def create_or_add_key(self, entry: Entry, image_key: str) -> str:
         """Store a new entry, or add the key to the existing entry with the same id. Returns what happened."""
         if self.store.put(self.layout.entry_key(entry.id), entry.to_bytes(), if_none_match=True):
-            self.mark_changed(entry.id)
-            self._set_pointer(image_key, entry.id)
+            self._created(entry.id, image_key)
             return "created"
         return self.add_key(entry.id, image_key)
+
+    def point_to_new(self, entry: Entry, image_key: str) -> str:
+        """Point the image key at this entry, found absent when its bytes were read: store it (or, if it exists by
+        now, add the key to it), dropping the key from the entry it pointed to before. Returns what happened.
+
+        The entry's conditional write and the read of the key's pointer are independent: they go together.
+        """
+        write = self._pool().submit(
+            self.store.put, self.layout.entry_key(entry.id), entry.to_bytes(), if_none_match=True
+        )
+        previous = self.pointer(image_key)
+        created = write.result()
+        if previous is not None and previous != entry.id:
+            self.remove_key(image_key)  # the key held other bytes before
+        if created:
+            self._created(entry.id, image_key)
+            return "created"
+        return self.add_key(entry.id, image_key, pointed=previous == entry.id)
+
+    def _created(self, entry_id: str, image_key: str) -> None:
+        """After a new entry is written: its change marker, the key's pointer and the end of the key's failure
+        record, written together (none depends on another), then the observer."""
+        marker = json.dumps({"id": entry_id, "nonce": uuid.uuid4().hex, "at": now_iso()}).encode()
+        pointer = json.dumps({"key": image_key, "id": entry_id}).encode()
+        pool = self._pool()
+        writes = [
+            pool.submit(self.store.put, self.layout.change_key(entry_id), marker, content_type="application/json"),
+            pool.submit(self.store.put, self.layout.pointer_key(image_key), pointer, content_type="application/json"),
+            pool.submit(self.store.delete, self.layout.failure_key(image_key)),
+        ]
+        for write in writes:
+            write.result()
+        if self.on_change is not None:
+            self.on_change([entry_id])
+
+    def _pool(self) -> ThreadPoolExecutor:
+        """A small thread pool for independent requests (made on first use)."""
+        if self._requests is None:
+            self._requests = ThreadPoolExecutor(4, thread_name_prefix="index-io")
+        return self._requests
 
     def add_key(self, entry_id: str, image_key: str, pointed: bool = False) -> str:
         """Add an image key to an existing entry ('added', or 'unchanged' if it was there).
