@@ -1061,7 +1061,7 @@ def goals_section(r: dict[str, Any]) -> list[str]:
     out: list[str] = []
     g = r.get("goals")
     if g:
-        out.append("\n### Goals (issues 4 and 12)")
+        out.append("\n### Goals (issues 4, 12 and 14)")
         out.append(
             table(
                 ["goal", "measured", "status", "where it costs most"],
