@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 from botocore.exceptions import BotoCoreError, ClientError
 
-from pictrace.errors import BadRequest, ImageTooLarge, NotFound, UpstreamError
+from pictrace.errors import BadRequest, ImageTooLarge, NotFound, ObjectTooLarge, UpstreamError
 from pictrace.images import DecodedImage, decode_image
 from pictrace.index.layout import Entry
 from pictrace.rerank import Features, content_box, correspondences, orb_size
@@ -209,12 +209,12 @@ def _apply(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
 def load_original(store: Store, settings: Settings, key: str) -> DecodedImage:
     """An indexed image's original from the bucket, within the limits every query image is held to."""
     try:
-        size = store.size(key)
-        if size is None:
-            raise NotFound(f"the original {key} is no longer in the bucket")
-        if size > settings.max_bytes:
-            raise ImageTooLarge(f"the original {key} is {size} bytes; the limit is {settings.max_bytes} bytes")
-        data = store.get(key).body
+        data = store.get(key, max_bytes=settings.max_bytes).body
+    except NotFound:
+        raise NotFound(f"the original {key} is no longer in the bucket") from None
+    except ObjectTooLarge as exc:
+        size = f"{exc.size} bytes" if exc.size is not None else "over the limit"
+        raise ImageTooLarge(f"the original {key} is {size}; the limit is {settings.max_bytes} bytes") from None
     except ClientError as exc:
         code = str(exc.response.get("Error", {}).get("Code", ""))
         if code in ("403", "AccessDenied"):  # a missing key, where the role may not list the images prefix

@@ -31,6 +31,18 @@ class NotFound(PicTraceError):
     """An indexed image, entry or object does not exist."""
 
 
+class ObjectTooLarge(PicTraceError):
+    """A stored object larger than a read allowed (pictrace.storage.Store.get); its bytes were not kept.
+
+    size: its size as S3 announced it, or None when the body ran past the limit it announced itself within.
+    """
+
+    def __init__(self, key: str, size: int | None) -> None:
+        super().__init__(f"{key} is {size} bytes" if size is not None else f"{key} is larger than announced")
+        self.key = key
+        self.size = size
+
+
 class BadRequest(PicTraceError):
     """The request is malformed (missing or conflicting fields)."""
 

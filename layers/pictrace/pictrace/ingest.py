@@ -28,7 +28,7 @@ import numpy as np
 from aws_lambda_powertools.utilities.data_classes import S3Event
 
 from pictrace.embedding import Embedder, get_embedder
-from pictrace.errors import InvalidImage, NotFound
+from pictrace.errors import InvalidImage, NotFound, ObjectTooLarge
 from pictrace.index.backend import ShortlistBackend, open_backend
 from pictrace.index.layout import Entry, now_iso
 from pictrace.index.store import IndexStore
@@ -38,7 +38,7 @@ from pictrace.pipeline import Decoded, decode_content
 from pictrace.rerank import Features, compute_features
 from pictrace.settings import Settings, get_settings
 from pictrace.snapstart import WARM_UP
-from pictrace.storage import Store, StoredObject, TooLarge
+from pictrace.storage import Store, StoredObject
 
 logger = logging.getLogger(__name__)
 
@@ -139,8 +139,9 @@ class Ingestor:
             obj = self.store.get(key, max_bytes=self.settings.max_bytes)
         except NotFound:
             return Loaded(key).timed("read", started)
-        except TooLarge as exc:
-            reason = f"image is {exc.size} bytes; the limit is {self.settings.max_bytes} bytes (max_bytes)"
+        except ObjectTooLarge as exc:
+            size = f"{exc.size} bytes" if exc.size is not None else "over the limit"
+            reason = f"image is {size}; the limit is {self.settings.max_bytes} bytes (max_bytes)"
             return Loaded(key).timed("read", started, refusal=reason)
         loaded = Loaded(key).timed("read", started, obj=obj)
         started = time.perf_counter()

@@ -12,7 +12,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from pictrace.errors import NotFound
+from pictrace.errors import NotFound, ObjectTooLarge
 
 _NOT_FOUND = {"NoSuchKey", "404", "NotFound"}
 _PRECONDITION = {"PreconditionFailed", "412", "ConditionalRequestConflict", "409"}
@@ -60,15 +60,6 @@ class StoredObject:
     etag: str
 
 
-class TooLarge(Exception):
-    """An object larger than the read allowed (its bytes were not read)."""
-
-    def __init__(self, key: str, size: int) -> None:
-        super().__init__(f"{key} is {size} bytes")
-        self.key = key
-        self.size = size
-
-
 def _code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
 
@@ -87,8 +78,8 @@ class Store:
         return self._client if self._client is not None else s3_client()
 
     def get(self, key: str, max_bytes: int | None = None) -> StoredObject:
-        """The object's bytes (one GET); NotFound if there is none; TooLarge, its bytes unread, if it is larger
-        than max_bytes."""
+        """The object's bytes (one GET); NotFound if there is none; ObjectTooLarge if it is larger than max_bytes
+        (its bytes unread when S3 announced the size, else read no further than max_bytes + 1)."""
         try:
             response = self.client.get_object(Bucket=self.bucket, Key=key)
         except ClientError as exc:
@@ -99,11 +90,11 @@ class Store:
         size = int(response.get("ContentLength", 0))
         if max_bytes is not None and size > max_bytes:
             body.close()
-            raise TooLarge(key, size)
+            raise ObjectTooLarge(key, size)
         data: bytes = body.read() if max_bytes is None else body.read(max_bytes + 1)
         if max_bytes is not None and len(data) > max_bytes:  # longer than announced
             body.close()
-            raise TooLarge(key, len(data))
+            raise ObjectTooLarge(key, None)
         return StoredObject(data, response["ETag"])
 
     def get_range(self, key: str, start: int, end: int) -> bytes:

@@ -13,7 +13,7 @@ import re
 import uuid
 from dataclasses import dataclass, field
 
-from pictrace.errors import BadRequest, ImageTooLarge, NotFound
+from pictrace.errors import BadRequest, ImageTooLarge, NotFound, ObjectTooLarge
 from pictrace.settings import Settings
 from pictrace.storage import Store
 
@@ -63,12 +63,11 @@ def check_upload_key(settings: Settings, key: str) -> None:
 def read_upload(store: Store, settings: Settings, key: str) -> bytes:
     """The bytes of an uploaded query image; NotFound if nothing was uploaded there, ImageTooLarge over max_bytes."""
     check_upload_key(settings, key)
-    size = store.size(key)
-    if size is None:
-        raise NotFound(f"nothing was uploaded to {key} (or it expired)")
-    if size > settings.max_bytes:
-        raise ImageTooLarge(f"the upload is {size} bytes; the limit is {settings.max_bytes} bytes")
-    data = store.get(key).body
-    if len(data) > settings.max_bytes:  # replaced by a larger object since the size check
-        raise ImageTooLarge(f"the upload is over the limit of {settings.max_bytes} bytes")
-    return data
+    try:
+        return store.get(key, max_bytes=settings.max_bytes).body
+    except NotFound:
+        raise NotFound(f"nothing was uploaded to {key} (or it expired)") from None
+    except ObjectTooLarge as exc:
+        if exc.size is None:  # the body ran past the size S3 announced
+            raise ImageTooLarge(f"the upload is over the limit of {settings.max_bytes} bytes") from None
+        raise ImageTooLarge(f"the upload is {exc.size} bytes; the limit is {settings.max_bytes} bytes") from None
