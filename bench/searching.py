@@ -147,15 +147,17 @@ def run_searches(
     deployed: bool = False,
 ) -> list[SearchRecord]:
     """Each query through SearchService.search (the code the API runs), top_k = shortlist = 50, or with deployed
-    the settings' own (what a client that names neither gets: the latency figures). cold: the feature cache emptied
-    before each. rank_probe (the service's backend): also the original's rank over the whole index by cosine and by
-    gist, and every reranked candidate's signals (hits)."""
+    the settings' own (what a client that names neither gets: the latency figures). cold: the feature cache (and the
+    signed links) emptied before each. rank_probe (the service's backend): also the original's rank over the whole
+    index by cosine and by gist, and every reranked candidate's signals (hits)."""
     from pictrace.search import Query
 
     records: list[SearchRecord] = []
     for case in cases:
         if cold:
             service.fetcher.clear()
+            service.entry_links.clear()
+            service.links.clear()
         if rank_probe is not None:
             rank_probe.target = case.original_id if case.positive else None
         data = Path(case.path).read_bytes()

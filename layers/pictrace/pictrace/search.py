@@ -38,7 +38,7 @@ from pictrace.rerank import (
 from pictrace.results import Hit, SearchResult
 from pictrace.settings import Settings
 from pictrace.snapstart import WARM_UP
-from pictrace.storage import Store
+from pictrace.storage import PresignedLinks, Store
 from pictrace.verdict import calibration_for, verdict
 
 logger = logging.getLogger(__name__)
@@ -70,8 +70,10 @@ class SearchService:
         # the shortlist: in memory (centred cosine and gist) or Amazon S3 Vectors (cosine only)
         self.backend = backend or open_backend(settings, self.store)
         self._embedder = embedder
+        self.links = PresignedLinks(self.store, settings.presign_seconds)  # the hits' links to their originals
+        self.entry_links = PresignedLinks(self.store, 300)  # what the fetcher reads entries by
         self.fetcher = ObjectFetcher(
-            lambda key: self.store.presign_get(key, 300),
+            self.entry_links.get,
             Entry.from_bytes,
             concurrency=settings.fetch_concurrency,
             cache_size=settings.feature_cache,
@@ -99,12 +101,15 @@ class SearchService:
         return timings
 
     def renew(self) -> None:
-        """After a SnapStart restore: the next search looks at S3 for what changed since the snapshot."""
+        """After a SnapStart restore: the next search looks at S3 for what changed since the snapshot, and signs
+        links with the restored copy's credentials."""
         self.backend.expire()
+        self.links.clear()
+        self.entry_links.clear()
 
     def link(self, key: str) -> str:
-        """A presigned link to an original image."""
-        return self.store.presign_get(key, self.settings.presign_seconds)
+        """A presigned link to an original image (valid for at least half of presign_seconds)."""
+        return self.links.get(key)
 
     async def entry(self, entry_id: str) -> Entry:
         """An indexed entry by id; NotFound if there is none."""
@@ -136,18 +141,23 @@ class SearchService:
         weights = self.settings.fusion(embedder.weights)
         candidates = await asyncio.to_thread(self._shortlist, vector, features, shortlist, query.prefix, weights)
         timer.lap("scan")
-        if prepared is not None and any(D4[c.transform][1] for c in candidates):
-            features = await asyncio.to_thread(with_mirror, features, prepared.content)
         with ThreadPoolExecutor(max_workers=2) as pool:  # OpenCV releases the GIL
-            early = self._scoring_on_arrival(features, candidates, weights, pool)
+            # the mirror image's ORB features (for candidates that matched the query mirrored) are made in the pool
+            # while the entries are fetched; a score that needs them waits for them
+            ready = _ready(features)
+            if prepared is not None and any(D4[c.transform][1] for c in candidates):
+                ready = pool.submit(with_mirror, features, prepared.content)
+            early = self._scoring_on_arrival(ready, candidates, weights, pool)
             fetched = await self.fetcher.fetch_many([self.layout.entry_key(c.id) for c in candidates], early.arrived)
             timer.lap("fetch")  # and the rerank of what had arrived
-            hits = await asyncio.to_thread(self._rerank, features, candidates, fetched, weights, pool, early.scores)
+            hits = await asyncio.to_thread(
+                lambda: self._rerank(ready.result(), candidates, fetched, weights, pool, early.scores)
+            )
         timer.lap("rerank")
         return SearchResult(hits[:top_k], timer.total(), described, self.backend.count())
 
     def _scoring_on_arrival(
-        self, features: QueryFeatures, candidates: list[Candidate], weights: Weights, pool: ThreadPoolExecutor
+        self, query: Future[QueryFeatures], candidates: list[Candidate], weights: Weights, pool: ThreadPoolExecutor
     ) -> _EarlyScores:
         """When every candidate gets the geometric check (no more of them than `verify`), each is scored in the pool
         as soon as its entry is in, while the others are still being fetched; otherwise nothing is started early
@@ -159,7 +169,9 @@ class SearchService:
 
         def arrived(key: str, entry: Entry) -> None:
             c = by_key[key]
-            early.scores[key] = pool.submit(score, c.cosine, features, entry.features, c.gist, c.transform, weights)
+            early.scores[key] = pool.submit(
+                lambda: score(c.cosine, query.result(), entry.features, c.gist, c.transform, weights)
+            )
 
         early.arrived = arrived
         return early
@@ -312,6 +324,12 @@ class _EarlyScores:
 
     arrived: Callable[[str, Entry], None] | None = None
     scores: dict[str, Future[Scores]] = field(default_factory=dict)
+
+
+def _ready(features: QueryFeatures) -> Future[QueryFeatures]:
+    done: Future[QueryFeatures] = Future()
+    done.set_result(features)
+    return done
 
 
 def _check_id(entry_id: str) -> None:
