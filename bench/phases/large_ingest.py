@@ -2,12 +2,14 @@
 batches of the template's IngestBatchSize, each under pictrace.ingest.read_ahead, every record's S3 notification to
 handle_s3_notification; the model warmed first, as SnapStart does), next to the model alone on the same images.
 
-"The model alone" is the embedder's own time (its preprocessing resize and inference) on the images as ingest
-hands them to it: decoded reduced (pictrace.pipeline.decode_content) and trimmed; no S3, no decode. Its images/s is
-the mean of a pass right before the batches and one after them (a change in the machine's load evens out). After
-the batches each stage is timed apart, one after the other, on the same bytes: the image pipeline
-(pictrace.pipeline.prepare) with its stage timer, the model's share of its "embed" stage timed by TimedEmbedder (the
-rest of that stage is the rerank features). The batches' own per-stage times (Outcome.ms, the stages overlapping)
+"The model alone" is the embedder's own time (its preprocessing resize and inference), one image at a time on every
+core as search runs it, on the images as ingest hands them to it: decoded reduced (pictrace.pipeline.decode_content)
+and trimmed; no S3, no decode. The Ingestor builds its own embedder, as the handler's does (single-threaded
+inferences side by side, pictrace.ingest.INFERENCE_THREADS). The model's images/s is the mean of a pass right
+before the batches and one after them (a change in the machine's load evens out). After the batches each stage
+is timed apart, one after the other, on the same bytes: the image pipeline (pictrace.pipeline.prepare) with its
+stage timer, the model's share of its "embed" stage timed by TimedEmbedder (the rest of that stage is the rerank
+features). The batches' own per-stage times (Outcome.ms, the stages overlapping)
 say what the model waits for; CPU time per image, ingest's against the model's alone, what the stages beside the
 model cost on cores the model would use (this process only: the local S3 server is another).
 """
@@ -101,9 +103,9 @@ def large_ingest(profile: Profile, stack: Any, config: models.ModelConfig) -> La
     s3 = stack.client("s3")
     s3.create_bucket(Bucket=bucket)
     settings = Settings.from_env(bucket=bucket, model_dir=str(config.model_dir), index_prefix="index/")
-    embedder = OnnxEmbedder(config.model_dir)
+    embedder = OnnxEmbedder(config.model_dir)  # the model alone
     store = Store(bucket)
-    ingestor = Ingestor(settings, store=store, embedder=embedder)
+    ingestor = Ingestor(settings, store=store)  # its own embedder, as the handler's
     ingestor.warm()
     batch_size = int(load_template()["Parameters"]["IngestBatchSize"]["Default"])
     template = json.loads((ROOT / "events/sqs_s3_put.json").read_text())["Records"][0]

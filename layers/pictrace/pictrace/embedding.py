@@ -27,6 +27,7 @@ import sys
 import tempfile
 import threading
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -162,7 +163,8 @@ class OnnxEmbedder:
         self.dim: int = int(self.info["dim"])
         self._preprocess = PREPROCESS[self.info["preprocess"]]
         options = ort.SessionOptions()
-        options.intra_op_num_threads = num_threads or os.cpu_count() or 1
+        self.threads = num_threads or os.cpu_count() or 1
+        options.intra_op_num_threads = self.threads
         options.inter_op_num_threads = 1
         # idle threads sleep rather than spin: spinning burns the cores the other stages (and, in Lambda, fewer
         # vCPUs than os.cpu_count() says) need
@@ -172,7 +174,9 @@ class OnnxEmbedder:
             str(model_file(model_dir, self.info)), options, providers=["CPUExecutionProvider"]
         )
         self._input = self._session.get_inputs()[0].name
-        self._lock = threading.Lock()  # one inference at a time: its threads already use every core
+        # one inference at a time when each uses several threads (they already take the cores); single-threaded
+        # inferences run side by side, one per calling thread
+        self._lock: AbstractContextManager[Any] = threading.Lock() if self.threads > 1 else nullcontext()
 
     def embed(self, images: Sequence[np.ndarray]) -> np.ndarray:
         """Embeddings of BGR uint8 images, shape (n, dim)."""
@@ -335,19 +339,20 @@ def load_model_info(model_dir: str | os.PathLike[str]) -> dict[str, Any]:
     return info
 
 
-_embedder: OnnxEmbedder | None = None
+_embedders: dict[int | None, OnnxEmbedder] = {}  # by num_threads
 _embedder_lock = threading.Lock()
 
 
-def get_embedder(model_dir: str, expected_weights: str = "") -> OnnxEmbedder:
-    """The container's embedder, created on first use; ModelMismatch if it holds other weights."""
-    global _embedder
+def get_embedder(model_dir: str, expected_weights: str = "", num_threads: int | None = None) -> OnnxEmbedder:
+    """The container's embedder with num_threads threads per inference (None: every core), created on first use;
+    ModelMismatch if it holds other weights."""
     with _embedder_lock:
-        if _embedder is None or _embedder.model_dir != model_dir:
-            _embedder = OnnxEmbedder(model_dir)
-        if expected_weights and parse_weights(expected_weights).name != _embedder.weights:
+        embedder = _embedders.get(num_threads)
+        if embedder is None or embedder.model_dir != model_dir:
+            embedder = _embedders[num_threads] = OnnxEmbedder(model_dir, num_threads)
+        if expected_weights and parse_weights(expected_weights).name != embedder.weights:
             raise ModelMismatch(
-                f"the model in {model_dir} holds weights {_embedder.weights!r} but PICTRACE_WEIGHTS is "
+                f"the model in {model_dir} holds weights {embedder.weights!r} but PICTRACE_WEIGHTS is "
                 f"{expected_weights!r}: rebuild it with `make model WEIGHTS={expected_weights}` or change the setting"
             )
-        return _embedder
+        return embedder

@@ -6,8 +6,8 @@ duplicated or reordered events all converge on the same index.
 A key goes through four stages: read (the object's bytes and their SHA-256), decode (as small as the later stages
 allow, pictrace.pipeline.decode_content, then the rerank features), embed (the model) and index (the index's reads
 and writes, the only stage that depends on what came before). Within a batch, ReadAhead runs the first three for
-the next keys while the current key's stage runs, each stage in the batch's order on a thread of its own (the
-model, OpenCV and S3 I/O release the GIL); the index stage stays in order on the caller's thread.
+the next keys while the current key's stage runs, each key on a thread of its own (the model, OpenCV and S3 I/O
+release the GIL), the model single-threaded in each; the index stage stays in order on the caller's thread.
 """
 
 from __future__ import annotations
@@ -43,7 +43,10 @@ from pictrace.storage import Store, StoredObject
 logger = logging.getLogger(__name__)
 
 #: keys of a batch read, decoded or embedded ahead of the one being indexed (each holds its bytes until indexed)
-READ_AHEAD = 2
+READ_AHEAD = 3
+#: ONNX Runtime threads per inference: the keys read ahead are embedded side by side, one thread each (more images
+#: per second on the cores than one inference at a time on all of them)
+INFERENCE_THREADS = 1
 
 
 @dataclass(frozen=True)
@@ -106,7 +109,7 @@ class Ingestor:
     def embedder(self) -> Embedder:
         """The embedder, loaded on first use."""
         if self._embedder is None:
-            self._embedder = get_embedder(ensure_model(self.settings), self.settings.weights)
+            self._embedder = get_embedder(ensure_model(self.settings), self.settings.weights, INFERENCE_THREADS)
         return self._embedder
 
     def warm(self) -> dict[str, float]:
@@ -244,8 +247,8 @@ class Ingestor:
 
 
 class ReadAhead:
-    """A batch's keys, read, decoded and embedded ahead of their index stage: each of those stages on a thread of
-    its own, in the batch's order, at most READ_AHEAD keys past the one being indexed.
+    """A batch's keys, read, decoded and embedded ahead of their index stage, in the batch's order: each key's
+    stages on one of READ_AHEAD threads, at most READ_AHEAD keys past the one being indexed.
 
     A key's read may happen before the keys ahead of it are indexed, never before its event was received: what it
     reads is what the key held at some moment after the event, as when it is read in turn. A stage's exception is
@@ -257,22 +260,17 @@ class ReadAhead:
         self._todo = deque(k for k in keys if ingestor.wants(k))
         self._pending: dict[str, deque[Future[Loaded]]] = {}
         self._in_flight = 0
-        self._readers = ThreadPoolExecutor(1, thread_name_prefix="ingest-read")
-        self._model = ThreadPoolExecutor(1, thread_name_prefix="ingest-embed")
+        self._workers = ThreadPoolExecutor(READ_AHEAD, thread_name_prefix="ingest-ahead")
         self._fill()
 
     def _fill(self) -> None:
         while self._todo and self._in_flight < READ_AHEAD:
             key = self._todo.popleft()
-            decoded = self._readers.submit(self._read_and_decode, key)
-            self._pending.setdefault(key, deque()).append(self._model.submit(self._embed, decoded))
+            self._pending.setdefault(key, deque()).append(self._workers.submit(self._load, key))
             self._in_flight += 1
 
-    def _read_and_decode(self, key: str) -> Loaded:
-        return self.ingestor.decode(self.ingestor.read(key))
-
-    def _embed(self, decoded: Future[Loaded]) -> Loaded:
-        return self.ingestor.embed(decoded.result())
+    def _load(self, key: str) -> Loaded:
+        return self.ingestor.embed(self.ingestor.decode(self.ingestor.read(key)))
 
     def take(self, key: str) -> Future[Loaded] | None:
         """The key's next pending read (its stages' result), or None when the batch does not have it."""
@@ -287,8 +285,7 @@ class ReadAhead:
     def close(self) -> None:
         """Drop what was not taken and stop the threads."""
         self._todo.clear()
-        for executor in (self._readers, self._model):
-            executor.shutdown(wait=True, cancel_futures=True)
+        self._workers.shutdown(wait=True, cancel_futures=True)
         self._pending.clear()
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -67,6 +68,7 @@ class IndexStore:
         self.on_change = on_change  # called after each change with the changed ids (the S3 Vectors mirror)
         self.workers = workers
         self._model_ok: tuple[str, int] | None = None  # the model this index was checked to be built with
+        self._model_lock = threading.Lock()
         self._requests: ThreadPoolExecutor | None = None  # independent requests issued together (_pool)
 
     # --- the model record
@@ -93,6 +95,11 @@ class IndexStore:
         for an index that has no record, so that later writers with another model are refused (ingest does)."""
         if self._model_ok == (weights, dim):
             return
+        with self._model_lock:  # checked once when several threads ask together (ingest's read-ahead)
+            if self._model_ok != (weights, dim):
+                self._check_model(weights, dim, claim)
+
+    def _check_model(self, weights: str, dim: int, claim: bool) -> None:
         record = self.model_record()
         if record is None or (claim and "from" in record and record["weights"] == weights):
             if claim:
