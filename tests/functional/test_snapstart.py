@@ -1,6 +1,7 @@
 """SnapStart's restore path, run locally as Lambda's runtime runs it (pictrace.snapstart.restore_locally): the
-before-snapshot hooks load the model and the index, the after-restore hooks renew the clients and the index's
-refresh clock, and the first request after a restore is answered from the index already in memory."""
+before-snapshot hooks load the model, the index and the indexed images' features, the after-restore hooks renew the
+clients and the index's refresh clock, and the first request after a restore is answered from the index already in
+memory."""
 
 from __future__ import annotations
 
@@ -27,7 +28,9 @@ before = s3_client()
 # the snapshot: hooks run, then (while it waits to be restored) a new photo is indexed by the ingest function
 for func, args, kwargs in reversed(__import__("snapshot_restore_py").get_before_snapshot()):
     func(*args, **kwargs)
-warmed = {"model_loaded": service._embedder is not None, "indexed": service.backend.count()}
+entries = [key for key, _, _ in service.store.list(service.layout.entries_prefix)]
+warmed = {"model_loaded": service._embedder is not None, "indexed": service.backend.count(),
+          "features_cached": sum(key in service.fetcher for key in entries)}
 body = open(new_image, "rb").read()
 before.put_object(Bucket=bucket, Key="images/new.png", Body=body)
 ingest = load_handler("functions/ingest/app.py")
@@ -67,7 +70,8 @@ def test_the_restore_path_answers_from_the_index_loaded_before_the_snapshot(stac
     )
     assert result.returncode == 0, result.stderr[-4000:]
     out = json.loads(result.stdout.strip().splitlines()[-1])
-    assert out["warmed"] == {"model_loaded": True, "indexed": 3}  # loaded before the snapshot, not on request
+    # loaded before the snapshot, not on request: the model, the index, the indexed images' features
+    assert out["warmed"] == {"model_loaded": True, "indexed": 3, "features_cached": 3}
     assert out["renewed_client"]  # a restored copy does not reuse the snapshot's client (connections, credentials)
     assert out["status"] == 200, out["body"]
     top = out["body"]["results"][0]

@@ -162,6 +162,10 @@ class ObjectFetcher:
         self.cache_size = cache_size
         self._cache: OrderedDict[str, Any] = OrderedDict()
 
+    def __contains__(self, key: object) -> bool:
+        """Whether the key's parsed object is in the cache."""
+        return key in self._cache
+
     def forget(self, key: str) -> None:
         """Drop a cached object (it changed or went away)."""
         self._cache.pop(key, None)
