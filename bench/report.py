@@ -492,18 +492,19 @@ def ingest_goal(r: dict[str, Any]) -> Goal | None:
 
 
 def _ingest_remainder(ing: dict[str, Any]) -> str:
-    """Where an image's ingest time beyond the model's alone goes, in the batches."""
-    batch = ing["batch_stages_mean_ms"]
-    alone, inside, wall = 1000 / ing["model_per_s"], batch["embed"], ing["ingest_mean_ms"]
-    reader = sum(batch.get(k, 0.0) for k in ("read", "sha256", "decode", "features"))
+    """Where an image's ingest time beyond the model's alone goes: CPU that the other stages take on the cores the
+    model would use (the stages timed one after another), and the batches' stages as they ran (overlapping)."""
+    alone, wall = 1000 / ing["model_per_s"], ing["ingest_mean_ms"]
+    apart = {k: v for k, v in ing.get("stages_mean_ms", {}).items() if k != "embed"}
     cpu = ing.get("cpu_ms")
-    cpu_note = f"; CPU per image {ms(cpu['ingest'])} ms vs the model's {ms(cpu['model'])} ms" if cpu else ""
-    return (
-        f"per image {ms(wall)} ms vs the model's {ms(alone)} ms alone: the model took {ms(inside)} ms in the "
-        f"batches (sharing the cores) and waited {ms(max(0.0, wall - inside))} ms (the batch's first read, its last "
-        f"index writes, the slower of the other threads: read + decode {ms(reader)} ms, index {ms(batch['index'])} ms)"
-        f"{cpu_note}"
-    )
+    out = f"per image {ms(wall)} ms vs the model's {ms(alone)} ms alone"
+    if cpu:
+        out += f"; CPU per image {ms(cpu['ingest'])} ms vs the model's {ms(cpu['model'])} ms alone"
+    if apart:
+        timed = ", ".join(f"{k} {ms(v)}" for k, v in apart.items())
+        out += f"; besides the model, timed one after another: {timed} ms, costliest {_largest(apart)}"
+    batch = ", ".join(f"{k} {ms(v)}" for k, v in ing["batch_stages_mean_ms"].items())
+    return out + f"; in the batches, overlapping: {batch} ms"
 
 
 def scan_goal(r: dict[str, Any]) -> Goal | None:
