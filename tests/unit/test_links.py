@@ -1,4 +1,5 @@
-"""PresignedLinks: a signed link is reused while at least half of its validity is left, and forgotten on clear."""
+"""PresignedLinks: a signed link is reused while at least half of its validity is left (five minutes at most), and
+forgotten on clear."""
 
 from __future__ import annotations
 
@@ -43,6 +44,16 @@ def test_reused_until_half_the_validity_is_gone(clock: dict[str, float]) -> None
     second = links.get("a.jpg")
     assert second != first
     assert store.signed == [("a.jpg", 300), ("a.jpg", 300)]
+
+
+def test_long_lived_links_are_reused_for_at_most_five_minutes(clock: dict[str, float]) -> None:
+    store = CountingStore()
+    links = PresignedLinks(store, expires=7 * 24 * 3600)  # signed with temporary credentials: may die sooner
+    first = links.get("a.jpg")
+    clock["t"] += PresignedLinks.REUSE_SECONDS - 1
+    assert links.get("a.jpg") == first
+    clock["t"] += 2
+    assert links.get("a.jpg") != first
 
 
 def test_each_key_has_its_own_link_and_clear_forgets_them(clock: dict[str, float]) -> None:

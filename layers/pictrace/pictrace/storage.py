@@ -180,8 +180,12 @@ class Store:
 
 
 class PresignedLinks:
-    """Presigned GET links to a store's objects, each reused while at least half of its validity is left (signing
-    one costs about a millisecond of CPU; a search asks for one per candidate and per hit)."""
+    """Presigned GET links to a store's objects, each reused while at least half of its validity is left and for at
+    most REUSE_SECONDS (signing one costs about a millisecond of CPU; a search asks for one per candidate and per
+    hit). The cap keeps a reused link no older than a fresh one could be: a link also dies with the temporary
+    credentials that signed it, whatever its expiry."""
+
+    REUSE_SECONDS = 300.0
 
     def __init__(self, store: Store, expires: int, size: int = 4096) -> None:
         self.store = store
@@ -191,7 +195,7 @@ class PresignedLinks:
         self._lock = threading.Lock()
 
     def get(self, key: str) -> str:
-        """A link to the key valid for at least expires/2 more seconds."""
+        """A link to the key, signed at most min(expires/2, REUSE_SECONDS) seconds ago."""
         now = time.monotonic()
         with self._lock:
             cached = self._links.get(key)
@@ -200,7 +204,7 @@ class PresignedLinks:
                 return cached[0]
         url = self.store.presign_get(key, self.expires)
         with self._lock:
-            self._links[key] = (url, now + self.expires / 2)
+            self._links[key] = (url, now + min(self.expires / 2, self.REUSE_SECONDS))
             self._links.move_to_end(key)
             while len(self._links) > self.size:
                 self._links.popitem(last=False)
