@@ -14,7 +14,7 @@ import numpy as np
 
 from pictrace.compare import Comparison, Frame, evidence, load_original
 from pictrace.embedding import Embedder, get_embedder
-from pictrace.errors import BadRequest, NotFound
+from pictrace.errors import BadRequest, NotFound, UpstreamError
 from pictrace.fetch import ObjectFetcher
 from pictrace.index.backend import ShortlistBackend, open_backend
 from pictrace.index.layout import Entry, Layout
@@ -104,6 +104,8 @@ class SearchService:
         loop = asyncio.new_event_loop()  # not the thread's current loop (asyncio.run would unset that: Mangum's)
         try:
             loop.run_until_complete(self.fetcher.fetch_many(self._entry_keys(self.fetcher.cache_size)))
+        except UpstreamError as exc:  # a head start only: searches fetch what is not cached
+            logger.warning("indexed images' features not cached ahead: %s", exc)
         finally:
             loop.close()
         timings["features"] = time.perf_counter() - t

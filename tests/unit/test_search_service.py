@@ -1,5 +1,5 @@
-"""PresignedLinks: a signed link is reused while at least half of its validity is left (five minutes at most), and
-forgotten on clear."""
+"""PresignedLinks (a signed link is reused while at least half of its validity is left, five minutes at most, and
+forgotten on clear) and what the search service does with them and around a snapshot; no network."""
 
 from __future__ import annotations
 
@@ -94,3 +94,39 @@ def test_search_service_renews_its_links_after_a_restore(monkeypatch: Any) -> No
 class _NoBackend:
     def expire(self) -> None:
         pass
+
+
+def test_the_warm_up_goes_on_when_the_features_cannot_be_read_ahead(monkeypatch: Any) -> None:
+    """Reading indexed images' features before a snapshot is a head start: an S3 failure there is logged, not fatal."""
+    import numpy as np
+    from pictrace.errors import UpstreamError
+    from pictrace.search import SearchService
+    from pictrace.settings import Settings
+
+    class Embedder:
+        weights, backend, dim = "random:0", "test", 4
+
+        def embed(self, images: Any) -> np.ndarray:
+            return np.ones((len(images), 4), np.float32) / 2
+
+    class Backend(_NoBackend):
+        refreshed = False
+
+        def refresh(self, force: bool = False) -> int:
+            Backend.refreshed = True
+            return 0
+
+    store = CountingStore()
+    service = SearchService(Settings(bucket="bucket"), store=store, embedder=Embedder(), backend=Backend())
+    monkeypatch.setattr(service.index_store, "check_model", lambda weights, dim: None)
+    monkeypatch.setattr(store, "list", lambda prefix: iter([(f"{prefix}{'a' * 64}.npz", '"etag"', 10)]))
+    asked: list[list[str]] = []
+
+    async def failing(keys: list[str], arrived: Any = None) -> dict[str, Any]:
+        asked.append(keys)
+        raise UpstreamError("the index store could not be read (ClientError)")
+
+    monkeypatch.setattr(service.fetcher, "fetch_many", failing)
+    timings = service.warm()
+    assert Backend.refreshed and set(timings) == {"model", "index", "features"}
+    assert asked == [[service.layout.entry_key("a" * 64)]]
