@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from itertools import islice
 from typing import Any
 
 import numpy as np
@@ -103,23 +104,14 @@ class SearchService:
         t = time.perf_counter()
         loop = asyncio.new_event_loop()  # not the thread's current loop (asyncio.run would unset that: Mangum's)
         try:
-            loop.run_until_complete(self.fetcher.fetch_many(self._entry_keys(self.fetcher.cache_size)))
+            ids = islice(self.index_store.entry_ids(), self.fetcher.cache_size)
+            loop.run_until_complete(self.fetcher.fetch_many([self.layout.entry_key(i) for i in ids]))
         except UpstreamError as exc:  # a head start only: searches fetch what is not cached
             logger.warning("indexed images' features not cached ahead: %s", exc)
         finally:
             loop.close()
         timings["features"] = time.perf_counter() - t
         return timings
-
-    def _entry_keys(self, limit: int) -> list[str]:
-        """Keys of up to `limit` indexed images' entries (in listing order)."""
-        keys: list[str] = []
-        for key, _, _ in self.store.list(self.layout.entries_prefix):
-            if len(keys) == limit:
-                break
-            if self.layout.entry_id(key) is not None:
-                keys.append(key)
-        return keys
 
     def renew(self) -> None:
         """After a SnapStart restore: the next search looks at S3 for what changed since the snapshot, and signs
