@@ -152,9 +152,7 @@ class OnnxEmbedder:
 
     backend = "onnxruntime"
 
-    def __init__(
-        self, model_dir: str | os.PathLike[str], num_threads: int | None = None, spinning: bool = False
-    ) -> None:
+    def __init__(self, model_dir: str | os.PathLike[str], num_threads: int | None = None) -> None:
         import onnxruntime as ort
 
         self.model_dir = str(model_dir)
@@ -168,7 +166,7 @@ class OnnxEmbedder:
         options.inter_op_num_threads = 1
         # idle threads sleep rather than spin: spinning burns the cores the other stages (and, in Lambda, fewer
         # vCPUs than os.cpu_count() says) need
-        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.log_severity_level = 3
         self._session = ort.InferenceSession(
             str(model_file(model_dir, self.info)), options, providers=["CPUExecutionProvider"]
