@@ -213,8 +213,7 @@ def load_original(store: Store, settings: Settings, key: str) -> DecodedImage:
     except NotFound:
         raise NotFound(f"the original {key} is no longer in the bucket") from None
     except ObjectTooLarge as exc:
-        size = f"{exc.size} bytes" if exc.size is not None else "over the limit"
-        raise ImageTooLarge(f"the original {key} is {size}; the limit is {settings.max_bytes} bytes") from None
+        raise ImageTooLarge(f"the original {key} is {exc.amount}; the limit is {settings.max_bytes} bytes") from None
     except ClientError as exc:
         code = str(exc.response.get("Error", {}).get("Code", ""))
         if code in ("403", "AccessDenied"):  # a missing key, where the role may not list the images prefix

@@ -42,6 +42,11 @@ class ObjectTooLarge(PicTraceError):
         self.key = key
         self.size = size
 
+    @property
+    def amount(self) -> str:
+        """Its size for a message: "<size> bytes", or "over the limit" when S3 did not say."""
+        return f"{self.size} bytes" if self.size is not None else "over the limit"
+
 
 class BadRequest(PicTraceError):
     """The request is malformed (missing or conflicting fields)."""

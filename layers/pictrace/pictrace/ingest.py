@@ -143,8 +143,7 @@ class Ingestor:
         except NotFound:
             return Loaded(key).timed("read", started)
         except ObjectTooLarge as exc:
-            size = f"{exc.size} bytes" if exc.size is not None else "over the limit"
-            reason = f"image is {size}; the limit is {self.settings.max_bytes} bytes (max_bytes)"
+            reason = f"image is {exc.amount}; the limit is {self.settings.max_bytes} bytes (max_bytes)"
             return Loaded(key).timed("read", started, refusal=reason)
         loaded = Loaded(key).timed("read", started, obj=obj)
         started = time.perf_counter()
