@@ -3,6 +3,7 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 WEIGHTS ?= sscd
+PREPROCESS ?=
 MODEL_DIR ?= layers/model/model
 SAMPLES ?= data/samples
 PORT ?= 8000
@@ -16,7 +17,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 help:
 	@echo "make run      start the local stack (moto S3+SQS, ingest worker, API on 127.0.0.1:$(PORT)) with sample photos"
 	@echo "make test     lint, type-check and run every test"
-	@echo "make model    build the model artifact ($(MODEL_DIR)) with WEIGHTS=$(WEIGHTS)"
+	@echo "make model    build the model artifact ($(MODEL_DIR)) with WEIGHTS=$(WEIGHTS) (PREPROCESS=<name> for another input size)"
 	@echo "make samples  fetch the sample photos into $(SAMPLES)"
 	@echo "make bench    retrieval quality and speed on real images vs the seed's method (bench-quick: ~3 min)"
 	@echo "make capacity the segmented index at N = 100,000 and 1,000,000 synthetic images (also in make bench; docs/scaling.md)"
@@ -52,7 +53,7 @@ browser:
 	  || echo "could not install chromium: the browser test will fail until $(CHROMIUM) exists" >&2
 
 model: setup
-	$(PY) infra/build_model.py --weights '$(WEIGHTS)' --out $(MODEL_DIR)
+	$(PY) infra/build_model.py --weights '$(WEIGHTS)' --out $(MODEL_DIR) $(if $(PREPROCESS),--preprocess '$(PREPROCESS)')
 
 samples: setup
 	bash infra/fetch_samples.sh $(SAMPLES) $(PY)

@@ -4,7 +4,8 @@
   the one the issue's goals are judged on; its index is the one the real ingest handler builds;
 - ``sscd-mobile``: the distilled student, same preprocessing;
 - ``random:0``: Keras' ResNet50 with seeded random weights, exported to ONNX (the old default, as a floor);
-- ``sscd/<other>``: SSCD with the other preprocessing (short edge 288 vs a 320x320 square), for the comparison.
+- ``sscd/<other>``: SSCD with each other preprocessing (short edge 288, a 320x320 square, or about 320x320 pixels with
+  the aspect kept), for the comparison.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from pictrace.embedding import SSCD_PREPROCESSINGS
+
 ROOT = Path(__file__).resolve().parent.parent
 MODELS_DIR = ROOT / "build" / "models"
-SSCD_PREPROCESSINGS = ("sscd-short288", "sscd-square320")
 
 
 @dataclass(frozen=True)
@@ -46,14 +48,13 @@ class ModelConfig:
 
 
 def configs(default_preprocess: str) -> list[ModelConfig]:
-    """sscd (default preprocessing), sscd-mobile, random:0, then sscd with the other preprocessing."""
-    other = next(p for p in SSCD_PREPROCESSINGS if p != default_preprocess)
+    """sscd (default preprocessing), sscd-mobile, random:0, then sscd with each other preprocessing."""
+    others = [p for p in SSCD_PREPROCESSINGS if p != default_preprocess]
     return [
         ModelConfig("sscd", "sscd", default_preprocess, default=True),
         ModelConfig("sscd-mobile", "sscd-mobile", default_preprocess),
         ModelConfig("random:0", "random:0", None),
-        ModelConfig(f"sscd/{other.removeprefix('sscd-')}", "sscd", other),
-    ]
+    ] + [ModelConfig(f"sscd/{other.removeprefix('sscd-')}", "sscd", other) for other in others]
 
 
 def build(config: ModelConfig) -> str:

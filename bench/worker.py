@@ -98,7 +98,7 @@ def index(keys_path: str, models_path: str) -> int:
         for model_dir, prefix in json.loads(Path(models_path).read_text())
     ]
     for embedder, index_store in models:
-        index_store.check_model(embedder.weights, embedder.dim, claim=True)
+        index_store.check_model(embedder, claim=True)
     written = 0
     if not models:
         print(json.dumps({"written": written}))
@@ -112,6 +112,7 @@ def index(keys_path: str, models_path: str) -> int:
                 **prepared.described(),
                 "created": now_iso(),
                 "weights": embedder.weights,
+                "preprocess": embedder.preprocess,
                 "content_box": prepared.content_box(),
             }
             embedding = prepared.embedding if embedder is first else embedder.embed([prepared.content])[0]

@@ -14,7 +14,7 @@ import logging
 import sys
 from pathlib import Path
 
-from pictrace.embedding import INFO_FILE, build_model, has_model, model_file, parse_weights
+from pictrace.embedding import INFO_FILE, build_model, default_preprocess, has_model, model_file, parse_weights
 from pictrace.errors import PicTraceError
 
 
@@ -22,7 +22,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--weights", default="sscd", help="sscd | sscd-mobile | imagenet | random:<seed> | a .h5 path")
     parser.add_argument("--out", default="layers/model/model", help="artifact directory")
-    parser.add_argument("--preprocess", default=None, help="sscd-short288 (default for SSCD) or sscd-square320")
+    parser.add_argument(
+        "--preprocess", default=None, help="for SSCD: sscd-short288 (the default), sscd-square320 or sscd-area320"
+    )
     parser.add_argument("--force", action="store_true", help="rebuild even if the artifact matches")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -31,7 +33,9 @@ def main(argv: list[str] | None = None) -> int:
         wanted = parse_weights(args.weights).name
         if not args.force and has_model(out):
             info = json.loads((out / INFO_FILE).read_text())
-            if info.get("weights") == wanted and args.preprocess in (None, info.get("preprocess")):
+            if info.get("weights") == wanted and info.get("preprocess") == (
+                args.preprocess or default_preprocess(wanted)
+            ):
                 print(f"model up to date: {out} holds {wanted} ({info.get('preprocess')})")
                 return 0
         info = build_model(args.weights, out, args.preprocess)

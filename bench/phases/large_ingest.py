@@ -76,6 +76,7 @@ class TimedEmbedder:
         self.weights: str = inner.weights
         self.backend: str = inner.backend
         self.dim: int = inner.dim
+        self.preprocess: str = inner.preprocess
         self.ms = 0.0
 
     def embed(self, images: Sequence[np.ndarray]) -> np.ndarray:

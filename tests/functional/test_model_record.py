@@ -4,11 +4,13 @@ with a message that says how to reindex."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
+from pictrace.embedding import SSCD_PREPROCESSINGS
 from pictrace.index.layout import Entry
 from pictrace.index.store import IndexStore
 from pictrace.rerank import compute_features
@@ -38,12 +40,13 @@ def search_health_and_query(stack: Any) -> tuple[dict[str, Any], dict[str, Any]]
     return response, json.loads(response["body"])
 
 
-def test_the_first_ingest_records_the_model(stack: Any) -> None:
+def test_the_first_ingest_records_the_model(stack: Any, model_dir: str) -> None:
     ingest = load_handler(ROOT / "functions/ingest/app.py")
     stack.client("s3").put_object(Bucket=stack.bucket, Key="images/a.jpg", Body=read("astronaut.jpg"))
     assert ingest(sqs_s3_event(stack.bucket, ["images/a.jpg"]), LambdaContext()) == {"batchItemFailures": []}
     record = model_record(stack)
     assert (record["weights"], record["dim"]) == ("sscd", 512)
+    assert record["preprocess"] == json.loads((Path(model_dir) / "model.json").read_text())["preprocess"]
 
 
 def test_an_index_of_another_model_is_refused_by_ingest_and_search(stack: Any) -> None:
@@ -56,7 +59,10 @@ def test_an_index_of_another_model_is_refused_by_ingest_and_search(stack: Any) -
     assert index_keys(stack) == ["index/model.json"]  # nothing written, no failure recorded against the image
     response, body = search_health_and_query(stack)
     assert response["statusCode"] == 503 and body["error"] == "ModelMismatch"
-    assert "'random:0' (2048-d)" in body["detail"] and "'sscd' (512-d)" in body["detail"]
+    assert (
+        "'random:0' (2048-d, resnet50-caffe-224 preprocessing)" in body["detail"]
+        and "'sscd' (512-d, " in body["detail"]
+    )
     assert "pictrace ingest s3://" in body["detail"] and "Weights=random:0" in body["detail"]
 
 
@@ -73,4 +79,31 @@ def test_an_index_from_before_the_record_is_judged_by_its_entries(stack: Any) ->
         ingest(sqs_s3_event(stack.bucket, ["images/a.jpg"]), LambdaContext())
     assert "index/model.json" not in index_keys(stack)
     response, body = search_health_and_query(stack)
-    assert response["statusCode"] == 503 and "'random:0' (2048-d)" in body["detail"]
+    assert response["statusCode"] == 503 and "'random:0' (2048-d, resnet50-caffe-224 preprocessing)" in body["detail"]
+
+
+def test_the_same_weights_with_another_preprocessing_are_refused(stack: Any, model_dir: str) -> None:
+    """Embeddings of one network made from inputs of other sizes do not mix either: the record names the
+    preprocessing, and a record from before it did is read as what `make model` gave SSCD then (short edge 288)."""
+    ours = json.loads((Path(model_dir) / "model.json").read_text())["preprocess"]
+    other = next(p for p in SSCD_PREPROCESSINGS if p != ours)
+    s3 = stack.client("s3")
+    s3.put_object(Bucket=stack.bucket, Key="images/a.jpg", Body=read("astronaut.jpg"))
+    ingest = load_handler(ROOT / "functions/ingest/app.py")
+    record = {"weights": "sscd", "dim": 512, "preprocess": other}
+    s3.put_object(Bucket=stack.bucket, Key="index/model.json", Body=json.dumps(record))
+    with pytest.raises(BatchProcessingError, match="ModelMismatch"):
+        ingest(sqs_s3_event(stack.bucket, ["images/a.jpg"]), LambdaContext())
+    assert index_keys(stack) == ["index/model.json"]
+    response, body = search_health_and_query(stack)
+    assert response["statusCode"] == 503 and f"512-d, {other} preprocessing" in body["detail"]
+    assert f"make model WEIGHTS=sscd PREPROCESS={other}" in body["detail"]
+
+    legacy = {"weights": "sscd", "dim": 512}  # written before the record named a preprocessing
+    s3.put_object(Bucket=stack.bucket, Key="index/model.json", Body=json.dumps(legacy))
+    ingest = load_handler(ROOT / "functions/ingest/app.py", fresh=True)
+    if ours == "sscd-short288":
+        assert ingest(sqs_s3_event(stack.bucket, ["images/a.jpg"]), LambdaContext()) == {"batchItemFailures": []}
+    else:
+        with pytest.raises(BatchProcessingError, match="ModelMismatch"):
+            ingest(sqs_s3_event(stack.bucket, ["images/a.jpg"]), LambdaContext())

@@ -340,7 +340,7 @@ def test_ingest_refuses_an_all_zero_embedding_and_records_why(stack: Any) -> Non
     from tests.conftest import read
 
     class ZeroEmbedder:
-        weights, backend, dim = "zero:0", "zero", DIM
+        weights, backend, dim, preprocess = "zero:0", "zero", DIM, "sscd-short288"
 
         def embed(self, images: list[np.ndarray]) -> np.ndarray:
             return np.zeros((len(images), DIM), np.float32)

@@ -11,12 +11,16 @@ import numpy as np
 import pytest
 from pictrace.embedding import (
     KERAS_DIM,
+    KERAS_PREPROCESS,
     SSCD_DIM,
+    SSCD_PREPROCESS,
     OnnxEmbedder,
     build_model,
+    default_preprocess,
     get_embedder,
     parse_weights,
     preprocess_keras,
+    preprocess_sscd_area320,
     preprocess_sscd_short288,
     preprocess_sscd_square320,
 )
@@ -49,6 +53,15 @@ def test_sscd_preprocessing_keeps_the_aspect_or_squares_it() -> None:
     assert short[0, 0].tolist() == [0, 0, 255]  # RGB order
     assert preprocess_sscd_short288(np.zeros((100, 2000, 3), np.uint8)).shape == (58, 1152, 3)  # long edge capped
     assert preprocess_sscd_square320(wide).shape == (320, 320, 3)
+    area = preprocess_sscd_area320(wide)
+    assert area.shape == (185, 554, 3) and area[0, 0].tolist() == [0, 0, 255]  # 3:1 kept, about 320 x 320 pixels
+    assert preprocess_sscd_area320(np.zeros((1000, 1000, 3), np.uint8)).shape == (320, 320, 3)
+    assert preprocess_sscd_area320(np.zeros((90, 160, 3), np.uint8)).shape == (240, 427, 3)  # enlarged, 16:9 kept
+
+
+def test_each_kind_of_weights_has_a_default_preprocessing() -> None:
+    assert default_preprocess("sscd") == default_preprocess("sscd-mobile") == SSCD_PREPROCESS
+    assert default_preprocess("random:3") == KERAS_PREPROCESS
 
 
 def test_the_model_embeds_unit_rows_of_its_width_deterministically(model_dir: str) -> None:

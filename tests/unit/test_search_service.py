@@ -118,7 +118,7 @@ def test_the_warm_up_goes_on_when_the_features_cannot_be_read_ahead(monkeypatch:
 
     store = CountingStore()
     service = SearchService(Settings(bucket="bucket"), store=store, embedder=Embedder(), backend=Backend())
-    monkeypatch.setattr(service.index_store, "check_model", lambda weights, dim: None)
+    monkeypatch.setattr(service.index_store, "check_model", lambda embedder: None)
     monkeypatch.setattr(store, "list", lambda prefix: iter([(f"{prefix}{'a' * 64}.npz", '"etag"', 10)]))
     asked: list[list[str]] = []
 

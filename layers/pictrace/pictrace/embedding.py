@@ -119,14 +119,31 @@ def preprocess_sscd_square320(bgr: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(_resize(bgr, 320, 320), cv2.COLOR_BGR2RGB)
 
 
+def preprocess_sscd_area320(bgr: np.ndarray) -> np.ndarray:
+    """SSCD with the aspect kept at a fixed cost: about 320x320 pixels in all (a 16:9 image 427x240); RGB uint8."""
+    h, w = bgr.shape[:2]
+    scale = min(320 / (h * w) ** 0.5, 1152 / max(h, w))
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return cv2.cvtColor(_resize(bgr, *size), cv2.COLOR_BGR2RGB)
+
+
 #: preprocessing name (as model.json records it) -> function from a BGR uint8 image to the network's input
 PREPROCESS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
-    "resnet50-caffe-224": preprocess_keras,
+    "resnet50-caffe-224": preprocess_keras,  # KERAS_PREPROCESS
     "sscd-short288": preprocess_sscd_short288,
     "sscd-square320": preprocess_sscd_square320,
+    "sscd-area320": preprocess_sscd_area320,
 }
-#: what `make model` uses for SSCD weights (docs/benchmarks.md compares the two)
+#: the preprocessings SSCD's models take
+SSCD_PREPROCESSINGS = tuple(name for name in PREPROCESS if name.startswith("sscd-"))
+KERAS_PREPROCESS = "resnet50-caffe-224"
+#: what `make model` uses for SSCD weights unless told otherwise (docs/benchmarks.md compares them)
 SSCD_PREPROCESS = "sscd-short288"
+
+
+def default_preprocess(weights: str) -> str:
+    """The preprocessing `make model` gives these weights unless told otherwise."""
+    return SSCD_PREPROCESS if parse_weights(weights).sscd else KERAS_PREPROCESS
 
 
 def l2_normalise(x: np.ndarray) -> np.ndarray:
@@ -143,6 +160,7 @@ class Embedder(Protocol):
     weights: str
     backend: str
     dim: int
+    preprocess: str  # the name of its input's preprocessing (PREPROCESS)
 
     def embed(self, images: Sequence[np.ndarray]) -> np.ndarray: ...
 
@@ -159,7 +177,8 @@ class OnnxEmbedder:
         self.info = load_model_info(model_dir)
         self.weights: str = self.info["weights"]
         self.dim: int = int(self.info["dim"])
-        self._preprocess = PREPROCESS[self.info["preprocess"]]
+        self.preprocess: str = self.info["preprocess"]
+        self._preprocess = PREPROCESS[self.preprocess]
         options = ort.SessionOptions()
         self.threads = num_threads or os.cpu_count() or 1
         options.intra_op_num_threads = self.threads
@@ -191,6 +210,7 @@ class KerasEmbedder:
 
     backend = "tensorflow"
     dim = KERAS_DIM
+    preprocess = KERAS_PREPROCESS
 
     def __init__(self, weights: str) -> None:
         self.model = build_keras_model(weights)
@@ -239,10 +259,10 @@ def build_model(weights: str, out_dir: str | os.PathLike[str], preprocess: str |
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if spec.sscd:
-        info = _install_sscd(spec, out, preprocess or SSCD_PREPROCESS)
+        info = _install_sscd(spec, out, preprocess or default_preprocess(weights))
     else:
-        if preprocess not in (None, "resnet50-caffe-224"):
-            raise ConfigError(f"{spec.name} takes the resnet50-caffe-224 preprocessing, not {preprocess}")
+        if preprocess not in (None, KERAS_PREPROCESS):
+            raise ConfigError(f"{spec.name} takes the {KERAS_PREPROCESS} preprocessing, not {preprocess}")
         info = _export_keras(spec, out)
     info["sha256"] = _sha256(out / info["file"])
     info["created"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
@@ -252,8 +272,8 @@ def build_model(weights: str, out_dir: str | os.PathLike[str], preprocess: str |
 
 
 def _install_sscd(spec: WeightsSpec, out: Path, preprocess: str) -> dict[str, Any]:
-    if preprocess not in ("sscd-short288", "sscd-square320"):
-        raise ConfigError(f"SSCD takes sscd-short288 or sscd-square320 preprocessing, not {preprocess}")
+    if preprocess not in SSCD_PREPROCESSINGS:
+        raise ConfigError(f"SSCD takes one of the preprocessings {', '.join(SSCD_PREPROCESSINGS)}, not {preprocess}")
     site = out / "site"
     if not (site / SSCD_FILES[spec.kind]).is_file():
         # pip, not a copy: the package's licence allows installing and using it unmodified, nothing else
@@ -292,7 +312,7 @@ def _export_keras(spec: WeightsSpec, out: Path) -> dict[str, Any]:
         "architecture": "ResNet50 include_top=False pooling=avg",
         "file": "model.onnx",
         "dim": KERAS_DIM,
-        "preprocess": "resnet50-caffe-224",
+        "preprocess": KERAS_PREPROCESS,
         "precision": "float32",
         "source": f"exported from tensorflow {tf.__version__}, keras {keras.__version__}",
     }

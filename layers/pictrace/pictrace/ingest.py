@@ -209,6 +209,7 @@ class Ingestor:
             **prepared.described(),
             "created": now_iso(),
             "weights": self.embedder.weights,
+            "preprocess": self.embedder.preprocess,
             "content_box": prepared.content_box(),  # where the features' coordinates sit, in the file's pixels
         }
         entry = Entry(entry_id, (key,), prepared.embedding, prepared.features, meta)
@@ -236,7 +237,7 @@ class Ingestor:
     def _checked_embedder(self) -> Embedder:
         """The embedder, once the index is known to hold (or is claimed for) its model: one model per index,
         another is refused (retried, then the DLQ) rather than mixed with this one's embeddings."""
-        self.index.check_model(self.embedder.weights, self.embedder.dim, claim=True)
+        self.index.check_model(self.embedder, claim=True)
         return self.embedder
 
     def _fail(self, key: str, reason: str, etag: str | None) -> Outcome:

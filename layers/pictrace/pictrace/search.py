@@ -96,7 +96,7 @@ class SearchService:
         t = time.perf_counter()
         embedder = self.embedder
         embedder.embed([WARM_UP])
-        self.index_store.check_model(embedder.weights, embedder.dim)
+        self.index_store.check_model(embedder)
         timings["model"] = time.perf_counter() - t
         t = time.perf_counter()
         self.backend.refresh(force=True)  # in memory: the whole index now rather than on the first search
@@ -194,7 +194,7 @@ class SearchService:
     ) -> tuple[Embedder, np.ndarray, QueryFeatures, dict[str, Any], Prepared | None]:
         """The model, and the query's embedding, features and description (and pipeline output for an image)."""
         embedder = await asyncio.to_thread(lambda: self.embedder)  # loaded (or fetched) on a container's first search
-        await asyncio.to_thread(self.index_store.check_model, embedder.weights, embedder.dim)  # once per container
+        await asyncio.to_thread(self.index_store.check_model, embedder)  # once per container
         if query.id is not None:
             entry = await self.entry(query.id)
             timer.lap("decode")
@@ -288,7 +288,7 @@ class SearchService:
         original is read from the bucket within max_bytes and max_pixels, like any query image)."""
         timer = Timer()
         embedder = self.embedder
-        await asyncio.to_thread(self.index_store.check_model, embedder.weights, embedder.dim)  # once per container
+        await asyncio.to_thread(self.index_store.check_model, embedder)  # once per container
         target = await self.entry(entry_id)
         target_image = query_image = None
         target_frame = Frame.of_entry(target.meta)

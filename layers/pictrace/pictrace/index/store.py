@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
 
+from pictrace.embedding import KERAS_PREPROCESS, SSCD_FILES, Embedder
 from pictrace.errors import ConflictError, ModelMismatch, NotFound
 from pictrace.index.layout import Entry, Layout, key_digest, now_iso
 from pictrace.storage import Store
@@ -23,6 +24,23 @@ logger = logging.getLogger(__name__)
 ChangeObserver = Callable[[list[str]], object]  # called with the ids of entries that changed
 
 _CONFLICT_RETRIES = 25
+
+#: the model an index holds: weights, width, preprocessing (embeddings of the same weights made from other input
+#: sizes do not mix either)
+ModelId = tuple[str, int, str]
+
+
+def recorded_model(record: dict[str, Any]) -> ModelId:
+    """The model an index's record names. A record from before the preprocessing was recorded: what `make model`
+    gave those weights then (SSCD: short edge 288; a Keras ResNet50: its own)."""
+    weights = str(record.get("weights"))
+    legacy = "sscd-short288" if weights in SSCD_FILES else KERAS_PREPROCESS
+    return weights, int(record.get("dim") or 0), str(record.get("preprocess") or legacy)
+
+
+def model_of(embedder: Embedder) -> ModelId:
+    """The model an embedder's rows belong to."""
+    return embedder.weights, embedder.dim, embedder.preprocess
 
 
 def _backoff(attempt: int) -> None:
@@ -67,7 +85,7 @@ class IndexStore:
         self.layout = Layout(index_prefix)
         self.on_change = on_change  # called after each change with the changed ids (the S3 Vectors mirror)
         self.workers = workers
-        self._model_ok: tuple[str, int] | None = None  # the model this index was checked to be built with
+        self._model_ok: ModelId | None = None  # the model this index was checked to be built with
         self._model_lock = threading.Lock()
         self._requests: ThreadPoolExecutor | None = None  # independent requests issued together (_pool)
 
@@ -87,36 +105,42 @@ class IndexStore:
                 entry = self.get_entry(entry_id)[0]
             except NotFound:
                 continue
-            return {"weights": entry.meta.get("weights"), "dim": int(entry.embedding.shape[0]), "from": key}
+            weights, preprocess = entry.meta.get("weights"), entry.meta.get("preprocess")
+            return {"weights": weights, "dim": int(entry.embedding.shape[0]), "preprocess": preprocess, "from": key}
         return None
 
-    def check_model(self, weights: str, dim: int, *, claim: bool = False) -> None:
-        """ModelMismatch unless the index holds embeddings of this model (or none yet). claim: record the model
-        for an index that has no record, so that later writers with another model are refused (ingest does)."""
-        if self._model_ok == (weights, dim):
+    def check_model(self, embedder: Embedder, *, claim: bool = False) -> None:
+        """ModelMismatch unless the index holds embeddings of this embedder's model (or none yet). claim: record the
+        model for an index that has no record, so that later writers with another model are refused (ingest does)."""
+        model = model_of(embedder)
+        if self._model_ok == model:
             return
         with self._model_lock:  # checked once when several threads ask together (ingest's read-ahead)
-            if self._model_ok != (weights, dim):
-                self._check_model(weights, dim, claim)
+            if self._model_ok != model:
+                self._check_model(model, claim)
 
-    def _check_model(self, weights: str, dim: int, claim: bool) -> None:
+    def _check_model(self, model: ModelId, claim: bool) -> None:
         record = self.model_record()
-        if record is None or (claim and "from" in record and record["weights"] == weights):
+        if record is None or (claim and "from" in record and recorded_model(record) == model):
             if claim:
-                body = json.dumps({"weights": weights, "dim": dim, "at": now_iso()}).encode()
+                weights, dim, preprocess = model
+                body = {"weights": weights, "dim": dim, "preprocess": preprocess, "at": now_iso()}
                 key = self.layout.model_key
-                if not self.store.put(key, body, if_none_match=True, content_type="application/json"):
+                if not self.store.put(
+                    key, json.dumps(body).encode(), if_none_match=True, content_type="application/json"
+                ):
                     record = self.model_record()  # another writer recorded its model first: that one counts
-        if record is not None and (record.get("weights"), record.get("dim")) != (weights, dim):
+        if record is not None and (held := recorded_model(record)) != model:
             where = f"s3://{self.store.bucket}/{self.prefix}"
             raise ModelMismatch(
-                f"the index in {where} holds embeddings of weights {record.get('weights')!r} "
-                f"({record.get('dim')}-d) but this model is {weights!r} ({dim}-d): embeddings of different models "
-                f"never mix. To reindex with {weights!r}, empty {where} (e.g. `aws s3 rm --recursive {where}`) and "
-                f"run `pictrace ingest s3://{self.store.bucket}/<images prefix>` (the backfill), or deploy with "
-                f"Weights={record.get('weights')} to keep this index"
+                f"the index in {where} holds embeddings of weights {held[0]!r} ({held[1]}-d, {held[2]} "
+                f"preprocessing) but this model is {model[0]!r} ({model[1]}-d, {model[2]} preprocessing): embeddings "
+                f"of different models never mix. To reindex with this model, empty {where} (e.g. `aws s3 rm "
+                f"--recursive {where}`) and run `pictrace ingest s3://{self.store.bucket}/<images prefix>` (the "
+                f"backfill); or build the model with `make model WEIGHTS={held[0]} PREPROCESS={held[2]}` and deploy "
+                f"with Weights={held[0]} to keep this index"
             )
-        self._model_ok = (weights, dim)
+        self._model_ok = model
 
     # --- listings
     def entry_ids(self) -> dict[str, str]:
