@@ -4,8 +4,8 @@
   the one the issue's goals are judged on; its index is the one the real ingest handler builds;
 - ``sscd-mobile``: the distilled student, same preprocessing;
 - ``random:0``: Keras' ResNet50 with seeded random weights, exported to ONNX (the old default, as a floor);
-- ``sscd/<other>``: SSCD with each other preprocessing (short edge 288, a 320x320 square, or about 320x320 pixels with
-  the aspect kept), for the comparison.
+- ``sscd/<other>``: SSCD with each other preprocessing (short edge 256 or 288 with the aspect kept, or a 320x320
+  square), for the comparison.
 """
 
 from __future__ import annotations

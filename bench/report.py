@@ -183,9 +183,7 @@ def model_tables(r: dict[str, Any]) -> list[str]:
                     ms(speed.get(label, {}).get("preprocess_ms_p50")),
                 ]
             )
-        out.append(
-            "\n#### SSCD preprocessing: short edge 288, a 320×320 square, or 320×320 pixels in all (aspect kept)"
-        )
+        out.append("\n#### SSCD preprocessing: short edge 256 or 288 (aspect kept), or a 320×320 square")
         out.append(
             table(["sscd with", "R@1", "lowest family", "cos R@1", "µAP", "embed ms/img", "of it resize ms"], rows)
         )

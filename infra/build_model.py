@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--weights", default="sscd", help="sscd | sscd-mobile | imagenet | random:<seed> | a .h5 path")
     parser.add_argument("--out", default="layers/model/model", help="artifact directory")
     parser.add_argument(
-        "--preprocess", default=None, help="for SSCD: sscd-short288 (the default), sscd-square320 or sscd-area320"
+        "--preprocess", default=None, help="for SSCD: sscd-short256 (the default), sscd-short288 or sscd-square320"
     )
     parser.add_argument("--force", action="store_true", help="rebuild even if the artifact matches")
     args = parser.parse_args(argv)

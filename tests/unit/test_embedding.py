@@ -20,7 +20,7 @@ from pictrace.embedding import (
     get_embedder,
     parse_weights,
     preprocess_keras,
-    preprocess_sscd_area320,
+    preprocess_sscd_short256,
     preprocess_sscd_short288,
     preprocess_sscd_square320,
 )
@@ -53,10 +53,10 @@ def test_sscd_preprocessing_keeps_the_aspect_or_squares_it() -> None:
     assert short[0, 0].tolist() == [0, 0, 255]  # RGB order
     assert preprocess_sscd_short288(np.zeros((100, 2000, 3), np.uint8)).shape == (58, 1152, 3)  # long edge capped
     assert preprocess_sscd_square320(wide).shape == (320, 320, 3)
-    area = preprocess_sscd_area320(wide)
-    assert area.shape == (185, 554, 3) and area[0, 0].tolist() == [0, 0, 255]  # 3:1 kept, about 320 x 320 pixels
-    assert preprocess_sscd_area320(np.zeros((1000, 1000, 3), np.uint8)).shape == (320, 320, 3)
-    assert preprocess_sscd_area320(np.zeros((90, 160, 3), np.uint8)).shape == (240, 427, 3)  # enlarged, 16:9 kept
+    assert preprocess_sscd_short256(np.zeros((900, 1600, 3), np.uint8)).shape == (256, 455, 3)  # 16:9 kept
+    assert preprocess_sscd_short256(np.zeros((160, 90, 3), np.uint8)).shape == (455, 256, 3)  # enlarged, portrait
+    short = preprocess_sscd_short256(wide)
+    assert short.shape == (256, 512, 3) and short[0, 0].tolist() == [0, 0, 255]  # 3:1 squeezed to 2:1
 
 
 def test_each_kind_of_weights_has_a_default_preprocessing() -> None:

@@ -20,8 +20,8 @@ from pictrace.rerank import ORB_LONG_SIDE, Features, QueryFeatures, as_query, co
 logger = logging.getLogger(__name__)
 
 #: the largest side any embedding preprocessing (pictrace.embedding.PREPROCESS) resizes an image to: sscd-square320's
-#: 320 (sscd-short288 takes a short side of 288, Keras' ResNet50 224x224). The content keeps at least this many
-#: pixels on its short side, so the model never gets an enlarged image.
+#: 320 (sscd-short256 and sscd-short288 a short side of 256 and 288, Keras' ResNet50 224x224). The content keeps at
+#: least this many pixels on its short side, so the model never gets an enlarged image.
 MODEL_SHORT_SIDE = 320
 #: the content keeps at least this many pixels on its long side: what ORB runs on (thumbnail and gist need less)
 FEATURES_LONG_SIDE = ORB_LONG_SIDE
