@@ -300,3 +300,21 @@ def test_stats_flags_and_a_dead_endpoint(live: Env) -> None:
     assert no_s3.code == 3 and no_s3.err.startswith("pictrace: error:")
     no_bucket = live.run("stats", "--bucket", "no-such-bucket")
     assert no_bucket.code == 3 and "NoSuchBucket" in no_bucket.err
+
+
+def test_ingest_refuses_a_preprocessing_the_api_does_not_serve(bare: Env, tmp_path: Path) -> None:
+    """The same weights from another input size: their embeddings do not mix with what the API serves either."""
+    from pictrace.embedding import SSCD_PREPROCESSINGS
+
+    served = ROOT / "layers/model/model"
+    info = json.loads((served / "model.json").read_text())
+    other = next(p for p in SSCD_PREPROCESSINGS if p != info["preprocess"])
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "model.json").write_text(json.dumps({**info, "preprocess": other}))
+    (model / "site").symlink_to(served / "site")  # the installed package itself, not a copy
+    bare.put("images/new.jpg", "astronaut.jpg")
+    refused = bare.run("ingest", f"s3://{bare.stack.bucket}/images/", "--model-dir", str(model))
+    assert refused.code == 2 and f"({other} preprocessing)" in refused.err
+    assert f"PREPROCESS={info['preprocess']}" in refused.err
+    assert bare.keys("index/") == set()  # nothing written, not even the model record

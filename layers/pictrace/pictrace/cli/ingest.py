@@ -46,16 +46,18 @@ def cmd_ingest(args: argparse.Namespace, target: Target, out: Output) -> int:
 
 def _check_weights(ingestor: Ingestor, target: Target, out: Output) -> None:
     """Refuse to index with other model weights than the index (or the API) uses: their embeddings do not mix."""
-    local = ingestor.embedder.weights
+    local, preprocess = ingestor.embedder.weights, ingestor.embedder.preprocess
     try:
-        served = api_call(target, "GET", "/health").get("weights")
+        health = api_call(target, "GET", "/health")
     except CliError as exc:
         out.note(f"[yellow]note:[/yellow] could not ask the API which weights it uses ({exc})")
-        served = None
-    if served and served != local:
+        health = {}
+    served, served_preprocess = health.get("weights"), (health.get("model") or {}).get("preprocess")
+    if (served and served != local) or (served_preprocess and served_preprocess != preprocess):
         raise UsageError(
-            f"the model in {ingestor.settings.model_dir} holds weights {local!r} but the API at {target.api} uses "
-            f"{served!r}: build the same (`make model WEIGHTS={served}`) or pass --model-dir"
+            f"the model in {ingestor.settings.model_dir} holds weights {local!r} ({preprocess} preprocessing) but "
+            f"the API at {target.api} uses {served!r} ({served_preprocess} preprocessing): build the same "
+            f"(`make model WEIGHTS={served} PREPROCESS={served_preprocess}`) or pass --model-dir"
         )
     for entry_id in ingestor.index.entry_ids():
         try:
