@@ -19,7 +19,7 @@ help:
 	@echo "make test     lint, type-check and run every test"
 	@echo "make model    build the model artifact ($(MODEL_DIR)) with WEIGHTS=$(WEIGHTS) (PREPROCESS=<name> for another input size)"
 	@echo "make samples  fetch the sample photos into $(SAMPLES)"
-	@echo "make bench    retrieval quality and speed on real images vs the seed's method (bench-quick: ~3 min)"
+	@echo "make bench    retrieval quality and speed on real images vs the seed's method (bench-quick: ~8 min)"
 	@echo "make capacity the segmented index at N = 100,000 and 1,000,000 synthetic images (also in make bench; docs/scaling.md)"
 
 # --- set-up -------------------------------------------------------------------------------
@@ -122,10 +122,10 @@ $(VENV)/.bench-installed: bench/requirements.txt $(VENV)/.installed
 	$(PY) -m pip install --quiet -r bench/requirements.txt
 	touch $@
 
-bench: bench-setup      ## full run (≤ 20 min): sscd, sscd-mobile, random:0 side by side; bench/results.json, docs/benchmarks.md
+bench: bench-setup      ## full run (~30 min): sscd, sscd-mobile, random:0, SSCD preprocessings side by side; bench/results.json, docs/benchmarks.md
 	$(PY) -m bench.run
 
-bench-quick: bench-setup  ## smaller N, fewer queries (≤ 5 min); leaves docs/benchmarks.md alone
+bench-quick: bench-setup  ## smaller N, fewer queries (~8 min); leaves docs/benchmarks.md alone
 	$(PY) -m bench.run --quick
 
 # --- capacity of the segmented index (issue 7; docs/scaling.md) ----------------------------------

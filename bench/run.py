@@ -96,7 +96,7 @@ class Clock:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="the quick profile (make bench-quick, ~3 min)")
+    parser.add_argument("--quick", action="store_true", help="the quick profile (make bench-quick, ~8 min)")
     parser.add_argument("--out", default=str(ROOT / "bench"), help="where results.json and the plots go")
     parser.add_argument("--docs", default=str(ROOT / "docs/benchmarks.md"), help="written by full runs")
     parser.add_argument(
