@@ -22,7 +22,6 @@ from pictrace.cli.common import (
 )
 from pictrace.cli.render import Output, finish
 from pictrace.cli.upload import upload
-from pictrace.errors import NotFound
 
 if TYPE_CHECKING:
     from pictrace.ingest import Ingestor, Outcome
@@ -45,7 +44,8 @@ def cmd_ingest(args: argparse.Namespace, target: Target, out: Output) -> int:
 
 
 def _check_weights(ingestor: Ingestor, target: Target, out: Output) -> None:
-    """Refuse to index with other model weights than the index (or the API) uses: their embeddings do not mix."""
+    """Refuse to index with another model (weights, width, preprocessing) than the index or the API uses: their
+    embeddings do not mix."""
     local, preprocess = ingestor.embedder.weights, ingestor.embedder.preprocess
     try:
         health = api_call(target, "GET", "/health")
@@ -59,18 +59,7 @@ def _check_weights(ingestor: Ingestor, target: Target, out: Output) -> None:
             f"the API at {target.api} uses {served!r} ({served_preprocess} preprocessing): build the same "
             f"(`make model WEIGHTS={served} PREPROCESS={served_preprocess}`) or pass --model-dir"
         )
-    for entry_id in ingestor.index.entry_ids():
-        try:
-            entry, _ = ingestor.index.get_entry(entry_id)
-        except NotFound:
-            continue
-        indexed_with = entry.meta.get("weights")
-        if indexed_with and indexed_with != local:
-            raise UsageError(
-                f"the index in {target.where()} was built with weights {indexed_with!r} but the model in "
-                f"{ingestor.settings.model_dir} holds {local!r}: use the same weights"
-            )
-        break
+    ingestor.index.check_model(ingestor.embedder)  # ModelMismatch: the index's record (or first entry) differs
 
 
 def backfill(args: argparse.Namespace, target: Target, out: Output, prefix: str) -> int:
