@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 from pictrace.embedding import KERAS_PREPROCESS, SSCD_FILES, Embedder
 from pictrace.errors import ConflictError, ModelMismatch, NotFound
@@ -25,9 +25,13 @@ ChangeObserver = Callable[[list[str]], object]  # called with the ids of entries
 
 _CONFLICT_RETRIES = 25
 
-#: the model an index holds: weights, width, preprocessing (embeddings of the same weights made from other input
-#: sizes do not mix either)
-ModelId = tuple[str, int, str]
+
+class ModelId(NamedTuple):
+    """The model an index holds (embeddings of the same weights made from other input sizes do not mix either)."""
+
+    weights: str
+    dim: int
+    preprocess: str
 
 
 def recorded_model(record: dict[str, Any]) -> ModelId:
@@ -35,12 +39,12 @@ def recorded_model(record: dict[str, Any]) -> ModelId:
     gave those weights then (SSCD: short edge 288; a Keras ResNet50: its own)."""
     weights = str(record.get("weights"))
     legacy = "sscd-short288" if weights in SSCD_FILES else KERAS_PREPROCESS
-    return weights, int(record.get("dim") or 0), str(record.get("preprocess") or legacy)
+    return ModelId(weights, int(record.get("dim") or 0), str(record.get("preprocess") or legacy))
 
 
 def model_of(embedder: Embedder) -> ModelId:
     """The model an embedder's rows belong to."""
-    return embedder.weights, embedder.dim, embedder.preprocess
+    return ModelId(embedder.weights, embedder.dim, embedder.preprocess)
 
 
 def _backoff(attempt: int) -> None:
@@ -123,8 +127,7 @@ class IndexStore:
         record = self.model_record()
         if record is None or (claim and "from" in record and recorded_model(record) == model):
             if claim:
-                weights, dim, preprocess = model
-                body = {"weights": weights, "dim": dim, "preprocess": preprocess, "at": now_iso()}
+                body = {**model._asdict(), "at": now_iso()}
                 key = self.layout.model_key
                 if not self.store.put(
                     key, json.dumps(body).encode(), if_none_match=True, content_type="application/json"
@@ -133,12 +136,13 @@ class IndexStore:
         if record is not None and (held := recorded_model(record)) != model:
             where = f"s3://{self.store.bucket}/{self.prefix}"
             raise ModelMismatch(
-                f"the index in {where} holds embeddings of weights {held[0]!r} ({held[1]}-d, {held[2]} "
-                f"preprocessing) but this model is {model[0]!r} ({model[1]}-d, {model[2]} preprocessing): embeddings "
-                f"of different models never mix. To reindex with this model, empty {where} (e.g. `aws s3 rm "
-                f"--recursive {where}`) and run `pictrace ingest s3://{self.store.bucket}/<images prefix>` (the "
-                f"backfill); or build the model with `make model WEIGHTS={held[0]} PREPROCESS={held[2]}` and deploy "
-                f"with Weights={held[0]} to keep this index"
+                f"the index in {where} holds embeddings of weights {held.weights!r} ({held.dim}-d, {held.preprocess} "
+                f"preprocessing) but this model is {model.weights!r} ({model.dim}-d, {model.preprocess} "
+                f"preprocessing): embeddings of different models never mix. To reindex with this model, empty {where} "
+                f"(e.g. `aws s3 rm --recursive {where}`) and run "
+                f"`pictrace ingest s3://{self.store.bucket}/<images prefix>` (the backfill); or build the model with "
+                f"`make model WEIGHTS={held.weights} PREPROCESS={held.preprocess}` and deploy with "
+                f"Weights={held.weights} to keep this index"
             )
         self._model_ok = model
 
