@@ -8,14 +8,23 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from concurrent.futures import Executor
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
 from pictrace.embedding import Embedder
 from pictrace.images import DecodedImage, decode_image
-from pictrace.rerank import ORB_LONG_SIDE, Features, QueryFeatures, as_query, compute_features, content_box
+from pictrace.rerank import (
+    ORB_LONG_SIDE,
+    Features,
+    QueryFeatures,
+    as_query,
+    compute_features,
+    content_box,
+    mirrored_features,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -60,9 +69,9 @@ class Decoded:
         top, bottom, left, right = self.box
         return self.image.bgr[top:bottom, left:right]
 
-    def prepared(self, embedding: np.ndarray, features: Features) -> Prepared:
-        """The pipeline's result, given the content's embedding and rerank features."""
-        return Prepared(self.image, self.content, embedding, features, self.size, self.box)
+    def prepared(self, embedding: np.ndarray, features: Features, mirrored: Features | None = None) -> Prepared:
+        """The pipeline's result, given the content's embedding and rerank features (and its mirror image's)."""
+        return Prepared(self.image, self.content, embedding, features, self.size, self.box, mirrored)
 
 
 def decode_content(data: bytes, *, max_bytes: int, max_pixels: int) -> Decoded:
@@ -95,10 +104,12 @@ class Prepared:
     features: Features
     size: int  # bytes
     box: tuple[int, int, int, int]  # the content within the decoded pixels: top, bottom, left, right
+    mirrored: Features | None = None  # the content's mirror image's features (prepare's mirror=True)
 
     def query_features(self) -> QueryFeatures:
-        """The features as a query uses them: with the gists of the image's 8 flips and quarter turns."""
-        return as_query(self.features)
+        """The features as a query uses them: with the gists of the image's 8 flips and quarter turns (and the
+        mirror image's ORB features, when they were made)."""
+        return replace(as_query(self.features), mirrored=self.mirrored)
 
     def content_box(self) -> list[int]:
         """The content's box (x0, y0, x1, y1) in the file's pixels (an image may be decoded smaller)."""
@@ -120,20 +131,31 @@ def prepare(
     max_bytes: int,
     max_pixels: int,
     timer: Timer | None = None,
+    pool: Executor | None = None,
+    mirror: bool = False,
 ) -> Prepared:
     """Decode within the limits (InvalidImage, ImageTooLarge) as small as the stages allow (decode_content), trim
     the border, embed, compute rerank features.
 
     embedder: asked for once the image is known to be valid (so an invalid image never loads the model).
     timer: laps "decode" (decoding and trimming) and "embed" (embedding and features).
+    pool: the rerank features are made there while the model embeds (one image's latency: a query), rather than
+    after it.
+    mirror: also the features of the content's mirror image (a query's, for candidates that matched it mirrored).
     """
     decoded = decode_content(data, max_bytes=max_bytes, max_pixels=max_pixels)
     if timer is not None:
         timer.lap("decode")
     model = embedder()
     content = decoded.content
-    embedding = model.embed([content])[0]
-    features = compute_features(content)
+    jobs = [compute_features] + ([mirrored_features] if mirror else [])
+    if pool is None:
+        embedding = model.embed([content])[0]
+        made = [job(content) for job in jobs]
+    else:
+        futures = [pool.submit(job, content) for job in jobs]
+        embedding = model.embed([content])[0]
+        made = [future.result() for future in futures]
     if timer is not None:
         timer.lap("embed")
-    return decoded.prepared(embedding, features)
+    return decoded.prepared(embedding, made[0], made[1] if mirror else None)

@@ -284,6 +284,12 @@ def as_query(features: Features) -> QueryFeatures:
     return QueryFeatures(features, gist_variants(features.thumb))
 
 
+def mirrored_features(bgr: np.ndarray) -> Features:
+    """The features of a BGR image's mirror image (left-right), which a query's candidates that matched it mirrored
+    are scored against."""
+    return compute_features(np.ascontiguousarray(bgr[:, ::-1]))
+
+
 def with_mirror(query: QueryFeatures, bgr: np.ndarray) -> QueryFeatures:
     """The query with ORB features of its mirror image, for candidates that matched it mirrored."""
-    return replace(query, mirrored=compute_features(np.ascontiguousarray(bgr[:, ::-1])))
+    return replace(query, mirrored=mirrored_features(bgr))

@@ -25,7 +25,6 @@ from pictrace.limits import check_search_limits
 from pictrace.modelfetch import ensure_model
 from pictrace.pipeline import Prepared, Timer, prepare
 from pictrace.rerank import (
-    D4,
     QueryFeatures,
     Scores,
     Weights,
@@ -34,7 +33,6 @@ from pictrace.rerank import (
     score,
     to_verify,
     turned_ssim,
-    with_mirror,
 )
 from pictrace.results import Hit, SearchResult
 from pictrace.settings import Settings
@@ -141,36 +139,29 @@ class SearchService:
         check_search_limits(top_k, shortlist)
         shortlist = max(shortlist, top_k)
         timer = Timer()
-        # the index looks at S3 for changes (a new container: loads it whole) while the model loads and the query is
-        # decoded and embedded; the "refresh" stage is what is left to wait for after that
-        refreshing = asyncio.ensure_future(asyncio.to_thread(self.backend.refresh))
-        try:
-            embedder, vector, features, described, prepared = await self._query(query, timer)
-        except BaseException:
-            await asyncio.gather(refreshing, return_exceptions=True)  # the query's error is the answer
-            raise
-        await refreshing
-        timer.lap("refresh")
-        weights = self.settings.fusion(embedder.weights)
-        candidates = await asyncio.to_thread(self._shortlist, vector, features, shortlist, query.prefix, weights)
-        timer.lap("scan")
         with ThreadPoolExecutor(max_workers=2) as pool:  # OpenCV releases the GIL
-            # the mirror image's ORB features (for candidates that matched the query mirrored) are made in the pool
-            # while the entries are fetched; a score that needs them waits for them
-            ready = _ready(features)
-            if prepared is not None and any(D4[c.transform][1] for c in candidates):
-                ready = pool.submit(with_mirror, features, prepared.content)
-            early = self._scoring_on_arrival(ready, candidates, weights, pool)
+            # the index looks at S3 for changes (a new container: loads it whole) while the model loads and the
+            # query is decoded and embedded; the "refresh" stage is what is left to wait for after that
+            refreshing = asyncio.ensure_future(asyncio.to_thread(self.backend.refresh))
+            try:
+                embedder, vector, features, described = await self._query(query, timer, pool)
+            except BaseException:
+                await asyncio.gather(refreshing, return_exceptions=True)  # the query's error is the answer
+                raise
+            await refreshing
+            timer.lap("refresh")
+            weights = self.settings.fusion(embedder.weights)
+            candidates = await asyncio.to_thread(self._shortlist, vector, features, shortlist, query.prefix, weights)
+            timer.lap("scan")
+            early = self._scoring_on_arrival(features, candidates, weights, pool)
             fetched = await self.fetcher.fetch_many([self.layout.entry_key(c.id) for c in candidates], early.arrived)
             timer.lap("fetch")  # and the rerank of what had arrived
-            hits = await asyncio.to_thread(
-                lambda: self._rerank(ready.result(), candidates, fetched, weights, pool, early.scores)
-            )
+            hits = await asyncio.to_thread(self._rerank, features, candidates, fetched, weights, pool, early.scores)
         timer.lap("rerank")
         return SearchResult(hits[:top_k], timer.total(), described, self.backend.count())
 
     def _scoring_on_arrival(
-        self, query: Future[QueryFeatures], candidates: list[Candidate], weights: Weights, pool: ThreadPoolExecutor
+        self, query: QueryFeatures, candidates: list[Candidate], weights: Weights, pool: ThreadPoolExecutor
     ) -> _EarlyScores:
         """When every candidate gets the geometric check (no more of them than `verify`), each is scored in the pool
         as soon as its entry is in, while the others are still being fetched; otherwise nothing is started early
@@ -183,16 +174,17 @@ class SearchService:
         def arrived(key: str, entry: Entry) -> None:
             c = by_key[key]
             early.scores[key] = pool.submit(
-                lambda: score(c.cosine, query.result(), entry.features, c.gist, c.transform, weights)
+                lambda: score(c.cosine, query, entry.features, c.gist, c.transform, weights)
             )
 
         early.arrived = arrived
         return early
 
     async def _query(
-        self, query: Query, timer: Timer
-    ) -> tuple[Embedder, np.ndarray, QueryFeatures, dict[str, Any], Prepared | None]:
-        """The model, and the query's embedding, features and description (and pipeline output for an image)."""
+        self, query: Query, timer: Timer, pool: ThreadPoolExecutor
+    ) -> tuple[Embedder, np.ndarray, QueryFeatures, dict[str, Any]]:
+        """The model, and the query's embedding, features (an image's: with its mirror image's) and description;
+        pool: where an image's features are made while the model embeds it."""
         embedder = await asyncio.to_thread(lambda: self.embedder)  # loaded (or fetched) on a container's first search
         await asyncio.to_thread(self.index_store.check_model, embedder)  # once per container
         if query.id is not None:
@@ -200,16 +192,25 @@ class SearchService:
             timer.lap("decode")
             timer.lap("embed")
             described: dict[str, Any] = {"id": entry.id, "keys": list(entry.keys)}
-            return embedder, entry.embedding, as_query(entry.features), described, None
+            return embedder, entry.embedding, as_query(entry.features), described
         if query.image is None:
             raise BadRequest("give an image (file, url or image_base64) or the id of an indexed image")
-        prepared = await asyncio.to_thread(self._prepare, query.image, timer)
-        return embedder, prepared.embedding, prepared.query_features(), prepared.described(), prepared
+        prepared = await asyncio.to_thread(self._prepare, query.image, timer, pool)
+        return embedder, prepared.embedding, prepared.query_features(), prepared.described()
 
-    def _prepare(self, data: bytes, timer: Timer | None = None) -> Prepared:
-        """The query image through the pipeline, within the settings' limits."""
+    def _prepare(self, data: bytes, timer: Timer, pool: ThreadPoolExecutor) -> Prepared:
+        """A query image through the pipeline, within the settings' limits: with its mirror image's features, made
+        in the pool while the model embeds."""
         s = self.settings
-        return prepare(data, lambda: self.embedder, max_bytes=s.max_bytes, max_pixels=s.max_pixels, timer=timer)
+        return prepare(
+            data,
+            lambda: self.embedder,
+            max_bytes=s.max_bytes,
+            max_pixels=s.max_pixels,
+            timer=timer,
+            pool=pool,
+            mirror=True,
+        )
 
     def _shortlist(
         self, vector: np.ndarray, features: QueryFeatures, shortlist: int, prefix: str | None, weights: Weights
@@ -309,11 +310,12 @@ class SearchService:
                 query_frame = Frame.of_decoded(query_image)
             timer.lap("decode")
         elif query.image is not None:
-            prepared = await asyncio.to_thread(self._prepare, query.image, timer)
+            with ThreadPoolExecutor(max_workers=2) as pool:
+                prepared = await asyncio.to_thread(self._prepare, query.image, timer, pool)
             query_image, described = prepared.image, prepared.described()
             query_frame = Frame.of_decoded(query_image)
             vector = prepared.embedding
-            features = await asyncio.to_thread(with_mirror, prepared.query_features(), prepared.content)
+            features = prepared.query_features()
         else:
             raise BadRequest("give an image (file, url or image_base64) or the id of an indexed image")
         candidate = await asyncio.to_thread(self.backend.candidate, vector, features.gists, target)
@@ -337,12 +339,6 @@ class _EarlyScores:
 
     arrived: Callable[[str, Entry], None] | None = None
     scores: dict[str, Future[Scores]] = field(default_factory=dict)
-
-
-def _ready(features: QueryFeatures) -> Future[QueryFeatures]:
-    done: Future[QueryFeatures] = Future()
-    done.set_result(features)
-    return done
 
 
 def _check_id(entry_id: str) -> None:
