@@ -9,6 +9,7 @@ from pictrace.images import DecodedImage, decode_image
 from pictrace.rerank import (
     D4_NAMES,
     ORB_LONG_SIDE,
+    ORB_RATIO,
     RANSAC_PX,
     THUMB_SIZE,
     QueryFeatures,
@@ -19,6 +20,7 @@ from pictrace.rerank import (
     correspondences,
     geometric_inliers,
     gist,
+    mirrored_features,
     orb_size,
     score,
     ssim,
@@ -140,6 +142,27 @@ def test_correspondences_are_the_matches_geometric_inliers_counts() -> None:
     assert max(ow, oh) == ORB_LONG_SIDE and np.all(c.keypoints < (ow, oh))
     nothing = correspondences(query_of(np.full((50, 50, 3), 9, np.uint8)).features, c)
     assert nothing.matches == nothing.inliers == 0 and nothing.affine is None
+
+
+def test_ratio_test_matches_are_brute_force_knn_matchings() -> None:
+    """The ratio-test matches are those of OpenCV's BFMatcher.knnMatch (k=2), in the same order, for real pairs:
+    the same picture cropped, a different picture, a mirror image."""
+    original = bgr("astronaut.jpg")
+    h, w = original.shape[:2]
+    features = [
+        compute_features(original),
+        compute_features(original[h // 5 :, : w - w // 5]),
+        compute_features(bgr("chelsea.webp")),
+        mirrored_features(original),
+    ]
+    for q in features:
+        for c in features:
+            pairs = cv2.BFMatcher(cv2.NORM_HAMMING).knnMatch(q.descriptors, c.descriptors, k=2)
+            good = [p[0] for p in pairs if len(p) == 2 and p[0].distance < ORB_RATIO * p[1].distance]
+            found = correspondences(q, c)
+            assert found.matches == len(good) > 0
+            assert np.array_equal(found.query_points, q.keypoints[[m.queryIdx for m in good]])
+            assert np.array_equal(found.candidate_points, c.keypoints[[m.trainIdx for m in good]])
 
 
 def decoded(image: np.ndarray) -> DecodedImage:

@@ -191,10 +191,14 @@ def correspondences(query: Features, candidate: Features) -> Correspondences:
     none = np.zeros((0, 2), np.float32)
     if len(query.descriptors) < 2 or len(candidate.descriptors) < 2:
         return Correspondences(none, none, np.zeros(0, bool), None)
-    pairs = cv2.BFMatcher(cv2.NORM_HAMMING).knnMatch(query.descriptors, candidate.descriptors, k=2)
-    good = [p[0] for p in pairs if len(p) == 2 and p[0].distance < ORB_RATIO * p[1].distance]
-    src = query.keypoints[[m.queryIdx for m in good]].reshape(-1, 2)
-    dst = candidate.keypoints[[m.trainIdx for m in good]].reshape(-1, 2)
+    # each query descriptor's two nearest candidate descriptors (Hamming; what BFMatcher.knnMatch(k=2) finds, as
+    # arrays rather than DMatch objects), then Lowe's ratio test
+    distances, nearest = cv2.batchDistance(
+        query.descriptors, candidate.descriptors, cv2.CV_32S, normType=cv2.NORM_HAMMING, K=2
+    )
+    good = np.flatnonzero(distances[:, 0] < ORB_RATIO * distances[:, 1])
+    src = query.keypoints[good].reshape(-1, 2)
+    dst = candidate.keypoints[nearest[good, 0]].reshape(-1, 2)
     if len(good) < 4:
         return Correspondences(src, dst, np.zeros(len(good), bool), None)
     affine, mask = cv2.estimateAffine2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=RANSAC_PX)
