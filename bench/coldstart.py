@@ -23,8 +23,8 @@ cpu_ms: the process's CPU time (user + system) until the first response, from it
 (restore): on a machine other processes share, what the path costs apart from waits for a core. Prints one JSON
 object.
 
-awscrt is hidden: botocore uses it when installed (the development virtualenv has it), the Lambda layers do not ship
-it (layers/deps/constraints.txt), so the import is timed as Lambda's would be.
+What the Lambda layers do not ship is hidden (bench.layersonly: awscrt, pyOpenSSL, certifi, ..., which botocore
+uses when installed and the development virtualenv has), so the import is timed as Lambda's would be.
 """
 
 from __future__ import annotations
@@ -33,7 +33,10 @@ import sys
 import time
 
 SPAWN_SEEN = time.time()
-sys.modules["awscrt"] = None  # type: ignore[assignment]  # import awscrt -> ImportError, as in the layers
+
+from bench.layersonly import hide  # noqa: E402
+
+hide()  # what the layers do not ship fails to import, as in Lambda
 
 import base64  # noqa: E402
 import importlib.util  # noqa: E402

@@ -6,9 +6,9 @@ rows (bench.stack.PaddedIndex) make up the rest of N.
 Before the "before" point, a throwaway index of a few rows (one real entry per read thread, WARMUP_SYNTHETIC
 synthetic rows) is refreshed once and dropped: the library code the load runs is paged in and one-time state (the
 allocator's tuning, the client's connections, one per read thread) is set up, so none of it is counted as the
-index's memory; everything the index's own rows cause is. awscrt is hidden, as in bench.coldstart: botocore
-signs with it when installed (the development virtualenv has it; the Lambda layers do not), and its caches are
-not what the search function would hold.
+index's memory; everything the index's own rows cause is. What the Lambda layers do not ship is hidden, as in
+bench.coldstart (bench.layersonly): botocore signs with awscrt when installed (the development virtualenv has it;
+the Lambda layers do not), and its caches are not what the search function would hold.
 
 Measures the process's resident set size (RSS) before and after the first refresh (which loads every entry and keeps
 its vectors: embedding, gist), after a garbage collection (and how much of the growth is file-backed: library code
@@ -28,7 +28,9 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from pictrace.index.rows import Loader, RowSource, Versions
 
-sys.modules["awscrt"] = None  # type: ignore[assignment]  # import awscrt -> ImportError, as in the layers
+from bench.layersonly import hide
+
+hide()  # what the layers do not ship fails to import, as in Lambda
 
 ROOT = Path(__file__).resolve().parent.parent
 WARMUP_SYNTHETIC = 16  # the warm-up index: this many synthetic rows, and as many real entries as read in parallel

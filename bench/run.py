@@ -28,6 +28,7 @@ from typing import Any
 
 from bench import models, report
 from bench.common import ROOT, json_default, record
+from bench.layersonly import hidden_env
 from bench.phases.build import build_model
 from bench.phases.data import Dataset, choose_data
 from bench.phases.embed_speed import embed_speed
@@ -121,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     }.items():
         os.environ.setdefault(name, value)
     os.environ.pop("PICTRACE_REFRESH_SECONDS", None)  # the product's default (2 s), as deployed
+    os.environ.update(hidden_env())  # fresh processes (cold starts, memory) import only what the layers ship
 
     signal.signal(signal.SIGTERM, _terminated)  # run the finally blocks (stop moto's server) on `kill`
     clock = Clock()

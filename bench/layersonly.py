@@ -1,0 +1,57 @@
+"""The bench's fresh processes import as a Lambda function would: what the Lambda layers do not ship is hidden.
+
+The development virtualenv holds many distributions the layers leave out (layers/deps/constraints.txt pins every
+one they install). Some of them change what the handlers import when they are there: botocore takes awscrt,
+urllib3's pyOpenSSL support (pyOpenSSL, cryptography) and certifi when it finds them. bench.run puts the names of
+their modules in the environment (hidden_env); bench.coldstart and bench.memory call hide() before anything else,
+and importing one of them fails there as it does in Lambda.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from pathlib import Path
+
+ENV = "PICTRACE_BENCH_HIDDEN_MODULES"
+CONSTRAINTS = Path(__file__).resolve().parent.parent / "layers" / "deps" / "constraints.txt"
+#: what a function has besides the layers' distributions: our package, and the runtime's SnapStart hooks module
+PROVIDED = frozenset({"pictrace", "snapshot-restore-py"})
+#: hidden when the environment names nothing (a child run on its own)
+DEFAULT = ("awscrt",)
+
+
+def _canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def lacking() -> list[str]:
+    """Top-level modules of this environment's distributions that the Lambda layers do not ship."""
+    import importlib.metadata
+
+    shipped = PROVIDED | {
+        _canonical(line.split("==", 1)[0])
+        for line in CONSTRAINTS.read_text().splitlines()
+        if "==" in line and not line.lstrip().startswith("#")
+    }
+    return sorted(
+        module
+        for module, distributions in importlib.metadata.packages_distributions().items()
+        if module.isidentifier()
+        and not module.startswith("_")
+        and not any(_canonical(d) in shipped for d in distributions)
+    )
+
+
+def hidden_env() -> dict[str, str]:
+    """The environment entry that makes hide() hide every module lacking() names."""
+    return {ENV: ",".join(lacking())}
+
+
+def hide() -> None:
+    """Make importing the modules the environment names (else DEFAULT) raise ImportError, unless already imported."""
+    names = os.environ.get(ENV)
+    for name in names.split(",") if names else DEFAULT:
+        if name and name not in sys.modules:
+            sys.modules[name] = None  # type: ignore[assignment]
