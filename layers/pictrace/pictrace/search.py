@@ -184,27 +184,38 @@ class SearchService:
         self, query: Query, timer: Timer, pool: ThreadPoolExecutor
     ) -> tuple[Embedder, np.ndarray, QueryFeatures, dict[str, Any]]:
         """The model, and the query's embedding, features (an image's: with its mirror image's) and description;
-        pool: where an image's features are made while the model embeds it."""
-        embedder = await asyncio.to_thread(lambda: self.embedder)  # loaded (or fetched) on a container's first search
-        await asyncio.to_thread(self.index_store.check_model, embedder)  # once per container
+        pool: where the model is loaded (a container's first search: while the query is read and decoded) and an
+        image's features are made while the model embeds it."""
+        loading = pool.submit(self._checked_embedder)
         if query.id is not None:
             entry = await self.entry(query.id)
+            embedder = await asyncio.wrap_future(loading)
             timer.lap("decode")
             timer.lap("embed")
             described: dict[str, Any] = {"id": entry.id, "keys": list(entry.keys)}
             return embedder, entry.embedding, as_query(entry.features), described
         if query.image is None:
             raise BadRequest("give an image (file, url or image_base64) or the id of an indexed image")
-        prepared = await asyncio.to_thread(self._prepare, query.image, timer, pool)
-        return embedder, prepared.embedding, prepared.query_features(), prepared.described()
+        prepared = await asyncio.to_thread(self._prepare, query.image, timer, pool, loading.result)
+        return loading.result(), prepared.embedding, prepared.query_features(), prepared.described()
 
-    def _prepare(self, data: bytes, timer: Timer, pool: ThreadPoolExecutor) -> Prepared:
+    def _checked_embedder(self) -> Embedder:
+        """The model, checked against the index's model record (each once per container: loaded, or fetched, on a
+        container's first search)."""
+        embedder = self.embedder
+        self.index_store.check_model(embedder)
+        return embedder
+
+    def _prepare(
+        self, data: bytes, timer: Timer, pool: ThreadPoolExecutor, embedder: Callable[[], Embedder] | None = None
+    ) -> Prepared:
         """A query image through the pipeline, within the settings' limits: with its mirror image's features, made
-        in the pool while the model embeds."""
+        in the pool while the model embeds. embedder: where the model comes from once the image is decoded (default:
+        the container's)."""
         s = self.settings
         return prepare(
             data,
-            lambda: self.embedder,
+            embedder or (lambda: self.embedder),
             max_bytes=s.max_bytes,
             max_pixels=s.max_pixels,
             timer=timer,
