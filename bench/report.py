@@ -396,30 +396,51 @@ def _coldstart_variants(r: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def _new_container_parts(v: dict[str, Any]) -> dict[str, float]:
+    """Where a new container's time to its first response went ("lambda": the init steps are in the first request)."""
     stages = v.get("first_stages", {})
+    init = {
+        "model acquisition": v.get("acquire_modelled_ms", v.get("acquire_ms")),
+        "model load": v.get("model_ms"),
+        "index load": v.get("index_ms"),
+    }
     return {
         "interpreter start": v["interpreter_ms"],
         "import": v["import_ms"],
-        "model acquisition": v.get("acquire_modelled_ms", v["acquire_ms"]),
-        "model load": v["model_ms"],
-        "index load": v["index_ms"],
+        **{name: t for name, t in init.items() if t is not None},
         **{f"first request: {s}": t for s, t in stages.items() if s in STAGES},
         "first request: other": max(0.0, v["first_ms"] - stages.get("total", 0.0)),
     }
 
 
+def _as_containers_run(r: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per function and model, the new container's median run as Lambda runs it ("lambda") where the bench ran that
+    variant, else its step-by-step run ("new"); .pyc imports."""
+    chosen: dict[tuple[str, str], dict[str, Any]] = {}
+    for v in _coldstart_variants(r).values():
+        if v["path"] in ("new", "lambda") and v["imports"] == "pyc":
+            key = (v["function"], v["model"])
+            if key not in chosen or v["path"] == "lambda":
+                chosen[key] = v
+    return list(chosen.values())
+
+
 def coldstart_goal(r: dict[str, Any]) -> Goal | None:
     """A new container without SnapStart answers its first request ≤ 1.5 s after it starts, model acquisition
-    included (search and ingest; the model attached as on arm64, and fetched as search's on x86_64)."""
+    included (search and ingest; the model attached as on arm64, and fetched as search's on x86_64): as Lambda runs
+    it where the bench ran that ("lambda"), else the steps' sum ("new")."""
     if "variants" not in (r.get("coldstart") or {}):
         return _coldstart_goal_v1(r)
-    variants = {k: v for k, v in _coldstart_variants(r).items() if v["path"] == "new" and v["imports"] == "pyc"}
+    variants = _as_containers_run(r)
     if not variants:
         return None
-    worst = max(variants.values(), key=lambda v: v["to_first_response_ms"])
+    worst = max(variants, key=lambda v: v["to_first_response_ms"])
     met = worst["to_first_response_ms"] <= 1500
     throughput = r["coldstart"]["throughput_mb_s"]
-    measured = "; ".join(f"{v['function']} {v['model']} {ms(v['to_first_response_ms'])} ms" for v in variants.values())
+    measured = "; ".join(
+        f"{v['function']} {v['model']}{' (as Lambda runs it)' if v['path'] == 'lambda' else ''} "
+        f"{ms(v['to_first_response_ms'])} ms"
+        for v in variants
+    )
     return _goal(
         f"new container to first response ≤ 1.5 s, model acquisition included (download at {throughput:g} MB/s)",
         f"{measured} (median of {worst['runs']})",
@@ -884,7 +905,8 @@ def coldstart_section(r: dict[str, Any]) -> list[str]:
     rows = []
     for key, when in (("coldstart", ""), ("coldstart_compacted", ", compacted")):
         for label, v in (r.get(key) or {}).get("variants", {}).items():
-            new = v["path"] == "new"
+            new = v["path"] == "new"  # init step by step; "lambda": in the first request; "restore": SnapStart
+            restore = v["path"] == "restore"
             fetch = v.get("fetch")
             acquired = ms(v.get("acquire_ms"))
             acquire = f"{ms(v['acquire_modelled_ms'])} ({ms(fetch['download_ms'])})" if fetch else acquired
@@ -896,10 +918,10 @@ def coldstart_section(r: dict[str, Any]) -> list[str]:
                     acquire if new else "–",
                     ms(v["model_ms"]) if new else "–",
                     ms(v["index_ms"]) if new else "–",
-                    "–" if new else ms(v["snapshot_hooks_ms"]),
-                    "–" if new else ms(v["restore_hooks_ms"]),
+                    ms(v["snapshot_hooks_ms"]) if restore else "–",
+                    ms(v["restore_hooks_ms"]) if restore else "–",
                     ms(v["first_ms"]),
-                    ms(v["to_first_response_ms"] if new else v["restore_path_ms"]),
+                    ms(v["restore_path_ms"] if restore else v["to_first_response_ms"]),
                     ms(v.get("cpu_ms")),
                     ms(v.get("second_ms")),
                 ]
@@ -919,6 +941,12 @@ def coldstart_section(r: dict[str, Any]) -> list[str]:
         "2nd request",
     ]
     out.append(table(headers, rows, right=[False] + [True] * 11))
+    if any(v["path"] == "lambda" for v in _coldstart_variants(r).values()):
+        out.append(
+            '\n"lambda": a new container as Lambda runs it: the handler imported, then the first request, which loads '
+            "the model and the index itself (search: the index while the model loads and the query is decoded). "
+            '"new": the same steps one after the other, each timed (their sum is an upper bound of the wait).'
+        )
     fetched = next((v for v in _coldstart_variants(r).values() if v.get("fetch")), None)
     if fetched:
         f = fetched["fetch"]
