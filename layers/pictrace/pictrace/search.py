@@ -188,8 +188,8 @@ class SearchService:
         image's features are made while the model embeds it."""
         loading = pool.submit(self._checked_embedder)
         if query.id is not None:
+            embedder = await asyncio.wrap_future(loading)  # an index of another model answers nothing, not even 404
             entry = await self.entry(query.id)
-            embedder = await asyncio.wrap_future(loading)
             timer.lap("decode")
             timer.lap("embed")
             described: dict[str, Any] = {"id": entry.id, "keys": list(entry.keys)}
