@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from pictrace.index.rows import Loader, RowSource, Versions
 
+import psutil  # the measuring tool, not the function's: imported before what the layers lack is hidden
+
 from bench.layersonly import hide
 
 hide()  # what the layers do not ship fails to import, as in Lambda
@@ -51,8 +53,6 @@ class FirstRows:
 
 def rss() -> int:
     """This process's resident set size in bytes."""
-    import psutil
-
     return int(psutil.Process().memory_info().rss)
 
 
