@@ -3,6 +3,7 @@ needs, with the same features, embedding and meta as a full-size decode, within 
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import cv2
@@ -11,7 +12,15 @@ import pytest
 from pictrace.embedding import PREPROCESS
 from pictrace.images import decode_image, reduction
 from pictrace.pipeline import FEATURES_LONG_SIDE, MODEL_SHORT_SIDE, Decoded, decode_content, prepare
-from pictrace.rerank import GEO_INLIERS, compute_features, content_box, geometric_inliers, gist, ssim
+from pictrace.rerank import (
+    GEO_INLIERS,
+    compute_features,
+    content_box,
+    geometric_inliers,
+    gist,
+    mirrored_features,
+    ssim,
+)
 
 from tests.conftest import read
 
@@ -107,3 +116,18 @@ def test_small_images_and_other_formats_are_decoded_whole() -> None:
     assert photo.image.bgr.shape[:2] == (photo.image.height, photo.image.width)
     png = decode_content(read("coffee.png"), **LIMITS)
     assert png.image.bgr.shape[:2] == (png.image.height, png.image.width)
+
+
+def test_features_made_beside_the_model_are_those_made_after_it(embedder: Any) -> None:
+    """prepare with a pool (a query: the features made while the model embeds) gives what it gives without one; with
+    mirror, also the mirror image's features, which the query's features carry."""
+    data = read("astronaut.jpg")
+    alone = prepare(data, lambda: embedder, **LIMITS)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        beside = prepare(data, lambda: embedder, **LIMITS, pool=pool, mirror=True)
+    assert np.array_equal(beside.embedding, alone.embedding) and alone.mirrored is None
+    for a, b in ((beside.features, alone.features), (beside.mirrored, mirrored_features(alone.content))):
+        assert b is not None and a is not None
+        assert np.array_equal(a.thumb, b.thumb) and np.array_equal(a.keypoints, b.keypoints)
+        assert np.array_equal(a.descriptors, b.descriptors) and len(a.descriptors) > 50
+    assert beside.query_features().mirrored is beside.mirrored and alone.query_features().mirrored is None
