@@ -79,3 +79,18 @@ def test_the_restore_path_answers_from_the_index_loaded_before_the_snapshot(stac
     # the first request after the restore read what changed since the snapshot, not the whole index again
     entries = [url for url in out["gets"] if "/index/entries/" in url]
     assert len(entries) == 1, out["gets"]
+
+
+def test_the_ingest_warm_up_creates_the_s3_client_a_restored_copy_renews(stack: Any) -> None:
+    """Ingest's before-snapshot warm-up creates the S3 client (botocore reads its S3 service model then, not on a
+    restored copy's first request); the after-restore hooks drop it, and the next use creates a new one."""
+    from pictrace.ingest import get_ingestor
+    from pictrace.snapstart import renew_clients
+    from pictrace.storage import s3_client
+
+    s3_client.cache_clear()
+    timings = get_ingestor().warm()
+    assert set(timings) == {"model", "client"} and s3_client.cache_info().currsize == 1
+    before = s3_client()
+    renew_clients()
+    assert s3_client.cache_info().currsize == 0 and s3_client() is not before
