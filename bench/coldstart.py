@@ -198,7 +198,19 @@ def requests(app: ModuleType, function: str, arg: str) -> dict[str, Any]:
         out["second_status"] = second["statusCode"]
     else:
         out["status"] = 200 if first == {"batchItemFailures": []} else 500
+        if out["status"] == 200 and not indexed(arg):  # a refused image (recorded, acknowledged) is not an ingest
+            raise SystemExit(f"the first request did not index {arg}: this cold start measured no ingest")
     return out
+
+
+def indexed(key: str) -> bool:
+    """Whether the index has an entry for the image key (after the timed request)."""
+    from pictrace.index.store import IndexStore
+    from pictrace.settings import get_settings
+    from pictrace.storage import Store
+
+    settings = get_settings()
+    return IndexStore(Store(settings.bucket), settings.index_prefix).pointer(key) is not None
 
 
 def main(argv: list[str]) -> int:

@@ -148,18 +148,22 @@ def layer_api(model_dir: Path) -> Iterator[LayerApi]:
 
 
 def new_images(query: Path, n: int, salt: str) -> list[bytes]:
-    """n images no index holds yet, for ingest's first requests: the query with one pixel changed per image."""
+    """n images no index holds yet, for ingest's first requests: the query as a JPEG (quality 95, within the
+    ingest's max_bytes, where a PNG of a large query may not be), a 16x16 block per image painted its own colour at
+    its own place, so that no two are the same bytes (or the same entry)."""
     import cv2
     import numpy as np
 
     image = cv2.imread(str(query), cv2.IMREAD_COLOR)
+    blocks = max(1, image.shape[1] // 16)
     out = []
     for i in range(n):
         changed = image.copy()
-        changed[0, i % changed.shape[1]] = (np.uint8(i * 37 % 256), np.uint8(len(salt)), np.uint8(i % 251))
-        ok, png = cv2.imencode(".png", changed)
+        x = 16 * (i % blocks)
+        changed[:16, x : x + 16] = (np.uint8(i * 37 % 256), np.uint8(len(salt) % 256), np.uint8(i % 251))
+        ok, jpeg = cv2.imencode(".jpg", changed, [cv2.IMWRITE_JPEG_QUALITY, 95])
         assert ok
-        out.append(png.tobytes())
+        out.append(jpeg.tobytes())
     return out
 
 
@@ -249,7 +253,7 @@ def cold_starts(
         def arg_for(function: str) -> str:
             if function == "search":
                 return str(query)
-            key = f"{prefix}coldstart/{time.time_ns()}.png"
+            key = f"{prefix}coldstart/{time.time_ns()}.jpg"
             s3_client().put_object(Bucket=bucket, Key=key, Body=next(images))
             return key
 

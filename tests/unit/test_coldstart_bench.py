@@ -192,3 +192,21 @@ def test_a_container_as_lambda_runs_it_is_judged_in_place_of_its_steps_sum() -> 
     row = next(line for line in text.splitlines() if line.startswith("| search lambda attached pyc"))
     assert row.count("–") == 5  # acquisition, model, index (in the first request), snapshot and restore hooks
     assert '"lambda": a new container as Lambda runs it' in text
+
+
+def test_ingest_cold_starts_get_distinct_jpegs_within_the_ingest_limit(tmp_path: Path) -> None:
+    """The images ingest's cold starts index: JPEGs (a PNG of a large query can pass max_bytes and be refused), no
+    two the same bytes."""
+    import cv2
+    import numpy as np
+    from pictrace.images import sniff_format
+    from pictrace.settings import Settings as S
+
+    from bench.phases.coldstart import new_images
+
+    query = tmp_path / "q.png"
+    rng = np.random.default_rng(0)
+    assert cv2.imwrite(str(query), rng.integers(0, 256, (2400, 3600, 3), dtype=np.uint8))  # noise: a large PNG
+    images = new_images(query, 5, salt="x")
+    assert query.stat().st_size > S.max_bytes  # the query itself, as a PNG, would be refused
+    assert len(set(images)) == 5 and all(sniff_format(b) == "jpeg" and len(b) < S.max_bytes for b in images)
