@@ -84,17 +84,16 @@ def test_candidates_scored_as_their_entries_arrive_score_as_the_rerank_would(sta
     are the ones rerank.score gives the same candidate."""
     from pictrace.index.store import IndexStore
     from pictrace.pipeline import prepare
-    from pictrace.rerank import D4, score, with_mirror
+    from pictrace.rerank import score
     from pictrace.settings import get_settings
     from pictrace.storage import Store
 
     _, offered, _, result, _ = _searched(stack, shortlist=3, weight_gist=0.0)
     settings = get_settings()
     assert len(offered) <= settings.verify
-    prepared = prepare(read("astronaut.jpg"), _embedder, max_bytes=10**8, max_pixels=10**9)
+    # as the search makes a query's features: with its mirror image's
+    prepared = prepare(read("astronaut.jpg"), _embedder, max_bytes=10**8, max_pixels=10**9, mirror=True)
     features = prepared.query_features()
-    if any(D4[c.transform][1] for c in offered):
-        features = with_mirror(features, prepared.content)
     index_store = IndexStore(Store(settings.bucket), settings.index_prefix)
     weights = settings.fusion(_embedder().weights)
     by_id = {c.id: c for c in offered}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import cv2
 import numpy as np
 from pictrace.compare import MIN_REGION_INLIERS, Frame, evidence, plausible
@@ -26,7 +28,6 @@ from pictrace.rerank import (
     ssim,
     to_verify,
     trim_border,
-    with_mirror,
 )
 from skimage.metrics import structural_similarity
 
@@ -187,7 +188,7 @@ def test_evidence_locates_edited_copies_in_the_original_s_pixels() -> None:
     for name, (image, where, (rotation, mirrored)) in cases.items():
         query = decoded(image)
         content = trim_border(query.bgr)
-        features = with_mirror(query_of(content), content)
+        features = replace(query_of(content), mirrored=mirrored_features(content))
         ev = evidence(
             features.features,
             features.mirrored,

@@ -14,7 +14,7 @@ Images are compared without uniform borders (trim_border), so padding does not c
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -292,8 +292,3 @@ def mirrored_features(bgr: np.ndarray) -> Features:
     """The features of a BGR image's mirror image (left-right), which a query's candidates that matched it mirrored
     are scored against."""
     return compute_features(np.ascontiguousarray(bgr[:, ::-1]))
-
-
-def with_mirror(query: QueryFeatures, bgr: np.ndarray) -> QueryFeatures:
-    """The query with ORB features of its mirror image, for candidates that matched it mirrored."""
-    return replace(query, mirrored=mirrored_features(bgr))

@@ -92,9 +92,7 @@ class SearchService:
         seconds per stage."""
         timings: dict[str, float] = {}
         t = time.perf_counter()
-        embedder = self.embedder
-        embedder.embed([WARM_UP])
-        self.index_store.check_model(embedder)
+        self._checked_embedder().embed([WARM_UP])
         timings["model"] = time.perf_counter() - t
         t = time.perf_counter()
         self.backend.refresh(force=True)  # in memory: the whole index now rather than on the first search
@@ -299,8 +297,7 @@ class SearchService:
         evidence behind it (pictrace.compare). With picture, both images are decoded for rendering (an indexed
         original is read from the bucket within max_bytes and max_pixels, like any query image)."""
         timer = Timer()
-        embedder = self.embedder
-        await asyncio.to_thread(self.index_store.check_model, embedder)  # once per container
+        embedder = await asyncio.to_thread(self._checked_embedder)
         target = await self.entry(entry_id)
         target_image = query_image = None
         target_frame = Frame.of_entry(target.meta)
