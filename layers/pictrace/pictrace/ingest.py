@@ -7,7 +7,8 @@ A key goes through four stages: read (the object's bytes and their SHA-256), dec
 allow, pictrace.pipeline.decode_content, then the rerank features), embed (the model) and index (the index's reads
 and writes, the only stage that depends on what came before). Within a batch, ReadAhead runs the first three for
 the next keys while the current key's stage runs, each key on a thread of its own (the model, OpenCV and S3 I/O
-release the GIL), the model single-threaded in each; the index stage stays in order on the caller's thread.
+release the GIL), the model single-threaded in each; the index stage stays in order on the caller's thread. On a
+new container the model loads beside the first keys' reads and decodes (Ingestor.load_model_ahead).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -111,6 +112,13 @@ class Ingestor:
         if self._embedder is None:
             self._embedder = get_embedder(ensure_model(self.settings), self.settings.weights, INFERENCE_THREADS)
         return self._embedder
+
+    def load_model_ahead(self, pool: Executor) -> None:
+        """On a new container, start loading the model on the pool, so that a batch's first keys are read and
+        decoded meanwhile (ONNX Runtime loads it mostly outside the GIL). A head start only: a failed load is raised
+        again where a key is embedded (embed), and its record fails there."""
+        if self._embedder is None:
+            pool.submit(lambda: self.embedder)
 
     def warm(self) -> dict[str, float]:
         """Load the model and run it once, and create the S3 client (pictrace.snapstart: a restored copy's new client
@@ -266,6 +274,8 @@ class ReadAhead:
         self._pending: dict[str, deque[Future[Loaded]]] = {}
         self._in_flight = 0
         self._workers = ThreadPoolExecutor(READ_AHEAD, thread_name_prefix="ingest-ahead")
+        if self._todo:
+            ingestor.load_model_ahead(self._workers)
         self._fill()
 
     def _fill(self) -> None:

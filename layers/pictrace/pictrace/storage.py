@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import functools
 import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,13 +20,48 @@ _NOT_FOUND = {"NoSuchKey", "404", "NotFound"}
 _PRECONDITION = {"PreconditionFailed", "412", "ConditionalRequestConflict", "409"}
 
 
-@functools.lru_cache(maxsize=4)
-def s3_client(region: str | None = None) -> Any:
-    """One boto3 S3 client per process (honours AWS_ENDPOINT_URL_S3), retrying throttling and 5xx answers.
+class ProcessClients:
+    """AWS clients made on first use, one per region and process, and made anew after cache_clear (a SnapStart
+    restore: pictrace.snapstart).
 
-    Retries: AWS_RETRY_MODE (default adaptive) and AWS_MAX_ATTEMPTS (default 5), botocore's own variables.
+    Made one at a time: boto3.client uses the process's default session, and sessions are not thread-safe (boto3's
+    guidance; creating clients in parallel from one can fail with KeyError 'credential_provider'). A thread that asks
+    while another makes the client waits for that one instead of making its own (ingest's read-ahead threads all
+    want it when a new container takes its first batch).
     """
+
+    def __init__(self, make: Callable[[str | None], Any]) -> None:
+        self._make = make
+        self._made: dict[str | None, Any] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, region: str | None = None) -> Any:
+        """The region's client (None: the environment's region)."""
+        client = self._made.get(region)
+        if client is None:
+            with self._lock:
+                client = self._made.get(region)
+                if client is None:
+                    client = self._made[region] = self._make(region)
+        return client
+
+    def cache_clear(self) -> None:
+        """Drop the clients made so far: the next call makes a new one."""
+        with self._lock:
+            self._made.clear()
+
+    def held(self) -> int:
+        """How many clients are held."""
+        return len(self._made)
+
+
+def _make_s3_client(region: str | None) -> Any:
     return boto3.client("s3", region_name=_region(region), config=_config())
+
+
+#: One boto3 S3 client per process (honours AWS_ENDPOINT_URL_S3), retrying throttling and 5xx answers. Retries:
+#: AWS_RETRY_MODE (default adaptive) and AWS_MAX_ATTEMPTS (default 5), botocore's own variables.
+s3_client = ProcessClients(_make_s3_client)
 
 
 def s3_client_at(endpoint: str | None, credentials: tuple[str, str] | None = None) -> Any:

@@ -34,7 +34,6 @@ stack switched to this backend after images were indexed (`pictrace vectors-back
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import os
@@ -50,6 +49,7 @@ from pictrace.errors import BadRequest
 from pictrace.index.layout import Entry
 from pictrace.index.rows import RowSource
 from pictrace.index.store import IndexStore
+from pictrace.storage import ProcessClients
 
 logger = logging.getLogger(__name__)
 
@@ -77,11 +77,13 @@ def _json_bytes(value: Any) -> int:
     return len(json.dumps(value).encode())
 
 
-@functools.lru_cache(maxsize=4)
-def s3vectors_client(region: str | None = None) -> Any:
-    """One boto3 s3vectors client per process (honours AWS_ENDPOINT_URL_S3VECTORS)."""
+def _make_s3vectors_client(region: str | None) -> Any:
     region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
     return boto3.client("s3vectors", region_name=region)
+
+
+#: One boto3 s3vectors client per process (honours AWS_ENDPOINT_URL_S3VECTORS).
+s3vectors_client = ProcessClients(_make_s3vectors_client)
 
 
 def folders(keys: tuple[str, ...] | list[str]) -> list[str]:
