@@ -18,7 +18,7 @@ Measured from the moment the parent spawned this process (SPAWNED_AT, time.time(
     import         the handler's module (functions/<function>/app.py), as Lambda's init phase imports it
     acquire        new: the model's directory found or fetched; a fetch's own steps (lookup, download, extract,
                    bytes)
-    model          new: the ONNX model loaded (pictrace.embedding.get_embedder, as the first request would)
+    model          new: the ONNX model loaded by the function's own service (its embedder, as the first request would)
     index          new, search: the whole index read into memory (the first request's refresh, done first to time it)
     first          the first request through the real handler (search: POST /search with the image; ingest: one
                    SQS message announcing the new image)
@@ -107,7 +107,6 @@ def new_container(function: str, arg: str) -> dict[str, Any]:
     app = load_app(function)
     out["import_ms"] = ms(time.perf_counter() - t)
 
-    from pictrace.embedding import get_embedder
     from pictrace.modelfetch import acquire_model
     from pictrace.settings import get_settings
 
@@ -124,16 +123,26 @@ def new_container(function: str, arg: str) -> dict[str, Any]:
             "download_ms": ms(f.download_s),
             "extract_ms": ms(f.extract_s),
         }
+    service = function_service(app, function)
     t = time.perf_counter()
-    get_embedder(acquired.path, settings.weights)
+    service.embedder  # noqa: B018  # the model as the function loads it (ingest: single-threaded inferences)
     out["model_ms"] = ms(time.perf_counter() - t)
     t = time.perf_counter()
     if function == "search":
-        app.app.state.service().backend.refresh(force=True)
+        service.backend.refresh(force=True)
     out["index_ms"] = ms(time.perf_counter() - t)
     out.update(requests(app, function, arg))
     out["cpu_ms"] = ms(out.pop("cpu_done"))
     return out
+
+
+def function_service(app: ModuleType, function: str) -> Any:
+    """The service the function's handler runs: what its first request loads the model (and index) into."""
+    if function == "search":
+        return app.app.state.service()
+    from pictrace.ingest import get_ingestor
+
+    return get_ingestor()
 
 
 def as_lambda_runs(function: str, arg: str) -> dict[str, Any]:
