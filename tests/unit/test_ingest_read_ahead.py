@@ -11,7 +11,7 @@ import pytest
 from pictrace.errors import WeightsUnavailable
 from pictrace.ingest import Ingestor, Loaded, ReadAhead
 from pictrace.settings import Settings
-from pictrace.storage import ProcessClients, Store, s3_client
+from pictrace.storage import ProcessClients, Store, new_client, s3_client
 
 SETTINGS = Settings(bucket="bucket")
 
@@ -113,3 +113,31 @@ def test_the_s3_client_is_made_once_for_threads_that_ask_together() -> None:
         assert all(client is got[0] for client in got) and s3_client.held() == 1
     finally:
         s3_client.cache_clear()
+
+
+def test_clients_are_never_made_in_parallel(monkeypatch: pytest.MonkeyPatch) -> None:
+    """boto3's default session is not thread-safe: new_client makes one client at a time, whatever the service."""
+    import pictrace.storage
+
+    active, most = [0], [0]
+    lock = threading.Lock()
+
+    def client(service: str, **kwargs: Any) -> object:
+        with lock:
+            active[0] += 1
+            most[0] = max(most[0], active[0])
+        time.sleep(0.05)
+        with lock:
+            active[0] -= 1
+        return object()
+
+    monkeypatch.setattr(pictrace.storage.boto3, "client", client)
+    together = threading.Barrier(4)
+
+    def make(service: str) -> object:
+        together.wait()
+        return new_client(service, region_name="us-east-1")
+
+    with ThreadPoolExecutor(4) as pool:
+        made = list(pool.map(make, ["s3", "lambda", "s3vectors", "s3"]))
+    assert len({id(c) for c in made}) == 4 and most[0] == 1

@@ -24,13 +24,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from pictrace.embedding import INFO_FILE, has_model
 from pictrace.errors import ConfigError, UpstreamError
 from pictrace.settings import Settings
+from pictrace.storage import new_client
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ def acquire_model(settings: Settings, client: Any | None = None, attached: str =
 def fetch_layer_model(layer_arn: str, model_dir: str, client: Any | None = None, timeout: float = 60.0) -> Fetched:
     """Download the layer version's archive, check its SHA-256 and extract the model files into model_dir."""
     started = time.perf_counter()
-    client = client or boto3.client("lambda", config=Config(retries={"max_attempts": 5, "mode": "standard"}))
+    client = client or new_client("lambda", config=Config(retries={"max_attempts": 5, "mode": "standard"}))
     try:
         content = client.get_layer_version_by_arn(Arn=layer_arn)["Content"]
     except (ClientError, BotoCoreError) as exc:

@@ -20,14 +20,23 @@ _NOT_FOUND = {"NoSuchKey", "404", "NotFound"}
 _PRECONDITION = {"PreconditionFailed", "412", "ConditionalRequestConflict", "409"}
 
 
-class ProcessClients:
-    """AWS clients made on first use, one per region and process, and made anew after cache_clear (a SnapStart
-    restore: pictrace.snapstart).
+_MAKING = threading.Lock()
 
-    Made one at a time: boto3.client uses the process's default session, and sessions are not thread-safe (boto3's
-    guidance; creating clients in parallel from one can fail with KeyError 'credential_provider'). A thread that asks
-    while another makes the client waits for that one instead of making its own (ingest's read-ahead threads all
-    want it when a new container takes its first batch).
+
+def new_client(service: str, **kwargs: Any) -> Any:
+    """A new boto3 client (boto3.client's arguments), made while no other thread makes one: boto3.client uses the
+    process's default session, and sessions are not thread-safe (boto3's guidance; clients made in parallel from one
+    can fail with KeyError 'credential_provider'). A new container's first request makes its clients on several
+    threads (ingest's read-ahead, search's model fetch beside its index load)."""
+    make: Callable[..., Any] = boto3.client  # any service by name (the stubs type one overload per service)
+    with _MAKING:
+        return make(service, **kwargs)
+
+
+class ProcessClients:
+    """AWS clients made on first use (new_client), one per region and process, and made anew after cache_clear (a
+    SnapStart restore: pictrace.snapstart). A thread that asks while another makes the client waits for that one
+    instead of making its own (ingest's read-ahead threads all want it when a new container takes its first batch).
     """
 
     def __init__(self, make: Callable[[str | None], Any]) -> None:
@@ -56,7 +65,7 @@ class ProcessClients:
 
 
 def _make_s3_client(region: str | None) -> Any:
-    return boto3.client("s3", region_name=_region(region), config=_config())
+    return new_client("s3", region_name=_region(region), config=_config())
 
 
 #: One boto3 S3 client per process (honours AWS_ENDPOINT_URL_S3), retrying throttling and 5xx answers. Retries:
@@ -67,7 +76,7 @@ s3_client = ProcessClients(_make_s3_client)
 def s3_client_at(endpoint: str | None, credentials: tuple[str, str] | None = None) -> Any:
     """A new S3 client for this endpoint (None: AWS's own, whatever the environment names), with these access
     key and secret (None: boto3's own credential chain); retries as s3_client."""
-    return boto3.client(
+    return new_client(
         "s3",
         region_name=_region(None),
         endpoint_url=endpoint,

@@ -41,7 +41,6 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import boto3
 import numpy as np
 from botocore.exceptions import ClientError
 
@@ -49,7 +48,7 @@ from pictrace.errors import BadRequest
 from pictrace.index.layout import Entry
 from pictrace.index.rows import RowSource
 from pictrace.index.store import IndexStore
-from pictrace.storage import ProcessClients
+from pictrace.storage import ProcessClients, new_client
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +78,7 @@ def _json_bytes(value: Any) -> int:
 
 def _make_s3vectors_client(region: str | None) -> Any:
     region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-    return boto3.client("s3vectors", region_name=region)
+    return new_client("s3vectors", region_name=region)
 
 
 #: One boto3 s3vectors client per process (honours AWS_ENDPOINT_URL_S3VECTORS).
