@@ -191,12 +191,16 @@ def attach_fusion(results: dict[str, Any]) -> None:
 
 
 def load_summary(clock: Clock, started_load: tuple[float, float, float]) -> dict[str, Any]:
-    """How much CPU other processes on this machine took while the bench ran (they share its two cores)."""
-    ours = busy = 0.0
+    """How much CPU other processes on this machine took while the bench ran (they share its two cores).
+
+    Phase by phase: a child's CPU time is counted when it ends (the moto server's, already counted phase by phase,
+    again when the stack stops), so over the whole run our count can exceed the machine's and hide the others'.
+    """
+    ours = others = 0.0
     for cpu in clock.cpu.values():
-        busy += cpu.get("machine", 0.0)
-        ours += sum(v for k, v in cpu.items() if k != "machine")
-    others = max(0.0, busy - ours)
+        phase_ours = sum(v for k, v in cpu.items() if k != "machine")
+        ours += phase_ours
+        others += max(0.0, cpu.get("machine", 0.0) - phase_ours)
     wall = sum(clock.phases.values())
     cores = os.cpu_count() or 1
     return {

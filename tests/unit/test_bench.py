@@ -429,3 +429,18 @@ def test_the_ingest_goal_says_where_the_time_beyond_the_model_goes() -> None:
     assert met is not None and met["met"] is True and met["why"] == ""
     section = "\n".join(report.ingest_section({"ingest_large": {**batches, "images": [{"mp": 16.8}]}}))
     assert "in batches of 5, overlapping" in section and "CPU time (this process)" in section
+
+
+def test_other_processes_cpu_is_counted_phase_by_phase() -> None:
+    """A phase where the moto server is reaped counts its CPU twice (live by pid, then as a finished child): that
+    must not hide what other processes took in another phase."""
+    from bench.run import Clock, load_summary
+
+    clock = Clock()
+    clock.phases = {"ingest": 200.0, "large ingest": 100.0}
+    clock.cpu = {
+        "ingest": {"bench": 5.0, "children": 190.0, "s3 (moto)": 110.0, "machine": 390.0},  # 85 s not ours
+        "large ingest": {"bench": 150.0, "children": 600.0, "s3 (moto)": 40.0, "machine": 190.0},  # moto twice
+    }
+    load = load_summary(clock, (0.0, 0.0, 0.0))
+    assert load["others_core_s"] == 85.0 and load["ours_core_s"] == 1095.0
