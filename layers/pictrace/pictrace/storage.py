@@ -65,7 +65,7 @@ class ProcessClients:
 
 
 def _make_s3_client(region: str | None) -> Any:
-    return new_client("s3", region_name=_region(region), config=_config())
+    return new_client("s3", region_name=aws_region(region), config=_config())
 
 
 #: One boto3 S3 client per process (honours AWS_ENDPOINT_URL_S3), retrying throttling and 5xx answers. Retries:
@@ -78,7 +78,7 @@ def s3_client_at(endpoint: str | None, credentials: tuple[str, str] | None = Non
     key and secret (None: boto3's own credential chain); retries as s3_client."""
     return new_client(
         "s3",
-        region_name=_region(None),
+        region_name=aws_region(),
         endpoint_url=endpoint,
         aws_access_key_id=credentials[0] if credentials else None,
         aws_secret_access_key=credentials[1] if credentials else None,
@@ -86,7 +86,8 @@ def s3_client_at(endpoint: str | None, credentials: tuple[str, str] | None = Non
     )
 
 
-def _region(region: str | None) -> str:
+def aws_region(region: str | None = None) -> str:
+    """The region given, else the environment's (AWS_REGION, then AWS_DEFAULT_REGION), else us-east-1."""
     return region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
 
 

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,7 +47,7 @@ from pictrace.errors import BadRequest
 from pictrace.index.layout import Entry
 from pictrace.index.rows import RowSource
 from pictrace.index.store import IndexStore
-from pictrace.storage import ProcessClients, new_client
+from pictrace.storage import ProcessClients, aws_region, new_client
 
 logger = logging.getLogger(__name__)
 
@@ -77,8 +76,7 @@ def _json_bytes(value: Any) -> int:
 
 
 def _make_s3vectors_client(region: str | None) -> Any:
-    region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-    return new_client("s3vectors", region_name=region)
+    return new_client("s3vectors", region_name=aws_region(region))
 
 
 #: One boto3 s3vectors client per process (honours AWS_ENDPOINT_URL_S3VECTORS).
