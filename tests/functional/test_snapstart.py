@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 from typing import Any
+from unittest import mock
 
 from infra.local import SqsWorker, load_handler
 from tests.conftest import ROOT, read
@@ -89,8 +90,14 @@ def test_the_ingest_warm_up_creates_the_s3_client_a_restored_copy_renews(stack: 
     from pictrace.storage import s3_client
 
     s3_client.cache_clear()
-    timings = get_ingestor().warm()
+    ingestor = get_ingestor()
+    timings = ingestor.warm()
     assert set(timings) == {"model", "client"} and s3_client.held() == 1
+    # the index's model record was checked (or claimed) before the snapshot: the first ingest reads it no more
+    record = ingestor.index.model_record()
+    assert record is not None and record["weights"] == ingestor.embedder.weights
+    with mock.patch.object(ingestor.store, "get", side_effect=AssertionError("read the model record again")):
+        ingestor.index.check_model(ingestor.embedder, claim=True)
     before = s3_client()
     renew_clients()
     assert s3_client.held() == 0 and s3_client() is not before

@@ -121,14 +121,16 @@ class Ingestor:
             pool.submit(lambda: self.embedder)
 
     def warm(self) -> dict[str, float]:
-        """Load the model and run it once, and create the S3 client (pictrace.snapstart: a restored copy's new client
-        reuses the service model botocore read for this one, as search's does); seconds each took."""
-        started = time.perf_counter()
-        self.embedder.embed([WARM_UP])
-        timings = {"model": time.perf_counter() - started}
+        """Create the S3 client (pictrace.snapstart: a restored copy's new client reuses the service model botocore
+        read for this one, as search's does), then load the model, check it against the index's model record (an
+        empty index is claimed for it, as the first ingest would) and run it once; seconds each took. A restored
+        copy's first request then reads no model record."""
         started = time.perf_counter()
         self.store.client  # noqa: B018  # created now, not on a restored copy's first request
-        timings["client"] = time.perf_counter() - started
+        timings = {"client": time.perf_counter() - started}
+        started = time.perf_counter()
+        self._checked_embedder().embed([WARM_UP])
+        timings["model"] = time.perf_counter() - started
         return timings
 
     def renew(self) -> None:
