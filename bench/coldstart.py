@@ -8,8 +8,9 @@ of a new image in the bucket (ingest). PATH is:
              (the model from PICTRACE_MODEL_DIR if it holds it, as from an attached layer's /opt/model, else fetched
              from PICTRACE_MODEL_LAYER's archive: pictrace.modelfetch, the code a container runs)
     lambda   a new container without SnapStart as Lambda runs it: the handler's module imported, then the first
-             request, which loads the model and the index itself (search: the index while the model loads and the
-             query is decoded); "new" times the same steps one after the other, so its sum is an upper bound
+             request, which acquires and loads the model and the index itself (search: the index while the model
+             loads and the query is decoded); "new" times the same steps one after the other, so its sum is an upper
+             bound; a fetch's own steps are reported as new's are
     restore  SnapStart: the init and the before-snapshot hooks (not on the restore path), then what a restored copy
              runs: the after-restore hooks (pictrace.snapstart) and the first request
 
@@ -116,13 +117,7 @@ def new_container(function: str, arg: str) -> dict[str, Any]:
     out["acquire_ms"] = ms(time.perf_counter() - t)
     out["model_source"] = acquired.source
     if acquired.fetched is not None:
-        f = acquired.fetched
-        out["fetch"] = {
-            "archive_bytes": f.archive_bytes,
-            "lookup_ms": ms(f.lookup_s),
-            "download_ms": ms(f.download_s),
-            "extract_ms": ms(f.extract_s),
-        }
+        out["fetch"] = fetch_record(acquired.fetched)
     service = function_service(app, function)
     t = time.perf_counter()
     service.embedder  # noqa: B018  # the model as the function loads it (ingest: single-threaded inferences)
@@ -134,6 +129,16 @@ def new_container(function: str, arg: str) -> dict[str, Any]:
     out.update(requests(app, function, arg))
     out["cpu_ms"] = ms(out.pop("cpu_done"))
     return out
+
+
+def fetch_record(f: Any) -> dict[str, Any]:
+    """A model fetch's figures (pictrace.modelfetch.Fetched) as the output reports them."""
+    return {
+        "archive_bytes": f.archive_bytes,
+        "lookup_ms": ms(f.lookup_s),
+        "download_ms": ms(f.download_s),
+        "extract_ms": ms(f.extract_s),
+    }
 
 
 def function_service(app: ModuleType, function: str) -> Any:
@@ -154,6 +159,10 @@ def as_lambda_runs(function: str, arg: str) -> dict[str, Any]:
     out["import_ms"] = ms(time.perf_counter() - t)
     out.update(requests(app, function, arg))
     out["cpu_ms"] = ms(out.pop("cpu_done"))
+    from pictrace.modelfetch import fetched_here
+
+    if (fetched := fetched_here()) is not None:  # the first request fetched the model (not attached)
+        out["fetch"] = fetch_record(fetched)
     return out
 
 

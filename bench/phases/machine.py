@@ -30,15 +30,20 @@ class MachineInfo:
     gpu: str
 
 
-def cpu_model() -> str:
-    """The CPU's model name (/proc/cpuinfo), or "unknown"."""
+def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    """The CPU's model name and the int8 dot-product instructions it has, from /proc/cpuinfo ("unknown" without it):
+    SSCD's int8 ResNet50 took 2.5x less CPU per image on a 2-core EPYC with AVX-512 VNNI than on one without."""
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+        lines = cpuinfo.read_text().splitlines()
     except OSError:
-        pass
-    return "unknown"
+        return "unknown"
+    name = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), "unknown")
+    flags = next((set(line.split(":", 1)[1].split()) for line in lines if line.startswith("flags")), set())
+    if "avx512_vnni" in flags:
+        return f"{name} (AVX-512 VNNI)"
+    if "avx_vnni" in flags:
+        return f"{name} (AVX-VNNI)"
+    return f"{name} ({'AVX2, ' if 'avx2' in flags else ''}no VNNI)"
 
 
 def package_versions() -> dict[str, str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -444,3 +445,22 @@ def test_other_processes_cpu_is_counted_phase_by_phase() -> None:
     }
     load = load_summary(clock, (0.0, 0.0, 0.0))
     assert load["others_core_s"] == 85.0 and load["ours_core_s"] == 1095.0
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        ("fpu avx2 avx512f avx512_vnni", "AMD EPYC (AVX-512 VNNI)"),
+        ("fpu avx2 avx_vnni", "AMD EPYC (AVX-VNNI)"),
+        ("fpu avx2 fma", "AMD EPYC (AVX2, no VNNI)"),
+        ("fpu sse4_2", "AMD EPYC (no VNNI)"),
+    ],
+)
+def test_the_machine_line_names_the_cpus_int8_instructions(tmp_path: Path, flags: str, expected: str) -> None:
+    """The bench's machine line says whether the CPU has VNNI, which the int8 model's speed depends on."""
+    from bench.phases.machine import cpu_model
+
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: {flags}\n\nprocessor\t: 1\n")
+    assert cpu_model(cpuinfo) == expected
+    assert cpu_model(tmp_path / "missing") == "unknown"

@@ -210,3 +210,67 @@ def test_ingest_cold_starts_get_distinct_jpegs_within_the_ingest_limit(tmp_path:
     images = new_images(query, 5, salt="x")
     assert query.stat().st_size > S.max_bytes  # the query itself, as a PNG, would be refused
     assert len(set(images)) == 5 and all(sniff_format(b) == "jpeg" and len(b) < S.max_bytes for b in images)
+
+
+def test_a_model_fetched_by_the_first_request_is_counted_at_the_stated_throughput_and_shown_apart() -> None:
+    """ "lambda" on x86_64: the first request fetched the model (its download 50 ms over the loopback). The wait counts
+    the download at 50 MB/s instead; the acquisition column shows the fetch; the costliest part does not count the
+    fetch twice (it is taken out of the embed stage that waited for it)."""
+    fetch = {"archive_bytes": 25_000_000, "lookup_ms": 20.0, "download_ms": 50.0, "extract_ms": 150.0}
+    stages = {"decode": 10.0, "embed": 600.0, "refresh": 1.0, "fetch": 30.0, "rerank": 20.0, "total": 661.0}
+    runs = [
+        run(
+            "search lambda fetched pyc",
+            "lambda",
+            first_ms=700.0,
+            total_ms=1300.0,
+            fetch=fetch,
+            first_stages=stages,
+            cpu_ms=1400.0,
+            second_ms=150.0,
+        ),
+        run("ingest lambda fetched pyc", "lambda", first_ms=600.0, total_ms=1150.0, fetch=fetch),
+        run("search new fetched pyc", acquire_ms=220.0, total_ms=1600.0, fetch=fetch),
+    ]
+    derived = [derive(r, 50.0) for r in runs]
+    search = derived[0]
+    assert search["to_first_response_ms"] == 1300.0 - 50.0 + 500.0
+    assert search["acquire_modelled_ms"] == 20.0 + 500.0 + 150.0 and search["init_ms"] == 500.0  # init: the import
+    r = {"coldstart": {"runs": derived, "variants": summarise(derived), "throughput_mb_s": 50.0}}
+    goal = report.coldstart_goal(r)
+    assert goal is not None and goal["met"] is False
+    assert "search fetched (as Lambda runs it) 1750 ms" in goal["measured"] and "2050" not in goal["measured"]
+    assert "ingest fetched (as Lambda runs it) 1600 ms" in goal["measured"]
+    # search: import 500, acquisition 670, embed 600 - 220 = 380 (its wait for the fetch taken out)
+    assert goal["why"].startswith("search fetched: costliest model acquisition (670 ms")
+    text = "\n".join(report.coldstart_section(r))
+    row = next(line for line in text.splitlines() if line.startswith("| search lambda fetched pyc"))
+    assert "670 (50.0)" in row and row.count("–") == 4  # model, index (in the first request), the hooks
+
+
+def test_a_process_reports_the_model_fetch_it_made(s3: ServedS3, tmp_path: Path) -> None:
+    """pictrace.modelfetch.fetched_here: what this process's fetch took (bench.coldstart's "lambda" reads it after
+    the first request), and None where the model was found in place."""
+    from pictrace import modelfetch
+
+    model = tmp_path / "model"
+    (model / "site").mkdir(parents=True)
+    (model / "site" / "m.onnx").write_bytes(b"\x04" * 2000)
+    (model / "model.json").write_bytes(INFO)
+    archive = layer_archive(model)
+    api = LayerApi(s3, "bench", archive)
+    try:
+        client = boto3.client(
+            "lambda",
+            endpoint_url=api.endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+        settings = Settings(bucket="b", model_dir=str(tmp_path / "fetched-here"), model_layer=LAYER_ARN)
+        got = acquire_model(settings, client, attached=str(tmp_path / "no-opt"))
+        assert modelfetch.fetched_here() == got.fetched and got.fetched is not None
+        again = acquire_model(settings, client, attached=str(tmp_path / "no-opt"))  # in place now: no new fetch
+        assert again.source == "dir" and modelfetch.fetched_here() == got.fetched
+    finally:
+        api.stop()

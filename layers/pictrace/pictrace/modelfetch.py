@@ -39,6 +39,7 @@ ARCHIVE_DIR = "model/"
 #: where Lambda puts it when the function attaches the model layer (layers are extracted under /opt)
 ATTACHED_DIR = "/opt/model"
 _lock = threading.Lock()
+_fetched: list[Fetched] = []  # what this process's fetches took (fetched_here)
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,14 @@ def acquire_model(settings: Settings, client: Any | None = None, attached: str =
         if has_model(settings.model_dir):
             return Acquired(settings.model_dir, "dir")
         fetched = fetch_layer_model(settings.model_layer, settings.model_dir, client)
+        _fetched.append(fetched)
     return Acquired(settings.model_dir, "fetched", fetched)
+
+
+def fetched_here() -> Fetched | None:
+    """What fetching the model layer's archive took in this process (a container fetches it once, on its first
+    request or before its snapshot), or None if it was not fetched here."""
+    return _fetched[-1] if _fetched else None
 
 
 def fetch_layer_model(layer_arn: str, model_dir: str, client: Any | None = None, timeout: float = 60.0) -> Fetched:
