@@ -719,6 +719,7 @@ def header_section(r: dict[str, Any]) -> list[str]:
             f"Machine load: other processes used {load['others_core_s']:.0f} core-seconds while this ran "
             f"({100 * load['others_share']:.0f} % of the machine; load average {load['loadavg_start'][0]:.1f} at the "
             f"start, {load['loadavg_end'][0]:.1f} at the end); the bench itself {load['ours_core_s']:.0f}."
+            + steal_sentence(load)
         )
     if d:
         ds = d["distractors"]
@@ -903,6 +904,16 @@ def ingest_section(r: dict[str, Any]) -> list[str]:
         else:
             out.append(table(["", "throughput", "time"], rows, right=[False, True, True]))
     return out
+
+
+def steal_sentence(load: dict[str, Any]) -> str:
+    """The sentence on the CPU time the hypervisor gave to other guests, where the run counted it apart."""
+    if load.get("steal_core_s") is None:
+        return ""
+    return (
+        f" The hypervisor gave {load['steal_core_s']:.0f} core-seconds of this virtual machine's cores to other guests "
+        "(steal), which no process here used."
+    )
 
 
 def coldstart_section(r: dict[str, Any]) -> list[str]:
@@ -1352,10 +1363,14 @@ def markdown(r: dict[str, Any], text: str) -> str:
     load = r.get("load", {})
     others = ""
     if load.get("others_core_s") is not None:
-        others = f" Other processes on the machine used {load['others_core_s']:.0f} core-seconds during the run " + (
-            f"({100 * load['others_share']:.0f} % of its {m['cores']} cores): the timings carry that contention."
-            if load["others_share"] >= 0.02
-            else "(the machine was otherwise idle)."
+        others = (
+            f" Other processes on the machine used {load['others_core_s']:.0f} core-seconds during the run "
+            + (
+                f"({100 * load['others_share']:.0f} % of its {m['cores']} cores): the timings carry that contention."
+                if load["others_share"] >= 0.02
+                else "(the machine was otherwise idle)."
+            )
+            + steal_sentence(load)
         )
     models = r.get("models", {})
     labels = ", ".join(f"`{k}`" for k in models) or "`sscd`"

@@ -46,7 +46,8 @@ log = logging.getLogger("bench")
 
 
 def cpu_seconds() -> dict[str, float]:
-    """CPU time (user + system) so far of this process (and its finished children) and of the moto server."""
+    """CPU time (user + system) so far of this process (and its finished children) and of the moto server; the
+    machine's busy time, and its steal (a virtual machine's cores given by the hypervisor to other guests), apart."""
     import psutil
 
     from bench.stack import ProcessMotoServer
@@ -54,8 +55,10 @@ def cpu_seconds() -> dict[str, float]:
     me = psutil.Process()
     t = me.cpu_times()
     machine_times = psutil.cpu_times()
-    busy = sum(machine_times) - machine_times.idle - getattr(machine_times, "iowait", 0.0)
+    steal = getattr(machine_times, "steal", 0.0)
+    busy = sum(machine_times) - machine_times.idle - getattr(machine_times, "iowait", 0.0) - steal
     out = {"bench": t.user + t.system, "children": t.children_user + t.children_system, "machine": busy}
+    out["steal"] = steal
     for server in ProcessMotoServer.running:
         if server.pid is not None:
             try:
@@ -191,21 +194,24 @@ def attach_fusion(results: dict[str, Any]) -> None:
 
 
 def load_summary(clock: Clock, started_load: tuple[float, float, float]) -> dict[str, Any]:
-    """How much CPU other processes on this machine took while the bench ran (they share its two cores).
+    """How much CPU other processes on this machine took while the bench ran (they share its two cores), and how
+    much the hypervisor gave to other guests (steal; runs before it was counted apart have none: it was in "others").
 
     Phase by phase: a child's CPU time is counted when it ends (the moto server's, already counted phase by phase,
     again when the stack stops), so over the whole run our count can exceed the machine's and hide the others'.
     """
-    ours = others = 0.0
+    ours = others = steal = 0.0
     for cpu in clock.cpu.values():
-        phase_ours = sum(v for k, v in cpu.items() if k != "machine")
+        phase_ours = sum(v for k, v in cpu.items() if k not in ("machine", "steal"))
         ours += phase_ours
         others += max(0.0, cpu.get("machine", 0.0) - phase_ours)
+        steal += cpu.get("steal", 0.0)
     wall = sum(clock.phases.values())
     cores = os.cpu_count() or 1
     return {
         "others_core_s": round(others, 1),
         "others_share": others / (wall * cores) if wall else 0.0,
+        "steal_core_s": round(steal, 1),
         "ours_core_s": round(ours, 1),
         "loadavg_start": started_load,
         "loadavg_end": os.getloadavg(),

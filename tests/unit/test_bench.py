@@ -440,11 +440,14 @@ def test_other_processes_cpu_is_counted_phase_by_phase() -> None:
     clock = Clock()
     clock.phases = {"ingest": 200.0, "large ingest": 100.0}
     clock.cpu = {
-        "ingest": {"bench": 5.0, "children": 190.0, "s3 (moto)": 110.0, "machine": 390.0},  # 85 s not ours
-        "large ingest": {"bench": 150.0, "children": 600.0, "s3 (moto)": 40.0, "machine": 190.0},  # moto twice
+        "ingest": {"bench": 5.0, "children": 190.0, "s3 (moto)": 110.0, "machine": 390.0, "steal": 12.0},  # 85 s
+        "large ingest": {"bench": 150.0, "children": 600.0, "s3 (moto)": 40.0, "machine": 190.0, "steal": 3.0},
     }
     load = load_summary(clock, (0.0, 0.0, 0.0))
     assert load["others_core_s"] == 85.0 and load["ours_core_s"] == 1095.0
+    assert load["steal_core_s"] == 15.0  # the hypervisor's, neither ours nor other processes'
+    r = {"load": {**load, "loadavg_end": (0.0, 0.0, 0.0)}, "machine": {"cores": 2}}
+    assert "gave 15 core-seconds of this virtual machine's cores to other guests" in report.steal_sentence(r["load"])
 
 
 @pytest.mark.parametrize(
