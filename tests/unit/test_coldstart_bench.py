@@ -11,7 +11,7 @@ from typing import Any
 
 import boto3
 import pytest
-from pictrace.modelfetch import acquire_model
+from pictrace.modelfetch import acquire_model, fetched_here
 from pictrace.settings import Settings
 
 from bench import report
@@ -82,6 +82,11 @@ def test_the_model_is_fetched_through_the_local_lambda_api_as_in_lambda(s3: Serv
         api.stop()
     assert got.source == "fetched" and got.fetched is not None and got.fetched.archive_bytes == len(archive)
     assert (tmp_path / "tmp-model" / "site" / "m.onnx").read_bytes() == b"\x03" * 3000
+    # what this process's fetch took (bench.coldstart's "lambda" reads it after the first request); found in place
+    # the next time, the model is not fetched again
+    assert fetched_here() == got.fetched
+    assert acquire_model(settings, attached=str(tmp_path / "no-opt")).source == "dir"
+    assert fetched_here() == got.fetched
 
 
 def run(variant: str, path: str = "new", **figures: Any) -> dict[str, Any]:
@@ -246,31 +251,3 @@ def test_a_model_fetched_by_the_first_request_is_counted_at_the_stated_throughpu
     text = "\n".join(report.coldstart_section(r))
     row = next(line for line in text.splitlines() if line.startswith("| search lambda fetched pyc"))
     assert "670 (50.0)" in row and row.count("–") == 4  # model, index (in the first request), the hooks
-
-
-def test_a_process_reports_the_model_fetch_it_made(s3: ServedS3, tmp_path: Path) -> None:
-    """pictrace.modelfetch.fetched_here: what this process's fetch took (bench.coldstart's "lambda" reads it after
-    the first request), and None where the model was found in place."""
-    from pictrace import modelfetch
-
-    model = tmp_path / "model"
-    (model / "site").mkdir(parents=True)
-    (model / "site" / "m.onnx").write_bytes(b"\x04" * 2000)
-    (model / "model.json").write_bytes(INFO)
-    archive = layer_archive(model)
-    api = LayerApi(s3, "bench", archive)
-    try:
-        client = boto3.client(
-            "lambda",
-            endpoint_url=api.endpoint,
-            region_name="us-east-1",
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-        )
-        settings = Settings(bucket="b", model_dir=str(tmp_path / "fetched-here"), model_layer=LAYER_ARN)
-        got = acquire_model(settings, client, attached=str(tmp_path / "no-opt"))
-        assert modelfetch.fetched_here() == got.fetched and got.fetched is not None
-        again = acquire_model(settings, client, attached=str(tmp_path / "no-opt"))  # in place now: no new fetch
-        assert again.source == "dir" and modelfetch.fetched_here() == got.fetched
-    finally:
-        api.stop()
