@@ -4,7 +4,7 @@
 Each run is one variant:
     new, attached   a new container without SnapStart on arm64 (the default): the model layer is attached, read from
                     its directory (here the built model directory stands for /opt/model)
-    new, fetched    the same on x86_64, where SearchFunction does not attach it: the model layer's archive fetched as
+    new, fetched    the same on x86_64, where neither function attaches it: the model layer's archive fetched as
                     pictrace.modelfetch does it in Lambda: lambda:GetLayerVersionByArn (a local Lambda API, LayerApi)
                     -> a presigned link to the archive in the local S3 -> download, SHA-256, extract into /tmp
     new, source     attached, but every module outside the standard library compiled from source at import (no

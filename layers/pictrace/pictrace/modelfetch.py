@@ -2,7 +2,7 @@
 
 The stack builds and versions the model as a layer (ModelLayer). A function attaches it where its size budget
 allows (template.yaml: Lambda counts a function and its layers, extracted, against 250 MB); Lambda then extracts it
-under /opt before the function starts, and the model is read from /opt/model. Where it is not attached (SearchFunction
+under /opt before the function starts, and the model is read from /opt/model. Where it is not attached (both functions
 on x86_64), each new container asks Lambda for the layer version's archive (GetLayerVersionByArn: a link valid 10
 minutes), checks its SHA-256, and extracts model/ into PICTRACE_MODEL_DIR (under /tmp); warm invocations find it
 there. Where the directory already holds the model (local runs, tests, `make invoke`), nothing else is looked at.
