@@ -402,17 +402,18 @@ def _new_container_parts(v: dict[str, Any]) -> dict[str, float]:
     stages = v.get("first_stages", {})
     first = {f"first request: {s}": t for s, t in stages.items() if s in STAGES}
     first["first request: other"] = max(0.0, v["first_ms"] - stages.get("total", 0.0))
-    init = {
-        "model acquisition": v.get("acquire_modelled_ms", v.get("acquire_ms")),
-        "model load": v.get("model_ms"),
-        "index load": v.get("index_ms"),
-    }
-    if v["path"] == "lambda":
+    if v["path"] == "lambda":  # the model (and the index) loaded in the first request
         init = {"model acquisition": v.get("acquire_modelled_ms")}
         if (fetch := v.get("fetch")) is not None:
             waited = "first request: embed" if "first request: embed" in first else "first request: other"
             in_request = fetch["lookup_ms"] + fetch["download_ms"] + fetch["extract_ms"]
             first[waited] = max(0.0, first[waited] - in_request)
+    else:
+        init = {
+            "model acquisition": v.get("acquire_modelled_ms", v.get("acquire_ms")),
+            "model load": v.get("model_ms"),
+            "index load": v.get("index_ms"),
+        }
     return {
         "interpreter start": v["interpreter_ms"],
         "import": v["import_ms"],

@@ -57,8 +57,7 @@ def cpu_seconds() -> dict[str, float]:
     machine_times = psutil.cpu_times()
     steal = getattr(machine_times, "steal", 0.0)
     busy = sum(machine_times) - machine_times.idle - getattr(machine_times, "iowait", 0.0) - steal
-    out = {"bench": t.user + t.system, "children": t.children_user + t.children_system, "machine": busy}
-    out["steal"] = steal
+    out = {"bench": t.user + t.system, "children": t.children_user + t.children_system, "machine": busy, "steal": steal}
     for server in ProcessMotoServer.running:
         if server.pid is not None:
             try:
