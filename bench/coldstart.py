@@ -18,7 +18,8 @@ Measured from the moment the parent spawned this process (SPAWNED_AT, time.time(
     interpreter    until this module runs (Python start-up, site-packages)
     import         the handler's module (functions/<function>/app.py), as Lambda's init phase imports it
     acquire        new: the model's directory found or fetched; a fetch's own steps (lookup, download, extract,
-                   bytes)
+                   bytes); lambda: the same where the first request fetched it, or acquire_wait (how long it waited
+                   for the exec wrapper's prefetch) and prefetch_cpu (that process's CPU time)
     model          new: the ONNX model loaded by the function's own service (its embedder, as the first request would)
     index          new, search: the whole index read into memory (the first request's refresh, done first to time it)
     first          the first request through the real handler (search: POST /search with the image; ingest: one
@@ -159,11 +160,30 @@ def as_lambda_runs(function: str, arg: str) -> dict[str, Any]:
     out["import_ms"] = ms(time.perf_counter() - t)
     out.update(requests(app, function, arg))
     out["cpu_ms"] = ms(out.pop("cpu_done"))
-    from pictrace.modelfetch import fetched_here
+    from pictrace.modelfetch import acquired_here
 
-    if (fetched := fetched_here()) is not None:  # the first request fetched the model (not attached)
-        out["fetch"] = fetch_record(fetched)
+    acquired = acquired_here()  # None: attached
+    if acquired is not None and acquired.fetched is not None:  # the first request fetched the model
+        out["fetch"] = fetch_record(acquired.fetched)
+    if acquired is not None and acquired.waited_s:  # it waited for the exec wrapper's prefetch
+        out["acquire_wait_ms"] = ms(acquired.waited_s)
+        out["prefetch_cpu_ms"] = ms(children_cpu_s())
     return out
+
+
+def children_cpu_s() -> float:
+    """CPU seconds of this process's children once they have ended: the exec wrapper's prefetch (the wrapper became
+    this process, so the prefetch it started is this process's child)."""
+    import os
+    import resource
+
+    while True:
+        try:
+            os.wait()
+        except ChildProcessError:
+            break
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def restored(function: str, arg: str) -> dict[str, Any]:

@@ -32,8 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pictrace.rerank import Weights
-from pictrace.verdict import CALIBRATION_FILE
+from pictrace.verdict import CALIBRATION_FILE, Weights
 
 from bench import metrics, quality
 

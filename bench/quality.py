@@ -16,7 +16,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from pictrace.rerank import GEO_INLIERS, Weights, to_verify
+from pictrace.rerank import GEO_INLIERS, to_verify
+from pictrace.verdict import Weights
 
 from bench import metrics
 

@@ -14,8 +14,9 @@ import logging
 import sys
 from pathlib import Path
 
-from pictrace.embedding import INFO_FILE, build_model, default_preprocess, has_model, model_file, parse_weights
+from pictrace.embedding import build_model, default_preprocess, parse_weights
 from pictrace.errors import PicTraceError
+from pictrace.modelfiles import INFO_FILE, has_model, model_file
 
 
 def main(argv: list[str] | None = None) -> int:

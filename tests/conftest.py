@@ -32,7 +32,7 @@ def read(name: str) -> bytes:
 @pytest.fixture(scope="session")
 def model_dir() -> str:
     """The model artifact `make model` builds; tests need it rather than skipping without it."""
-    from pictrace.embedding import has_model
+    from pictrace.modelfiles import has_model
 
     if not has_model(MODEL_DIR):
         pytest.fail(f"no model artifact in {MODEL_DIR}: run `make model` (make test does it)")

@@ -6,18 +6,22 @@ Each run is one variant:
                     its directory (here the built model directory stands for /opt/model)
     new, fetched    the same on x86_64, where neither function attaches it: the model layer's archive fetched as
                     pictrace.modelfetch does it in Lambda: lambda:GetLayerVersionByArn (a local Lambda API, LayerApi)
-                    -> a presigned link to the archive in the local S3 -> download, SHA-256, extract into /tmp
+                    -> a link to the archive -> download, SHA-256, extract into /tmp
     new, source     attached, but every module outside the standard library compiled from source at import (no
                     .pyc, none written), as Lambda runs layers that ship none
     lambda          new, as Lambda runs it (attached, and fetched): the handler imported, then the first request,
                     which acquires and loads the model and the index itself (search: the index while the model loads
                     and the query is decoded; ingest: the model while the image is read and decoded); "new" runs the
-                    same steps one after the other to time each, so its sum is an upper bound
+                    same steps one after the other to time each, so its sum is an upper bound. Fetched, the process
+                    starts through the function's exec wrapper (layers/pictrace/bin/pictrace-prefetch-model), which
+                    fetches the model in a process of its own while the handler is imported; the first request waits
+                    for that fetch (acquire_wait_ms)
     restore         SnapStart: the snapshot's hooks, then what a restored copy runs (after-restore hooks, first request)
 
 The others import with the .pyc files a priming run wrote (PYTHONPYCACHEPREFIX), as layers that ship them would.
-The download over the loopback takes no time worth the name: it is shown apart, and to_first_response counts it at
-`throughput` MB/s instead (a figure of Lambda's S3 downloads; bench.phases.coldstart.THROUGHPUT_MB_S).
+LayerApi sends the archive at `throughput` MB/s (a figure of Lambda's S3 downloads;
+bench.phases.coldstart.THROUGHPUT_MB_S), so a download takes the time it would in Lambda, beside the import too;
+to_first_response counts a download the process timed itself at exactly that throughput.
 Not measured: Lambda's own work before the init (placing the container, extracting the code and layers, restoring a
 snapshot's memory), which no local run has.
 """
@@ -53,7 +57,9 @@ from bench.profile import Profile
 #: 100 MB in 1.9 s); the lower end
 THROUGHPUT_MB_S = 50.0
 LAYER_ARN = "arn:aws:lambda:us-east-1:123456789012:layer:pictrace-model:1"
-LAYER_KEY = "bench-layers/pictrace-model-1.zip"
+ARCHIVE_PATH = "/layer-archives/pictrace-model-1.zip"
+#: the exec wrapper template.yaml gives a function that fetches the model (AWS_LAMBDA_EXEC_WRAPPER)
+PREFETCH_WRAPPER = ROOT / "layers" / "pictrace" / "bin" / "pictrace-prefetch-model"
 #: (function, path, model, imports) of each variant, in the order the tables show them
 VARIANTS: tuple[tuple[str, str, str, str], ...] = tuple(
     (function, path, model, imports)
@@ -103,30 +109,45 @@ def layer_archive(model_dir: Path) -> bytes:
 
 class LayerApi:
     """The one call of Lambda's API that pictrace.modelfetch makes, GetLayerVersionByArn, answered as Lambda answers
-    it: the archive's SHA-256 and size, and a link to it valid 10 minutes (here presigned by the local S3)."""
+    it (the archive's SHA-256 and size, and a link to it), and the archive behind the link sent at throughput_mb_s,
+    as a new container downloads it from S3: its download takes the time it would in Lambda, also when it runs beside
+    the import (the exec wrapper's prefetch). downloads counts the archive's downloads."""
 
-    def __init__(self, s3: Any, bucket: str, archive: bytes) -> None:
-        s3.put_object(Bucket=bucket, Key=LAYER_KEY, Body=archive)
+    def __init__(self, archive: bytes, throughput_mb_s: float = THROUGHPUT_MB_S) -> None:
         sha = base64.b64encode(hashlib.sha256(archive).digest()).decode()
-        link = s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": LAYER_KEY}, ExpiresIn=600)
-        content = {"Location": link, "CodeSha256": sha, "CodeSize": len(archive)}
-        body = json.dumps({"LayerVersionArn": LAYER_ARN, "Version": 1, "Content": content}).encode()
+        self.archive_bytes = len(archive)
+        self.downloads = 0
+        api = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self) -> None:
-                query = parse_qs(urlsplit(self.path).query)
-                found = urlsplit(self.path).path == "/2018-10-31/layers" and query.get("Arn") == [LAYER_ARN]
-                self.send_response(200 if found else 404)
-                self.send_header("Content-Type", "application/json")
-                answer = body if found else b'{"Type": "User", "message": "not found"}'
-                self.send_header("Content-Length", str(len(answer)))
+                url = urlsplit(self.path)
+                if url.path == ARCHIVE_PATH:
+                    api.downloads += 1
+                    self._send(200, "application/zip", archive, paced=True)
+                    return
+                found = url.path == "/2018-10-31/layers" and parse_qs(url.query).get("Arn") == [LAYER_ARN]
+                content = {"Location": api.endpoint + ARCHIVE_PATH, "CodeSha256": sha, "CodeSize": len(archive)}
+                answer = {"LayerVersionArn": LAYER_ARN, "Version": 1, "Content": content}
+                body = json.dumps(answer if found else {"Type": "User", "message": "not found"}).encode()
+                self._send(200 if found else 404, "application/json", body)
+
+            def _send(self, status: int, kind: str, body: bytes, paced: bool = False) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", kind)
+                self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
-                self.wfile.write(answer)
+                started, step = time.perf_counter(), 1 << 18
+                for sent in range(0, len(body), step):
+                    chunk = body[sent : sent + step]
+                    if paced:  # each chunk sent once the throughput would have delivered it
+                        due = started + (sent + len(chunk)) / (throughput_mb_s * 1e6)
+                        time.sleep(max(0.0, due - time.perf_counter()))
+                    self.wfile.write(chunk)
 
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.archive_bytes = len(archive)
         self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.endpoint = f"http://127.0.0.1:{self._server.server_address[1]}"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -138,11 +159,9 @@ class LayerApi:
 
 
 @contextmanager
-def layer_api(model_dir: Path) -> Iterator[LayerApi]:
-    """A LayerApi for the model directory's archive, put into the bench's bucket (PICTRACE_BUCKET)."""
-    from pictrace.storage import s3_client
-
-    api = LayerApi(s3_client(), os.environ["PICTRACE_BUCKET"], layer_archive(model_dir))
+def layer_api(model_dir: Path, throughput_mb_s: float = THROUGHPUT_MB_S) -> Iterator[LayerApi]:
+    """A LayerApi for the model directory's archive."""
+    api = LayerApi(layer_archive(model_dir), throughput_mb_s)
     try:
         yield api
     finally:
@@ -179,11 +198,13 @@ def stdlib_only(pyc: Path, out: Path) -> Path:
     return out
 
 
-def run_child(function: str, path: str, arg: str, env: dict[str, str]) -> dict[str, Any]:
-    """One bench.coldstart process; its JSON."""
+def run_child(function: str, path: str, arg: str, env: dict[str, str], wrapped: bool = False) -> dict[str, Any]:
+    """One bench.coldstart process (wrapped: started through the exec wrapper of a function that fetches the model,
+    as Lambda starts its runtime); its JSON."""
     spawned = time.time()
+    wrapper = [str(PREFETCH_WRAPPER)] if wrapped else []
     done = subprocess.run(
-        [sys.executable, "-m", "bench.coldstart", function, path, repr(spawned), arg],
+        [*wrapper, sys.executable, "-m", "bench.coldstart", function, path, repr(spawned), arg],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -243,11 +264,13 @@ def cold_starts(
     ingests = sum(1 for v in variants if v[0] == "ingest") * profile.coldstarts + 1
     images = iter(new_images(query, ingests, salt=str(time.time())))
     runs: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory(prefix="pictrace-coldstart-") as tmp, layer_api(model_dir) as api:
+    with tempfile.TemporaryDirectory(prefix="pictrace-coldstart-") as tmp, layer_api(model_dir, throughput_mb_s) as api:
         work = Path(tmp)
+        paths = [ROOT / "bench/lambda_site", ROOT / "layers/pictrace", ROOT]
         base = {
             **os.environ,
-            "PYTHONPATH": os.pathsep.join([str(ROOT / "layers/pictrace"), str(ROOT), os.environ.get("PYTHONPATH", "")]),
+            # lambda_site: every Python these processes start hides what the layers do not ship (the prefetch too)
+            "PYTHONPATH": os.pathsep.join([*map(str, paths), os.environ.get("PYTHONPATH", "")]),
             "PICTRACE_MODEL_LAYER": LAYER_ARN,
             "AWS_ENDPOINT_URL_LAMBDA": api.endpoint,
             "PYTHONDONTWRITEBYTECODE": "1",
@@ -272,7 +295,9 @@ def cold_starts(
                 env["PICTRACE_MODEL_DIR"] = str(model_dir) if model == "attached" else str(work / f"model-{len(runs)}")
                 compiled = pyc if imports == "pyc" else stdlib_only(pyc, work / f"src-{len(runs)}")
                 env["PYTHONPYCACHEPREFIX"] = str(compiled)
-                run = run_child(function, path, arg_for(function), env)
+                # as Lambda runs a function that fetches the model: through template.yaml's AWS_LAMBDA_EXEC_WRAPPER
+                wrapped = path == "lambda" and model == "fetched"
+                run = run_child(function, path, arg_for(function), env, wrapped)
                 run.update(variant=variant_label(function, path, model, imports), model=model, imports=imports, n=i)
                 runs.append(derive(run, throughput_mb_s))
     return ColdStarts(runs, summarise(runs), throughput_mb_s)

@@ -23,7 +23,7 @@ import pytest
 import yaml
 
 from infra.invoke import CfnLoader
-from tests.template.test_template import ROOT, _as_list, evaluate
+from tests.template.test_template import PREFETCH_WRAPPER, ROOT, _as_list, evaluate
 
 LIMIT_UNZIPPED = 262_144_000
 ARCHES = ["x86_64", "arm64"]
@@ -157,6 +157,9 @@ def test_the_model_layer_is_attached_iff_it_fits(built: dict[str, Any]) -> None:
         others = sizes[function] + sum(sizes[layer] for layer in layers if layer != "ModelLayer")
         fits = others + sizes["ModelLayer"] <= LIMIT_UNZIPPED
         assert ("ModelLayer" in layers) == fits, f"{function} on {built['arch']}: {others:,} + {sizes['ModelLayer']:,}"
+    # a function that fetches the model starts through this executable of PictraceLayer (AWS_LAMBDA_EXEC_WRAPPER)
+    wrapper = artifacts(built)["PictraceLayer"] / PREFETCH_WRAPPER.removeprefix("/opt/")
+    assert wrapper.is_file() and os.access(wrapper, os.X_OK)
 
 
 def _lambda_pyc(path: Path) -> bool:

@@ -41,9 +41,14 @@ def resources_of(template: dict[str, Any], *types: str) -> dict[str, dict[str, A
 
 
 def function_properties(template: dict[str, Any], name: str) -> dict[str, Any]:
-    """A function's properties with the Globals.Function section merged under them (shallow)."""
-    merged = dict(template.get("Globals", {}).get("Function", {}))
-    merged.update(template["Resources"][name]["Properties"])
+    """A function's properties with the Globals.Function section merged under them: shallow, but for the
+    environment's variables, which SAM merges key by key."""
+    glob = template.get("Globals", {}).get("Function", {})
+    own = template["Resources"][name]["Properties"]
+    merged = {**glob, **own}
+    if "Environment" in glob and "Environment" in own:
+        variables = {**glob["Environment"]["Variables"], **own["Environment"]["Variables"]}
+        merged["Environment"] = {"Variables": variables}
     return merged
 
 
@@ -117,6 +122,8 @@ def makefile_targets(makefile: Path) -> set[str]:
 # --------------------------------------------------------------------------- functions
 
 FUNCTIONS = ["IngestFunction", "SearchFunction", "CompactFunction"]
+#: AWS_LAMBDA_EXEC_WRAPPER where the model is fetched rather than attached (PictraceLayer's bin/)
+PREFETCH_WRAPPER = "/opt/bin/pictrace-prefetch-model"
 LAYERS = ["PictraceLayer", "CoreDepsLayer", "ApiDepsLayer", "ModelLayer"]
 #: what each function attaches besides ModelLayer (attached where it fits: test_model_layer_is_attached_iff_it_fits)
 FUNCTION_LAYERS = {
@@ -774,7 +781,26 @@ def test_model_layer_is_attached_iff_it_fits(template: dict[str, Any], arch: str
         statements = [st for p in evaluate(template, role, params) for st in p["PolicyDocument"]["Statement"]]
         fetch = [st for st in statements if "lambda:GetLayerVersion" in _as_list(st["Action"])]
         assert fetch == ([] if fits else [fetch[0]]) and all(st["Resource"] == {"Ref": "ModelLayer"} for st in fetch)
+        variables = evaluate(template, function_properties(template, function)["Environment"]["Variables"], params)
+        assert variables.get("AWS_LAMBDA_EXEC_WRAPPER") == (None if fits else PREFETCH_WRAPPER), (function, arch)
     assert not _attached(template, "CompactFunction", params)  # it runs no model
+
+
+def test_the_prefetch_wrapper_is_built_into_the_pictrace_layer(tmp_path: Path) -> None:
+    """The exec wrapper of a function that fetches the model is an executable of PictraceLayer at the path the
+    template names (layers are extracted under /opt)."""
+    built = tmp_path / "artifacts"
+    done = subprocess.run(
+        ["make", "-f", "layers/pictrace/Makefile", "build-PictraceLayer", f"ARTIFACTS_DIR={built}", "PYTHON_VERSION=0"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    wrapper = built / PREFETCH_WRAPPER.removeprefix("/opt/")
+    assert wrapper.is_file() and os.access(wrapper, os.X_OK)
+    assert (built / "python" / "pictrace" / "modelfetch.py").is_file()
 
 
 def test_arm64_is_the_default_architecture(template: dict[str, Any]) -> None:

@@ -34,3 +34,14 @@ def test_the_handlers_library_imports_without_anything_the_layers_lack() -> None
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert json.loads(done.stdout.strip().splitlines()[-1]) == {"loaded": []}
+
+
+def test_every_python_started_with_lambda_site_on_its_path_hides_them() -> None:
+    """bench/lambda_site (on the cold starts' PYTHONPATH) hides them in every Python those processes start, such as
+    the exec wrapper's prefetch, which runs no bench code of its own."""
+    env = {**os.environ, ENV: "fractions", "PYTHONPATH": os.pathsep.join([str(ROOT / "bench/lambda_site"), str(ROOT)])}
+    code = "import sys\ntry:\n    import fractions\nexcept ImportError:\n    sys.exit(3)"
+    done = subprocess.run([sys.executable, "-c", code], cwd="/", env=env, capture_output=True, text=True, check=False)
+    assert done.returncode == 3, done.stderr[-2000:]
+    env.pop("PYTHONPATH")
+    assert subprocess.run([sys.executable, "-c", code], cwd="/", env=env, check=False).returncode == 0

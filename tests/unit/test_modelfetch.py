@@ -5,7 +5,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import http.server
+import json
+import os
+import subprocess
+import sys
 import threading
+import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -174,3 +179,92 @@ def test_a_fetch_reports_what_it_took(served: tuple[str, Path], tmp_path: Path) 
     assert min(got.fetched.lookup_s, got.fetched.download_s, got.fetched.extract_s) >= 0
     again = acquire_model(settings(tmp_path / "m"), FakeLambda(f"{url}/layer.zip", archive), str(tmp_path / "no"))
     assert (again.source, again.fetched) == ("dir", None)
+
+
+WRAPPER = Path(__file__).resolve().parents[2] / "layers" / "pictrace" / "bin" / "pictrace-prefetch-model"
+#: the runtime's stand-in: once the prefetch has looked the layer up (so it holds the fetch's turn), acquire the
+#: model as the first request would, and print how it came
+FIRST_REQUEST = """
+import sys, time, urllib.request
+while urllib.request.urlopen(sys.argv[1] + "/seen").read() != b"1":
+    time.sleep(0.02)
+from pictrace.modelfetch import acquire_model
+from pictrace.settings import get_settings
+got = acquire_model(get_settings())
+print(got.source, got.waited_s, got.fetched is None)
+"""
+
+
+@pytest.fixture
+def lambda_api(tmp_path: Path) -> Iterator[dict[str, Any]]:
+    """Lambda's GetLayerVersionByArn over HTTP (as botocore calls it), the archive it links to served after a delay
+    (a download under way); counts the lookups and the downloads."""
+    files = {"model/site/pkg/m.onnx": b"\x03" * 6000, "model/model.json": INFO}
+    data = layer_zip(tmp_path / "layer.zip", files).read_bytes()
+    state: dict[str, Any] = {"lookups": 0, "downloads": 0}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path.startswith("/2018-10-31/layers"):
+                state["lookups"] += 1
+                sha = base64.b64encode(hashlib.sha256(data).digest()).decode()
+                content = {"Location": f"{state['url']}/layer.zip", "CodeSha256": sha, "CodeSize": len(data)}
+                body = json.dumps({"LayerVersionArn": ARN, "Version": 7, "Content": content}).encode()
+            elif self.path == "/seen":
+                body = b"1" if state["lookups"] else b"0"
+            else:
+                state["downloads"] += 1
+                time.sleep(1.0)
+                body = data
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    state["url"] = f"http://127.0.0.1:{server.server_address[1]}"
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield state
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_the_exec_wrapper_fetches_beside_the_runtime_whose_first_request_waits_for_it(
+    lambda_api: dict[str, Any], tmp_path: Path
+) -> None:
+    """Lambda runs the wrapper with the runtime's command: the model's fetch starts in a process of its own, the
+    runtime runs, and its first request waits for that fetch rather than fetching again."""
+    target = tmp_path / "tmp" / "pictrace-model"
+    env = {
+        **os.environ,
+        "PICTRACE_BUCKET": "b",
+        "PICTRACE_MODEL_DIR": str(target),
+        "PICTRACE_MODEL_LAYER": ARN,
+        "AWS_ENDPOINT_URL_LAMBDA": lambda_api["url"],
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    runtime = [sys.executable, "-c", FIRST_REQUEST, lambda_api["url"]]
+    done = subprocess.run([str(WRAPPER), *runtime], env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    source, waited, no_fetch = done.stdout.split()
+    assert (source, no_fetch) == ("awaited", "True") and float(waited) > 0.5  # the download took 1 s
+    assert has_model(target) and (target / "site" / "pkg" / "m.onnx").read_bytes() == b"\x03" * 6000
+    assert (lambda_api["lookups"], lambda_api["downloads"]) == (1, 1)
+
+
+def test_the_prefetch_says_why_it_failed(tmp_path: Path) -> None:
+    """`python -m pictrace.modelfetch` without what it needs exits 1 with the reason (the first request then
+    reports the same error as its own)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PICTRACE_")}
+    env["PICTRACE_MODEL_DIR"] = str(tmp_path / "m")
+    done = subprocess.run(
+        [sys.executable, "-m", "pictrace.modelfetch"], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 1 and "PICTRACE_BUCKET" in done.stderr, done.stderr

@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from pictrace.rerank import Weights
 from pictrace.settings import Settings
-from pictrace.verdict import CALIBRATION_FILE, Calibration, calibration_for, fusion_for, verdict
+from pictrace.verdict import CALIBRATION_FILE, Calibration, Weights, calibration_for, fusion_for, verdict
 
 
 def test_every_calibration_in_the_file_is_complete_and_meets_the_precision_it_was_fitted_for() -> None:

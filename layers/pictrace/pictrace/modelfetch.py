@@ -6,31 +6,37 @@ under /opt before the function starts, and the model is read from /opt/model. Wh
 on x86_64), each new container asks Lambda for the layer version's archive (GetLayerVersionByArn: a link valid 10
 minutes), checks its SHA-256, and extracts model/ into PICTRACE_MODEL_DIR (under /tmp); warm invocations find it
 there. Where the directory already holds the model (local runs, tests, `make invoke`), nothing else is looked at.
+
+Where the model is fetched, template.yaml also sets AWS_LAMBDA_EXEC_WRAPPER to the PictraceLayer's
+/opt/bin/pictrace-prefetch-model: Lambda starts the runtime through it, and it starts `python -m pictrace.modelfetch`
+beside the runtime, so the archive downloads while the runtime imports the handler. The processes of a container
+take turns through a file lock beside the model directory: the first request finds the model there, or waits for
+the fetch under way ("awaited") rather than starting its own.
 """
 
 from __future__ import annotations
 
 import base64
+import fcntl
 import hashlib
 import logging
 import os
+import sys
 import tempfile
 import threading
 import time
 import urllib.error
 import urllib.request
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
-
-from pictrace.embedding import INFO_FILE, has_model
-from pictrace.errors import ConfigError, UpstreamError
-from pictrace.settings import Settings
-from pictrace.storage import new_client
+from pictrace.errors import ConfigError, PicTraceError, UpstreamError
+from pictrace.modelfiles import INFO_FILE, has_model
+from pictrace.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +45,7 @@ ARCHIVE_DIR = "model/"
 #: where Lambda puts it when the function attaches the model layer (layers are extracted under /opt)
 ATTACHED_DIR = "/opt/model"
 _lock = threading.Lock()
-_fetched: list[Fetched] = []  # what this process's fetches took (fetched_here)
+_acquired: list[Acquired] = []  # this process's acquisitions that fetched or waited (acquired_here)
 
 
 @dataclass(frozen=True)
@@ -55,11 +61,13 @@ class Fetched:
 @dataclass(frozen=True)
 class Acquired:
     """Where the model is and how it got there: "dir" (already in the model directory), "attached" (the model
-    layer attached to the function) or "fetched" (the layer's archive downloaded; fetched says what that took)."""
+    layer attached to the function), "fetched" (the layer's archive downloaded; fetched says what that took) or
+    "awaited" (another process of the container was fetching it: waited_s is how long this one waited)."""
 
     path: str
     source: str
     fetched: Fetched | None = None
+    waited_s: float = 0.0
 
 
 def ensure_model(settings: Settings, client: Any | None = None) -> str:
@@ -75,22 +83,53 @@ def acquire_model(settings: Settings, client: Any | None = None, attached: str =
         return Acquired(settings.model_dir, "dir")
     if has_model(attached):
         return Acquired(attached, "attached")
-    with _lock:
+    with _lock, _fetch_turn(settings.model_dir) as waited_s:
         if has_model(settings.model_dir):
-            return Acquired(settings.model_dir, "dir")
-        fetched = fetch_layer_model(settings.model_layer, settings.model_dir, client)
-        _fetched.append(fetched)
-    return Acquired(settings.model_dir, "fetched", fetched)
+            if not waited_s:
+                return Acquired(settings.model_dir, "dir")
+            acquired = Acquired(settings.model_dir, "awaited", waited_s=waited_s)
+        else:
+            fetched = fetch_layer_model(settings.model_layer, settings.model_dir, client)
+            acquired = Acquired(settings.model_dir, "fetched", fetched, waited_s)
+        _acquired.append(acquired)
+    return acquired
 
 
-def fetched_here() -> Fetched | None:
-    """What fetching the model layer's archive took in this process (a container fetches it once, on its first
-    request or before its snapshot), or None if it was not fetched here."""
-    return _fetched[-1] if _fetched else None
+def acquired_here() -> Acquired | None:
+    """How this process last got the model when it had to fetch it or wait for another process's fetch (a container
+    does so once, on its first request or before its snapshot); None if it never had to."""
+    return _acquired[-1] if _acquired else None
+
+
+@contextmanager
+def _fetch_turn(model_dir: str) -> Iterator[float]:
+    """The container's turn to fetch into model_dir (an exclusive lock on a file beside it, which the system
+    releases if its holder dies); yields the seconds spent waiting for another process's turn (0.0: none)."""
+    lock_path = Path(f"{model_dir.rstrip('/')}.lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with lock_path.open("a") as lock:
+        started = time.perf_counter()
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            waited = 0.0
+        except BlockingIOError:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            waited = max(time.perf_counter() - started, 1e-6)
+        try:
+            yield waited
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def fetch_layer_model(layer_arn: str, model_dir: str, client: Any | None = None, timeout: float = 60.0) -> Fetched:
     """Download the layer version's archive, check its SHA-256 and extract the model files into model_dir."""
+    # imported here rather than at the top: the exec wrapper's prefetch imports this module, takes the fetch's turn
+    # and only then pays for the SDK, so that it holds the turn before the runtime's first request asks for it
+    from botocore.config import Config
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from pictrace.storage import new_client
+
     started = time.perf_counter()
     client = client or new_client("lambda", config=Config(retries={"max_attempts": 5, "mode": "standard"}))
     try:
@@ -145,3 +184,20 @@ def _extract(archive: Path, target: Path, layer_arn: str) -> None:
             os.replace(partial, final)
     if not has_model(target):
         raise ConfigError(f"the model layer {layer_arn} lacks the file its {INFO_FILE} names: rebuild it")
+
+
+def main() -> int:
+    """`python -m pictrace.modelfetch`: the model acquired for this container, as its first request would (the
+    exec wrapper's prefetch); 1 if that failed, which the first request then reports as its own error."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    try:
+        acquired = acquire_model(get_settings())
+    except PicTraceError as exc:
+        logger.error("prefetching the model failed; the first request fetches it: %s", exc)
+        return 1
+    logger.info("model %s (%s) after %.2f s of waiting", acquired.path, acquired.source, acquired.waited_s)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from pictrace.verdict import Weights
+
 THUMB_SIZE = 128
 GIST_SIDE = 16
 ORB_LONG_SIDE = 512
@@ -58,16 +60,6 @@ class Scores:
     inliers: int = 0
     transform: str = "identity"
     explain: str = ""
-
-
-@dataclass(frozen=True)
-class Weights:
-    """How much each signal counts in the final score (defaults: fitted by `make fit-fusion`, bench/fusion.json)."""
-
-    cosine: float = 0.3
-    gist: float = 0.3
-    ssim: float = 0.5
-    geometry: float = 0.2
 
 
 def d4(a: np.ndarray, t: int) -> np.ndarray:

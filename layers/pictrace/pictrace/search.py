@@ -27,7 +27,6 @@ from pictrace.pipeline import Prepared, Timer, prepare
 from pictrace.rerank import (
     QueryFeatures,
     Scores,
-    Weights,
     as_query,
     quick_score,
     score,
@@ -38,7 +37,7 @@ from pictrace.results import Hit, SearchResult
 from pictrace.settings import Settings
 from pictrace.snapstart import WARM_UP
 from pictrace.storage import PresignedLinks, Store
-from pictrace.verdict import calibration_for, verdict
+from pictrace.verdict import Weights, calibration_for, verdict
 
 logger = logging.getLogger(__name__)
 

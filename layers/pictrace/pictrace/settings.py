@@ -10,8 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pictrace.errors import ConfigError
-from pictrace.rerank import Weights
-from pictrace.verdict import fusion_for
+from pictrace.verdict import Weights, fusion_for
 
 ENV_PREFIX = "PICTRACE_"
 

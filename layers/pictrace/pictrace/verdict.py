@@ -4,7 +4,7 @@ For each model (weights name) ``calibration.json`` beside this module holds what
 half of the benchmark's queries (edited copies of indexed photos, and edited photos whose original is not
 indexed):
 
-- ``fusion``: the final score's weights (cosine, gist, ssim, geometry; see pictrace.rerank);
+- ``fusion``: the final score's weights (Weights: cosine, gist, ssim, geometry; pictrace.rerank fuses them);
 - ``a``, ``b``: a logistic curve from the final score to the probability that the result is a copy,
   ``similarity = 1 / (1 + exp(-(a * final + b)))``, shown as a percentage;
 - ``threshold``: the final score from which a result is called a copy (``match``), chosen so that at least 99 %
@@ -23,7 +23,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pictrace.rerank import Weights
+
+@dataclass(frozen=True)
+class Weights:
+    """How much each signal counts in the final score (defaults: fitted by `make fit-fusion`, bench/fusion.json)."""
+
+    cosine: float = 0.3
+    gist: float = 0.3
+    ssim: float = 0.5
+    geometry: float = 0.2
+
 
 CALIBRATION_FILE = Path(__file__).with_name("calibration.json")
 

@@ -110,7 +110,7 @@ def default_model_dir() -> str:
     configured = os.environ.get("PICTRACE_MODEL_DIR")
     if configured:
         return configured
-    from pictrace.embedding import has_model
+    from pictrace.modelfiles import has_model
 
     in_repo = Path(__file__).resolve().parents[3] / "model" / "model"
     if has_model(in_repo):
