@@ -162,12 +162,12 @@ def as_lambda_runs(function: str, arg: str) -> dict[str, Any]:
     out["cpu_ms"] = ms(out.pop("cpu_done"))
     from pictrace.modelfetch import acquired_here
 
-    acquired = acquired_here()  # None: attached
+    acquired = acquired_here()  # None: the model was there (attached, or fetched by the prefetch in time)
     if acquired is not None and acquired.fetched is not None:  # the first request fetched the model
         out["fetch"] = fetch_record(acquired.fetched)
-    if acquired is not None and acquired.waited_s:  # it waited for the exec wrapper's prefetch
-        out["acquire_wait_ms"] = ms(acquired.waited_s)
-        out["prefetch_cpu_ms"] = ms(children_cpu_s())
+    if prefetch_cpu := children_cpu_s():  # started through the exec wrapper: its prefetch ran beside the import
+        out["prefetch_cpu_ms"] = ms(prefetch_cpu)
+        out["acquire_wait_ms"] = ms(acquired.waited_s if acquired is not None else 0.0)
     return out
 
 
