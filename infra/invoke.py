@@ -126,6 +126,13 @@ class Resolver:
         name: str = value["Ref"]
         return None if name == "AWS::NoValue" else name
 
+    def optional(self, value: Any) -> str | None:
+        """value(), or None where it resolves to AWS::NoValue (CloudFormation then leaves the key out)."""
+        if isinstance(value, dict) and "Fn::If" in value:
+            condition, when_true, when_false = value["Fn::If"]
+            return self.optional(when_true if self.condition(condition) else when_false)
+        return None if value == {"Ref": "AWS::NoValue"} else self.value(value)
+
     def value(self, value: Any) -> str:
         if isinstance(value, dict) and "Ref" in value:
             return self.ref(value["Ref"])
@@ -160,7 +167,7 @@ def function_spec(template: dict[str, Any], name: str, bucket: str) -> FunctionS
         **glob.get("Environment", {}).get("Variables", {}),
         **props.get("Environment", {}).get("Variables", {}),
     }
-    environment = {key: resolver.value(value) for key, value in variables.items()}
+    environment = {key: v for key, value in variables.items() if (v := resolver.optional(value)) is not None}
     model_layer = variables.get("PICTRACE_MODEL_LAYER")
     if isinstance(model_layer, dict) and "Ref" in model_layer:
         # the functions fetch the model layer's archive at cold start; locally its source directory is the model

@@ -90,10 +90,21 @@ def test_invoke_uses_the_given_endpoint_and_template_environment(stack: Any) -> 
     assert spec.timeout == 300 and spec.memory == 2048
     assert spec.paths[0] == ROOT / "functions/ingest" and ROOT / "layers/pictrace" in spec.paths
     assert spec.layers == ["PictraceLayer", "CoreDepsLayer", "ModelLayer"]  # arm64, the default: the model attached
+    assert "AWS_LAMBDA_EXEC_WRAPPER" not in spec.environment  # only where the model is fetched (AWS::NoValue here)
     stack.client("s3").put_object(Bucket=stack.bucket, Key="images/coffee.png", Body=read("coffee.png"))
     assert invoke("IngestFunction", sqs_s3_event(stack.bucket, ["images/coffee.png"])) == {"batchItemFailures": []}
     listed = stack.client("s3").list_objects_v2(Bucket=stack.bucket, Prefix="index/entries/").get("Contents", [])
     assert len(listed) == 1
+
+
+def test_a_function_that_fetches_the_model_gets_the_prefetch_wrapper() -> None:
+    """On x86_64 the model is fetched: the template's exec wrapper is in the environment, the model layer is not
+    attached."""
+    template = load_template()
+    template["Parameters"]["Architecture"]["Default"] = "x86_64"
+    spec = function_spec(template, "SearchFunction", "b")
+    assert spec.environment["AWS_LAMBDA_EXEC_WRAPPER"] == "/opt/bin/pictrace-prefetch-model"
+    assert "ModelLayer" not in spec.layers
 
 
 def test_unknown_function_is_explained() -> None:
