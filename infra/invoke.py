@@ -118,22 +118,25 @@ class Resolver:
 
         return holds(self.template["Conditions"][name])
 
+    def chosen(self, value: Any) -> Any:
+        """The value with its Fn::If replaced by the branch the template's conditions pick (nested ones too)."""
+        while isinstance(value, dict) and "Fn::If" in value:
+            condition, when_true, when_false = value["Fn::If"]
+            value = when_true if self.condition(condition) else when_false
+        return value
+
     def layer(self, value: Any) -> str | None:
         """The logical id of a function's layer entry (a Ref, or an Fn::If of Refs); None for AWS::NoValue."""
-        if isinstance(value, dict) and "Fn::If" in value:
-            condition, when_true, when_false = value["Fn::If"]
-            return self.layer(when_true if self.condition(condition) else when_false)
-        name: str = value["Ref"]
+        name: str = self.chosen(value)["Ref"]
         return None if name == "AWS::NoValue" else name
 
     def optional(self, value: Any) -> str | None:
         """value(), or None where it resolves to AWS::NoValue (CloudFormation then leaves the key out)."""
-        if isinstance(value, dict) and "Fn::If" in value:
-            condition, when_true, when_false = value["Fn::If"]
-            return self.optional(when_true if self.condition(condition) else when_false)
+        value = self.chosen(value)
         return None if value == {"Ref": "AWS::NoValue"} else self.value(value)
 
     def value(self, value: Any) -> str:
+        value = self.chosen(value)
         if isinstance(value, dict) and "Ref" in value:
             return self.ref(value["Ref"])
         if isinstance(value, dict) and "Fn::Sub" in value:
@@ -141,9 +144,6 @@ class Resolver:
             return re.sub(r"\$\{([^}!.]+)\}", lambda m: self.ref(m.group(1)), text)
         if isinstance(value, dict) and "Fn::GetAtt" in value:
             return ".".join(value["Fn::GetAtt"])
-        if isinstance(value, dict) and "Fn::If" in value:
-            condition, when_true, when_false = value["Fn::If"]
-            return self.value(when_true if self.condition(condition) else when_false)
         if isinstance(value, (dict, list)):
             raise ValueError(f"cannot resolve {value!r} locally")
         return str(value)
