@@ -1,6 +1,8 @@
 """`python -m bench.fit_fusion` (`make fit-fusion`): per model, fit the final score's fusion weights, the logistic
 curve from the final score to P(copy) and the copy threshold on half of the bench's queries, report them on the
-other half, and write layers/pictrace/pictrace/calibration.json (the format pictrace.verdict reads).
+other half, and write layers/pictrace/pictrace/calibration.json (the format pictrace.verdict reads), one row per model
+(weights and preprocessing) with the centre its recorded cosines were centred on (the model's calibration's, or for a
+model without one the bench index's mean, which becomes its reference from then on).
 
 Input: the signals a bench run recorded (build/bench/signals-full.json, else signals-quick.json; `--signals`):
 every query through SearchService.search, positives (edited copies of indexed originals) and negatives (edited
@@ -155,13 +157,13 @@ def main(argv: list[str] | None = None) -> int:
     report: dict[str, Any] = {"signals": str(path.relative_to(ROOT)), "commit": data.get("commit"), "models": {}}
     for label, records in data["models"].items():
         config = data["configs"][label]
-        if label != config["weights"]:
-            continue  # another preprocessing of a model calibrated under its own name: not what deploys
+        scoring = data["scorings"][label]  # the model's calibration name and the centre its cosines were centred on
         fitted = fit_model(label, records, verify)
         report["models"][label] = fitted
         held = fitted["report"]
         n_fit = fitted["queries"]["fit"]
-        calibration[label] = {
+        calibration[scoring["model"]] = {
+            "centre": [round(float(x), 6) for x in scoring["centre"]],
             "fusion": fitted["weights"],
             "a": round(fitted["a"], 4),
             "b": round(fitted["b"], 4),

@@ -341,7 +341,7 @@ def run_on_stack(
     results["queries"] = asdict(query_set.summary)
 
     default_records = quality_passes(profile, configs, cases, results, clock, work)
-    results["gist"] = gist_verdict(default_records, settings.verify, default.weights)
+    results["gist"] = gist_verdict(default_records, settings.verify, default.weights, default.preprocess or "")
 
     clock.phase("embedding speed per model: the same decoded originals, one at a time, 2 threads")
     guarded(results, "embed_speed", embed_speed, configs, data.originals[: profile.embed_images])
@@ -411,11 +411,13 @@ def quality_passes(
     records (without their candidates) results["quality_records"]; the candidates go to the signals file.
     Returns the default model's records, candidates included."""
     signals: dict[str, list[SearchRecord]] = {}
+    scorings: dict[str, dict[str, Any]] = {}
     records = {}
     for config in configs:
         clock.phase(f"quality, {config.label}: {len(cases)} queries through SearchService (two processes)")
         passed = model_quality(config, cases, work)
         signals[config.label] = passed.records
+        scorings[config.label] = {"model": passed.model, "centre": passed.centre}
         summary = passed.summary
         results["models"][config.label]["quality"] = summary
         worst = min(summary["families"].items(), key=lambda kv: kv[1]["recall@1"])
@@ -428,7 +430,7 @@ def quality_passes(
     results["quality"] = results["models"][configs[0].label]["quality"]
     results["quality_records"] = records
     configs_by_label = {label: m["config"] for label, m in results["models"].items()}
-    out = write_signals(signals, profile.name, results["machine"]["commit"], configs_by_label)
+    out = write_signals(signals, profile.name, results["machine"]["commit"], configs_by_label, scorings)
     results["signals_file"] = str(out.relative_to(ROOT))
     return signals[configs[0].label]
 

@@ -95,20 +95,26 @@ class RankProbe:
         self.inner.expire()
 
     def candidates(
-        self, query: np.ndarray, gists: np.ndarray, shortlist: int, prefix: str | None, by_layout: bool = True
+        self,
+        query: np.ndarray,
+        gists: np.ndarray,
+        shortlist: int,
+        prefix: str | None,
+        by_layout: bool = True,
+        centre: np.ndarray | None = None,
     ) -> list[Candidate]:
         """The memory backend's candidates; the target's ranks over every row on the side."""
         self.ranks = (None, None)
         if self.target is not None:
             index = self.inner.index
             index.refresh()
-            everything = index.candidates(query, gists, len(index), prefix)  # every row, with both scores
+            everything = index.candidates(query, gists, len(index), prefix, centre=centre)  # every row, both scores
             target = next((c for c in everything if c.id == self.target), None)
             if target is not None:
                 cos = 1 + sum(1 for c in everything if c.cosine > target.cosine)
                 gis = 1 + sum(1 for c in everything if c.gist > target.gist)
                 self.ranks = (cos, gis)
-        return self.inner.candidates(query, gists, shortlist, prefix, by_layout)
+        return self.inner.candidates(query, gists, shortlist, prefix, by_layout, centre)
 
     def keys(self, ids: list[str]) -> dict[str, tuple[str, ...]]:
         """See ShortlistBackend."""

@@ -252,10 +252,16 @@ class PaddedIndex(EmbeddingIndex):
         self.synthetic_per_call: list[int] = []
 
     def candidates(
-        self, query: np.ndarray, gists: np.ndarray, k: int, key_prefix: str | None = None, by_layout: bool = True
+        self,
+        query: np.ndarray,
+        gists: np.ndarray,
+        k: int,
+        key_prefix: str | None = None,
+        by_layout: bool = True,
+        centre: np.ndarray | None = None,
     ) -> list[Candidate]:
         """EmbeddingIndex.candidates, counting the synthetic rows among them."""
-        found = super().candidates(query, gists, k, key_prefix, by_layout)
+        found = super().candidates(query, gists, k, key_prefix, by_layout, centre)
         self.synthetic_per_call.append(sum(1 for c in found if c.id in self.padding.rows))
         return found
 

@@ -25,6 +25,7 @@ import os
 import signal
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +60,7 @@ def search(cases_path: str, out_path: str) -> int:
     from pictrace.search import SearchService
     from pictrace.settings import Settings
     from pictrace.storage import Store
+    from pictrace.verdict import model_key
 
     from bench.phases.queries import QueryCase
     from bench.searching import RankProbe, run_searches
@@ -70,14 +72,20 @@ def search(cases_path: str, out_path: str) -> int:
     if not isinstance(memory, MemoryBackend):
         raise SystemExit(f"the quality pass ranks over the in-memory index, not {memory.name}")
     probe = RankProbe(memory)
-    service = SearchService(settings, store, OnnxEmbedder(settings.model_dir, num_threads=1), backend=probe)
+    embedder = OnnxEmbedder(settings.model_dir, num_threads=1)
     probe.refresh(force=True)
+    scoring = settings.scoring(embedder.weights, embedder.preprocess)
+    if not scoring.centre:  # no calibration yet: centred on this index's mean, which `make fit-fusion` then keeps
+        scoring = replace(scoring, centre=tuple(float(x) for x in memory.index.matrix.mean(axis=0)))
+    service = SearchService(settings, store, embedder, backend=probe, scoring=scoring)
     cases = [QueryCase(**c) for c in json.loads(Path(cases_path).read_text())]
     loop = asyncio.new_event_loop()
     started = time.perf_counter()
     records = run_searches(service, cases, loop, rank_probe=probe)
     loop.close()
-    Path(out_path).write_text(json.dumps({"records": records, "seconds": time.perf_counter() - started}))
+    model = model_key(embedder.weights, embedder.preprocess)
+    out = {"records": records, "seconds": time.perf_counter() - started, "model": model, "centre": scoring.centre}
+    Path(out_path).write_text(json.dumps(out))
     return 0
 
 

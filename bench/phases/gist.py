@@ -24,11 +24,11 @@ GistVerdict = TypedDict(
 )
 
 
-def gist_verdict(records: Sequence[SearchRecord], verify: int, weights_name: str) -> GistVerdict:
+def gist_verdict(records: Sequence[SearchRecord], verify: int, weights_name: str, preprocess: str) -> GistVerdict:
     """The rerank replayed with the fitted weights and with gist's weight at 0: recall@1 per family and µAP."""
-    from pictrace.verdict import fusion_for
+    from pictrace.verdict import scoring_for
 
-    fitted = fusion_for(weights_name)
+    fitted = scoring_for(weights_name, preprocess).fusion
     without = replace(fitted, gist=0.0)
     fitted_recall, fitted_micro = quality.recall_and_micro_ap(quality.replayed(records, fitted, verify))
     gist0_recall, gist0_micro = quality.recall_and_micro_ap(quality.replayed(records, without, verify))

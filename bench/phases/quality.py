@@ -25,6 +25,8 @@ class ModelQuality:
 
     records: list[SearchRecord]
     summary: dict[str, Any]  # bench.quality.summarise: overall, families, variants, shortlist sizes, µAP, verdict
+    model: str  # pictrace.verdict.model_key: the calibration's name for this model
+    centre: list[float]  # the reference the cosines were centred on (the model's, else the index's mean)
 
     def without_hits(self) -> list[dict[str, Any]]:
         """The records as results.json keeps them (the candidates go to the signals file)."""
@@ -38,9 +40,9 @@ def model_env(config: models.ModelConfig) -> dict[str, str]:
 
 def parallel_searches(
     cases: list[QueryCase], work: Path, workers: int = 2, env: dict[str, str] | None = None
-) -> list[SearchRecord]:
+) -> tuple[list[SearchRecord], dict[str, Any]]:
     """The quality queries split over `workers` processes (bench.worker search, with env added to this
-    environment: the model and its index), records in case order."""
+    environment: the model and its index): records in case order, and the first worker's model and centre."""
     procs = []
     child_env = {**os.environ, **(env or {})}
     for i in range(workers):
@@ -56,21 +58,30 @@ def parallel_searches(
     for proc in procs:
         if proc.wait() != 0:
             raise RuntimeError(f"a search worker failed with exit code {proc.returncode}")
-    parts = [json.loads((work / f"records-{i}.json").read_text())["records"] for i in range(workers)]
+    outputs = [json.loads((work / f"records-{i}.json").read_text()) for i in range(workers)]
+    parts = [o["records"] for o in outputs]
     records: list[SearchRecord] = []
     for j in range(max(len(p) for p in parts)):
         records.extend(p[j] for p in parts if j < len(p))
-    return records
+    return records, {"model": outputs[0]["model"], "centre": outputs[0]["centre"]}
 
 
 def model_quality(config: models.ModelConfig, cases: list[QueryCase], work: Path) -> ModelQuality:
     """The model's quality pass over every query."""
-    records = parallel_searches(cases, work, env=model_env(config))
-    return ModelQuality(records, quality.summarise(records, FAMILIES, [v.name for v in VARIANTS]))
+    records, scoring = parallel_searches(cases, work, env=model_env(config))
+    summary = quality.summarise(records, FAMILIES, [v.name for v in VARIANTS])
+    return ModelQuality(records, summary, scoring["model"], scoring["centre"])
 
 
-def write_signals(signals: dict[str, list[SearchRecord]], profile: str, commit: str, configs: dict[str, Any]) -> Path:
-    """Every query's reranked candidates per model (what `make fit-fusion` fits on): build/bench/signals-*.json."""
+def write_signals(
+    signals: dict[str, list[SearchRecord]],
+    profile: str,
+    commit: str,
+    configs: dict[str, Any],
+    scorings: dict[str, dict[str, Any]],
+) -> Path:
+    """Every query's reranked candidates per model (what `make fit-fusion` fits on), with the model's calibration
+    name and the centre its cosines were centred on: build/bench/signals-*.json."""
     from pictrace.settings import Settings
 
     out = SIGNALS_DIR / f"signals-{profile}.json"
@@ -83,6 +94,7 @@ def write_signals(signals: dict[str, list[SearchRecord]], profile: str, commit: 
         "verify": Settings(bucket="bench").verify,
         "models": dict(signals),
         "configs": configs,
+        "scorings": scorings,
     }
     out.write_text(json.dumps(payload, default=json_default))
     return out

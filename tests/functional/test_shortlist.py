@@ -4,6 +4,7 @@ fusion weighs gist (SSCD's does not: each candidate costs a GET and a rerank).""
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 from typing import Any
 
@@ -32,12 +33,19 @@ def _searched(stack: Any, shortlist: int, weight_gist: float) -> tuple[list[bool
     service = SearchService(settings, backend=backend)
     calls: list[bool] = []
     offered: list[Any] = []
+    centres: list[Any] = []
     inner = backend.candidates
 
     def candidates(
-        query: np.ndarray, gists: np.ndarray, k: int, prefix: str | None, by_layout: bool = True
+        query: np.ndarray,
+        gists: np.ndarray,
+        k: int,
+        prefix: str | None,
+        by_layout: bool = True,
+        centre: np.ndarray | None = None,
     ) -> list[Any]:
-        found = inner(query, gists, k, prefix, by_layout)
+        found = inner(query, gists, k, prefix, by_layout, centre)
+        centres.append(centre)
         calls.append(by_layout)
         offered.extend(found)
         return found
@@ -47,7 +55,10 @@ def _searched(stack: Any, shortlist: int, weight_gist: float) -> tuple[list[bool
     presign = service.fetcher.presign
     service.fetcher.presign = lambda key: fetched.add(key) or presign(key)  # type: ignore[func-returns-value]
     result = asyncio.run(service.search(Query(image=read("astronaut.jpg")), top_k=shortlist, shortlist=shortlist))
-    return calls, offered, fetched, result, inner
+    scoring = service.scoring(service.embedder)  # the shortlist is centred on the model's reference
+    assert all((c is None) == (not scoring.centre) for c in centres)
+    assert all(c is None or c.tolist() == list(np.float32(scoring.centre)) for c in centres)
+    return calls, offered, fetched, result, functools.partial(inner, centre=centres[0])
 
 
 def test_without_a_gist_weight_the_shortlist_is_the_best_by_cosine_and_only_it_is_fetched(stack: Any) -> None:
@@ -84,7 +95,7 @@ def test_candidates_scored_as_their_entries_arrive_score_as_the_rerank_would(sta
     are the ones rerank.score gives the same candidate."""
     from pictrace.index.store import IndexStore
     from pictrace.pipeline import prepare
-    from pictrace.rerank import score
+    from pictrace.rerank import centred_cosine, score
     from pictrace.settings import get_settings
     from pictrace.storage import Store
 
@@ -95,12 +106,14 @@ def test_candidates_scored_as_their_entries_arrive_score_as_the_rerank_would(sta
     prepared = prepare(read("astronaut.jpg"), _embedder, max_bytes=10**8, max_pixels=10**9, mirror=True)
     features = prepared.query_features()
     index_store = IndexStore(Store(settings.bucket), settings.index_prefix)
-    weights = settings.fusion(_embedder().weights)
+    scoring = settings.scoring(_embedder().weights, _embedder().preprocess)
+    centre = np.asarray(scoring.centre, dtype=np.float32) if scoring.centre else None
     by_id = {c.id: c for c in offered}
     assert {h.id for h in result.results} == set(by_id)
     for hit in result.results:
         c = by_id[hit.id]
         entry = index_store.get_entry(c.id)[0]
-        expected = score(c.cosine, features, entry.features, c.gist, c.transform, weights)
+        cosine = centred_cosine(prepared.embedding, entry.embedding, centre)  # the entry's, on any backend
+        expected = score(cosine, features, entry.features, c.gist, c.transform, scoring.fusion)
         assert hit.scores == expected
     assert result.results[0].scores.inliers >= 30  # the query itself: the geometric check ran

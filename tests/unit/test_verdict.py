@@ -1,45 +1,89 @@
-"""The copy verdict: per-model calibrations fitted by the benchmark, read as verdict.py documents them."""
+"""The copy verdict: per-model calibrations fitted by the benchmark, read as verdict.py documents them, and held only
+for the configuration they were fitted on (issue 26)."""
 
 from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
+from pictrace.embedding import SSCD_PREPROCESS
+from pictrace.rerank import centred_cosine
 from pictrace.settings import Settings
-from pictrace.verdict import CALIBRATION_FILE, Calibration, Weights, calibration_for, fusion_for, verdict
+from pictrace.verdict import CALIBRATION_FILE, Calibration, Scoring, Weights, calibration_for, scoring_for
+
+DEFAULT = ("sscd", SSCD_PREPROCESS)
 
 
 def test_every_calibration_in_the_file_is_complete_and_meets_the_precision_it_was_fitted_for() -> None:
     table = json.loads(CALIBRATION_FILE.read_text())
-    assert "sscd" in table  # the default model is calibrated
-    for weights in table:
-        c = calibration_for(weights)
-        assert c is not None and c.a > 0 and 0 < c.threshold < 1, weights
-        assert c.precision >= 0.99 and 0 < c.recall <= 1 and c.fitted, weights
+    assert "/".join(DEFAULT) in table  # the default model, with the default preprocessing, is calibrated
+    for name in table:
+        weights, _, preprocess = name.partition("/")
+        c = calibration_for(weights, preprocess)
+        assert c is not None and c.a > 0 and 0 < c.threshold < 1, name
+        assert c.precision >= 0.99 and 0 < c.recall <= 1 and c.fitted, name
         assert sum(vars(c.fusion).values()) > 0
+        assert preprocess in c.fitted, name  # fitted on the preprocessing it is named for
 
 
 def test_similarity_rises_with_the_final_score_and_the_threshold_decides_the_match() -> None:
-    c = Calibration("m", Weights(), a=20.0, b=-10.0, threshold=0.6, precision=0.99, recall=0.9)
+    c = Calibration("m", "p", Weights(), (), a=20.0, b=-10.0, threshold=0.6, precision=0.99, recall=0.9)
+    scoring = Scoring(Weights(), (), c)
     scores = [0.0, 0.3, 0.5, 0.6, 0.9, 1.0]
-    judged = [verdict(s, c) for s in scores]
+    judged = [scoring.verdict(s) for s in scores]
     assert [v.similarity for v in judged] == sorted(v.similarity for v in judged)
     assert judged[2].similarity == 50.0  # a * final + b = 0
     assert [v.match for v in judged] == [False, False, False, True, True, True]
     assert c.probability(-1e6) == 0.0  # no overflow far below
 
 
-def test_a_model_without_calibration_has_no_verdict_and_default_weights() -> None:
-    assert calibration_for("imagenet") is None
-    assert verdict(0.734, None).similarity == 73.4 and verdict(0.734, None).match is None
-    assert fusion_for("imagenet") == Weights()
+def test_a_model_without_calibration_has_no_verdict_and_says_why() -> None:
+    scoring = scoring_for("imagenet", "resnet50-caffe-224")
+    assert scoring.calibration is None and scoring.fusion == Weights() and scoring.centre == ()
+    assert "imagenet" in scoring.reason
+    assert scoring.verdict(0.734).similarity == 73.4 and scoring.verdict(0.734).match is None
+
+
+def test_another_preprocessing_of_a_calibrated_model_has_no_verdict() -> None:
+    """The calibration is keyed by what changes the score: weights and preprocessing, not the weights' name alone."""
+    other = next(p for p in ("sscd-short288", "sscd-square320") if p != SSCD_PREPROCESS)
+    if calibration_for("sscd", other) is not None:
+        pytest.skip(f"{other} has a calibration of its own")
+    scoring = scoring_for("sscd", other)
+    assert scoring.calibration is None and other in scoring.reason
+    assert scoring.verdict(0.99).match is None
 
 
 @pytest.mark.parametrize("name", ["cosine", "gist", "ssim", "geometry"])
-def test_settings_override_the_fitted_fusion_one_weight_at_a_time(name: str) -> None:
-    fitted = fusion_for("sscd")
-    fusion = Settings(bucket="b", **{f"weight_{name}": 0.123}).fusion("sscd")
-    assert getattr(fusion, name) == 0.123
-    assert all(getattr(fusion, n) == getattr(fitted, n) for n in ("cosine", "gist", "ssim", "geometry") if n != name)
+def test_a_fusion_weight_set_in_the_settings_overrides_the_fitted_one_and_drops_the_verdict(name: str) -> None:
+    fitted = scoring_for(*DEFAULT)
+    assert fitted.calibration is not None and fitted.reason == ""
+    scoring = Settings(bucket="b", **{f"weight_{name}": 0.123}).scoring(*DEFAULT)
+    assert getattr(scoring.fusion, name) == 0.123
+    assert all(
+        getattr(scoring.fusion, n) == getattr(fitted.fusion, n)
+        for n in ("cosine", "gist", "ssim", "geometry")
+        if n != name
+    )
+    assert scoring.calibration is None and f"{name} 0.123" in scoring.reason
+    assert scoring.centre == fitted.centre  # the model's reference stays
+    assert scoring.verdict(0.99).match is None
     env = Settings.from_env({"PICTRACE_BUCKET": "b", f"PICTRACE_WEIGHT_{name.upper()}": "0.5"})
     assert getattr(env, f"weight_{name}") == 0.5
+
+
+def test_a_fusion_weight_set_to_its_fitted_value_keeps_the_verdict() -> None:
+    fitted = scoring_for(*DEFAULT).fusion
+    scoring = Settings(bucket="b", weight_cosine=fitted.cosine).scoring(*DEFAULT)
+    assert scoring.calibration is not None
+
+
+def test_the_centred_cosine_depends_on_the_reference_only() -> None:
+    rng = np.random.default_rng(0)
+    q, e = (v / np.linalg.norm(v) for v in rng.normal(size=(2, 16)).astype(np.float32))
+    centre = rng.normal(size=16).astype(np.float32) * 0.1
+    assert centred_cosine(q, q, centre) == pytest.approx(1.0)
+    assert centred_cosine(q, e, None) == pytest.approx(float(q @ e))
+    a, b = q - centre, e - centre
+    assert centred_cosine(q, e, centre) == pytest.approx(float(a @ b / np.linalg.norm(a) / np.linalg.norm(b)), abs=1e-6)

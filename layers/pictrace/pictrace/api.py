@@ -48,7 +48,7 @@ from pictrace.search import SearchService
 from pictrace.settings import Settings, get_settings
 from pictrace.storage import Store
 from pictrace.uploads import UPLOAD_TYPES, new_upload, read_upload
-from pictrace.verdict import calibration_for
+from pictrace.verdict import Scoring
 
 logger = logging.getLogger(__name__)
 
@@ -87,7 +87,9 @@ class SearchRequest(BaseModel):
 
 
 class Scores(BaseModel):
-    cosine: float = Field(description="ResNet50 embedding cosine, centred on the index mean")
+    cosine: float = Field(
+        description="the model's embedding cosine, centred on its calibration's reference (plain where it has none)"
+    )
     gist: float = Field(description="16x16 layout correlation, best of the query's flips and quarter turns")
     ssim: float = Field(description="SSIM of 128x128 grayscale thumbnails (query turned as gist found)")
     geometry: float = Field(description="min(1, inliers / 30)")
@@ -280,11 +282,7 @@ def create_app(settings: Settings | None = None, service: SearchService | None =
             "backend": "onnxruntime",
             "model": {k: info.get(k) for k in ("architecture", "dim", "preprocess", "precision", "source", "sha256")},
             "indexed": svc.backend.count(),
-            "scoring": {
-                **dataclasses.asdict(settings.fusion(info["weights"])),
-                "final": "sum(weight * signal) / sum(weight) over cosine, gist, ssim, geometry",
-                "verdict": _calibration(info["weights"]),
-            },
+            "scoring": _scoring(settings.scoring(info["weights"], str(info.get("preprocess") or ""))),
         }
 
     @app.post("/search", response_model=SearchResponse, responses=_ERRORS, openapi_extra=_SEARCH_BODY)
@@ -452,17 +450,25 @@ def _accepted(accept: str) -> str:
     return "json"
 
 
-def _calibration(weights: str) -> dict[str, Any] | None:
-    """How the model's similarity and match are calibrated (None: no calibration for this model)."""
-    c = calibration_for(weights)
-    if c is None:
-        return None
+def _scoring(scoring: Scoring) -> dict[str, Any]:
+    """The fusion weights in use and how similarity and match are calibrated (verdict None, with the reason, where
+    the running configuration has no calibration: every match is then null)."""
+    c = scoring.calibration
+    verdict = None
+    if c is not None:
+        verdict = {
+            "threshold": c.threshold,
+            "precision": c.precision,
+            "recall": c.recall,
+            "similarity": f"1 / (1 + exp(-({c.a:.3f} * final + {c.b:.3f})))",
+            "cosine": "centred on the model's reference" if scoring.centre else "plain",
+            "fitted": c.fitted,
+        }
     return {
-        "threshold": c.threshold,
-        "precision": c.precision,
-        "recall": c.recall,
-        "similarity": f"1 / (1 + exp(-({c.a:.3f} * final + {c.b:.3f})))",
-        "fitted": c.fitted,
+        **dataclasses.asdict(scoring.fusion),
+        "final": "sum(weight * signal) / sum(weight) over cosine, gist, ssim, geometry",
+        "verdict": verdict,
+        "uncalibrated": scoring.reason or None,
     }
 
 

@@ -1,7 +1,7 @@
 """Rerank features and scores.
 
 Signals, each in [0, 1] (documented in README "Scoring"):
-- cosine: the model's embeddings' cosine (SSCD by default), centred on the index mean (pictrace.index);
+- cosine: the model's embeddings' cosine (SSCD by default), centred on the model's reference (pictrace.verdict);
 - gist: correlation of 16x16 zero-mean grayscale layouts, the best of the query's 8 flips/90-degree rotations
   (robust to brightness/contrast, grayscale, flips and quarter turns);
 - ssim: Gaussian-window SSIM of 128x128 grayscale thumbnails, the query turned the way gist found;
@@ -60,6 +60,14 @@ class Scores:
     inliers: int = 0
     transform: str = "identity"
     explain: str = ""
+
+
+def centred_cosine(query: np.ndarray, embedding: np.ndarray, centre: np.ndarray | None) -> float:
+    """The cosine of two embeddings, both centred on centre (the model's reference; None: the plain cosine)."""
+    a, b = query.astype(np.float32), embedding.astype(np.float32)
+    if centre is not None:
+        a, b = a - centre, b - centre
+    return float(np.dot(a, b) / ((np.linalg.norm(a) * np.linalg.norm(b)) or 1.0))
 
 
 def d4(a: np.ndarray, t: int) -> np.ndarray:

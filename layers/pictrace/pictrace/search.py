@@ -28,6 +28,7 @@ from pictrace.rerank import (
     QueryFeatures,
     Scores,
     as_query,
+    centred_cosine,
     quick_score,
     score,
     to_verify,
@@ -37,7 +38,7 @@ from pictrace.results import Hit, SearchResult
 from pictrace.settings import Settings
 from pictrace.snapstart import WARM_UP
 from pictrace.storage import PresignedLinks, Store
-from pictrace.verdict import Weights, calibration_for, verdict
+from pictrace.verdict import Scoring, Weights
 
 logger = logging.getLogger(__name__)
 
@@ -60,12 +61,15 @@ class SearchService:
         store: Store | None = None,
         embedder: Embedder | None = None,
         backend: ShortlistBackend | None = None,
+        scoring: Scoring | None = None,
     ) -> None:
         self.settings = settings
+        self._scoring = scoring  # how results are scored and judged; None: the model's, with the settings' weights
+        self._centre: tuple[tuple[float, ...], np.ndarray | None] | None = None
         self.store = store or Store(settings.bucket)
         self.index_store = IndexStore(self.store, settings.index_prefix)
         self.layout: Layout = self.index_store.layout
-        # the shortlist: in memory (centred cosine and gist) or Amazon S3 Vectors (cosine only)
+        # the shortlist: in memory (cosine centred on the model's reference, and gist) or Amazon S3 Vectors (cosine)
         self.backend = backend or open_backend(settings, self.store)
         self._embedder = embedder
         self.links = PresignedLinks(self.store, settings.presign_seconds)  # the hits' links to their originals
@@ -84,6 +88,19 @@ class SearchService:
         if self._embedder is None:
             self._embedder = get_embedder(ensure_model(self.settings), self.settings.weights)
         return self._embedder
+
+    def scoring(self, embedder: Embedder) -> Scoring:
+        """How this service scores and judges a model's results: as given, else the model's calibration with the
+        settings' fusion weights (pictrace.verdict)."""
+        return self._scoring or self.settings.scoring(embedder.weights, embedder.preprocess)
+
+    def _judge(self, embedder: Embedder, vector: np.ndarray, features: QueryFeatures) -> _Judge:
+        """The query as the rerank scores it, with the model's scoring and its centre as an array (made once)."""
+        scoring = self.scoring(embedder)
+        if self._centre is None or self._centre[0] != scoring.centre:
+            array = np.asarray(scoring.centre, dtype=np.float32) if scoring.centre else None
+            self._centre = (scoring.centre, array)
+        return _Judge(vector, features, scoring, self._centre[1])
 
     def warm(self) -> dict[str, float]:
         """Load everything a first search needs now (pictrace.snapstart): the model, the index, and the features of
@@ -147,19 +164,17 @@ class SearchService:
                 raise
             await refreshing
             timer.lap("refresh")
-            weights = self.settings.fusion(embedder.weights)
-            candidates = await asyncio.to_thread(self._shortlist, vector, features, shortlist, query.prefix, weights)
+            judge = self._judge(embedder, vector, features)
+            candidates = await asyncio.to_thread(self._shortlist, judge, shortlist, query.prefix)
             timer.lap("scan")
-            early = self._scoring_on_arrival(features, candidates, weights, pool)
+            early = self._scoring_on_arrival(judge, candidates, pool)
             fetched = await self.fetcher.fetch_many([self.layout.entry_key(c.id) for c in candidates], early.arrived)
             timer.lap("fetch")  # and the rerank of what had arrived
-            hits = await asyncio.to_thread(self._rerank, features, candidates, fetched, weights, pool, early.scores)
+            hits = await asyncio.to_thread(self._rerank, judge, candidates, fetched, pool, early.scores)
         timer.lap("rerank")
         return SearchResult(hits[:top_k], timer.total(), described, self.backend.count())
 
-    def _scoring_on_arrival(
-        self, query: QueryFeatures, candidates: list[Candidate], weights: Weights, pool: ThreadPoolExecutor
-    ) -> _EarlyScores:
+    def _scoring_on_arrival(self, judge: _Judge, candidates: list[Candidate], pool: ThreadPoolExecutor) -> _EarlyScores:
         """When every candidate gets the geometric check (no more of them than `verify`), each is scored in the pool
         as soon as its entry is in, while the others are still being fetched; otherwise nothing is started early
         (which ones get the check depends on every candidate's other signals)."""
@@ -171,7 +186,7 @@ class SearchService:
         def arrived(key: str, entry: Entry) -> None:
             c = by_key[key]
             early.scores[key] = pool.submit(
-                lambda: score(c.cosine, query, entry.features, c.gist, c.transform, weights)
+                lambda: score(judge.cosine(entry), judge.features, entry.features, c.gist, c.transform, judge.fusion)
             )
 
         early.arrived = arrived
@@ -220,54 +235,49 @@ class SearchService:
             mirror=True,
         )
 
-    def _shortlist(
-        self, vector: np.ndarray, features: QueryFeatures, shortlist: int, prefix: str | None, weights: Weights
-    ) -> list[Candidate]:
+    def _shortlist(self, judge: _Judge, shortlist: int, prefix: str | None) -> list[Candidate]:
         """The backend's candidates (with their current keys); half of them by gist only when the fusion weighs gist
         (every candidate is fetched and reranked)."""
-        return self.backend.candidates(vector, features.gists, shortlist, prefix, weights.gist > 0)
+        by_layout = judge.fusion.gist > 0
+        return self.backend.candidates(judge.vector, judge.features.gists, shortlist, prefix, by_layout, judge.centre)
 
     def _rerank(
         self,
-        features: QueryFeatures,
+        judge: _Judge,
         candidates: list[Candidate],
         fetched: dict[str, Any],
-        weights: Weights,
         pool: ThreadPoolExecutor,
         early: Mapping[str, Future[Scores]] | None = None,
     ) -> list[Hit]:
         """The live candidates (fetched, still indexed) scored, judged and sorted by final score; early: scores
-        already under way (with the geometric check) by entry key."""
-        calibration = calibration_for(self.embedder.weights)
-        by_cosine = {c.id: rank for rank, c in enumerate(sorted(candidates, key=lambda c: -c.cosine), start=1)}
+        already under way (with the geometric check) by entry key. Each candidate's cosine is the score's, from its
+        entry: the same on either backend."""
         live = []
         for c in candidates:
             entry = fetched.get(self.layout.entry_key(c.id))
             keys = c.keys
             if entry is not None and keys:  # else deleted since the scan
-                live.append((c, entry, keys))
+                live.append((replace(c, cosine=judge.cosine(entry)), entry, keys))
+        by_cosine = {c.id: rank for rank, (c, _, _) in enumerate(sorted(live, key=lambda x: -x[0].cosine), start=1)}
         keys_of = [self.layout.entry_key(c.id) for c, _, _ in live]
         if early and all(k in early for k in keys_of):
             all_scores = [early[k].result() for k in keys_of]
         else:
-            all_scores = self._score_all(features, live, weights, pool)
+            all_scores = self._score_all(judge, live, pool)
         hits = []
         for (c, _, keys), s in zip(live, all_scores, strict=True):
-            judged = verdict(s.final, calibration)
+            judged = judge.scoring.verdict(s.final)
             hits.append(Hit(c.id, keys, self.link(keys[0]), s, judged.similarity, by_cosine[c.id], match=judged.match))
         hits.sort(key=lambda h: h.scores.final, reverse=True)
         return hits
 
     def _score_all(
-        self,
-        features: QueryFeatures,
-        live: list[tuple[Candidate, Entry, tuple[str, ...]]],
-        weights: Weights,
-        pool: ThreadPoolExecutor,
+        self, judge: _Judge, live: list[tuple[Candidate, Entry, tuple[str, ...]]], pool: ThreadPoolExecutor
     ) -> list[Scores]:
         """Every live candidate's scores; geometry (ORB matching + RANSAC), the costly signal, only for the best
         `verify` candidates by the others (rerank.to_verify)."""
-        ssims = [turned_ssim(features, e.features, c.transform) for c, e, _ in live]
+        weights = judge.fusion
+        ssims = [turned_ssim(judge.features, e.features, c.transform) for c, e, _ in live]
         quick = [quick_score(c.cosine, c.gist, s, weights) for (c, _, _), s in zip(live, ssims, strict=True)]
         verified = to_verify(
             np.array([c.cosine for c, _, _ in live]),
@@ -280,7 +290,7 @@ class SearchService:
             c, entry, _ = live[i]
             return score(
                 c.cosine,
-                features,
+                judge.features,
                 entry.features,
                 c.gist,
                 c.transform,
@@ -327,9 +337,9 @@ class SearchService:
             raise BadRequest("give an image (file, url or image_base64) or the id of an indexed image")
         candidate = await asyncio.to_thread(self.backend.candidate, vector, features.gists, target)
         fetched = {self.layout.entry_key(target.id): target}
-        weights = self.settings.fusion(embedder.weights)
+        judge = self._judge(embedder, vector, features)
         with ThreadPoolExecutor(max_workers=1) as pool:
-            hits = await asyncio.to_thread(self._rerank, features, [candidate], fetched, weights, pool)
+            hits = await asyncio.to_thread(self._rerank, judge, [candidate], fetched, pool)
         if not hits:
             raise NotFound(f"no indexed image with id {entry_id}")
         found = await asyncio.to_thread(
@@ -337,6 +347,25 @@ class SearchService:
         )
         timer.lap("compare")
         return Comparison(hits[0], found, described, target, query_image, target_image, timer.total())
+
+
+@dataclass(frozen=True)
+class _Judge:
+    """The query as the rerank scores it: its embedding and features, and how the model scores and judges."""
+
+    vector: np.ndarray
+    features: QueryFeatures
+    scoring: Scoring
+    centre: np.ndarray | None  # scoring.centre as an array (None: the plain cosine)
+
+    @property
+    def fusion(self) -> Weights:
+        """The final score's weights."""
+        return self.scoring.fusion
+
+    def cosine(self, entry: Entry) -> float:
+        """The score's cosine of the query with an indexed image, centred on the model's reference."""
+        return centred_cosine(self.vector, entry.embedding, self.centre)
 
 
 @dataclass

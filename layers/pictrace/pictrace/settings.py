@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pictrace.errors import ConfigError
-from pictrace.verdict import Weights, fusion_for
+from pictrace.verdict import SIGNALS, Scoring, scoring_for
 
 ENV_PREFIX = "PICTRACE_"
 
@@ -86,15 +86,11 @@ class Settings:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"PICTRACE_{name.upper()} must be positive")
 
-    def fusion(self, model_weights: str) -> Weights:
-        """The final score's weights: those set here, the rest from the model's fitted ones (pictrace.verdict)."""
-        fitted = fusion_for(model_weights)
-        return Weights(
-            cosine=fitted.cosine if self.weight_cosine is None else self.weight_cosine,
-            gist=fitted.gist if self.weight_gist is None else self.weight_gist,
-            ssim=fitted.ssim if self.weight_ssim is None else self.weight_ssim,
-            geometry=fitted.geometry if self.weight_geometry is None else self.weight_geometry,
-        )
+    def scoring(self, weights: str, preprocess: str) -> Scoring:
+        """How a model's results are scored and judged here: its fitted fusion weights with those set here, its
+        centre, and its calibration unless a weight set here departs from it (pictrace.verdict)."""
+        overrides = {name: getattr(self, f"weight_{name}") for name in SIGNALS}
+        return scoring_for(weights, preprocess, {k: v for k, v in overrides.items() if v is not None})
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

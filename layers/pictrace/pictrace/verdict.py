@@ -1,17 +1,21 @@
 """Is a result a copy of the query? The fused score's calibration, fitted per model on the benchmark.
 
-For each model (weights name) ``calibration.json`` beside this module holds what ``make fit-fusion`` fitted on
-half of the benchmark's queries (edited copies of indexed photos, and edited photos whose original is not
-indexed):
+For each model, named by its weights and its preprocessing (``sscd/sscd-short256``: both change the embedding),
+``calibration.json`` beside this module holds what ``make fit-fusion`` fitted on half of the benchmark's queries
+(edited copies of indexed photos, and edited photos whose original is not indexed):
 
+- ``centre``: the embedding every cosine is centred on before it is scored (the mean embedding of the bench's
+  indexed collection when it was fitted): the score's reference is the model's, never the index's, so a search
+  scores the same against one indexed image as against a million, and on either index backend;
 - ``fusion``: the final score's weights (Weights: cosine, gist, ssim, geometry; pictrace.rerank fuses them);
 - ``a``, ``b``: a logistic curve from the final score to the probability that the result is a copy,
   ``similarity = 1 / (1 + exp(-(a * final + b)))``, shown as a percentage;
 - ``threshold``: the final score from which a result is called a copy (``match``), chosen so that at least 99 %
   of the matches on the fitting queries were copies; ``precision`` and ``recall`` say what it kept there.
 
-A model without a calibration (``imagenet``, a weights file) answers ``match: null`` and its similarity is the
-final score itself: nothing was measured to say more.
+The verdict holds only for the configuration it was fitted on. Where the running one differs (another model or
+preprocessing, or fusion weights set with ``PICTRACE_WEIGHT_*``), ``match`` is null, the similarity is the final
+score itself, and ``Scoring.reason`` (shown by ``/health``) says why.
 """
 
 from __future__ import annotations
@@ -19,7 +23,8 @@ from __future__ import annotations
 import functools
 import json
 import math
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,14 +40,22 @@ class Weights:
 
 
 CALIBRATION_FILE = Path(__file__).with_name("calibration.json")
+SIGNALS = ("cosine", "gist", "ssim", "geometry")
+
+
+def model_key(weights: str, preprocess: str) -> str:
+    """How calibration.json names a model: its weights and its preprocessing."""
+    return f"{weights}/{preprocess}"
 
 
 @dataclass(frozen=True)
 class Calibration:
-    """What the benchmark fitted for one model."""
+    """What the benchmark fitted for one model (weights and preprocessing)."""
 
     weights: str
+    preprocess: str
     fusion: Weights
+    centre: tuple[float, ...]  # the embedding cosines are centred on; () for the plain cosine
     a: float
     b: float
     threshold: float
@@ -68,6 +81,24 @@ class Verdict:
     match: bool | None
 
 
+@dataclass(frozen=True)
+class Scoring:
+    """How the running configuration scores and judges a result: the fusion weights in use, the centre of the
+    cosine, and the calibration the verdict rests on (None where there is none for this configuration; reason
+    says why)."""
+
+    fusion: Weights
+    centre: tuple[float, ...] = ()
+    calibration: Calibration | None = None
+    reason: str = ""
+
+    def verdict(self, final: float) -> Verdict:
+        """The similarity (percent) and the copy verdict of a final score."""
+        if self.calibration is None:
+            return Verdict(round(100 * final, 1), None)
+        return Verdict(round(100 * self.calibration.probability(final), 1), self.calibration.is_copy(final))
+
+
 @functools.lru_cache(maxsize=1)
 def _table() -> dict[str, dict[str, Any]]:
     if not CALIBRATION_FILE.is_file():
@@ -76,14 +107,16 @@ def _table() -> dict[str, dict[str, Any]]:
     return data
 
 
-def calibration_for(weights: str) -> Calibration | None:
+def calibration_for(weights: str, preprocess: str) -> Calibration | None:
     """The calibration fitted for a model, or None if the benchmark has none for it."""
-    row = _table().get(weights)
+    row = _table().get(model_key(weights, preprocess))
     if row is None:
         return None
     return Calibration(
         weights=weights,
+        preprocess=preprocess,
         fusion=Weights(**row["fusion"]),
+        centre=tuple(float(x) for x in row.get("centre") or ()),
         a=float(row["a"]),
         b=float(row["b"]),
         threshold=float(row["threshold"]),
@@ -93,14 +126,24 @@ def calibration_for(weights: str) -> Calibration | None:
     )
 
 
-def fusion_for(weights: str) -> Weights:
-    """The final score's weights for a model: its fitted ones, else the defaults."""
-    calibration = calibration_for(weights)
-    return calibration.fusion if calibration is not None else Weights()
-
-
-def verdict(final: float, calibration: Calibration | None) -> Verdict:
-    """The similarity (percent) and the copy verdict of a final score."""
-    if calibration is None:
-        return Verdict(round(100 * final, 1), None)
-    return Verdict(round(100 * calibration.probability(final), 1), calibration.is_copy(final))
+def scoring_for(weights: str, preprocess: str, overrides: Mapping[str, float] | None = None) -> Scoring:
+    """How a model scores: its fitted fusion weights with the overrides (signal -> weight) applied, its centre,
+    and its calibration where the overrides leave the fitted weights as they are."""
+    fitted = calibration_for(weights, preprocess)
+    base = fitted.fusion if fitted is not None else Weights()
+    fusion = replace(base, **dict(overrides or {}))
+    if fitted is None:
+        reason = (
+            f"no calibration is fitted for weights {weights!r} with {preprocess} preprocessing "
+            f"({CALIBRATION_FILE.name} has {', '.join(sorted(_table())) or 'none'}; `make fit-fusion` fits one)"
+        )
+        return Scoring(fusion, (), None, reason)
+    if fusion != fitted.fusion:
+        changed = ", ".join(
+            f"{n} {getattr(fusion, n)} (fitted {getattr(fitted.fusion, n)})"
+            for n in SIGNALS
+            if getattr(fusion, n) != getattr(fitted.fusion, n)
+        )
+        reason = f"the fusion weights are set (PICTRACE_WEIGHT_*: {changed}): the calibration holds for its own only"
+        return Scoring(fusion, fitted.centre, None, reason)
+    return Scoring(fusion, fitted.centre, fitted)

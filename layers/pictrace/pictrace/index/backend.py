@@ -40,10 +40,18 @@ class ShortlistBackend(Protocol):
         ...
 
     def candidates(
-        self, query: np.ndarray, gists: np.ndarray, shortlist: int, prefix: str | None, by_layout: bool = True
+        self,
+        query: np.ndarray,
+        gists: np.ndarray,
+        shortlist: int,
+        prefix: str | None,
+        by_layout: bool = True,
+        centre: np.ndarray | None = None,
     ) -> list[Candidate]:
         """Up to `shortlist` images worth reranking for a unit query embedding and its D4 gists (8, 256); by_layout:
-        half of them by gist where the backend holds gists (else all by cosine)."""
+        half of them by gist where the backend holds gists (else all by cosine); centre: the model's reference, which
+        the backend centres its cosines on where it can. A candidate's cosine is the shortlist's: the score's is
+        computed from the entry (pictrace.search)."""
         ...
 
     def keys(self, ids: list[str]) -> dict[str, tuple[str, ...]]:
@@ -77,14 +85,20 @@ class MemoryBackend:
         self.index.expire()
 
     def candidates(
-        self, query: np.ndarray, gists: np.ndarray, shortlist: int, prefix: str | None, by_layout: bool = True
+        self,
+        query: np.ndarray,
+        gists: np.ndarray,
+        shortlist: int,
+        prefix: str | None,
+        by_layout: bool = True,
+        centre: np.ndarray | None = None,
     ) -> list[Candidate]:
         """Half by centred cosine, half by gist (EmbeddingIndex.candidates); without by_layout, the best `shortlist`
         by centred cosine alone (each still with the query turn its gist matches best)."""
         self.index.refresh()
         if not by_layout:
-            return self.index.candidates(query, gists, shortlist, key_prefix=prefix, by_layout=False)
-        return self.index.candidates(query, gists, (shortlist + 1) // 2, key_prefix=prefix)
+            return self.index.candidates(query, gists, shortlist, key_prefix=prefix, by_layout=False, centre=centre)
+        return self.index.candidates(query, gists, (shortlist + 1) // 2, key_prefix=prefix, centre=centre)
 
     def keys(self, ids: list[str]) -> dict[str, tuple[str, ...]]:
         """See ShortlistBackend."""
@@ -97,9 +111,8 @@ class MemoryBackend:
         return len(self.index)
 
     def candidate(self, query: np.ndarray, gists: np.ndarray, target: Entry) -> Candidate:
-        """Cosine centred on the index mean, and the query turn whose gist matches best."""
-        self.index.refresh()
-        cosine = self.index.centred_cosine(query, target.embedding)
+        """The plain cosine, and the query turn whose gist matches best."""
+        cosine = float(np.dot(query, target.embedding))
         by_turn = gists @ gist(target.features.thumb)
         turn = int(np.argmax(by_turn))
         return Candidate(target.id, cosine, float(by_turn[turn]), turn, target.keys)
@@ -121,10 +134,16 @@ class VectorsBackend:
         """Nothing held, nothing to expire."""
 
     def candidates(
-        self, query: np.ndarray, gists: np.ndarray, shortlist: int, prefix: str | None, by_layout: bool = True
+        self,
+        query: np.ndarray,
+        gists: np.ndarray,
+        shortlist: int,
+        prefix: str | None,
+        by_layout: bool = True,
+        centre: np.ndarray | None = None,
     ) -> list[Candidate]:
-        """The `shortlist` nearest by cosine (prefix: a folder); S3 Vectors holds no gists, so by_layout changes
-        nothing."""
+        """The `shortlist` nearest by the plain cosine (prefix: a folder); S3 Vectors holds no gists and centres
+        nothing, so by_layout and centre change nothing."""
         return [Candidate(n.id, n.cosine, 0.0, 0, n.keys) for n in self.vectors.query(query, shortlist, prefix)]
 
     def keys(self, ids: list[str]) -> dict[str, tuple[str, ...]]:

@@ -75,7 +75,8 @@ class EmbeddingIndex:
         self._snapshot = _EMPTY
         self._refreshed_at = float("-inf")
         self._lock = threading.Lock()
-        self._centring_cache: tuple[dict[str, np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None
+        # per snapshot and centre: each row's e.centre and |e - centre|
+        self._centring_cache: tuple[dict[str, np.ndarray], np.ndarray, tuple[np.ndarray, np.ndarray]] | None = None
         self._masks: tuple[_Snapshot, dict[str, np.ndarray]] = (_EMPTY, {})  # per snapshot: key prefix -> rows
 
     def __len__(self) -> int:
@@ -205,23 +206,38 @@ class EmbeddingIndex:
                 start = end
         self._snapshot = _Snapshot(new, new_ids, new_keys, new_versions)
 
-    def _centring(self, matrices: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The embeddings' mean and, per row, e.mean and |e - mean| (cached per snapshot)."""
+    def _centring(self, matrices: dict[str, np.ndarray], centre: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per row, e.centre and |e - centre| (cached per snapshot and centre)."""
         cached = self._centring_cache
-        if cached is not None and cached[0] is matrices:
-            return cached[1]
+        if cached is not None and cached[0] is matrices and cached[1] is centre:
+            return cached[2]
         embeddings = matrices["embedding"]
-        mean = embeddings.mean(axis=0)
-        dots = embeddings @ mean
-        norms = np.sqrt(np.maximum(1.0 - 2.0 * dots + float(mean @ mean), 1e-12))
-        self._centring_cache = (matrices, (mean, dots, norms))
-        return mean, dots, norms
+        dots = embeddings @ centre
+        norms = np.sqrt(np.maximum(1.0 - 2.0 * dots + float(centre @ centre), 1e-12))
+        self._centring_cache = (matrices, centre, (dots, norms))
+        return dots, norms
+
+    def _cosines(self, matrices: dict[str, np.ndarray], query: np.ndarray, centre: np.ndarray | None) -> np.ndarray:
+        """Every row's cosine with a unit query, both centred on centre (None: the plain cosine)."""
+        q = query.astype(np.float32)
+        if centre is None:
+            return matrices["embedding"] @ q
+        dots, norms = self._centring(matrices, centre)
+        centred_q = float(np.linalg.norm(q - centre)) or 1.0
+        return (matrices["embedding"] @ q - float(q @ centre) - dots + float(centre @ centre)) / (norms * centred_q)
 
     def candidates(
-        self, query: np.ndarray, gists: np.ndarray, k: int, key_prefix: str | None = None, by_layout: bool = True
+        self,
+        query: np.ndarray,
+        gists: np.ndarray,
+        k: int,
+        key_prefix: str | None = None,
+        by_layout: bool = True,
+        centre: np.ndarray | None = None,
     ) -> list[Candidate]:
-        """Shortlist of up to 2k ids: the k best by centred embedding cosine and the k best by gist correlation
-        (by_layout False: the k best by cosine alone, best first).
+        """Shortlist of up to 2k ids: the k best by embedding cosine (centred on centre, the model's reference; None:
+        the plain cosine) and the k best by gist correlation (by_layout False: the k best by cosine alone, best
+        first).
 
         query: the unit embedding; gists: (8, 256) gists of the query's D4 turns (see rerank.gist_variants).
         Each candidate carries both scores and the turn of the query whose gist matched best.
@@ -230,10 +246,7 @@ class EmbeddingIndex:
         matrices, ids = snapshot.matrices, snapshot.ids
         if not len(ids):
             return []
-        mean, dots, norms = self._centring(matrices)
-        q = query.astype(np.float32)
-        centred_q = float(np.linalg.norm(q - mean)) or 1.0
-        cosines = (matrices["embedding"] @ q - float(q @ mean) - dots + float(mean @ mean)) / (norms * centred_q)
+        cosines = self._cosines(matrices, query, centre)
         allowed = self._mask(snapshot, key_prefix) if key_prefix else None
         chosen: dict[int, None] = {}
         _add_top(chosen, cosines, k, allowed)
@@ -269,17 +282,6 @@ class EmbeddingIndex:
                 masks.pop(next(iter(masks)))
             masks[key_prefix] = mask
         return mask
-
-    def centred_cosine(self, query: np.ndarray, embedding: np.ndarray) -> float:
-        """Cosine of two embeddings centred on the index mean, as candidates() computes it (plain cosine for an
-        empty index)."""
-        snapshot = self._snapshot
-        matrices = snapshot.matrices
-        if not len(snapshot.ids):
-            return float(np.dot(query, embedding))
-        mean = self._centring(matrices)[0]
-        a, b = query.astype(np.float32) - mean, embedding.astype(np.float32) - mean
-        return float(np.dot(a, b) / ((np.linalg.norm(a) * np.linalg.norm(b)) or 1.0))
 
     def shortlist(self, query: np.ndarray, k: int, key_prefix: str | None = None) -> list[tuple[str, float]]:
         """The k ids most cosine-similar to a unit query vector, best first, with their cosine.
