@@ -56,11 +56,12 @@ def ingest(queue_url: str) -> int:
 
 def search(cases_path: str, out_path: str) -> int:
     from pictrace.embedding import OnnxEmbedder
-    from pictrace.index.backend import MemoryBackend, open_backend
+    from pictrace.index.backend import MemoryBackend
     from pictrace.search import SearchService
     from pictrace.settings import Settings
     from pictrace.storage import Store
     from pictrace.verdict import model_key
+    from pictrace.wiring import wire
 
     from bench.phases.queries import QueryCase
     from bench.searching import RankProbe, run_searches
@@ -68,7 +69,7 @@ def search(cases_path: str, out_path: str) -> int:
     # the index does not change during the quality pass: one refresh, not a LIST of the bucket every 2 s
     settings = Settings.from_env(refresh_seconds=86400.0)
     store = Store(settings.bucket)
-    memory = open_backend(settings, store)
+    memory = wire(settings, store).backend
     if not isinstance(memory, MemoryBackend):
         raise SystemExit(f"the quality pass ranks over the in-memory index, not {memory.name}")
     probe = RankProbe(memory)

@@ -46,13 +46,22 @@ def embedder(model_dir: str):  # type: ignore[no-untyped-def]
     return get_embedder(model_dir)
 
 
+def forget_container() -> None:
+    """What a container makes once (settings, clients, wiring, ingestor) is made again from the environment."""
+    from pictrace.ingest import get_ingestor
+    from pictrace.settings import get_settings
+    from pictrace.storage import s3_client
+    from pictrace.wiring import container_wiring
+
+    get_settings.cache_clear()
+    s3_client.cache_clear()
+    container_wiring.cache_clear()
+    get_ingestor.cache_clear()
+
+
 @pytest.fixture
 def stack(model_dir: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
     """A fresh local stack (bucket, queue, DLQ, S3 -> SQS notifications) with the environment pointing at it."""
-    import pictrace.ingest
-    from pictrace.settings import get_settings
-    from pictrace.storage import s3_client
-
     from infra.local import LocalStack
 
     saved = dict(os.environ)
@@ -62,15 +71,11 @@ def stack(model_dir: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("PICTRACE_MODEL_DIR", model_dir)
     monkeypatch.setenv("PICTRACE_REFRESH_SECONDS", "0")
-    get_settings.cache_clear()
-    s3_client.cache_clear()
-    pictrace.ingest._ingestor = None
+    forget_container()
     try:
         yield local
     finally:
         local.stop()
-        get_settings.cache_clear()
-        s3_client.cache_clear()
-        pictrace.ingest._ingestor = None
+        forget_container()
         os.environ.clear()
         os.environ.update(saved)

@@ -304,12 +304,12 @@ def cold_starts(
 
 
 def compacted_cold_starts(profile: Profile, settings: Any, query: Path) -> ColdStarts:
-    """One compaction of the index (pictrace.index.backend.compact: entries folded into segments and a manifest, as
+    """One compaction of the index (pictrace.wiring.compact: entries folded into segments and a manifest, as
     the scheduled compact function does), then search's cold starts again: the first refresh now reads segments."""
-    from pictrace.index.backend import compact
+    from pictrace.wiring import compact, wire
 
     started = time.perf_counter()
-    outcome = compact(settings)
+    outcome = compact(wire(settings))
     seconds = time.perf_counter() - started
     after = cold_starts(profile, query, tuple(v for v in VARIANTS if v[0] == "search" and v[3] == "pyc"))
     compaction = {"seconds": seconds, **{k: v for k, v in vars(outcome).items() if k != "written"}}

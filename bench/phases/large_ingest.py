@@ -1,6 +1,6 @@
 """Phase "large ingest": ingest of >= 12 MP JPEGs through the real Ingestor, as the ingest handler runs it (SQS
-batches of the template's IngestBatchSize, each under pictrace.ingest.read_ahead, every record's S3 notification to
-handle_s3_notification; the model warmed first, as SnapStart does), next to the model alone on the same images.
+batches of the template's IngestBatchSize, each under pictrace.ingest.ingest_batch, every record's S3 notification
+synced by IngestBatch.sync; the model warmed first, as SnapStart does), next to the model alone on the same images.
 
 "The model alone" is the embedder's own time (its preprocessing resize and inference), one image at a time on every
 core as search runs it, on the images as ingest hands them to it: decoded reduced (pictrace.pipeline.decode_content)
@@ -92,7 +92,7 @@ def large_ingest(profile: Profile, stack: Any, config: models.ModelConfig) -> La
     was not indexed."""
     from pictrace.embedding import OnnxEmbedder
     from pictrace.index.layout import Entry
-    from pictrace.ingest import Ingestor, handle_s3_notification, read_ahead
+    from pictrace.ingest import Ingestor, ingest_batch
     from pictrace.pipeline import Timer, decode_content, prepare
     from pictrace.settings import Settings
     from pictrace.storage import Store
@@ -126,9 +126,9 @@ def large_ingest(profile: Profile, stack: Any, config: models.ModelConfig) -> La
         keys = [f"images/{path.name}" for path in files[first : first + batch_size]]
         event = {"Records": [sqs_record(template, bucket, key) for key in keys]}
         t = time.perf_counter()
-        with read_ahead(event, ingestor):
+        with ingest_batch(event, ingestor) as batch:
             for record in event["Records"]:  # what the handler's record_handler does, in the batch's order
-                outcomes += handle_s3_notification(json.loads(record["body"]), ingestor)
+                outcomes += batch.sync(record["messageId"])
         ingest_ms.append((time.perf_counter() - t) * 1000)
     ingest_cpu_ms = (time.process_time() - cpu) * 1000 / len(files)
     if [o.action for o in outcomes] != ["created"] * len(files):

@@ -7,7 +7,7 @@ Metrics (Powertools, namespace POWERTOOLS_METRICS_NAMESPACE): CompactionFolded, 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pictrace.index.backend import compact
+from pictrace.wiring import compact
 
 logger = Logger()
 metrics = Metrics()

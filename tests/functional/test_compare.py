@@ -217,11 +217,10 @@ def test_thumbnails_for_images_browsers_cannot_show(client: TestClient) -> None:
 
 
 def test_the_s3_vectors_backend_compares_from_the_same_entries(stack: Any) -> None:
-    from pictrace.index.backend import open_backend
     from pictrace.ingest import Ingestor
     from pictrace.search import Query, SearchService
     from pictrace.settings import Settings, get_settings
-    from pictrace.storage import Store
+    from pictrace.wiring import wire
 
     s3 = stack.client("s3")
     ingestor = Ingestor(get_settings())
@@ -230,7 +229,7 @@ def test_the_s3_vectors_backend_compares_from_the_same_entries(stack: Any) -> No
         assert ingestor.sync_key(f"images/{name}").action == "created"
     client = boto3.client("s3vectors", region_name="us-east-1")
     settings = Settings.from_env(index_backend="s3vectors", vector_bucket="pictrace-vectors")
-    service = SearchService(settings, backend=open_backend(settings, Store(settings.bucket), vector_client=client))
+    service = SearchService(settings, wiring=wire(settings, vector_client=client))
     query, where = quarter_turn(photo())
     with Stubber(client) as stub:
         stub.add_response("get_vectors", {"vectors": [{"key": sha(PHOTO), "metadata": {"keys": [f"images/{PHOTO}"]}}]})

@@ -12,19 +12,18 @@ from fastapi.testclient import TestClient
 from pictrace.storage import s3_client
 
 from infra.local import SqsWorker, load_handler
-from tests.conftest import PHOTOS, ROOT, read
+from tests.conftest import PHOTOS, ROOT, forget_container, read
 from tests.functional.faults import FaultProxy
 from tests.functional.helpers import consistent
 
 
 def use_endpoint(monkeypatch: pytest.MonkeyPatch, endpoint: str) -> None:
-    import pictrace.ingest
     from pictrace.settings import get_settings
 
     monkeypatch.setenv("AWS_ENDPOINT_URL_S3", endpoint)
     s3_client.cache_clear()
     get_settings.cache_clear()
-    pictrace.ingest._ingestor = None
+    forget_container()
 
 
 def test_throttling_and_5xx_are_retried_and_leave_no_partial_entries(

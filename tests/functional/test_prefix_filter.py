@@ -6,7 +6,7 @@ import hashlib
 import json
 from typing import Any
 
-from pictrace.index.backend import compact
+from pictrace.wiring import compact
 
 from infra.local import LambdaContext, SqsWorker, load_handler
 from tests.conftest import ROOT, read

@@ -17,11 +17,10 @@ from tests.conftest import PHOTOS, read
 def _searched(stack: Any, shortlist: int, weight_gist: float) -> tuple[list[bool], list[Any], set[str], Any, Any]:
     """(by_layout of each backend call, the candidates it gave, the entry keys the search fetched, the result, the
     backend) for astronaut.jpg as the query."""
-    from pictrace.index.backend import open_backend
     from pictrace.ingest import Ingestor
     from pictrace.search import Query, SearchService
     from pictrace.settings import Settings
-    from pictrace.storage import Store
+    from pictrace.wiring import wire
 
     settings = Settings.from_env(weight_gist=weight_gist)
     s3 = stack.client("s3")
@@ -29,8 +28,9 @@ def _searched(stack: Any, shortlist: int, weight_gist: float) -> tuple[list[bool
     for name in PHOTOS:
         s3.put_object(Bucket=stack.bucket, Key=f"images/{name}", Body=read(name))
         ingestor.sync_key(f"images/{name}")
-    backend = open_backend(settings, Store(settings.bucket))
-    service = SearchService(settings, backend=backend)
+    wiring = wire(settings)
+    backend = wiring.backend
+    service = SearchService(settings, wiring=wiring)
     calls: list[bool] = []
     offered: list[Any] = []
     centres: list[Any] = []

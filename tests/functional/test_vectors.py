@@ -119,20 +119,19 @@ def test_ingest_and_compaction_keep_the_vector_index_in_step(
     import hashlib
     import json
 
-    import pictrace.ingest
-    from pictrace.index.backend import compact
     from pictrace.index.vectors import s3vectors_client
     from pictrace.settings import get_settings
+    from pictrace.wiring import compact
 
     from infra.local import SqsWorker, load_handler
-    from tests.conftest import MODEL_DIR, ROOT, read
+    from tests.conftest import MODEL_DIR, ROOT, forget_container, read
 
     monkeypatch.setenv("AWS_ENDPOINT_URL_S3VECTORS", stack.endpoint)
     monkeypatch.setenv("PICTRACE_INDEX_BACKEND", "s3vectors")
     monkeypatch.setenv("PICTRACE_VECTOR_BUCKET", vectors.bucket)
     get_settings.cache_clear()
     s3vectors_client.cache_clear()
-    pictrace.ingest._ingestor = None
+    forget_container()
     dim = int(json.loads((MODEL_DIR / "model.json").read_text()).get("dim", 2048))  # the model's embedding width
     vectors.client.delete_index(vectorBucketName=vectors.bucket, indexName="images")
     VectorIndex(vectors.bucket, "images", vectors.client).client.create_index(
@@ -155,7 +154,7 @@ def test_ingest_and_compaction_keep_the_vector_index_in_step(
     assert list(vectors.ids()) == [rocket]
     get_settings.cache_clear()
     s3vectors_client.cache_clear()
-    pictrace.ingest._ingestor = None
+    forget_container()
 
 
 def test_search_with_the_s3_vectors_backend_shortlists_by_query_vectors(stack: Any) -> None:
@@ -164,11 +163,10 @@ def test_search_with_the_s3_vectors_backend_shortlists_by_query_vectors(stack: A
     import asyncio
     import hashlib
 
-    from pictrace.index.backend import open_backend
     from pictrace.ingest import Ingestor
     from pictrace.search import Query, SearchService
     from pictrace.settings import Settings, get_settings
-    from pictrace.storage import Store
+    from pictrace.wiring import wire
 
     from tests.conftest import PHOTOS, read
 
@@ -180,7 +178,7 @@ def test_search_with_the_s3_vectors_backend_shortlists_by_query_vectors(stack: A
     ids = [hashlib.sha256(read(n)).hexdigest() for n in PHOTOS]
     client = boto3.client("s3vectors", region_name="us-east-1")
     settings = Settings.from_env(index_backend="s3vectors", vector_bucket="pictrace-vectors")
-    service = SearchService(settings, backend=open_backend(settings, Store(settings.bucket), vector_client=client))
+    service = SearchService(settings, wiring=wire(settings, vector_client=client))
     # QueryVectors answers the five images, the queried photo last: the rerank must bring it to the top
     order = [*ids[1:], ids[0]]
     answer = {
@@ -223,8 +221,8 @@ def test_a_poison_item_is_recorded_and_skipped_and_compaction_still_folds_every_
     scheduled compaction: the others reach the vector index, every marker goes, and the refusals are recorded."""
     import json
 
-    from pictrace.index.backend import compact
     from pictrace.settings import get_settings
+    from pictrace.wiring import compact
 
     from tests.s3vectors_fake import FakeS3Vectors
 
@@ -257,8 +255,8 @@ def test_compaction_mirrors_a_large_fold_in_requests_within_the_limits(
     stack: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The compactor mirrors all its changes at once: 600 2048-d vectors go in several PutVectors under 20 MiB."""
-    from pictrace.index.backend import compact
     from pictrace.settings import get_settings
+    from pictrace.wiring import compact
 
     from tests.s3vectors_fake import FakeS3Vectors
 

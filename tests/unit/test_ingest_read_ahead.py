@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from pictrace.errors import WeightsUnavailable
-from pictrace.ingest import Ingestor, Loaded, ReadAhead
+from pictrace.ingest import Ingestor, ReadAhead, ReadKey
 from pictrace.settings import Settings
 from pictrace.storage import ProcessClients, Store, new_client, s3_client
 
@@ -32,11 +32,11 @@ class NewContainer(Ingestor):
             self._embedder = self.load()
         return self._embedder
 
-    def read(self, key: str) -> Loaded:
+    def read(self, key: str) -> ReadKey:
         self.read_saw_loading = self.loading.wait(timeout=10)  # set only by a load that started beside this read
-        return Loaded(key)
+        return ReadKey(key)
 
-    def embed(self, loaded: Loaded) -> Loaded:
+    def embed(self, loaded: ReadKey) -> ReadKey:
         self.embedder  # noqa: B018  # what embed needs first (here: raises what the load raised)
         return loaded
 

@@ -92,6 +92,8 @@ def test_search_service_renews_its_links_after_a_restore(monkeypatch: Any) -> No
 
 
 class _NoBackend:
+    on_change = None
+
     def expire(self) -> None:
         pass
 

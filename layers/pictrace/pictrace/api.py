@@ -49,6 +49,7 @@ from pictrace.settings import Settings, get_settings
 from pictrace.storage import Store
 from pictrace.uploads import UPLOAD_TYPES, new_upload, read_upload
 from pictrace.verdict import Scoring
+from pictrace.wiring import container_wiring
 
 logger = logging.getLogger(__name__)
 
@@ -241,6 +242,7 @@ _PICTURES: dict[int | str, dict[str, Any]] = {
 
 def create_app(settings: Settings | None = None, service: SearchService | None = None) -> FastAPI:
     """The PicTrace API. Settings are read (and checked) now; clients and the model on first use."""
+    container = settings is None  # the container's settings: the container's wiring (else one for these settings)
     settings = settings or get_settings()
     app = FastAPI(
         title="PicTrace",
@@ -251,7 +253,8 @@ def create_app(settings: Settings | None = None, service: SearchService | None =
 
     def get_service() -> SearchService:
         if "service" not in state:
-            state["service"] = service or SearchService(settings)
+            wiring = container_wiring() if container else None
+            state["service"] = service or SearchService(settings, wiring=wiring)
         return state["service"]
 
     app.state.service = get_service  # the container's SearchService (pictrace.snapstart warms it before a snapshot)

@@ -5,14 +5,16 @@ duplicated or reordered events all converge on the same index.
 
 A key goes through four stages: read (the object's bytes and their SHA-256), decode (as small as the later stages
 allow, pictrace.pipeline.decode_content, then the rerank features), embed (the model) and index (the index's reads
-and writes, the only stage that depends on what came before). Within a batch, ReadAhead runs the first three for
-the next keys while the current key's stage runs, each key on a thread of its own (the model, OpenCV and S3 I/O
-release the GIL), the model single-threaded in each; the index stage stays in order on the caller's thread. On a
-new container the model loads beside the first keys' reads and decodes (Ingestor.load_model_ahead).
+and writes, the only stage that depends on what came before). IngestBatch parses an SQS batch once; its ReadAhead
+runs the first three stages for the next keys while the current key's stage runs, each key on a thread of its own
+(the model, OpenCV and S3 I/O release the GIL), the model single-threaded in each; the index stage stays in order
+on the caller's thread. On a new container the model loads beside the first keys' reads and decodes
+(Ingestor.load_model_ahead).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -30,16 +32,16 @@ from aws_lambda_powertools.utilities.data_classes import S3Event
 
 from pictrace.embedding import Embedder, get_embedder
 from pictrace.errors import InvalidImage, NotFound, ObjectTooLarge
-from pictrace.index.backend import ShortlistBackend, open_backend
+from pictrace.index.backend import ShortlistBackend
 from pictrace.index.layout import Entry, now_iso
-from pictrace.index.store import IndexStore
 from pictrace.index.vectors import refused_vector
 from pictrace.modelfetch import ensure_model
 from pictrace.pipeline import Decoded, decode_content
 from pictrace.rerank import Features, compute_features
-from pictrace.settings import Settings, get_settings
+from pictrace.settings import Settings
 from pictrace.snapstart import WARM_UP
 from pictrace.storage import Store, StoredObject
+from pictrace.wiring import Wiring, container_wiring, wire
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +65,7 @@ class Outcome:
 
 
 @dataclass(frozen=True)
-class Loaded:
+class ReadKey:
     """A key as read (and, unless its entry existed when read, decoded and embedded), before the index stage.
 
     obj: None when the key holds nothing; refusal: why its bytes cannot be indexed (too large, not a valid image);
@@ -80,7 +82,7 @@ class Loaded:
     absent: bool = False
     ms: dict[str, float] = field(default_factory=dict)
 
-    def timed(self, stage: str, started: float, **changes: Any) -> Loaded:
+    def timed(self, stage: str, started: float, **changes: Any) -> ReadKey:
         """A copy with the changes and the stage's milliseconds since started (perf_counter)."""
         return replace(self, **changes, ms={**self.ms, stage: round((time.perf_counter() - started) * 1000, 2)})
 
@@ -88,8 +90,8 @@ class Loaded:
 class Ingestor:
     """Indexes image keys of one bucket with one embedder.
 
-    backend: the index backend to keep in step (its change observer sees every change); by default the one the
-    settings name (pictrace.index.backend.open_backend).
+    wiring: the container's store, index store and backend (pictrace.wiring: the backend's change observer sees
+    every change); else wired here from the settings, with the store and backend given.
     """
 
     def __init__(
@@ -98,13 +100,13 @@ class Ingestor:
         store: Store | None = None,
         embedder: Embedder | None = None,
         backend: ShortlistBackend | None = None,
+        wiring: Wiring | None = None,
     ) -> None:
         self.settings = settings
-        self.store = store or Store(settings.bucket)
-        backend = backend or open_backend(settings, self.store)
-        self.index = IndexStore(self.store, settings.index_prefix, on_change=backend.on_change)
+        w = wiring or wire(settings, store, backend)
+        self.store = w.store
+        self.index = w.index
         self._embedder = embedder
-        self.ahead: ReadAhead | None = None  # a batch's keys being read ahead (read_ahead)
 
     @property
     def embedder(self) -> Embedder:
@@ -140,31 +142,32 @@ class Ingestor:
         """Whether the key is one this ingestor indexes (under the images prefix)."""
         return key.startswith(self.settings.images_prefix)
 
-    def sync_key(self, key: str) -> Outcome:
-        """Index what the key holds now, or drop it from the index if it holds nothing."""
+    def sync_key(self, key: str, ahead: ReadAhead | None = None) -> Outcome:
+        """Index what the key holds now, or drop it from the index if it holds nothing; ahead: a batch's keys read
+        ahead of their turn, where this key's read is taken from if it has it."""
         if not self.wants(key):
             logger.info("ignoring %s: not under %s", key, self.settings.images_prefix)
             return Outcome(key, "ignored")
-        ahead = self.ahead.take(key) if self.ahead is not None else None
-        loaded = ahead.result() if ahead is not None else self.embed(self.decode(self.read(key)))
+        pending = ahead.take(key) if ahead is not None else None
+        loaded = pending.result() if pending is not None else self.embed(self.decode(self.read(key)))
         return self.commit(loaded)
 
     # --- the stages; read, decode and embed neither write nor depend on the index (read_ahead runs them early)
-    def read(self, key: str) -> Loaded:
+    def read(self, key: str) -> ReadKey:
         """The key's bytes and their SHA-256 (the entry id), or what keeps them from being indexed."""
         started = time.perf_counter()
         try:
             obj = self.store.get(key, max_bytes=self.settings.max_bytes)
         except NotFound:
-            return Loaded(key).timed("read", started)
+            return ReadKey(key).timed("read", started)
         except ObjectTooLarge as exc:
             reason = f"image is {exc.amount}; the limit is {self.settings.max_bytes} bytes (max_bytes)"
-            return Loaded(key).timed("read", started, refusal=reason)
-        loaded = Loaded(key).timed("read", started, obj=obj)
+            return ReadKey(key).timed("read", started, refusal=reason)
+        loaded = ReadKey(key).timed("read", started, obj=obj)
         started = time.perf_counter()
         return loaded.timed("sha256", started, entry_id=hashlib.sha256(obj.body).hexdigest())
 
-    def decode(self, loaded: Loaded) -> Loaded:
+    def decode(self, loaded: ReadKey) -> ReadKey:
         """The image decoded and its rerank features, unless the index has its entry already (nothing to compute)
         or the bytes are not a valid image (the refusal says why)."""
         if loaded.obj is None or loaded.refusal is not None or loaded.entry_id is None:
@@ -181,7 +184,7 @@ class Ingestor:
         started = time.perf_counter()
         return loaded.timed("features", started, features=compute_features(decoded.content))
 
-    def embed(self, loaded: Loaded) -> Loaded:
+    def embed(self, loaded: ReadKey) -> ReadKey:
         """The decoded content's embedding (the model), when there is a decoded image."""
         if loaded.decoded is None or loaded.embedding is not None:
             return loaded
@@ -189,7 +192,7 @@ class Ingestor:
         started = time.perf_counter()
         return loaded.timed("embed", started, embedding=model.embed([loaded.decoded.content])[0])
 
-    def commit(self, loaded: Loaded) -> Outcome:
+    def commit(self, loaded: ReadKey) -> Outcome:
         """The index stage: bring the index in line with what was read (decoding and embedding now if the entry
         went missing since the key was read)."""
         started, before = time.perf_counter(), sum(loaded.ms.values())
@@ -198,7 +201,7 @@ class Ingestor:
         index_ms = (time.perf_counter() - started) * 1000 - late
         return replace(outcome, ms={**loaded.ms, "index": round(index_ms, 2)})
 
-    def _commit(self, loaded: Loaded) -> tuple[Outcome, Loaded]:
+    def _commit(self, loaded: ReadKey) -> tuple[Outcome, ReadKey]:
         key, obj, entry_id = loaded.key, loaded.obj, loaded.entry_id
         if obj is None or entry_id is None:  # nothing there, or too large to read
             return (self._fail(key, loaded.refusal, None) if loaded.refusal else self.remove_key(key)), loaded
@@ -273,7 +276,7 @@ class ReadAhead:
     def __init__(self, ingestor: Ingestor, keys: Iterable[str]) -> None:
         self.ingestor = ingestor
         self._todo = deque(k for k in keys if ingestor.wants(k))
-        self._pending: dict[str, deque[Future[Loaded]]] = {}
+        self._pending: dict[str, deque[Future[ReadKey]]] = {}
         self._in_flight = 0
         self._workers = ThreadPoolExecutor(READ_AHEAD, thread_name_prefix="ingest-ahead")
         if self._todo:
@@ -286,10 +289,10 @@ class ReadAhead:
             self._pending.setdefault(key, deque()).append(self._workers.submit(self._load, key))
             self._in_flight += 1
 
-    def _load(self, key: str) -> Loaded:
+    def _load(self, key: str) -> ReadKey:
         return self.ingestor.embed(self.ingestor.decode(self.ingestor.read(key)))
 
-    def take(self, key: str) -> Future[Loaded] | None:
+    def take(self, key: str) -> Future[ReadKey] | None:
         """The key's next pending read (its stages' result), or None when the batch does not have it."""
         queue = self._pending.get(key)
         if not queue:
@@ -306,36 +309,51 @@ class ReadAhead:
         self._pending.clear()
 
 
+class IngestBatch:
+    """An SQS batch of S3 notifications, parsed once: the keys each message names (or why it names none), read
+    ahead of their turn (ReadAhead) while the batch is open."""
+
+    def __init__(self, sqs_event: dict[str, Any], ingestor: Ingestor) -> None:
+        self.ingestor = ingestor
+        self._named: dict[str, list[tuple[str, str]] | Exception] = {}
+        for record in sqs_event.get("Records", []):
+            try:
+                self._named[record["messageId"]] = list(keys_of(json.loads(record["body"])))
+            except (KeyError, TypeError, ValueError) as exc:  # not an S3 notification: its message fails in sync
+                self._named[str(record.get("messageId"))] = exc
+        bucket = ingestor.settings.bucket
+        keys = [k for named in self._named.values() if isinstance(named, list) for b, k in named if b == bucket]
+        self.ahead = ReadAhead(ingestor, keys)
+
+    def sync(self, message_id: str) -> list[Outcome]:
+        """Sync every key the message's notification names (ValueError if the message is not one)."""
+        named = self._named.get(message_id)
+        if named is None:
+            raise ValueError(f"message {message_id} is not in this batch")
+        if isinstance(named, Exception):
+            raise ValueError(f"message {message_id} is not an S3 event notification: {named!r}")
+        return sync_keys(named, self.ingestor, self.ahead)
+
+    def close(self) -> None:
+        """Drop what was read ahead and not taken."""
+        self.ahead.close()
+
+
 @contextmanager
-def read_ahead(sqs_event: dict[str, Any], ingestor: Ingestor | None = None) -> Iterator[Ingestor]:
-    """While inside, the ingestor's sync_key takes the keys the SQS batch's S3 notifications name from a ReadAhead
-    (records whose body is not an S3 notification are left to the record handler to fail)."""
-    ingestor = ingestor or get_ingestor()
-    keys = []
-    for record in sqs_event.get("Records", []):
-        try:
-            body = json.loads(record["body"])
-            keys += [key for bucket, key in keys_of(body) if bucket == ingestor.settings.bucket]
-        except (KeyError, TypeError, ValueError):
-            continue
-    ahead = ReadAhead(ingestor, keys)
-    ingestor.ahead = ahead
+def ingest_batch(sqs_event: dict[str, Any], ingestor: Ingestor | None = None) -> Iterator[IngestBatch]:
+    """The batch, its keys read ahead while inside."""
+    batch = IngestBatch(sqs_event, ingestor or get_ingestor())
     try:
-        yield ingestor
+        yield batch
     finally:
-        ingestor.ahead = None
-        ahead.close()
+        batch.close()
 
 
-_ingestor: Ingestor | None = None
-
-
+@functools.lru_cache(maxsize=1)
 def get_ingestor() -> Ingestor:
-    """The container's ingestor, built from the environment's settings on first use."""
-    global _ingestor
-    if _ingestor is None:
-        _ingestor = Ingestor(get_settings())
-    return _ingestor
+    """The container's ingestor, on the container's wiring, made on first use."""
+    wiring = container_wiring()
+    return Ingestor(wiring.settings, wiring=wiring)
 
 
 def keys_of(s3_event: dict[str, Any]) -> Iterable[tuple[str, str]]:
@@ -346,16 +364,23 @@ def keys_of(s3_event: dict[str, Any]) -> Iterable[tuple[str, str]]:
     return [(r.s3.bucket.name, unquote_plus(r.s3.get_object.key)) for r in S3Event(s3_event).records]
 
 
-def handle_s3_notification(s3_event: dict[str, Any], ingestor: Ingestor | None = None) -> list[Outcome]:
+def handle_s3_notification(
+    s3_event: dict[str, Any], ingestor: Ingestor | None = None, ahead: ReadAhead | None = None
+) -> list[Outcome]:
     """Sync every key an S3 event notification names. Invalid images are recorded, not raised."""
-    ingestor = ingestor or get_ingestor()
+    return sync_keys(keys_of(s3_event), ingestor or get_ingestor(), ahead)
+
+
+def sync_keys(named: Iterable[tuple[str, str]], ingestor: Ingestor, ahead: ReadAhead | None = None) -> list[Outcome]:
+    """Sync each (bucket, key) of the ingestor's bucket (others are logged and skipped); ahead: the batch's
+    read-ahead."""
     outcomes = []
-    for bucket, key in keys_of(s3_event):
+    for bucket, key in named:
         if bucket != ingestor.settings.bucket:
             logger.warning("ignoring %s: bucket %s is not %s", key, bucket, ingestor.settings.bucket)
             continue
         try:
-            outcomes.append(ingestor.sync_key(key))
+            outcomes.append(ingestor.sync_key(key, ahead))
         except Exception as exc:  # transient (S3 down, throttled past retries, a bug): logged, then retried by SQS
             logger.error("ingest of %s failed, will be retried: %s: %s", key, type(exc).__name__, exc)
             raise

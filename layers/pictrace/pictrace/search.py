@@ -17,10 +17,10 @@ from pictrace.compare import Comparison, Frame, evidence, load_original
 from pictrace.embedding import Embedder, get_embedder
 from pictrace.errors import BadRequest, NotFound, UpstreamError
 from pictrace.fetch import ObjectFetcher
-from pictrace.index.backend import ShortlistBackend, open_backend
+from pictrace.images import DecodedImage
+from pictrace.index.backend import ShortlistBackend
 from pictrace.index.layout import Entry, Layout
 from pictrace.index.rows import Candidate
-from pictrace.index.store import IndexStore
 from pictrace.limits import check_search_limits
 from pictrace.modelfetch import ensure_model
 from pictrace.pipeline import Prepared, Timer, prepare
@@ -39,6 +39,7 @@ from pictrace.settings import Settings
 from pictrace.snapstart import WARM_UP
 from pictrace.storage import PresignedLinks, Store
 from pictrace.verdict import Scoring, Weights
+from pictrace.wiring import Wiring, wire
 
 logger = logging.getLogger(__name__)
 
@@ -62,15 +63,20 @@ class SearchService:
         embedder: Embedder | None = None,
         backend: ShortlistBackend | None = None,
         scoring: Scoring | None = None,
+        wiring: Wiring | None = None,
     ) -> None:
+        """wiring: the container's store, index store and backend (pictrace.wiring); else wired here from the
+        settings, with the store and backend given. scoring: how results are scored and judged; None: the model's,
+        with the settings' fusion weights."""
         self.settings = settings
-        self._scoring = scoring  # how results are scored and judged; None: the model's, with the settings' weights
+        self._scoring = scoring
         self._centre: tuple[tuple[float, ...], np.ndarray | None] | None = None
-        self.store = store or Store(settings.bucket)
-        self.index_store = IndexStore(self.store, settings.index_prefix)
+        w = wiring or wire(settings, store, backend)
+        self.store = w.store
+        self.index_store = w.index
         self.layout: Layout = self.index_store.layout
         # the shortlist: in memory (cosine centred on the model's reference, and gist) or Amazon S3 Vectors (cosine)
-        self.backend = backend or open_backend(settings, self.store)
+        self.backend = w.backend
         self._embedder = embedder
         self.links = PresignedLinks(self.store, settings.presign_seconds)  # the hits' links to their originals
         self.entry_links = PresignedLinks(self.store, 300)  # what the fetcher reads entries by
@@ -94,13 +100,13 @@ class SearchService:
         settings' fusion weights (pictrace.verdict)."""
         return self._scoring or self.settings.scoring(embedder.weights, embedder.preprocess)
 
-    def _judge(self, embedder: Embedder, vector: np.ndarray, features: QueryFeatures) -> _Judge:
+    def _judge(self, queried: Queried) -> _Judge:
         """The query as the rerank scores it, with the model's scoring and its centre as an array (made once)."""
-        scoring = self.scoring(embedder)
+        scoring = self.scoring(queried.embedder)
         if self._centre is None or self._centre[0] != scoring.centre:
             array = np.asarray(scoring.centre, dtype=np.float32) if scoring.centre else None
             self._centre = (scoring.centre, array)
-        return _Judge(vector, features, scoring, self._centre[1])
+        return _Judge(queried.vector, queried.features, scoring, self._centre[1])
 
     def warm(self) -> dict[str, float]:
         """Load everything a first search needs now (pictrace.snapstart): the model, the index, and the features of
@@ -158,13 +164,13 @@ class SearchService:
             # query is decoded and embedded; the "refresh" stage is what is left to wait for after that
             refreshing = asyncio.ensure_future(asyncio.to_thread(self.backend.refresh))
             try:
-                embedder, vector, features, described = await self._query(query, timer, pool)
+                queried = await self._query(query, timer, pool)
             except BaseException:
                 await asyncio.gather(refreshing, return_exceptions=True)  # the query's error is the answer
                 raise
             await refreshing
             timer.lap("refresh")
-            judge = self._judge(embedder, vector, features)
+            judge = self._judge(queried)
             candidates = await asyncio.to_thread(self._shortlist, judge, shortlist, query.prefix)
             timer.lap("scan")
             early = self._scoring_on_arrival(judge, candidates, pool)
@@ -172,7 +178,7 @@ class SearchService:
             timer.lap("fetch")  # and the rerank of what had arrived
             hits = await asyncio.to_thread(self._rerank, judge, candidates, fetched, pool, early.scores)
         timer.lap("rerank")
-        return SearchResult(hits[:top_k], timer.total(), described, self.backend.count())
+        return SearchResult(hits[:top_k], timer.total(), queried.described, self.backend.count())
 
     def _scoring_on_arrival(self, judge: _Judge, candidates: list[Candidate], pool: ThreadPoolExecutor) -> _EarlyScores:
         """When every candidate gets the geometric check (no more of them than `verify`), each is scored in the pool
@@ -192,12 +198,11 @@ class SearchService:
         early.arrived = arrived
         return early
 
-    async def _query(
-        self, query: Query, timer: Timer, pool: ThreadPoolExecutor
-    ) -> tuple[Embedder, np.ndarray, QueryFeatures, dict[str, Any]]:
-        """The model, and the query's embedding, features (an image's: with its mirror image's) and description;
-        pool: where the model is loaded (a container's first search: while the query is read and decoded) and an
-        image's features are made while the model embeds it."""
+    async def _query(self, query: Query, timer: Timer, pool: ThreadPoolExecutor, picture: bool = False) -> Queried:
+        """The model and the query as search and compare use it: an indexed image's entry, or image bytes through the
+        pipeline (with its mirror image's features). pool: where the model is loaded (a container's first search:
+        while the query is read and decoded) and an image's features are made while the model embeds it. picture:
+        an indexed query's original is decoded too, for a rendering."""
         loading = pool.submit(self._checked_embedder)
         if query.id is not None:
             embedder = await asyncio.wrap_future(loading)  # an index of another model answers nothing, not even 404
@@ -205,11 +210,19 @@ class SearchService:
             timer.lap("decode")
             timer.lap("embed")
             described: dict[str, Any] = {"id": entry.id, "keys": list(entry.keys)}
-            return embedder, entry.embedding, as_query(entry.features), described
+            described.update({k: entry.meta[k] for k in ("format", "width", "height") if k in entry.meta})
+            image = None
+            if picture:
+                image = await asyncio.to_thread(load_original, self.store, self.settings, entry.keys[0])
+                timer.lap("decode")
+            frame = Frame.of_decoded(image) if image is not None else Frame.of_entry(entry.meta)
+            return Queried(embedder, entry.embedding, as_query(entry.features), described, frame, image)
         if query.image is None:
             raise BadRequest("give an image (file, url or image_base64) or the id of an indexed image")
         prepared = await asyncio.to_thread(self._prepare, query.image, timer, pool, loading.result)
-        return loading.result(), prepared.embedding, prepared.query_features(), prepared.described()
+        frame = Frame.of_decoded(prepared.image)
+        features = prepared.query_features()
+        return Queried(loading.result(), prepared.embedding, features, prepared.described(), frame, prepared.image)
 
     def _checked_embedder(self) -> Embedder:
         """The model, checked against the index's model record (each once per container: loaded, or fetched, on a
@@ -306,47 +319,42 @@ class SearchService:
         evidence behind it (pictrace.compare). With picture, both images are decoded for rendering (an indexed
         original is read from the bucket within max_bytes and max_pixels, like any query image)."""
         timer = Timer()
-        embedder = await asyncio.to_thread(self._checked_embedder)
+        await asyncio.to_thread(self._checked_embedder)
         target = await self.entry(entry_id)
-        target_image = query_image = None
+        target_image = None
         target_frame = Frame.of_entry(target.meta)
         if picture:
             target_image = await asyncio.to_thread(load_original, self.store, self.settings, target.keys[0])
             target_frame = Frame.of_decoded(target_image)
         timer.lap("fetch")
-        described: dict[str, Any]
-        if query.id is not None:
-            source = await self.entry(query.id)
-            vector = source.embedding
-            features = as_query(source.features)
-            described = {"id": source.id, "keys": list(source.keys)}
-            described.update({k: source.meta[k] for k in ("format", "width", "height") if k in source.meta})
-            query_frame = Frame.of_entry(source.meta)
-            if picture:
-                query_image = await asyncio.to_thread(load_original, self.store, self.settings, source.keys[0])
-                query_frame = Frame.of_decoded(query_image)
-            timer.lap("decode")
-        elif query.image is not None:
-            with ThreadPoolExecutor(max_workers=2) as pool:
-                prepared = await asyncio.to_thread(self._prepare, query.image, timer, pool)
-            query_image, described = prepared.image, prepared.described()
-            query_frame = Frame.of_decoded(query_image)
-            vector = prepared.embedding
-            features = prepared.query_features()
-        else:
-            raise BadRequest("give an image (file, url or image_base64) or the id of an indexed image")
-        candidate = await asyncio.to_thread(self.backend.candidate, vector, features.gists, target)
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            queried = await self._query(query, timer, pool, picture)
+        features = queried.features
+        candidate = await asyncio.to_thread(self.backend.candidate, queried.vector, features.gists, target)
         fetched = {self.layout.entry_key(target.id): target}
-        judge = self._judge(embedder, vector, features)
         with ThreadPoolExecutor(max_workers=1) as pool:
-            hits = await asyncio.to_thread(self._rerank, judge, [candidate], fetched, pool)
+            hits = await asyncio.to_thread(self._rerank, self._judge(queried), [candidate], fetched, pool)
         if not hits:
             raise NotFound(f"no indexed image with id {entry_id}")
         found = await asyncio.to_thread(
-            evidence, features.features, features.mirrored, target.features, query_frame, target_frame
+            evidence, features.features, features.mirrored, target.features, queried.frame, target_frame
         )
         timer.lap("compare")
-        return Comparison(hits[0], found, described, target, query_image, target_image, timer.total())
+        return Comparison(hits[0], found, queried.described, target, queried.image, target_image, timer.total())
+
+
+@dataclass(frozen=True)
+class Queried:
+    """A query as search and compare use it: the model, the query's embedding and features (an image's with its
+    mirror image's), what it is (described), where its features sit in its pixels (frame), and its decoded image
+    where there is one (an image query's; an indexed query's with compare's picture)."""
+
+    embedder: Embedder
+    vector: np.ndarray
+    features: QueryFeatures
+    described: dict[str, Any]
+    frame: Frame
+    image: DecodedImage | None
 
 
 @dataclass(frozen=True)

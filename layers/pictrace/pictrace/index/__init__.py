@@ -10,5 +10,5 @@ Modules, each importing only those above it:
     alloc       glibc allocator tuning for the in-memory index
     memory      EmbeddingIndex: the matrices built from a RowSource, and the shortlist over them
     vectors     Amazon S3 Vectors: VectorIndex, the mirror of changes, reconcile, backfill
-    backend     the ShortlistBackend interface, its two implementations, open_backend (the one factory), compact
+    backend     the ShortlistBackend interface, its two implementations, open_backend (the one factory)
 """

@@ -11,7 +11,6 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from pictrace.index.compaction import CompactionResult, Compactor
 from pictrace.index.layout import Entry
 from pictrace.index.memory import EmbeddingIndex
 from pictrace.index.rows import Candidate
@@ -19,8 +18,7 @@ from pictrace.index.segments import SegmentedView, SegmentStore
 from pictrace.index.store import ChangeObserver, IndexStore
 from pictrace.index.vectors import VectorIndex, mirror
 from pictrace.rerank import gist
-from pictrace.settings import Settings, get_settings
-from pictrace.storage import Store
+from pictrace.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -159,26 +157,9 @@ class VectorsBackend:
         return Candidate(target.id, float(np.dot(query, target.embedding)), 0.0, 0, target.keys)
 
 
-def open_backend(settings: Settings, store: Store, vector_client: Any | None = None) -> ShortlistBackend:
-    """The backend the settings name (index_backend): the one place that chooses."""
-    index_store = IndexStore(store, settings.index_prefix, workers=settings.fetch_concurrency)
+def open_backend(settings: Settings, index_store: IndexStore, vector_client: Any | None = None) -> ShortlistBackend:
+    """The backend the settings name (index_backend) over an index's objects: the one place that chooses."""
     if settings.index_backend == "s3vectors":
         return VectorsBackend(VectorIndex(settings.vector_bucket, settings.vector_index, vector_client), index_store)
     view = SegmentedView(SegmentStore(index_store, settings.fetch_concurrency))
     return MemoryBackend(EmbeddingIndex(view, settings.refresh_seconds))
-
-
-def compact(settings: Settings | None = None, store: Store | None = None) -> CompactionResult:
-    """One compaction of the index the settings name (the compact function's whole job); the backend's observer
-    sees the changed ids before their markers go."""
-    settings = settings or get_settings()
-    store = store or Store(settings.bucket)
-    index_store = IndexStore(store, settings.index_prefix, workers=settings.fetch_concurrency)
-    compactor = Compactor(
-        SegmentStore(index_store, settings.fetch_concurrency),
-        dtype=settings.segment_dtype,
-        max_segments=settings.max_segments,
-        segment_rows=settings.segment_rows,
-        on_fold=open_backend(settings, store).on_change,
-    )
-    return compactor.compact()
