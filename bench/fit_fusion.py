@@ -156,7 +156,6 @@ def main(argv: list[str] | None = None) -> int:
     calibration: dict[str, Any] = {}
     report: dict[str, Any] = {"signals": str(path.relative_to(ROOT)), "commit": data.get("commit"), "models": {}}
     for label, records in data["models"].items():
-        config = data["configs"][label]
         scoring = data["scorings"][label]  # the model's calibration name and the centre its cosines were centred on
         fitted = fit_model(label, records, verify)
         report["models"][label] = fitted
@@ -172,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
             "recall": round(fitted["fit"]["verdict"]["recall"], 4),
             "fitted": (
                 f"make fit-fusion {now} on the {data['profile']} bench of commit {data.get('commit')} "
-                f"({config.get('preprocess') or 'own'} preprocessing): fitted on {n_fit['positive']} edited copies "
+                f"({scoring['model'].partition('/')[2]} preprocessing): fitted on {n_fit['positive']} edited copies "
                 f"+ {n_fit['negative']} negatives; on the other half ({held['verdict']['called']} called, "
                 f"{fitted['queries']['report']['positive']} + {fitted['queries']['report']['negative']} queries) "
                 f"precision {held['verdict']['precision']:.3f}, recall {held['verdict']['recall']:.3f}, "
