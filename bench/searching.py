@@ -156,7 +156,7 @@ def run_searches(
     the settings' own (what a client that names neither gets: the latency figures). cold: the feature cache (and the
     signed links) emptied before each. rank_probe (the service's backend): also the original's rank over the whole
     index by cosine and by gist, and every reranked candidate's signals (hits)."""
-    from pictrace.search import Query
+    from pictrace.search import SearchQuery
 
     records: list[SearchRecord] = []
     for case in cases:
@@ -168,7 +168,7 @@ def run_searches(
             rank_probe.target = case.original_id if case.positive else None
         data = Path(case.path).read_bytes()
         size = None if deployed else SHORTLIST
-        result = loop.run_until_complete(service.search(Query(image=data), top_k=size, shortlist=size))
+        result = loop.run_until_complete(service.search(SearchQuery(image=data), top_k=size, shortlist=size))
         ranking = [h.id for h in result.results]
         hit = next((h for h in result.results if h.id == case.original_id), None) if case.positive else None
         top = result.results[0] if result.results else None

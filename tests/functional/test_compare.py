@@ -218,7 +218,7 @@ def test_thumbnails_for_images_browsers_cannot_show(client: TestClient) -> None:
 
 def test_the_s3_vectors_backend_compares_from_the_same_entries(stack: Any) -> None:
     from pictrace.ingest import Ingestor
-    from pictrace.search import Query, SearchService
+    from pictrace.search import SearchQuery, SearchService
     from pictrace.settings import Settings, get_settings
     from pictrace.wiring import wire
 
@@ -233,7 +233,7 @@ def test_the_s3_vectors_backend_compares_from_the_same_entries(stack: Any) -> No
     query, where = quarter_turn(photo())
     with Stubber(client) as stub:
         stub.add_response("get_vectors", {"vectors": [{"key": sha(PHOTO), "metadata": {"keys": [f"images/{PHOTO}"]}}]})
-        result = asyncio.run(service.compare(Query(image=png(query)), sha(PHOTO), picture=True))
+        result = asyncio.run(service.compare(SearchQuery(image=png(query)), sha(PHOTO), picture=True))
         stub.assert_no_pending_responses()
     assert result.target.keys == (f"images/{PHOTO}",) and result.target_image is not None
     assert result.evidence.region is not None and iou(result.evidence.region, where) >= MIN_IOU

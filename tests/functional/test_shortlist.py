@@ -18,7 +18,7 @@ def _searched(stack: Any, shortlist: int, weight_gist: float) -> tuple[list[bool
     """(by_layout of each backend call, the candidates it gave, the entry keys the search fetched, the result, the
     backend) for astronaut.jpg as the query."""
     from pictrace.ingest import Ingestor
-    from pictrace.search import Query, SearchService
+    from pictrace.search import SearchQuery, SearchService
     from pictrace.settings import Settings
     from pictrace.wiring import wire
 
@@ -54,7 +54,7 @@ def _searched(stack: Any, shortlist: int, weight_gist: float) -> tuple[list[bool
     fetched: set[str] = set()
     presign = service.fetcher.presign
     service.fetcher.presign = lambda key: fetched.add(key) or presign(key)  # type: ignore[func-returns-value]
-    result = asyncio.run(service.search(Query(image=read("astronaut.jpg")), top_k=shortlist, shortlist=shortlist))
+    result = asyncio.run(service.search(SearchQuery(image=read("astronaut.jpg")), top_k=shortlist, shortlist=shortlist))
     scoring = service.scoring(service.embedder)  # the shortlist is centred on the model's reference
     assert all((c is None) == (not scoring.centre) for c in centres)
     assert all(c is None or c.tolist() == list(np.float32(scoring.centre)) for c in centres)

@@ -164,7 +164,7 @@ def test_search_with_the_s3_vectors_backend_shortlists_by_query_vectors(stack: A
     import hashlib
 
     from pictrace.ingest import Ingestor
-    from pictrace.search import Query, SearchService
+    from pictrace.search import SearchQuery, SearchService
     from pictrace.settings import Settings, get_settings
     from pictrace.wiring import wire
 
@@ -191,7 +191,7 @@ def test_search_with_the_s3_vectors_backend_shortlists_by_query_vectors(stack: A
     with Stubber(client) as stub:
         stub.add_response("query_vectors", answer)
         stub.add_response("get_vectors", {"vectors": [{"key": ids[2], "metadata": {"keys": [f"images/{PHOTOS[2]}"]}}]})
-        result = asyncio.run(service.search(Query(image=read(PHOTOS[0])), top_k=3))
+        result = asyncio.run(service.search(SearchQuery(image=read(PHOTOS[0])), top_k=3))
         entry_ = asyncio.run(service.entry(ids[2]))
         stub.assert_no_pending_responses()
     assert result.results[0].id == ids[0] and result.results[0].keys == (f"images/{PHOTOS[0]}",)

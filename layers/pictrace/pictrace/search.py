@@ -45,7 +45,7 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class Query:
+class SearchQuery:
     """A query: image bytes, or the id of an indexed image."""
 
     image: bytes | None = None
@@ -152,7 +152,7 @@ class SearchService:
         entry: Entry = next(iter(found.values()))
         return replace(entry, keys=keys)  # the keys as the index has them now
 
-    async def search(self, query: Query, top_k: int | None = None, shortlist: int | None = None) -> SearchResult:
+    async def search(self, query: SearchQuery, top_k: int | None = None, shortlist: int | None = None) -> SearchResult:
         """The indexed images most similar to the query, best first."""
         top_k = top_k or self.settings.top_k
         shortlist = shortlist or self.settings.shortlist
@@ -198,7 +198,9 @@ class SearchService:
         early.arrived = arrived
         return early
 
-    async def _query(self, query: Query, timer: Timer, pool: ThreadPoolExecutor, picture: bool = False) -> Queried:
+    async def _query(
+        self, query: SearchQuery, timer: Timer, pool: ThreadPoolExecutor, picture: bool = False
+    ) -> Queried:
         """The model and the query as search and compare use it: an indexed image's entry, or image bytes through the
         pipeline (with its mirror image's features). pool: where the model is loaded (a container's first search:
         while the query is read and decoded) and an image's features are made while the model embeds it. picture:
@@ -314,7 +316,7 @@ class SearchService:
 
         return list(pool.map(one, range(len(live))))
 
-    async def compare(self, query: Query, entry_id: str, picture: bool = False) -> Comparison:
+    async def compare(self, query: SearchQuery, entry_id: str, picture: bool = False) -> Comparison:
         """The query against one indexed image: the result search would give for it (scores, similarity) and the
         evidence behind it (pictrace.compare). With picture, both images are decoded for rendering (an indexed
         original is read from the bucket within max_bytes and max_pixels, like any query image)."""

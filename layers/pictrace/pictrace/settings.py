@@ -13,6 +13,7 @@ from pictrace.errors import ConfigError
 from pictrace.verdict import SIGNALS, Scoring, scoring_for
 
 ENV_PREFIX = "PICTRACE_"
+AUTH_MODES = ("none", "cognito", "jwt", "iam")
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,12 @@ class Settings:
     index_backend: str = "segments"  # segments (in memory, from S3) or s3vectors (Amazon S3 Vectors)
     vector_bucket: str = ""  # the S3 Vectors bucket (index_backend s3vectors)
     vector_index: str = "images"  # the index in it, or the index ARN (then vector_bucket is not needed)
+    # who may call the API, as the page and `pictrace login` learn it from GET /auth/config (the stack sets these;
+    # the API Gateway authorizer is what enforces it): none (a local stack, or ApiAuth=NONE), cognito, jwt or iam
+    auth_mode: str = "none"
+    auth_domain: str = ""  # cognito: the hosted UI's base URL
+    auth_client_id: str = ""  # cognito: the app client the page and the CLI sign in with
+    auth_region: str = ""  # cognito: the user pool's region (the CLI's InitiateAuth)
 
     def __post_init__(self) -> None:
         if not self.bucket:
@@ -71,6 +78,10 @@ class Settings:
             raise ConfigError(
                 "the s3vectors backend needs PICTRACE_VECTOR_INDEX (an index ARN) or PICTRACE_VECTOR_BUCKET"
             )
+        if self.auth_mode not in AUTH_MODES:
+            raise ConfigError(f"PICTRACE_AUTH_MODE must be one of {', '.join(AUTH_MODES)}, got {self.auth_mode!r}")
+        if self.auth_mode == "cognito" and not (self.auth_domain and self.auth_client_id):
+            raise ConfigError("PICTRACE_AUTH_MODE=cognito needs PICTRACE_AUTH_DOMAIN and PICTRACE_AUTH_CLIENT_ID")
         if self.segment_dtype not in ("float32", "float16"):
             raise ConfigError(f"PICTRACE_SEGMENT_DTYPE must be float32 or float16, got {self.segment_dtype!r}")
         for name in (
