@@ -4,13 +4,10 @@ The batch is parsed once and its images are read, decoded and embedded ahead of 
 Metrics (Powertools, namespace POWERTOOLS_METRICS_NAMESPACE): one count per outcome, e.g. IngestCreated, IngestFailed.
 """
 
-import functools
-
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pictrace.ingest import IngestBatch, get_ingestor, ingest_batch
+from pictrace.ingest import Outcome, get_ingestor, ingest_batch
 from pictrace.snapstart import register
 
 logger = Logger()
@@ -19,15 +16,14 @@ processor = BatchProcessor(event_type=EventType.SQS)
 register(get_ingestor)  # SnapStart: the model loaded before the snapshot, clients renewed after a restore
 
 
-def record_handler(record: SQSRecord, batch: IngestBatch) -> None:
-    """Index (or un-index) every key the S3 notification in this message names."""
-    for outcome in batch.sync(record.message_id):
-        logger.info("ingest", extra=vars(outcome))  # key, action, id, reason
-        metrics.add_metric(name=f"Ingest{outcome.action.capitalize()}", unit="Count", value=1)
+def report(outcome: Outcome) -> None:
+    """Log and count what ingesting one key did."""
+    logger.info("ingest", extra=vars(outcome))  # key, action, id, reason
+    metrics.add_metric(name=f"Ingest{outcome.action.capitalize()}", unit="Count", value=1)
 
 
 @metrics.log_metrics
 @logger.inject_lambda_context
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
-    with ingest_batch(event) as batch:
-        return dict(process_partial_response(event, functools.partial(record_handler, batch=batch), processor, context))
+    with ingest_batch(event, on_outcome=report) as batch:
+        return dict(process_partial_response(event, batch.handle_record, processor, context))

@@ -723,24 +723,97 @@ def test_handlers_register_their_snapstart_hooks(name: str, getter: str) -> None
     assert "from pictrace.snapstart import register" in source and f"\n{getter}" in source
 
 
-def test_api_auth_is_a_parameter(template: dict[str, Any]) -> None:
-    params, res, conditions = template["Parameters"], template["Resources"], template["Conditions"]
-    assert params["ApiAuth"]["AllowedValues"] == ["NONE", "IAM", "JWT"] and params["ApiAuth"]["Default"] == "NONE"
-    assert conditions["AuthIam"] == {"Fn::Equals": [{"Ref": "ApiAuth"}, "IAM"]}
-    assert conditions["AuthJwt"] == {"Fn::Equals": [{"Ref": "ApiAuth"}, "JWT"]}
-    route = res["PicTraceApiDefaultRoute"]["Properties"]
-    assert route["AuthorizationType"] == {"Fn::If": ["AuthIam", "AWS_IAM", {"Fn::If": ["AuthJwt", "JWT", "NONE"]}]}
-    assert route["AuthorizerId"] == {
-        "Fn::If": ["AuthJwt", {"Ref": "PicTraceApiJwtAuthorizer"}, {"Ref": "AWS::NoValue"}]
+PUBLIC_ROUTES = {"GET /", "GET /static/{proxy+}", "GET /auth/config", "GET /health"}
+
+
+def routes(template: dict[str, Any], params: dict[str, str] | None = None) -> dict[str, dict[str, Any]]:
+    """Route key -> the route's resolved properties, of the routes that exist with these parameters."""
+    found = {}
+    for res in resources_of(template, "AWS::ApiGatewayV2::Route").values():
+        if "Condition" in res and not evaluate(template, template["Conditions"][res["Condition"]], params):
+            continue
+        props = evaluate(template, res["Properties"], params)
+        found[props["RouteKey"]] = props
+    return found
+
+
+def test_the_api_is_closed_to_strangers_by_default(template: dict[str, Any]) -> None:
+    """Issue 26: without a parameter set, only users of the stack's own Cognito pool reach anything but the page."""
+    params, res = template["Parameters"], template["Resources"]
+    assert params["ApiAuth"]["Default"] != "NONE" and params["ApiAuth"]["Default"] == "COGNITO"
+    assert params["ApiAuth"]["AllowedValues"] == ["COGNITO", "IAM", "JWT", "NONE"]
+    assert "anyone with the URL" in params["ApiAuth"]["Description"]  # NONE says what it exposes
+    by_key = routes(template)
+    default = by_key.pop("$default")
+    assert default["AuthorizationType"] == "JWT" and default["AuthorizerId"] == {"Ref": "PicTraceApiJwtAuthorizer"}
+    public = {k for k, r in by_key.items() if r["AuthorizationType"] == "NONE"}
+    assert public == PUBLIC_ROUTES | {"OPTIONS /{proxy+}"}  # the page, its files, sign-in config, health, preflight
+    jwt = evaluate(template, res["PicTraceApiJwtAuthorizer"]["Properties"])
+    assert jwt["AuthorizerType"] == "JWT"
+    assert jwt["JwtConfiguration"]["Issuer"] == {
+        "Fn::Sub": "https://cognito-idp.${AWS::Region}.${AWS::URLSuffix}/${UserPool}"
     }
-    jwt = res["PicTraceApiJwtAuthorizer"]
-    assert jwt["Condition"] == "AuthJwt" and jwt["Properties"]["AuthorizerType"] == "JWT"
-    assert jwt["Properties"]["JwtConfiguration"] == {"Issuer": {"Ref": "JwtIssuer"}, "Audience": {"Ref": "JwtAudience"}}
+    assert jwt["JwtConfiguration"]["Audience"] == [{"Ref": "UserPoolClient"}]
+
+
+def test_the_user_pool_takes_no_strangers_and_the_page_and_cli_can_sign_in(template: dict[str, Any]) -> None:
+    res = template["Resources"]
+    for name in ("UserPool", "UserPoolClient", "UserPoolDomain"):
+        assert res[name]["Condition"] == "AuthCognito", name
+    pool = res["UserPool"]["Properties"]
+    assert pool["AdminCreateUserConfig"]["AllowAdminCreateUserOnly"] is True  # no self sign-up
+    client = res["UserPoolClient"]["Properties"]
+    assert client["GenerateSecret"] is False  # a public client: nothing secret ships in the page or the CLI
+    assert client["AllowedOAuthFlows"] == ["code"] and client["AllowedOAuthFlowsUserPoolClient"] is True
+    assert "ALLOW_USER_PASSWORD_AUTH" in client["ExplicitAuthFlows"]  # pictrace login
+    assert "ALLOW_REFRESH_TOKEN_AUTH" in client["ExplicitAuthFlows"]
+    assert all("${PicTraceApi}" in url["Fn::Sub"] for url in client["CallbackURLs"])  # back to the page
+    env = function_properties(template, "SearchFunction")["Environment"]["Variables"]
+    assert evaluate(template, env["PICTRACE_AUTH_MODE"]) == "cognito"
+    assert evaluate(template, env["PICTRACE_AUTH_CLIENT_ID"]) == {"Ref": "UserPoolClient"}
+    assert "${UserPoolDomain}" in evaluate(template, env["PICTRACE_AUTH_DOMAIN"])["Fn::Sub"]
+    assert {"UserPoolId", "UserPoolClientId", "SignInUrl"} <= set(template["Outputs"])
+
+
+@pytest.mark.parametrize(("auth", "default_type"), [("IAM", "AWS_IAM"), ("JWT", "JWT"), ("NONE", "NONE")])
+def test_the_other_api_auth_modes(template: dict[str, Any], auth: str, default_type: str) -> None:
+    params = {"ApiAuth": auth, "JwtIssuer": "https://issuer.example", "JwtAudience": "app"}
+    by_key = routes(template, params)
+    assert by_key["$default"]["AuthorizationType"] == default_type
+    if auth == "NONE":  # the explicit opt-in: one route, open
+        assert set(by_key) == {"$default"}
+    else:
+        assert PUBLIC_ROUTES <= set(by_key)
+    assert not evaluate(template, template["Conditions"]["AuthCognito"], params)
+    jwt = template["Resources"]["PicTraceApiJwtAuthorizer"]
+    if auth == "JWT":
+        config = evaluate(template, jwt["Properties"]["JwtConfiguration"], params)
+        assert config == {"Issuer": "https://issuer.example", "Audience": "app"}
     rule = template["Rules"]["JwtAuthNeedsIssuerAndAudience"]
     assert rule["RuleCondition"] == {"Fn::Equals": [{"Ref": "ApiAuth"}, "JWT"]} and len(rule["Assertions"]) == 2
-    preflight = res["PicTraceApiPreflightRoute"]
-    assert preflight["Condition"] == "AuthAny" and preflight["Properties"]["AuthorizationType"] == "NONE"
-    assert preflight["Properties"]["RouteKey"].startswith("OPTIONS ")
+
+
+def test_every_alarm_notifies_a_topic(template: dict[str, Any]) -> None:
+    alarms = resources_of(template, "AWS::CloudWatch::Alarm")
+    assert {"ImageEventsDLQAlarm", "CompactionErrorsAlarm", "IngestErrorsAlarm"} <= set(alarms)
+    for name, alarm in alarms.items():
+        for given in ("", "arn:aws:sns:us-east-1:123456789012:ops"):
+            actions = evaluate(template, alarm["Properties"]["AlarmActions"], {"AlarmTopicArn": given})
+            expected = [{"Ref": "AlarmTopic"}] if not given else [given]
+            assert actions == expected, (name, given)
+    assert template["Resources"]["AlarmTopic"]["Condition"] == "CreateAlarmTopic"
+    assert template["Resources"]["AlarmEmailSubscription"]["Condition"] == "SubscribeAlarmEmail"
+
+
+def test_search_cannot_starve_ingest(template: dict[str, Any]) -> None:
+    """Each function has concurrency reserved for it: a burst of searches cannot take what ingest needs."""
+    ingest = function_properties(template, "IngestFunction")
+    search = function_properties(template, "SearchFunction")
+    assert search["ReservedConcurrentExecutions"] == {"Ref": "SearchMaxConcurrency"}
+    assert ingest["ReservedConcurrentExecutions"] == {"Ref": "IngestMaxConcurrency"}
+    # the queue starts no more than ingest has reserved
+    scaling = ingest["Events"]["ImageEvents"]["Properties"]["ScalingConfig"]
+    assert scaling["MaximumConcurrency"] == {"Ref": "IngestMaxConcurrency"}
 
 
 def test_cors_is_a_parameter_on_the_api_and_the_bucket(template: dict[str, Any]) -> None:

@@ -20,7 +20,7 @@ import json
 import logging
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -29,6 +29,7 @@ from urllib.parse import unquote_plus
 
 import numpy as np
 from aws_lambda_powertools.utilities.data_classes import S3Event
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from pictrace.embedding import Embedder, get_embedder
 from pictrace.errors import InvalidImage, NotFound, ObjectTooLarge
@@ -313,8 +314,11 @@ class IngestBatch:
     """An SQS batch of S3 notifications, parsed once: the keys each message names (or why it names none), read
     ahead of their turn (ReadAhead) while the batch is open."""
 
-    def __init__(self, sqs_event: dict[str, Any], ingestor: Ingestor) -> None:
+    def __init__(
+        self, sqs_event: dict[str, Any], ingestor: Ingestor, on_outcome: Callable[[Outcome], None] | None = None
+    ) -> None:
         self.ingestor = ingestor
+        self.on_outcome = on_outcome
         self._named: dict[str, list[tuple[str, str]] | Exception] = {}
         for record in sqs_event.get("Records", []):
             try:
@@ -334,15 +338,26 @@ class IngestBatch:
             raise ValueError(f"message {message_id} is not an S3 event notification: {named!r}")
         return sync_keys(named, self.ingestor, self.ahead)
 
+    def handle_record(self, record: SQSRecord) -> None:
+        """A batch processor's record handler: sync the message's keys, each outcome to on_outcome."""
+        for outcome in self.sync(record.message_id):
+            if self.on_outcome is not None:
+                self.on_outcome(outcome)
+
     def close(self) -> None:
         """Drop what was read ahead and not taken."""
         self.ahead.close()
 
 
 @contextmanager
-def ingest_batch(sqs_event: dict[str, Any], ingestor: Ingestor | None = None) -> Iterator[IngestBatch]:
-    """The batch, its keys read ahead while inside."""
-    batch = IngestBatch(sqs_event, ingestor or get_ingestor())
+def ingest_batch(
+    sqs_event: dict[str, Any],
+    ingestor: Ingestor | None = None,
+    on_outcome: Callable[[Outcome], None] | None = None,
+) -> Iterator[IngestBatch]:
+    """The batch (on the container's ingestor unless one is given), its keys read ahead while inside; on_outcome
+    sees each key's outcome as handle_record syncs it."""
+    batch = IngestBatch(sqs_event, ingestor or get_ingestor(), on_outcome)
     try:
         yield batch
     finally:
