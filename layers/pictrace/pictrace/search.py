@@ -199,12 +199,13 @@ class SearchService:
         return early
 
     async def _query(
-        self, query: SearchQuery, timer: Timer, pool: ThreadPoolExecutor, picture: bool = False
+        self, query: SearchQuery, timer: Timer, pool: ThreadPoolExecutor, picture: bool | None = None
     ) -> Queried:
         """The model and the query as search and compare use it: an indexed image's entry, or image bytes through the
         pipeline (with its mirror image's features). pool: where the model is loaded (a container's first search:
         while the query is read and decoded) and an image's features are made while the model embeds it. picture:
-        an indexed query's original is decoded too, for a rendering."""
+        compare's (None for search): an indexed query is described with its format and size, and with True its
+        original is decoded too, for a rendering."""
         loading = pool.submit(self._checked_embedder)
         if query.id is not None:
             embedder = await asyncio.wrap_future(loading)  # an index of another model answers nothing, not even 404
@@ -212,7 +213,8 @@ class SearchService:
             timer.lap("decode")
             timer.lap("embed")
             described: dict[str, Any] = {"id": entry.id, "keys": list(entry.keys)}
-            described.update({k: entry.meta[k] for k in ("format", "width", "height") if k in entry.meta})
+            if picture is not None:  # compare says what the indexed query is, too
+                described.update({k: entry.meta[k] for k in ("format", "width", "height") if k in entry.meta})
             image = None
             if picture:
                 image = await asyncio.to_thread(load_original, self.store, self.settings, entry.keys[0])

@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from pictrace.cli import tokens
+
 if TYPE_CHECKING:
     from pictrace.settings import Settings
     from pictrace.storage import Store
@@ -128,7 +130,7 @@ def api_call(target: Target, method: str, path: str, **kwargs: Any) -> dict[str,
 
     url = f"{target.api}{path}"
     try:
-        response = httpx.request(method, url, timeout=target.timeout, **kwargs)
+        response = httpx.request(method, url, timeout=target.timeout, headers=tokens.bearer(target.api), **kwargs)
     except httpx.TimeoutException:
         raise ServiceError(f"the PicTrace API at {target.api} did not answer within {target.timeout:g} s") from None
     except httpx.HTTPError as exc:
@@ -160,6 +162,8 @@ def _api_error(response: Any) -> None:
     message = f"{detail} (HTTP {response.status_code}{' ' + kind if kind else ''})"
     if response.status_code == 404:
         raise NothingFound(message)
+    if response.status_code in (401, 403):
+        raise UsageError(f"{message}: sign in with `pictrace login`")
     if response.status_code < 500:
         raise UsageError(message)
     raise ServiceError(message)
@@ -170,7 +174,8 @@ def api_bytes(target: Target, method: str, path: str, **kwargs: Any) -> tuple[by
     import httpx
 
     try:
-        response = httpx.request(method, f"{target.api}{path}", timeout=target.timeout, **kwargs)
+        headers = tokens.bearer(target.api)
+        response = httpx.request(method, f"{target.api}{path}", timeout=target.timeout, headers=headers, **kwargs)
     except httpx.TimeoutException:
         raise ServiceError(f"the PicTrace API at {target.api} did not answer within {target.timeout:g} s") from None
     except httpx.HTTPError as exc:

@@ -20,6 +20,7 @@ from pictrace.cli.common import (
 from pictrace.cli.compare import cmd_compare
 from pictrace.cli.delete import cmd_delete
 from pictrace.cli.ingest import cmd_ingest
+from pictrace.cli.login import cmd_login
 from pictrace.cli.render import Output
 from pictrace.cli.search import cmd_search
 from pictrace.cli.stats import cmd_stats
@@ -106,6 +107,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("what", metavar="KEY|ID")
     p.set_defaults(run=cmd_delete)
+
+    p = sub.add_parser(
+        "login",
+        parents=[common],
+        help="sign in to a deployed stack's user pool (ApiAuth=COGNITO)",
+        description="Sign in with your user name and password (a first sign-in asks for a new password); the tokens "
+        "are kept for this API in ~/.config/pictrace/tokens.json (readable by you only), refreshed as needed, and "
+        "sent by every later command. The local stack (`make run`) asks for no sign-in.",
+    )
+    p.add_argument("--username", help="the user (email) to sign in as (default: asked)")
+    p.add_argument(
+        "--password-stdin", action="store_true", help="read the password (then a new one, if asked) from stdin"
+    )
+    p.add_argument("--logout", action="store_true", help="forget this API's tokens")
+    p.set_defaults(run=cmd_login)
 
     p = sub.add_parser(
         "stats",

@@ -103,12 +103,35 @@
   function picture(src, alt, whyNot, fallback) {
     const placeholder = () => el("div", { class: "noimg" }, whyNot || "no preview");
     if (!src && !fallback) return placeholder();
-    const img = el("img", { src: src || fallback, alt, loading: "lazy", decoding: "async" });
+    const img = el("img", { alt, loading: "lazy", decoding: "async" });
+    if (src) img.src = src;
     img.addEventListener("error", () => {
-      if (fallback && img.getAttribute("src") !== fallback) img.src = fallback;
-      else img.replaceWith(placeholder());
+      if (fallback && img.dataset.fallback !== "tried") {
+        img.dataset.fallback = "tried";
+        showFallback(img, fallback);
+      } else img.replaceWith(placeholder());
     });
+    if (!src && fallback) {
+      img.dataset.fallback = "tried";
+      showFallback(img, fallback);
+    }
     return img;
+  }
+
+  // The API's thumbnail into an <img>: as a plain link without sign-in; signed in, fetched with the token (an <img>
+  // cannot send it) and shown from a blob.
+  async function showFallback(img, fallback) {
+    if (auth.mode !== "cognito") {
+      img.src = fallback;
+      return;
+    }
+    try {
+      const response = await authorized(fallback);
+      if (!response.ok) throw new Error(String(response.status));
+      img.src = URL.createObjectURL(await response.blob());
+    } catch {
+      img.dispatchEvent(new Event("error"));
+    }
   }
 
   // Browsers show JPEG, PNG, WebP and BMP, not TIFF: those go straight to the thumbnail.
@@ -179,12 +202,117 @@
     return { title, detail, status: response.status, type };
   }
 
+
+  // ------------------------------------------------------------------ sign-in
+  // GET auth/config (public) says how: "none" (a local stack, or a stack deployed with ApiAuth=NONE) needs nothing;
+  // "cognito" is the stack's user pool: its hosted UI (authorization code + PKCE), the tokens in sessionStorage, the
+  // access token sent as a bearer token on every API call, refreshed before it expires, or a new sign-in.
+  const auth = { mode: "none", config: null };
+  const TOKENS = "pictrace.tokens";
+  const VERIFIER = "pictrace.pkce";
+  const here = () => location.origin + location.pathname;
+  const b64url = (bytes) => btoa(String.fromCharCode(...new Uint8Array(bytes))).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+
+  async function tokenRequest(params) {
+    const response = await fetch(`${auth.config.domain}/oauth2/token`, {
+      method: "POST",
+      headers: { "content-type": "application/x-www-form-urlencoded" },
+      body: new URLSearchParams({ client_id: auth.config.client_id, ...params }),
+    });
+    if (!response.ok) throw { title: "Sign-in failed.", detail: `the user pool answered HTTP ${response.status}` };
+    const t = await response.json();
+    const old = JSON.parse(sessionStorage.getItem(TOKENS) || "{}");
+    const tokens = {
+      access: t.access_token,
+      refresh: t.refresh_token || old.refresh,
+      expires: Date.now() + (Number(t.expires_in) || 3600) * 1000,
+    };
+    sessionStorage.setItem(TOKENS, JSON.stringify(tokens));
+    return tokens;
+  }
+
+  async function signIn() {
+    const verifier = b64url(crypto.getRandomValues(new Uint8Array(32)));
+    sessionStorage.setItem(VERIFIER, verifier);
+    const challenge = b64url(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(verifier)));
+    const query = new URLSearchParams({
+      response_type: "code",
+      client_id: auth.config.client_id,
+      redirect_uri: here(),
+      scope: "openid email profile",
+      code_challenge_method: "S256",
+      code_challenge: challenge,
+    });
+    location.assign(`${auth.config.domain}/oauth2/authorize?${query}`);
+  }
+
+  function signOut() {
+    sessionStorage.removeItem(TOKENS);
+    const query = new URLSearchParams({ client_id: auth.config.client_id, logout_uri: here() });
+    location.assign(`${auth.config.domain}/logout?${query}`);
+  }
+
+  // The access token to send, refreshed when it is about to expire; null where no sign-in is needed.
+  async function accessToken() {
+    if (auth.mode !== "cognito") return null;
+    let tokens = JSON.parse(sessionStorage.getItem(TOKENS) || "null");
+    if (tokens && tokens.expires - Date.now() < 60000 && tokens.refresh) {
+      try {
+        tokens = await tokenRequest({ grant_type: "refresh_token", refresh_token: tokens.refresh });
+      } catch {
+        tokens = null;
+      }
+    }
+    if (!tokens || tokens.expires <= Date.now()) {
+      await signIn();
+      throw { title: "Signing in…", detail: "you are sent to the sign-in page" };
+    }
+    return tokens.access;
+  }
+
+  // fetch with the bearer token where the API needs one
+  async function authorized(path, init) {
+    const token = await accessToken();
+    if (!token) return fetch(path, init);
+    const headers = new Headers((init && init.headers) || {});
+    headers.set("authorization", `Bearer ${token}`);
+    return fetch(path, { ...(init || {}), headers });
+  }
+
+  // Where the page learns how to sign in, finishes a sign-in the hosted UI sent back, and says who is signed in.
+  async function startAuth() {
+    const response = await fetch("auth/config");
+    auth.config = response.ok ? await response.json() : { mode: "none" };
+    auth.mode = auth.config.mode;
+    const line = $("auth");
+    if (auth.mode !== "cognito") {
+      line.replaceChildren(auth.mode === "none" ? "no sign-in: anyone who reaches this API can search" : "");
+      return;
+    }
+    const params = new URLSearchParams(location.search);
+    if (params.get("code")) {
+      await tokenRequest({
+        grant_type: "authorization_code",
+        code: params.get("code"),
+        redirect_uri: here(),
+        code_verifier: sessionStorage.getItem(VERIFIER) || "",
+      });
+      sessionStorage.removeItem(VERIFIER);
+      history.replaceState(null, "", here() + location.hash);
+    }
+    const button = el("button", { type: "button", class: "link" }, "sign out");
+    button.addEventListener("click", signOut);
+    line.replaceChildren("signed in · ", button);
+    await accessToken();
+  }
+
   // ------------------------------------------------------------------ the API
   async function api(path, init) {
     let response;
     try {
-      response = await fetch(path, init);
+      response = await authorized(path, init);
     } catch (exc) {
+      if (exc && exc.title) throw exc;
       throw { title: "Cannot reach the PicTrace API.", detail: `${exc.message || exc}. Is the server running?` };
     }
     if (!response.ok) throw await apiError(response);
@@ -468,8 +596,9 @@
   async function pictureOf(path) {
     let response;
     try {
-      response = await fetch(`${path}&format=png`, compareInit("image/png"));
+      response = await authorized(`${path}&format=png`, compareInit("image/png"));
     } catch (exc) {
+      if (exc && exc.title) throw exc;
       throw { title: "Cannot reach the PicTrace API.", detail: `${exc.message || exc}. Is the server running?` };
     }
     if (!response.ok) throw await apiError(response);
@@ -655,6 +784,10 @@
   }
   window.addEventListener("popstate", fromHash);
 
-  loadHealth();
-  fromHash();
+  startAuth()
+    .catch((err) => showError(err.title || "Sign-in failed.", err.detail || String(err)))
+    .finally(() => {
+      loadHealth();
+      fromHash();
+    });
 })();

@@ -1,0 +1,65 @@
+"""`pictrace login`: sign in to a stack's user pool (ApiAuth=COGNITO) with a user name and password; the tokens are
+kept for that API (pictrace.cli.tokens) and every later command sends them."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from pictrace.cli import tokens
+from pictrace.cli.common import EXIT_OK, ServiceError, Target, UsageError, api_call
+from pictrace.cli.render import Output
+from pictrace.storage import new_client
+
+
+def _secret(args: argparse.Namespace, prompt: str) -> str:
+    """A password: the next line of standard input with --password-stdin, else asked for without echo."""
+    if args.password_stdin:
+        line = sys.stdin.readline().rstrip("\n")
+        if not line:
+            raise UsageError(f"--password-stdin: standard input has no line for the {prompt.lower().rstrip(': ')}")
+        return line
+    return getpass.getpass(prompt)
+
+
+def cmd_login(args: argparse.Namespace, target: Target, out: Output) -> int:
+    """Sign in to the API's user pool and keep the tokens; --logout forgets them."""
+    if args.logout:
+        tokens.forget(target.api)
+        out.note(f"signed out of {target.api}")
+        return EXIT_OK
+    config = api_call(target, "GET", "/auth/config")
+    mode = config.get("mode")
+    if mode == "none":
+        out.note(f"{target.api} asks for no sign-in")
+        return EXIT_OK
+    if mode != "cognito":
+        raise UsageError(f"{target.api} is signed in to with {mode}, not a user pool: `pictrace login` cannot help")
+    client_id, region = str(config["client_id"]), str(config["region"])
+    username = args.username or input("user (email): ").strip()
+    cognito = new_client("cognito-idp", region_name=region)
+    try:
+        answer = cognito.initiate_auth(
+            AuthFlow="USER_PASSWORD_AUTH",
+            ClientId=client_id,
+            AuthParameters={"USERNAME": username, "PASSWORD": _secret(args, "Password: ")},
+        )
+        if answer.get("ChallengeName") == "NEW_PASSWORD_REQUIRED":  # a user the administrator created
+            answer = cognito.respond_to_auth_challenge(
+                ClientId=client_id,
+                ChallengeName="NEW_PASSWORD_REQUIRED",
+                Session=answer["Session"],
+                ChallengeResponses={"USERNAME": username, "NEW_PASSWORD": _secret(args, "New password: ")},
+            )
+    except ClientError as exc:
+        raise UsageError(f"sign-in refused: {exc.response.get('Error', {}).get('Message', exc)}") from None
+    except BotoCoreError as exc:
+        raise ServiceError(f"cannot reach the user pool in {region}: {exc}") from None
+    if "AuthenticationResult" not in answer:
+        raise UsageError(f"the user pool asks for {answer.get('ChallengeName')}, which `pictrace login` does not do")
+    path = tokens.save(target.api, tokens.from_result(answer["AuthenticationResult"], client_id, region))
+    out.note(f"signed in to {target.api} as {username} (tokens in {path}, readable by you only)")
+    return EXIT_OK
