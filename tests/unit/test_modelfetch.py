@@ -268,3 +268,101 @@ def test_the_prefetch_says_why_it_failed(tmp_path: Path) -> None:
         [sys.executable, "-m", "pictrace.modelfetch"], env=env, capture_output=True, text=True, timeout=60, check=False
     )
     assert done.returncode == 1 and "PICTRACE_BUCKET" in done.stderr, done.stderr
+
+
+#: the runtime's stand-in that also says whether its prefetch child is gone once it ended (no zombie left)
+FIRST_REQUEST_THEN_REAP = (
+    FIRST_REQUEST
+    + """
+import os
+pid = int(os.environ["PICTRACE_PREFETCH_PID"])
+deadline = time.monotonic() + 10
+def state():
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return "gone"
+while state() != "gone" and time.monotonic() < deadline:
+    time.sleep(0.05)
+print(state())
+"""
+)
+
+
+def wrapper_env(lambda_api: dict[str, Any], target: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "PICTRACE_BUCKET": "b",
+        "PICTRACE_MODEL_DIR": str(target),
+        "PICTRACE_MODEL_LAYER": ARN,
+        "AWS_ENDPOINT_URL_LAMBDA": lambda_api["url"],
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+
+
+def test_the_runtime_reaps_its_prefetch(lambda_api: dict[str, Any], tmp_path: Path) -> None:
+    """The runtime never waits for the wrapper's prefetch: the first acquisition reaps it, so no zombie stays."""
+    env = wrapper_env(lambda_api, tmp_path / "tmp" / "pictrace-model")
+    runtime = [sys.executable, "-c", FIRST_REQUEST_THEN_REAP, lambda_api["url"]]
+    done = subprocess.run([str(WRAPPER), *runtime], env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split()[-1] == "gone", done.stdout  # "Z" without the reaper
+
+
+@pytest.mark.parametrize("how", ["SIGKILL", "SIGTERM"])
+def test_a_stopped_fetch_leaves_no_scratch_archive_behind(lambda_api: dict[str, Any], tmp_path: Path, how: str) -> None:
+    """A prefetch stopped mid-download: SIGTERM removes its scratch directory on the way out; after a SIGKILL the
+    next fetch (which holds the turn) removes it before its own."""
+    import signal
+
+    from pictrace.modelfetch import SCRATCH_PREFIX
+
+    target = tmp_path / "tmp" / "pictrace-model"
+    env = wrapper_env(lambda_api, target)
+    proc = subprocess.Popen([sys.executable, "-m", "pictrace.modelfetch"], env=env, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 20
+    while not list(target.glob(SCRATCH_PREFIX + "*")) and time.monotonic() < deadline:
+        time.sleep(0.01)  # the download is under way (the server holds it back 1 s)
+    assert list(target.glob(SCRATCH_PREFIX + "*")), "the fetch never started"
+    proc.send_signal(getattr(signal, how))
+    proc.wait(timeout=10)
+    if how == "SIGTERM":
+        assert not list(target.glob(SCRATCH_PREFIX + "*"))
+    else:
+        assert list(target.glob(SCRATCH_PREFIX + "*"))  # nothing runs on a kill: the next fetch cleans up
+        done = subprocess.run([sys.executable, "-m", "pictrace.modelfetch"], env=env, capture_output=True, timeout=60)
+        assert done.returncode == 0 and has_model(target)
+        assert not list(target.glob(SCRATCH_PREFIX + "*"))
+
+
+def test_a_fetch_held_up_by_a_stuck_process_gives_up_within_its_bound(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pictrace.modelfetch as modelfetch
+
+    target = tmp_path / "pictrace-model"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, f"{target}.lock"], stdout=subprocess.PIPE, text=True
+    )  # a stuck fetch: holds the turn and never lets go
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        monkeypatch.setattr(modelfetch, "LOCK_WAIT_S", 0.5)
+        started = time.monotonic()
+        with pytest.raises(UpstreamError, match=r"for over 0\.5 s"):
+            modelfetch.acquire_model(settings(target), FakeLambda("http://unused", layer_zip(tmp_path / "z.zip", {})))
+        assert time.monotonic() - started < 5
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+HOLD_LOCK = """
+import fcntl, sys, time
+lock = open(sys.argv[1], "a")
+fcntl.flock(lock, fcntl.LOCK_EX)
+print("held", flush=True)
+time.sleep(60)
+"""

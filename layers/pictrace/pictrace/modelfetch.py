@@ -21,6 +21,8 @@ import fcntl
 import hashlib
 import logging
 import os
+import shutil
+import signal
 import sys
 import tempfile
 import threading
@@ -44,8 +46,15 @@ logger = logging.getLogger(__name__)
 ARCHIVE_DIR = "model/"
 #: where Lambda puts it when the function attaches the model layer (layers are extracted under /opt)
 ATTACHED_DIR = "/opt/model"
+#: the longest a process waits for another's fetch before it gives up (UpstreamError: the request answers 503)
+LOCK_WAIT_S = 90.0
+#: the exec wrapper names its prefetch here, for the runtime to reap (reap_prefetch)
+PREFETCH_PID = "PICTRACE_PREFETCH_PID"
+#: scratch directories of a fetch, inside the model directory: left by a killed fetch, removed by the next one
+SCRATCH_PREFIX = ".fetch-"
 _lock = threading.Lock()
 _acquired: list[Acquired] = []  # this process's acquisitions that fetched or waited (acquired_here)
+_reaping: list[int] = []  # the prefetch this process reaps (reap_prefetch)
 
 
 @dataclass(frozen=True)
@@ -79,6 +88,7 @@ def acquire_model(settings: Settings, client: Any | None = None, attached: str =
     """The model directory: settings.model_dir if it holds the model; else, when settings.model_layer names the
     model layer, the layer's files at `attached` if the function attaches it, or else its archive fetched into
     settings.model_dir."""
+    reap_prefetch()
     if has_model(settings.model_dir) or not settings.model_layer:
         return Acquired(settings.model_dir, "dir")
     if has_model(attached):
@@ -101,20 +111,47 @@ def acquired_here() -> Acquired | None:
     return _acquired[-1] if _acquired else None
 
 
+def reap_prefetch() -> None:
+    """Where the exec wrapper started this process's prefetch (PICTRACE_PREFETCH_PID), wait for it on a daemon
+    thread, so that it leaves no zombie when it ends (the runtime never waits for its children). Once per process."""
+    raw = os.environ.get(PREFETCH_PID, "")
+    if _reaping or not raw.isdigit():
+        return
+    pid = int(raw)
+    _reaping.append(pid)
+
+    def reap() -> None:
+        try:
+            os.waitpid(pid, 0)
+        except ChildProcessError:  # not this process's child (a process the runtime started), or reaped already
+            pass
+
+    threading.Thread(target=reap, name="pictrace-prefetch-reaper", daemon=True).start()
+
+
 @contextmanager
-def _fetch_turn(model_dir: str) -> Iterator[float]:
+def _fetch_turn(model_dir: str, wait_s: float | None = None) -> Iterator[float]:
     """The container's turn to fetch into model_dir (an exclusive lock on a file beside it, which the system
-    releases if its holder dies); yields the seconds spent waiting for another process's turn (0.0: none)."""
+    releases if its holder dies); yields the seconds spent waiting for another process's turn (0.0: none).
+    UpstreamError when another process held it for longer than wait_s (LOCK_WAIT_S)."""
+    limit = LOCK_WAIT_S if wait_s is None else wait_s
     lock_path = Path(f"{model_dir.rstrip('/')}.lock")
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     with lock_path.open("a") as lock:
         started = time.perf_counter()
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            waited = 0.0
-        except BlockingIOError:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            waited = max(time.perf_counter() - started, 1e-6)
+        waited = 0.0
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                waited = max(time.perf_counter() - started, 1e-6)
+                if waited > limit:
+                    raise UpstreamError(
+                        f"another process has been fetching the model into {model_dir} for over {limit:g} s: "
+                        "giving up on it (the next request tries again)"
+                    ) from None
+                time.sleep(0.01)
         try:
             yield waited
         finally:
@@ -142,7 +179,9 @@ def fetch_layer_model(layer_arn: str, model_dir: str, client: Any | None = None,
         raise UpstreamError(f"the model layer {layer_arn} has no downloadable archive ({location!r})")
     target = Path(model_dir)
     target.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=target) as scratch:
+    for stale in target.glob(SCRATCH_PREFIX + "*"):  # a killed fetch's (whoever fetches holds the turn)
+        shutil.rmtree(stale, ignore_errors=True)
+    with tempfile.TemporaryDirectory(dir=target, prefix=SCRATCH_PREFIX) as scratch:
         archive = Path(scratch) / "layer.zip"
         digest = hashlib.sha256()
         try:
@@ -190,6 +229,7 @@ def main() -> int:
     """`python -m pictrace.modelfetch`: the model acquired for this container, as its first request would (the
     exec wrapper's prefetch); 1 if that failed, which the first request then reports as its own error."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    signal.signal(signal.SIGTERM, _terminated)  # a stopped prefetch removes its scratch archive on the way out
     try:
         acquired = acquire_model(get_settings())
     except PicTraceError as exc:
@@ -197,6 +237,10 @@ def main() -> int:
         return 1
     logger.info("model %s (%s) after %.2f s of waiting", acquired.path, acquired.source, acquired.waited_s)
     return 0
+
+
+def _terminated(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
 
 
 if __name__ == "__main__":
