@@ -310,6 +310,42 @@ def test_backfill_mirrors_an_existing_index_into_an_empty_vector_index(
     assert backfill(vectors, index_store, SegmentedView(SegmentStore(index_store)))["deleted"] == 0  # idempotent
 
 
+@pytest.mark.parametrize("compacted", [True, False])
+def test_backfill_prunes_against_what_is_live_after_its_put_phase(
+    stack: Any, vectors: VectorIndex, compacted: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 26: an image indexed while the backfill puts keeps its vector, and one deleted meanwhile does not come
+    back (the ids live at the start were pruned against before)."""
+    from pictrace.index.segments import SegmentedView, SegmentStore
+    from pictrace.index.vectors import backfill
+
+    from tests.functional.test_segments import add_images, truth
+
+    index_store = IndexStore(Store(stack.bucket), "index/")
+    _indexed_then_switched(index_store, compacted)
+    later = unit(np.random.default_rng(21), 50)
+    put = vectors.put
+
+    changed: list[bool] = []
+
+    def put_then_the_index_changes(items: Any) -> Any:
+        done = put(items)  # the long put phase; meanwhile ingest indexes one image and deletes another
+        if not changed:
+            changed.append(True)
+            add_images(index_store, later, [45])
+            put([entry(45, later[45], ("images/45.jpg",))])  # as ingest's own mirror does
+            index_store.remove_key("images/7.jpg")
+            vectors.delete([entry(7, later[7], ()).id])  # likewise
+        return done
+
+    monkeypatch.setattr(vectors, "put", put_then_the_index_changes)
+    backfill(vectors, index_store, SegmentedView(SegmentStore(index_store)))
+    expected = truth(index_store)
+    assert entry(45, later[45], ()).id in expected and entry(7, later[7], ()).id not in expected
+    assert sorted(vectors.ids()) == sorted(expected)
+    assert vectors.get(list(expected)) == expected
+
+
 def test_pictrace_vectors_backfill_command(
     stack: Any, vectors: VectorIndex, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -368,31 +368,44 @@ def reconcile(vectors: VectorIndex, index_store: IndexStore, remove_markers: boo
     return result
 
 
-def backfill(vectors: VectorIndex, index_store: IndexStore, source: RowSource, prune: bool = True) -> dict[str, int]:
+def backfill(
+    vectors: VectorIndex,
+    index_store: IndexStore,
+    source: RowSource,
+    prune: bool = True,
+    after_put: Callable[[], None] | None = None,
+) -> dict[str, int]:
     """Mirror the whole index (every row the source has) into the vector index: for a stack switched to S3 Vectors
     after images were indexed.
 
-    Idempotent: every indexed image is put again. prune: also delete vectors of images no longer indexed
-    (needs ListVectors). Refused vectors are recorded and skipped, as in mirror.
+    Idempotent: every indexed image is put again. The index is read again after the long put phase, and what changed
+    meanwhile is mirrored as it is now: an image indexed meanwhile keeps its vector, one deleted meanwhile loses the
+    one just put. prune: also delete vectors of images not indexed at that second reading (needs ListVectors).
+    Refused vectors are recorded and skipped, as in mirror. after_put: called between the two readings (tests).
     """
-    live: set[str] = set()
+    before, load = source.refresh()
+    put_ids: set[str] = set()
 
     def items() -> Iterator[Item]:
-        versions, load = source.refresh()
-        for entry_id, keys, embedding in load(list(versions)).items():
-            live.add(entry_id)
+        for entry_id, keys, embedding in load(list(before)).items():
+            put_ids.add(entry_id)
             yield Item(entry_id, keys, embedding)
 
     put = vectors.put(items())
     index_store.record_vector_refused(put.refused)
-    stale = [i for i in vectors.ids() if i not in live] if prune else []
+    if after_put is not None:
+        after_put()
+    now, _ = source.refresh()  # what is live at the prune, not at the start
+    changed = [i for i in set(now) | put_ids if now.get(i) != before.get(i) or i not in now]
+    again = mirror(vectors, index_store, changed)  # new, changed or gone since the put: as their entries are now
+    stale = [i for i in vectors.ids() if i not in now] if prune else []
     vectors.delete(stale + list(put.refused))  # a refused entry's older vector would hold stale keys
     result = {
-        "indexed": len(live),
-        "put": put.put,
+        "indexed": len(now),
+        "put": put.put + again.put,
         "requests": put.requests,
-        "refused": len(put.refused),
-        "deleted": len(stale),
+        "refused": len(put.refused) + len(again.refused),
+        "deleted": len(stale) + again.deleted,
     }
     logger.info("backfilled the vector index", extra=result)
     return result
