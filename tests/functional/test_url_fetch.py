@@ -7,6 +7,7 @@ including 127.0.0.1, keeps the real rules), so each refusal below is the product
 from __future__ import annotations
 
 import asyncio
+import re
 import socket
 import threading
 import time
@@ -61,8 +62,9 @@ def _app() -> web.Application:
         n = int(request.match_info["n"])
         raise web.HTTPFound("/img.jpg" if n == 0 else f"/hop/{n - 1}")
 
-    async def to(request: web.Request) -> web.Response:
-        raise web.HTTPFound(request.query["url"])
+    async def to(request: web.Request) -> web.Response:  # any Location, malformed ones included, as sent
+        location = "".join(c if 0x20 <= ord(c) < 0x7F else f"%{ord(c):02X}" for c in request.query["url"])
+        return web.Response(status=302, headers={"Location": location})
 
     async def missing(_: web.Request) -> web.Response:
         raise web.HTTPNotFound()
@@ -203,3 +205,126 @@ def test_the_checked_address_is_the_one_connected_to(server: str, monkeypatch: p
     monkeypatch.setattr(asyncio.base_events.BaseEventLoop, "getaddrinfo", rebinding)
     assert get(f"http://rebind.test:{port}/img.jpg") == read("astronaut.jpg")
     assert lookups == [SERVER_IP]
+
+
+# --------------------------------------------------------------------------- malformed URLs (issue 26): a 4xx each
+HOSTILE = [
+    "http://[::1/x.jpg",  # an unclosed IPv6 bracket
+    "http://[127.0.0.1]/x.jpg",  # IPv4 in IPv6 brackets
+    "http://[::1]]/x.jpg",
+    "http://[fe80::1%25eth0/x.jpg",
+    "http://[]/x.jpg",
+    "http://host:99999/x.jpg",  # port out of range
+    "http://host:port/x.jpg",
+    "http://host:0/x.jpg",
+    "http://user:pass@127.0.0.2/x.jpg",  # credentials
+    "http://\u2024\u2024/x.jpg",  # a name IDNA cannot encode
+    "http://exa mple.org/x.jpg",
+    "http://example.org/\x00x.jpg",
+    "http:///x.jpg",
+    "//example.org/x.jpg",
+    "http://" + "a" * 3000 + ".org/x.jpg",
+    "javascript:alert(1)",
+]
+
+
+@pytest.mark.parametrize("url", HOSTILE)
+def test_a_malformed_url_is_a_fetch_error(url: str) -> None:
+    with pytest.raises(FetchError):
+        get(url)
+
+
+@pytest.mark.parametrize("location", [*HOSTILE[:8], "http://[127.0.0.1]:80/", "http://%zz/", "gopher://127.0.0.2/"])
+def test_a_redirect_to_a_malformed_location_is_a_fetch_error(server: str, location: str) -> None:
+    from urllib.parse import quote
+
+    with pytest.raises(FetchError, match="redirected"):
+        get(f"{server}/to?url={quote(location, safe='')}")
+
+
+def test_the_api_answers_each_hostile_url_with_a_4xx_quickly(stack: Any, server: str) -> None:
+    """Against the app with PICTRACE_URL_ALLOW_PRIVATE=false, as deployed: a 4xx within 2 s, and healthy after."""
+    from urllib.parse import quote
+
+    from fastapi.testclient import TestClient
+    from pictrace.api import create_app
+    from pictrace.settings import Settings
+
+    client = TestClient(create_app(Settings.from_env(url_allow_private=False)))
+    urls = [*HOSTILE, *(f"{server}/to?url={quote(u, safe='')}" for u in HOSTILE[:3])]
+    for url in urls:
+        started = time.monotonic()
+        answer = client.post("/search", json={"url": url})
+        assert 400 <= answer.status_code < 500 and answer.json()["detail"], (url, answer.status_code, answer.text)
+        assert time.monotonic() - started < 2, url
+    assert client.get("/auth/config").status_code == 200
+
+
+def _host() -> Any:
+    from hypothesis import strategies as st
+
+    octet = st.integers(0, 300).map(str)
+    ipv4 = st.tuples(octet, octet, octet, octet).map(".".join)
+    private4 = st.sampled_from(["127.0.0.1", "10.0.0.7", "192.168.1.1", "169.254.169.254", "0.0.0.0", "100.64.0.1"])
+    ipv6 = st.sampled_from(["::1", "::", "fe80::1", "::ffff:127.0.0.1", "fd00::1", "1::2::3", "gggg::1", "::1%eth0"])
+    garbage = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=12)
+    return st.one_of(
+        ipv4.filter(lambda a: not a.startswith(("8.", "1.", "2.", "3.", "4.", "5.", "6.", "9."))),  # no public hosts
+        private4,
+        private4.map(lambda a: f"[{a}]"),
+        ipv6.map(lambda a: f"[{a}]"),
+        ipv6,
+        ipv6.map(lambda a: f"[{a}"),
+        garbage.filter(lambda h: not re.fullmatch(r"[A-Za-z0-9._-]*", h)),  # never a name DNS would be asked for
+        st.just("localhost"),
+    )
+
+
+def _url() -> Any:
+    from hypothesis import strategies as st
+
+    scheme = st.sampled_from(["http", "https", "HTTP", "ftp", "file", "", "http:", "javascript"])
+    port = st.one_of(st.just(""), st.integers(-5, 70000).map(lambda p: f":{p}"), st.just(":x"), st.just(":"))
+    userinfo = st.sampled_from(["", "u@", "u:p@", "@", ":@"])
+    path = st.text(max_size=20).map(lambda p: "/" + p)
+    return st.tuples(scheme, userinfo, _host(), port, path).map(lambda t: f"{t[0]}://{t[1]}{t[2]}{t[3]}{t[4]}")
+
+
+def test_any_url_shape_is_a_url_or_a_fetch_error() -> None:
+    """Property: checked_url either accepts a URL (http(s), a host) or raises FetchError; fetch_url on the same
+    shapes (no public host among them) raises only FetchError or ImageTooLarge."""
+    from hypothesis import HealthCheck, given, settings
+
+    @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(_url())
+    def check(url: str) -> None:
+        try:
+            parsed = fetch.checked_url(url, allow_private=False)
+        except FetchError:
+            pass
+        else:
+            assert parsed.scheme in ("http", "https") and parsed.host
+        try:
+            asyncio.run(fetch.fetch_url(url, max_bytes=LIMIT, timeout=2.0, allow_private=False))
+        except (FetchError, ImageTooLarge):
+            pass
+
+    check()
+
+
+def test_any_redirect_location_is_followed_or_a_fetch_error(server: str) -> None:
+    """Property: whatever a server puts in Location, the fetch follows it or refuses it with a FetchError."""
+    from urllib.parse import quote
+
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(st.one_of(_url(), st.text(max_size=30)))
+    def check(location: str) -> None:
+        try:
+            get(f"{server}/to?url={quote(location, safe='')}", timeout=2.0)
+        except (FetchError, ImageTooLarge):
+            pass
+
+    check()

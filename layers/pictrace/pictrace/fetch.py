@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import random
+import re
 import socket
 from collections import OrderedDict
 from collections.abc import Callable
@@ -83,31 +84,57 @@ class CheckedResolver(AbstractResolver):
         return None
 
 
-def _check_url(url: str, allow_private: bool) -> None:
-    """Refuse non-http(s) URLs, and IP-literal hosts that are not public (names are checked when resolved)."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise FetchError("url must be an absolute http:// or https:// URL")
+#: the longest query URL accepted (the API's schema says the same)
+MAX_URL_LENGTH = 2048
+#: a host name as DNS knows it (after IDNA): labels of letters, digits, hyphens (and underscores), dot-separated
+_HOST_NAME = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,62})(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,62}))*\.?")
+
+
+def checked_url(url: str, allow_private: bool) -> URL:
+    """The URL as it will be requested, or FetchError saying what is wrong with it: absolute http(s) only, no user
+    name or password, a host that parses (IP literals in brackets only for IPv6) and encodes (IDNA), a port in range,
+    and an IP-literal host that is public (names are checked when resolved, CheckedResolver)."""
+    if not isinstance(url, str) or not url or len(url) > MAX_URL_LENGTH:
+        raise FetchError(f"url must be an absolute http:// or https:// URL of at most {MAX_URL_LENGTH} characters")
+    if any(c.isspace() or ord(c) < 0x20 or ord(c) == 0x7F for c in url):
+        raise FetchError("the url is malformed: it holds spaces or control characters")
     try:
-        ipaddress.ip_address(parts.hostname)
+        parts = urlsplit(url)
+        host, port = parts.hostname, parts.port  # both raise ValueError on a malformed authority
+        parsed = URL(url)
+        parsed.raw_host  # noqa: B018  # IDNA-encodes the host (UnicodeError on a name that does not encode)
+    except (ValueError, UnicodeError, TypeError) as exc:
+        raise FetchError(f"the url is malformed: {exc}") from None
+    if parts.scheme not in ("http", "https") or not host or parsed.scheme not in ("http", "https"):
+        raise FetchError("url must be an absolute http:// or https:// URL")
+    if parts.username is not None or parts.password is not None:
+        raise FetchError("the url must not carry a user name or password")
+    if port == 0:
+        raise FetchError("the url's port must be between 1 and 65535")
+    try:
+        ipaddress.ip_address(host)
     except ValueError:
-        return  # a name: CheckedResolver checks what it resolves to
-    reason = address_refused(parts.hostname)
+        if not _HOST_NAME.fullmatch(parsed.raw_host or ""):
+            raise FetchError(f"the url's host {host[:100]!r} is not a host name or an IP address") from None
+        return parsed  # a name: CheckedResolver checks what it resolves to
+    reason = address_refused(host)
     if reason and not allow_private:
-        raise FetchError(f"refusing to fetch from {parts.hostname}: it is {reason}")
+        raise FetchError(f"refusing to fetch from {host}: it is {reason}")
+    return parsed
 
 
 async def fetch_url(url: str, *, max_bytes: int, timeout: float, allow_private: bool = False) -> bytes:
-    """The bytes of an image URL, refusing unsafe targets, redirects past 3, non-images and oversize bodies."""
+    """The bytes of an image URL, refusing unsafe or malformed targets (the URL and every redirect), redirects past
+    3, non-images and oversize bodies: FetchError or ImageTooLarge, never another exception for what a caller sent."""
+    target = checked_url(url, allow_private)
     connector = aiohttp.TCPConnector(resolver=CheckedResolver(allow_private), use_dns_cache=False)
     client_timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=min(timeout, 5.0))
     try:
         async with aiohttp.ClientSession(connector=connector, timeout=client_timeout) as session:
             for _hop in range(MAX_REDIRECTS + 1):
-                _check_url(url, allow_private)
-                async with session.get(url, allow_redirects=False) as response:
+                async with session.get(target, allow_redirects=False) as response:
                     if response.status in (301, 302, 303, 307, 308) and "Location" in response.headers:
-                        url = str(response.url.join(URL(response.headers["Location"])))
+                        target = _redirected(response, allow_private)
                         continue
                     return await _read_image(response, max_bytes)
             raise FetchError(f"the url redirected more than {MAX_REDIRECTS} times")
@@ -119,6 +146,21 @@ async def fetch_url(url: str, *, max_bytes: int, timeout: float, allow_private: 
         if isinstance(exc.__cause__, FetchError):
             raise exc.__cause__ from None
         raise FetchError(f"fetching the url failed ({type(exc).__name__})") from None
+    except (ValueError, UnicodeError) as exc:  # what aiohttp or yarl make of a target they cannot handle
+        raise FetchError(f"the url cannot be fetched: {exc}") from None
+
+
+def _redirected(response: aiohttp.ClientResponse, allow_private: bool) -> URL:
+    """Where a redirect points, checked as the first URL was."""
+    location = response.headers["Location"]
+    try:
+        joined = str(response.url.join(URL(location)))
+    except (ValueError, UnicodeError, TypeError) as exc:
+        raise FetchError(f"the url redirected to a malformed location: {exc}") from None
+    try:
+        return checked_url(joined, allow_private)
+    except FetchError as exc:
+        raise FetchError(f"the url redirected to {location[:200]!r}: {exc}") from None
 
 
 async def _read_image(response: aiohttp.ClientResponse, max_bytes: int) -> bytes:
