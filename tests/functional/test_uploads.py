@@ -1,7 +1,9 @@
-"""Large query images: POST /uploads (presigned PUT into the queries prefix), PUT, then POST /search {"key": ...}."""
+"""Large query images: POST /uploads (a presigned POST into the queries prefix whose policy bounds the size and the
+type), the POST to S3, then POST /search {"key": ...}."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 from typing import Any
@@ -25,15 +27,47 @@ def indexed(stack: Any) -> Any:
     return stack
 
 
-def upload(client: TestClient, data: bytes, content_type: str | None = "image/png") -> str:
+def presigned(client: TestClient, content_type: str | None = "image/png") -> dict[str, Any]:
     response = client.post("/uploads", json={"content_type": content_type} if content_type else None)
     assert response.status_code == 201, response.text
-    body = response.json()
-    assert body["key"].startswith("queries/") and body["method"] == "PUT" and body["expires_in"] == 900
-    put = httpx.put(body["url"], content=data, headers=body["headers"], timeout=30)
-    assert put.status_code == 200, put.text
+    body: dict[str, Any] = response.json()
+    assert body["key"].startswith("queries/") and body["method"] == "POST" and body["expires_in"] == 900
+    return body
+
+
+def post(body: dict[str, Any], data: bytes, content_type: str) -> httpx.Response:
+    """The browser's or the CLI's POST to S3: the fields as given, the Content-Type, then the file."""
+    fields = {**body["fields"], "Content-Type": content_type}
+    return httpx.post(body["url"], data=fields, files={"file": ("q", data, content_type)}, timeout=30)
+
+
+def policy(body: dict[str, Any]) -> list[Any]:
+    """The conditions of a presigned POST's policy (what S3 enforces)."""
+    conditions: list[Any] = json.loads(base64.b64decode(body["fields"]["policy"]))["conditions"]
+    return conditions
+
+
+def upload(client: TestClient, data: bytes, content_type: str | None = "image/png") -> str:
+    body = presigned(client, content_type)
+    done = post(body, data, content_type or "image/jpeg")
+    assert done.status_code in (200, 201, 204), done.text
     key: str = body["key"]
     return key
+
+
+def test_the_upload_policy_bounds_size_and_type(stack: Any) -> None:
+    """Issue 26: whatever the client asks, the presigned POST carries a size range and the image types."""
+    client = TestClient(create_app(Settings.from_env(max_bytes=123_456)))
+    for asked in ("image/png", None):
+        body = presigned(client, asked)
+        conditions = policy(body)
+        assert ["content-length-range", 1, 123_456] in conditions and body["max_bytes"] == 123_456
+        if asked:
+            assert {"Content-Type": asked} in conditions and body["fields"]["Content-Type"] == asked
+        else:
+            assert ["starts-with", "$Content-Type", "image/"] in conditions
+        assert {"key": body["key"]} in conditions or any(c == ["eq", "$key", body["key"]] for c in conditions)
+    assert client.post("/uploads", json={"content_type": "text/html"}).status_code == 400
 
 
 def test_upload_then_search_by_key(indexed: Any) -> None:
@@ -74,5 +108,6 @@ def test_uploads_through_api_gateway_and_mangum(stack: Any) -> None:
     response = load_handler(ROOT / "functions/search/app.py", fresh=True)(event, LambdaContext())
     assert response["statusCode"] == 201, response["body"]
     body = json.loads(response["body"])
-    assert body["key"].startswith("queries/") and body["headers"] == {"content-type": "image/jpeg"}
-    assert stack.bucket in body["url"] and "X-Amz-Signature" in body["url"]
+    assert body["key"].startswith("queries/") and body["method"] == "POST"
+    assert body["fields"]["Content-Type"] == "image/jpeg" and "x-amz-signature" in body["fields"]
+    assert stack.bucket in body["url"]

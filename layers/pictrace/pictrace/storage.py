@@ -214,13 +214,22 @@ class Store:
         )
         return url
 
-    def presign_put(self, key: str, expires: int, content_type: str | None = None) -> str:
-        """A presigned PUT link for the key, valid for `expires` seconds."""
-        params: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
+    def presign_post(
+        self, key: str, expires: int, max_bytes: int, content_type: str | None, type_prefix: str
+    ) -> tuple[str, dict[str, str]]:
+        """A presigned POST (url, form fields) for the key, valid for `expires` seconds, whose policy S3 enforces:
+        a body of 1 to max_bytes bytes, and a Content-Type that is content_type (or starts with type_prefix)."""
+        fields: dict[str, str] = {}
+        conditions: list[Any] = [["content-length-range", 1, max_bytes]]
         if content_type:
-            params["ContentType"] = content_type
-        url: str = self.client.generate_presigned_url("put_object", Params=params, ExpiresIn=expires)
-        return url
+            fields["Content-Type"] = content_type
+            conditions.append({"Content-Type": content_type})
+        else:
+            conditions.append(["starts-with", "$Content-Type", type_prefix])
+        post: dict[str, Any] = self.client.generate_presigned_post(
+            self.bucket, key, Fields=fields or None, Conditions=conditions, ExpiresIn=expires
+        )
+        return str(post["url"]), {k: str(v) for k, v in post["fields"].items()}
 
 
 class PresignedLinks:

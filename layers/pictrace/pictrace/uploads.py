@@ -1,9 +1,10 @@
-"""Query uploads: a presigned PUT into the queries prefix, then a search by that key.
+"""Query uploads: a presigned POST into the queries prefix, then a search by that key.
 
 API Gateway and Lambda cap a synchronous request at 6 MB (base64 makes that ~4.5 MB of image), so larger query
-images go straight to S3: POST /uploads answers a presigned PUT URL and a fresh key under the queries prefix, the
-client PUTs the bytes there, then POST /search {"key": ...}. The bucket's lifecycle rule deletes the uploads after a
-day. A presigned PUT cannot bound the size, so the size is checked when the upload is read.
+images go straight to S3: POST /uploads answers a presigned POST (a URL and the form fields to send with the file)
+for a fresh key under the queries prefix, the client POSTs the bytes there, then POST /search {"key": ...}. S3
+enforces the POST's policy: at most max_bytes, and an image content type. The bucket's lifecycle rule deletes the
+uploads after a day. The size is checked again when the upload is read.
 """
 
 from __future__ import annotations
@@ -19,31 +20,32 @@ from pictrace.storage import Store
 
 logger = logging.getLogger(__name__)
 
-#: content types a client may ask the presigned PUT to carry (the image type is still detected from the bytes)
+#: content types a client may ask the presigned POST to be limited to (the image type is still detected from the bytes)
 UPLOAD_TYPES = ("image/jpeg", "image/png", "image/webp", "image/bmp", "image/tiff")
 _SAFE_KEY = re.compile(r"^[A-Za-z0-9._/-]{1,1024}$")
 
 
 @dataclass(frozen=True)
 class Upload:
-    """Where and how to PUT a query image."""
+    """Where and how to POST a query image: a multipart form with these fields, then the file (field "file")."""
 
     key: str
     url: str
     expires_in: int
-    headers: dict[str, str] = field(default_factory=dict)
-    method: str = "PUT"
+    fields: dict[str, str] = field(default_factory=dict)
+    max_bytes: int = 0
+    method: str = "POST"
 
 
 def new_upload(store: Store, settings: Settings, content_type: str | None = None) -> Upload:
-    """A presigned PUT for a new key under the queries prefix (signed for content_type when one is given)."""
+    """A presigned POST for a new key under the queries prefix: 1 to max_bytes bytes of content_type, or of any
+    image type when none is given."""
     if content_type is not None and content_type not in UPLOAD_TYPES:
         raise BadRequest(f"content_type must be one of {', '.join(UPLOAD_TYPES)}")
     key = f"{settings.queries_prefix}{uuid.uuid4().hex}"
-    url = store.presign_put(key, settings.presign_seconds, content_type)
-    headers = {"content-type": content_type} if content_type else {}
+    url, fields = store.presign_post(key, settings.presign_seconds, settings.max_bytes, content_type, "image/")
     logger.info("presigned an upload to %s", key)
-    return Upload(key, url, settings.presign_seconds, headers)
+    return Upload(key, url, settings.presign_seconds, fields, settings.max_bytes)
 
 
 def check_upload_key(settings: Settings, key: str) -> None:

@@ -86,14 +86,17 @@ class UploadRequest(BaseModel):
     """Optional JSON body of POST /uploads."""
 
     model_config = ConfigDict(extra="forbid")
-    content_type: str | None = Field(None, description=f"sign the PUT for this type: {', '.join(UPLOAD_TYPES)}")
+    content_type: str | None = Field(
+        None, description=f"limit the upload to this type ({', '.join(UPLOAD_TYPES)}); default: any image type"
+    )
 
 
 class UploadResponse(BaseModel):
     key: str = Field(description='the key to search by: POST /search {"key": ...}')
-    url: str = Field(description="presigned URL to PUT the image to")
-    method: str
-    headers: dict[str, str] = Field(description="headers the PUT must carry")
+    url: str = Field(description="where to POST the image: a multipart form with `fields`, then the file as `file`")
+    method: str = Field(description="POST")
+    fields: dict[str, str] = Field(description="form fields the POST must carry first, as given (key, policy, ...)")
+    max_bytes: int = Field(description="the largest file S3 accepts there")
     expires_in: int = Field(description="seconds the URL stays valid")
 
 

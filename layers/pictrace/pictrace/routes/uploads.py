@@ -14,8 +14,14 @@ router = APIRouter()
 
 @router.post("/uploads", status_code=201, response_model=UploadResponse, responses=ERRORS)
 async def uploads(settings: AppSettings, body: UploadRequest | None = None) -> UploadResponse:
-    """A presigned PUT for a query image too large for a request (6 MB); then POST /search {"key": key}."""
+    """A presigned POST for a query image too large for a request (6 MB), bounded in size and type by its policy;
+    then POST /search {"key": key}."""
     upload = new_upload(Store(settings.bucket), settings, body.content_type if body else None)
     return UploadResponse(
-        key=upload.key, url=upload.url, method=upload.method, headers=upload.headers, expires_in=upload.expires_in
+        key=upload.key,
+        url=upload.url,
+        method=upload.method,
+        fields=upload.fields,
+        max_bytes=upload.max_bytes,
+        expires_in=upload.expires_in,
     )
