@@ -221,7 +221,7 @@ def test_a_batchs_order_does_not_change_the_index(stack: Any, ingest: Any) -> No
 
 
 def test_an_entry_gone_between_read_and_index_is_made_again(stack: Any) -> None:
-    from pictrace.images import read_dimensions
+    from pictrace.headers import read_dimensions
     from pictrace.ingest import Ingestor
     from pictrace.settings import get_settings
 

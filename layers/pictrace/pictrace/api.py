@@ -17,6 +17,7 @@ from pictrace.errors import (
     BadRequest,
     ConfigError,
     ConflictError,
+    DecodeTooCostly,
     FetchError,
     ImageTooLarge,
     InvalidImage,
@@ -35,6 +36,7 @@ logger = logging.getLogger(__name__)
 
 STATUS: list[tuple[type[PicTraceError], int]] = [
     (ImageTooLarge, 413),
+    (DecodeTooCostly, 422),
     (InvalidImage, 422),
     (FetchError, 422),
     (BadRequest, 400),

@@ -19,6 +19,10 @@ class ImageTooLarge(InvalidImage):
     """The image exceeds a configured limit; the message names the limit."""
 
 
+class DecodeTooCostly(InvalidImage):
+    """Decoding the image ran past its time budget (pictrace.images.DECODE_SECONDS): refused, not retried."""
+
+
 class WeightsUnavailable(PicTraceError):
     """The requested model weights cannot be had here; the message says how to provide them."""
 

@@ -1,19 +1,30 @@
-"""Image validation and decoding: type from the bytes, limits before decoding, OpenCV to decode."""
+"""Image validation and decoding: type from the bytes, limits before decoding (pictrace.headers reads the header
+as the decoder does), OpenCV to decode within a pixel ceiling of its own and a time budget, and the decoded array
+checked against the header."""
 
 from __future__ import annotations
 
+import logging
 import os
-import struct
+import threading
 from dataclasses import dataclass
 
 import numpy as np
 
-from pictrace.errors import ImageTooLarge, InvalidImage
+from pictrace.errors import DecodeTooCostly, ImageTooLarge, InvalidImage
+from pictrace.headers import read_dimensions
+from pictrace.limits import DECODER_MAX_PIXELS
 
-# OpenCV's own ceiling on decoded pixels: a second line of defence behind the header check below.
-os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(1 << 28))
+# OpenCV's own ceiling on the pixels a header may declare, read once when it first decodes: the decoder refuses past
+# it whatever this module's parsing made of the header. Set before cv2 is imported.
+os.environ["OPENCV_IO_MAX_IMAGE_PIXELS"] = str(DECODER_MAX_PIXELS)
 
 import cv2
+
+logger = logging.getLogger(__name__)
+
+#: the longest one decode may take; past it the image is refused (its decode runs on to its end in the background)
+DECODE_SECONDS = 10.0
 
 SUPPORTED = ("jpeg", "png", "webp", "bmp", "tiff")
 #: decoded images keep at least this many pixels on their long side unless the caller says what it needs
@@ -46,99 +57,6 @@ def sniff_format(data: bytes) -> str | None:
     if data[:4] in (b"II*\x00", b"MM\x00*"):
         return "tiff"
     return None
-
-
-def read_dimensions(data: bytes, fmt: str) -> tuple[int, int]:
-    """(width, height) read from the file header without decoding pixels."""
-    try:
-        dims = _DIMENSION_READERS[fmt](data)
-    except (struct.error, IndexError, ValueError):
-        dims = None
-    if dims is None or dims[0] <= 0 or dims[1] <= 0:
-        raise InvalidImage(f"corrupt {fmt.upper()} header: could not read the image dimensions")
-    return dims
-
-
-def _jpeg_dims(data: bytes) -> tuple[int, int] | None:
-    i = 2
-    n = len(data)
-    while i + 4 <= n:
-        if data[i] != 0xFF:
-            i += 1
-            continue
-        marker = data[i + 1]
-        if marker == 0xFF:
-            i += 1
-            continue
-        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
-            i += 2
-            continue
-        (length,) = struct.unpack(">H", data[i + 2 : i + 4])
-        if marker in (0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF):
-            h, w = struct.unpack(">HH", data[i + 5 : i + 9])
-            return w, h
-        if length < 2:
-            return None
-        i += 2 + length
-    return None
-
-
-def _png_dims(data: bytes) -> tuple[int, int] | None:
-    if data[12:16] != b"IHDR":
-        return None
-    w, h = struct.unpack(">II", data[16:24])
-    return w, h
-
-
-def _webp_dims(data: bytes) -> tuple[int, int] | None:
-    chunk = data[12:16]
-    if chunk == b"VP8 ":
-        w, h = struct.unpack("<HH", data[26:30])
-        return w & 0x3FFF, h & 0x3FFF
-    if chunk == b"VP8L":
-        b = data[21:25]
-        w = 1 + (((b[1] & 0x3F) << 8) | b[0])
-        h = 1 + (((b[3] & 0xF) << 10) | (b[2] << 2) | ((b[1] & 0xC0) >> 6))
-        return w, h
-    if chunk == b"VP8X":
-        w = 1 + int.from_bytes(data[24:27], "little")
-        h = 1 + int.from_bytes(data[27:30], "little")
-        return w, h
-    return None
-
-
-def _bmp_dims(data: bytes) -> tuple[int, int] | None:
-    (header_size,) = struct.unpack("<I", data[14:18])
-    if header_size == 12:
-        w, h = struct.unpack("<hh", data[18:22])
-    else:
-        w, h = struct.unpack("<ii", data[18:26])
-    return abs(w), abs(h)
-
-
-def _tiff_dims(data: bytes) -> tuple[int, int] | None:
-    endian = "<" if data[:2] == b"II" else ">"
-    (offset,) = struct.unpack(endian + "I", data[4:8])
-    (count,) = struct.unpack(endian + "H", data[offset : offset + 2])
-    w = h = None
-    for k in range(count):
-        entry = data[offset + 2 + 12 * k : offset + 14 + 12 * k]
-        tag, typ = struct.unpack(endian + "HH", entry[:4])
-        value = struct.unpack(endian + ("H" if typ == 3 else "I"), entry[8:10] if typ == 3 else entry[8:12])[0]
-        if tag == 256:
-            w = value
-        elif tag == 257:
-            h = value
-    return (w, h) if w is not None and h is not None else None
-
-
-_DIMENSION_READERS = {
-    "jpeg": _jpeg_dims,
-    "png": _png_dims,
-    "webp": _webp_dims,
-    "bmp": _bmp_dims,
-    "tiff": _tiff_dims,
-}
 
 
 def _looks_complete(data: bytes, fmt: str) -> bool:
@@ -183,15 +101,39 @@ def decode_image(
     flags = cv2.IMREAD_COLOR
     if fmt == "jpeg":
         flags = dict(_JPEG_REDUCTIONS).get(reduction(width, height, short_side, long_side), cv2.IMREAD_COLOR)
-    buf = np.frombuffer(data, dtype=np.uint8)
-    try:
-        bgr = cv2.imdecode(buf, flags)
-    except cv2.error:
-        bgr = None
+    bgr = _decode_within_budget(data, flags, fmt)
     if bgr is None or bgr.size == 0:
         raise InvalidImage(f"could not decode the {fmt.upper()} data: the file is corrupt")
+    factor = dict((f, r) for r, f in _JPEG_REDUCTIONS).get(flags, 1) if fmt == "jpeg" else 1
+    expected = (-(-height // factor), -(-width // factor))
+    if bgr.shape[:2] not in (expected, expected[::-1]):  # either way round: EXIF orientation turns it
+        raise InvalidImage(
+            f"the {fmt.upper()} decoded as {bgr.shape[1]}x{bgr.shape[0]} but its header says {width}x{height}: refused"
+        )
     if bgr.dtype != np.uint8:
         bgr = cv2.convertScaleAbs(bgr, alpha=255.0 / 65535.0)
     if bgr.ndim == 2:
         bgr = cv2.cvtColor(bgr, cv2.COLOR_GRAY2BGR)
     return DecodedImage(bgr=np.ascontiguousarray(bgr), format=fmt, width=width, height=height)
+
+
+def _decode_within_budget(data: bytes, flags: int, fmt: str) -> np.ndarray | None:
+    """cv2.imdecode on a thread of its own (OpenCV releases the GIL), waited for at most DECODE_SECONDS:
+    DecodeTooCostly past that, so that a request or an ingest never hangs on one image."""
+    result: list[np.ndarray | None] = []
+
+    def decode() -> None:
+        try:
+            result.append(cv2.imdecode(np.frombuffer(data, dtype=np.uint8), flags))
+        except cv2.error:
+            result.append(None)
+
+    worker = threading.Thread(target=decode, name="pictrace-decode", daemon=True)
+    worker.start()
+    worker.join(DECODE_SECONDS)
+    if worker.is_alive():
+        logger.warning("a %s of %d bytes took over %.0f s to decode: refused", fmt.upper(), len(data), DECODE_SECONDS)
+        raise DecodeTooCostly(
+            f"the {fmt.upper()} took more than {DECODE_SECONDS:g} s to decode: refused as too costly to read"
+        )
+    return result[0] if result else None

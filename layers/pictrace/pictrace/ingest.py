@@ -367,8 +367,7 @@ def ingest_batch(
 @functools.lru_cache(maxsize=1)
 def get_ingestor() -> Ingestor:
     """The container's ingestor, on the container's wiring, made on first use."""
-    wiring = container_wiring()
-    return Ingestor(wiring.settings, wiring=wiring)
+    return Ingestor(container_wiring().settings, wiring=container_wiring())
 
 
 def keys_of(s3_event: dict[str, Any]) -> Iterable[tuple[str, str]]:
@@ -377,13 +376,6 @@ def keys_of(s3_event: dict[str, Any]) -> Iterable[tuple[str, str]]:
         return []
     # S3 sends keys URL-encoded (spaces as '+'); Powertools hands them over as sent
     return [(r.s3.bucket.name, unquote_plus(r.s3.get_object.key)) for r in S3Event(s3_event).records]
-
-
-def handle_s3_notification(
-    s3_event: dict[str, Any], ingestor: Ingestor | None = None, ahead: ReadAhead | None = None
-) -> list[Outcome]:
-    """Sync every key an S3 event notification names. Invalid images are recorded, not raised."""
-    return sync_keys(keys_of(s3_event), ingestor or get_ingestor(), ahead)
 
 
 def sync_keys(named: Iterable[tuple[str, str]], ingestor: Ingestor, ahead: ReadAhead | None = None) -> list[Outcome]:

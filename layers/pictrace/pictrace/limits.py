@@ -1,9 +1,12 @@
-"""The API's request limits: one source of the numbers, for the HTTP schema and for the service's own check."""
+"""The limits: one source of the numbers, for the HTTP schema, the settings and the service's own checks."""
 
 from __future__ import annotations
 
 from pictrace.errors import BadRequest
 
+#: the most pixels an image may declare (Settings.max_pixels' default and ceiling): OpenCV's own decoder refuses
+#: past it too (pictrace.images sets its OPENCV_IO_MAX_IMAGE_PIXELS)
+DECODER_MAX_PIXELS = 50_000_000
 MAX_TOP_K = 100  # results per search
 MAX_SHORTLIST = 500  # candidates reranked per search
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pictrace.errors import ConfigError
+from pictrace.limits import DECODER_MAX_PIXELS
 from pictrace.verdict import SIGNALS, Scoring, scoring_for
 
 ENV_PREFIX = "PICTRACE_"
@@ -28,7 +29,7 @@ class Settings:
     model_layer: str = ""  # ARN of a layer version whose archive holds model/: fetched into model_dir if absent
     weights: str = ""  # the weights the model artifact must hold; empty = accept what it holds
     max_bytes: int = 20_000_000
-    max_pixels: int = 50_000_000
+    max_pixels: int = DECODER_MAX_PIXELS  # at most that: the decoder's own ceiling
     # candidates fetched and reranked (at least top_k): SSCD keeps every original within a shortlist of 5
     # (docs/benchmarks.md), and each one costs a GET and a rerank
     shortlist: int = 10
@@ -78,10 +79,9 @@ class Settings:
             raise ConfigError(
                 "the s3vectors backend needs PICTRACE_VECTOR_INDEX (an index ARN) or PICTRACE_VECTOR_BUCKET"
             )
-        if self.auth_mode not in AUTH_MODES:
-            raise ConfigError(f"PICTRACE_AUTH_MODE must be one of {', '.join(AUTH_MODES)}, got {self.auth_mode!r}")
-        if self.auth_mode == "cognito" and not (self.auth_domain and self.auth_client_id):
-            raise ConfigError("PICTRACE_AUTH_MODE=cognito needs PICTRACE_AUTH_DOMAIN and PICTRACE_AUTH_CLIENT_ID")
+        if self.max_pixels > DECODER_MAX_PIXELS:
+            raise ConfigError(f"PICTRACE_MAX_PIXELS must be at most {DECODER_MAX_PIXELS} (the decoder's own ceiling)")
+        self._check_auth()
         if self.segment_dtype not in ("float32", "float16"):
             raise ConfigError(f"PICTRACE_SEGMENT_DTYPE must be float32 or float16, got {self.segment_dtype!r}")
         for name in (
@@ -96,6 +96,12 @@ class Settings:
         ):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"PICTRACE_{name.upper()} must be positive")
+
+    def _check_auth(self) -> None:
+        if self.auth_mode not in AUTH_MODES:
+            raise ConfigError(f"PICTRACE_AUTH_MODE must be one of {', '.join(AUTH_MODES)}, got {self.auth_mode!r}")
+        if self.auth_mode == "cognito" and not (self.auth_domain and self.auth_client_id):
+            raise ConfigError("PICTRACE_AUTH_MODE=cognito needs PICTRACE_AUTH_DOMAIN and PICTRACE_AUTH_CLIENT_ID")
 
     def scoring(self, weights: str, preprocess: str) -> Scoring:
         """How a model's results are scored and judged here: its fitted fusion weights with those set here, its

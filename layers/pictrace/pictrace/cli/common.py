@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from pictrace.cli import tokens
+from pictrace.cli.tokens import bearer
 
 if TYPE_CHECKING:
     from pictrace.settings import Settings
@@ -130,7 +130,7 @@ def api_call(target: Target, method: str, path: str, **kwargs: Any) -> dict[str,
 
     url = f"{target.api}{path}"
     try:
-        response = httpx.request(method, url, timeout=target.timeout, headers=tokens.bearer(target.api), **kwargs)
+        response = httpx.request(method, url, timeout=target.timeout, headers=bearer(target.api), **kwargs)
     except httpx.TimeoutException:
         raise ServiceError(f"the PicTrace API at {target.api} did not answer within {target.timeout:g} s") from None
     except httpx.HTTPError as exc:
@@ -174,7 +174,7 @@ def api_bytes(target: Target, method: str, path: str, **kwargs: Any) -> tuple[by
     import httpx
 
     try:
-        headers = tokens.bearer(target.api)
+        headers = bearer(target.api)
         response = httpx.request(method, f"{target.api}{path}", timeout=target.timeout, headers=headers, **kwargs)
     except httpx.TimeoutException:
         raise ServiceError(f"the PicTrace API at {target.api} did not answer within {target.timeout:g} s") from None

@@ -9,9 +9,9 @@ import sys
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from pictrace.cli import tokens
 from pictrace.cli.common import EXIT_OK, ServiceError, Target, UsageError, api_call
 from pictrace.cli.render import Output
+from pictrace.cli.tokens import forget, from_result, save
 from pictrace.storage import new_client
 
 
@@ -28,7 +28,7 @@ def _secret(args: argparse.Namespace, prompt: str) -> str:
 def cmd_login(args: argparse.Namespace, target: Target, out: Output) -> int:
     """Sign in to the API's user pool and keep the tokens; --logout forgets them."""
     if args.logout:
-        tokens.forget(target.api)
+        forget(target.api)
         out.note(f"signed out of {target.api}")
         return EXIT_OK
     config = api_call(target, "GET", "/auth/config")
@@ -60,6 +60,6 @@ def cmd_login(args: argparse.Namespace, target: Target, out: Output) -> int:
         raise ServiceError(f"cannot reach the user pool in {region}: {exc}") from None
     if "AuthenticationResult" not in answer:
         raise UsageError(f"the user pool asks for {answer.get('ChallengeName')}, which `pictrace login` does not do")
-    path = tokens.save(target.api, tokens.from_result(answer["AuthenticationResult"], client_id, region))
+    path = save(target.api, from_result(answer["AuthenticationResult"], client_id, region))
     out.note(f"signed in to {target.api} as {username} (tokens in {path}, readable by you only)")
     return EXIT_OK
