@@ -1,6 +1,6 @@
 """Rerank features and scores.
 
-Signals, each in [0, 1] (documented in README "Scoring"):
+Signals, each in [0, 1] (documented in docs/scoring.md):
 - cosine: the model's embeddings' cosine (SSCD by default), centred on the model's reference (pictrace.verdict);
 - gist: correlation of 16x16 zero-mean grayscale layouts, the best of the query's 8 flips/90-degree rotations
   (robust to brightness/contrast, grayscale, flips and quarter turns);
