@@ -12,7 +12,6 @@ from pictrace.snapstart import register
 
 logger = Logger()
 metrics = Metrics()
-processor = BatchProcessor(event_type=EventType.SQS)
 register(get_ingestor)  # SnapStart: the model loaded before the snapshot, clients renewed after a restore
 
 
@@ -25,5 +24,6 @@ def report(outcome: Outcome) -> None:
 @metrics.log_metrics
 @logger.inject_lambda_context
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
-    with ingest_batch(event, on_outcome=report) as batch:
+    with ingest_batch(event, on_outcome=report) as batch:  # a processor per batch: it holds the batch's handler
+        processor = BatchProcessor(event_type=EventType.SQS)
         return dict(process_partial_response(event, batch.handle_record, processor, context))
