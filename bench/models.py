@@ -15,7 +15,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from pictrace.embedding import SSCD_PREPROCESSINGS
+from pictrace.embedding import SSCD_PREPROCESS, SSCD_PREPROCESSINGS
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS_DIR = ROOT / "build" / "models"
@@ -55,6 +55,11 @@ def configs(default_preprocess: str) -> list[ModelConfig]:
         ModelConfig("sscd-mobile", "sscd-mobile", default_preprocess),
         ModelConfig("random:0", "random:0", None),
     ] + [ModelConfig(f"sscd/{other.removeprefix('sscd-')}", "sscd", other) for other in others]
+
+
+def run_configs() -> list[ModelConfig]:
+    """The run's models, the default first (its preprocessing: the one `make model` uses)."""
+    return configs(SSCD_PREPROCESS)
 
 
 def build(config: ModelConfig) -> str:

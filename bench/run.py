@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         "POWERTOOLS_LOG_LEVEL": "WARNING",
         "POWERTOOLS_SERVICE_NAME": "pictrace-bench",
         "POWERTOOLS_METRICS_NAMESPACE": "PicTraceBench",
-        "PICTRACE_MODEL_DIR": str(model_configs()[0].model_dir),
+        "PICTRACE_MODEL_DIR": str(models.run_configs()[0].model_dir),
         "TF_CPP_MIN_LOG_LEVEL": "2",
     }.items():
         os.environ.setdefault(name, value)
@@ -234,20 +234,13 @@ def _terminated(signum: int, frame: Any) -> None:
     raise SystemExit(f"terminated by signal {signum}")
 
 
-def model_configs() -> list[models.ModelConfig]:
-    """The run's models, the default first (its preprocessing: the one `make model` uses)."""
-    from pictrace.embedding import SSCD_PREPROCESS
-
-    return models.configs(SSCD_PREPROCESS)
-
-
 def run(profile: Profile, results: dict[str, Any], clock: Clock, work: Path) -> None:
     """Every phase, in order; fills results."""
     from pictrace.storage import s3_client
 
     from bench.stack import start_stack
 
-    configs = model_configs()
+    configs = models.run_configs()
     clock.phase(f"models: {', '.join(c.label for c in configs)} (build/models; built once, then reused)")
     results["models"] = {}
     for config in configs:

@@ -214,11 +214,11 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.setdefault(name, value)
     from pictrace.storage import s3_client
 
+    from bench.models import run_configs
     from bench.report import ingest_goal, ingest_section
-    from bench.run import model_configs
     from bench.stack import start_stack
 
-    config = model_configs()[0]
+    config = run_configs()[0]
     os.environ.setdefault("PICTRACE_MODEL_DIR", str(config.model_dir))
     stack = start_stack()
     s3_client.cache_clear()

@@ -240,16 +240,7 @@ def test_the_exec_wrapper_fetches_beside_the_runtime_whose_first_request_waits_f
     """Lambda runs the wrapper with the runtime's command: the model's fetch starts in a process of its own, the
     runtime runs, and its first request waits for that fetch rather than fetching again."""
     target = tmp_path / "tmp" / "pictrace-model"
-    env = {
-        **os.environ,
-        "PICTRACE_BUCKET": "b",
-        "PICTRACE_MODEL_DIR": str(target),
-        "PICTRACE_MODEL_LAYER": ARN,
-        "AWS_ENDPOINT_URL_LAMBDA": lambda_api["url"],
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }
+    env = wrapper_env(lambda_api, target)
     runtime = [sys.executable, "-c", FIRST_REQUEST, lambda_api["url"]]
     done = subprocess.run([str(WRAPPER), *runtime], env=env, capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr
