@@ -16,15 +16,12 @@ model cost on cores the model would use (this process only: the local S3 server 
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
-import os
 import statistics
-import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass
 from typing import Any, TypedDict
 from urllib.parse import quote_plus
 
@@ -32,7 +29,7 @@ import numpy as np
 
 from bench import models
 from bench.common import ROOT, SAMPLES, images_in
-from bench.profile import FULL, Profile
+from bench.profile import Profile
 from infra.invoke import load_template
 
 
@@ -198,42 +195,3 @@ def sqs_record(template: dict[str, Any], bucket: str, key: str) -> dict[str, Any
     record["body"] = json.dumps(body)
     record["messageId"] = hashlib.sha256(key.encode()).hexdigest()[:32]
     return record
-
-
-def main(argv: list[str] | None = None) -> int:
-    """This phase alone, for the default model, on a local stack of its own: `python -m bench.phases.large_ingest`."""
-    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument("--images", type=int, default=FULL.large_images, help="large JPEGs (default: the full run's)")
-    args = parser.parse_args(argv)
-    for name, value in {
-        "LOG_LEVEL": "WARNING",
-        "POWERTOOLS_LOG_LEVEL": "WARNING",
-        "POWERTOOLS_SERVICE_NAME": "pictrace-bench",
-        "POWERTOOLS_METRICS_NAMESPACE": "PicTraceBench",
-    }.items():
-        os.environ.setdefault(name, value)
-    from pictrace.storage import s3_client
-
-    from bench.models import run_configs
-    from bench.report import ingest_goal, ingest_section
-    from bench.stack import start_stack
-
-    config = run_configs()[0]
-    os.environ.setdefault("PICTRACE_MODEL_DIR", str(config.model_dir))
-    stack = start_stack()
-    s3_client.cache_clear()
-    try:
-        result = large_ingest(replace(FULL, large_images=args.images), stack, config)
-    finally:
-        stack.stop()
-    print(json.dumps(asdict(result), indent=1))
-    if isinstance(result, NoLargeImages):
-        return 1
-    print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
-    print(ingest_goal({"ingest_large": asdict(result)}))
-    print("\n".join(ingest_section({"ingest_large": asdict(result)})))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -13,11 +13,11 @@ MAX_LINES = 400
 LAYOUT = re.compile(r"(entries|keys|failures|changes|segments|vector-failures)/|manifest\.json|\.npz\b")
 
 
-def modules() -> dict[str, Path]:
-    """Module name -> file, for every module of the package."""
+def modules(package: Path = PACKAGE) -> dict[str, Path]:
+    """Module name -> file, for every module of a package (the pictrace package by default)."""
     found = {}
-    for path in sorted(PACKAGE.rglob("*.py")):
-        parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    for path in sorted(package.rglob("*.py")):
+        parts = path.relative_to(package.parent).with_suffix("").parts
         found[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
     return found
 
@@ -135,3 +135,19 @@ def test_the_index_layout_is_spelled_out_in_layout_only() -> None:
 def test_the_layout_test_would_catch_a_hand_parsed_key() -> None:
     assert LAYOUT.search("index/entries/") and LAYOUT.search("manifest.json") and LAYOUT.search(".npz")
     assert not LAYOUT.search("images/") and not LAYOUT.search("model.json")
+
+
+BENCH = PACKAGE.parents[2] / "bench"
+
+
+def test_the_bench_and_the_package_import_each_other_without_cycles_and_no_phase_imports_runner_or_report() -> None:
+    """Issue 29: bench/ is a harness whose phases return results; the runner (bench.run) calls them and the report
+    (bench.report) renders what they return, so no phase imports either, and nothing imports in a circle."""
+    found = {**modules(), **modules(BENCH)}
+    edges = {name: imports(name, path, set(found)) for name, path in found.items()}
+    assert "bench.phases.large_ingest" in edges and "bench.run" in edges
+    assert find_cycle(edges) is None, f"import cycle: {' -> '.join(find_cycle(edges) or [])}"
+    upward = {
+        name: sorted(edges[name] & {"bench.run", "bench.report"}) for name in edges if name.startswith("bench.phases")
+    }
+    assert not {k: v for k, v in upward.items() if v}, upward
