@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-from typing import TYPE_CHECKING
 
 from pictrace.cli.common import (
     EXIT_OK,
@@ -15,14 +14,12 @@ from pictrace.cli.common import (
 )
 from pictrace.cli.render import Output
 
-if TYPE_CHECKING:
-    pass
-
 logger = logging.getLogger(__name__)
 
 
 def cmd_vectors_backfill(args: argparse.Namespace, target: Target, out: Output) -> int:
-    """Mirror every indexed image into the S3 Vectors index (a stack switched to IndexBackend=s3vectors)."""
+    """Mirror every indexed image into the S3 Vectors index (a stack switched to IndexBackend=s3vectors); what is
+    pruned is what the index no longer holds when the put phase is over, so it may run while ingest does."""
     from pictrace.index.segments import SegmentedView, SegmentStore
     from pictrace.index.store import IndexStore
     from pictrace.index.vectors import VectorIndex, backfill

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -368,20 +368,17 @@ def reconcile(vectors: VectorIndex, index_store: IndexStore, remove_markers: boo
     return result
 
 
-def backfill(
-    vectors: VectorIndex,
-    index_store: IndexStore,
-    source: RowSource,
-    prune: bool = True,
-    after_put: Callable[[], None] | None = None,
-) -> dict[str, int]:
+def backfill(vectors: VectorIndex, index_store: IndexStore, source: RowSource, prune: bool = True) -> dict[str, int]:
     """Mirror the whole index (every row the source has) into the vector index: for a stack switched to S3 Vectors
     after images were indexed.
 
-    Idempotent: every indexed image is put again. The index is read again after the long put phase, and what changed
-    meanwhile is mirrored as it is now: an image indexed meanwhile keeps its vector, one deleted meanwhile loses the
-    one just put. prune: also delete vectors of images not indexed at that second reading (needs ListVectors).
-    Refused vectors are recorded and skipped, as in mirror. after_put: called between the two readings (tests).
+    Idempotent: every indexed image is put again. What the long put phase may have got wrong is decided against the
+    index as it is after it, never against the ids read at the start: the source is read again once the put phase
+    (and, with prune, the listing of the vectors) is over, and every id that is new, changed or gone since the
+    start, and every listed vector the index no longer holds, is mirrored as its entry is then (mirror: put if the
+    entry exists, deleted if not). So an image indexed meanwhile keeps its vector, and one deleted meanwhile loses
+    the vector this run put for it. prune: also delete vectors of images no longer indexed (needs ListVectors).
+    Refused vectors are recorded and skipped, as in mirror.
     """
     before, load = source.refresh()
     put_ids: set[str] = set()
@@ -393,19 +390,23 @@ def backfill(
 
     put = vectors.put(items())
     index_store.record_vector_refused(put.refused)
-    if after_put is not None:
-        after_put()
+    vectors.delete(list(put.refused))  # a refused entry's older vector would hold stale keys
+    unknown = [i for i in vectors.ids() if i not in put_ids] if prune else []  # stale, or indexed since the start
     now, _ = source.refresh()  # what is live at the prune, not at the start
-    changed = [i for i in set(now) | put_ids if now.get(i) != before.get(i) or i not in now]
-    again = mirror(vectors, index_store, changed)  # new, changed or gone since the put: as their entries are now
-    stale = [i for i in vectors.ids() if i not in now] if prune else []
-    vectors.delete(stale + list(put.refused))  # a refused entry's older vector would hold stale keys
+    recheck = [i for i in now if now.get(i) != before.get(i)]  # new or changed since the start
+    recheck += [i for i in put_ids if i not in now]  # gone since the start: this run may have put them back
+    recheck += [i for i in unknown if i not in now]  # stale: not indexed now
+    again = Mirrored()
+    for start in range(0, len(recheck), PUT_BATCH):  # each as its entry is at this moment
+        done = mirror(vectors, index_store, recheck[start : start + PUT_BATCH])
+        again.put, again.deleted = again.put + done.put, again.deleted + done.deleted
+        again.refused |= done.refused
     result = {
         "indexed": len(now),
         "put": put.put + again.put,
         "requests": put.requests,
-        "refused": len(put.refused) + len(again.refused),
-        "deleted": len(stale) + again.deleted,
+        "refused": len(put.refused.keys() | again.refused.keys()),
+        "deleted": again.deleted,
     }
     logger.info("backfilled the vector index", extra=result)
     return result
