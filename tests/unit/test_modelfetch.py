@@ -197,11 +197,14 @@ print(got.source, got.waited_s, got.fetched is None)
 
 @pytest.fixture
 def lambda_api(tmp_path: Path) -> Iterator[dict[str, Any]]:
-    """Lambda's GetLayerVersionByArn over HTTP (as botocore calls it), the archive it links to served after a delay
-    (a download under way); counts the lookups and the downloads."""
-    files = {"model/site/pkg/m.onnx": b"\x03" * 6000, "model/model.json": INFO}
+    """Lambda's GetLayerVersionByArn over HTTP (as botocore calls it), and the archive it links to: its first MiB and
+    a bit sent at once, the rest after state["stall"] seconds (a download under way, with data on disk), or after
+    the first of state["stalls"] (taken by that download); counts the lookups and the downloads. state["onnx"]: the
+    model file the archive holds."""
+    onnx = os.urandom(1_200_000)
+    files = {"model/site/pkg/m.onnx": onnx, "model/model.json": INFO}
     data = layer_zip(tmp_path / "layer.zip", files).read_bytes()
-    state: dict[str, Any] = {"lookups": 0, "downloads": 0}
+    state: dict[str, Any] = {"lookups": 0, "downloads": 0, "stall": 1.0, "stalls": [], "onnx": onnx}
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -214,8 +217,15 @@ def lambda_api(tmp_path: Path) -> Iterator[dict[str, Any]]:
                 body = b"1" if state["lookups"] else b"0"
             else:
                 state["downloads"] += 1
-                time.sleep(1.0)
-                body = data
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                head = (1 << 20) + 1000  # more than the fetch's first read
+                self.wfile.write(data[:head])
+                self.wfile.flush()
+                time.sleep(state["stalls"].pop(0) if state["stalls"] else state["stall"])
+                self.wfile.write(data[head:])
+                return
             self.send_response(200)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
@@ -225,6 +235,7 @@ def lambda_api(tmp_path: Path) -> Iterator[dict[str, Any]]:
             pass
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
     state["url"] = f"http://127.0.0.1:{server.server_address[1]}"
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
@@ -246,7 +257,7 @@ def test_the_exec_wrapper_fetches_beside_the_runtime_whose_first_request_waits_f
     assert done.returncode == 0, done.stderr
     source, waited, no_fetch = done.stdout.split()
     assert (source, no_fetch) == ("awaited", "True") and float(waited) > 0.5  # the download took 1 s
-    assert has_model(target) and (target / "site" / "pkg" / "m.onnx").read_bytes() == b"\x03" * 6000
+    assert has_model(target) and (target / "site" / "pkg" / "m.onnx").read_bytes() == lambda_api["onnx"]
     assert (lambda_api["lookups"], lambda_api["downloads"]) == (1, 1)
 
 
@@ -261,20 +272,46 @@ def test_the_prefetch_says_why_it_failed(tmp_path: Path) -> None:
     assert done.returncode == 1 and "PICTRACE_BUCKET" in done.stderr, done.stderr
 
 
-#: the runtime's stand-in that also says whether its prefetch child is gone once it ended (no zombie left)
-FIRST_REQUEST_THEN_REAP = (
-    FIRST_REQUEST
-    + """
-import os
+#: what becomes of the prefetch, as the runtime sees it: its state ("gone": ended and reaped; "Z": ended, a zombie)
+PREFETCH_STATE = """
+import os, sys, time
 pid = int(os.environ["PICTRACE_PREFETCH_PID"])
-deadline = time.monotonic() + 10
 def state():
     try:
         with open(f"/proc/{pid}/stat") as f:
             return f.read().rsplit(")", 1)[1].split()[0]
     except FileNotFoundError:
         return "gone"
+def parent():
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rsplit(")", 1)[1].split()[1])
+"""
+
+#: the runtime's stand-in: says whether the prefetch is its child, then, after its first request, whether the
+#: prefetch is gone once it ended
+FIRST_REQUEST_THEN_REAP = (
+    PREFETCH_STATE
+    + "print('child' if parent() == os.getpid() else 'not-child')\n"
+    + FIRST_REQUEST
+    + """
+deadline = time.monotonic() + 10
 while state() != "gone" and time.monotonic() < deadline:
+    time.sleep(0.05)
+print(state())
+"""
+)
+
+#: the runtime's stand-in that only imports the handler (pictrace.modelfetch with it) and never needs the model: once
+#: the prefetch has ended (gone, or a zombie that stays a zombie), its state
+IMPORT_ONLY_THEN_REAP = (
+    PREFETCH_STATE
+    + """
+import pictrace.modelfetch
+deadline = time.monotonic() + 30
+while state() not in ("Z", "gone") and time.monotonic() < deadline:
+    time.sleep(0.05)  # the prefetch fetches the model
+settled = time.monotonic() + 2
+while state() == "Z" and time.monotonic() < settled:
     time.sleep(0.05)
 print(state())
 """
@@ -294,60 +331,252 @@ def wrapper_env(lambda_api: dict[str, Any], target: Path) -> dict[str, str]:
     }
 
 
-def test_the_runtime_reaps_its_prefetch(lambda_api: dict[str, Any], tmp_path: Path) -> None:
-    """The runtime never waits for the wrapper's prefetch: the first acquisition reaps it, so no zombie stays."""
+def test_the_prefetch_is_the_runtimes_child_and_the_runtime_reaps_it(
+    lambda_api: dict[str, Any], tmp_path: Path
+) -> None:
+    """The wrapper execs the runtime, so the prefetch is the runtime's child (not init's), and the runtime never
+    waits for its children: it reaps the prefetch itself, so no zombie stays once the prefetch ended."""
     env = wrapper_env(lambda_api, tmp_path / "tmp" / "pictrace-model")
     runtime = [sys.executable, "-c", FIRST_REQUEST_THEN_REAP, lambda_api["url"]]
     done = subprocess.run([str(WRAPPER), *runtime], env=env, capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split()[-1] == "gone", done.stdout  # "Z" without the reaper
+    lines = done.stdout.split()
+    assert lines[0] == "child" and lines[-1] == "gone", done.stdout  # "Z" without the reaper
+
+
+def test_the_runtime_reaps_its_prefetch_without_a_request_for_the_model(
+    lambda_api: dict[str, Any], tmp_path: Path
+) -> None:
+    """A container whose requests never need the model (the page, /auth/config) reaps the prefetch too: the reaper
+    starts when the handler's import brings pictrace.modelfetch in, not with the first acquisition."""
+    target = tmp_path / "tmp" / "pictrace-model"
+    runtime = [sys.executable, "-c", IMPORT_ONLY_THEN_REAP]
+    done = subprocess.run(
+        [str(WRAPPER), *runtime], env=wrapper_env(lambda_api, target), capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["gone"], done.stdout  # "Z": ended, never reaped
+    assert has_model(target)  # the prefetch did its work
+
+
+def _proc_state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return "gone"
+
+
+def test_only_the_process_the_wrapper_became_reaps_the_prefetch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The processes the runtime starts inherit PICTRACE_PREFETCH_PID; in them it may be the pid of a child of their
+    own, whose exit status their own wait must still find."""
+    import pictrace.modelfetch as modelfetch
+
+    child = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
+    deadline = time.monotonic() + 20
+    while _proc_state(child.pid) != "Z" and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert _proc_state(child.pid) == "Z"
+    monkeypatch.setattr(modelfetch, "_reaping", [])
+    monkeypatch.setenv(modelfetch.PREFETCH_PID, str(child.pid))
+    monkeypatch.setenv(modelfetch.PREFETCH_PARENT, str(os.getppid()))  # the runtime: another process
+    modelfetch.reap_prefetch()
+    waited = time.monotonic() + 1
+    while _proc_state(child.pid) == "Z" and time.monotonic() < waited:
+        time.sleep(0.01)
+    assert child.wait(timeout=5) == 3  # 0 if a reaper took its status (subprocess's answer to ECHILD)
+    # where this process is the one named, it reaps
+    again = subprocess.Popen([sys.executable, "-c", "pass"])
+    monkeypatch.setattr(modelfetch, "_reaping", [])
+    monkeypatch.setenv(modelfetch.PREFETCH_PID, str(again.pid))
+    monkeypatch.setenv(modelfetch.PREFETCH_PARENT, str(os.getpid()))
+    reaper = modelfetch.reap_prefetch()
+    assert reaper is not None
+    reaper.join(timeout=20)
+    assert _proc_state(again.pid) == "gone"
+    again.wait(timeout=5)
+
+
+def _files_open_under(pid: int, directory: Path) -> dict[str, int]:
+    """The files a process has open under directory (by the name the system gives them) and their sizes."""
+    found: dict[str, int] = {}
+    fds = Path(f"/proc/{pid}/fd")
+    for fd in fds.iterdir() if fds.exists() else []:
+        try:
+            name = os.readlink(fd)
+            size = os.stat(fd).st_size
+        except OSError:  # closed meanwhile
+            continue
+        if name.startswith(f"{directory}/"):
+            found[name] = size
+    return found
 
 
 @pytest.mark.parametrize("how", ["SIGKILL", "SIGTERM"])
-def test_a_stopped_fetch_leaves_no_scratch_archive_behind(lambda_api: dict[str, Any], tmp_path: Path, how: str) -> None:
-    """A prefetch stopped mid-download: SIGTERM removes its scratch directory on the way out; after a SIGKILL the
-    next fetch (which holds the turn) removes it before its own."""
+def test_a_fetch_stopped_mid_download_leaves_nothing_in_tmp(
+    lambda_api: dict[str, Any], tmp_path: Path, how: str
+) -> None:
+    """A prefetch stopped while the archive downloads (a MiB of it on disk) leaves no file behind, whether it could
+    clean up (SIGTERM) or not (SIGKILL): the archive never had a name. The next fetch then gets the model."""
     import signal
-
-    from pictrace.modelfetch import SCRATCH_PREFIX
 
     target = tmp_path / "tmp" / "pictrace-model"
     env = wrapper_env(lambda_api, target)
+    lambda_api["stall"] = 30.0
     proc = subprocess.Popen([sys.executable, "-m", "pictrace.modelfetch"], env=env, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 20
-    while not list(target.glob(SCRATCH_PREFIX + "*")) and time.monotonic() < deadline:
-        time.sleep(0.01)  # the download is under way (the server holds it back 1 s)
-    assert list(target.glob(SCRATCH_PREFIX + "*")), "the fetch never started"
-    proc.send_signal(getattr(signal, how))
-    proc.wait(timeout=10)
-    if how == "SIGTERM":
-        assert not list(target.glob(SCRATCH_PREFIX + "*"))
-    else:
-        assert list(target.glob(SCRATCH_PREFIX + "*"))  # nothing runs on a kill: the next fetch cleans up
-        done = subprocess.run([sys.executable, "-m", "pictrace.modelfetch"], env=env, capture_output=True, timeout=60)
-        assert done.returncode == 0 and has_model(target)
-        assert not list(target.glob(SCRATCH_PREFIX + "*"))
+    try:
+        deadline = time.monotonic() + 20
+        while not any(size >= 1 << 20 for size in _files_open_under(proc.pid, target).values()):
+            assert time.monotonic() < deadline and proc.poll() is None, "the download never got under way"
+            time.sleep(0.01)
+        proc.send_signal(getattr(signal, how))
+        assert proc.wait(timeout=10) != 0
+    finally:
+        proc.kill()
+        proc.wait()
+    left = sorted(str(p.relative_to(tmp_path)) for p in (tmp_path / "tmp").rglob("*"))
+    assert left == ["tmp/pictrace-model", "tmp/pictrace-model.lock"]  # the lock file stays, empty: it is the turn
+    lambda_api["stall"] = 0.0
+    done = subprocess.run([sys.executable, "-m", "pictrace.modelfetch"], env=env, capture_output=True, timeout=60)
+    assert done.returncode == 0 and has_model(target)
+    assert sorted(str(p.relative_to(target)) for p in target.rglob("*") if p.is_file()) == [
+        "model.json",
+        "site/pkg/m.onnx",
+    ]
+
+
+def test_the_next_fetch_removes_what_a_killed_one_left(served: tuple[str, Path], tmp_path: Path) -> None:
+    """A fetch killed while it extracts leaves a scratch file; an older version left a scratch directory with the
+    archive: the next fetch (which holds the turn) removes both before it downloads."""
+    from pictrace.modelfetch import SCRATCH_PREFIX
+
+    url, www = served
+    target = tmp_path / "m"
+    (target / "site" / "pkg").mkdir(parents=True)
+    (target / "site" / "pkg" / f"{SCRATCH_PREFIX}m.onnx").write_bytes(b"half of it")
+    (target / f"{SCRATCH_PREFIX}abc").mkdir()
+    (target / f"{SCRATCH_PREFIX}abc" / "layer.zip").write_bytes(b"PK")
+    files = {"model/site/pkg/m.onnx": b"\x05" * 3000, "model/model.json": INFO}
+    ensure_model(settings(target), FakeLambda(f"{url}/layer.zip", layer_zip(www / "layer.zip", files)))
+    assert sorted(str(p.relative_to(target)) for p in target.rglob("*")) == [
+        "model.json",
+        "site",
+        "site/pkg",
+        "site/pkg/m.onnx",
+    ]
+
+
+def test_a_prefetch_that_overruns_its_deadline_ends_and_frees_the_turn(
+    lambda_api: dict[str, Any], tmp_path: Path
+) -> None:
+    """A prefetch stuck on its download is ended by the system once PREFETCH_DEADLINE_S has passed: the turn is free
+    for the requests, and nothing is left behind."""
+    import fcntl
+    import signal
+
+    target = tmp_path / "tmp" / "pictrace-model"
+    lambda_api["stall"] = 60.0
+    deadline_3s = "import sys, pictrace.modelfetch as m; m.PREFETCH_DEADLINE_S = 3; sys.exit(m.main())"
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-c", deadline_3s], env=wrapper_env(lambda_api, target), capture_output=True, timeout=30
+    )
+    assert done.returncode == -signal.SIGALRM and time.monotonic() - started < 20, done.stderr
+    assert lambda_api["downloads"] == 1  # it was stuck downloading
+    with open(f"{target}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # free: BlockingIOError otherwise
+    assert not [p for p in target.rglob("*")]
+
+
+#: the runtime's stand-in whose first request, LOCK_WAIT_S = 1, finds its prefetch stuck (holding the turn); says
+#: how it got the model, and what became of the prefetch
+FIRST_REQUEST_AFTER_A_STUCK_PREFETCH = (
+    PREFETCH_STATE
+    + """
+import urllib.request
+import pictrace.modelfetch as modelfetch
+from pictrace.settings import get_settings
+while urllib.request.urlopen(sys.argv[1] + "/seen").read() != b"1":
+    time.sleep(0.02)
+modelfetch.LOCK_WAIT_S = 1.0
+got = modelfetch.acquire_model(get_settings())
+deadline = time.monotonic() + 10
+while state() != "gone" and time.monotonic() < deadline:
+    time.sleep(0.05)
+print(got.source, got.waited_s, state())
+"""
+)
+
+
+def test_the_runtime_ends_a_stuck_prefetch_and_fetches_the_model_itself(
+    lambda_api: dict[str, Any], tmp_path: Path
+) -> None:
+    """A prefetch that holds the turn past LOCK_WAIT_S (its download stalled) is ended by the runtime, which takes the
+    turn and fetches the model itself: the first request gets the model rather than a 503, and the prefetch leaves
+    neither a zombie nor a file."""
+    target = tmp_path / "tmp" / "pictrace-model"
+    lambda_api["stalls"] = [60.0]  # the prefetch's download; the runtime's own is not held back
+    runtime = [sys.executable, "-c", FIRST_REQUEST_AFTER_A_STUCK_PREFETCH, lambda_api["url"]]
+    done = subprocess.run(
+        [str(WRAPPER), *runtime], env=wrapper_env(lambda_api, target), capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    source, waited, prefetch = done.stdout.split()
+    assert (source, prefetch) == ("fetched", "gone") and 1.0 < float(waited) < 10
+    assert "ended it; fetching the model here" in done.stderr
+    assert lambda_api["downloads"] == 2
+    assert sorted(str(p.relative_to(target)) for p in target.rglob("*") if p.is_file()) == [
+        "model.json",
+        "site/pkg/m.onnx",
+    ]
+    assert (target / "site" / "pkg" / "m.onnx").read_bytes() == lambda_api["onnx"]
 
 
 def test_a_fetch_held_up_by_a_stuck_process_gives_up_within_its_bound(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """A process holding the turn and never letting go (stuck, and not this process's prefetch) makes a waiting
+    fetch give up after LOCK_WAIT_S with a 503 (UpstreamError) that says why, rather than wait as long as the
+    holder."""
     import pictrace.modelfetch as modelfetch
 
     target = tmp_path / "pictrace-model"
     holder = subprocess.Popen(
         [sys.executable, "-c", HOLD_LOCK, f"{target}.lock"], stdout=subprocess.PIPE, text=True
     )  # a stuck fetch: holds the turn and never lets go
+    outcome: list[BaseException | str] = []
+
+    def first_request() -> None:
+        try:
+            modelfetch.acquire_model(settings(target), FakeLambda("http://unused", layer_zip(tmp_path / "z.zip", {})))
+            outcome.append("acquired")
+        except Exception as exc:  # noqa: BLE001 - what it raised is the outcome checked below
+            outcome.append(exc)
+
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
         monkeypatch.setattr(modelfetch, "LOCK_WAIT_S", 0.5)
         started = time.monotonic()
-        with pytest.raises(UpstreamError, match=r"for over 0\.5 s"):
-            modelfetch.acquire_model(settings(target), FakeLambda("http://unused", layer_zip(tmp_path / "z.zip", {})))
+        waiter = threading.Thread(target=first_request, daemon=True)
+        waiter.start()
+        waiter.join(timeout=10)  # the holder sleeps 60 s: a wait without a bound is still waiting
+        assert not waiter.is_alive(), "still waiting for the stuck holder after 10 s"
         assert time.monotonic() - started < 5
     finally:
         holder.kill()
         holder.wait()
+    assert len(outcome) == 1 and isinstance(outcome[0], UpstreamError), outcome
+    assert "for over 0.5 s" in str(outcome[0])
+
+
+def test_the_lock_wait_ends_within_the_search_functions_timeout() -> None:
+    """LOCK_WAIT_S leaves the first search request time to fetch the model itself, load it and answer within its
+    function's timeout, rather than time out without a word."""
+    from pictrace.modelfetch import LOCK_WAIT_S
+
+    from tests.template.test_template import function_properties, load_template
+
+    timeout = function_properties(load_template(), "SearchFunction")["Timeout"]
+    assert LOCK_WAIT_S + 10 <= timeout
 
 
 HOLD_LOCK = """
