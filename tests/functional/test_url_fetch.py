@@ -7,12 +7,13 @@ including 127.0.0.1, keeps the real rules), so each refusal below is the product
 from __future__ import annotations
 
 import asyncio
-import re
+import json
 import socket
 import threading
 import time
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import quote
 
 import pictrace.fetch as fetch
 import pytest
@@ -20,9 +21,19 @@ from aiohttp import web
 from pictrace.errors import FetchError, ImageTooLarge
 
 from tests.conftest import read
+from tests.unit.test_fetch import FakeNetwork, urls
 
 SERVER_IP = "127.0.0.2"
 LIMIT = 100_000
+
+
+def _header(value: str) -> str:
+    """A Location as given (non-ASCII is sent as UTF-8), but for what a header cannot hold (control characters,
+    lone surrogates): percent-encoded."""
+    return "".join(
+        f"%{ord(c):02X}" if (ord(c) < 0x20 and c != "\t") or ord(c) == 0x7F or 0xD800 <= ord(c) < 0xE000 else c
+        for c in value
+    )
 
 
 def _app() -> web.Application:
@@ -62,9 +73,13 @@ def _app() -> web.Application:
         n = int(request.match_info["n"])
         raise web.HTTPFound("/img.jpg" if n == 0 else f"/hop/{n - 1}")
 
-    async def to(request: web.Request) -> web.Response:  # any Location, malformed ones included, as sent
-        location = "".join(c if 0x20 <= ord(c) < 0x7F else f"%{ord(c):02X}" for c in request.query["url"])
-        return web.Response(status=302, headers={"Location": location})
+    async def to(request: web.Request) -> web.Response:
+        # any Location, malformed and non-ASCII ones included (sent as UTF-8), as given; only what cannot be in a
+        # header (control characters, lone surrogates) is percent-encoded
+        return web.Response(status=302, headers={"Location": _header(request.query["url"])})
+
+    async def location(request: web.Request) -> web.Response:  # LOCATIONS[i], as written
+        return web.Response(status=302, headers={"Location": _header(LOCATIONS[int(request.match_info["i"])])})
 
     async def missing(_: web.Request) -> web.Response:
         raise web.HTTPNotFound()
@@ -80,6 +95,7 @@ def _app() -> web.Application:
             web.get("/slow", slow),
             web.get("/hop/{n}", hop),
             web.get("/to", to),
+            web.get("/location/{i}", location),
             web.get("/missing", missing),
         ]
     )
@@ -115,6 +131,12 @@ def server() -> Iterator[str]:
 def only_the_test_server_is_public(monkeypatch: pytest.MonkeyPatch) -> None:
     real = fetch.address_refused
     monkeypatch.setattr(fetch, "address_refused", lambda a: None if a == SERVER_IP else real(a))
+
+
+@pytest.fixture(autouse=True)
+def network(monkeypatch: pytest.MonkeyPatch) -> FakeNetwork:
+    """No lookup or connection leaves the machine but to the test server (names resolve by a table)."""
+    return FakeNetwork(monkeypatch, passthrough={SERVER_IP})
 
 
 def get(url: str, timeout: float = 3.0) -> bytes:
@@ -214,18 +236,59 @@ HOSTILE = [
     "http://[::1]]/x.jpg",
     "http://[fe80::1%25eth0/x.jpg",
     "http://[]/x.jpg",
+    "http://[v1.x]/x.jpg",  # IPvFuture: not an address, not a name
     "http://host:99999/x.jpg",  # port out of range
     "http://host:port/x.jpg",
     "http://host:0/x.jpg",
     "http://user:pass@127.0.0.2/x.jpg",  # credentials
     "http://\u2024\u2024/x.jpg",  # a name IDNA cannot encode
+    "http://xn--zz/x.jpg",  # an xn-- label that decodes to nothing
     "http://exa mple.org/x.jpg",
     "http://example.org/\x00x.jpg",
     "http:///x.jpg",
     "//example.org/x.jpg",
     "http://" + "a" * 3000 + ".org/x.jpg",
     "javascript:alert(1)",
+    "http://127.1/x.jpg",  # IPv4 shorthands: an address to the resolver and to browsers
+    "http://0x7f.0.0.1/x.jpg",
+    "http://2130706433/x.jpg",
+    "http://１２７.０.０.１/x.jpg",  # full-width digits: IDNA makes them 127.0.0.1
 ]
+#: what a server may put in Location besides those: relative and malformed, empty, another scheme, private
+LOCATIONS = [
+    *HOSTILE,
+    "//[::1/x.jpg",
+    "//[127.0.0.1]/x.jpg",
+    "http://[127.0.0.1]:80/",
+    "http://%zz/",
+    "",
+    "gopher://127.0.0.2/",
+    "file:///etc/passwd",
+    "http://169.254.169.254/latest/meta-data/",
+    "http://127.0.0.1/",
+    "http://localhost/",
+    "http://１２７.０.０.１/",
+]
+
+
+@pytest.fixture
+def client(stack: Any) -> Any:
+    """The API against the local stack with PICTRACE_URL_ALLOW_PRIVATE=false, as deployed."""
+    from fastapi.testclient import TestClient
+    from pictrace.api import create_app
+    from pictrace.settings import Settings
+
+    return TestClient(create_app(Settings.from_env(url_allow_private=False)))
+
+
+def _to(server: str, location: str) -> str:
+    """A URL on the test server that answers 302 with this Location."""
+    return f"{server}/to?url={quote(location, safe='', errors='surrogatepass')}"
+
+
+def _search(client: Any, url: str, path: str = "/search") -> Any:
+    """POST {"url": url} as JSON (ASCII-escaped, so a lone surrogate is sent as the \\ud800 a client may send)."""
+    return client.post(path, content=json.dumps({"url": url}), headers={"content-type": "application/json"})
 
 
 @pytest.mark.parametrize("url", HOSTILE)
@@ -234,97 +297,61 @@ def test_a_malformed_url_is_a_fetch_error(url: str) -> None:
         get(url)
 
 
-@pytest.mark.parametrize("location", [*HOSTILE[:8], "http://[127.0.0.1]:80/", "http://%zz/", "gopher://127.0.0.2/"])
-def test_a_redirect_to_a_malformed_location_is_a_fetch_error(server: str, location: str) -> None:
-    from urllib.parse import quote
+@pytest.mark.parametrize("location", LOCATIONS)
+def test_a_redirect_to_a_malformed_location_is_a_fetch_error(server: str, location: str, network: FakeNetwork) -> None:
+    """Each refused with a message that names the redirect and what is wrong, quickly, never reaching a
+    non-public address."""
+    started = time.monotonic()
+    with pytest.raises(FetchError, match=r"^the url redirected to \S") as refused:
+        get(f"{server}/location/{LOCATIONS.index(location)}")
+    assert time.monotonic() - started < 2, (location, refused.value)
+    assert network.private_connections() == []
 
-    with pytest.raises(FetchError, match="redirected"):
-        get(f"{server}/to?url={quote(location, safe='')}")
 
-
-def test_the_api_answers_each_hostile_url_with_a_4xx_quickly(stack: Any, server: str) -> None:
+def test_the_api_answers_each_hostile_url_with_a_4xx_quickly(client: Any, server: str) -> None:
     """Against the app with PICTRACE_URL_ALLOW_PRIVATE=false, as deployed: a 4xx within 2 s, and healthy after."""
-    from urllib.parse import quote
-
-    from fastapi.testclient import TestClient
-    from pictrace.api import create_app
-    from pictrace.settings import Settings
-
-    client = TestClient(create_app(Settings.from_env(url_allow_private=False)))
-    urls = [*HOSTILE, *(f"{server}/to?url={quote(u, safe='')}" for u in HOSTILE[:3])]
-    for url in urls:
+    for url in [*HOSTILE, *(_to(server, location) for location in LOCATIONS)]:
         started = time.monotonic()
-        answer = client.post("/search", json={"url": url})
+        answer = _search(client, url)
         assert 400 <= answer.status_code < 500 and answer.json()["detail"], (url, answer.status_code, answer.text)
         assert time.monotonic() - started < 2, url
     assert client.get("/auth/config").status_code == 200
 
 
-def _host() -> Any:
-    from hypothesis import strategies as st
-
-    octet = st.integers(0, 300).map(str)
-    ipv4 = st.tuples(octet, octet, octet, octet).map(".".join)
-    private4 = st.sampled_from(["127.0.0.1", "10.0.0.7", "192.168.1.1", "169.254.169.254", "0.0.0.0", "100.64.0.1"])
-    ipv6 = st.sampled_from(["::1", "::", "fe80::1", "::ffff:127.0.0.1", "fd00::1", "1::2::3", "gggg::1", "::1%eth0"])
-    garbage = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=12)
-    return st.one_of(
-        ipv4.filter(lambda a: not a.startswith(("8.", "1.", "2.", "3.", "4.", "5.", "6.", "9."))),  # no public hosts
-        private4,
-        private4.map(lambda a: f"[{a}]"),
-        ipv6.map(lambda a: f"[{a}]"),
-        ipv6,
-        ipv6.map(lambda a: f"[{a}"),
-        garbage.filter(lambda h: not re.fullmatch(r"[A-Za-z0-9._-]*", h)),  # never a name DNS would be asked for
-        st.just("localhost"),
-    )
-
-
-def _url() -> Any:
-    from hypothesis import strategies as st
-
-    scheme = st.sampled_from(["http", "https", "HTTP", "ftp", "file", "", "http:", "javascript"])
-    port = st.one_of(st.just(""), st.integers(-5, 70000).map(lambda p: f":{p}"), st.just(":x"), st.just(":"))
-    userinfo = st.sampled_from(["", "u@", "u:p@", "@", ":@"])
-    path = st.text(max_size=20).map(lambda p: "/" + p)
-    return st.tuples(scheme, userinfo, _host(), port, path).map(lambda t: f"{t[0]}://{t[1]}{t[2]}{t[3]}{t[4]}")
-
-
-def test_any_url_shape_is_a_url_or_a_fetch_error() -> None:
-    """Property: checked_url either accepts a URL (http(s), a host) or raises FetchError; fetch_url on the same
-    shapes (no public host among them) raises only FetchError or ImageTooLarge."""
+def test_any_url_through_the_api_is_a_4xx(client: Any, server: str, network: FakeNetwork) -> None:
+    """Property: whatever URL a client sends (or a server redirects to), /search and /compare answer a 4xx with a
+    detail (never a 5xx), and no connection is attempted to a non-public address (the network is faked; the test
+    server is the one public host)."""
     from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
 
-    @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-    @given(_url())
-    def check(url: str) -> None:
-        try:
-            parsed = fetch.checked_url(url, allow_private=False)
-        except FetchError:
-            pass
-        else:
-            assert parsed.scheme in ("http", "https") and parsed.host
-        try:
-            asyncio.run(fetch.fetch_url(url, max_bytes=LIMIT, timeout=2.0, allow_private=False))
-        except (FetchError, ImageTooLarge):
-            pass
+    @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(
+        st.one_of(urls(), urls().map(lambda u: _to(server, u))),
+        st.sampled_from(["/search", "/compare?target=" + "0" * 64]),
+    )
+    def check(url: str, path: str) -> None:
+        answer = _search(client, url, path)
+        assert 400 <= answer.status_code < 500 and answer.json()["detail"], (url, answer.status_code, answer.text)
 
     check()
+    assert network.private_connections() == []
+    assert client.get("/auth/config").status_code == 200
 
 
-def test_any_redirect_location_is_followed_or_a_fetch_error(server: str) -> None:
-    """Property: whatever a server puts in Location, the fetch follows it or refuses it with a FetchError."""
-    from urllib.parse import quote
-
+def test_any_redirect_location_is_followed_or_a_fetch_error(server: str, network: FakeNetwork) -> None:
+    """Property: whatever a server puts in Location, the fetch follows it or refuses it with a FetchError (the network
+    is faked but for the test server: no Location reaches a non-public address)."""
     from hypothesis import HealthCheck, given, settings
     from hypothesis import strategies as st
 
-    @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-    @given(st.one_of(_url(), st.text(max_size=30)))
+    @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(st.one_of(urls(), st.text(max_size=30)))
     def check(location: str) -> None:
         try:
-            get(f"{server}/to?url={quote(location, safe='')}", timeout=2.0)
+            get(_to(server, location), timeout=2.0)
         except (FetchError, ImageTooLarge):
             pass
 
     check()
+    assert network.private_connections() == []

@@ -3,6 +3,7 @@
 Query URLs are untrusted. Only http/https; the host name is resolved here and every address is checked
 (loopback, private, link-local, multicast, reserved, IPv4-mapped IPv6 are refused unless allow_private);
 aiohttp then connects to exactly the addresses that were checked, for the first request and each redirect.
+Whatever is wrong with a URL, a redirect or the server's answer is a FetchError (or ImageTooLarge) saying what.
 """
 
 from __future__ import annotations
@@ -88,77 +89,152 @@ class CheckedResolver(AbstractResolver):
 MAX_URL_LENGTH = 2048
 #: a host name as DNS knows it (after IDNA): labels of letters, digits, hyphens (and underscores), dot-separated
 _HOST_NAME = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,62})(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,62}))*\.?")
+#: the longest DNS name, without its trailing dot
+_MAX_NAME_LENGTH = 253
+#: a last label that makes a host an IPv4 number to a browser (the WHATWG URL standard): digits, or 0x and hex digits
+_NUMBER_LABEL = re.compile(r"[0-9]+|0[xX][0-9A-Fa-f]*")
 
 
 def checked_url(url: str, allow_private: bool) -> URL:
     """The URL as it will be requested, or FetchError saying what is wrong with it: absolute http(s) only, no user
-    name or password, a host that parses (IP literals in brackets only for IPv6) and encodes (IDNA), a port in range,
-    and an IP-literal host that is public (names are checked when resolved, CheckedResolver)."""
+    name or password, a port in range, and a host, as aiohttp will connect to it (IDNA-encoded), that is either a
+    host name (checked when resolved, CheckedResolver) or a public IP address written plainly (dotted-quad IPv4, or
+    IPv6 in brackets and only IPv6 there); a host that only looks like an address (127.1, 0x7f.1, 2130706433,
+    full-width digits) is refused, since aiohttp would connect to it without resolving it."""
     if not isinstance(url, str) or not url or len(url) > MAX_URL_LENGTH:
         raise FetchError(f"url must be an absolute http:// or https:// URL of at most {MAX_URL_LENGTH} characters")
     if any(c.isspace() or ord(c) < 0x20 or ord(c) == 0x7F for c in url):
         raise FetchError("the url is malformed: it holds spaces or control characters")
     try:
         parts = urlsplit(url)
-        host, port = parts.hostname, parts.port  # both raise ValueError on a malformed authority
+        parts.hostname, parts.port  # noqa: B018  # both raise ValueError on a malformed authority
         parsed = URL(url)
-        parsed.raw_host  # noqa: B018  # IDNA-encodes the host (UnicodeError on a name that does not encode)
+        host, port = parsed.raw_host, parsed.port  # the host IDNA-encoded (UnicodeError on a name that does not encode)
     except (ValueError, UnicodeError, TypeError) as exc:
         raise FetchError(f"the url is malformed: {exc}") from None
-    if parts.scheme not in ("http", "https") or not host or parsed.scheme not in ("http", "https"):
+    if (
+        parts.scheme not in ("http", "https")
+        or parsed.scheme not in ("http", "https")
+        or not host
+        or not parts.hostname
+    ):
         raise FetchError("url must be an absolute http:// or https:// URL")
-    if parts.username is not None or parts.password is not None:
+    if parts.username is not None or parts.password is not None or parsed.raw_user or parsed.raw_password:
         raise FetchError("the url must not carry a user name or password")
-    if port == 0:
+    if port is None or not 1 <= port <= 65535:
         raise FetchError("the url's port must be between 1 and 65535")
+    bracketed = parts.netloc.rpartition("@")[2].startswith("[")
+    if bracketed or _looks_like_an_address(host):
+        address = _ip_address(host, bracketed)
+        reason = address_refused(address)
+        if reason and not allow_private:
+            raise FetchError(f"refusing to fetch from {address}: it is {reason}")
+        return parsed
+    _check_name(host)
+    return parsed  # a name: CheckedResolver checks what it resolves to
+
+
+def _looks_like_an_address(host: str) -> bool:
+    """Whether aiohttp would connect to the host without resolving it (aiohttp.helpers.is_ip_address), or a browser
+    would read it as an IPv4 number."""
+    last = host.rstrip(".").rpartition(".")[2]
+    return ":" in host or host.replace(".", "").isdigit() or _NUMBER_LABEL.fullmatch(last) is not None
+
+
+def _ip_address(host: str, bracketed: bool) -> str:
+    """The host as an IP address, or FetchError: IPv4 as four decimal octets, IPv6 in brackets, no zone id."""
+    if "%" in host:
+        raise FetchError(f"the url's host {host[:100]!r} carries a zone id: not an address that can be fetched from")
     try:
-        ipaddress.ip_address(host)
+        ip = ipaddress.ip_address(host)
     except ValueError:
-        if not _HOST_NAME.fullmatch(parsed.raw_host or ""):
-            raise FetchError(f"the url's host {host[:100]!r} is not a host name or an IP address") from None
-        return parsed  # a name: CheckedResolver checks what it resolves to
-    reason = address_refused(host)
-    if reason and not allow_private:
-        raise FetchError(f"refusing to fetch from {host}: it is {reason}")
-    return parsed
+        raise FetchError(
+            f"the url's host {host[:100]!r} is neither a host name nor an IP address "
+            "(IPv4 as four decimal numbers, IPv6 in brackets)"
+        ) from None
+    if bracketed != (ip.version == 6):
+        raise FetchError(f"the url's host {host[:100]!r}: an IPv6 address goes in brackets, and nothing else does")
+    return str(ip)
+
+
+def _check_name(host: str) -> None:
+    """FetchError unless the (IDNA-encoded) host is a DNS name: valid labels, at most 253 characters, and each
+    xn-- label the encoding of a real name."""
+    if len(host.removesuffix(".")) > _MAX_NAME_LENGTH or not _HOST_NAME.fullmatch(host):
+        raise FetchError(f"the url's host {host[:100]!r} is not a host name or an IP address")
+    for label in host.removesuffix(".").split("."):
+        if label[:4].lower() == "xn--":
+            try:
+                decoded = label[4:].encode("ascii").decode("punycode")
+            except UnicodeError:
+                decoded = ""
+            if not decoded or decoded.isascii() or not decoded.isprintable():
+                raise FetchError(f"the url's host {host[:100]!r} is not a valid internationalised (IDNA) name")
 
 
 async def fetch_url(url: str, *, max_bytes: int, timeout: float, allow_private: bool = False) -> bytes:
     """The bytes of an image URL, refusing unsafe or malformed targets (the URL and every redirect), redirects past
-    3, non-images and oversize bodies: FetchError or ImageTooLarge, never another exception for what a caller sent."""
+    3, non-images and oversize bodies: FetchError or ImageTooLarge, never another exception for what a caller sent.
+    A refusal after a redirect names where the redirect pointed."""
     target = checked_url(url, allow_private)
     connector = aiohttp.TCPConnector(resolver=CheckedResolver(allow_private), use_dns_cache=False)
     client_timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=min(timeout, 5.0))
+    redirects = 0
     try:
         async with aiohttp.ClientSession(connector=connector, timeout=client_timeout) as session:
-            for _hop in range(MAX_REDIRECTS + 1):
+            while True:
                 async with session.get(target, allow_redirects=False) as response:
                     if response.status in (301, 302, 303, 307, 308) and "Location" in response.headers:
+                        if redirects == MAX_REDIRECTS:
+                            raise FetchError(f"the url redirected more than {MAX_REDIRECTS} times")
                         target = _redirected(response, allow_private)
+                        redirects += 1
                         continue
                     return await _read_image(response, max_bytes)
-            raise FetchError(f"the url redirected more than {MAX_REDIRECTS} times")
-    except aiohttp.ClientConnectorError as exc:
-        if isinstance(exc.__cause__, FetchError):
-            raise exc.__cause__ from None
-        raise FetchError("could not connect to the url's host") from None
-    except (aiohttp.ClientError, TimeoutError) as exc:
-        if isinstance(exc.__cause__, FetchError):
-            raise exc.__cause__ from None
-        raise FetchError(f"fetching the url failed ({type(exc).__name__})") from None
-    except (ValueError, UnicodeError) as exc:  # what aiohttp or yarl make of a target they cannot handle
-        raise FetchError(f"the url cannot be fetched: {exc}") from None
+    except FetchError as exc:
+        raise _after_redirects(str(exc), redirects, target) from None
+    except (aiohttp.ClientError, TimeoutError, ValueError, UnicodeError) as exc:
+        raise _after_redirects(_failure(exc), redirects, target) from None
+
+
+def _failure(exc: Exception) -> str:
+    """What went wrong, for an exception aiohttp or yarl raised while fetching."""
+    if isinstance(exc.__cause__, FetchError):  # refused by CheckedResolver while connecting
+        return str(exc.__cause__)
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return "could not connect to the url's host"
+    if isinstance(exc, aiohttp.ClientResponseError | aiohttp.ClientPayloadError):
+        return f"the url's server sent a malformed HTTP response ({type(exc).__name__})"
+    if isinstance(exc, aiohttp.ClientError | TimeoutError):
+        return f"fetching the url failed ({type(exc).__name__})"
+    return f"the url cannot be fetched: {exc}"  # what aiohttp or yarl make of a target they cannot handle
+
+
+def _after_redirects(message: str, redirects: int, target: URL) -> FetchError:
+    """The FetchError for a failure after some redirects: saying where the last one pointed."""
+    if redirects and not message.startswith("the url redirected"):
+        return FetchError(f"the url redirected to {str(target)[:200]}: {message}")
+    return FetchError(message)
 
 
 def _redirected(response: aiohttp.ClientResponse, allow_private: bool) -> URL:
-    """Where a redirect points, checked as the first URL was."""
+    """Where a redirect points, checked as the first URL was: an absolute or scheme-relative Location as written
+    (resolving it first would lose what makes it malformed, such as brackets around a non-IPv6 host), a relative
+    one joined to the checked URL it came from."""
     location = response.headers["Location"]
+    if not location.strip():
+        raise FetchError("the url redirected to an empty location")
     try:
-        joined = str(response.url.join(URL(location)))
+        if urlsplit(location).scheme:
+            target = location
+        elif location.startswith("//"):
+            target = f"{response.url.scheme}:{location}"
+        else:
+            target = str(response.url.join(URL(location)))
     except (ValueError, UnicodeError, TypeError) as exc:
-        raise FetchError(f"the url redirected to a malformed location: {exc}") from None
+        raise FetchError(f"the url redirected to a malformed location {location[:200]!r}: {exc}") from None
     try:
-        return checked_url(joined, allow_private)
+        return checked_url(target, allow_private)
     except FetchError as exc:
         raise FetchError(f"the url redirected to {location[:200]!r}: {exc}") from None
 
