@@ -131,7 +131,7 @@ bench-quick: bench-setup  ## smaller N, fewer queries (~8 min); leaves docs/benc
 # --- capacity of the segmented index (issue 7; docs/scaling.md) ----------------------------------
 .PHONY: capacity
 capacity: setup $(VENV)/.bench-installed  ## ~4 min, ~20 GB of RAM and ~14 GB of disk at N = 1,000,000
-	$(PY) -m bench.capacity --n 100000 1000000 --out build/capacity.json
+	$(PY) -m bench.alone capacity --n 100000 1000000 --out build/capacity.json
 
 # --- score fusion and the copy verdict (issues 5, 12): per model, fit the fusion weights, P(copy) and the threshold on
 # half of a bench run's queries (build/bench/signals-*.json; a quick bench first if there is none), report on the

@@ -1,1 +1,1 @@
-"""`make bench`: retrieval quality and speed of PicTrace on real photos, against the seed's method (issue 4)."""
+"""`make bench`: retrieval quality and speed of PicTrace on real photos (issues 4, 12, 14 and 29)."""

@@ -1,9 +1,11 @@
-"""What the bench's phases share: the tree's paths, the sample images, child processes, JSON of typed results."""
+"""What the bench's modules share: the tree's paths, the sample images, child processes, the tree's git state, and
+this process's memory as the kernel counts it."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
+import os
+import resource
 import subprocess
 import sys
 from pathlib import Path
@@ -34,22 +36,96 @@ def child_json(args: list[str], timeout: float = 600) -> Any:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def record(value: Any) -> Any:
-    """A phase's result as results.json holds it: a dataclass as its dict (its own `record()` where the JSON shape
-    is not its fields'), anything else as it is."""
-    if hasattr(value, "record") and callable(value.record):
-        return value.record()
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return dataclasses.asdict(value)
-    return value
-
-
 def json_default(o: Any) -> Any:
-    """json.dumps' fallback: numpy scalars, paths, typed results."""
+    """json.dumps' fallback: numpy scalars and paths."""
     if hasattr(o, "item"):
         return o.item()
     if isinstance(o, Path):
         return str(o)
-    if dataclasses.is_dataclass(o) and not isinstance(o, type):
-        return record(o)
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def git(*args: str) -> str:
+    """A git command's output in the tree ("" when it fails)."""
+    try:
+        done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=False, timeout=30)
+    except OSError:
+        return ""
+    return done.stdout if done.returncode == 0 else ""
+
+
+def uncommitted(*folders: str) -> list[str]:
+    """The files with uncommitted changes under these folders of the tree (what a run measured besides the commit)."""
+    return sorted({line[3:] for line in git("status", "--porcelain", "--", *folders).splitlines() if line.strip()})
+
+
+# --- this process's memory (Linux) ---------------------------------------------------------------------------------
+
+
+def rss() -> int:
+    """This process's resident set size in bytes."""
+    import psutil
+
+    return int(psutil.Process().memory_info().rss)
+
+
+def _status(field: str, path: str = "/proc/self/status") -> int | None:
+    """A "<field>: <n> kB" line of /proc/self/status (or /proc/meminfo) in bytes."""
+    for line in Path(path).read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1]) * 1024
+    return None
+
+
+def resident_file() -> int:
+    """This process's resident pages backed by files (RssFile: code of the libraries it has run, mapped files)."""
+    return _status("RssFile") or 0
+
+
+def peak_rss() -> int:
+    """This process's peak resident set size so far: VmHWM, the high-water mark of its own memory (ru_maxrss starts
+    at the RSS of the parent it was forked from, so a child of a big process reads high)."""
+    return _status("VmHWM") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
+
+
+def vm_size() -> int:
+    """This process's address space in bytes (VmSize)."""
+    return _status("VmSize") or 0
+
+
+def available() -> int:
+    """Bytes of memory the machine can give without swapping (MemAvailable)."""
+    found = _status("MemAvailable", "/proc/meminfo")
+    if found is None:
+        raise RuntimeError("no MemAvailable in /proc/meminfo")
+    return found
+
+
+def malloc_trim() -> int:
+    """Give the C heap's free memory back to the OS (glibc's malloc_trim); returns the bytes of RSS released."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return 0
+    before = rss()
+    trim(0)
+    return max(0, before - rss())
+
+
+def drop_from_page_cache(folder: Path) -> bool:
+    """Write back and evict the files under folder from the page cache (the next read comes from the disk). False
+    where the OS has no posix_fadvise."""
+    if not hasattr(os, "posix_fadvise"):
+        return False
+    for dirpath, _dirs, files in os.walk(folder):
+        for name in files:
+            fd = os.open(os.path.join(dirpath, name), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            finally:
+                os.close(fd)
+    return True

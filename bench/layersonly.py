@@ -3,7 +3,7 @@
 The development virtualenv holds many distributions the layers leave out (layers/deps/constraints.txt pins every
 one they install). Some of them change what the handlers import when they are there: botocore takes awscrt,
 urllib3's pyOpenSSL support (pyOpenSSL, cryptography) and certifi when it finds them. bench.run puts the names of
-their modules in the environment (hidden_env); bench.coldstart and bench.memory call hide() before anything else,
+their modules in the environment (hidden_env); bench.container and bench.phases.memory call hide() before anything else,
 and importing one of them fails there as it does in Lambda. bench/lambda_site/sitecustomize.py calls it at the
 start-up of every Python the cold starts run (bench.phases.coldstart puts it on their PYTHONPATH), including those
 no bench code runs in (the exec wrapper's prefetch).

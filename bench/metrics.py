@@ -1,39 +1,50 @@
-"""Retrieval metrics and latency statistics (pure functions, tested in tests/unit/test_bench.py).
+"""Retrieval metrics, latency statistics and one model's quality from its search records (pure functions, tested in
+tests/unit/test_bench.py).
 
-A query has a set of relevant ids (here: the entry of the original it was made from) and a ranking (ids, best
-first) that may stop early: the search returns its reranked shortlist, so an original that did not survive the
-cosine stage is simply absent. Definitions:
+A query has a set of relevant ids (the entry of the original it was made from) and a ranking (ids, best first) that
+may stop early: the search returns its reranked shortlist, so an original that did not survive the cosine stage is
+absent. rank: 1-based position of the first relevant id (None when absent); recall@k: the share of queries with
+rank <= k; AP: the mean over the relevant ids of precision@(its position), missing ones counting 0 (1/rank with one
+relevant id); mAP: the mean AP.
 
-- rank: 1-based position of the first relevant id in the ranking, None when none is there;
-- recall@k: the share of queries with rank <= k;
-- average precision (AP): mean over the relevant ids of precision@(position of that id), counting relevant ids
-  missing from the ranking as precision 0; with one relevant id this is 1/rank (0 when absent);
-- mAP: the mean AP over the queries.
+A search record (bench.searching.SearchRecord) is one query through SearchService.search (top_k = shortlist = 50):
+``positive`` (its original is indexed) or not (held out), ``family``/``variant``, ``rank``/``ap`` of the original in
+the final ranking, ``cos_rank``/``gist_rank`` (its rank over the whole index by centred embedding cosine and by gist:
+what decides whether a shortlist of any size keeps it), and ``hits``: every reranked candidate, best first, as
+HIT_FIELDS. `replay` re-ranks them offline under other fusion weights (the gist question, `make fit-fusion`).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from pictrace.rerank import GEO_INLIERS, to_verify
+from pictrace.verdict import Weights
 
 KS = (1, 5, 10)
+#: one reranked candidate of a record: is it the query's original, its signals, its final score and verdict
+HIT_FIELDS = ("correct", "cosine", "gist", "ssim", "inliers", "final", "match")
+#: shortlist sizes whose recall is reported (the product's shortlist: the top size/2 by cosine ∪ by gist)
+SHORTLIST_SIZES = (5, 10, 25, 50, 100)
+#: each query's predictions pooled for µAP and judged for the verdict: its top 10 (the API's default top_k)
+TOP_PREDICTIONS = 10
+PRODUCT_SHORTLIST = 50
 
 
 def first_rank(ranking: Sequence[str], relevant: Collection[str]) -> int | None:
     """1-based position of the first relevant id, or None."""
-    for position, item in enumerate(ranking, start=1):
-        if item in relevant:
-            return position
-    return None
+    return next((position for position, item in enumerate(ranking, start=1) if item in relevant), None)
 
 
 def average_precision(ranking: Sequence[str], relevant: Collection[str]) -> float:
     """AP of one ranking: the mean of precision@i over the positions i of the relevant ids (missing ones count 0)."""
     if not relevant:
         raise ValueError("a query needs at least one relevant id")
-    hits = 0
-    total = 0.0
-    seen: set[str] = set()
+    hits, total, seen = 0, 0.0, set()
     for position, item in enumerate(ranking, start=1):
         if item in relevant and item not in seen:
             seen.add(item)
@@ -45,9 +56,7 @@ def average_precision(ranking: Sequence[str], relevant: Collection[str]) -> floa
 def recall_at(ranks: Iterable[int | None], k: int) -> float:
     """Share of queries whose first relevant id is within the top k (NaN for no queries)."""
     ranks = list(ranks)
-    if not ranks:
-        return math.nan
-    return sum(1 for r in ranks if r is not None and r <= k) / len(ranks)
+    return sum(1 for r in ranks if r is not None and r <= k) / len(ranks) if ranks else math.nan
 
 
 def mean(values: Iterable[float]) -> float:
@@ -81,15 +90,13 @@ def summarise(ranks: Sequence[int | None], aps: Sequence[float], ks: Sequence[in
 
 
 def micro_ap(predictions: Sequence[tuple[float, bool]], positives: int) -> float:
-    """µAP as DISC2021 defines it: every query's predictions (score, correct) pooled into one list, sorted by
-    score (best first), and the average precision of that one ranking over `positives` (the queries that have a
-    true original; negative queries' predictions are all wrong). Ties keep their order (the sort is stable)."""
+    """µAP as DISC2021 defines it: every query's predictions (score, correct) pooled into one list, sorted by score
+    (best first, ties in order), and the average precision of that one ranking over `positives` (the queries that
+    have a true original; negative queries' predictions are all wrong)."""
     if positives <= 0:
         return math.nan
-    ranked = sorted(predictions, key=lambda p: -p[0])
-    hits = 0
-    total = 0.0
-    for position, (_score, correct) in enumerate(ranked, start=1):
+    hits, total = 0, 0.0
+    for position, (_score, correct) in enumerate(sorted(predictions, key=lambda p: -p[0]), start=1):
         if correct:
             hits += 1
             total += hits / position
@@ -101,10 +108,8 @@ def precision_at_recall(predictions: Sequence[tuple[float, bool]], positives: in
     it): DISC2021's P@R."""
     if positives <= 0:
         return math.nan
-    ranked = sorted(predictions, key=lambda p: -p[0])
-    hits = 0
-    best = 0.0
-    for position, (_score, correct) in enumerate(ranked, start=1):
+    hits, best = 0, 0.0
+    for position, (_score, correct) in enumerate(sorted(predictions, key=lambda p: -p[0]), start=1):
         if correct:
             hits += 1
             if hits / positives >= recall:
@@ -114,8 +119,7 @@ def precision_at_recall(predictions: Sequence[tuple[float, bool]], positives: in
 
 def verdict_quality(called: Sequence[tuple[bool, bool]], positives: int) -> dict[str, float]:
     """Precision and recall of a copy verdict over predictions (called a copy, correct): precision = correct ones
-    among those called a copy; recall = correct ones called a copy / positives (one true original per positive
-    query)."""
+    among those called a copy; recall = correct ones called a copy / positives (one true original per positive)."""
     calls = [correct for is_copy, correct in called if is_copy]
     true = sum(calls)
     return {
@@ -127,12 +131,11 @@ def verdict_quality(called: Sequence[tuple[bool, bool]], positives: int) -> dict
 
 
 def threshold_for_precision(predictions: Sequence[tuple[float, bool]], precision: float) -> float:
-    """The lowest score threshold at which the predictions scoring at least it have at least `precision`
-    correct (the most recall that precision allows); halfway to the next lower score, so a score equal to a
-    kept one passes. +inf when no threshold reaches the precision."""
+    """The lowest score threshold at which the predictions scoring at least it have at least `precision` correct
+    (the most recall that precision allows); halfway to the next lower score, so a score equal to a kept one passes.
+    +inf when no threshold reaches the precision."""
     ranked = sorted(predictions, key=lambda p: -p[0])
-    best_index = -1
-    hits = 0
+    best_index, hits = -1, 0
     for i, (_score, correct) in enumerate(ranked):
         hits += correct
         if correct and hits / (i + 1) >= precision:
@@ -142,3 +145,132 @@ def threshold_for_precision(predictions: Sequence[tuple[float, bool]], precision
     kept = ranked[best_index][0]
     lower = next((s for s, _c in ranked[best_index + 1 :] if s < kept), None)
     return kept if lower is None else (kept + lower) / 2
+
+
+# --- one model's quality from its search records ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Quality:
+    """One model's quality pass (results.json's models[label].quality): recall and mAP per family, per variant and
+    overall (positives; with shortlist@k and shortlisted), µAP and P@R0.9 (negatives included), the verdict's
+    precision and recall (None: no calibration), shortlist recall per size (product / cosine alone)."""
+
+    families: dict[str, dict[str, float]]
+    variants: dict[str, dict[str, float]]
+    overall: dict[str, float]
+    queries: dict[str, int]
+    micro_ap: float
+    precision_at_recall_90: float
+    verdict: dict[str, float] | None
+    shortlist_sizes: dict[str, dict[str, float]]
+    negatives_top1_final_max: float
+    positives_top1_final_min: float
+
+    @property
+    def lowest_family(self) -> tuple[str, dict[str, float]]:
+        """The family with the lowest recall@1 (the first of equals) and its figures."""
+        return min(self.families.items(), key=lambda kv: kv[1]["recall@1"])
+
+
+def in_shortlist(record: Mapping[str, Any], size: int, gist_half: bool = True) -> bool:
+    """Whether a shortlist of `size` keeps the original: the product's (top ceil(size/2) by cosine ∪ by gist), or
+    with gist_half False the top `size` by cosine alone."""
+    cos, gis = record.get("cos_rank"), record.get("gist_rank")
+    if not gist_half:
+        return cos is not None and cos <= size
+    half = (size + 1) // 2
+    return (cos is not None and cos <= half) or (gis is not None and gis <= half)
+
+
+def _share(flags: Iterable[bool]) -> float:
+    values = list(flags)
+    return sum(values) / len(values) if values else math.nan
+
+
+def _group(records: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+    out = summarise([r["rank"] for r in records], [r["ap"] for r in records])
+    for k in (1, 10, PRODUCT_SHORTLIST):
+        out[f"shortlist@{k}"] = recall_at([r.get("cos_rank") for r in records], k)
+    out["shortlisted"] = _share(in_shortlist(r, PRODUCT_SHORTLIST) for r in records)
+    return out
+
+
+def predictions(records: Sequence[Mapping[str, Any]], top: int = TOP_PREDICTIONS) -> list[tuple[float, bool]]:
+    """(final score, is the original) of every query's top predictions, pooled."""
+    return [(float(hit[5]), bool(hit[0])) for r in records for hit in r["hits"][:top]]
+
+
+def quality(records: Sequence[Mapping[str, Any]], families: Sequence[str], variants: Sequence[str]) -> Quality:
+    """Everything one model's records say (see the module docstring)."""
+    positives = [r for r in records if r["positive"]]
+    negatives = [r for r in records if not r["positive"]]
+    by_family = {f: _group([r for r in positives if r["family"] == f]) for f in families}
+    by_variant = {v: _group([r for r in positives if r["variant"] == v]) for v in variants}
+    pooled = predictions(records)
+    called = [(bool(h[6] == 1), bool(h[0])) for r in records for h in r["hits"][:TOP_PREDICTIONS]]
+    calibrated = any(h[6] != -1 for r in records for h in r["hits"][:1])
+    sizes = {
+        str(s): {
+            "product": _share(in_shortlist(r, s) for r in positives),
+            "cosine_only": _share(in_shortlist(r, s, gist_half=False) for r in positives),
+        }
+        for s in SHORTLIST_SIZES
+    }
+    first_right = [float(r["hits"][0][5]) for r in positives if r["hits"] and r["hits"][0][0]]
+    return Quality(
+        families={k: v for k, v in by_family.items() if v["queries"]},
+        variants={k: v for k, v in by_variant.items() if v["queries"]},
+        overall=_group(positives),
+        queries={"positive": len(positives), "negative": len(negatives)},
+        micro_ap=micro_ap(pooled, len(positives)),
+        precision_at_recall_90=precision_at_recall(pooled, len(positives), 0.9),
+        verdict=verdict_quality(called, len(positives)) if calibrated else None,
+        shortlist_sizes=sizes,
+        negatives_top1_final_max=max((float(r["hits"][0][5]) for r in negatives if r["hits"]), default=math.nan),
+        positives_top1_final_min=min(first_right, default=math.nan),
+    )
+
+
+def replay(hits: np.ndarray, weights: Weights, verify: int) -> np.ndarray:
+    """The final scores the rerank would give these candidates (rows of HIT_FIELDS) under other weights: the quick
+    score, geometry for the candidates rerank.to_verify picks. Only the inliers the recorded run measured are known
+    (the candidates it verified); a candidate these weights would verify but the run did not counts 0."""
+    if len(hits) == 0:
+        return np.zeros(0)
+    cos, gis, ssim, inliers = hits[:, 1], hits[:, 2], hits[:, 3], hits[:, 4]
+    total = weights.cosine + weights.gist + weights.ssim + weights.geometry
+    quick = (weights.cosine * np.clip(cos, 0, None) + weights.gist * np.clip(gis, 0, None) + weights.ssim * ssim) / (
+        total
+    )
+    geo = np.zeros(len(hits))
+    checked = sorted(to_verify(cos, gis if weights.gist > 0 else None, quick, verify))
+    geo[checked] = np.minimum(1.0, inliers[checked] / GEO_INLIERS)
+    result: np.ndarray = quick + weights.geometry * geo / total
+    return result
+
+
+def replayed(records: Sequence[Mapping[str, Any]], weights: Weights, verify: int) -> list[dict[str, Any]]:
+    """The records re-ranked under other weights: hits re-sorted by the replayed final score, rank recomputed."""
+    out = []
+    for r in records:
+        hits = np.asarray(r["hits"], dtype=np.float64).reshape(-1, len(HIT_FIELDS))
+        final = replay(hits, weights, verify)
+        order = np.argsort(-final, kind="stable")
+        new_hits = hits[order].copy()
+        if len(new_hits):
+            new_hits[:, 5] = final[order]
+            new_hits[:, 6] = -1
+        rank = next((i + 1 for i, h in enumerate(new_hits) if h[0]), None)
+        out.append({**r, "hits": new_hits.tolist(), "rank": rank, "ap": 1.0 / rank if rank else 0.0})
+    return out
+
+
+def recall_and_micro_ap(records: Sequence[Mapping[str, Any]]) -> tuple[dict[str, float], float]:
+    """recall@1 per family (positives) and µAP (all) of records."""
+    positives = [r for r in records if r["positive"]]
+    fams: dict[str, list[bool]] = {}
+    for r in positives:
+        fams.setdefault(r["family"], []).append(r["rank"] == 1)
+    recall = {f: sum(v) / len(v) for f, v in fams.items()}
+    return recall, micro_ap(predictions(records), len(positives))

@@ -1,15 +1,16 @@
-"""Queries through the product's search, as the quality and latency phases and `bench.worker search` run them.
+"""Queries (QueryCase: an edited original saved as a file) through the product's search, as the quality and latency
+phases and `bench.worker search` run them.
 
 A record (SearchRecord) is one query through SearchService.search: where the ranking put the original, the scores,
 the top hit and the stage timings; with a RankProbe as the service's backend, also the original's rank over the whole
-index by cosine and by gist, and every reranked candidate's signals (bench.quality.HIT_FIELDS).
+index by cosine and by gist, and every reranked candidate's signals (bench.metrics.HIT_FIELDS).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NotRequired, TypedDict
 
@@ -17,6 +18,7 @@ import numpy as np
 
 from bench import metrics
 from bench.common import SHORTLIST
+from bench.transforms import VARIANTS
 
 if TYPE_CHECKING:  # pictrace is imported where it is used (the bench sets up its environment first)
     from pictrace.index.backend import MemoryBackend
@@ -24,7 +26,37 @@ if TYPE_CHECKING:  # pictrace is imported where it is used (the bench sets up it
     from pictrace.index.rows import Candidate
     from pictrace.index.store import ChangeObserver
 
-    from bench.phases.queries import QueryCase
+
+@dataclass
+class QueryCase:
+    """One copy-detection query: a transformed original, saved as a file."""
+
+    original: str
+    original_id: str
+    variant: int
+    path: str
+    bytes: int
+    positive: bool = True  # False: its original was held out of the index (the right answer is "no copy")
+
+    @property
+    def family(self) -> str:
+        return VARIANTS[self.variant].family
+
+    @property
+    def variant_name(self) -> str:
+        return VARIANTS[self.variant].name
+
+
+def stratified(cases: list[QueryCase], per_variant: int, salt: int = 0) -> list[QueryCase]:
+    """per_variant queries of every variant, each variant from different originals (deterministic)."""
+    by_variant: dict[int, list[QueryCase]] = {}
+    for c in cases:
+        by_variant.setdefault(c.variant, []).append(c)
+    out = []
+    for v, group in sorted(by_variant.items()):
+        group = sorted(group, key=lambda c: c.original)
+        out += [group[(v * per_variant + j + salt) % len(group)] for j in range(min(per_variant, len(group)))]
+    return out
 
 
 class RankedRecord(TypedDict):
@@ -130,7 +162,7 @@ class RankProbe:
 
 
 def hit_row(hit: Any, original_id: str | None) -> list[float]:
-    """One reranked candidate as quality.HIT_FIELDS (match: 1, 0, or -1 where the model has no calibration)."""
+    """One reranked candidate as metrics.HIT_FIELDS (match: 1, 0, or -1 where the model has no calibration)."""
     s = hit.scores
     match = -1 if hit.match is None else int(hit.match)
     return [

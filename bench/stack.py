@@ -40,7 +40,7 @@ SYNTHETIC_ETAG = '"synthetic"'
 
 
 class ProcessMotoServer:
-    """Drop-in for moto's ThreadedMotoServer (same constructor, start, stop) running `python -m bench.motoserver`."""
+    """Drop-in for moto's ThreadedMotoServer (same constructor, start, stop) running `python -m bench.worker moto`."""
 
     #: the servers started by this process and not stopped yet (the bench reads their CPU time)
     running: list[ProcessMotoServer] = []  # noqa: RUF012
@@ -57,7 +57,7 @@ class ProcessMotoServer:
 
     def start(self) -> None:
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "bench.motoserver", self.ip_address, str(self.port)],
+            [sys.executable, "-m", "bench.worker", "moto", self.ip_address, str(self.port)],
             cwd=ROOT,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -167,11 +167,6 @@ def upload_and_index(
     }
 
 
-def entry_id(body: bytes) -> str:
-    """The id ingest gives these bytes."""
-    return hashlib.sha256(body).hexdigest()
-
-
 def synthetic_id(i: int) -> str:
     """A 64-hex id no real image has (real ids are SHA-256 of bytes; these hash a label)."""
     return hashlib.sha256(f"pictrace-bench-synthetic-{i}".encode()).hexdigest()
@@ -264,31 +259,3 @@ class PaddedIndex(EmbeddingIndex):
         found = super().candidates(query, gists, k, key_prefix, by_layout, centre)
         self.synthetic_per_call.append(sum(1 for c in found if c.id in self.padding.rows))
         return found
-
-
-def deep_size(obj: Any, seen: set[int] | None = None) -> int:
-    """Bytes held by an object graph (numpy arrays by nbytes), each object counted once."""
-    seen = set() if seen is None else seen
-    if id(obj) in seen:
-        return 0
-    seen.add(id(obj))
-    if isinstance(obj, np.ndarray):
-        return int(obj.nbytes) + sys.getsizeof(np.empty(0))
-    size = sys.getsizeof(obj)
-    if isinstance(obj, dict):
-        size += sum(deep_size(k, seen) + deep_size(v, seen) for k, v in obj.items())
-    elif isinstance(obj, list | tuple | set | frozenset):
-        size += sum(deep_size(v, seen) for v in obj)
-    return size
-
-
-def index_bytes(index: EmbeddingIndex) -> dict[str, int]:
-    """What an EmbeddingIndex holds: its matrices, ids, keys and row versions (entry ETags; reported as "etags")."""
-    parts = {f"matrix:{name}": deep_size(m) for name, m in index.matrices.items()}
-    parts.update({"ids": deep_size(index.ids), "keys": deep_size(index.keys), "etags": deep_size(index.versions)})
-    return parts
-
-
-def dumps(obj: Any) -> str:
-    """JSON with numpy scalars as numbers."""
-    return json.dumps(obj, default=lambda o: o.item() if hasattr(o, "item") else str(o))

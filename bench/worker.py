@@ -1,4 +1,8 @@
-"""Worker processes of the bench (one per core), started by bench.run with the environment of its local stack.
+"""Worker processes of the bench, started with the environment of its local stack.
+
+`python -m bench.worker moto HOST PORT`
+    moto's threaded S3+SQS server alone in this process (bench.stack.ProcessMotoServer), until terminated or until
+    the process that started it is gone: S3 is elsewhere in production, so its work must not take the bench's GIL.
 
 `python -m bench.worker ingest QUEUE_URL`
     One "ingest Lambda container": the project's SqsWorker polling the stack's queue and calling the real ingest
@@ -25,6 +29,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -63,8 +68,7 @@ def search(cases_path: str, out_path: str) -> int:
     from pictrace.verdict import model_key
     from pictrace.wiring import wire
 
-    from bench.phases.queries import QueryCase
-    from bench.searching import RankProbe, run_searches
+    from bench.searching import QueryCase, RankProbe, run_searches
 
     # the index does not change during the quality pass: one refresh, not a LIST of the bucket every 2 s
     settings = Settings.from_env(refresh_seconds=86400.0)
@@ -132,15 +136,27 @@ def index(keys_path: str, models_path: str) -> int:
     return 0
 
 
+def moto(host: str, port: str) -> int:
+    import logging
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    from moto.server import ThreadedMotoServer
+
+    parent = os.getppid()
+    server = ThreadedMotoServer(ip_address=host, port=int(port), verbose=False)
+    server.start()
+    while os.getppid() == parent:  # the bench died without stopping us: do not outlive it
+        time.sleep(1)
+    server.stop()
+    return 0
+
+
 def main(argv: list[str]) -> int:
     sys.path.insert(0, str(ROOT))
-    if argv[0] == "ingest":
-        return ingest(argv[1])
-    if argv[0] == "search":
-        return search(argv[1], argv[2])
-    if argv[0] == "index":
-        return index(argv[1], argv[2])
-    raise SystemExit(f"unknown command {argv[0]!r}")
+    commands: dict[str, Callable[..., int]] = {"ingest": ingest, "search": search, "index": index, "moto": moto}
+    if not argv or argv[0] not in commands:
+        raise SystemExit(__doc__)
+    return commands[argv[0]](*argv[1:])
 
 
 if __name__ == "__main__":

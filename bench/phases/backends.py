@@ -1,16 +1,25 @@
-"""Phase "backends": Keras (TensorFlow) against ONNX Runtime for a model with a Keras reference, in a fresh
-process (bench.tfparity)."""
+"""Phase "backends": Keras (TensorFlow) against ONNX Runtime, in a fresh process (`python -m bench.phases.backends
+MODEL_DIR IMAGE...`), for a Keras-exported artifact only (random:<seed>, imagenet, a weights file: SSCD has no Keras
+reference). Both embed the same decoded images one at a time (what ingest and search do); the Keras model is built
+with the weights the ONNX artifact records. ms per image: the median over the images, after one warm-up each; and
+the cosine between the two backends' embeddings of each image.
+"""
 
 from __future__ import annotations
 
+import json
+import os
+import statistics
+import sys
+import time
 from pathlib import Path
-from typing import TypedDict
+from typing import Any, TypedDict
 
 from bench.common import child_json
 
 
 class BackendParity(TypedDict):
-    """bench.tfparity's output: results.json's "backends"."""
+    """The child's output: results.json's "backends"."""
 
     images: int
     weights: str
@@ -24,5 +33,47 @@ class BackendParity(TypedDict):
 
 def backend_parity(model_dir: Path, images: list[Path]) -> BackendParity:
     """ms per image of both and the cosine between their embeddings, on the images."""
-    result: BackendParity = child_json(["bench.tfparity", str(model_dir), *[str(p) for p in images]])
+    result: BackendParity = child_json(["bench.phases.backends", str(model_dir), *[str(p) for p in images]])
     return result
+
+
+def measure(model_dir: str, paths: list[str]) -> BackendParity:
+    """The child's measurement."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import numpy as np
+    from pictrace.embedding import KerasEmbedder, OnnxEmbedder
+    from pictrace.images import decode_image
+
+    files = [Path(p) for p in paths if Path(p).is_file()]
+    images = [decode_image(f.read_bytes(), max_bytes=1 << 30, max_pixels=1 << 30).bgr for f in files]
+    onnx = OnnxEmbedder(model_dir)
+    started = time.perf_counter()
+    keras = KerasEmbedder(onnx.weights)
+    keras_build_s = time.perf_counter() - started
+
+    def timed(embedder: Any) -> tuple[list[float], np.ndarray]:
+        embedder.embed(images[:1])  # warm-up (graph tracing, session set-up)
+        times, rows = [], []
+        for image in images:
+            t = time.perf_counter()
+            rows.append(embedder.embed([image])[0])
+            times.append((time.perf_counter() - t) * 1000)
+        return times, np.stack(rows)
+
+    onnx_ms, by_onnx = timed(onnx)
+    tf_ms, by_tf = timed(keras)
+    cosines = (by_onnx * by_tf).sum(axis=1)
+    return {
+        "images": len(images),
+        "weights": onnx.weights,
+        "onnx_ms": statistics.median(onnx_ms),
+        "tensorflow_ms": statistics.median(tf_ms),
+        "keras_build_s": keras_build_s,
+        "cosine_min": float(cosines.min()),
+        "cosine_mean": float(cosines.mean()),
+        "max_abs_diff": float(np.abs(by_onnx - by_tf).max()),
+    }
+
+
+if __name__ == "__main__":
+    print(json.dumps(measure(sys.argv[1], sys.argv[2:])))

@@ -1,5 +1,5 @@
 """Phase "cold start": fresh processes running the search and ingest Lambdas' handlers as a new container would
-(bench.coldstart), on the bench's local stack, model acquisition included; and SnapStart's restore path.
+(bench.container), on the bench's local stack, model acquisition included; and SnapStart's restore path.
 
 Each run is one variant:
     new, attached   a new container without SnapStart on arm64 (the default): the model layer is attached, read from
@@ -44,7 +44,7 @@ import time
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -82,20 +82,13 @@ def variant_label(function: str, path: str, model: str, imports: str) -> str:
 
 @dataclass(frozen=True)
 class ColdStarts:
-    """results.json's "coldstart" and "coldstart_compacted": every run (bench.coldstart's output plus the derived
+    """results.json's "coldstart" and "coldstart_compacted": every run (bench.container's output plus the derived
     figures), the median run of each variant, the download throughput assumed, and the compaction if one was made."""
 
     runs: list[dict[str, Any]]
     variants: dict[str, dict[str, Any]]
     throughput_mb_s: float
-    compaction: dict[str, Any] | None = field(default=None)
-
-    def record(self) -> dict[str, Any]:
-        """results.json's shape: no "compaction" key before a compaction."""
-        out: dict[str, Any] = {"runs": self.runs, "variants": self.variants, "throughput_mb_s": self.throughput_mb_s}
-        if self.compaction is not None:
-            out["compaction"] = self.compaction
-        return out
+    compaction: dict[str, Any] | None = None
 
 
 def layer_archive(model_dir: Path) -> bytes:
@@ -199,12 +192,12 @@ def stdlib_only(pyc: Path, out: Path) -> Path:
 
 
 def run_child(function: str, path: str, arg: str, env: dict[str, str], wrapped: bool = False) -> dict[str, Any]:
-    """One bench.coldstart process (wrapped: started through the exec wrapper of a function that fetches the model,
+    """One bench.container process (wrapped: started through the exec wrapper of a function that fetches the model,
     as Lambda starts its runtime); its JSON."""
     spawned = time.time()
     wrapper = [str(PREFETCH_WRAPPER)] if wrapped else []
     done = subprocess.run(
-        [*wrapper, sys.executable, "-m", "bench.coldstart", function, path, repr(spawned), arg],
+        [*wrapper, sys.executable, "-m", "bench.container", function, path, repr(spawned), arg],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -213,7 +206,7 @@ def run_child(function: str, path: str, arg: str, env: dict[str, str], wrapped: 
         check=False,
     )
     if done.returncode != 0:
-        raise RuntimeError(f"bench.coldstart {function} {path} failed ({done.returncode}): {done.stderr[-2000:]}")
+        raise RuntimeError(f"bench.container {function} {path} failed ({done.returncode}): {done.stderr[-2000:]}")
     out: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     return out
 

@@ -109,10 +109,13 @@ def count_prefixes(names: list[str]) -> dict[str, int]:
     return out
 
 
+def entry_id(body: bytes) -> str:
+    """The id ingest gives these bytes."""
+    return hashlib.sha256(body).hexdigest()
+
+
 def choose_data(profile: Profile, samples: Path = SAMPLES) -> Dataset:
     """The run's images; SystemExit when there are no sample photos (`make samples`)."""
-    from bench.stack import entry_id
-
     originals = images_in(samples / "photos") + images_in(samples / "wallpapers")
     if not originals:
         raise SystemExit(f"no sample photos in {samples}: run `make samples`")

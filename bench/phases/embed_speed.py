@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import statistics
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from bench import metrics, models
 
@@ -24,14 +23,10 @@ class ModelSpeed:
 
 @dataclass(frozen=True)
 class EmbedSpeed:
-    """The phase's result; results.json's "embed_speed" is {"images": n, <label>: ModelSpeed, ...}."""
+    """The phase's result: results.json's "embed_speed"."""
 
     images: int
     models: dict[str, ModelSpeed]
-
-    def record(self) -> dict[str, Any]:
-        """results.json's shape."""
-        return {"images": self.images, **{label: asdict(s) for label, s in self.models.items()}}
 
 
 def embed_speed(configs: list[models.ModelConfig], paths: list[Path]) -> EmbedSpeed:

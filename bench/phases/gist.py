@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, replace
 from typing import Any, TypedDict
 
-from bench import quality
+from bench import metrics
 from bench.searching import SearchRecord
 
 GistVerdict = TypedDict(
@@ -30,8 +30,8 @@ def gist_verdict(records: Sequence[SearchRecord], verify: int, weights_name: str
 
     fitted = scoring_for(weights_name, preprocess).fusion
     without = replace(fitted, gist=0.0)
-    fitted_recall, fitted_micro = quality.recall_and_micro_ap(quality.replayed(records, fitted, verify))
-    gist0_recall, gist0_micro = quality.recall_and_micro_ap(quality.replayed(records, without, verify))
+    fitted_recall, fitted_micro = metrics.recall_and_micro_ap(metrics.replayed(records, fitted, verify))
+    gist0_recall, gist0_micro = metrics.recall_and_micro_ap(metrics.replayed(records, without, verify))
     return {
         "fitted": asdict(fitted),
         "gist0": asdict(without),

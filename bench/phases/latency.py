@@ -9,9 +9,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bench import models
-from bench.phases.queries import QueryCase
 from bench.profile import Profile
-from bench.searching import LatencySummary, latency_pass, latency_summary
+from bench.searching import LatencySummary, QueryCase, latency_pass, latency_summary
 
 
 @dataclass(frozen=True)

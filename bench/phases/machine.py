@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import os
 import platform
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.common import ROOT
+from bench.common import ROOT, git, uncommitted
 
 PACKAGES = ("numpy", "opencv-python-headless", "onnxruntime", "faiss-cpu", "scikit-image", "moto", "tensorflow-cpu")
 
@@ -59,44 +58,21 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
-def git_state() -> tuple[str, list[str]]:
-    """The tree's commit and its uncommitted changes under the measured folders."""
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=False
-        ).stdout.strip()
-    except OSError:
-        commit = "?"
-    try:
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--", "layers", "functions", "bench", "infra"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=False,
-        ).stdout.split("\n")
-        changed = sorted({line[3:] for line in dirty if line.strip()})
-    except OSError:
-        changed = []
-    return commit, changed
-
-
 def machine() -> MachineInfo:
     """What this ran on."""
     import pictrace
     import psutil
 
-    commit, changed = git_state()
     return MachineInfo(
         tree=str(ROOT),
         pictrace_from=str(Path(pictrace.__file__).parent),
-        uncommitted=changed,
+        uncommitted=uncommitted("layers", "functions", "bench", "infra"),
         cpu=cpu_model(),
         cores=os.cpu_count(),
         memory_gb=round(psutil.virtual_memory().total / 2**30, 1),
         python=platform.python_version(),
         os=f"{platform.system()} {platform.release()}",
         versions=package_versions(),
-        commit=commit,
+        commit=git("rev-parse", "--short", "HEAD").strip() or "?",
         gpu="none",
     )

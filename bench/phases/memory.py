@@ -1,14 +1,39 @@
-"""Phase "index memory": the search's in-memory index at N entries in a fresh process (bench.memory)."""
+"""Phase "index memory": resident memory of the search's in-memory index at N entries, in a fresh process
+(`python -m bench.phases.memory N`, with the environment of the bench's local stack: its real entries, and
+synthetic rows, bench.stack.PaddedIndex, for the rest of N).
+
+Before the "before" point, a throwaway index of a few rows (one real entry per read thread, WARMUP_SYNTHETIC
+synthetic rows) is refreshed once and dropped: the library code the load runs is paged in and one-time state (the
+allocator's tuning, the client's connections) is set up, so none of it counts as the index's memory; everything the
+index's own rows cause does. What the Lambda layers do not ship is hidden (bench.layersonly), as in the cold starts:
+botocore signs with awscrt when installed, and its caches are not what the search function would hold.
+
+Measures the resident set size (RSS) before and after the first refresh (which loads every entry and keeps its
+vectors), after a garbage collection (and how much of the growth is file-backed: library code run for the first
+time), and what the index object holds (EmbeddingIndex.footprint: matrices, ids, keys, versions).
+"""
 
 from __future__ import annotations
 
-from typing import TypedDict
+import gc
+import json
+import os
+import sys
+from typing import TYPE_CHECKING, TypedDict
 
-from bench.common import child_json
+import psutil  # the measuring tool, not the function's: imported before what the layers lack is hidden
+
+from bench.common import child_json, resident_file
+from bench.layersonly import hide
+
+if TYPE_CHECKING:
+    from pictrace.index.rows import Loader, RowSource, Versions
+
+WARMUP_SYNTHETIC = 16  # the warm-up index: this many synthetic rows, and as many real entries as read in parallel
 
 
 class IndexMemory(TypedDict):
-    """bench.memory's output: results.json's "memory" (bytes)."""
+    """The child's output: results.json's "memory" and "memory_compacted" (bytes)."""
 
     n: int
     real: int
@@ -28,5 +53,77 @@ class IndexMemory(TypedDict):
 
 def index_memory(n: int) -> IndexMemory:
     """Resident memory of the index at N = n (the stack's real entries, synthetic rows for the rest)."""
-    result: IndexMemory = child_json(["bench.memory", str(n)])
+    result: IndexMemory = child_json(["bench.phases.memory", str(n)])
     return result
+
+
+class FirstRows:
+    """A RowSource: the first `count` ids (in sorted order) of another source's listing."""
+
+    def __init__(self, source: RowSource, count: int) -> None:
+        self.source, self.count = source, count
+
+    def refresh(self) -> tuple[Versions, Loader]:
+        """The other source's first `count` ids and their versions, and its loader."""
+        versions, load = self.source.refresh()
+        return {i: versions[i] for i in sorted(versions)[: self.count]}, load
+
+
+def rss() -> int:
+    """This process's resident set size in bytes."""
+    return int(psutil.Process().memory_info().rss)
+
+
+def measure(n: int) -> IndexMemory:
+    """The child's measurement (see the module docstring)."""
+    from pictrace.index.memory import EmbeddingIndex
+    from pictrace.index.segments import SegmentedView, SegmentStore
+    from pictrace.index.store import IndexStore
+    from pictrace.settings import Settings
+    from pictrace.storage import Store
+
+    from bench.stack import PaddedIndex, PaddedRows
+
+    settings = Settings.from_env()
+    store, workers = Store(settings.bucket), settings.fetch_concurrency
+    plain = IndexStore(store, settings.index_prefix)
+    real = sorted(plain.entry_ids())
+    template, _ = plain.get_entry(real[0])
+    index = PaddedIndex(
+        store, settings.index_prefix, max(0, n - len(real)), template, settings.refresh_seconds, workers
+    )
+    warm_real = SegmentedView(SegmentStore(IndexStore(store, settings.index_prefix, workers=workers), workers))
+    first = FirstRows(warm_real, workers)
+    warmup = EmbeddingIndex(PaddedRows(first, WARMUP_SYNTHETIC, template, seed=1), settings.refresh_seconds)
+    warmup.refresh(force=True)  # the load's code path once (see the module docstring); then dropped
+    warmed = len(warmup)
+    del warmup, first, warm_real
+    gc.collect()
+    before, file_before = rss(), resident_file()
+    index.refresh(force=True)
+    after_refresh = rss()
+    gc.collect()
+    after_gc, file_after = rss(), resident_file()
+    held = index.footprint()
+    vectors = {name: int(m.nbytes) for name, m in index.matrices.items()}
+    return {
+        "n": len(index),
+        "real": len(real),
+        "synthetic": len(index) - len(real),
+        "warmup_rows": warmed,
+        "raw_vector_bytes": sum(vectors.values()),
+        "vector_bytes": vectors,
+        "rss_before": before,
+        "rss_after_refresh": after_refresh,
+        "rss_after_gc": after_gc,
+        "rss_delta": after_gc - before,
+        "rss_file_delta": file_after - file_before,
+        "held_bytes": held,
+        "held_total": sum(held.values()),
+        "pid": os.getpid(),
+    }
+
+
+if __name__ == "__main__":
+    hide()  # what the layers do not ship fails to import, as in Lambda
+    print(json.dumps(measure(int(sys.argv[1]))))

@@ -1,5 +1,5 @@
 """Phase "quality": every query through SearchService.search for one model (bench.worker search, one process per
-core), summarised per family and variant (bench.quality); and the signals file `make fit-fusion` fits on."""
+core), summarised per family and variant (bench.metrics.quality); and the signals file `make fit-fusion` fits on."""
 
 from __future__ import annotations
 
@@ -12,19 +12,18 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import models, quality
+from bench import metrics, models
 from bench.common import ROOT, SIGNALS_DIR, json_default
-from bench.phases.queries import QueryCase
-from bench.searching import SearchRecord
+from bench.searching import QueryCase, SearchRecord
 from bench.transforms import FAMILIES, VARIANTS
 
 
 @dataclass(frozen=True)
 class ModelQuality:
-    """One model's quality pass: every record (with its reranked candidates) and the summary (bench.quality)."""
+    """One model's quality pass: every record (with its reranked candidates) and the summary."""
 
     records: list[SearchRecord]
-    summary: dict[str, Any]  # bench.quality.summarise: overall, families, variants, shortlist sizes, µAP, verdict
+    summary: metrics.Quality
     model: str  # pictrace.verdict.model_key: the calibration's name for this model
     centre: list[float]  # the reference the cosines were centred on (the model's, else the index's mean)
 
@@ -69,7 +68,7 @@ def parallel_searches(
 def model_quality(config: models.ModelConfig, cases: list[QueryCase], work: Path) -> ModelQuality:
     """The model's quality pass over every query."""
     records, scoring = parallel_searches(cases, work, env=model_env(config))
-    summary = quality.summarise(records, FAMILIES, [v.name for v in VARIANTS])
+    summary = metrics.quality(records, FAMILIES, [v.name for v in VARIANTS])
     return ModelQuality(records, summary, scoring["model"], scoring["centre"])
 
 
@@ -90,7 +89,7 @@ def write_signals(
         "profile": profile,
         "commit": commit,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "fields": list(quality.HIT_FIELDS),
+        "fields": list(metrics.HIT_FIELDS),
         "verify": Settings(bucket="bench").verify,
         "models": dict(signals),
         "configs": configs,

@@ -11,27 +11,8 @@ import cv2
 import numpy as np
 
 from bench.profile import Profile
+from bench.searching import QueryCase
 from bench.transforms import VARIANTS, make_query
-
-
-@dataclass
-class QueryCase:
-    """One copy-detection query: a transformed original, saved as a file."""
-
-    original: str
-    original_id: str
-    variant: int
-    path: str
-    bytes: int
-    positive: bool = True  # False: its original was held out of the index (the right answer is "no copy")
-
-    @property
-    def family(self) -> str:
-        return VARIANTS[self.variant].family
-
-    @property
-    def variant_name(self) -> str:
-        return VARIANTS[self.variant].name
 
 
 @dataclass(frozen=True)
@@ -66,13 +47,13 @@ def query_originals(profile: Profile, usable: list[Path], held_out: set[str]) ->
     return sorted(pos[:: max(1, len(pos) // max(1, n_pos))][:n_pos] + neg[:: max(1, len(neg) // max(1, n_neg))][:n_neg])
 
 
-def _queries_for(args: tuple[str, str, list[int], str]) -> list[tuple[str, int, str, int]]:
+def _queries_for(args: tuple[str, str, str]) -> list[tuple[str, int, str, int]]:
     """Worker: every variant of one original, written as JPEG files. Returns (name, variant, path, bytes)."""
-    path, name, variant_ids, out_dir = args
+    path, name, out_dir = args
     img = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_COLOR)
     out = []
-    for v in variant_ids:
-        data = make_query(img, name, VARIANTS[v])
+    for v, variant in enumerate(VARIANTS):
+        data = make_query(img, name, variant)
         target = Path(out_dir) / f"v{v:02d}" / f"{Path(name).stem}.jpg"
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(data)
@@ -80,18 +61,13 @@ def _queries_for(args: tuple[str, str, list[int], str]) -> list[tuple[str, int, 
     return out
 
 
-def make_queries(
-    originals: list[Path], ids: dict[str, str], out_dir: Path, held_out: set[str] | None = None
-) -> QuerySet:
+def make_queries(originals: list[Path], ids: dict[str, str], out_dir: Path, held_out: set[str]) -> QuerySet:
     """All variants of the given originals, made two at a time (one process per core); those of the held-out
     originals (names) are negative queries."""
-    held_out = held_out or set()
-    jobs = [(str(p), p.name, list(range(len(VARIANTS))), str(out_dir)) for p in originals]
     cases = []
     with ProcessPoolExecutor(max_workers=2) as pool:
-        for done in pool.map(_queries_for, jobs):
-            for name, v, path, size in done:
-                cases.append(QueryCase(name, ids[name], v, path, size, positive=name not in held_out))
+        for done in pool.map(_queries_for, [(str(p), p.name, str(out_dir)) for p in originals]):
+            cases += [QueryCase(name, ids[name], v, path, size, name not in held_out) for name, v, path, size in done]
     cases.sort(key=lambda c: (c.variant, c.original))
     summary = QueriesSummary(
         count=len(cases),
@@ -102,16 +78,3 @@ def make_queries(
         mean_bytes=statistics.mean(c.bytes for c in cases),
     )
     return QuerySet(cases, summary)
-
-
-def stratified(cases: list[QueryCase], per_variant: int, salt: int = 0) -> list[QueryCase]:
-    """per_variant queries of every variant, each variant from different originals (deterministic)."""
-    by_variant: dict[int, list[QueryCase]] = {}
-    for c in cases:
-        by_variant.setdefault(c.variant, []).append(c)
-    out = []
-    for v, group in sorted(by_variant.items()):
-        group = sorted(group, key=lambda c: c.original)
-        for j in range(min(per_variant, len(group))):
-            out.append(group[(v * per_variant + j + salt) % len(group)])
-    return out

@@ -1,16 +1,16 @@
-"""The bench report's memory goal: judged at N = 10,000 (bench.memory) and at bench.capacity's N, each naming the
-largest cost besides the matrices."""
+"""The bench report's memory goal: judged at N = 10,000 (bench.phases.memory) and at the capacity phase's N, each
+naming the largest cost besides the matrices."""
 
 from __future__ import annotations
 
-from typing import Any
-
-from bench import report
+from bench.profile import FULL
+from bench.report import goals, tables
+from bench.results import Results
 
 MiB = 2**20
 
 
-def results() -> dict[str, Any]:
+def results() -> Results:
     raw = 30 * MiB
     memory = {
         "n": 10_000,
@@ -25,24 +25,24 @@ def results() -> dict[str, Any]:
         {"n": n, "dtype": d, "rss_growth": g * MiB, "rss_file_growth": MiB, "matrices_bytes": 300 * MiB, "held": held}
         for n, d, g in [(100_000, "float32", 325), (100_000, "float16", 327), (1_000_000, "float32", 3000)]
     ]
-    return {"memory": memory, "capacity": {"runs": runs}}
+    return Results(profile=FULL, memory=memory, capacity={"runs": runs})  # type: ignore[typeddict-item]
 
 
 def test_the_memory_goal_is_judged_at_both_n_and_names_the_largest_cost() -> None:
-    goals = {g["goal"]: g for g in report.goals(results())}
-    small = goals["index memory ≤ 1.1× raw vector bytes (N = 10,000, entries + synthetic rows, fresh process)"]
+    judged = {g["goal"]: g for g in goals.goals(results())}
+    small = judged["index memory ≤ 1.1× raw vector bytes (N = 10,000, entries + synthetic rows, fresh process)"]
     assert small["met"] is False and small["measured"].startswith("1.267× resident")
     assert "allocations the load left resident (4.5 MiB)" in small["why"]
-    large = goals["index memory ≤ 1.1× raw vector bytes (N = 100,000, float16 segments, fresh process)"]
+    large = judged["index memory ≤ 1.1× raw vector bytes (N = 100,000, float16 segments, fresh process)"]
     assert large["met"] is True and large["measured"].startswith("1.090× resident")
     assert large["why"] == "largest besides the matrices: allocations the load left resident (19.0 MiB)"
-    assert not any("1,000,000" in g for g in goals)  # the smallest capacity N only
+    assert not any("1,000,000" in g for g in judged)  # the smallest capacity N only
 
 
 def test_the_memory_goal_at_capacity_n_is_absent_without_footprints() -> None:
     r = results()
-    for run in r["capacity"]["runs"]:
-        del run["held"]  # results from before bench.capacity reported them
-    assert [g["goal"] for g in report.goals(r) if "segments" in g["goal"]] == []
-    rows = report.scan_section(r)
-    assert any("index resident memory, N = 10,000" in line for line in rows)
+    assert r.capacity is not None
+    for run in r.capacity["runs"]:
+        del run["held"]  # results from before the capacity phase reported them
+    assert [g["goal"] for g in goals.goals(r) if "segments" in g["goal"]] == []
+    assert "index resident memory, N = 10,000" in tables.scan_table(r)

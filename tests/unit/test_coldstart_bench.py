@@ -11,8 +11,10 @@ import boto3
 from pictrace.modelfetch import acquire_model, acquired_here
 from pictrace.settings import Settings
 
-from bench import report
-from bench.phases.coldstart import LAYER_ARN, LayerApi, derive, layer_archive, summarise
+from bench.phases.coldstart import LAYER_ARN, ColdStarts, LayerApi, derive, layer_archive, summarise
+from bench.profile import FULL
+from bench.report import goals, page
+from bench.results import Results
 
 INFO = b'{"weights": "w", "file": "site/m.onnx"}'
 
@@ -45,7 +47,7 @@ def test_the_model_is_fetched_through_the_local_lambda_api_as_in_lambda(tmp_path
     assert got.source == "fetched" and got.fetched is not None and got.fetched.archive_bytes == len(archive)
     assert got.fetched.download_s >= 0.9 * len(archive) / 1e6 and api.downloads == 1
     assert (tmp_path / "tmp-model" / "site" / "m.onnx").read_bytes() == (model / "site" / "m.onnx").read_bytes()
-    # what this process's fetch took (bench.coldstart's "lambda" reads it after the first request); found in place
+    # what this process's fetch took (bench.container's "lambda" reads it after the first request); found in place
     # the next time, the model is not fetched again
     assert acquired_here() == got
     assert acquire_model(settings, attached=str(tmp_path / "no-opt")).source == "dir"
@@ -95,7 +97,7 @@ def test_each_variant_is_summarised_by_its_median_run() -> None:
     assert summary["ingest restore attached pyc"]["restore_path_ms"] == 250.0  # the upper of two
 
 
-def results() -> dict[str, Any]:
+def results() -> Results:
     fetch = {"archive_bytes": 25_000_000, "lookup_ms": 20.0, "download_ms": 50.0, "extract_ms": 150.0}
     stages = {"decode": 10.0, "embed": 150.0, "fetch": 30.0, "rerank": 20.0, "total": 210.0}
     runs = [
@@ -107,27 +109,27 @@ def results() -> dict[str, Any]:
         run("ingest restore attached pyc", "restore"),
     ]
     derived = [derive(r, 50.0) for r in runs]
-    return {"coldstart": {"runs": derived, "variants": summarise(derived), "throughput_mb_s": 50.0}}
+    return Results(profile=FULL, coldstart=ColdStarts(derived, summarise(derived), 50.0))
 
 
 def test_the_goals_judge_new_containers_and_the_restore_path_apart() -> None:
     r = results()
-    new = report.coldstart_goal(r)
+    new = goals.coldstart_goal(r, {})
     assert new is not None and new["met"] is False  # search fetched: 1300 - 50 + 500 ms
     assert "search fetched 1750 ms" in new["measured"] and "ingest attached 1000 ms" in new["measured"]
     assert "source" not in new["measured"]  # the layers ship .pyc files: the goal is judged with them
     assert new["why"].startswith("search fetched: costliest model acquisition (670 ms")
-    r["coldstart"]["variants"]["search new fetched pyc"]["to_first_response_ms"] = 1400.0
-    new = report.coldstart_goal(r)
+    r.coldstart.variants["search new fetched pyc"]["to_first_response_ms"] = 1400.0
+    new = goals.coldstart_goal(r, {})
     assert new is not None and new["met"] is True and new["why"] == ""
-    restore = report.restore_goal(r)
+    restore = goals.restore_goal(r, {})
     assert restore is not None and restore["met"] is False  # search: 400 ms
     assert "search 400 ms" in restore["measured"] and "ingest 210 ms" in restore["measured"]
     assert "first request: embed" in restore["why"]
 
 
 def test_the_table_shows_init_and_the_first_response_apart() -> None:
-    text = "\n".join(report.coldstart_section(results()))
+    text = page.render_tables(results())
     header = next(line for line in text.splitlines() if line.startswith("| variant"))
     for column in ("import", "model acquisition", "model load", "index load", "first request", "restore hooks", "CPU"):
         assert column in header
@@ -147,16 +149,16 @@ def test_a_container_as_lambda_runs_it_is_judged_in_place_of_its_steps_sum() -> 
     derived = [derive(r, 50.0) for r in runs]
     as_run = next(d for d in derived if d["path"] == "lambda")
     assert as_run["to_first_response_ms"] == 1450.0 and as_run["init_ms"] == 500.0  # init: the import only
-    r = {"coldstart": {"runs": derived, "variants": summarise(derived), "throughput_mb_s": 50.0}}
-    goal = report.coldstart_goal(r)
+    r = Results(profile=FULL, coldstart=ColdStarts(derived, summarise(derived), 50.0))
+    goal = goals.coldstart_goal(r, {})
     assert goal is not None and goal["met"] is True  # 1450 as run, though the steps one after the other take 1600
     assert "search attached (as Lambda runs it) 1450 ms" in goal["measured"] and "1600" not in goal["measured"]
     assert "ingest attached 1000 ms" in goal["measured"]
-    r["coldstart"]["variants"]["search lambda attached pyc"]["to_first_response_ms"] = 1700.0
-    goal = report.coldstart_goal(r)
+    r.coldstart.variants["search lambda attached pyc"]["to_first_response_ms"] = 1700.0
+    goal = goals.coldstart_goal(r, {})
     assert goal is not None and goal["met"] is False
     assert goal["why"].startswith("search attached: costliest import (500 ms")
-    text = "\n".join(report.coldstart_section(r))
+    text = page.render_tables(r)
     row = next(line for line in text.splitlines() if line.startswith("| search lambda attached pyc"))
     assert row.count("–") == 5  # acquisition, model, index (in the first request), snapshot and restore hooks
     assert '"lambda": a new container as Lambda runs it' in text
@@ -204,14 +206,14 @@ def test_a_model_fetched_by_the_first_request_is_counted_at_the_stated_throughpu
     search = derived[0]
     assert search["to_first_response_ms"] == 1300.0 - 50.0 + 500.0
     assert search["acquire_modelled_ms"] == 20.0 + 500.0 + 150.0 and search["init_ms"] == 500.0  # init: the import
-    r = {"coldstart": {"runs": derived, "variants": summarise(derived), "throughput_mb_s": 50.0}}
-    goal = report.coldstart_goal(r)
+    r = Results(profile=FULL, coldstart=ColdStarts(derived, summarise(derived), 50.0))
+    goal = goals.coldstart_goal(r, {})
     assert goal is not None and goal["met"] is False
     assert "search fetched (as Lambda runs it) 1750 ms" in goal["measured"] and "2050" not in goal["measured"]
     assert "ingest fetched (as Lambda runs it) 1600 ms" in goal["measured"]
     # search: import 500, acquisition 670, embed 600 - 220 = 380 (its wait for the fetch taken out)
     assert goal["why"].startswith("search fetched: costliest model acquisition (670 ms")
-    text = "\n".join(report.coldstart_section(r))
+    text = page.render_tables(r)
     row = next(line for line in text.splitlines() if line.startswith("| search lambda fetched pyc"))
     assert "670 (50.0)" in row and row.count("–") == 4  # model, index (in the first request), the hooks
 
@@ -226,10 +228,10 @@ def test_a_first_request_that_waited_for_the_prefetch_counts_its_wait_once() -> 
     waited = run("search lambda fetched pyc", "lambda", import_ms=200.0, first_ms=860.0, total_ms=1600.0, **figures)
     derived = derive(waited, 50.0)
     assert derived["to_first_response_ms"] == 1600.0 and "download_modelled_ms" not in derived
-    r = {"coldstart": {"runs": [derived], "variants": summarise([derived]), "throughput_mb_s": 50.0}}
-    goal = report.coldstart_goal(r)
+    r = Results(profile=FULL, coldstart=ColdStarts([derived], summarise([derived]), 50.0))
+    goal = goals.coldstart_goal(r, {})
     assert goal is not None and goal["met"] is False
     assert "search fetched (as Lambda runs it) 1600 ms" in goal["measured"]
     assert goal["why"].startswith("search fetched: costliest model acquisition (600 ms")
-    row = next(line for line in report.coldstart_section(r) if "| search lambda fetched pyc" in line)
+    row = next(line for line in page.render_tables(r).splitlines() if "| search lambda fetched pyc" in line)
     assert "waited 600" in row and "1200 + 420" in row

@@ -1,14 +1,13 @@
-"""Capacity of the segmented index on synthetic vectors (issue 7): the load-and-scan path at N images.
+"""Phase "capacity": the segmented index on synthetic vectors (issue 7), its load-and-scan path at N images (in
+`make bench`, and alone: `make capacity`, `python -m bench.alone capacity`).
 
-    .venv/bin/python -m bench.capacity --n 100000 1000000 [--dim 512] [--work DIR] [--out build/capacity.json]
+For each N, segments of SEGMENT_ROWS rows are written to files under a work directory (removed at the end) with
+pictrace.index.segments.Segment(...).to_bytes(dtype), once as float32 and once as float16 from the same vectors,
+each next to a manifest.json as the compactor writes it. Every row holds both matrices the real index holds:
+"embedding" (512-d unit vectors, SSCD's width; dim for another model's) and "gist" (256-d, zero-mean, unit), and
+one key, images/<k % 100>/<k>.jpg, so a folder mask can be measured.
 
-For each N, segments of SEGMENT_ROWS rows are written to files under a work directory (a temporary directory
-unless --work names one; removed at the end) with pictrace.index.segments.Segment(...).to_bytes(dtype), once as
-float32 and once as float16 from the same vectors, each next to a manifest.json as the compactor writes it. Every
-row holds both matrices the real index holds: "embedding" (512-d unit vectors, SSCD's width; --dim for another
-model's) and "gist" (256-d, zero-mean, unit), and one key, images/<k % 100>/<k>.jpg, so a folder mask can be measured.
-
-Each (N, dtype) is then measured in a fresh process (`python -m bench.capacity --child ...`), so its memory figures
+Each (N, dtype) is then measured in a fresh process (`python -m bench.phases.capacity ...`), so its memory figures
 are its own: resident memory (RSS) before the load, after it and a gc.collect(), and the process's peak; the bytes
 of the index's matrices and what else the index and its view hold (their footprint()); the cold load
 (EmbeddingIndex.refresh(force=True) over a SegmentedView, the code the search runs) and the GETs it sent; and the
@@ -30,7 +29,6 @@ OOM killer; the parent also kills a child when the machine's available memory fa
 
 from __future__ import annotations
 
-import argparse
 import gc
 import hashlib
 import json
@@ -41,18 +39,17 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TypedDict, cast
 
 import numpy as np
-from pictrace.errors import NotFound
-from pictrace.storage import StoredObject
 
-ROOT = Path(__file__).resolve().parent.parent
+from bench import common
+from bench.common import ROOT
+from bench.filestore import FileStore
+
 SEGMENT_ROWS = 20_000
 GIST_DIM = 256
 TURNS = 8  # the query's gists: its 8 D4 turns (pictrace.rerank.gist_variants)
@@ -69,215 +66,6 @@ CHILD_TIMEOUT_S = 3600.0
 def queries_for(n: int) -> int:
     """Queries per measurement: enough for a p50, few enough to keep `make bench` affordable at 1,000,000."""
     return 15 if n <= 100_000 else 7
-
-
-# --- the store -----------------------------------------------------------------------------------------------------
-
-
-class FileStore:
-    """The pictrace.storage.Store operations the segmented index uses, over files in a directory (key = path).
-
-    Counts what it serves (GETs, ranged GETs, bytes, seconds spent reading summed over threads). ETags are size
-    and modification time; conditional writes and deletes honour them.
-    """
-
-    def __init__(self, root: Path) -> None:
-        self.root = Path(root)
-        self.root.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        self.counts: dict[str, float] = {}
-        self.reset_counts()
-
-    def reset_counts(self) -> None:
-        """Zero the request counters."""
-        with self._lock:
-            self.counts = {"get": 0, "get_range": 0, "size": 0, "list": 0, "put": 0, "bytes_read": 0, "read_s": 0.0}
-
-    def _path(self, key: str) -> Path:
-        if not key or key.startswith("/") or ".." in key.split("/"):
-            raise ValueError(f"bad key {key!r}")
-        return self.root / key
-
-    def _count(self, what: str, nbytes: int = 0, seconds: float = 0.0) -> None:
-        with self._lock:
-            self.counts[what] += 1
-            self.counts["bytes_read"] += nbytes
-            self.counts["read_s"] += seconds
-
-    @staticmethod
-    def _etag(st: os.stat_result) -> str:
-        return f'"{st.st_size:x}-{st.st_mtime_ns:x}"'
-
-    def get(self, key: str) -> StoredObject:
-        """The object's bytes; NotFound if there is none."""
-        started = time.perf_counter()
-        try:
-            with open(self._path(key), "rb") as f:
-                st = os.fstat(f.fileno())
-                body = f.read()
-        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-            raise NotFound(key) from None
-        self._count("get", len(body), time.perf_counter() - started)
-        return StoredObject(body, self._etag(st))
-
-    def get_range(self, key: str, start: int, end: int) -> bytes:
-        """Bytes [start, end) of the object (fewer at its end); NotFound if there is none."""
-        started = time.perf_counter()
-        try:
-            with open(self._path(key), "rb") as f:
-                f.seek(start)
-                body = f.read(max(0, end - start))
-        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-            raise NotFound(key) from None
-        self._count("get_range", len(body), time.perf_counter() - started)
-        return body
-
-    def size(self, key: str) -> int | None:
-        """The object's size in bytes, or None if it does not exist."""
-        self._count("size")
-        path = self._path(key)
-        return path.stat().st_size if path.is_file() else None
-
-    def put(
-        self,
-        key: str,
-        body: bytes,
-        *,
-        if_match: str | None = None,
-        if_none_match: bool = False,
-        content_type: str = "application/octet-stream",
-    ) -> bool:
-        """Write the object (atomically); with a condition, False when it did not hold (nothing written)."""
-        path = self._path(key)
-        with self._lock:
-            self.counts["put"] += 1
-            exists = path.is_file()
-            if if_none_match and exists:
-                return False
-            if if_match is not None and (not exists or self._etag(path.stat()) != if_match):
-                return False
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-            tmp.write_bytes(body)
-            os.replace(tmp, path)
-        return True
-
-    def delete(self, key: str, *, if_match: str | None = None) -> bool:
-        """Delete the object; with if_match, False when it changed since (nothing deleted)."""
-        path = self._path(key)
-        with self._lock:
-            if not path.is_file():
-                return False
-            if if_match is not None and self._etag(path.stat()) != if_match:
-                return False
-            path.unlink()
-        return True
-
-    def list(self, prefix: str) -> Iterator[tuple[str, str, int]]:
-        """(key, etag, size) of every object under the prefix, in key order."""
-        self._count("list")
-        folder = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
-        base = self.root / folder if folder else self.root
-        found: list[tuple[str, str, int]] = []
-        for dirpath, _dirs, files in os.walk(base):
-            for name in files:
-                if name.startswith(".") and name.endswith(".tmp"):
-                    continue
-                path = Path(dirpath) / name
-                key = path.relative_to(self.root).as_posix()
-                if key.startswith(prefix):
-                    st = path.stat()
-                    found.append((key, self._etag(st), st.st_size))
-        yield from sorted(found)
-
-
-# --- memory --------------------------------------------------------------------------------------------------------
-
-
-def rss() -> int:
-    """This process's resident set size in bytes."""
-    try:
-        import psutil
-    except ImportError:  # `make capacity` needs only the dev set-up; psutil is a bench requirement
-        return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    return int(psutil.Process().memory_info().rss)
-
-
-def resident_file() -> int:
-    """This process's resident pages backed by files (RssFile: code of the libraries it has run, mapped files)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("RssFile:"):
-            return int(line.split()[1]) * 1024
-    return 0
-
-
-def peak_rss() -> int:
-    """This process's peak resident set size so far, in bytes: VmHWM, the high-water mark of its own memory.
-    (ru_maxrss starts at the RSS of the parent it was forked from, so a child of a big process reads high.)"""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports it in KiB
-
-
-def available() -> int:
-    """Bytes of memory the machine can give without swapping (MemAvailable)."""
-    for line in Path("/proc/meminfo").read_text().splitlines():
-        if line.startswith("MemAvailable:"):
-            return int(line.split()[1]) * 1024
-    raise RuntimeError("no MemAvailable in /proc/meminfo")
-
-
-def drop_from_page_cache(folder: Path) -> bool:
-    """Write back and evict the files under folder from the page cache (the next read comes from the disk).
-    False where the OS has no posix_fadvise."""
-    if not hasattr(os, "posix_fadvise"):
-        return False
-    for dirpath, _dirs, files in os.walk(folder):
-        for name in files:
-            fd = os.open(os.path.join(dirpath, name), os.O_RDONLY)
-            try:
-                os.fsync(fd)
-                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-            finally:
-                os.close(fd)
-    return True
-
-
-def code_state() -> dict[str, Any]:
-    """The commit, and the files of the pictrace package with uncommitted changes (what the numbers measured)."""
-
-    def git(*args: str) -> str:
-        done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=False, timeout=30)
-        return done.stdout if done.returncode == 0 else ""
-
-    changed = git("status", "--porcelain", "--", "layers/pictrace/pictrace")
-    return {
-        "commit": git("rev-parse", "--short", "HEAD").strip(),
-        "pictrace_uncommitted": [ln[3:] for ln in changed.splitlines() if ln.strip()],
-    }
-
-
-def malloc_trim() -> int:
-    """Give the C heap's free memory back to the OS (glibc's malloc_trim); returns the bytes of RSS released."""
-    import ctypes
-    import ctypes.util
-
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        trim = libc.malloc_trim
-    except (OSError, AttributeError):
-        return 0
-    before = rss()
-    trim(0)
-    return max(0, before - rss())
-
-
-def _vm_size() -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmSize:"):
-            return int(line.split()[1]) * 1024
-    return 0
 
 
 # --- synthetic data ------------------------------------------------------------------------------------------------
@@ -389,18 +177,18 @@ def measure(root: Path, queries_path: Path) -> dict[str, Any]:
         embeddings, gists = q["embedding"], q["gists"]
     store = FileStore(root)
     gc.collect()
-    rss_before, file_before = rss(), resident_file()
+    rss_before, file_before = common.rss(), common.resident_file()
     index_store = IndexStore(cast(Store, store), INDEX_PREFIX)
     view = SegmentedView(SegmentStore(index_store))
     index = EmbeddingIndex(view, refresh_seconds=0)
     started = time.perf_counter()
     index.refresh(force=True)
     load_s = time.perf_counter() - started
-    rss_loaded = rss()
+    rss_loaded = common.rss()
     gc.collect()
-    rss_after, file_after = rss(), resident_file()
-    peak_load = peak_rss()
-    rss_trimmed = rss_after - malloc_trim()  # what the C heap held freed but resident (then given back)
+    rss_after, file_after = common.rss(), common.resident_file()
+    peak_load = common.peak_rss()
+    rss_trimmed = rss_after - common.malloc_trim()  # what the C heap held freed but resident (then given back)
     counts = dict(store.counts)
     matrices = {name: int(m.nbytes) for name, m in index.matrices.items()}
     held = {**index.footprint(), **view.footprint()}
@@ -435,9 +223,9 @@ def measure(root: Path, queries_path: Path) -> dict[str, Any]:
         "rss_file_growth": file_after - file_before,  # of rss_growth: file-backed pages (code first run)
         "rss_after_malloc_trim": rss_trimmed,
         "peak_rss_load": peak_load,
-        "peak_rss": peak_rss(),
+        "peak_rss": common.peak_rss(),
         "ru_maxrss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,  # see peak_rss
-        "rss_end": rss(),
+        "rss_end": common.rss(),
         "first_scan_ms": round(first_ms, 2),
         "scan_ms": [round(s, 2) for s in scans],
         "scan_p50_ms": round(float(np.median(scans)), 2),
@@ -448,15 +236,6 @@ def measure(root: Path, queries_path: Path) -> dict[str, Any]:
     }
 
 
-def child_main(args: argparse.Namespace) -> int:
-    if args.budget:  # cap the address space: a MemoryError (with its traceback) rather than the OOM killer
-        limit = _vm_size() + int(args.budget)
-        resource.setrlimit(resource.RLIMIT_AS, (limit, resource.getrlimit(resource.RLIMIT_AS)[1]))
-    result = measure(Path(args.child), Path(args.queries))
-    print(json.dumps(result))
-    return 0
-
-
 # --- the parent ----------------------------------------------------------------------------------------------------
 
 
@@ -465,16 +244,15 @@ def run_child(
 ) -> dict[str, Any]:
     """measure() in a fresh process, the files under uncache (default: root) dropped from the page cache first;
     kills it if the machine runs short of memory. Raises with its stderr tail."""
-    dropped = drop_from_page_cache(uncache or root)
-    budget = max(0, available() - RESERVE)
-    cmd = [sys.executable, "-m", "bench.capacity", "--child", str(root), "--queries", str(queries_path)]
-    cmd += ["--budget", str(budget)]
+    dropped = common.drop_from_page_cache(uncache or root)
+    budget = max(0, common.available() - RESERVE)
+    cmd = [sys.executable, "-m", "bench.phases.capacity", str(root), str(queries_path), str(budget)]
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         proc = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=err)
         deadline = time.monotonic() + timeout
         why = ""
         while proc.poll() is None:
-            if available() < RESERVE // 2:
+            if common.available() < RESERVE // 2:
                 why = f"killed: the machine's available memory fell below {RESERVE // 2 >> 20} MiB"
             elif time.monotonic() > deadline:
                 why = f"killed: no result within {timeout:.0f} s"
@@ -500,9 +278,24 @@ def overlap(a: list[str], b: list[str]) -> float:
     return len(set(a) & set(b)) / max(len(a), len(b)) if (a or b) else 1.0
 
 
+class Capacity(TypedDict):
+    """The phase's result: results.json's "capacity" (build/capacity.json for `make capacity`)."""
+
+    commit: str
+    pictrace_uncommitted: list[str]
+    segment_rows: int
+    k: int
+    query_noise: float
+    mask_prefix: str
+    machine_memory_bytes: int
+    runs: list[dict[str, Any]]  # per N and dtype: measure()'s figures, with n, dim, dtype, segments, segment_bytes
+    agreement: list[dict[str, Any]]  # per N: float16 against float32, the same queries
+    failures: list[dict[str, Any]]  # per N and dtype that failed: the error
+
+
 def capacity(
     ns: list[int], work: Path | None = None, dim: int = 512, log: Callable[[str], None] | None = None
-) -> dict[str, Any]:
+) -> Capacity:
     """Measure every N (both dtypes, each in a fresh process) on data generated under work (a temporary directory
     in it, removed after each N). A failed measurement is listed under "failures" and the others go on."""
     say = log or (lambda s: print(s, file=sys.stderr, flush=True))
@@ -559,7 +352,8 @@ def capacity(
         finally:
             shutil.rmtree(folder, ignore_errors=True)
     return {
-        **code_state(),
+        "commit": common.git("rev-parse", "--short", "HEAD").strip(),
+        "pictrace_uncommitted": common.uncommitted("layers/pictrace/pictrace"),
         "segment_rows": SEGMENT_ROWS,
         "k": K,
         "query_noise": QUERY_NOISE,
@@ -571,35 +365,7 @@ def capacity(
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument("--n", type=int, nargs="+", default=[100_000, 1_000_000])
-    parser.add_argument("--dim", type=int, default=512)
-    parser.add_argument("--work", type=Path, default=None, help="where the segments are written (default: /tmp)")
-    parser.add_argument("--out", type=Path, default=Path("build/capacity.json"))
-    parser.add_argument("--child", help=argparse.SUPPRESS)  # the store's folder: measure it, print JSON
-    parser.add_argument("--queries", help=argparse.SUPPRESS)
-    parser.add_argument("--budget", type=int, default=0, help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.child:
-        return child_main(args)
-
-    from bench.report import capacity_table
-
-    result = capacity(args.n, args.work, args.dim)
-    for run in result["runs"]:
-        print(json.dumps(run))
-    for a in result["agreement"]:
-        print(json.dumps({"float16_vs_float32": a}))
-    print()
-    print(capacity_table(result))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1) + "\n")
-    print(f"\nwrote {args.out}")
-    for f in result["failures"]:
-        print(f"FAILED: N = {f['n']:,} {f['dtype']}: {f['error']}", file=sys.stderr)
-    return 1 if result["failures"] else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # one measurement: python -m bench.phases.capacity ROOT QUERIES.npz BUDGET
+    if budget := int(sys.argv[3]):  # cap the address space: a MemoryError (with its traceback), not the OOM killer
+        resource.setrlimit(resource.RLIMIT_AS, (common.vm_size() + budget, resource.getrlimit(resource.RLIMIT_AS)[1]))
+    print(json.dumps(measure(Path(sys.argv[1]), Path(sys.argv[2]))))

@@ -1,4 +1,4 @@
-"""`python -m bench.coldstart FUNCTION PATH SPAWNED_AT ARG`: one cold start of a Lambda function, in this fresh process.
+"""`python -m bench.container FUNCTION PATH SPAWNED_AT ARG`: one cold start of a Lambda function, in this fresh process.
 
 Run by bench.phases.coldstart with the environment pointing at the bench's local stack (S3, and the Lambda API
 that hands out the model layer's archive). FUNCTION is search or ingest; ARG is the query image (search) or the key

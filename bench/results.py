@@ -1,0 +1,192 @@
+"""A run's results: one schema (Results, version SCHEMA) that bench.run fills with what each phase returned, writes
+to results.json (save) and reads back typed (load, which also reads the schema before it), and the figures derived
+from it, defined here once (the default model, its quality, the latency pass a goal reads, the cold starts' variants).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypedDict
+
+from bench.common import json_default
+from bench.metrics import Quality
+from bench.models import ModelConfig
+from bench.phases.backends import BackendParity
+from bench.phases.capacity import Capacity
+from bench.phases.coldstart import ColdStarts
+from bench.phases.data import DataSummary
+from bench.phases.embed_speed import EmbedSpeed
+from bench.phases.gist import GistVerdict
+from bench.phases.large_ingest import LargeIngest, NoLargeImages
+from bench.phases.latency import SyntheticCounts
+from bench.phases.machine import MachineInfo
+from bench.phases.memory import IndexMemory
+from bench.phases.queries import QueriesSummary
+from bench.phases.scan import ScanResult
+from bench.phases.side_index import SideIndex
+from bench.profile import Profile
+from bench.searching import LatencySummary
+from bench.stack import IndexBuild
+
+#: results.json's version. 1 (no "schema" key): the same document with "precision_at_recall_0.9" in the quality
+#: summaries, "embed_speed" as {"images": n, <label>: ...}, and top-level copies of the default model's "quality" and
+#: "ingest_large" (and of the goals and the fit, when rendered)
+SCHEMA = 2
+
+
+@dataclass
+class ModelResult:
+    """One model of the run: its config, its artifact's build line, and what the phases measured with it."""
+
+    config: ModelConfig
+    build: str
+    quality: Quality | None = None
+    latency: dict[str, LatencySummary] = field(default_factory=dict)  # padded to N = scan_n
+    ingest_large: LargeIngest | NoLargeImages | None = None
+
+
+class Load(TypedDict):
+    """What else ran on the machine during the run (bench.run.load_summary)."""
+
+    others_core_s: float
+    others_share: float
+    steal_core_s: float
+    ours_core_s: float
+    loadavg_start: list[float]
+    loadavg_end: list[float]
+
+
+@dataclass
+class Results:
+    """results.json: each phase's result under its name (None: not run, or failed: see errors)."""
+
+    profile: Profile
+    machine: MachineInfo | None = None
+    started: float = 0.0
+    schema: int = SCHEMA
+    models: dict[str, ModelResult] = field(default_factory=dict)
+    data: DataSummary | None = None
+    ingest_index: IndexBuild | None = None
+    side_index: SideIndex | None = None
+    queries: QueriesSummary | None = None
+    quality_records: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # per model, without candidates
+    signals_file: str | None = None
+    gist: GistVerdict | None = None
+    embed_speed: EmbedSpeed | None = None
+    latency: dict[str, LatencySummary] = field(default_factory=dict)  # the default model's passes by name
+    latency_keys: dict[str, str] = field(default_factory=dict)  # cold, large, large_warm: which pass is which
+    latency_synthetic_in_shortlists: SyntheticCounts | None = None
+    scan: ScanResult | None = None
+    memory: IndexMemory | None = None
+    memory_compacted: IndexMemory | None = None
+    coldstart: ColdStarts | None = None
+    coldstart_compacted: ColdStarts | None = None
+    capacity: Capacity | None = None
+    backends: BackendParity | None = None
+    errors: dict[str, str] = field(default_factory=dict)  # phase -> what it raised
+    phases_s: dict[str, float] = field(default_factory=dict)
+    phases_cpu_s: dict[str, dict[str, float]] = field(default_factory=dict)
+    load: Load | None = None
+    wall_s: float = 0.0
+
+    @property
+    def quick(self) -> bool:
+        """A quick run (smaller N than the goals')."""
+        return self.profile.name == "quick"
+
+    @property
+    def default_label(self) -> str:
+        """The default model's label: the model the goals are judged on."""
+        return next((label for label, m in self.models.items() if m.config.default), "")
+
+    @property
+    def quality(self) -> Quality | None:
+        """The default model's quality."""
+        return self.models[self.default_label].quality if self.default_label else None
+
+    @property
+    def ingest_large(self) -> LargeIngest | None:
+        """The default model's large-JPEG ingest."""
+        found = self.models[self.default_label].ingest_large if self.default_label else None
+        return found if isinstance(found, LargeIngest) else None
+
+    def latency_pass(self, key: str) -> tuple[str, LatencySummary] | None:
+        """The default model's latency pass latency_keys[key] ("cold", "large", "large_warm"): its name and figures."""
+        name = self.latency_keys.get(key)
+        return (name, self.latency[name]) if name in self.latency else None
+
+    @property
+    def coldstart_variants(self) -> dict[str, dict[str, Any]]:
+        """Each cold-start variant's median run: search's after the compaction where the run made one."""
+        return {k: v for cs in (self.coldstart, self.coldstart_compacted) if cs for k, v in cs.variants.items()}
+
+
+def save(results: Results, path: Path) -> str:
+    """Write results.json; returns what was written."""
+    text = json.dumps(dataclasses.asdict(results), indent=1, default=json_default) + "\n"
+    path.write_text(text)
+    return text
+
+
+def load(path: Path) -> Results:
+    """A results.json, typed."""
+    return from_json(json.loads(path.read_text()))
+
+
+def from_json(data: dict[str, Any]) -> Results:
+    """Results from results.json's document (this schema's, or version 1's)."""
+    version = data.get("schema", 1)
+    if version == 1:
+        data = _from_v1(data)
+    elif version != SCHEMA:
+        raise ValueError(f"results.json schema {version}: this bench reads {SCHEMA} and 1")
+    results: Results = typed(Results, data)
+    return results
+
+
+def _from_v1(data: dict[str, Any]) -> dict[str, Any]:
+    out = {k: v for k, v in data.items() if k not in ("quality", "ingest_large", "goals", "fusion")}
+    for model in out.get("models", {}).values():
+        if q := model.get("quality"):
+            model["quality"] = {k: v for k, v in q.items() if k != "precision_at_recall_0.9"}
+            model["quality"]["precision_at_recall_90"] = q["precision_at_recall_0.9"]
+    if speed := out.get("embed_speed"):
+        out["embed_speed"] = {"images": speed["images"], "models": {k: v for k, v in speed.items() if k != "images"}}
+    return {**out, "schema": SCHEMA}
+
+
+def typed(kind: Any, value: Any) -> Any:
+    """value (as json.loads gives it) as kind: dataclasses field by field (unknown keys ignored), lists, tuples,
+    dicts, optionals and unions of dataclasses (the first whose fields the value has); anything else as it is."""
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if value is None:
+        return None
+    if dataclasses.is_dataclass(kind) and isinstance(kind, type):
+        hints = typing.get_type_hints(kind)
+        return kind(
+            **{f.name: typed(hints[f.name], value[f.name]) for f in dataclasses.fields(kind) if f.name in value}
+        )
+    if origin in (typing.Union, types.UnionType):
+        options = [a for a in args if a is not type(None)]
+        for option in options:
+            if not dataclasses.is_dataclass(option) or _required(option) <= set(value):
+                return typed(option, value)
+        raise ValueError(f"none of {options} fits {sorted(value)}")
+    if origin is list:
+        return [typed(args[0], v) for v in value]
+    if origin is tuple:
+        kinds = [args[0]] * len(value) if args[-1] is Ellipsis else args
+        return tuple(typed(k, v) for k, v in zip(kinds, value, strict=True))
+    if origin is dict:
+        return {k: typed(args[1], v) for k, v in value.items()}
+    return value
+
+
+def _required(kind: Any) -> set[str]:
+    missing = dataclasses.MISSING
+    return {f.name for f in dataclasses.fields(kind) if f.default is missing and f.default_factory is missing}
