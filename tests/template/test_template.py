@@ -723,7 +723,8 @@ def test_handlers_register_their_snapstart_hooks(name: str, getter: str) -> None
     assert "from pictrace.snapstart import register" in source and f"\n{getter}" in source
 
 
-PUBLIC_ROUTES = {"GET /", "GET /static/{proxy+}", "GET /auth/config", "GET /health"}
+#: public with any ApiAuth but NONE: the page and its files, where to sign in, liveness, the API's description
+PUBLIC_ROUTES = {"GET /", "GET /static/{proxy+}", "GET /auth/config", "GET /health", "GET /docs", "GET /openapi.json"}
 
 
 def routes(template: dict[str, Any], params: dict[str, str] | None = None) -> dict[str, dict[str, Any]]:
@@ -747,7 +748,7 @@ def test_the_api_is_closed_to_strangers_by_default(template: dict[str, Any]) -> 
     default = by_key.pop("$default")
     assert default["AuthorizationType"] == "JWT" and default["AuthorizerId"] == {"Ref": "PicTraceApiJwtAuthorizer"}
     public = {k for k, r in by_key.items() if r["AuthorizationType"] == "NONE"}
-    assert public == PUBLIC_ROUTES | {"OPTIONS /{proxy+}"}  # the page, its files, sign-in config, health, preflight
+    assert public == PUBLIC_ROUTES | {"OPTIONS /{proxy+}"}  # and browsers' preflight (answered by API Gateway)
     jwt = evaluate(template, res["PicTraceApiJwtAuthorizer"]["Properties"])
     assert jwt["AuthorizerType"] == "JWT"
     assert jwt["JwtConfiguration"]["Issuer"] == {
@@ -806,14 +807,31 @@ def test_every_alarm_notifies_a_topic(template: dict[str, Any]) -> None:
 
 
 def test_search_cannot_starve_ingest(template: dict[str, Any]) -> None:
-    """Each function has concurrency reserved for it: a burst of searches cannot take what ingest needs."""
-    ingest = function_properties(template, "IngestFunction")
-    search = function_properties(template, "SearchFunction")
-    assert search["ReservedConcurrentExecutions"] == {"Ref": "SearchMaxConcurrency"}
-    assert ingest["ReservedConcurrentExecutions"] == {"Ref": "IngestMaxConcurrency"}
-    # the queue starts no more than ingest has reserved
+    """By default each function has concurrency reserved for it: a burst of searches cannot take what ingest needs
+    (nor the account's other functions); ReserveConcurrency=Disabled, for accounts whose quota is too small to
+    reserve anything, leaves both unreserved."""
+    ingest = evaluate(template, function_properties(template, "IngestFunction"))
+    search = evaluate(template, function_properties(template, "SearchFunction"))
+    params = template["Parameters"]
+    assert params["ReserveConcurrency"]["Default"] == "Enabled"
+    assert search["ReservedConcurrentExecutions"] == str(params["SearchMaxConcurrency"]["Default"]) == "20"
+    assert ingest["ReservedConcurrentExecutions"] == str(params["IngestMaxConcurrency"]["Default"]) == "5"
+    # the queue starts no more ingests than ingest has reserved (more would be throttled and retried)
     scaling = ingest["Events"]["ImageEvents"]["Properties"]["ScalingConfig"]
-    assert scaling["MaximumConcurrency"] == {"Ref": "IngestMaxConcurrency"}
+    assert scaling["MaximumConcurrency"] == ingest["ReservedConcurrentExecutions"]
+    assert params["IngestMaxConcurrency"]["MinValue"] >= 2  # SQS's least MaximumConcurrency
+    for name in ("IngestFunction", "SearchFunction"):
+        unreserved = evaluate(template, function_properties(template, name), {"ReserveConcurrency": "Disabled"})
+        assert "ReservedConcurrentExecutions" not in unreserved, name
+    disabled = evaluate(template, function_properties(template, "IngestFunction"), {"ReserveConcurrency": "Disabled"})
+    assert disabled["Events"]["ImageEvents"]["Properties"]["ScalingConfig"]["MaximumConcurrency"] == "5"
+
+
+def test_the_alarm_topic_takes_cloudwatch_alarms(template: dict[str, Any]) -> None:
+    """The topic the stack creates is not encrypted with the AWS managed key: that key's policy lets no CloudWatch
+    alarm publish, so every alarm action would fail."""
+    topic = template["Resources"]["AlarmTopic"]["Properties"]
+    assert topic.get("KmsMasterKeyId") in (None, "")
 
 
 def test_cors_is_a_parameter_on_the_api_and_the_bucket(template: dict[str, Any]) -> None:
@@ -827,7 +845,8 @@ def test_cors_is_a_parameter_on_the_api_and_the_bucket(template: dict[str, Any])
     bucket_cors = res["ImagesBucket"]["Properties"]["CorsConfiguration"]["Fn::If"]
     assert bucket_cors[0] == "HasCors" and bucket_cors[2] == {"Ref": "AWS::NoValue"}
     (rule,) = bucket_cors[1]["CorsRules"]
-    assert rule["AllowedOrigins"] == {"Ref": "CorsAllowOrigins"} and "PUT" in rule["AllowedMethods"]
+    # browsers upload query images with a presigned POST (POST /uploads) and read results with presigned GETs
+    assert rule["AllowedOrigins"] == {"Ref": "CorsAllowOrigins"} and {"GET", "POST"} <= set(rule["AllowedMethods"])
 
 
 def test_functions_may_fetch_only_the_model_layer(template: dict[str, Any]) -> None:
