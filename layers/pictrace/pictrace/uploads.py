@@ -1,10 +1,11 @@
 """Query uploads: a presigned POST into the queries prefix, then a search by that key.
 
 API Gateway and Lambda cap a synchronous request at 6 MB (base64 makes that ~4.5 MB of image), so larger query
-images go straight to S3: POST /uploads answers a presigned POST (a URL and the form fields to send with the file)
-for a fresh key under the queries prefix, the client POSTs the bytes there, then POST /search {"key": ...}. S3
-enforces the POST's policy: at most max_bytes, and an image content type. The bucket's lifecycle rule deletes the
-uploads after a day. The size is checked again when the upload is read.
+images go straight to S3: POST /uploads {"content_type": ...} answers a presigned POST (a URL and the form fields to
+send with the file) for a fresh key under the queries prefix, the client POSTs the bytes there, then POST /search
+{"key": ...}. S3 enforces the POST's policy: 1 byte to max_bytes, and the Content-Type asked for, one of the image
+types PicTrace reads. The bucket's lifecycle rule deletes the uploads after a day. The size is checked again when the
+upload is read.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pictrace.storage import Store
 
 logger = logging.getLogger(__name__)
 
-#: content types a client may ask the presigned POST to be limited to (the image type is still detected from the bytes)
+#: the content types an upload may have (the image type is still detected from the bytes)
 UPLOAD_TYPES = ("image/jpeg", "image/png", "image/webp", "image/bmp", "image/tiff")
 _SAFE_KEY = re.compile(r"^[A-Za-z0-9._/-]{1,1024}$")
 
@@ -37,13 +38,14 @@ class Upload:
     method: str = "POST"
 
 
-def new_upload(store: Store, settings: Settings, content_type: str | None = None) -> Upload:
-    """A presigned POST for a new key under the queries prefix: 1 to max_bytes bytes of content_type, or of any
-    image type when none is given."""
-    if content_type is not None and content_type not in UPLOAD_TYPES:
-        raise BadRequest(f"content_type must be one of {', '.join(UPLOAD_TYPES)}")
+def new_upload(store: Store, settings: Settings, content_type: str | None) -> Upload:
+    """A presigned POST for a new key under the queries prefix, whose policy admits 1 to max_bytes bytes of
+    content_type (one of UPLOAD_TYPES, else BadRequest) and nothing else; its fields carry that Content-Type."""
+    if content_type not in UPLOAD_TYPES:
+        asked = "none was given" if content_type is None else f"not {content_type[:100]!r}"
+        raise BadRequest(f"content_type must be one of {', '.join(UPLOAD_TYPES)} ({asked})")
     key = f"{settings.queries_prefix}{uuid.uuid4().hex}"
-    url, fields = store.presign_post(key, settings.presign_seconds, settings.max_bytes, content_type, "image/")
+    url, fields = store.presign_post(key, settings.presign_seconds, settings.max_bytes, content_type, content_type)
     logger.info("presigned an upload to %s", key)
     return Upload(key, url, settings.presign_seconds, fields, settings.max_bytes)
 

@@ -83,11 +83,13 @@ class ErrorResponse(BaseModel):
 
 
 class UploadRequest(BaseModel):
-    """Optional JSON body of POST /uploads."""
+    """JSON body of POST /uploads."""
 
     model_config = ConfigDict(extra="forbid")
     content_type: str | None = Field(
-        None, description=f"limit the upload to this type ({', '.join(UPLOAD_TYPES)}); default: any image type"
+        None,
+        description=f"required: the image's type, one of {', '.join(UPLOAD_TYPES)} (400 otherwise); the upload's "
+        "policy admits that type only",
     )
 
 
@@ -95,7 +97,9 @@ class UploadResponse(BaseModel):
     key: str = Field(description='the key to search by: POST /search {"key": ...}')
     url: str = Field(description="where to POST the image: a multipart form with `fields`, then the file as `file`")
     method: str = Field(description="POST")
-    fields: dict[str, str] = Field(description="form fields the POST must carry first, as given (key, policy, ...)")
+    fields: dict[str, str] = Field(
+        description="form fields the POST must carry first, as given (key, Content-Type, policy, signature, ...)"
+    )
     max_bytes: int = Field(description="the largest file S3 accepts there")
     expires_in: int = Field(description="seconds the URL stays valid")
 
