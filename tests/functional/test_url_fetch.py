@@ -310,7 +310,7 @@ def test_a_redirect_to_a_malformed_location_is_a_fetch_error(server: str, locati
 
 def test_the_api_answers_each_hostile_url_with_a_4xx_quickly(client: Any, server: str) -> None:
     """Against the app with PICTRACE_URL_ALLOW_PRIVATE=false, as deployed: a 4xx within 2 s, and healthy after."""
-    for url in [*HOSTILE, *(_to(server, location) for location in LOCATIONS)]:
+    for url in [*HOSTILE, *(f"{server}/location/{i}" for i in range(len(LOCATIONS)))]:
         started = time.monotonic()
         answer = _search(client, url)
         assert 400 <= answer.status_code < 500 and answer.json()["detail"], (url, answer.status_code, answer.text)
