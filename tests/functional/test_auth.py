@@ -4,11 +4,13 @@ without one as the stack's JWT authorizer does."""
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import subprocess
 import sys
-from collections.abc import Awaitable, Callable, Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,34 +18,24 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.conftest import ROOT
+from tests.functional.authorizer import Authorizer
 from tests.functional.live import index_photos, serve
 
 EXE = Path(sys.executable).parent / "pictrace"
-PUBLIC = ("/", "/static/", "/auth/config", "/health")  # what the template leaves without the authorizer
 USER, TEMPORARY, CHOSEN = "ana@example.org", "Temporary#Pass1", "Chosen#Password42"
 
 
-class Authorizer:
-    """An ASGI wrapper standing in for API Gateway's JWT authorizer: outside the public routes, a call needs a
-    bearer access token the user pool accepts (moto's GetUser checks it)."""
+def accepted_by(cognito: Any) -> Callable[[str], bool]:
+    """Whether the user pool takes an access token (moto's GetUser checks it)."""
 
-    def __init__(self, app: Any, cognito: Any) -> None:
-        self.app, self.cognito = app, cognito
+    def accepts(token: str) -> bool:
+        try:
+            cognito.get_user(AccessToken=token)
+        except Exception:  # noqa: BLE001 - any refusal of the token is a 401, as API Gateway answers
+            return False
+        return True
 
-    async def __call__(self, scope: dict[str, Any], receive: Callable[[], Awaitable[Any]], send: Any) -> None:
-        path = scope.get("path", "")
-        if scope["type"] == "http" and not (path in PUBLIC or path.startswith("/static/")):
-            headers = dict(scope.get("headers") or [])
-            token = headers.get(b"authorization", b"").decode().removeprefix("Bearer ")
-            try:
-                self.cognito.get_user(AccessToken=token)
-            except Exception:  # noqa: BLE001 - any refusal of the token is a 401, as API Gateway answers
-                await send(
-                    {"type": "http.response.start", "status": 401, "headers": [(b"content-type", b"application/json")]}
-                )
-                await send({"type": "http.response.body", "body": b'{"message":"Unauthorized"}'})
-                return
-        await self.app(scope, receive, send)
+    return accepts
 
 
 @pytest.fixture
@@ -63,21 +55,33 @@ def pool(stack: Any) -> dict[str, str]:
     return {"pool_id": pool_id, "client_id": client_id}
 
 
-@pytest.fixture
-def signed_api(stack: Any, pool: dict[str, str]) -> Iterator[str]:
+def closed_api(stack: Any, **auth: str) -> Iterator[str]:
+    """The app with these auth settings behind the authorizer's stand-in, one photo indexed; yields its URL."""
     from pictrace.api import create_app
     from pictrace.settings import Settings
 
-    settings = Settings.from_env(
-        auth_mode="cognito", auth_domain="https://pictrace-test.auth.example", auth_client_id=pool["client_id"],
-        auth_region="us-east-1",
-    )  # fmt: skip
     worker = index_photos(stack, ["astronaut.jpg"])
     try:
-        with serve(Authorizer(create_app(settings), stack.client("cognito-idp"))) as api:
+        app = create_app(Settings.from_env(**auth))
+        with serve(Authorizer(app, accepted_by(stack.client("cognito-idp")))) as api:
             yield api
     finally:
         worker.stop()
+
+
+@pytest.fixture
+def signed_api(stack: Any, pool: dict[str, str]) -> Iterator[str]:
+    """A stack deployed with ApiAuth=COGNITO: /auth/config names the pool's app client."""
+    yield from closed_api(
+        stack, auth_mode="cognito", auth_domain="https://pictrace-test.auth.example", auth_client_id=pool["client_id"],
+        auth_region="us-east-1",
+    )  # fmt: skip
+
+
+@pytest.fixture
+def jwt_api(stack: Any, pool: dict[str, str]) -> Iterator[str]:
+    """A stack deployed with ApiAuth=JWT and a user pool of the deployer's own: /auth/config names no pool."""
+    yield from closed_api(stack, auth_mode="jwt")
 
 
 def cli(api: str, stack: Any, home: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
@@ -134,3 +138,38 @@ def test_pictrace_login_signs_in_and_every_later_call_sends_the_token(
     assert wrong.returncode == 2 and "refused" in wrong.stderr
     assert cli(signed_api, stack, tmp_path, "login", "--logout").returncode == 0
     assert cli(signed_api, stack, tmp_path, "search", photo).returncode == 2
+
+
+def login(api: str, stack: Any, home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`pictrace login` as the administrator-created user, choosing a new password on the first sign-in."""
+    return cli(
+        api, stack, home, "login", "--username", USER, "--password-stdin", *args, stdin=f"{TEMPORARY}\n{CHOSEN}\n"
+    )
+
+
+def test_an_expired_sign_in_is_refreshed_with_the_refresh_token(stack: Any, signed_api: str, tmp_path: Path) -> None:
+    assert login(signed_api, stack, tmp_path).returncode == 0
+    kept = tmp_path / "pictrace" / "tokens.json"
+    signed_in = json.loads(kept.read_text())
+    signed_in[signed_api]["expires"] = 0  # the access token expired long ago
+    kept.write_text(json.dumps(signed_in))
+    photo = str(ROOT / "tests/data/astronaut.jpg")
+    found = cli(signed_api, stack, tmp_path, "search", photo, "--json")
+    assert found.returncode == 0, found.stderr
+    refreshed = json.loads(kept.read_text())[signed_api]
+    assert refreshed["expires"] > time.time() + 600 and refreshed["refresh"] == signed_in[signed_api]["refresh"]
+    assert stat.S_IMODE(kept.stat().st_mode) == 0o600
+    # without a refresh token, an expired sign-in is no sign-in: the API refuses, and the CLI says to log in
+    kept.write_text(json.dumps({signed_api: {**refreshed, "expires": 0, "refresh": None}}))
+    refused = cli(signed_api, stack, tmp_path, "search", photo)
+    assert refused.returncode == 2 and "pictrace login" in refused.stderr, refused.stderr
+
+
+def test_login_to_a_pool_the_api_does_not_name(stack: Any, pool: dict[str, str], jwt_api: str, tmp_path: Path) -> None:
+    """ApiAuth=JWT with the deployer's own user pool: /auth/config names none, so the app client is given."""
+    unnamed = login(jwt_api, stack, tmp_path)
+    assert unnamed.returncode == 2 and "--user-pool-client-id" in unnamed.stderr, unnamed.stderr
+    given = login(jwt_api, stack, tmp_path, "--user-pool-client-id", pool["client_id"], "--region", "us-east-1")
+    assert given.returncode == 0, given.stderr
+    found = cli(jwt_api, stack, tmp_path, "search", str(ROOT / "tests/data/astronaut.jpg"), "--json")
+    assert found.returncode == 0, found.stderr

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import os
 import sys
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -25,20 +26,38 @@ def _secret(args: argparse.Namespace, prompt: str) -> str:
     return getpass.getpass(prompt)
 
 
+def _app_client(args: argparse.Namespace, target: Target) -> tuple[str, str] | None:
+    """The user pool app client to sign in with and its region: as given (--user-pool-client-id, --region, or the
+    environment), else as the API's GET /auth/config names them; None where the API asks for no sign-in."""
+    client_id = args.user_pool_client_id or os.environ.get("PICTRACE_USER_POOL_CLIENT_ID")
+    if client_id:
+        region = args.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+        if not region:
+            raise UsageError("--user-pool-client-id needs the pool's region: --region or AWS_REGION")
+        return client_id, region
+    config = api_call(target, "GET", "/auth/config")
+    mode = config.get("mode")
+    if mode == "none":
+        return None
+    if mode != "cognito" or not config.get("client_id") or not config.get("region"):
+        raise UsageError(
+            f"{target.api} is signed in to with {mode}, not the stack's user pool: give the app client of your own "
+            "pool with --user-pool-client-id and --region, or sign requests another way"
+        )
+    return str(config["client_id"]), str(config["region"])
+
+
 def cmd_login(args: argparse.Namespace, target: Target, out: Output) -> int:
     """Sign in to the API's user pool and keep the tokens; --logout forgets them."""
     if args.logout:
         forget(target.api)
         out.note(f"signed out of {target.api}")
         return EXIT_OK
-    config = api_call(target, "GET", "/auth/config")
-    mode = config.get("mode")
-    if mode == "none":
+    pool = _app_client(args, target)
+    if pool is None:
         out.note(f"{target.api} asks for no sign-in")
         return EXIT_OK
-    if mode != "cognito":
-        raise UsageError(f"{target.api} is signed in to with {mode}, not a user pool: `pictrace login` cannot help")
-    client_id, region = str(config["client_id"]), str(config["region"])
+    client_id, region = pool
     username = args.username or input("user (email): ").strip()
     cognito = new_client("cognito-idp", region_name=region)
     try:

@@ -121,6 +121,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--password-stdin", action="store_true", help="read the password (then a new one, if asked) from stdin"
     )
     p.add_argument("--logout", action="store_true", help="forget this API's tokens")
+    p.add_argument(
+        "--user-pool-client-id",
+        help="the user pool app client to sign in with (env PICTRACE_USER_POOL_CLIENT_ID; default: the one the "
+        "API's /auth/config names)",
+    )
+    p.add_argument("--region", help="that user pool's region (env AWS_REGION; with --user-pool-client-id)")
     p.set_defaults(run=cmd_login)
 
     p = sub.add_parser(
