@@ -3,14 +3,17 @@
 The pixel limit is only as good as the dimensions it is checked against: a header that the decoder would read
 otherwise than this parser (a second SOF, a second IHDR, a TIFF tag named twice, a WebP canvas that disagrees with
 its bitstream, an unknown BMP header) is refused as ambiguous rather than guessed at. A JPEG's structure is walked
-whole: its scans (each one a full pass of the decoder over the image) and its markers are counted and capped.
+whole: its scans (each one a full pass of the decoder over the image) and its markers are counted and capped, as are
+the chunks a PNG or WebP holds before its image data, so that reading a header costs little whatever the file.
 What slips past these checks is still bounded while it decodes (pictrace.images: the decoder's own pixel ceiling, a
-time budget, and the decoded array checked against these dimensions).
+time and CPU budget, and the decoded array checked against these dimensions).
 """
 
 from __future__ import annotations
 
+import re
 import struct
+from collections.abc import Iterator
 
 from pictrace.errors import InvalidImage
 
@@ -18,10 +21,16 @@ from pictrace.errors import InvalidImage
 MAX_JPEG_SCANS = 64
 #: markers (segments) a JPEG may hold: real files have a few dozen
 MAX_JPEG_MARKERS = 2000
+#: chunks a PNG or WebP may hold before its image data: real files have a handful
+MAX_CHUNKS = 2000
 #: the JPEG frame markers (SOF0-15 but DHT, JPG, DAC)
 _SOF = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
 #: BITMAPCOREHEADER, BITMAPINFOHEADER and its versions 2 to 5: what BMP decoders read
 _BMP_HEADERS = frozenset({12, 40, 52, 56, 64, 108, 124})
+#: fill bytes before a marker code (any number may precede one)
+_FILL = re.compile(rb"\xff+")
+#: where a scan's entropy-coded data ends: a 0xFF that is neither stuffing (0xFF00) nor a restart marker (RSTn)
+_SCAN_END = re.compile(rb"\xff[^\x00\xd0-\xd7]")
 
 
 def read_dimensions(data: bytes, fmt: str) -> tuple[int, int]:
@@ -47,18 +56,19 @@ def _jpeg(data: bytes) -> tuple[int, int] | None:
     while i + 4 <= n:
         if data[i] != 0xFF:
             return dims  # garbage where a marker belongs: the decoder stops here too
+        fill = _FILL.match(data, i)
+        i = fill.end() - 1 if fill else i  # the last 0xFF before the marker code, past any fill bytes
+        if i + 4 > n:
+            break
         marker = data[i + 1]
-        if marker == 0xFF:  # fill byte
-            i += 1
-            continue
         if marker == 0xD9:  # EOI
             break
+        markers += 1  # standalone ones too: each costs a step of this walk
+        if markers > MAX_JPEG_MARKERS:
+            raise InvalidImage(f"JPEG holds more than {MAX_JPEG_MARKERS} markers: refused (a real one has dozens)")
         if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
             i += 2
             continue
-        markers += 1
-        if markers > MAX_JPEG_MARKERS:
-            raise InvalidImage(f"JPEG holds more than {MAX_JPEG_MARKERS} markers: refused (a real one has dozens)")
         (length,) = struct.unpack(">H", data[i + 2 : i + 4])
         if length < 2:
             return None
@@ -83,14 +93,8 @@ def _jpeg(data: bytes) -> tuple[int, int] | None:
 
 def _next_marker(data: bytes, i: int) -> int:
     """Where the marker after a scan's entropy-coded data starting at i is (past the end if none)."""
-    while True:
-        i = data.find(b"\xff", i)
-        if i < 0 or i + 1 >= len(data):
-            return len(data)
-        follower = data[i + 1]
-        if follower != 0x00 and not 0xD0 <= follower <= 0xD7:
-            return i
-        i += 2
+    found = _SCAN_END.search(data, i)
+    return found.start() if found else len(data)
 
 
 def _png(data: bytes) -> tuple[int, int] | None:
@@ -99,7 +103,9 @@ def _png(data: bytes) -> tuple[int, int] | None:
         return None
     w, h = struct.unpack(">II", data[16:24])
     i = 8
-    while i + 8 <= len(data):
+    for _chunk in _chunks("PNG"):
+        if i + 8 > len(data):
+            break
         (length,) = struct.unpack(">I", data[i : i + 4])
         kind = data[i + 4 : i + 8]
         if kind == b"IHDR" and i != 8:
@@ -122,7 +128,9 @@ def _webp(data: bytes) -> tuple[int, int] | None:
         return None
     canvas = (1 + int.from_bytes(data[24:27], "little"), 1 + int.from_bytes(data[27:30], "little"))
     i = 30
-    while i + 8 <= len(data):
+    for _chunk in _chunks("WebP"):
+        if i + 8 > len(data):
+            break
         kind = data[i : i + 4]
         (size,) = struct.unpack("<I", data[i + 4 : i + 8])
         inner = _vp8(data, i) if kind == b"VP8 " else _vp8l(data, i) if kind == b"VP8L" else None
@@ -134,6 +142,12 @@ def _webp(data: bytes) -> tuple[int, int] | None:
             break
         i += 8 + size + (size & 1)
     return canvas
+
+
+def _chunks(fmt: str) -> Iterator[int]:
+    """Count the chunks walked before the image data; InvalidImage past MAX_CHUNKS."""
+    yield from range(MAX_CHUNKS)
+    raise InvalidImage(f"{fmt} holds more than {MAX_CHUNKS} chunks before its image data: refused")
 
 
 def _vp8(data: bytes, at: int) -> tuple[int, int]:

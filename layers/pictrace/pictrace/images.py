@@ -1,16 +1,16 @@
 """Image validation and decoding: type from the bytes, limits before decoding (pictrace.headers reads the header
-as the decoder does), OpenCV to decode within a pixel ceiling of its own and a time budget, and the decoded array
-checked against the header."""
+as the decoder does), OpenCV to decode within a pixel ceiling of its own and a time and CPU budget (in a child
+process, pictrace.decodebudget), and the decoded array checked against the header."""
 
 from __future__ import annotations
 
 import logging
 import os
-import threading
 from dataclasses import dataclass
 
 import numpy as np
 
+from pictrace.decodebudget import decode_bounded
 from pictrace.errors import DecodeTooCostly, ImageTooLarge, InvalidImage
 from pictrace.headers import read_dimensions
 from pictrace.limits import DECODER_MAX_PIXELS
@@ -23,7 +23,11 @@ import cv2
 
 logger = logging.getLogger(__name__)
 
-#: the longest one decode may take; past it the image is refused (its decode runs on to its end in the background)
+# OpenCV registers its codecs on first use, under a lock: done now, so that no decode's child process is forked while
+# another thread holds that lock
+cv2.imdecode(cv2.imencode(".png", np.zeros((1, 1, 3), np.uint8))[1], cv2.IMREAD_COLOR)
+
+#: the longest one decode may take, in wall-clock and in CPU time; past it the image is refused and its decode ended
 DECODE_SECONDS = 10.0
 
 SUPPORTED = ("jpeg", "png", "webp", "bmp", "tiff")
@@ -101,15 +105,9 @@ def decode_image(
     flags = cv2.IMREAD_COLOR
     if fmt == "jpeg":
         flags = dict(_JPEG_REDUCTIONS).get(reduction(width, height, short_side, long_side), cv2.IMREAD_COLOR)
-    bgr = _decode_within_budget(data, flags, fmt)
-    if bgr is None or bgr.size == 0:
-        raise InvalidImage(f"could not decode the {fmt.upper()} data: the file is corrupt")
     factor = dict((f, r) for r, f in _JPEG_REDUCTIONS).get(flags, 1) if fmt == "jpeg" else 1
     expected = (-(-height // factor), -(-width // factor))
-    if bgr.shape[:2] not in (expected, expected[::-1]):  # either way round: EXIF orientation turns it
-        raise InvalidImage(
-            f"the {fmt.upper()} decoded as {bgr.shape[1]}x{bgr.shape[0]} but its header says {width}x{height}: refused"
-        )
+    bgr = _decode_within_budget(data, flags, fmt, expected, header=f"{width}x{height}")
     if bgr.dtype != np.uint8:
         bgr = cv2.convertScaleAbs(bgr, alpha=255.0 / 65535.0)
     if bgr.ndim == 2:
@@ -117,23 +115,28 @@ def decode_image(
     return DecodedImage(bgr=np.ascontiguousarray(bgr), format=fmt, width=width, height=height)
 
 
-def _decode_within_budget(data: bytes, flags: int, fmt: str) -> np.ndarray | None:
-    """cv2.imdecode on a thread of its own (OpenCV releases the GIL), waited for at most DECODE_SECONDS:
-    DecodeTooCostly past that, so that a request or an ingest never hangs on one image."""
-    result: list[np.ndarray | None] = []
+def _decode_within_budget(data: bytes, flags: int, fmt: str, expected: tuple[int, int], header: str) -> np.ndarray:
+    """cv2.imdecode within DECODE_SECONDS of time and CPU (DecodeTooCostly past them, the decode ended): an array
+    of the expected (height, width), either way round (EXIF orientation turns it), or InvalidImage."""
 
-    def decode() -> None:
+    def decode() -> np.ndarray | None:
         try:
-            result.append(cv2.imdecode(np.frombuffer(data, dtype=np.uint8), flags))
+            return cv2.imdecode(np.frombuffer(data, dtype=np.uint8), flags)
         except cv2.error:
-            result.append(None)
+            return None
 
-    worker = threading.Thread(target=decode, name="pictrace-decode", daemon=True)
-    worker.start()
-    worker.join(DECODE_SECONDS)
-    if worker.is_alive():
+    outcome = decode_bounded(decode, capacity=expected[0] * expected[1] * 3, seconds=DECODE_SECONDS)
+    if outcome.timed_out:
         logger.warning("a %s of %d bytes took over %.0f s to decode: refused", fmt.upper(), len(data), DECODE_SECONDS)
         raise DecodeTooCostly(
             f"the {fmt.upper()} took more than {DECODE_SECONDS:g} s to decode: refused as too costly to read"
         )
-    return result[0] if result else None
+    if outcome.shape is None:
+        raise InvalidImage(f"could not decode the {fmt.upper()} data: the file is corrupt")
+    if outcome.shape[:2] not in (expected, expected[::-1]):
+        raise InvalidImage(
+            f"the {fmt.upper()} decoded as {outcome.shape[1]}x{outcome.shape[0]} but its header says {header}: refused"
+        )
+    if outcome.pixels is None:
+        raise InvalidImage(f"the {fmt.upper()} decoded to more data than its header allows: refused")
+    return outcome.pixels
