@@ -130,7 +130,7 @@ def test_upload_ranks_the_original_first_then_click_a_result_then_a_non_image(
         assert stage in timings
     assert "sscd" in page.inner_text("#model") and "onnxruntime" in page.inner_text("#model")
     # the local stack asks for no sign-in, and the page says so (a deployed stack's /auth/config names its pool)
-    assert "no sign-in" in page.inner_text("#auth")
+    assert page.inner_text("#auth") == "local stack: no sign-in"
     assert "JPEG" in page.inner_text("#summary") and f"{len(PHOTOS)} indexed" in page.inner_text("#summary")
     # thumbnails are the presigned links, loaded by the browser; TIFF, which browsers cannot show, is the API's JPEG
     page.wait_for_function(

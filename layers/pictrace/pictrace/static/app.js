@@ -149,10 +149,13 @@
   // FastAPI's own parameter validation answers 422 with a list of problems in "detail".
   const TITLES = {
     400: "The request was not understood.",
+    401: "Not signed in: reload the page to sign in.",
+    403: "This API does not let you in.",
     404: "Not found.",
     409: "The index was busy; try again.",
     413: "Too large.",
     422: "That is not an image PicTrace can read.",
+    429: "Too many searches at once; try again.",
     500: "The server failed.",
     502: "The server could not be reached.",
     503: "The service is not ready.",
@@ -211,6 +214,16 @@
   const TOKENS = "pictrace.tokens";
   const VERIFIER = "pictrace.pkce";
   const here = () => location.origin + location.pathname;
+  const LOOPBACK = ["localhost", "127.0.0.1", "[::1]"];
+  // what the page says where it does not sign in
+  const AUTH_LINES = {
+    none: () =>
+      LOOPBACK.includes(location.hostname)
+        ? "local stack: no sign-in"
+        : "no sign-in (ApiAuth=NONE): anyone with this URL can search",
+    iam: () => "this API takes SigV4-signed calls only (ApiAuth=IAM): use the CLI or an AWS SDK",
+    jwt: () => "this API takes your identity provider's tokens only (ApiAuth=JWT)",
+  };
   const b64url = (bytes) => btoa(String.fromCharCode(...new Uint8Array(bytes))).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
 
   async function tokenRequest(params) {
@@ -270,13 +283,21 @@
     return tokens.access;
   }
 
-  // fetch with the bearer token where the API needs one
+  // fetch with the bearer token where the API needs one; a token the API refuses (revoked, or a clock off) is
+  // refreshed, or the user signed in again, once
   async function authorized(path, init) {
-    const token = await accessToken();
-    if (!token) return fetch(path, init);
-    const headers = new Headers((init && init.headers) || {});
-    headers.set("authorization", `Bearer ${token}`);
-    return fetch(path, { ...(init || {}), headers });
+    const send = async () => {
+      const token = await accessToken();
+      if (!token) return fetch(path, init);
+      const headers = new Headers((init && init.headers) || {});
+      headers.set("authorization", `Bearer ${token}`);
+      return fetch(path, { ...(init || {}), headers });
+    };
+    const response = await send();
+    if (response.status !== 401 || auth.mode !== "cognito") return response;
+    const tokens = JSON.parse(sessionStorage.getItem(TOKENS) || "null");
+    if (tokens) sessionStorage.setItem(TOKENS, JSON.stringify({ ...tokens, expires: 0 }));
+    return send();
   }
 
   // Where the page learns how to sign in, finishes a sign-in the hosted UI sent back, and says who is signed in.
@@ -286,7 +307,7 @@
     auth.mode = auth.config.mode;
     const line = $("auth");
     if (auth.mode !== "cognito") {
-      line.replaceChildren(auth.mode === "none" ? "no sign-in: anyone who reaches this API can search" : "");
+      line.replaceChildren(AUTH_LINES[auth.mode] ? AUTH_LINES[auth.mode]() : "");
       return;
     }
     const params = new URLSearchParams(location.search);
