@@ -796,7 +796,7 @@ def test_the_other_api_auth_modes(template: dict[str, Any], auth: str, default_t
 
 def test_every_alarm_notifies_a_topic(template: dict[str, Any]) -> None:
     alarms = resources_of(template, "AWS::CloudWatch::Alarm")
-    assert {"ImageEventsDLQAlarm", "CompactionErrorsAlarm", "IngestErrorsAlarm"} <= set(alarms)
+    assert {"ImageEventsDLQAlarm", "CompactionErrorsAlarm", "IngestErrorsAlarm", "SearchThrottlesAlarm"} <= set(alarms)
     for name, alarm in alarms.items():
         for given in ("", "arn:aws:sns:us-east-1:123456789012:ops"):
             actions = evaluate(template, alarm["Properties"]["AlarmActions"], {"AlarmTopicArn": given})
