@@ -1,36 +1,18 @@
-"""`python -m bench.container FUNCTION PATH SPAWNED_AT ARG`: one cold start of a Lambda function, in this fresh process.
+"""`python -m bench.container FUNCTION PATH SPAWNED_AT ARG`: one cold start of a Lambda function (search or ingest)
+in this fresh process, on the bench's local stack (bench.phases.coldstart runs it and says what each PATH is: new,
+lambda, restore). ARG: the query image (search) or the key of a new image in the bucket (ingest). What the layers do
+not ship is hidden first (bench.layersonly), so the import is timed as Lambda's would be. Prints one JSON object, in ms
+from the moment the parent spawned this process (SPAWNED_AT, time.time()):
 
-Run by bench.phases.coldstart with the environment pointing at the bench's local stack (S3, and the Lambda API
-that hands out the model layer's archive). FUNCTION is search or ingest; ARG is the query image (search) or the key
-of a new image in the bucket (ingest). PATH is:
-
-    new      a new container without SnapStart: every step of its init, then the first request, timed apart
-             (the model from PICTRACE_MODEL_DIR if it holds it, as from an attached layer's /opt/model, else fetched
-             from PICTRACE_MODEL_LAYER's archive: pictrace.modelfetch, the code a container runs)
-    lambda   a new container without SnapStart as Lambda runs it: the handler's module imported, then the first
-             request, which acquires and loads the model and the index itself (search: the index while the model
-             loads and the query is decoded); "new" times the same steps one after the other, so its sum is an upper
-             bound; a fetch's own steps are reported as new's are
-    restore  SnapStart: the init and the before-snapshot hooks (not on the restore path), then what a restored copy
-             runs: the after-restore hooks (pictrace.snapstart) and the first request
-
-Measured from the moment the parent spawned this process (SPAWNED_AT, time.time()), in ms:
     interpreter    until this module runs (Python start-up, site-packages)
     import         the handler's module (functions/<function>/app.py), as Lambda's init phase imports it
-    acquire        new: the model's directory found or fetched; a fetch's own steps (lookup, download, extract,
-                   bytes); lambda: the same where the first request fetched it, or acquire_wait (how long it waited
-                   for the exec wrapper's prefetch) and prefetch_cpu (that process's CPU time)
-    model          new: the ONNX model loaded by the function's own service (its embedder, as the first request would)
-    index          new, search: the whole index read into memory (the first request's refresh, done first to time it)
-    first          the first request through the real handler (search: POST /search with the image; ingest: one
-                   SQS message announcing the new image)
-    second         search: the same request again, warm
-cpu_ms: the process's CPU time (user + system) until the first response, from its start (new) or from the restore
-(restore): on a machine other processes share, what the path costs apart from waits for a core. Prints one JSON
-object.
-
-What the Lambda layers do not ship is hidden (bench.layersonly: awscrt, pyOpenSSL, certifi, ..., which botocore
-uses when installed and the development virtualenv has), so the import is timed as Lambda's would be.
+    acquire        new: the model's directory found or fetched (pictrace.modelfetch), with a fetch's own steps;
+                   lambda: those where the first request fetched it, or acquire_wait (its wait for the exec wrapper's
+                   prefetch) and prefetch_cpu (that process's CPU time)
+    model, index   new: the model loaded by the function's own service; search's whole index read into memory
+    first, second  the first request through the real handler (search: POST /search with the image; ingest: one SQS
+                   message announcing the new image); search: the same request again, warm
+    cpu            the process's CPU time until the first response, from its start (a restore: from the restore)
 """
 
 from __future__ import annotations
@@ -47,7 +29,9 @@ hide()  # what the layers do not ship fails to import, as in Lambda
 import base64  # noqa: E402
 import importlib.util  # noqa: E402
 import json  # noqa: E402
+import os  # noqa: E402
 import uuid  # noqa: E402
+from collections.abc import Callable  # noqa: E402
 from pathlib import Path  # noqa: E402
 from types import ModuleType  # noqa: E402
 from typing import Any  # noqa: E402
@@ -102,44 +86,39 @@ def ms(seconds: float) -> float:
     return round(seconds * 1000, 1)
 
 
-def new_container(function: str, arg: str) -> dict[str, Any]:
-    """A new container without SnapStart: init step by step, then the first request (and, search, a second)."""
-    out: dict[str, Any] = {}
+def timed(out: dict[str, Any], key: str, step: Callable[[], Any]) -> Any:
+    """step(), its milliseconds in out[key]."""
     t = time.perf_counter()
-    app = load_app(function)
-    out["import_ms"] = ms(time.perf_counter() - t)
-
-    from pictrace.modelfetch import acquire_model
-    from pictrace.settings import get_settings
-
-    settings = get_settings()
-    t = time.perf_counter()
-    acquired = acquire_model(settings)
-    out["acquire_ms"] = ms(time.perf_counter() - t)
-    out["model_source"] = acquired.source
-    if acquired.fetched is not None:
-        out["fetch"] = fetch_record(acquired.fetched)
-    service = function_service(app, function)
-    t = time.perf_counter()
-    service.embedder  # noqa: B018  # the model as the function loads it (ingest: single-threaded inferences)
-    out["model_ms"] = ms(time.perf_counter() - t)
-    t = time.perf_counter()
-    if function == "search":
-        service.backend.refresh(force=True)
-    out["index_ms"] = ms(time.perf_counter() - t)
-    out.update(requests(app, function, arg))
-    out["cpu_ms"] = ms(out.pop("cpu_done"))
-    return out
+    result = step()
+    out[key] = ms(time.perf_counter() - t)
+    return result
 
 
 def fetch_record(f: Any) -> dict[str, Any]:
     """A model fetch's figures (pictrace.modelfetch.Fetched) as the output reports them."""
     return {
         "archive_bytes": f.archive_bytes,
-        "lookup_ms": ms(f.lookup_s),
-        "download_ms": ms(f.download_s),
-        "extract_ms": ms(f.extract_s),
+        **{f"{k}_ms": ms(getattr(f, f"{k}_s")) for k in ("lookup", "download", "extract")},
     }
+
+
+def new_container(function: str, arg: str) -> dict[str, Any]:
+    """A new container without SnapStart: init step by step, then the first request (and, search, a second)."""
+    out: dict[str, Any] = {}
+    app = timed(out, "import_ms", lambda: load_app(function))
+    from pictrace.modelfetch import acquire_model
+    from pictrace.settings import get_settings
+
+    acquired = timed(out, "acquire_ms", lambda: acquire_model(get_settings()))
+    out["model_source"] = acquired.source
+    if acquired.fetched is not None:
+        out["fetch"] = fetch_record(acquired.fetched)
+    service = function_service(app, function)
+    timed(out, "model_ms", lambda: service.embedder)  # as the function loads it (ingest: single-threaded inferences)
+    timed(out, "index_ms", lambda: function == "search" and service.backend.refresh(force=True))
+    out.update(requests(app, function, arg))
+    out["cpu_ms"] = ms(out.pop("cpu_done"))
+    return out
 
 
 def function_service(app: ModuleType, function: str) -> Any:
@@ -155,9 +134,7 @@ def as_lambda_runs(function: str, arg: str) -> dict[str, Any]:
     """A new container without SnapStart as Lambda runs it: the handler imported, then the first request (which
     loads what it needs) and, search, a second."""
     out: dict[str, Any] = {}
-    t = time.perf_counter()
-    app = load_app(function)
-    out["import_ms"] = ms(time.perf_counter() - t)
+    app = timed(out, "import_ms", lambda: load_app(function))
     out.update(requests(app, function, arg))
     out["cpu_ms"] = ms(out.pop("cpu_done"))
     from pictrace.modelfetch import acquired_here
@@ -174,7 +151,6 @@ def as_lambda_runs(function: str, arg: str) -> dict[str, Any]:
 def children_cpu_s() -> float:
     """CPU seconds of this process's children once they have ended: the exec wrapper's prefetch (the wrapper became
     this process, so the prefetch it started is this process's child)."""
-    import os
     import resource
 
     while True:
@@ -192,19 +168,10 @@ def restored(function: str, arg: str) -> dict[str, Any]:
     from snapshot_restore_py import get_after_restore, get_before_snapshot
 
     out: dict[str, Any] = {}
-    t = time.perf_counter()
-    app = load_app(function)  # registers the hooks (pictrace.snapstart.register)
-    out["import_ms"] = ms(time.perf_counter() - t)
-    t = time.perf_counter()
-    for func, args, kwargs in reversed(get_before_snapshot()):
-        func(*args, **kwargs)
-    out["snapshot_hooks_ms"] = ms(time.perf_counter() - t)
-    restore_started = time.time()
-    cpu = time.process_time()
-    t = time.perf_counter()
-    for func, args, kwargs in get_after_restore():
-        func(*args, **kwargs)
-    out["restore_hooks_ms"] = ms(time.perf_counter() - t)
+    app = timed(out, "import_ms", lambda: load_app(function))  # registers the hooks (pictrace.snapstart.register)
+    timed(out, "snapshot_hooks_ms", lambda: [f(*args, **kwargs) for f, args, kwargs in reversed(get_before_snapshot())])
+    restore_started, cpu = time.time(), time.process_time()
+    timed(out, "restore_hooks_ms", lambda: [f(*args, **kwargs) for f, args, kwargs in get_after_restore()])
     out.update(requests(app, function, arg))
     out["restore_path_ms"] = ms(out.pop("first_done") - restore_started)
     out["cpu_ms"] = ms(out.pop("cpu_done") - cpu)
@@ -213,8 +180,6 @@ def restored(function: str, arg: str) -> dict[str, Any]:
 
 def requests(app: ModuleType, function: str, arg: str) -> dict[str, Any]:
     """The first request through the real handler (and for search a second, warm); first_done: time.time()."""
-    import os
-
     out: dict[str, Any] = {}
     if function == "search":
         event = search_event(Path(arg).read_bytes())

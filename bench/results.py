@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypedDict
+
+from pydantic import TypeAdapter
 
 from bench.common import json_default
 from bench.metrics import Quality
@@ -145,7 +145,7 @@ def from_json(data: dict[str, Any]) -> Results:
         data = _from_v1(data)
     elif version != SCHEMA:
         raise ValueError(f"results.json schema {version}: this bench reads {SCHEMA} and 1")
-    results: Results = typed(Results, data)
+    results: Results = TypeAdapter(Results).validate_python(data)  # pydantic: typed field by field, unions by shape
     return results
 
 
@@ -153,40 +153,7 @@ def _from_v1(data: dict[str, Any]) -> dict[str, Any]:
     out = {k: v for k, v in data.items() if k not in ("quality", "ingest_large", "goals", "fusion")}
     for model in out.get("models", {}).values():
         if q := model.get("quality"):
-            model["quality"] = {k: v for k, v in q.items() if k != "precision_at_recall_0.9"}
-            model["quality"]["precision_at_recall_90"] = q["precision_at_recall_0.9"]
+            model["quality"] = {**q, "precision_at_recall_90": q["precision_at_recall_0.9"]}
     if speed := out.get("embed_speed"):
         out["embed_speed"] = {"images": speed["images"], "models": {k: v for k, v in speed.items() if k != "images"}}
     return {**out, "schema": SCHEMA}
-
-
-def typed(kind: Any, value: Any) -> Any:
-    """value (as json.loads gives it) as kind: dataclasses field by field (unknown keys ignored), lists, tuples,
-    dicts, optionals and unions of dataclasses (the first whose fields the value has); anything else as it is."""
-    origin, args = typing.get_origin(kind), typing.get_args(kind)
-    if value is None:
-        return None
-    if dataclasses.is_dataclass(kind) and isinstance(kind, type):
-        hints = typing.get_type_hints(kind)
-        return kind(
-            **{f.name: typed(hints[f.name], value[f.name]) for f in dataclasses.fields(kind) if f.name in value}
-        )
-    if origin in (typing.Union, types.UnionType):
-        options = [a for a in args if a is not type(None)]
-        for option in options:
-            if not dataclasses.is_dataclass(option) or _required(option) <= set(value):
-                return typed(option, value)
-        raise ValueError(f"none of {options} fits {sorted(value)}")
-    if origin is list:
-        return [typed(args[0], v) for v in value]
-    if origin is tuple:
-        kinds = [args[0]] * len(value) if args[-1] is Ellipsis else args
-        return tuple(typed(k, v) for k, v in zip(kinds, value, strict=True))
-    if origin is dict:
-        return {k: typed(args[1], v) for k, v in value.items()}
-    return value
-
-
-def _required(kind: Any) -> set[str]:
-    missing = dataclasses.MISSING
-    return {f.name for f in dataclasses.fields(kind) if f.default is missing and f.default_factory is missing}

@@ -15,16 +15,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NotRequired, TypedDict
 
 import numpy as np
+from pictrace.index.backend import MemoryBackend
 
 from bench import metrics
 from bench.common import SHORTLIST
 from bench.transforms import VARIANTS
 
-if TYPE_CHECKING:  # pictrace is imported where it is used (the bench sets up its environment first)
-    from pictrace.index.backend import MemoryBackend
-    from pictrace.index.layout import Entry
+if TYPE_CHECKING:
     from pictrace.index.rows import Candidate
-    from pictrace.index.store import ChangeObserver
 
 
 @dataclass
@@ -104,27 +102,16 @@ def ranked(case: QueryCase, ranking: list[str]) -> RankedRecord:
     }
 
 
-class RankProbe:
-    """A shortlist backend (pictrace.index.backend.ShortlistBackend) around the in-memory one: its candidates are
-    the memory backend's, and it records where the current target id ranks over the whole index by centred
-    embedding cosine and by gist (the two halves of the shortlist), so the bench can tell what a shortlist of any
-    size would keep. Pass it to SearchService(backend=...)."""
-
-    name = "memory"
+class RankProbe(MemoryBackend):
+    """The in-memory shortlist backend (pass it to SearchService(backend=...)), which also records where the current
+    target id ranks over the whole index by centred embedding cosine and by gist (the shortlist's two halves), so
+    the bench can tell what a shortlist of any size would keep."""
 
     def __init__(self, inner: MemoryBackend) -> None:
-        self.inner = inner
-        self.on_change: ChangeObserver | None = inner.on_change
+        super().__init__(inner.index)
+        self.on_change = inner.on_change
         self.target: str | None = None
         self.ranks: tuple[int | None, int | None] = (None, None)
-
-    def refresh(self, force: bool = False) -> None:
-        """See ShortlistBackend."""
-        self.inner.refresh(force)
-
-    def expire(self) -> None:
-        """See ShortlistBackend."""
-        self.inner.expire()
 
     def candidates(
         self,
@@ -138,27 +125,12 @@ class RankProbe:
         """The memory backend's candidates; the target's ranks over every row on the side."""
         self.ranks = (None, None)
         if self.target is not None:
-            index = self.inner.index
-            index.refresh()
-            everything = index.candidates(query, gists, len(index), prefix, centre=centre)  # every row, both scores
-            target = next((c for c in everything if c.id == self.target), None)
-            if target is not None:
+            self.index.refresh()
+            everything = self.index.candidates(query, gists, len(self.index), prefix, centre=centre)  # both scores
+            if (target := next((c for c in everything if c.id == self.target), None)) is not None:
                 cos = 1 + sum(1 for c in everything if c.cosine > target.cosine)
-                gis = 1 + sum(1 for c in everything if c.gist > target.gist)
-                self.ranks = (cos, gis)
-        return self.inner.candidates(query, gists, shortlist, prefix, by_layout, centre)
-
-    def keys(self, ids: list[str]) -> dict[str, tuple[str, ...]]:
-        """See ShortlistBackend."""
-        return self.inner.keys(ids)
-
-    def count(self) -> int | None:
-        """See ShortlistBackend."""
-        return self.inner.count()
-
-    def candidate(self, query: np.ndarray, gists: np.ndarray, target: Entry) -> Candidate:
-        """See ShortlistBackend."""
-        return self.inner.candidate(query, gists, target)
+                self.ranks = (cos, 1 + sum(1 for c in everything if c.gist > target.gist))
+        return super().candidates(query, gists, shortlist, prefix, by_layout, centre)
 
 
 def hit_row(hit: Any, original_id: str | None) -> list[float]:

@@ -1,14 +1,9 @@
-"""The bench's local stack and index helpers.
-
-- The project's LocalStack (infra/local.py: bucket, queue, DLQ, S3 -> SQS notifications), with moto's server in a
-  process of its own rather than a thread of the bench: S3 is somewhere else in production, so its work must not
-  take the bench's GIL while the search is being timed.
-- Uploading, and waiting until the real ingest handler (fed by the project's SqsWorker) has indexed everything.
-- `PaddedIndex`: the search's EmbeddingIndex over a RowSource (`PaddedRows`) that adds synthetic rows (random unit
-  vectors, no S3 object) to the real entries. It is how N = 10,000 and N = 100,000 are reached with 1,000 real
-  images. Random unit vectors have a cosine of ~0 with every real vector, as unrelated photos have under SSCD, so
-  some reach shortlists: the latency phase fetches a real entry's object in their place and reranks it (the bench
-  counts the synthetic rows that reached a shortlist, and reports it).
+"""The bench's local stack and index helpers: the project's LocalStack (infra/local.py) with moto's server in a
+process of its own (S3 is elsewhere in production: its work must not take the bench's GIL while the search is
+timed); the index built through the real ingest handler; and PaddedIndex, the search's EmbeddingIndex over the real
+entries plus synthetic rows (random unit vectors, cosine ~0 with every real vector, as unrelated photos have under
+SSCD), how N = 10,000 and 100,000 are reached with 1,000 real images (a synthetic row that reaches a shortlist is
+fetched as a real entry's object, and counted).
 """
 
 from __future__ import annotations

@@ -1,30 +1,18 @@
 """Phase "capacity": the segmented index on synthetic vectors (issue 7), its load-and-scan path at N images (in
-`make bench`, and alone: `make capacity`, `python -m bench.alone capacity`).
+`make bench`, and alone: `make capacity`, bench.alone).
 
-For each N, segments of SEGMENT_ROWS rows are written to files under a work directory (removed at the end) with
-pictrace.index.segments.Segment(...).to_bytes(dtype), once as float32 and once as float16 from the same vectors,
-each next to a manifest.json as the compactor writes it. Every row holds both matrices the real index holds:
-"embedding" (512-d unit vectors, SSCD's width; dim for another model's) and "gist" (256-d, zero-mean, unit), and
-one key, images/<k % 100>/<k>.jpg, so a folder mask can be measured.
-
-Each (N, dtype) is then measured in a fresh process (`python -m bench.phases.capacity ...`), so its memory figures
-are its own: resident memory (RSS) before the load, after it and a gc.collect(), and the process's peak; the bytes
-of the index's matrices and what else the index and its view hold (their footprint()); the cold load
-(EmbeddingIndex.refresh(force=True) over a SegmentedView, the code the search runs) and the GETs it sent; and the
-scan the search runs (EmbeddingIndex.candidates: the top k by centred embedding cosine and the top k by gist
-correlation over the query's 8 turns), p50 over a few queries, plus one scan masked to the folder images/7/. The
-store is the local file system, not S3: before each process the store's files are written back and dropped from the
-page cache (posix_fadvise DONTNEED), so every load reads its segments from the local disk, whatever the runs before
-it left cached; the load time is that plus the parse, fold and build. Each result carries a digest of the pictrace
-modules it ran (they may be edited between runs).
-
-float16 against float32: the queries are noisy copies of stored rows (the row rounded through float16, so it is
-the same query whichever dtype was loaded, plus Gaussian noise of 0.05 per dimension, renormalised), identical
-for both processes; the parent compares the ids each returned (the top k by cosine, and the whole candidate list).
-
-Memory guard: the child's address space is capped at what the machine has available when it starts (less a
-reserve), so an index that does not fit fails with a MemoryError and its traceback instead of waking the kernel's
-OOM killer; the parent also kills a child when the machine's available memory falls below the reserve.
+For each N, segments of SEGMENT_ROWS rows are written to local files (removed at the end) with Segment.to_bytes,
+once as float32 and once as float16 from the same vectors, each beside a manifest as the compactor writes it; every
+row holds an "embedding" (unit, dim wide) and a "gist" (256-d, zero-mean, unit), and one key,
+images/<k % 100>/<k>.jpg, so a folder mask can be measured. Each (N, dtype) is measured in a fresh process
+(`python -m bench.phases.capacity ROOT QUERIES BUDGET`), its files dropped from the page cache first: resident
+memory before the load, after it and a gc.collect(), and the peak; what the index and its view hold (footprint());
+the cold load through SegmentedView + EmbeddingIndex.refresh (the search's code) and its GETs; the scan
+(EmbeddingIndex.candidates), p50 over a few queries, and one masked to images/7/. Each result carries a digest of the
+pictrace modules it ran. float16 against float32: the same queries (noisy copies of stored rows, rounded through
+float16) for both; the parent compares the ids each returned. Memory guard: the child's address space is capped at
+what the machine has available (less a reserve), so an index that does not fit fails with a MemoryError rather than
+waking the OOM killer; the parent also kills a child when available memory falls below the reserve.
 """
 
 from __future__ import annotations
@@ -133,15 +121,9 @@ def generate(folder: Path, n: int, dim: int, queries: int) -> dict[str, Any]:
             del body
         del seg, embedding, gists
     for dtype in DTYPES:
-        manifest = {
-            "version": MANIFEST_VERSION,
-            "generation": 1,
-            "updated": now_iso(),
-            "dtype": dtype,
-            "segments": listed[dtype],
-            "retired": [],
-        }
-        stores[dtype].put(layout.manifest_key, json.dumps(manifest, indent=1).encode(), if_none_match=True)
+        manifest = {"version": MANIFEST_VERSION, "generation": 1, "updated": now_iso(), "dtype": dtype}
+        body = json.dumps({**manifest, "segments": listed[dtype], "retired": []}, indent=1).encode()
+        stores[dtype].put(layout.manifest_key, body, if_none_match=True)
     # the queries: each a noisy copy of a stored row; its first gist turn a noisy copy of the row's gist, the
     # other seven turns unrelated (a query matches a stored gist in one of its turns)
     q_embedding = unit_rows(q_embedding + QUERY_NOISE * rng.standard_normal(q_embedding.shape, dtype=np.float32))
@@ -319,36 +301,25 @@ def capacity(
                     failures.append({"n": n, "dtype": dtype, "error": str(exc)})
                     say(f"    capacity N = {n:,} {dtype}: FAILED: {exc}")
                     continue
-                tops[dtype] = m.pop("tops")
-                ids = data["query_ids"]
-                run = {
-                    "n": n,
-                    "dim": dim,
-                    "dtype": dtype,
+                tops[dtype], ids = m.pop("tops"), data["query_ids"]
+                first = sum(t[:1] == [i] for t, i in zip(tops[dtype], ids, strict=True)) / len(ids)
+                made = {
                     "segments": data["segments"],
                     "segment_bytes": data["bytes"][dtype],
                     "generate_s": data["generate_s"],
-                    **m,
-                    "source_first": sum(t[:1] == [i] for t, i in zip(tops[dtype], ids, strict=True)) / len(ids),
                 }
-                runs.append(run)
+                runs.append(run := {"n": n, "dim": dim, "dtype": dtype, **made, **m, "source_first": first})
                 say(
                     f"    capacity N = {n:,} {dtype}: cold load {run['load_s']:.1f} s ({run['gets']} GETs), scan p50 "
                     f"{run['scan_p50_ms']:.0f} ms, RSS +{run['rss_growth'] >> 20:,} MiB for "
                     f"{run['matrices_bytes'] >> 20:,} MiB of matrices, peak {run['peak_rss'] >> 20:,} MiB"
                 )
             if len(tops) == len(DTYPES):
-                a, b = tops["float16"], tops["float32"]
-                agreement.append(
-                    {
-                        "n": n,
-                        "queries": len(a),
-                        "k": K,
-                        "cosine_topk": float(np.mean([overlap(x[:K], y[:K]) for x, y in zip(a, b, strict=True)])),
-                        "candidates": float(np.mean([overlap(x, y) for x, y in zip(a, b, strict=True)])),
-                        "same_order": sum(x == y for x, y in zip(a, b, strict=True)) / len(a),
-                    }
-                )
+                pairs = list(zip(tops["float16"], tops["float32"], strict=True))
+                top_k = float(np.mean([overlap(x[:K], y[:K]) for x, y in pairs]))
+                same = {"cosine_topk": top_k, "candidates": float(np.mean([overlap(x, y) for x, y in pairs]))}
+                same["same_order"] = sum(x == y for x, y in pairs) / len(pairs)
+                agreement.append({"n": n, "queries": len(pairs), "k": K, **same})
         finally:
             shutil.rmtree(folder, ignore_errors=True)
     return {

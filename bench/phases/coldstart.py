@@ -1,29 +1,21 @@
-"""Phase "cold start": fresh processes running the search and ingest Lambdas' handlers as a new container would
-(bench.container), on the bench's local stack, model acquisition included; and SnapStart's restore path.
+"""Phase "cold start": fresh processes (bench.container) running the search and ingest Lambdas' handlers as a new
+container would, on the bench's local stack, model acquisition included; and SnapStart's restore path. A variant:
 
-Each run is one variant:
-    new, attached   a new container without SnapStart on arm64 (the default): the model layer is attached, read from
-                    its directory (here the built model directory stands for /opt/model)
-    new, fetched    the same on x86_64, where neither function attaches it: the model layer's archive fetched as
-                    pictrace.modelfetch does it in Lambda: lambda:GetLayerVersionByArn (a local Lambda API, LayerApi)
-                    -> a link to the archive -> download, SHA-256, extract into /tmp
-    new, source     attached, but every module outside the standard library compiled from source at import (no
-                    .pyc, none written), as Lambda runs layers that ship none
-    lambda          new, as Lambda runs it (attached, and fetched): the handler imported, then the first request,
-                    which acquires and loads the model and the index itself (search: the index while the model loads
-                    and the query is decoded; ingest: the model while the image is read and decoded); "new" runs the
-                    same steps one after the other to time each, so its sum is an upper bound. Fetched, the process
-                    starts through the function's exec wrapper (layers/pictrace/bin/pictrace-prefetch-model), which
-                    fetches the model in a process of its own while the handler is imported; the first request waits
-                    for that fetch (acquire_wait_ms)
-    restore         SnapStart: the snapshot's hooks, then what a restored copy runs (after-restore hooks, first request)
+    new       a new container without SnapStart, every step of its init timed apart, then the first request;
+              attached (arm64, the default: the built model directory stands for the layer's /opt/model) or
+              fetched (x86_64: pictrace.modelfetch's lambda:GetLayerVersionByArn answered by LayerApi, a local Lambda
+              API, then download, SHA-256, extraction into /tmp)
+    lambda    the same as Lambda runs it: the handler imported, then the first request, which acquires and loads the
+              model and the index itself ("new"'s sum is an upper bound of it). Fetched, the process starts through
+              the function's exec wrapper (layers/pictrace/bin/pictrace-prefetch-model), which fetches the model
+              beside the import; the first request waits for what is left (acquire_wait_ms)
+    restore   SnapStart: the snapshot's hooks, then what a restored copy runs (after-restore hooks, first request)
 
-The others import with the .pyc files a priming run wrote (PYTHONPYCACHEPREFIX), as layers that ship them would.
-LayerApi sends the archive at `throughput` MB/s (a figure of Lambda's S3 downloads;
-bench.phases.coldstart.THROUGHPUT_MB_S), so a download takes the time it would in Lambda, beside the import too;
-to_first_response counts a download the process timed itself at exactly that throughput.
-Not measured: Lambda's own work before the init (placing the container, extracting the code and layers, restoring a
-snapshot's memory), which no local run has.
+"source": every module outside the standard library compiled at import (layers that ship no .pyc); the others import
+the .pyc files a priming run wrote (PYTHONPYCACHEPREFIX). LayerApi sends the archive at THROUGHPUT_MB_S, so a
+download takes the time it would in Lambda, beside the import too; to_first_response counts a download the process
+timed itself at exactly that throughput. Not measured: Lambda's own work before the init (placing the container,
+extracting the code and layers, restoring a snapshot's memory).
 """
 
 from __future__ import annotations
@@ -73,11 +65,6 @@ VARIANTS: tuple[tuple[str, str, str, str], ...] = tuple(
         ("restore", "attached", "pyc"),
     )
 )
-
-
-def variant_label(function: str, path: str, model: str, imports: str) -> str:
-    """How the tables name a variant, e.g. "search new attached pyc"."""
-    return f"{function} {path} {model} {imports}"
 
 
 @dataclass(frozen=True)
@@ -194,17 +181,9 @@ def stdlib_only(pyc: Path, out: Path) -> Path:
 def run_child(function: str, path: str, arg: str, env: dict[str, str], wrapped: bool = False) -> dict[str, Any]:
     """One bench.container process (wrapped: started through the exec wrapper of a function that fetches the model,
     as Lambda starts its runtime); its JSON."""
-    spawned = time.time()
-    wrapper = [str(PREFETCH_WRAPPER)] if wrapped else []
-    done = subprocess.run(
-        [*wrapper, sys.executable, "-m", "bench.container", function, path, repr(spawned), arg],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    command = [sys.executable, "-m", "bench.container", function, path, repr(time.time()), arg]
+    command = [str(PREFETCH_WRAPPER), *command] if wrapped else command
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"bench.container {function} {path} failed ({done.returncode}): {done.stderr[-2000:]}")
     out: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
@@ -291,7 +270,7 @@ def cold_starts(
                 # as Lambda runs a function that fetches the model: through template.yaml's AWS_LAMBDA_EXEC_WRAPPER
                 wrapped = path == "lambda" and model == "fetched"
                 run = run_child(function, path, arg_for(function), env, wrapped)
-                run.update(variant=variant_label(function, path, model, imports), model=model, imports=imports, n=i)
+                run.update(variant=f"{function} {path} {model} {imports}", model=model, imports=imports, n=i)
                 runs.append(derive(run, throughput_mb_s))
     return ColdStarts(runs, summarise(runs), throughput_mb_s)
 

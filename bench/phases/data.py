@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NotRequired, TypedDict
@@ -61,33 +62,28 @@ class Dataset:
 
 
 def pick_distractors(folder: Path, n: int, exclude: set[str]) -> tuple[list[Path], DistractorStats]:
-    """n distractors: a seeded shuffle of the non-diagram images, then diagrams only if those run out.
-    Files whose bytes equal an original's (exclude: ids) are left out."""
-    files = images_in(folder)
-    rng = np.random.default_rng(0)
-    plain = [p for p in files if not DIAGRAM.search(p.name)]
-    diagrams = [p for p in files if DIAGRAM.search(p.name)]
+    """n distractors: a seeded shuffle of the non-diagram images, then diagrams only if those run out. Files whose
+    bytes equal an original's (exclude: ids) are left out."""
+    files, rng = images_in(folder), np.random.default_rng(0)
+    plain, diagrams = [p for p in files if not DIAGRAM.search(p.name)], [p for p in files if DIAGRAM.search(p.name)]
     rng.shuffle(plain)
     rng.shuffle(diagrams)
     chosen: list[Path] = []
-    seen = set(exclude)
-    skipped_same = 0
+    seen, skipped_same = set(exclude), 0
     for p in [*plain, *diagrams]:
         if len(chosen) >= n:
             break
-        digest = hashlib.sha256(p.read_bytes()).hexdigest()
-        if digest in seen:
+        if (digest := entry_id(p.read_bytes())) in seen:
             skipped_same += 1
-            continue
-        seen.add(digest)
-        chosen.append(p)
-    used_diagrams = sum(1 for p in chosen if DIAGRAM.search(p.name))
+        else:
+            seen.add(digest)
+            chosen.append(p)
     return chosen, {
         "available": len(files),
         "diagrams_available": len(diagrams),
         "non_diagrams_available": len(plain),
         "chosen": len(chosen),
-        "diagrams_used": used_diagrams,
+        "diagrams_used": sum(1 for p in chosen if DIAGRAM.search(p.name)),
         "same_bytes_as_an_original_skipped": skipped_same,
     }
 
@@ -95,18 +91,13 @@ def pick_distractors(folder: Path, n: int, exclude: set[str]) -> tuple[list[Path
 def held_out_names(originals: list[Path], share: float) -> set[str]:
     """The originals kept out of the index (their queries are the negatives): every k-th by name, k = 1/share, so
     every source (gnome, mate, skimage) gives some."""
-    if share <= 0:
-        return set()
-    step = max(2, round(1 / share))
-    return {p.name for i, p in enumerate(originals) if i % step == step - 1}
+    step = max(2, round(1 / share)) if share > 0 else 0
+    return {p.name for i, p in enumerate(originals) if step and i % step == step - 1}
 
 
-def count_prefixes(names: list[str]) -> dict[str, int]:
-    """How many names per source (the part before the first '-')."""
-    out: dict[str, int] = {}
-    for n in names:
-        out[n.split("-", 1)[0]] = out.get(n.split("-", 1)[0], 0) + 1
-    return out
+def by_source(paths: list[Path]) -> dict[str, int]:
+    """How many files per source (the part of the name before the first '-')."""
+    return dict(Counter(p.name.split("-", 1)[0] for p in paths))
 
 
 def entry_id(body: bytes) -> str:
@@ -134,12 +125,12 @@ def choose_data(profile: Profile, samples: Path = SAMPLES) -> Dataset:
     key_ids = {key: entry_id(body) for key, body in files.items()}
     summary: DataSummary = {
         "originals": len(originals),
-        "originals_by_source": count_prefixes([p.name for p in originals]),
+        "originals_by_source": by_source(originals),
         "originals_requirement_met": len(originals) >= 50,
         "held_out": sorted(held_out),
         "indexed_originals": len(indexed_originals),
         "photo_distractors": len(photo_distractors),
-        "photo_distractors_by_source": count_prefixes([p.name for p in photo_distractors]),
+        "photo_distractors_by_source": by_source(photo_distractors),
         "distractors": dstats,
         "index_images": len(files),
         "index_entries": len(set(key_ids.values())),

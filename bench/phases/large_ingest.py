@@ -1,17 +1,10 @@
-"""Phase "large ingest": ingest of >= 12 MP JPEGs through the real Ingestor, as the ingest handler runs it (SQS
-batches of the template's IngestBatchSize, each under pictrace.ingest.ingest_batch, every record's S3 notification
-synced by IngestBatch.sync; the model warmed first, as SnapStart does), next to the model alone on the same images.
-
-"The model alone" is the embedder's own time (its preprocessing resize and inference), one image at a time on every
-core as search runs it, on the images as ingest hands them to it: decoded reduced (pictrace.pipeline.decode_content)
-and trimmed; no S3, no decode. The Ingestor builds its own embedder, as the handler's does (single-threaded
-inferences side by side, pictrace.ingest.INFERENCE_THREADS). The model's images/s is the mean of a pass right
-before the batches and one after them (a change in the machine's load evens out). After the batches each stage
-is timed apart, one after the other, on the same bytes: the image pipeline (pictrace.pipeline.prepare) with its
-stage timer, the model's share of its "embed" stage timed by TimedEmbedder (the rest of that stage is the rerank
-features). The batches' own per-stage times (Outcome.ms, the stages overlapping)
-say what the model waits for; CPU time per image, ingest's against the model's alone, what the stages beside the
-model cost on cores the model would use (this process only: the local S3 server is another).
+"""Phase "large ingest": >= 12 MP JPEGs through the real Ingestor as the ingest handler runs it (SQS batches of the
+template's IngestBatchSize under pictrace.ingest.ingest_batch, the model warmed first, as SnapStart does), against
+the model alone on the same images as ingest hands them to it (decoded reduced and trimmed; one at a time, every
+core, as search runs it; the mean of a pass before the batches and one after). Then each stage apart, one after the
+other, on the same bytes (read, hash, the image pipeline pictrace.pipeline.prepare with its stage timer, the model's
+share of its "embed" timed by TimedEmbedder, write): issue 29's goal compares ingest's CPU time per image in the
+batches (this process's; the local S3 server is another) with their sum. The batches' own stage times overlap.
 """
 
 from __future__ import annotations

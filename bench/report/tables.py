@@ -32,19 +32,12 @@ def ms(v: float | None) -> str:
     """Milliseconds, readable."""
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "–"
-    if v >= 10_000:
-        return f"{v / 1000:.1f} s"
-    return f"{v:.1f}" if v < 100 else f"{v:.0f}"
+    return f"{v / 1000:.1f} s" if v >= 10_000 else f"{v:.1f}" if v < 100 else f"{v:.0f}"
 
 
 def f3(v: float | None, digits: int = 3) -> str:
     """A fraction with its digits, – for none."""
     return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}"
-
-
-def mib(v: float) -> str:
-    """Bytes in MiB, one decimal."""
-    return f"{v / 2**20:.1f}"
 
 
 def largest(parts: dict[str, float]) -> str:
@@ -54,26 +47,24 @@ def largest(parts: dict[str, float]) -> str:
     return f"{name} ({ms(value)} ms" + (f", {100 * value / total:.0f} %)" if total > 0 else ")")
 
 
-def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], align: str | None = None) -> str:
-    """A pipe table whose columns line up; align: a letter per column, l or r (default: the first left)."""
-    align = align or "l" + "r" * (len(headers) - 1)
+def table(headers: Sequence[str] | str, rows: Sequence[Sequence[Any]], align: str | None = None) -> str:
+    """A pipe table whose columns line up. headers: a list, or one string split at "|"; align: a letter per column,
+    l or r (default: the first column left, the others right)."""
+    headers = headers.split("|") if isinstance(headers, str) else list(headers)
+    colalign = ["right" if a == "r" else "left" for a in align or "l" + "r" * (len(headers) - 1)]
     cells = [[cell(v) for v in row] for row in rows]
-    colalign = ["right" if a == "r" else "left" for a in align]
-    return str(
-        tabulate(cells, list(headers), "pipe", colalign=colalign, disable_numparse=True, preserve_whitespace=True)
-    )
-
-
-def _lowest(q: Quality) -> str:
-    family, s = q.lowest_family
-    return f"{s['recall@1']:.3f} ({family})"
+    return str(tabulate(cells, headers, "pipe", colalign=colalign, disable_numparse=True, preserve_whitespace=True))
 
 
 def _models(r: Results) -> dict[str, Quality]:
     return {label: m.quality for label, m in r.models.items() if m.quality}
 
 
-def _embed_ms(r: Results, label: str, part: str = "ms_p50") -> str:
+def _lowest(q: Quality) -> str:
+    return f"{q.lowest_family[1]['recall@1']:.3f} ({q.lowest_family[0]})"
+
+
+def _embed(r: Results, label: str, part: str = "ms_p50") -> str:
     speed = r.embed_speed.models.get(label) if r.embed_speed else None
     return ms(getattr(speed, part) if speed else None)
 
@@ -82,36 +73,22 @@ def models_table(r: Results) -> str:
     """The models side by side: quality, µAP, verdict, speed."""
     rows = []
     for label, q in _models(r).items():
-        m, v = r.models[label], q.verdict or {}
-        cold = next((x for k, x in m.latency.items() if k.endswith("cold")), {})
-        ingest = m.ingest_large.ingest_per_s if isinstance(m.ingest_large, LargeIngest) else None
-        rows.append(
-            [
-                label,
-                q.overall["recall@1"],
-                _lowest(q),
-                q.overall["recall@10"],
-                q.overall["mAP"],
-                q.micro_ap,
-                q.precision_at_recall_90,
-                f3(v.get("precision")),
-                f3(v.get("recall")),
-                _embed_ms(r, label),
-                f"{ingest:.2f}" if ingest is not None else "–",
-                ms(cold.get("total", {}).get("p50")),
-            ]
-        )
-    headers = "model|R@1|R@1 lowest family|R@10|mAP|µAP|P@R0.9|verdict P|verdict R|embed ms/img"
-    return table([*headers.split("|"), "ingest img/s (≥12 MP)", "search p50 ms N=10k"], rows)
+        m, v, overall = r.models[label], q.verdict or {}, q.overall
+        cold = next((x for k, x in m.latency.items() if k.endswith("cold")), {}).get("total", {}).get("p50")
+        ingest = f"{m.ingest_large.ingest_per_s:.2f}" if isinstance(m.ingest_large, LargeIngest) else "–"
+        quality = [overall["recall@1"], _lowest(q), overall["recall@10"], overall["mAP"], q.micro_ap]
+        verdict = [q.precision_at_recall_90, f3(v.get("precision")), f3(v.get("recall"))]
+        rows.append([label, *quality, *verdict, _embed(r, label), ingest, ms(cold)])
+    headers = "model|R@1|R@1 lowest family|R@10|mAP|µAP|P@R0.9|verdict P|verdict R|embed ms/img|ingest img/s (≥12 MP)"
+    return table(f"{headers}|search p50 ms N=10k", rows)
 
 
 def family_recall_table(r: Results) -> str:
     """recall@1 per family, one column per model."""
     models = _models(r)
-    first = next(iter(models.values()))
-    rows = [[f, *[q.families.get(f, {}).get("recall@1", math.nan) for q in models.values()]] for f in first.families]
-    rows.append(["**all**", *[q.overall["recall@1"] for q in models.values()]])
-    return table(["family", *models], rows)
+    families = next(iter(models.values())).families
+    rows = [[f, *[q.families.get(f, {}).get("recall@1", math.nan) for q in models.values()]] for f in families]
+    return table(["family", *models], [*rows, ["**all**", *[q.overall["recall@1"] for q in models.values()]]])
 
 
 def shortlist_table(r: Results) -> str:
@@ -127,23 +104,14 @@ def shortlist_table(r: Results) -> str:
 
 def preprocessing_table(r: Results) -> str:
     """SSCD with each preprocessing ("" when the run had one)."""
-    pre = {label: q for label, q in _models(r).items() if r.models[label].config.weights == "sscd"}
-    if len(pre) < 2:
-        return ""
-    rows = [
-        [
-            f"{label} ({r.models[label].config.preprocess})",
-            q.overall["recall@1"],
-            _lowest(q),
-            q.overall["shortlist@1"],
-            q.micro_ap,
-            _embed_ms(r, label),
-            _embed_ms(r, label, "preprocess_ms_p50"),
-        ]
-        for label, q in pre.items()
-    ]
-    headers = ["sscd with", "R@1", "lowest family", "cos R@1", "µAP", "embed ms/img", "of it resize ms"]
-    return table(headers, rows)
+    rows = []
+    for label, q in _models(r).items():
+        if (config := r.models[label].config).weights == "sscd":
+            quality = [q.overall["recall@1"], _lowest(q), q.overall["shortlist@1"], q.micro_ap]
+            rows.append(
+                [f"{label} ({config.preprocess})", *quality, _embed(r, label), _embed(r, label, "preprocess_ms_p50")]
+            )
+    return table("sscd with|R@1|lowest family|cos R@1|µAP|embed ms/img|of it resize ms", rows) if len(rows) > 1 else ""
 
 
 def calibration_table(fusion: dict[str, Any]) -> str:
@@ -151,21 +119,12 @@ def calibration_table(fusion: dict[str, Any]) -> str:
     rows = []
     for label, f in fusion.get("models", {}).items():
         w, held, fit, n = f["weights"], f["report"], f["fit"], f["queries"]["report"]
-        rows.append(
-            [
-                label,
-                f"{w['cosine']}/{w['gist']}/{w['ssim']}/{w['geometry']}",
-                f"{f['a']:.1f}, {f['b']:.1f}",
-                f"{f['threshold']:.4f}",
-                f"{f3(fit['verdict']['precision'])} / {f3(fit['verdict']['recall'])}",
-                f"{f3(held['verdict']['precision'])} / {f3(held['verdict']['recall'])}",
-                held["micro_ap"],
-                held["min_recall@1"],
-                f"{n['positive']} + {n['negative']}",
-            ]
-        )
+        fitted = [f"{w['cosine']}/{w['gist']}/{w['ssim']}/{w['geometry']}", f"{f['a']:.1f}, {f['b']:.1f}"]
+        verdicts = [f"{f3(x['verdict']['precision'])} / {f3(x['verdict']['recall'])}" for x in (fit, held)]
+        other = [held["micro_ap"], held["min_recall@1"], f"{n['positive']} + {n['negative']}"]
+        rows.append([label, *fitted, f"{f['threshold']:.4f}", *verdicts, *other])
     headers = "model|weights cos/gist/ssim/geo|a, b|threshold|fit: P / R|other half: P / R|other half µAP"
-    return table([*headers.split("|"), "other half min family R@1", "other half queries (+ / −)"], rows)
+    return table(f"{headers}|other half min family R@1|other half queries (+ / −)", rows)
 
 
 def gist_table(r: Results) -> str:
@@ -179,32 +138,24 @@ def gist_table(r: Results) -> str:
 
 def quality_table(q: Quality) -> str:
     """The default model per family and variant: final ranking vs the shortlist."""
-
-    def row(label: str, s: dict[str, float]) -> list[Any]:
-        keys = ("recall@1", "recall@5", "recall@10", "mAP", "shortlist@1", "shortlist@10", "shortlist@50")
-        return [label, int(s["queries"]), *[s[k] for k in keys]]
-
+    keys = ("recall@1", "recall@5", "recall@10", "mAP", "shortlist@1", "shortlist@10", "shortlist@50")
     rows = []
-    for family, s in q.families.items():
-        rows.append(row(f"**{family}**", s))
-        mine = {name: vs for name, vs in q.variants.items() if name.split("/", 1)[0] == family}
+    for family, s in [*q.families.items(), ("all", q.overall)]:
+        rows.append([f"**{family}**", int(s["queries"]), *[s[k] for k in keys]])
+        mine = {name.split("/", 1)[1]: vs for name, vs in q.variants.items() if name.split("/", 1)[0] == family}
         if len(mine) > 1:
-            rows += [row(f"  {name.split('/', 1)[1]}", vs) for name, vs in mine.items()]
-    rows.append(row("**all**", q.overall))
-    return table("family / variant|queries|R@1|R@5|R@10|mAP|cos R@1|cos R@10|shortlisted".split("|"), rows)
+            rows += [[f"  {name}", int(vs["queries"]), *[vs[k] for k in keys]] for name, vs in mine.items()]
+    return table("family / variant|queries|R@1|R@5|R@10|mAP|cos R@1|cos R@10|shortlisted", rows)
 
 
 def latency_table(r: Results) -> str:
     """Search latency by stage, p50 / p95, per index size and feature cache."""
+    parts = (*STAGES, "total")
     rows = [
-        [
-            name,
-            st["queries"],
-            *[f"{ms(st[s]['p50'])} / {ms(st[s]['p95'])}" if s in st else "–" for s in (*STAGES, "total")],
-        ]
+        [name, st["queries"], *[f"{ms(st[s]['p50'])} / {ms(st[s]['p95'])}" if s in st else "–" for s in parts]]
         for name, st in r.latency.items()
     ]
-    return table(["index", "queries", *STAGES, "total"], rows)
+    return table(["index", "queries", *parts], rows)
 
 
 def ingest_tables(r: Results) -> list[str]:
@@ -214,135 +165,91 @@ def ingest_tables(r: Results) -> list[str]:
         what = f"index build: {b['images']} images, S3 put → SQS → ingest handler ({b['workers']} worker processes)"
         rows.append([what, f"{b['images_per_s']:.2f} img/s", f"{b['total_s']:.0f} s"])
     if not (il := r.ingest_large):
-        return [table(["", "throughput", "time"], rows, "lrr")]
-    mp = [i["mp"] for i in il.images]
-    rows += [
-        [
-            f"{len(mp)} JPEGs of {min(mp):.1f}–{max(mp):.1f} MP through Ingestor (S3 record → entry)",
-            f"{il.ingest_per_s:.2f} img/s",
-            f"{ms(il.ingest_mean_ms)} ms/img",
-        ],
-        [
-            "the model alone on the same decoded images",
-            f"{il.model_per_s:.2f} img/s",
-            f"{ms(1000 / il.model_per_s)} ms/img",
-        ],
-        [
-            "CPU time (this process): ingest, the model alone",
-            "",
-            f"{ms(il.cpu_ms['ingest'])}, {ms(il.cpu_ms['model'])} ms/img",
-        ],
-    ]
-    stages, batch = il.stages_mean_ms, il.batch_stages_mean_ms
-    return [
-        table(["", "throughput", "time"], rows, "lrr"),
-        table(["large-JPEG ingest stage, one after another", *stages], [["mean ms", *map(ms, stages.values())]]),
-        table(
-            [f"in batches of {il.batch_size}, overlapping (index: its reads and writes)", *batch],
-            [["mean ms", *map(ms, batch.values())]],
-        ),
+        return [table("|throughput|time", rows)]
+    mp, cpu = [i["mp"] for i in il.images], il.cpu_ms
+    ingested = f"{len(mp)} JPEGs of {min(mp):.1f}–{max(mp):.1f} MP through Ingestor (S3 record → entry)"
+    rows.append([ingested, f"{il.ingest_per_s:.2f} img/s", f"{ms(il.ingest_mean_ms)} ms/img"])
+    alone = ["the model alone on the same decoded images", f"{il.model_per_s:.2f} img/s"]
+    rows.append([*alone, f"{ms(1000 / il.model_per_s)} ms/img"])
+    rows.append(
+        ["CPU time (this process): ingest, the model alone", "", f"{ms(cpu['ingest'])}, {ms(cpu['model'])} ms/img"]
+    )
+    batches = f"in batches of {il.batch_size}, overlapping (index: its reads and writes)"
+    return [table("|throughput|time", rows)] + [
+        table([name, *stages], [["mean ms", *map(ms, stages.values())]])
+        for name, stages in (
+            ("large-JPEG ingest stage, one after another", il.stages_mean_ms),
+            (batches, il.batch_stages_mean_ms),
+        )
     ]
 
 
 def coldstart_table(r: Results) -> str:
-    """Each cold-start variant's median run: init and the first response apart."""
+    """Each cold-start variant's median run: init and the first response apart ("–": not a step of its path)."""
     rows = []
     for cs, when in ((r.coldstart, ""), (r.coldstart_compacted, ", compacted")):
         for label, v in (cs.variants if cs else {}).items():
             new, restore, fetch = v["path"] == "new", v["path"] == "restore", v.get("fetch")
             waited = "acquire_wait_ms" in v  # "lambda" fetched: its wait for the exec wrapper's prefetch
-            acquire = f"waited {ms(v['acquire_wait_ms'])}" if waited else ms(v.get("acquire_ms"))
+            acquire = f"waited {ms(v['acquire_wait_ms'])}" if waited else ms(v.get("acquire_ms")) if new else "–"
             if fetch:
                 acquire = f"{ms(v['acquire_modelled_ms'])} ({ms(fetch['download_ms'])})"
-            prefetch = f" + {ms(v['prefetch_cpu_ms'])}" if "prefetch_cpu_ms" in v else ""
-            rows.append(
-                [
-                    label + when,
-                    ms(v["interpreter_ms"]),
-                    ms(v["import_ms"]),
-                    acquire if new or fetch or waited else "–",
-                    ms(v["model_ms"]) if new else "–",
-                    ms(v["index_ms"]) if new else "–",
-                    ms(v["snapshot_hooks_ms"]) if restore else "–",
-                    ms(v["restore_hooks_ms"]) if restore else "–",
-                    ms(v["first_ms"]),
-                    ms(v["restore_path_ms"] if restore else v["to_first_response_ms"]),
-                    ms(v.get("cpu_ms")) + prefetch,
-                    ms(v.get("second_ms")),
-                ]
-            )
+            init = [ms(v["model_ms"]) if new else "–", ms(v["index_ms"]) if new else "–"]
+            hooks = [ms(v["snapshot_hooks_ms"]) if restore else "–", ms(v["restore_hooks_ms"]) if restore else "–"]
+            first = [ms(v["first_ms"]), ms(v["restore_path_ms"] if restore else v["to_first_response_ms"])]
+            cpu = ms(v.get("cpu_ms")) + (f" + {ms(v['prefetch_cpu_ms'])}" if "prefetch_cpu_ms" in v else "")
+            start = [label + when, ms(v["interpreter_ms"]), ms(v["import_ms"]), acquire]
+            rows.append([*start, *init, *hooks, *first, cpu, ms(v.get("second_ms"))])
     headers = "variant|interpreter|import|model acquisition (download as measured)|model load|index load|snapshot hooks"
-    more = ["restore hooks", "first request", "to first response / restore path", "CPU time at first response"]
-    return table([*headers.split("|"), *more, "2nd request"], rows)
+    more = "restore hooks|first request|to first response / restore path|CPU time at first response|2nd request"
+    return table(f"{headers}|{more}", rows)
 
 
 def scan_table(r: Results) -> str:
     """The shortlist scan against faiss, the index's resident memory, Keras against ONNX Runtime ("" if none)."""
     rows = []
     if sc := r.scan:
-        rows.append(
-            [
-                f"shortlist scan vs faiss IndexFlatIP, N = {sc.n:,} ({sc.synthetic:,} synthetic), k = 50",
-                f"search's scan (embedding + gist×8 turns, top 25 each) {ms(sc.scan_p50_ms)} ms vs faiss "
-                f"{ms(sc.faiss_same_work_p50_ms)} ms → {sc.ratio:.2f}× faiss speed; cosine top 50 alone "
-                f"{ms(sc.cosine_top50_p50_ms)} ms vs faiss {ms(sc.faiss_top50_p50_ms)} ms "
-                f"({sc.cosine_ratio:.2f}×, same top 50 in {100 * sc.same_top50:.0f} %)",
-            ]
+        result = (
+            f"search's scan (embedding + gist×8 turns, top 25 each) {ms(sc.scan_p50_ms)} ms vs faiss "
+            f"{ms(sc.faiss_same_work_p50_ms)} ms → {sc.ratio:.2f}× faiss speed; cosine top 50 alone "
+            f"{ms(sc.cosine_top50_p50_ms)} ms vs faiss {ms(sc.faiss_top50_p50_ms)} ms "
+            f"({sc.cosine_ratio:.2f}×, same top 50 in {100 * sc.same_top50:.0f} %)"
         )
+        rows.append([f"shortlist scan vs faiss IndexFlatIP, N = {sc.n:,} ({sc.synthetic:,} synthetic), k = 50", result])
     for label, mem in (("entries", r.memory), ("after a compaction", r.memory_compacted)):
         if mem:
-            held = ", ".join(
-                f"{k} {v / 2**20:.2f} MiB" for k, v in mem["held_bytes"].items() if not k.startswith("matrix")
+            raw, parts = mem["raw_vector_bytes"], mem["held_bytes"].items()
+            held = ", ".join(f"{k} {v / 2**20:.2f} MiB" for k, v in parts if not k.startswith("matrix"))
+            result = (
+                f"RSS +{mem['rss_delta'] / 2**20:.1f} MiB for {raw / 2**20:.1f} MiB of vectors "
+                f"({mem['rss_delta'] / raw:.3f}×); index object {mem['held_total'] / 2**20:.1f} MiB "
+                f"({mem['held_total'] / raw:.3f}×): {held}"
             )
-            raw = mem["raw_vector_bytes"]
-            rows.append(
-                [
-                    f"index resident memory, N = {mem['n']:,}, {label} (fresh process)",
-                    f"RSS +{mib(mem['rss_delta'])} MiB for {mib(raw)} MiB of vectors ({mem['rss_delta'] / raw:.3f}×); "
-                    f"index object {mib(mem['held_total'])} MiB ({mem['held_total'] / raw:.3f}×): {held}",
-                ]
-            )
+            rows.append([f"index resident memory, N = {mem['n']:,}, {label} (fresh process)", result])
     for run in [run for run in (r.capacity["runs"] if r.capacity else []) if "held" in run]:
-        raw = run["matrices_bytes"]
-        rows.append(
-            [
-                f"index resident memory, N = {run['n']:,} from {run['dtype']} segments (fresh process)",
-                f"RSS +{mib(run['rss_growth'])} MiB for {mib(raw)} MiB of vectors ({run['rss_growth'] / raw:.3f}×); "
-                f"index and view hold {sum(run['held'].values()) / raw:.3f}×",
-            ]
+        raw, growth = run["matrices_bytes"], run["rss_growth"]
+        result = (
+            f"RSS +{growth / 2**20:.1f} MiB for {raw / 2**20:.1f} MiB of vectors ({growth / raw:.3f}×); "
+            f"index and view hold {sum(run['held'].values()) / raw:.3f}×"
         )
+        rows.append([f"index resident memory, N = {run['n']:,} from {run['dtype']} segments (fresh process)", result])
     if be := r.backends:
-        rows.append(
-            [
-                f"Keras (TensorFlow) vs ONNX Runtime for {be.get('weights', 'random:0')}, {be['images']} originals",
-                f"TF {ms(be['tensorflow_ms'])} ms/img, ONNX {ms(be['onnx_ms'])} ms/img; cosine min "
-                f"{be['cosine_min']:.5f}, mean {be['cosine_mean']:.5f}",
-            ]
-        )
-    return table(["measure", "result"], rows, "ll") if rows else ""
+        what = f"Keras (TensorFlow) vs ONNX Runtime for {be.get('weights', 'random:0')}, {be['images']} originals"
+        result = f"TF {ms(be['tensorflow_ms'])} ms/img, ONNX {ms(be['onnx_ms'])} ms/img; cosine min "
+        rows.append([what, f"{result}{be['cosine_min']:.5f}, mean {be['cosine_mean']:.5f}"])
+    return table("measure|result", rows, "ll") if rows else ""
 
 
 def capacity_table(c: Capacity) -> str:
     """The load-and-scan path at N synthetic images (the capacity phase), one row per N and dtype."""
 
-    def mb(v: float) -> str:
-        return f"{v / 1e6:,.0f}"
+    def mb(run: dict[str, Any], *keys: str) -> list[str]:
+        return [f"{run[k] / 1e6:,.0f}" for k in keys]
 
-    rows = [
-        [
-            f"{run['n']:,}",
-            run["dtype"],
-            run["segments"],
-            mb(run["segment_bytes"]),
-            run["gets"],
-            f"{run['load_s']:.1f}",
-            ms(run["scan_p50_ms"]),
-            ms(run["masked_scan_ms"]),
-            mb(run["matrices_bytes"]),
-            mb(run["rss_growth"]),
-            mb(run["peak_rss"]),
-        ]
-        for run in c["runs"]
-    ]
+    rows = []
+    for run in c["runs"]:
+        scans = [run["gets"], f"{run['load_s']:.1f}", ms(run["scan_p50_ms"]), ms(run["masked_scan_ms"])]
+        memory = mb(run, "matrices_bytes", "rss_growth", "peak_rss")
+        rows.append([f"{run['n']:,}", run["dtype"], run["segments"], *mb(run, "segment_bytes"), *scans, *memory])
     headers = "N|stored as|segments|segment MB|GETs at cold load|cold load s|scan p50 ms|masked scan ms|matrices MB"
-    return table([*headers.split("|"), "RSS growth MB", "peak RSS MB"], rows, "rl" + "r" * 9)
+    return table(f"{headers}|RSS growth MB|peak RSS MB", rows, "rl" + "r" * 9)

@@ -355,7 +355,8 @@ def _run_with_sections() -> Results:
     stages = {s: {"p50": 10.0, "p95": 20.0} for s in tables.STAGES}
     run = {"n": 20_000, "dim": 512, "dtype": "float16", "segments": 1, "segment_bytes": 8e6, "gets": 3, "load_s": 0.2}
     run |= {"scan_p50_ms": 4.0, "masked_scan_ms": 6.0, "matrices_bytes": 6e7, "rss_growth": 7e7, "peak_rss": 3e8}
-    capacity = {"segment_rows": 20_000, "k": 50, "mask_prefix": "images/7/", "agreement": [], "failures": []}
+    capacity = {"commit": "abc1234", "pictrace_uncommitted": [], "segment_rows": 20_000, "k": 50, "query_noise": 0.05}
+    capacity |= {"mask_prefix": "images/7/", "machine_memory_bytes": 2**34, "agreement": [], "failures": []}
     return Results(
         profile=QUICK,
         models=_default_model(quality=_quality({"crop": _family(1.0, 1.0)}), ingest_large=_large_ingest()),
