@@ -1,4 +1,5 @@
-"""The local stack: moto's S3+SQS server over real HTTP, the real ingest handler fed from SQS, the real search app.
+"""The local stack: moto's S3+SQS+EventBridge server over real HTTP, the real ingest and copies handlers fed from
+SQS, the real search app. Copy Found events go to the stack's bus, whose rule delivers them to a queue (events_url).
 
 `python -m infra.local run` (what `make run` does): start it all, index the sample photos, serve on 127.0.0.1:8000.
 Tests use the same pieces (LocalStack, SqsWorker, load_handler) so local runs and tests share one code path.
@@ -77,7 +78,9 @@ class LambdaContext:
 
 
 class LocalStack:
-    """moto's server on 127.0.0.1 with the bucket, the queue, its DLQ and the S3 -> SQS notification."""
+    """moto's server on 127.0.0.1 with the bucket, the queue, its DLQ and the S3 -> SQS notification; the copies
+    queue (and its DLQ) ingest sends new ids to, and the event bus with a rule sending every PicTrace event to a queue
+    (events_url), as a user's rule would route them."""
 
     def __init__(
         self,
@@ -96,18 +99,28 @@ class LocalStack:
         self._server: Any = None
         self.queue_url = ""
         self.dlq_url = ""
+        self.copies_url = ""
+        self.copies_dlq_url = ""
+        self.events_url = ""
+        self.bus = f"{bucket}-bus"
 
     def env(self) -> dict[str, str]:
         """Environment that points boto3 (and PicTrace) at this stack."""
         return {
             "AWS_ENDPOINT_URL_S3": self.endpoint,
             "AWS_ENDPOINT_URL_SQS": self.endpoint,
+            "AWS_ENDPOINT_URL_EVENTBRIDGE": self.endpoint,
             "AWS_ACCESS_KEY_ID": "testing",
             "AWS_SECRET_ACCESS_KEY": "testing",
             "AWS_DEFAULT_REGION": "us-east-1",
             "AWS_REGION": "us-east-1",
             "PICTRACE_BUCKET": self.bucket,
             "PICTRACE_IMAGES_PREFIX": self.images_prefix,
+            **(
+                {"PICTRACE_COPIES_QUEUE_URL": self.copies_url, "PICTRACE_EVENT_BUS": self.bus}
+                if self.copies_url
+                else {}
+            ),
         }
 
     def start(self) -> LocalStack:
@@ -143,7 +156,28 @@ class LocalStack:
                 ]
             },
         )
+        self._copies(sqs)
+        os.environ.update(self.env())
         return self
+
+    def _copies(self, sqs: Any) -> None:
+        """The copies queue and its DLQ, the bus, and its rule delivering PicTrace's events to the events queue."""
+        self.copies_dlq_url = sqs.create_queue(QueueName=f"{self.bucket}-copies-dlq")["QueueUrl"]
+        dlq_arn = self.arn(self.copies_dlq_url)
+        redrive = {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": self.max_receive_count}
+        attributes = {"VisibilityTimeout": str(self.visibility_timeout), "RedrivePolicy": json.dumps(redrive)}
+        self.copies_url = sqs.create_queue(QueueName=f"{self.bucket}-copies", Attributes=attributes)["QueueUrl"]
+        self.events_url = sqs.create_queue(QueueName=f"{self.bucket}-copy-events")["QueueUrl"]
+        events = self.client("events")
+        events.create_event_bus(Name=self.bus)
+        events.put_rule(Name="copies", EventBusName=self.bus, EventPattern=json.dumps({"source": ["pictrace"]}))
+        target = {"Id": "queue", "Arn": self.arn(self.events_url)}
+        events.put_targets(Rule="copies", EventBusName=self.bus, Targets=[target])
+
+    def arn(self, queue_url: str) -> str:
+        """A queue's ARN."""
+        sqs = self.client("sqs")
+        return str(sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"])
 
     def client(self, service: str) -> Any:
         """A boto3 client for this stack."""
@@ -163,7 +197,8 @@ class LocalStack:
 
 
 class SqsWorker:
-    """Plays Lambda's SQS event source mapping: receive a batch, call the handler, delete what succeeded."""
+    """Plays Lambda's SQS event source mapping: receive a batch, call the handler, delete what succeeded. queue_url:
+    the queue it polls (default: the stack's image events, for the ingest handler)."""
 
     def __init__(
         self,
@@ -171,15 +206,17 @@ class SqsWorker:
         handler: Callable[[dict[str, Any], Any], Any],
         batch_size: int = 10,
         wait_seconds: int = 1,
+        queue_url: str | None = None,
+        function_name: str = "IngestFunction",
     ) -> None:
         self.stack = stack
         self.handler = handler
         self.batch_size = batch_size
         self.wait_seconds = wait_seconds
+        self.queue_url = queue_url or stack.queue_url
+        self.function_name = function_name
         self.sqs = stack.client("sqs")
-        self.arn = self.sqs.get_queue_attributes(QueueUrl=stack.queue_url, AttributeNames=["QueueArn"])["Attributes"][
-            "QueueArn"
-        ]
+        self.arn = stack.arn(self.queue_url)
         self.processed = 0
         self.failed = 0
         self._stop = threading.Event()
@@ -188,7 +225,7 @@ class SqsWorker:
     def poll_once(self) -> int:
         """Receive one batch and hand it to the handler; returns how many messages were received."""
         response = self.sqs.receive_message(
-            QueueUrl=self.stack.queue_url,
+            QueueUrl=self.queue_url,
             MaxNumberOfMessages=self.batch_size,
             WaitTimeSeconds=self.wait_seconds,
             AttributeNames=["All"],
@@ -198,21 +235,21 @@ class SqsWorker:
             return 0
         event = {"Records": [self._record(m) for m in messages]}
         try:
-            result = self.handler(event, LambdaContext(function_name="IngestFunction"))
+            result = self.handler(event, LambdaContext(function_name=self.function_name))
             failed = {f["itemIdentifier"] for f in (result or {}).get("batchItemFailures", [])}
         except Exception:  # the whole batch failed (Powertools raises when every record failed)
-            logger.exception("ingest batch of %d failed", len(messages))
+            logger.exception("%s batch of %d failed", self.function_name, len(messages))
             failed = {m["MessageId"] for m in messages}
         for m in messages:
             if m["MessageId"] in failed:
                 self.failed += 1
                 # make it visible again now rather than after the visibility timeout (what a retry would see)
                 self.sqs.change_message_visibility(
-                    QueueUrl=self.stack.queue_url, ReceiptHandle=m["ReceiptHandle"], VisibilityTimeout=0
+                    QueueUrl=self.queue_url, ReceiptHandle=m["ReceiptHandle"], VisibilityTimeout=0
                 )
             else:
                 self.processed += 1
-                self.sqs.delete_message(QueueUrl=self.stack.queue_url, ReceiptHandle=m["ReceiptHandle"])
+                self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=m["ReceiptHandle"])
         return len(messages)
 
     def _record(self, m: dict[str, Any]) -> dict[str, Any]:
@@ -257,6 +294,12 @@ class SqsWorker:
             self._thread.join(timeout=10)
 
 
+def copies_worker(stack: LocalStack, batch_size: int = 10) -> SqsWorker:
+    """A worker running the copies handler on the stack's copies queue."""
+    handler = load_handler(ROOT / "functions/copies/app.py")
+    return SqsWorker(stack, handler, batch_size, queue_url=stack.copies_url, function_name="CopiesFunction")
+
+
 def upload_folder(stack: LocalStack, folder: Path, prefix: str, limit: int | None = None) -> int:
     """Put the images of a folder under the prefix (skipping keys that exist with the same size)."""
     s3 = stack.client("s3")
@@ -291,6 +334,7 @@ def run(args: argparse.Namespace) -> int:
     stack = LocalStack(bucket=args.bucket, port=args.s3_port).start()
     ingest = load_handler(ROOT / "functions/ingest/app.py")
     worker = SqsWorker(stack, ingest).start()
+    copies = copies_worker(stack).start()  # each new image's copy check, as the stack's CopiesFunction
     photos = Path(args.samples)
     uploaded = upload_folder(stack, photos, os.environ.get("PICTRACE_IMAGES_PREFIX", "images/"), args.limit)
     print(f"local S3 (moto) at {stack.endpoint}, bucket {stack.bucket}; uploaded {uploaded} photos from {photos}")
@@ -312,7 +356,9 @@ def run(args: argparse.Namespace) -> int:
         f"  API docs   {base}/docs\n"
         f"  health     curl -s {base}/health\n"
         f"  search     curl -s -F file=@{sample or 'photo.jpg'} '{base}/search?top_k=5'\n"
-        f"  CLI        .venv/bin/pictrace search {sample or 'photo.jpg'}   (also ingest, delete, stats)\n"
+        f"  CLI        .venv/bin/pictrace search {sample or 'photo.jpg'}   (also ingest, delete, stats, duplicates)\n"
+        f"  copies     {base}/duplicates; Copy Found events: aws sqs receive-message --endpoint-url {stack.endpoint} "
+        f"--queue-url {stack.events_url}\n"
         f"  any S3 client: AWS_ENDPOINT_URL_S3={stack.endpoint} AWS_ACCESS_KEY_ID=testing "
         f"AWS_SECRET_ACCESS_KEY=testing aws s3 cp photo.jpg s3://{stack.bucket}/images/\n"
         "Ctrl-C stops it.\n",
@@ -322,6 +368,7 @@ def run(args: argparse.Namespace) -> int:
         uvicorn.run(service, host="127.0.0.1", port=args.port, log_level="warning")
     finally:
         worker.stop()
+        copies.stop()
         stack.stop()
     return 0
 

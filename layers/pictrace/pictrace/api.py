@@ -27,7 +27,7 @@ from pictrace.errors import (
     UpstreamError,
     WeightsUnavailable,
 )
-from pictrace.routes import images, search, site, uploads
+from pictrace.routes import duplicates, images, search, site, uploads
 from pictrace.search import SearchService
 from pictrace.settings import Settings, get_settings
 from pictrace.wiring import container_wiring
@@ -78,6 +78,7 @@ def create_app(settings: Settings | None = None, service: SearchService | None =
 
     for router in (site.router, search.router, uploads.router, images.router):
         app.include_router(router)
+    app.include_router(duplicates.router)
     app.mount("/static", StaticFiles(directory=site.STATIC_DIR), name="static")
     return app
 

@@ -9,7 +9,8 @@ and writes, the only stage that depends on what came before). IngestBatch parses
 runs the first three stages for the next keys while the current key's stage runs, each key on a thread of its own
 (the model, OpenCV and S3 I/O release the GIL), the model single-threaded in each; the index stage stays in order
 on the caller's thread. On a new container the model loads beside the first keys' reads and decodes
-(Ingestor.load_model_ahead).
+(Ingestor.load_model_ahead). A new entry is queued for its copy check, and an entry that goes takes its copy links
+with it (pictrace.copies.CopyHooks).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import numpy as np
 from aws_lambda_powertools.utilities.data_classes import S3Event
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
+from pictrace.copies import copy_hooks
 from pictrace.embedding import Embedder, get_embedder
 from pictrace.errors import InvalidImage, NotFound, ObjectTooLarge
 from pictrace.index.backend import ShortlistBackend
@@ -108,6 +110,7 @@ class Ingestor:
         self.store = w.store
         self.index = w.index
         self._embedder = embedder
+        self.copies = copy_hooks(settings, w.store, w.index.layout)
 
     @property
     def embedder(self) -> Embedder:
@@ -198,6 +201,7 @@ class Ingestor:
         went missing since the key was read)."""
         started, before = time.perf_counter(), sum(loaded.ms.values())
         outcome, loaded = self._commit(loaded)
+        self.copies.indexed(outcome.action, outcome.id)
         late = sum(loaded.ms.values()) - before  # stages that had to run here
         index_ms = (time.perf_counter() - started) * 1000 - late
         return replace(outcome, ms={**loaded.ms, "index": round(index_ms, 2)})
@@ -244,12 +248,14 @@ class Ingestor:
         """The entry the key pointed to, after dropping the key from it if it is not entry_id."""
         previous = self.index.pointer(key)
         if previous is not None and previous != entry_id:
-            self.index.remove_key(key)  # the key now holds other bytes
+            self.copies.removed(previous, self.index.remove_key(key))  # the key now holds other bytes
         return previous
 
     def remove_key(self, key: str) -> Outcome:
         """Drop a key that no longer exists from the index."""
+        previous = self.index.pointer(key)
         action = self.index.remove_key(key)
+        self.copies.removed(previous, action)
         logger.info("removed %s from the index (%s)", key, action)
         return Outcome(key, "removed" if action == "absent" else action)
 

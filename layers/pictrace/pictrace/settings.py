@@ -58,6 +58,12 @@ class Settings:
     auth_domain: str = ""  # cognito: the hosted UI's base URL
     auth_client_id: str = ""  # cognito: the app client the page and the CLI sign in with
     auth_region: str = ""  # cognito: the user pool's region (the CLI's InitiateAuth)
+    # copies within the collection (pictrace.copies): the SQS queue ingest sends each new image's id to for its copy
+    # check (empty: no check), the EventBridge bus each copy found is announced on (empty: no events), and the
+    # candidates a check reranks
+    copies_queue_url: str = ""
+    event_bus: str = ""
+    copies_shortlist: int = 20
 
     def __post_init__(self) -> None:
         if not self.bucket:
@@ -93,6 +99,7 @@ class Settings:
             "fetch_concurrency",
             "max_segments",
             "segment_rows",
+            "copies_shortlist",
         ):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"PICTRACE_{name.upper()} must be positive")

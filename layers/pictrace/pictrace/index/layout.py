@@ -10,6 +10,8 @@ This module is the only place that knows the layout (tests/unit/test_architectur
     segments/<stamp>-<nonce>.npz  immutable packed rows (pictrace.index.segments)
     model.json                    the model whose embeddings the index holds (weights and width)
     vector-failures/<id>.json     why S3 Vectors refused an entry's vector (pictrace.index.vectors)
+    copies/<id>/<other>.json      a copy link found between two entries, written under both ids (pictrace.copies)
+    dismissed/<id>-<other>.json   a pair marked not a copy, the lower id first; kept by content ids across reindexing
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ _FAILURES = "failures/"
 _CHANGES = "changes/"
 _SEGMENTS = "segments/"
 _VECTOR_FAILURES = "vector-failures/"
+_COPIES = "copies/"
+_DISMISSED = "dismissed/"
 _MANIFEST = "manifest.json"
 _MODEL = "model.json"
 _NPZ = ".npz"
@@ -173,3 +177,41 @@ class Layout:
     def vector_failure_key(self, entry_id: str) -> str:
         """S3 key of the record of why S3 Vectors refused an entry's vector."""
         return f"{self.vector_failures_prefix}{entry_id}{_JSON}"
+
+    # --- copy links and dismissed pairs (pictrace.copies)
+    @property
+    def copies_prefix(self) -> str:
+        """Where the copy links live."""
+        return f"{self.prefix}{_COPIES}"
+
+    def copies_of_prefix(self, entry_id: str) -> str:
+        """Where one entry's copy links live."""
+        return f"{self.prefix}{_COPIES}{entry_id}/"
+
+    def copy_key(self, entry_id: str, other: str) -> str:
+        """S3 key of the link from an entry to its copy."""
+        return f"{self.prefix}{_COPIES}{entry_id}/{other}{_JSON}"
+
+    def copy_pair(self, key: str) -> tuple[str, str] | None:
+        """(entry id, copy id) a copy link's S3 key names."""
+        if not (key.startswith(self.copies_prefix) and key.endswith(_JSON)):
+            return None
+        parts = key[len(self.copies_prefix) : -len(_JSON)].split("/")
+        return (parts[0], parts[1]) if len(parts) == 2 and all(parts) else None
+
+    @property
+    def dismissed_prefix(self) -> str:
+        """Where the pairs marked not a copy live."""
+        return f"{self.prefix}{_DISMISSED}"
+
+    def dismissed_key(self, a: str, b: str) -> str:
+        """S3 key of the mark that two entries are not copies (the same for either order)."""
+        lo, hi = sorted((a, b))
+        return f"{self.prefix}{_DISMISSED}{lo}-{hi}{_JSON}"
+
+    def dismissed_pair(self, key: str) -> tuple[str, str] | None:
+        """The (lower, higher) ids a dismissed pair's S3 key names."""
+        if not (key.startswith(self.dismissed_prefix) and key.endswith(_JSON)):
+            return None
+        lo, sep, hi = key[len(self.dismissed_prefix) : -len(_JSON)].partition("-")
+        return (lo, hi) if sep and lo and hi else None

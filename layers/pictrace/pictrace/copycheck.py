@@ -1,0 +1,186 @@
+"""The copy check: an indexed image searched against the index with the search API's own pipeline and verdict
+(SearchService, the image itself left out); the results called a copy (`match`) are its copies. Each is announced
+(pictrace.events) unless the pair is marked not a copy, then recorded as a link under both images (pictrace.copies).
+
+A check looks at the index as it is after the image was indexed (the backend refreshed at the start of each batch:
+ingest queues an id only once its entry is written), so of two copies indexed at once the later check sees the
+earlier image, and the symmetric link lets either check's find suffice. After recording, the check looks again at
+the images it linked: a link to one that left the index meanwhile is removed, as the leaving image's ingest would
+have done had it seen the link. CopyBatch runs an SQS batch of ids (what ingest sends) through one checker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
+from pictrace.compare import Frame, evidence
+from pictrace.copies import CopyLinks, Link, checked_id
+from pictrace.errors import BadRequest, NotFound
+from pictrace.events import CopyEvents, CopyFound, open_events
+from pictrace.index.layout import Entry, now_iso
+from pictrace.index.store import parallel
+from pictrace.limits import MAX_TOP_K
+from pictrace.rerank import as_query
+from pictrace.results import Hit
+from pictrace.search import SearchQuery, SearchService
+from pictrace.wiring import container_wiring
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Checked:
+    """What checking one image did: action checked (copies: the ids found; announced: those new, and announced) or
+    gone (it is not indexed: its links were removed); ms: how long it took."""
+
+    id: str
+    action: str
+    copies: tuple[str, ...] = ()
+    announced: tuple[str, ...] = ()
+    ms: float = 0.0
+
+
+class CopyChecker:
+    """Checks indexed images for copies with a SearchService; links: where they are recorded (default: in the
+    service's bucket); events: where new ones are announced (default: what the settings ask for)."""
+
+    def __init__(
+        self, service: SearchService, links: CopyLinks | None = None, events: CopyEvents | None = None
+    ) -> None:
+        self.service = service
+        s = service.settings
+        self.links = links or CopyLinks(service.store, service.layout, s.fetch_concurrency)
+        self.events = events or open_events(s)
+        self._uncalibrated_said = False
+
+    def refresh(self) -> None:
+        """Look at the index as it is now, whatever the refresh interval (before a batch)."""
+        self.service.backend.refresh(force=True)
+
+    async def check(self, entry_id: str) -> Checked:
+        """Find, announce and record the copies of one indexed image (see the module's docstring)."""
+        started = time.perf_counter()
+        svc = self.service
+        try:
+            entry = await svc.entry(entry_id)
+        except NotFound:  # deleted since it was queued: what links it had go (ingest's delete removes them too)
+            await asyncio.to_thread(self.links.forget, entry_id)
+            return Checked(entry_id, "gone", ms=_ms(started))
+        k = svc.settings.copies_shortlist
+        result = await svc.search(SearchQuery(id=entry_id), top_k=min(k + 1, MAX_TOP_K), shortlist=k + 1)
+        hits = [h for h in result.results if h.id != entry_id and h.match]
+        if not self._uncalibrated_said and any(h.match is None for h in result.results):
+            logger.warning("the model has no calibration here (see /health): no result is called a copy")
+            self._uncalibrated_said = True
+        linked = await asyncio.to_thread(self.links.of, entry_id)
+        found = [f for h in hits if (f := await self._found(entry, h)) is not None]
+        new = [f for f, _ in found if f.copy_of not in linked]
+        announced = await asyncio.to_thread(self._not_dismissed, entry_id, [f.copy_of for f in new])
+        await asyncio.to_thread(self.events.announce, [f for f in new if f.copy_of in announced])
+        await asyncio.to_thread(self.links.record, [link for _, link in found])
+        copies = tuple(f.copy_of for f, _ in found)
+        await asyncio.to_thread(self._drop_gone, entry_id, {*copies, *linked})
+        return Checked(
+            entry_id, "checked", copies, tuple(f.copy_of for f in new if f.copy_of in announced), _ms(started)
+        )
+
+    async def _found(self, entry: Entry, hit: Hit) -> tuple[CopyFound, Link] | None:
+        """A result called a copy, as announced and as recorded, with where the image sits in it (the geometric
+        check's region, where it places one); None if it left the index since the search."""
+        try:
+            copy = await self.service.entry(hit.id)  # fetched by the search: cached
+        except NotFound:
+            return None
+        region = await asyncio.to_thread(_region, entry, copy)
+        s = self.service.settings
+        found = CopyFound(entry.id, entry.keys, copy.id, copy.keys, hit.similarity, s.bucket, region)
+        created = (str(entry.meta.get("created", "")), str(copy.meta.get("created", "")))
+        return found, Link(entry.id, copy.id, hit.similarity, created, region, now_iso())
+
+    def _not_dismissed(self, entry_id: str, others: list[str]) -> set[str]:
+        """Those of the others whose pair with the image is not marked not a copy."""
+        dismissed = parallel(lambda o: self.links.is_dismissed(entry_id, o), others, self.links.workers)
+        return {o for o, no in zip(others, dismissed, strict=True) if not no}
+
+    def _drop_gone(self, entry_id: str, others: set[str]) -> None:
+        """Links of this image to images no longer indexed go (an image deleted while it was being linked); if this
+        image left meanwhile, all of its links go."""
+        index = self.service.index_store
+        if not index.has_entry(entry_id):
+            self.links.forget(entry_id)
+            return
+        listed = sorted(others)
+        gone = [
+            o
+            for o, there in zip(listed, parallel(index.has_entry, listed, self.links.workers), strict=True)
+            if not there
+        ]
+        if gone:
+            self.links.unlink((entry_id, o) for o in gone)
+            logger.info("removed links of %s to %d images no longer indexed", entry_id, len(gone))
+
+
+def _region(entry: Entry, copy: Entry) -> tuple[float, float, float, float] | None:
+    """Where the image sits in its copy's pixels, by the geometric check (None where it places it nowhere)."""
+    try:
+        query = as_query(entry.features)
+        found = evidence(
+            query.features, query.mirrored, copy.features, Frame.of_entry(entry.meta), Frame.of_entry(copy.meta)
+        )
+    except BadRequest:  # an entry without a recorded size
+        return None
+    box = found.region_box()
+    return (box[0], box[1], box[2], box[3]) if box else None
+
+
+def _ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 2)
+
+
+class CopyBatch:
+    """An SQS batch of ids from the copies queue, checked one after another on one event loop, after one look at
+    the index as it is now."""
+
+    def __init__(self, checker: CopyChecker, on_checked: Callable[[Checked], None] | None = None) -> None:
+        self.checker = checker
+        self.on_checked = on_checked
+        self.loop = asyncio.new_event_loop()  # not the thread's current one (that may be another framework's)
+        checker.refresh()
+
+    def handle_record(self, record: SQSRecord) -> None:
+        """A batch processor's record handler: check the id the message names (ValueError if it names none)."""
+        checked = self.loop.run_until_complete(self.checker.check(checked_id(record.json_body)))
+        if self.on_checked is not None:
+            self.on_checked(checked)
+
+    def close(self) -> None:
+        """Stop the batch's event loop."""
+        self.loop.run_until_complete(self.loop.shutdown_default_executor())
+        self.loop.close()
+
+
+@contextmanager
+def copy_batch(
+    checker: CopyChecker | None = None, on_checked: Callable[[Checked], None] | None = None
+) -> Iterator[CopyBatch]:
+    """A batch on the container's checker unless one is given; on_checked sees what each check did."""
+    batch = CopyBatch(checker or get_checker(), on_checked)
+    try:
+        yield batch
+    finally:
+        batch.close()
+
+
+@functools.lru_cache(maxsize=1)
+def get_checker() -> CopyChecker:
+    """The container's checker: a SearchService on the container's wiring, made on first use."""
+    wiring = container_wiring()
+    return CopyChecker(SearchService(wiring.settings, wiring=wiring))

@@ -1,0 +1,229 @@
+"""Copies within the collection, against the local stack: the real ingest handler on S3 events delivered through
+SQS, the real copies handler on the ids ingest sent to the copies queue, the events the stack's bus routed to a queue,
+and GET /duplicates and POST /duplicates/dismiss through the real search handler on API Gateway events."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Iterator
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+from pictrace.copycheck import get_checker
+from pictrace.index.layout import Layout
+
+from infra.local import LambdaContext, SqsWorker, copies_worker, load_handler
+from tests.conftest import ROOT, forget_container, read
+from tests.functional.helpers import load_event, sqs_s3_event
+
+PHOTO = "astronaut.jpg"
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def crop(name: str = PHOTO, share: float = 0.5) -> bytes:
+    """A JPEG of `share` of the photo's area, off-centre (CROP_BOX of the astronaut): a copy."""
+    bgr = cv2.imdecode(np.frombuffer(read(name), np.uint8), cv2.IMREAD_COLOR)
+    h, w = bgr.shape[:2]
+    cw, ch = round(w * math.sqrt(share)), round(h * math.sqrt(share))
+    x0, y0 = round(w * 0.25), round(h * 0.1)
+    return bytes(cv2.imencode(".jpg", bgr[y0 : y0 + ch, x0 : x0 + cw], [cv2.IMWRITE_JPEG_QUALITY, 80])[1])
+
+
+CROP_BOX = (80, 32, 306, 258)  # where crop() of the astronaut (320 x 320) lies in it
+
+
+def recompressed(name: str = PHOTO) -> bytes:
+    """The photo re-encoded, smaller and at a low JPEG quality: a copy."""
+    bgr = cv2.imdecode(np.frombuffer(read(name), np.uint8), cv2.IMREAD_COLOR)
+    small = cv2.resize(bgr, None, fx=0.7, fy=0.7, interpolation=cv2.INTER_AREA)
+    return bytes(cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, 40])[1])
+
+
+class Stack:
+    """The local stack with its ingest and copies handlers, and the API through the search handler."""
+
+    def __init__(self, stack: Any) -> None:
+        self.stack = stack
+        self.s3 = stack.client("s3")
+        self.ingest = load_handler(ROOT / "functions/ingest/app.py")
+        self.copies = copies_worker(stack)
+        self.search = load_handler(ROOT / "functions/search/app.py", fresh=True)  # an app on this stack
+
+    def put(self, files: dict[str, bytes]) -> None:
+        """Upload the files and ingest them in one SQS batch, as the queue would deliver it."""
+        for key, body in files.items():
+            self.s3.put_object(Bucket=self.stack.bucket, Key=key, Body=body)
+        result = self.ingest(sqs_s3_event(self.stack.bucket, list(files)), LambdaContext())
+        assert result == {"batchItemFailures": []}
+
+    def delete(self, *keys: str) -> None:
+        for key in keys:
+            self.s3.delete_object(Bucket=self.stack.bucket, Key=key)
+        result = self.ingest(sqs_s3_event(self.stack.bucket, list(keys), removed=True), LambdaContext())
+        assert result == {"batchItemFailures": []}
+
+    def check(self) -> None:
+        """Run the copies handler until the copies queue is empty."""
+        self.copies.drain(timeout=120)
+        assert self.copies.failed == 0
+
+    def events(self) -> list[dict[str, Any]]:
+        """The Copy Found events the bus delivered since the last call (their detail, with the envelope's fields)."""
+        sqs, found = self.stack.client("sqs"), []
+        while True:
+            got = sqs.receive_message(QueueUrl=self.stack.events_url, MaxNumberOfMessages=10, WaitTimeSeconds=0)
+            messages = got.get("Messages", [])
+            if not messages:
+                return found
+            for m in messages:
+                event = json.loads(m["Body"])
+                found.append({**event["detail"], "source": event["source"], "detail-type": event["detail-type"]})
+                sqs.delete_message(QueueUrl=self.stack.events_url, ReceiptHandle=m["ReceiptHandle"])
+
+    def api(self, method: str, path: str, query: str = "", body: Any = None) -> tuple[int, Any]:
+        event = load_event("apigw_health.json")
+        event["routeKey"] = f"{method} {path}"
+        event["rawPath"] = event["requestContext"]["http"]["path"] = path
+        event["requestContext"]["http"]["method"] = method
+        event["rawQueryString"] = query
+        if query:
+            event["queryStringParameters"] = dict(p.split("=", 1) for p in query.split("&"))
+        if body is not None:
+            event["headers"]["content-type"] = "application/json"
+            event["body"] = json.dumps(body)
+        response = self.search(event, LambdaContext())
+        return response["statusCode"], json.loads(response["body"])
+
+    def groups(self, query: str = "") -> list[list[str]]:
+        """GET /duplicates: each group's ids, oldest first."""
+        status, body = self.api("GET", "/duplicates", query)
+        assert status == 200, body
+        return [[m["id"] for m in g["images"]] for g in body["groups"]]
+
+    def links(self) -> set[tuple[str, str]]:
+        """Every copy link stored in the index (each direction)."""
+        layout = Layout("index/")
+        pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.stack.bucket, Prefix="index/")
+        pairs = [layout.copy_pair(o["Key"]) for page in pages for o in page.get("Contents", [])]
+        return {p for p in pairs if p is not None}
+
+
+@pytest.fixture
+def local(stack: Any) -> Iterator[Stack]:
+    get_checker.cache_clear()  # the copies handler's checker belongs to this stack's container
+    yield Stack(stack)
+    get_checker.cache_clear()
+
+
+def test_a_copy_is_announced_once_and_an_unrelated_image_is_not(local: Stack) -> None:
+    original, copy = read(PHOTO), crop()
+    local.put({"images/astronaut.jpg": original, "images/coffee.png": read("coffee.png")})
+    local.check()
+    assert local.events() == [] and local.groups() == []
+    local.put({"images/edits/astronaut-crop.jpg": copy, "images/chelsea.webp": read("chelsea.webp")})
+    local.check()
+    (event,) = local.events()
+    assert event["source"] == "pictrace" and event["detail-type"] == "Copy Found"
+    assert (event["id"], event["keys"]) == (sha(copy), ["images/edits/astronaut-crop.jpg"])
+    assert (event["copy_of"], event["copy_of_keys"]) == (sha(original), ["images/astronaut.jpg"])
+    assert event["similarity"] > 90 and event["bucket"] == local.stack.bucket
+    assert all(abs(a - b) < 12 for a, b in zip(event["region"], CROP_BOX, strict=True)), event["region"]
+    # the oldest image first, with each link's similarity; a check run again (a redelivery) announces nothing new
+    status, body = local.api("GET", "/duplicates")
+    assert status == 200 and body["total"] == 1 and body["images"] == 2 and body["next"] is None
+    (group,) = body["groups"]
+    assert [m["keys"] for m in group["images"]] == [["images/astronaut.jpg"], ["images/edits/astronaut-crop.jpg"]]
+    assert [(k["a"], k["b"]) for k in group["links"]] == [(sha(copy), sha(original))]
+    assert group["links"][0]["similarity"] == event["similarity"]
+    local.put({"images/edits/astronaut-crop.jpg": copy})  # the same bytes again: checked again
+    local.check()
+    assert local.events() == [] and local.groups() == [[sha(original), sha(copy)]]
+    assert local.groups("prefix=images/edits/") == []  # the original is not under it
+    assert local.groups("prefix=images/") == [[sha(original), sha(copy)]]
+
+
+def test_a_deleted_image_leaves_its_group_and_its_links_go(local: Stack) -> None:
+    original, copy, small = read(PHOTO), crop(), recompressed()
+    local.put({"images/a.jpg": original})
+    local.check()
+    local.put({"images/b.jpg": copy, "images/c.jpg": small})
+    local.check()
+    ((oldest, *rest),) = local.groups()  # b and c are indexed within the same second: either may come second
+    assert oldest == sha(original) and sorted(rest) == sorted([sha(copy), sha(small)])
+    local.delete("images/b.jpg")
+    assert local.groups() == [[sha(original), sha(small)]]
+    assert not any(sha(copy) in pair for pair in local.links())  # none of its links is left in the index
+    local.delete("images/a.jpg")
+    assert local.groups() == [] and local.links() == set()
+    local.check()  # the checks queued for nothing: nothing comes back
+    assert local.groups() == [] and local.links() == set()
+
+
+def test_a_dismissed_pair_stays_dismissed_after_a_reindex(local: Stack) -> None:
+    original, copy, other = read(PHOTO), crop(), crop("chelsea.webp")
+    local.put({"images/a.jpg": original, "images/cat.webp": read("chelsea.webp")})
+    local.check()
+    local.put({"images/b.jpg": copy, "images/cat-crop.jpg": other})
+    local.check()
+    assert len(local.events()) == 2 and len(local.groups()) == 2
+    status, body = local.api("POST", "/duplicates/dismiss", body={"a": sha(original), "b": sha(copy)})
+    assert status == 200 and body["dismissed"] is True
+    assert local.groups() == [[sha(read("chelsea.webp")), sha(other)]]
+    # reindexed: both images deleted and uploaded again (new entries, the same content ids), and checked again
+    local.delete("images/a.jpg", "images/b.jpg")
+    local.put({"images/again/a.jpg": original, "images/again/b.jpg": copy})
+    local.check()
+    assert (sha(copy), sha(original)) in local.links()  # found again...
+    assert local.groups() == [[sha(read("chelsea.webp")), sha(other)]]  # ...and still not a copy
+    assert local.events() == []  # nor announced again
+    status, body = local.api("POST", "/duplicates/dismiss", body={"a": sha(copy), "b": sha(original)})
+    assert status == 200 and body["dismissed"] is False  # marked already, whichever order
+    status, body = local.api("POST", "/duplicates/dismiss", body={"a": sha(copy), "b": sha(copy)})
+    assert status == 400
+    status, body = local.api("POST", "/duplicates/dismiss", body={"a": sha(copy), "b": "0" * 64})
+    assert status == 404
+
+
+def test_two_copies_in_one_batch_find_each_other(local: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the copies function's view of the index is loaded before they exist, and would not look again for an hour
+    monkeypatch.setenv("PICTRACE_REFRESH_SECONDS", "3600")
+    forget_container()
+    get_checker.cache_clear()
+    local.put({"images/coffee.png": read("coffee.png")})
+    local.check()
+    original, copy = read(PHOTO), crop()
+    local.put({"images/a.jpg": original, "images/b.jpg": copy})
+    assert _queued(local) == 2
+    local.check()
+    assert local.groups() == [[sha(original), sha(copy)]]
+    assert {(e["id"], e["copy_of"]) for e in local.events()} in (
+        {(sha(original), sha(copy))},
+        {(sha(copy), sha(original))},
+    )
+    assert local.links() == {(sha(original), sha(copy)), (sha(copy), sha(original))}
+
+
+def _queued(local: Stack) -> int:
+    attributes = local.stack.client("sqs").get_queue_attributes(
+        QueueUrl=local.stack.copies_url, AttributeNames=["ApproximateNumberOfMessages"]
+    )
+    return int(attributes["Attributes"]["ApproximateNumberOfMessages"])
+
+
+def test_the_worker_reads_what_ingest_sent(local: Stack) -> None:
+    """The copies queue's messages are what the handler parses: a message that names no image fails alone."""
+    sqs = local.stack.client("sqs")
+    sqs.send_message(QueueUrl=local.stack.copies_url, MessageBody=json.dumps({"key": "images/x.jpg"}))
+    local.put({"images/a.jpg": read(PHOTO)})
+    worker = SqsWorker(
+        local.stack, local.copies.handler, queue_url=local.stack.copies_url, function_name="CopiesFunction"
+    )
+    worker.poll_once()
+    assert worker.processed == 1 and worker.failed == 1
