@@ -4,10 +4,16 @@ and GET /duplicates and POST /duplicates/dismiss through the real search handler
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import json
 import math
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import cv2
@@ -19,6 +25,7 @@ from pictrace.index.layout import Layout
 from infra.local import LambdaContext, SqsWorker, copies_worker, load_handler
 from tests.conftest import ROOT, forget_container, read
 from tests.functional.helpers import load_event, sqs_s3_event
+from tests.functional.live import serve
 
 PHOTO = "astronaut.jpg"
 
@@ -227,3 +234,61 @@ def test_the_worker_reads_what_ingest_sent(local: Stack) -> None:
     )
     worker.poll_once()
     assert worker.processed == 1 and worker.failed == 1
+
+
+def pictrace(api: str, *args: str, drop: tuple[str, ...] = ()) -> tuple[int, str, str]:
+    """The installed `pictrace` command against the stack (as the stack fixture exports it) and the API."""
+    env = {k: v for k, v in os.environ.items() if k not in drop}
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "pictrace"), *args],
+        env={**env, "PICTRACE_API_URL": api, "COLUMNS": "200"},
+        capture_output=True,
+        timeout=300,
+        cwd=ROOT,
+        check=False,
+    )
+    return done.returncode, done.stdout.decode(), done.stderr.decode()
+
+
+def test_the_command_lists_dismisses_and_rebuilds(local: Stack) -> None:
+    from pictrace.api import create_app
+
+    original, copy = read(PHOTO), crop()
+    local.put({"images/a.jpg": original, "images/cat.webp": read("chelsea.webp")})
+    local.check()
+    local.put({"images/edits/b.jpg": copy})
+    local.check()
+    with serve(create_app()) as api:
+        code, out, err = pictrace(api, "duplicates")
+        assert code == 0, err
+        assert "group 1: 2 images" in out and "images/a.jpg" in out and "images/edits/b.jpg" in out
+        code, out, _ = pictrace(api, "duplicates", "--json")
+        (group,) = json.loads(out)["groups"]
+        assert code == 0 and [m["id"] for m in group["images"]] == [sha(original), sha(copy)]
+        code, out, _ = pictrace(api, "duplicates", "--csv")
+        rows = list(csv.reader(io.StringIO(out)))
+        assert code == 0 and rows[0][:3] == ["group", "a", "a_keys"] and len(rows) == 2
+        assert rows[1][1:5] == [sha(copy), "images/edits/b.jpg", sha(original), "images/a.jpg"]
+        code, out, err = pictrace(api, "duplicates", "--prefix", "images/edits/")
+        assert code == 1 and out.strip().endswith("0 groups, 0 images") and "no copies found under" in err
+
+        # an index from before the check: its links are not there; --rebuild queues every image on the local
+        # stack's copies queue (found from the S3 endpoint), and the stack's check finds them again
+        for a, b in list(local.links()):
+            local.s3.delete_object(Bucket=local.stack.bucket, Key=Layout("index/").copy_key(a, b))
+        assert pictrace(api, "duplicates")[0] == 1
+        assert len(local.events()) == 1  # when the pair was first found
+        code, out, err = pictrace(
+            api, "duplicates", "--rebuild", "--no-events", "-q", drop=("PICTRACE_COPIES_QUEUE_URL",)
+        )
+        assert code == 0 and out.startswith("3 indexed images queued"), err
+        local.check()
+        code, out, _ = pictrace(api, "duplicates", "--json")
+        assert code == 0 and len(json.loads(out)["groups"]) == 1
+        assert local.events() == []  # the rebuild was asked to announce nothing
+
+        code, out, err = pictrace(api, "duplicates", "--dismiss", sha(original), sha(copy))
+        assert code == 0 and "marked not a copy" in out, err
+        assert pictrace(api, "duplicates")[0] == 1
+        code, out, err = pictrace(api, "duplicates", "--dismiss", sha(original), "images/a.jpg")
+        assert code == 2 and "two image ids" in err

@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 from pictrace.copies import (
+    CheckRequest,
     CopyHooks,
     CopyLinks,
     Link,
     NoCheckQueue,
     SqsCheckQueue,
-    checked_id,
     open_check_queue,
     pair_of,
 )
@@ -202,7 +202,7 @@ def test_ingest_queues_new_entries_and_an_entry_that_goes_takes_its_links(links:
         def __init__(self) -> None:
             self.queued: list[str] = []
 
-        def enqueue(self, ids: Any) -> int:
+        def enqueue(self, ids: Any, announce: bool = True) -> int:
             self.queued.extend(ids)
             return len(ids)
 
@@ -240,7 +240,10 @@ def test_the_queue_sends_ten_ids_a_message_batch_and_says_when_sqs_refuses() -> 
     assert SqsCheckQueue("https://queue", sent).enqueue(ids(*(str(n) for n in range(23)))) == 23
     assert [len(c["Entries"]) for c in sent.calls] == [10, 10, 3]
     first = sent.calls[0]["Entries"][0]
-    assert sent.calls[0]["QueueUrl"] == "https://queue" and checked_id(json.loads(first["MessageBody"])) == ids("0")[0]
+    assert sent.calls[0]["QueueUrl"] == "https://queue"
+    assert CheckRequest.from_body(json.loads(first["MessageBody"])) == CheckRequest(ids("0")[0], announce=True)
+    SqsCheckQueue("https://queue", sent).enqueue([A], announce=False)
+    assert CheckRequest.from_body(json.loads(sent.calls[-1]["Entries"][0]["MessageBody"])) == CheckRequest(A, False)
     with pytest.raises(UpstreamError):
         SqsCheckQueue("https://queue", Recorder({"Failed": [{"Id": "0"}]})).enqueue([A])
     assert isinstance(open_check_queue(Settings(bucket="b")), NoCheckQueue)
@@ -250,7 +253,7 @@ def test_the_queue_sends_ten_ids_a_message_batch_and_says_when_sqs_refuses() -> 
 @pytest.mark.parametrize("body", [{"id": "A" * 64}, {"id": "a" * 63}, {"key": "images/a.jpg"}, [A], "x", None])
 def test_a_message_that_names_no_image_is_refused(body: Any) -> None:
     with pytest.raises(ValueError):
-        checked_id(body)
+        CheckRequest.from_body(body)
 
 
 def test_one_event_per_copy_ten_a_call_and_a_refusal_is_an_error() -> None:

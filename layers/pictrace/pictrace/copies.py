@@ -172,18 +172,38 @@ class CopyLinks:
         return self.store.size(self.layout.dismissed_key(a, b)) is not None
 
 
+@dataclass(frozen=True)
+class CheckRequest:
+    """A copies-queue message: the id to check, and whether new copies are announced (a rebuild may ask not)."""
+
+    id: str
+    announce: bool = True
+
+    def to_json(self) -> str:
+        """The message body."""
+        return json.dumps({"id": self.id, **({} if self.announce else {"announce": False})})
+
+    @classmethod
+    def from_body(cls, body: Any) -> CheckRequest:
+        """The request a message body makes (ValueError if it names no image id)."""
+        entry_id = body.get("id") if isinstance(body, dict) else None
+        if not isinstance(entry_id, str) or len(entry_id) != 64 or any(c not in "0123456789abcdef" for c in entry_id):
+            raise ValueError(f"not a copies-queue message (an image id as {{'id': ...}}): {str(body)[:200]}")
+        return cls(entry_id, body.get("announce") is not False)
+
+
 class CheckQueue(Protocol):
     """Where ids wait for their copy check."""
 
-    def enqueue(self, ids: Sequence[str]) -> int:
-        """Queue the ids for a check; how many were queued."""
+    def enqueue(self, ids: Sequence[str], announce: bool = True) -> int:
+        """Queue the ids for a check (announce: whether new copies are announced); how many were queued."""
         ...
 
 
 class NoCheckQueue:
     """No copy check (no queue configured): nothing is queued."""
 
-    def enqueue(self, ids: Sequence[str]) -> int:
+    def enqueue(self, ids: Sequence[str], announce: bool = True) -> int:
         """See CheckQueue."""
         return 0
 
@@ -207,11 +227,11 @@ class SqsCheckQueue:
         """The SQS client."""
         return self._client if self._client is not None else self._made()
 
-    def enqueue(self, ids: Sequence[str]) -> int:
+    def enqueue(self, ids: Sequence[str], announce: bool = True) -> int:
         """See CheckQueue; UpstreamError if SQS refuses any."""
         for start in range(0, len(ids), _SQS_BATCH):
             chunk = ids[start : start + _SQS_BATCH]
-            entries = [{"Id": str(n), "MessageBody": json.dumps({"id": i})} for n, i in enumerate(chunk)]
+            entries = [{"Id": str(n), "MessageBody": CheckRequest(i, announce).to_json()} for n, i in enumerate(chunk)]
             answer = self.client.send_message_batch(QueueUrl=self.url, Entries=entries)
             if answer.get("Failed"):
                 raise UpstreamError(f"the copies queue refused {len(answer['Failed'])} ids: {answer['Failed'][0]}")
@@ -221,14 +241,6 @@ class SqsCheckQueue:
 def open_check_queue(settings: Settings) -> CheckQueue:
     """The queue the settings name (copies_queue_url), or none: the one place that chooses."""
     return SqsCheckQueue(settings.copies_queue_url) if settings.copies_queue_url else NoCheckQueue()
-
-
-def checked_id(body: Any) -> str:
-    """The id a copies-queue message names (ValueError if it names none)."""
-    entry_id = body.get("id") if isinstance(body, dict) else None
-    if not isinstance(entry_id, str) or len(entry_id) != 64 or any(c not in "0123456789abcdef" for c in entry_id):
-        raise ValueError(f"not a copies-queue message (an image id as {{'id': ...}}): {str(body)[:200]}")
-    return entry_id
 
 
 class CopyHooks:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from pictrace.compare import Frame, evidence
-from pictrace.copies import CopyLinks, Link, checked_id
+from pictrace.copies import CheckRequest, CopyLinks, Link
 from pictrace.errors import BadRequest, NotFound
 from pictrace.events import CopyEvents, CopyFound, open_events
 from pictrace.index.layout import Entry, now_iso
@@ -65,8 +65,9 @@ class CopyChecker:
         """Look at the index as it is now, whatever the refresh interval (before a batch)."""
         self.service.backend.refresh(force=True)
 
-    async def check(self, entry_id: str) -> Checked:
-        """Find, announce and record the copies of one indexed image (see the module's docstring)."""
+    async def check(self, entry_id: str, announce: bool = True) -> Checked:
+        """Find, announce (unless told not to) and record the copies of one indexed image (see the module's
+        docstring)."""
         started = time.perf_counter()
         svc = self.service
         try:
@@ -83,7 +84,9 @@ class CopyChecker:
         linked = await asyncio.to_thread(self.links.of, entry_id)
         found = [f for h in hits if (f := await self._found(entry, h)) is not None]
         new = [f for f, _ in found if f.copy_of not in linked]
-        announced = await asyncio.to_thread(self._not_dismissed, entry_id, [f.copy_of for f in new])
+        announced = (
+            await asyncio.to_thread(self._not_dismissed, entry_id, [f.copy_of for f in new]) if announce else set()
+        )
         await asyncio.to_thread(self.events.announce, [f for f in new if f.copy_of in announced])
         await asyncio.to_thread(self.links.record, [link for _, link in found])
         copies = tuple(f.copy_of for f, _ in found)
@@ -157,7 +160,8 @@ class CopyBatch:
 
     def handle_record(self, record: SQSRecord) -> None:
         """A batch processor's record handler: check the id the message names (ValueError if it names none)."""
-        checked = self.loop.run_until_complete(self.checker.check(checked_id(record.json_body)))
+        request = CheckRequest.from_body(record.json_body)
+        checked = self.loop.run_until_complete(self.checker.check(request.id, request.announce))
         if self.on_checked is not None:
             self.on_checked(checked)
 

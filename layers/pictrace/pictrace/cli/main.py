@@ -19,6 +19,7 @@ from pictrace.cli.common import (
 )
 from pictrace.cli.compare import cmd_compare
 from pictrace.cli.delete import cmd_delete
+from pictrace.cli.duplicates import cmd_duplicates
 from pictrace.cli.ingest import cmd_ingest
 from pictrace.cli.login import cmd_login
 from pictrace.cli.render import Output
@@ -107,6 +108,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("what", metavar="KEY|ID")
     p.set_defaults(run=cmd_delete)
+
+    p = sub.add_parser(
+        "duplicates",
+        parents=[common],
+        help="the copy groups the stack found in the collection; mark a pair not a copy; check an older index",
+        description="The groups of copies the stack's copy check found (GET /duplicates): each group's images oldest "
+        "first, with the similarity of each link. --dismiss marks a pair not a copy (kept across reindexing); "
+        "--rebuild queues every indexed image for its check (an index built before the check), which the stack runs "
+        "in parallel. Exits 1 when there is no group.",
+    )
+    p.add_argument("--prefix", help="only images with a key under this prefix (a folder)")
+    p.add_argument("--csv", action="store_true", help="one CSV row per link instead of tables")
+    p.add_argument("--dismiss", nargs=2, metavar=("ID", "ID"), help="mark these two images not a copy")
+    p.add_argument("--rebuild", action="store_true", help="queue every indexed image for its copy check")
+    p.add_argument("--no-events", action="store_true", help="--rebuild: announce none of the copies it finds")
+    p.add_argument(
+        "--queue",
+        help="--rebuild: the copies queue's URL (env PICTRACE_COPIES_QUEUE_URL; the stack's "
+        "CopiesQueueUrl output; default for a local stack: its own)",
+    )
+    p.set_defaults(run=cmd_duplicates)
 
     p = sub.add_parser(
         "login",
