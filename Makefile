@@ -71,6 +71,7 @@ lint: setup
 	$(VENV)/bin/mypy functions/ingest/app.py
 	$(VENV)/bin/mypy functions/search/app.py
 	$(VENV)/bin/mypy functions/compact/app.py
+	$(VENV)/bin/mypy functions/copies/app.py
 	$(VENV)/bin/mypy bench
 
 test: setup model lint

@@ -5,8 +5,10 @@
 From the template it takes the function's Handler and CodeUri, its Layers (each layer's source directory goes on
 sys.path, as Lambda extracts layers to /opt and puts /opt/python on the path; the dependency layers' packages come
 from the virtualenv, which holds the same pinned versions), Timeout and MemorySize (for the context object), and
-its Environment (Globals merged): !Ref of a parameter is its default, !Ref of the bucket is the local bucket, and
-the model layer is its source directory (so PICTRACE_MODEL_DIR is layers/model/model and nothing is fetched).
+its Environment (Globals merged): !Ref of a parameter is its default, !Ref of the bucket is the local bucket, !Ref of
+the copies queue and the event bus are the local stack's (none, so no copy check is queued and no event put, with an
+endpoint of your own), and the model layer is its source directory (so PICTRACE_MODEL_DIR is layers/model/model and
+nothing is fetched).
 
 The S3 and SQS endpoints are a fresh local stack (infra.local.LocalStack, bucket pictrace-local as in events/)
 unless AWS_ENDPOINT_URL_S3 is set, in which case that endpoint and PICTRACE_BUCKET (default pictrace-local) are
@@ -78,9 +80,10 @@ class FunctionSpec:
 class Resolver:
     """Resolves the intrinsic functions PicTrace's environment uses, for a local run."""
 
-    def __init__(self, template: dict[str, Any], bucket: str) -> None:
+    def __init__(self, template: dict[str, Any], bucket: str, local: dict[str, str] | None = None) -> None:
         self.template = template
         self.bucket = bucket
+        self.local = local or {}  # what the local stack has for some resources (logical id -> its Ref)
         self.params = {k: v.get("Default", "") for k, v in template.get("Parameters", {}).items()}
 
     def ref(self, name: str) -> str:
@@ -94,6 +97,8 @@ class Resolver:
             )
         if resource["Type"] == "AWS::S3::Bucket":
             return self.bucket
+        if resource["Type"] in ("AWS::SQS::Queue", "AWS::Events::EventBus"):
+            return self.local.get(name, "")  # a queue or bus the local run has, or none
         if resource["Type"] == "AWS::Serverless::LayerVersion":
             return str(ROOT / resource["Properties"]["ContentUri"])
         return name
@@ -149,15 +154,18 @@ class Resolver:
         return str(value)
 
 
-def function_spec(template: dict[str, Any], name: str, bucket: str) -> FunctionSpec:
-    """Handler, code, layers and environment of a function, with the Globals merged as SAM merges them."""
+def function_spec(
+    template: dict[str, Any], name: str, bucket: str, local: dict[str, str] | None = None
+) -> FunctionSpec:
+    """Handler, code, layers and environment of a function, with the Globals merged as SAM merges them; local: the
+    Refs of the queues and buses the local stack has (else none)."""
     resources = template["Resources"]
     if resources.get(name, {}).get("Type") != "AWS::Serverless::Function":
         functions = sorted(k for k, v in resources.items() if v["Type"] == "AWS::Serverless::Function")
         raise SystemExit(f"{name} is not a function of template.yaml; functions: {', '.join(functions)}")
     glob = template.get("Globals", {}).get("Function", {})
     props = resources[name]["Properties"]
-    resolver = Resolver(template, bucket)
+    resolver = Resolver(template, bucket, local)
     module, _, handler = props.get("Handler", glob.get("Handler", "")).rpartition(".")
     code = ROOT / props["CodeUri"]
     layers = [ref for layer in glob.get("Layers", []) + props.get("Layers", []) if (ref := resolver.layer(layer))]
@@ -194,7 +202,8 @@ def invoke(name: str, event: dict[str, Any], puts: dict[str, Path] | None = None
         logger.info("local stack at %s, bucket %s", stack.endpoint, stack.bucket)
     bucket = os.environ.get("PICTRACE_BUCKET", DEFAULT_BUCKET) if stack is None else stack.bucket
     try:
-        spec = function_spec(template, name, bucket)
+        local = {"CopiesQueue": stack.copies_url, "CopyEventBus": stack.bus} if stack is not None else {}
+        spec = function_spec(template, name, bucket, local)
         os.environ.update(spec.environment)
         os.environ.setdefault("AWS_LAMBDA_FUNCTION_NAME", name)
         for path in reversed(spec.paths):

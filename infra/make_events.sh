@@ -63,6 +63,17 @@ for kind in put delete; do
 $SQS_FIX"
 done
 
+# --- a new image's copy check as ingest queues it (what the copies Lambda gets): the id of images/astronaut.jpg's
+# bytes (tests/data/astronaut.jpg), as pictrace.copies.CheckRequest writes it
+ASTRONAUT_ID=$(sha256sum "$REPO_ROOT/tests/data/astronaut.jpg" | cut -d' ' -f1)
+escaped=$("$PYTHON" -c 'import json,sys; print(json.dumps(json.dumps({"id": sys.argv[1]}))[1:-1])' "$ASTRONAUT_ID")
+gen sqs receive-message --queue-name pictrace-copies --body "$escaped" >"$OUT/sqs_copies_check.json"
+fix "$OUT/sqs_copies_check.json" '
+r = e["Records"][0]
+r["md5OfBody"] = hashlib.md5(r["body"].encode()).hexdigest()
+r["messageId"] = "6f0d1b8e-2c4a-4f7e-9a51-3b8c2d7e4f10"
+'
+
 # --- HTTP API (payload format 2.0) requests for the search Lambda -------------
 HTTP_FIX='
 route = e["requestContext"]["http"]["method"] + " " + e["rawPath"]
@@ -103,12 +114,13 @@ fix "$OUT/apigw_search_id.json" "BODY = True
 $HTTP_FIX"
 
 # --- check: parse them the way the Lambdas do ---------------------------------
-"$PYTHON" - "$OUT" "$BUCKET" "$KEY" "$ZERO_ID" <<'PY'
+"$PYTHON" - "$OUT" "$BUCKET" "$KEY" "$ZERO_ID" "$ASTRONAUT_ID" <<'PY'
 import json, os, sys
 from aws_lambda_powertools.utilities.data_classes import S3Event, SQSEvent
 from mangum import Mangum
+from pictrace.copies import CheckRequest
 
-out, bucket, key, zero_id = sys.argv[1:]
+out, bucket, key, zero_id, astronaut_id = sys.argv[1:]
 load = lambda n: json.load(open(os.path.join(out, n)))  # noqa: E731
 
 for kind, name in (("put", "ObjectCreated:Put"), ("delete", "ObjectRemoved:Delete")):
@@ -119,6 +131,10 @@ for kind, name in (("put", "ObjectCreated:Put"), ("delete", "ObjectRemoved:Delet
     records = list(sqs.records)
     assert len(records) == 1 and records[0].json_body == s3, kind
     print(f"ok s3_{kind}.json / sqs_s3_{kind}.json: {name} s3://{bucket}/{key}")
+
+(check,) = SQSEvent(load("sqs_copies_check.json")).records
+assert CheckRequest.from_body(check.json_body) == CheckRequest(astronaut_id), check.body
+print(f"ok sqs_copies_check.json: check {astronaut_id}")
 
 
 async def app(scope, receive, send):  # echoes what Mangum hands to the ASGI app

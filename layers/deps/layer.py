@@ -49,8 +49,9 @@ TRIM = [
 ]
 
 #: botocore service models kept: S3, S3 Vectors (IndexBackend=s3vectors), Lambda (the model layer's archive at cold
-#: start) and STS. tests/template/test_layers.py creates every client on the built layer.
-BOTOCORE_SERVICES = {"s3", "s3vectors", "lambda", "sts"}
+#: start), STS, SQS (ingest queues each new image's copy check) and EventBridge (events: a copy found).
+#: tests/template/test_layers.py creates every client on the built layer.
+BOTOCORE_SERVICES = {"s3", "s3vectors", "lambda", "sts", "sqs", "events"}
 
 #: Shared objects that carry symbol tables worth stripping (only done when `strip` understands the file).
 STRIP = ["onnxruntime/capi/onnxruntime_pybind11_state*.so"]

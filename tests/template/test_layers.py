@@ -44,7 +44,7 @@ s3 = boto3.client("s3", region_name="us-east-1")
 members = s3.meta.service_model.operation_model("PutObject").input_shape.members
 out["put_if_match"] = "IfMatch" in members and "IfNoneMatch" in members
 out["clients"] = sorted(boto3.client(n, region_name="us-east-1").meta.service_model.service_name
-                        for n in ("s3", "s3vectors", "lambda", "sts"))
+                        for n in ("s3", "s3vectors", "lambda", "sts", "sqs", "events"))
 if len(paths) > 2:
     import os
     os.environ["PICTRACE_BUCKET"] = "probe"
@@ -116,7 +116,8 @@ def test_trimmed_core_layer_decodes_describes_and_embeds_like_the_venv(layers: d
     for module, path in got["modules"].items():
         assert path.startswith(str(layers["core"])), f"{module} came from {path}, not the layer"
     assert got["put_if_match"]
-    assert got["clients"] == ["lambda", "s3", "s3vectors", "sts"]  # every client a function creates, any backend
+    # every client a function creates, any backend (service names: events is EventBridge's)
+    assert got["clients"] == ["events", "lambda", "s3", "s3vectors", "sqs", "sts"]
     assert not list((layers["core"] / "onnxruntime" / "capi").glob("libonnxruntime.so*"))  # the trims ran
     assert not list((layers["core"] / "numpy").rglob("tests"))
     reference = OnnxEmbedder(MODEL_DIR)
@@ -161,7 +162,7 @@ loaded = {n: getattr(sys.modules.get(n), "__file__", None) for n in ("boto3", "b
 print(json.dumps({"result": result, "modules": {k: v for k, v in loaded.items() if v}}))
 """
 
-FUNCTION_LAYERS = {"ingest": ["core"], "compact": ["core"], "search": ["core", "api"]}
+FUNCTION_LAYERS = {"ingest": ["core"], "compact": ["core"], "search": ["core", "api"], "copies": ["core", "api"]}
 
 
 def run_handler(function: str, event: Path, layers: dict[str, Path], env: dict[str, str]) -> dict[str, Any]:

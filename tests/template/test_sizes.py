@@ -197,5 +197,5 @@ def test_shipped_sdk_has_what_pictrace_calls(built: dict[str, Any]) -> None:
     assert {"IfMatch", "IfNoneMatch"} <= set(s3["PutObjectRequest"]["members"])
     assert "IfMatch" in s3["DeleteObjectRequest"]["members"]
     assert "GetLayerVersionByArn" in model("lambda")["operations"]
-    assert sorted(p.name for p in data.iterdir() if p.is_dir()) == ["lambda", "s3", "s3vectors", "sts"]
+    assert sorted(p.name for p in data.iterdir() if p.is_dir()) == ["events", "lambda", "s3", "s3vectors", "sqs", "sts"]
     assert "QueryVectors" in model("s3vectors")["operations"]
