@@ -7,13 +7,13 @@ model without one the bench index's mean, which becomes its reference from then 
 Input: the signals a bench run recorded (build/bench/signals-full.json, else signals-quick.json; `--signals`):
 every query through SearchService.search, positives (edited copies of indexed originals) and negatives (edited
 copies of originals held out of the index), and for each its reranked shortlist's signals (cosine, gist, ssim,
-RANSAC inliers) as bench.quality.HIT_FIELDS. Without such a file, `make bench-quick` is run first.
+RANSAC inliers) as bench.metrics.HIT_FIELDS. Without such a file, `make bench-quick` is run first.
 
 Split: by original (sorted by name): even positions fit, odd positions report, so no original's edits are on
 both sides; each side has positives and negatives.
 
 1. Weights: a grid over gist, ssim and geometry relative to cosine (the final score is a weighted mean, so only
-   ratios matter; cosine 0 is tried too), the rerank replayed on the recorded signals (bench.quality.replay:
+   ratios matter; cosine 0 is tried too), the rerank replayed on the recorded signals (bench.metrics.replay:
    geometry for the candidates rerank.to_verify picks; inliers are known for those the recorded run verified).
    Chosen by the lowest family recall@1 on the fitting half, then µAP (DISC2021: every query's top 10 pooled).
 2. a, b: logistic regression of "is the original" on the final score over the fitting half's pooled top-10.
@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 from pictrace.verdict import CALIBRATION_FILE, Weights
 
-from bench import metrics, quality
+from bench import metrics
 
 ROOT = Path(__file__).resolve().parent.parent
 SIGNALS_DIR = ROOT / "build" / "bench"
@@ -65,7 +65,7 @@ def grid() -> list[Weights]:
 
 def evaluate(records: list[dict[str, Any]], w: Weights, verify: int) -> dict[str, Any]:
     """recall@1 per family, its minimum, and µAP of the records re-ranked under w."""
-    recall, micro = quality.recall_and_micro_ap(quality.replayed(records, w, verify))
+    recall, micro = metrics.recall_and_micro_ap(metrics.replayed(records, w, verify))
     return {"recall@1": recall, "min_recall@1": min(recall.values(), default=math.nan), "micro_ap": micro}
 
 
@@ -89,7 +89,7 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1e-3, iterations: int
 def verdict_at(records: list[dict[str, Any]], threshold: float) -> dict[str, float]:
     """Precision and recall of 'final >= threshold' over the records' top-10 predictions."""
     positives = sum(1 for r in records if r["positive"])
-    called = [(s >= threshold, c) for s, c in quality.predictions(records)]
+    called = [(s >= threshold, c) for s, c in metrics.predictions(records)]
     return metrics.verdict_quality(called, positives)
 
 
@@ -104,9 +104,9 @@ def fit_model(label: str, records: list[dict[str, Any]], verify: int) -> dict[st
             best = (key, w, result)
     assert best is not None
     _key, weights, on_fit = best
-    fit_ranked = quality.replayed(fit, weights, verify)
-    held_ranked = quality.replayed(held, weights, verify)
-    pooled = quality.predictions(fit_ranked)
+    fit_ranked = metrics.replayed(fit, weights, verify)
+    held_ranked = metrics.replayed(held, weights, verify)
+    pooled = metrics.predictions(fit_ranked)
     x = np.array([s for s, _c in pooled])
     y = np.array([float(c) for _s, c in pooled])
     a, b = fit_logistic(x, y)

@@ -173,17 +173,8 @@ def screenshot(img: Image, rng: np.random.Generator) -> Image:
         cv2.putText(out, label, (x + 12, title + 28), font, 0.5, (30, 30, 30), 1, cv2.LINE_AA)
     cv2.rectangle(out, (w - side, title + tool), (w, h - status), (245, 245, 245), -1)
     for i in range(9):
-        y = title + tool + 30 + 38 * i
-        cv2.putText(
-            out,
-            f"Property {i + 1}: {int(rng.integers(100, 9999))}",
-            (w - side + 14, y),
-            font,
-            0.5,
-            (50, 50, 50),
-            1,
-            cv2.LINE_AA,
-        )
+        text, y = f"Property {i + 1}: {int(rng.integers(100, 9999))}", title + tool + 30 + 38 * i
+        cv2.putText(out, text, (w - side + 14, y), font, 0.5, (50, 50, 50), 1, cv2.LINE_AA)
     cv2.rectangle(out, (w - side + 14, h - status - 60), (w - 14, h - status - 20), (200, 120, 40), -1)
     cv2.putText(out, "Download", (w - side + 70, h - status - 33), font, 0.6, (255, 255, 255), 1, cv2.LINE_AA)
     cv2.rectangle(out, (0, h - status), (w, h), (60, 60, 60), -1)

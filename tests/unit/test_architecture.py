@@ -153,3 +153,11 @@ def test_the_bench_and_the_package_import_each_other_without_cycles_and_no_phase
     assert not {k: v for k, v in upward.items() if v}, upward
     results = edges["bench.results"] & above
     assert not results, f"bench.results imports {results}"
+
+
+def test_no_bench_module_is_over_400_lines_and_no_module_name_has_two_homes() -> None:
+    """Issue 29: the bench's modules are small, and each module name has one home (no bench.x beside bench.phases.x)."""
+    sizes = {name: len(path.read_text().splitlines()) for name, path in modules(BENCH).items()}
+    assert not {k: v for k, v in sizes.items() if v > MAX_LINES}, sizes
+    leaves = [name.rpartition(".")[2] for name in sizes if name != "bench"]
+    assert len(leaves) == len(set(leaves)), sorted({n for n in leaves if leaves.count(n) > 1})
