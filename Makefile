@@ -74,10 +74,10 @@ lint: setup
 	$(VENV)/bin/mypy functions/copies/app.py
 	$(VENV)/bin/mypy bench
 
-test: setup model lint
+test: setup model lint $(VENV)/.bench-installed  ## the bench's own tests need its requirements (tabulate, psutil, ...)
 	$(PY) -m pytest tests
 
-unit: setup model
+unit: setup model $(VENV)/.bench-installed
 	$(PY) -m pytest tests/unit
 
 functional: setup model

@@ -805,7 +805,22 @@
   }
   window.addEventListener("popstate", fromHash);
 
-  startAuth()
+  // what the Duplicates view (duplicates.js) uses of the page; ready: once the page knows how to call the API
+  window.PicTrace = {
+    api,
+    el,
+    clearError,
+    showError,
+    basename,
+    browserShows,
+    picture,
+    // the compare dialog for two indexed images: the first as the query, the second as the result
+    compare: (queryId, hit) => {
+      lastQuery = { kind: "id", value: queryId };
+      return openCompare(hit, null);
+    },
+  };
+  window.PicTrace.ready = startAuth()
     .catch((err) => showError(err.title || "Sign-in failed.", err.detail || String(err)))
     .finally(() => {
       loadHealth();
