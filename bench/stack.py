@@ -14,9 +14,9 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 from unittest import mock
 
 import numpy as np
@@ -105,61 +105,90 @@ class IndexBuild(TypedDict):
     images_per_s: float
     events_processed: int
     events_failed: int
+    checked_s: NotRequired[float]  # with copies workers: until the copies queue was empty too
 
 
 def upload_and_index(
-    stack: LocalStack, files: dict[str, bytes], workers: int = 2, timeout: float = 1200.0
+    stack: LocalStack,
+    files: Mapping[str, bytes],
+    workers: int = 2,
+    timeout: float = 1200.0,
+    copies_workers: int = 0,
+    put_at: dict[str, float] | None = None,
 ) -> IndexBuild:
     """Put every key's bytes into the bucket and let `workers` ingest processes (bench.worker ingest: the project's
     SqsWorker calling the real ingest handler, like concurrent Lambda invocations) index them; return when the
-    queue has stayed empty for a second. Returns timings and counts."""
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-m", "bench.worker", "ingest", stack.queue_url],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(workers)
-    ]
-    s3, sqs = stack.client("s3"), stack.client("sqs")
+    queue has stayed empty for a second. copies_workers: that many copies processes (bench.worker copies, the
+    stack's CopiesFunction) run meanwhile, and it returns once the copies queue is empty too (checked_s); put_at gets
+    each key's upload time (time.time()). Returns timings and counts (the events the ingest workers processed)."""
+    procs = start_workers("ingest", stack.queue_url, workers)
+    checkers = start_workers("copies", stack.copies_url, copies_workers)
+    s3 = stack.client("s3")
     started = time.perf_counter()
     try:
         for key, body in files.items():
             s3.put_object(Bucket=stack.bucket, Key=key, Body=body)
+            if put_at is not None:
+                put_at[key] = time.time()
         uploaded = time.perf_counter()
-        deadline = time.monotonic() + timeout
-        empty_checks = 0
-        while empty_checks < 3:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"ingest did not finish within {timeout:.0f} s")
-            if any(p.poll() is not None for p in procs):
-                raise RuntimeError("an ingest worker exited early")
-            attrs = sqs.get_queue_attributes(
-                QueueUrl=stack.queue_url,
-                AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-            )["Attributes"]
-            busy = int(attrs["ApproximateNumberOfMessages"]) + int(attrs["ApproximateNumberOfMessagesNotVisible"])
-            empty_checks = empty_checks + 1 if busy == 0 else 0
-            time.sleep(0.5)
-        done = time.perf_counter() - 1.0  # the queue was already empty at the first of the three checks
+        queues = [stack.queue_url] + ([stack.copies_url] if checkers else [])
+        emptied = wait_until_empty(stack, queues, [*procs, *checkers], timeout)
+        done, checked = emptied[0] - started, max(emptied) - started
     finally:
-        reports = []
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            out, _ = p.communicate(timeout=60)
-            lines = out.strip().splitlines()
-            reports.append(json.loads(lines[-1]) if lines else {})
-    return {
+        reports = stop_workers(procs)
+        stop_workers(checkers)
+    out: IndexBuild = {
         "images": len(files),
         "workers": workers,
         "upload_s": uploaded - started,
-        "total_s": done - started,
-        "images_per_s": len(files) / (done - started),
+        "total_s": done,
+        "images_per_s": len(files) / done,
         "events_processed": sum(r.get("processed", 0) for r in reports),
         "events_failed": sum(r.get("failed", 0) for r in reports),
     }
+    if checkers:
+        out["checked_s"] = checked
+    return out
+
+
+def start_workers(mode: str, queue_url: str, n: int) -> list[subprocess.Popen[str]]:
+    """n worker processes `python -m bench.worker MODE QUEUE_URL` (ingest or copies), with this environment."""
+    command = [sys.executable, "-m", "bench.worker", mode, queue_url]
+    return [subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True) for _ in range(n)]
+
+
+def stop_workers(procs: list[subprocess.Popen[str]]) -> list[dict[str, Any]]:
+    """Terminate the workers; what each reported (its last line of output, JSON)."""
+    reports = []
+    for p in procs:
+        p.terminate()
+    for p in procs:
+        out, _ = p.communicate(timeout=60)
+        lines = out.strip().splitlines()
+        reports.append(json.loads(lines[-1]) if lines else {})
+    return reports
+
+
+def wait_until_empty(stack: LocalStack, queues: list[str], procs: list[Any], timeout: float) -> list[float]:
+    """Wait until each queue has held no message, visible or in flight, at three checks in a row 0.5 s apart;
+    returns, per queue, time.perf_counter() at the first of them. RuntimeError if a worker exits, TimeoutError after
+    timeout."""
+    sqs = stack.client("sqs")
+    deadline = time.monotonic() + timeout
+    runs, first = dict.fromkeys(queues, 0), dict.fromkeys(queues, 0.0)
+    names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+    while min(runs.values()) < 3:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the queues were not empty within {timeout:.0f} s")
+        if any(p.poll() is not None for p in procs):
+            raise RuntimeError("a worker exited early")
+        now = time.perf_counter()
+        for url in queues:
+            attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=names)["Attributes"]
+            runs[url] = 0 if sum(int(attrs[n]) for n in names) else runs[url] + 1
+            first[url] = now if runs[url] == 1 else first[url]
+        time.sleep(0.5)
+    return [first[url] for url in queues]
 
 
 def synthetic_id(i: int) -> str:

@@ -7,6 +7,9 @@
 `python -m bench.worker ingest QUEUE_URL`
     One "ingest Lambda container": the project's SqsWorker polling the stack's queue and calling the real ingest
     handler (functions/ingest/app.py), until terminated. Two of them play Lambda's concurrent invocations.
+`python -m bench.worker copies QUEUE_URL`
+    The same with the copies handler (functions/copies/app.py) on the stack's copies queue: the CopiesFunction.
+    Both print, when terminated, the messages processed and failed and the seconds spent in the handler.
 `python -m bench.worker search CASES.json OUT.json`
     Runs the quality queries of CASES.json through its own SearchService (the model of PICTRACE_MODEL_DIR on one
     ONNX Runtime thread, as two workers share the two cores; the index of PICTRACE_INDEX_PREFIX) and writes one
@@ -39,6 +42,20 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def ingest(queue_url: str) -> int:
     from bench.stack import ingest_handler
+
+    return _serve(queue_url, ingest_handler(), "IngestFunction")
+
+
+def copies(queue_url: str) -> int:
+    from infra.local import ROOT as INFRA_ROOT
+    from infra.local import load_handler
+
+    return _serve(queue_url, load_handler(INFRA_ROOT / "functions/copies/app.py"), "CopiesFunction")
+
+
+def _serve(queue_url: str, handler: Callable[..., Any], function_name: str) -> int:
+    """The project's SqsWorker calling the handler on the queue's batches until terminated; then prints what it
+    processed, failed and the seconds spent in the handler (what Lambda bills)."""
     from infra.local import LocalStack, SqsWorker
 
     stop = False
@@ -50,12 +67,21 @@ def ingest(queue_url: str) -> int:
     signal.signal(signal.SIGTERM, terminate)
     endpoint = os.environ["AWS_ENDPOINT_URL_S3"]
     stack = LocalStack(bucket=os.environ["PICTRACE_BUCKET"], port=int(endpoint.rsplit(":", 1)[1]))
-    stack.queue_url = queue_url
-    worker = SqsWorker(stack, ingest_handler())
+    spent = 0.0
+
+    def timed(event: dict[str, Any], context: Any) -> Any:
+        nonlocal spent
+        started = time.perf_counter()
+        try:
+            return handler(event, context)
+        finally:
+            spent += time.perf_counter() - started
+
+    worker = SqsWorker(stack, timed, queue_url=queue_url, function_name=function_name)
     with contextlib.redirect_stdout(io.StringIO()):  # the handler's EMF metrics (Powertools prints them)
         while not stop:
             worker.poll_once()
-    print(json.dumps({"processed": worker.processed, "failed": worker.failed}))
+    print(json.dumps({"processed": worker.processed, "failed": worker.failed, "handler_s": round(spent, 3)}))
     return 0
 
 
@@ -153,7 +179,13 @@ def moto(host: str, port: str) -> int:
 
 def main(argv: list[str]) -> int:
     sys.path.insert(0, str(ROOT))
-    commands: dict[str, Callable[..., int]] = {"ingest": ingest, "search": search, "index": index, "moto": moto}
+    commands: dict[str, Callable[..., int]] = {
+        "ingest": ingest,
+        "copies": copies,
+        "search": search,
+        "index": index,
+        "moto": moto,
+    }
     if not argv or argv[0] not in commands:
         raise SystemExit(__doc__)
     return commands[argv[0]](*argv[1:])

@@ -1,0 +1,249 @@
+"""Phase "duplicates" (issue 28): originals and their edits (bench.transforms) in one bucket of a local stack of its
+own, checked as the stack checks them (ingest -> copies queue -> copies handler); the links against the truth: two
+images are copies iff they come from one source (held-out originals, the negatives, go in only as their edits). Scored
+as `groups` (what GET /duplicates shows: one connected component holds both; the goals' figures) and as `links`, and
+per variant (the truth pairs with an image of it). Throughput: ingest without the check (no copies queue) and with
+it (a copies worker beside the two ingest workers; also until both queues are empty). Latency: a Copy Found event's
+arrival minus its pair's later upload. Rebuild: every id queued again unannounced, one copies worker alone, priced.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterable, Mapping
+from concurrent.futures import ProcessPoolExecutor
+from itertools import combinations
+from pathlib import Path
+from typing import Any, TypedDict
+from unittest import mock
+
+import cv2
+import numpy as np
+from pictrace.copies import CopyLinks, Pair, SqsCheckQueue, pair_of
+from pictrace.duplicates import copy_groups
+from pictrace.index.layout import Layout
+from pictrace.storage import Store, s3_client
+
+from bench.phases.data import entry_id
+from bench.stack import IndexBuild, start_stack, start_workers, stop_workers, upload_and_index, wait_until_empty
+from bench.transforms import VARIANTS, make_query
+
+#: the edits uploaded beside the originals: a spread over the families a collection's copies show
+VARIANT_NAMES = tuple(
+    "crop/30%|downscale/1/4|jpeg/q20|flip/horizontal|grayscale/luma|overlay/text+logo|border/white 12%|"
+    "combined/crop20+half+q40|screenshot/1280x800 window|colour/hue+90 sat x1.5".split("|")
+)
+LAMBDA_GB_S_USD = 0.0000166667  # Lambda x86 (us-east-1), per GB-second
+LAMBDA_REQUEST_USD = 0.20 / 1e6  # per invocation (one per batch of 10 images)
+SQS_USD_PER_IMAGE = 0.3 * 0.40 / 1e6  # SendMessageBatch, Lambda's ReceiveMessage, DeleteMessageBatch: 10 images each
+
+
+CopiesSize = tuple[int, int, tuple[str, ...]]  # indexed originals, held-out ones (edits only), the edits of each
+SIZES: dict[str, CopiesSize] = {"full": (30, 8, VARIANT_NAMES), "quick": (10, 3, VARIANT_NAMES[::2])}
+Upload = tuple[dict[str, Path], dict[str, str], dict[str, str]]  # each key's file, source and variant
+
+
+class PairScore(TypedDict):
+    """A relation against the truth: pairs in the truth, found of them, recorded in all, recall and precision."""
+
+    truth: int
+    found: int
+    recorded: int
+    recall: float
+    precision: float
+
+
+class EventLatency(TypedDict):
+    """Copy Found events: how many arrived, for how many pairs; seconds from the later upload to the arrival."""
+
+    events: int
+    pairs: int
+    p50_s: float
+    p95_s: float
+
+
+class RebuildCost(TypedDict):
+    """`pictrace duplicates --rebuild` of this index (images), and priced per 100,000 images."""
+
+    images: int
+    handler_ms_per_image: float
+    memory_mb: int  # the CopiesFunction's (template.yaml)
+    concurrency: int  # its queue's most concurrent invocations (template.yaml)
+    hours_per_100k: float
+    usd_per_100k: float  # Lambda's GB-seconds and invocations, SQS's requests (S3's left out)
+
+
+class DuplicatesResult(TypedDict):
+    """results.json's "duplicates"."""
+
+    sources: int
+    negatives: int
+    groups: PairScore
+    links: PairScore
+    recall_by_variant: dict[str, dict[str, float]]  # each variant uploaded, and "original" -> {"groups", "links"}
+    wrong_links: list[list[str]]  # the keys of each link between two sources (50 at most)
+    missed_pairs: list[list[str]]  # the keys of each truth pair no group holds (50 at most)
+    without_check: IndexBuild
+    with_check: IndexBuild
+    throughput_ratio: float  # ingest's images/s with the check running beside it (till the ingest queue is empty)
+    checked_ratio: float  # images/s until the copies queue was empty too, over ingest's without the check
+    latency: EventLatency
+    checks_dead_lettered: int
+    rebuild: RebuildCost
+
+
+def group_pairs(groups: Iterable[Iterable[str]]) -> set[Pair]:
+    """Every pair of two images (ids) in one group."""
+    return {pair_of(a, b) for g in groups for a, b in combinations(sorted(set(g)), 2)}
+
+
+def truth_pairs(source_of: Mapping[str, str]) -> set[Pair]:
+    """Every pair of two images (ids) of the same source."""
+    return {pair_of(a, b) for a, b in combinations(sorted(source_of), 2) if source_of[a] == source_of[b]}
+
+
+def score(found: set[Pair], truth: set[Pair]) -> PairScore:
+    """Recall and precision of a relation (precision 1.0 when it holds no pair)."""
+    hit, n = len(found & truth), len(found)
+    recall, precision = hit / len(truth) if truth else 1.0, hit / n if n else 1.0
+    return {"truth": len(truth), "found": hit, "recorded": n, "recall": recall, "precision": precision}
+
+
+def recall_by_variant(found: set[Pair], truth: set[Pair], variant_of: Mapping[str, str]) -> dict[str, float]:
+    """Per variant: of the truth pairs with an image of that variant, the share found."""
+    seen: dict[str, list[int]] = {}
+    for p in truth:
+        for v in {variant_of[p[0]], variant_of[p[1]]}:
+            seen.setdefault(v, [0, 0])[p in found] += 1
+    return {v: hit / (miss + hit) for v, (miss, hit) in sorted(seen.items())}
+
+
+def event_latency(events: list[tuple[float, dict[str, Any]]], put_at: Mapping[str, float]) -> EventLatency:
+    """events: (arrival time, the event's detail); put_at: each id's upload time. A pair's first event counts."""
+    first: dict[str, float] = {}
+    for arrived, detail in sorted(events, key=lambda e: e[0]):
+        first.setdefault(detail["pair"], arrived - max(put_at[detail["id"]], put_at[detail["copy_of"]]))
+    p50, p95 = (float(x) for x in np.percentile(list(first.values()) or [float("nan")], [50, 95]))
+    return {"events": len(events), "pairs": len(first), "p50_s": p50, "p95_s": p95}
+
+
+def rebuild_cost(images: int, handler_s: float, memory_mb: int, concurrency: int) -> RebuildCost:
+    """The rebuild's handler time per image priced per 100,000 images, and their time at most concurrency."""
+    per_image = handler_s / max(1, images)
+    usd_lambda = 100_000 * (per_image * memory_mb / 1024 * LAMBDA_GB_S_USD + LAMBDA_REQUEST_USD / 10)
+    usd_sqs = 100_000 * SQS_USD_PER_IMAGE
+    hours = 100_000 * per_image / concurrency / 3600
+    return RebuildCost(
+        images=images,
+        handler_ms_per_image=round(per_image * 1000, 2),
+        memory_mb=memory_mb,
+        concurrency=concurrency,
+        hours_per_100k=round(hours, 3),
+        usd_per_100k=round(usd_lambda + usd_sqs, 4),
+    )
+
+
+def copies_function_sizing() -> tuple[int, int]:
+    """The CopiesFunction's memory (MB) and its queue's most concurrent invocations, as template.yaml defaults them."""
+    from infra.invoke import load_template
+
+    t = load_template()
+    props = t["Resources"]["CopiesFunction"]["Properties"]
+    raw = (props["MemorySize"], props["Events"]["CopyChecks"]["Properties"]["ScalingConfig"]["MaximumConcurrency"])
+    memory_mb, most = (int(t["Parameters"][v["Ref"]]["Default"] if isinstance(v, dict) else v) for v in raw)
+    return memory_mb, most
+
+
+def _edits(args: tuple[str, str, tuple[str, ...]]) -> list[tuple[str, Path]]:
+    """Worker: the chosen edits of one original as JPEG files; (variant, file) each."""
+    path, out_dir, names = args
+    img = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_COLOR)
+    out = []
+    for v in (v for v in VARIANTS if v.name in names):
+        target = Path(out_dir) / f"{Path(path).stem}-{re.sub(r'[^A-Za-z0-9]+', '_', v.name)}.jpg"
+        target.write_bytes(make_query(img, Path(path).name, v))
+        out.append((v.name, target))
+    return out
+
+
+def make_upload(originals: list[Path], held_out: set[str], size: CopiesSize, out_dir: Path) -> Upload:
+    """The indexed originals (as they are) and, for them and the held-out ones, their edits, spread over the names:
+    each key's file, its source and its variant ("original" for an original)."""
+
+    def spread(items: list[Path], n: int) -> list[Path]:
+        return items[:: max(1, len(items) // max(1, n))][:n]
+
+    n_originals, n_negatives, variants = size
+    indexed = spread([p for p in originals if p.name not in held_out], n_originals)
+    sources = sorted([*indexed, *spread([p for p in originals if p.name in held_out], n_negatives)])
+    paths = {f"images/originals/{p.name}": p for p in indexed}
+    source, variant = {k: p.name for k, p in paths.items()}, dict.fromkeys(paths, "original")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with ProcessPoolExecutor(max_workers=2) as pool:
+        made = pool.map(_edits, [(str(p), str(out_dir), variants) for p in sources])
+        for p, edits in zip(sources, made, strict=True):
+            for name, file in edits:
+                key = f"images/edits/{file.name}"
+                paths[key], source[key], variant[key] = file, p.name, name
+    return paths, source, variant
+
+
+def duplicates(originals: list[Path], held_out: set[str], work: Path, size: CopiesSize) -> DuplicatesResult:
+    """The phase (the module's docstring), on two stacks of its own, one after the other."""
+    paths, source, variant = make_upload(originals, held_out, size, work / "copies")
+    files = {k: p.read_bytes() for k, p in paths.items()}
+    ids = {k: entry_id(body) for k, body in files.items()}
+    put_at: dict[str, float] = {}
+    with mock.patch.dict(os.environ):  # each start_stack points the environment at its stack
+        stack = start_stack(bucket="pictrace-copies-off")
+        try:
+            os.environ.pop("PICTRACE_COPIES_QUEUE_URL")  # ingest queues nothing: no check
+            without = upload_and_index(stack, files, workers=2)
+        finally:
+            stack.stop()
+        stack = start_stack(bucket="pictrace-copies")
+        s3_client.cache_clear()
+        try:
+            with_check = upload_and_index(stack, files, workers=2, copies_workers=1, put_at=put_at)
+            sqs, events = stack.client("sqs"), []
+            while got := sqs.receive_message(
+                QueueUrl=stack.events_url, MaxNumberOfMessages=10, AttributeNames=["SentTimestamp"]
+            ).get("Messages"):  # received ones stay invisible (30 s) until the loop ends
+                events += [(int(m["Attributes"]["SentTimestamp"]) / 1000, json.loads(m["Body"])["detail"]) for m in got]
+            dlq = sqs.get_queue_attributes(QueueUrl=stack.copies_dlq_url, AttributeNames=["All"])
+            layout = Layout(os.environ.get("PICTRACE_INDEX_PREFIX", "index/"))
+            links = CopyLinks(Store(stack.bucket, stack.client("s3")), layout).all()
+            SqsCheckQueue(stack.copies_url, sqs).enqueue(sorted(set(ids.values())), announce=False)  # the rebuild
+            procs = start_workers("copies", stack.copies_url, 1)
+            try:
+                wait_until_empty(stack, [stack.copies_url], procs, 1200.0)
+            finally:
+                report = stop_workers(procs)[0]
+            rebuild = rebuild_cost(report["processed"], report["handler_s"], *copies_function_sizing())
+        finally:
+            stack.stop()
+    s3_client.cache_clear()
+    source_of, variant_of = {ids[k]: s for k, s in source.items()}, {ids[k]: v for k, v in variant.items()}
+    truth, linked = truth_pairs(source_of), {pair_of(link.a, link.b) for link in links}
+    key_of = {i: k for k, i in ids.items()}
+    groups = copy_groups(links, set(), {i: (k,) for i, k in key_of.items()})
+    grouped = group_pairs([m.id for m in g.members] for g in groups)
+    by_group, by_link = recall_by_variant(grouped, truth, variant_of), recall_by_variant(linked, truth, variant_of)
+    return {
+        "sources": len(set(source_of.values())),
+        "negatives": len({s for s in source_of.values() if s in held_out}),
+        "groups": score(grouped, truth),
+        "links": score(linked, truth),
+        "recall_by_variant": {v: {"groups": by_group[v], "links": by_link[v]} for v in by_group},
+        "wrong_links": [sorted((key_of[a], key_of[b])) for a, b in sorted(linked - truth)][:50],
+        "missed_pairs": [sorted((key_of[a], key_of[b])) for a, b in sorted(truth - grouped)][:50],
+        "without_check": without,
+        "with_check": with_check,
+        "throughput_ratio": with_check["images_per_s"] / without["images_per_s"],
+        "checked_ratio": without["total_s"] / with_check.get("checked_s", float("nan")),
+        "latency": event_latency(events, {ids[k]: t for k, t in put_at.items()}),
+        "checks_dead_lettered": int(dlq["Attributes"]["ApproximateNumberOfMessages"]),
+        "rebuild": rebuild,
+    }
