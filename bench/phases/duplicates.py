@@ -208,9 +208,9 @@ def duplicates(originals: list[Path], held_out: set[str], work: Path, size: Copi
         try:
             with_check = upload_and_index(stack, files, workers=2, copies_workers=1, put_at=put_at)
             sqs, events = stack.client("sqs"), []
-            while got := sqs.receive_message(
-                QueueUrl=stack.events_url, MaxNumberOfMessages=10, AttributeNames=["SentTimestamp"]
-            ).get("Messages"):  # received ones stay invisible (30 s) until the loop ends
+            while got := sqs.receive_message(  # each received one stays invisible until the loop is long over
+                QueueUrl=stack.events_url, MaxNumberOfMessages=10, VisibilityTimeout=3600, AttributeNames=["All"]
+            ).get("Messages"):
                 events += [(int(m["Attributes"]["SentTimestamp"]) / 1000, json.loads(m["Body"])["detail"]) for m in got]
             dlq = sqs.get_queue_attributes(QueueUrl=stack.copies_dlq_url, AttributeNames=["All"])
             layout = Layout(os.environ.get("PICTRACE_INDEX_PREFIX", "index/"))
