@@ -9,14 +9,17 @@ name and the variant's name, so a run makes the same queries every time.
 from __future__ import annotations
 
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import cv2
 import numpy as np
 
 Image = np.ndarray
 Transform = Callable[[Image, np.random.Generator], Image]
+#: an edit that puts the original among other photos (Variant.others of them, never indexed ones)
+Composite = Callable[[Image, np.random.Generator, Sequence[Image]], Image]
 
 DEFAULT_QUALITY = 95
 OVERLAY_TEXT = "(c) PicTrace 2026"
@@ -28,8 +31,9 @@ class Variant:
 
     family: str
     param: str
-    apply: Transform
+    apply: Transform | Composite
     quality: int = DEFAULT_QUALITY
+    others: int = 0  # other photos the edit needs (apply is then a Composite)
 
     @property
     def name(self) -> str:
@@ -204,6 +208,85 @@ def colour_shift(img: Image, rng: np.random.Generator, hue_degrees: float, satur
     return np.clip(out, 0, 255).astype(np.uint8)
 
 
+def _fit(img: Image, width: int, height: int) -> Image:
+    return cv2.resize(img, (max(1, width), max(1, height)), interpolation=cv2.INTER_AREA)
+
+
+def _cover(img: Image, width: int, height: int) -> Image:
+    """img scaled to cover width x height, the middle cut out."""
+    s = max(width / img.shape[1], height / img.shape[0])
+    big = _fit(img, max(width, round(img.shape[1] * s)), max(height, round(img.shape[0] * s)))
+    y, x = (big.shape[0] - height) // 2, (big.shape[1] - width) // 2
+    return big[y : y + height, x : x + width]
+
+
+CANVAS = 1280  # the width of the canvases (4:3) the originals are placed in
+
+
+def inset(img: Image, rng: np.random.Generator, others: Sequence[Image], width: float) -> Image:
+    """The original, aspect kept, at `width` of the canvas's width (less if it would pass 90 % of the height),
+    at a random place inside another photo (others[0], cut to 1280 x 960)."""
+    out, (h, w) = _cover(others[0], CANVAS, CANVAS * 3 // 4), img.shape[:2]
+    iw = min(round(width * CANVAS), round(0.9 * out.shape[0] * w / h))
+    ih = max(1, round(iw * h / w))
+    y, x = int(rng.integers(0, out.shape[0] - ih + 1)), int(rng.integers(0, CANVAS - iw + 1))
+    out[y : y + ih, x : x + iw] = _fit(img, iw, ih)
+    return out
+
+
+def collage(img: Image, rng: np.random.Generator, others: Sequence[Image]) -> Image:
+    """A 2 x 2 collage of 640 x 480 tiles: the original (whole, aspect kept, on white) in a random tile, three
+    other photos (others, cut to fill) in the rest."""
+    tw, th, (h, w) = CANVAS // 2, CANVAS * 3 // 8, img.shape[:2]
+    fw, fh = round(w * min(tw / w, th / h)), round(h * min(tw / w, th / h))
+    tile = np.full((th, tw, 3), 255, np.uint8)
+    tile[(th - fh) // 2 : (th - fh) // 2 + fh, (tw - fw) // 2 : (tw - fw) // 2 + fw] = _fit(img, fw, fh)
+    tiles = [_cover(o, tw, th) for o in others[:3]]
+    tiles.insert(int(rng.integers(0, 4)), tile)
+    return np.vstack([np.hstack(tiles[:2]), np.hstack(tiles[2:])])
+
+
+def _text(out: Image, text: str, box: tuple[int, int, int, int], colour: tuple[int, int, int]) -> None:
+    """text drawn as large as fits in box (x, y, width, height), centred."""
+    font, size = cv2.FONT_HERSHEY_DUPLEX, cv2.getTextSize(text, cv2.FONT_HERSHEY_DUPLEX, 1.0, 2)[0]
+    scale = min(0.9 * box[2] / size[0], 0.6 * box[3] / size[1])
+    org = (box[0] + (box[2] - round(size[0] * scale)) // 2, box[1] + (box[3] + round(size[1] * scale)) // 2)
+    cv2.putText(out, text, org, font, scale, colour, max(1, round(2 * scale)), cv2.LINE_AA)
+
+
+def meme(img: Image, rng: np.random.Generator) -> Image:
+    """A meme: the original (1280 wide) with white caption bands of 20 % of its height above and below."""
+    photo = _fit(img, CANVAS, round(img.shape[0] * CANVAS / img.shape[1]))
+    band = round(0.2 * photo.shape[0])
+    out = cv2.copyMakeBorder(photo, band, band, 0, 0, cv2.BORDER_CONSTANT, value=(255, 255, 255))
+    _text(out, "WHEN THE BENCH RUNS", (0, 0, CANVAS, band), (0, 0, 0))
+    _text(out, f"AND FINDS COPY NO. {int(rng.integers(2, 99))}", (0, out.shape[0] - band, CANVAS, band), (0, 0, 0))
+    return out
+
+
+POST = (720, 1600)  # the social-post screenshot's canvas, width x height (a phone's)
+
+
+def social_post(img: Image, rng: np.random.Generator, share: float) -> Image:
+    """A phone screenshot of a social feed: an app bar, the post's author and text, the photo (aspect kept, at
+    most `share` of the canvas and 680 x 900 px), its action row and the next post's text."""
+    (w, h), (ih, iw) = POST, img.shape[:2]
+    out = np.full((h, w, 3), 255, np.uint8)
+    cv2.rectangle(out, (0, 0), (w, 110), (180, 110, 40), -1)
+    _text(out, "Feed", (0, 30, 200, 70), (255, 255, 255))
+    cv2.circle(out, (50, 170), 30, (120, 160, 200), -1, cv2.LINE_AA)
+    _text(out, f"user{int(rng.integers(10, 9999))} - 2 h", (90, 145, 320, 50), (40, 40, 40))
+    s = min(680 / iw, 900 / ih, (share * w * h / (iw * ih)) ** 0.5)
+    pw, ph = int(iw * s), int(ih * s)
+    out[350 : 350 + ph, (w - pw) // 2 : (w - pw) // 2 + pw] = _fit(img, pw, ph)
+    for i, label in enumerate(["Like", "Comment", "Share"]):
+        _text(out, label, (20 + 230 * i, 365 + ph, 200, 50), (90, 90, 90))
+    for top in range(220, h - 20, 40):  # text rows around the photo
+        if not 330 < top < 440 + ph:
+            cv2.rectangle(out, (20, top), (w - 20 - 160 * (top % 120 == 20), top + 20), (210, 210, 210), -1)
+    return out
+
+
 def chain(*steps: Transform) -> Transform:
     """Apply several edits in order (each draws from the same generator)."""
 
@@ -217,6 +300,10 @@ def chain(*steps: Transform) -> Transform:
 
 def _p(fn: Callable[..., Image], *args: float) -> Transform:
     return lambda img, rng: fn(img, rng, *args)
+
+
+def _c(fn: Callable[..., Image], *args: float) -> Composite:
+    return lambda img, rng, others: fn(img, rng, others, *args)
 
 
 VARIANTS: tuple[Variant, ...] = (
@@ -252,14 +339,31 @@ VARIANTS: tuple[Variant, ...] = (
     Variant("perspective", "corners in 8-16%", _p(perspective, 0.16)),
     Variant("screenshot", "1280x800 window", screenshot, quality=90),
     Variant("colour", "hue+90 sat x1.5", _p(colour_shift, 90, 1.5)),
+    # partial copies (issue 27): the original is a small part of the query
+    Variant("small crop", "10% kept", _p(crop, 0.90)),
+    Variant("small crop", "5% kept", _p(crop, 0.95)),
+    Variant("inset", "40% width", _c(inset, 0.40), others=1),
+    Variant("inset", "25% width", _c(inset, 0.25), others=1),
+    Variant("collage", "2x2", _c(collage), others=3),
+    Variant("meme", "caption bands", meme),
+    Variant("social post", "phone, photo <= 30%", _p(social_post, 0.30), quality=90),
 )
 
 FAMILIES: tuple[str, ...] = tuple(dict.fromkeys(v.family for v in VARIANTS))
 
 
-def make_query(img: Image, original: str, variant: Variant) -> bytes:
-    """The JPEG bytes of one transformed original."""
-    out = variant.apply(img, rng_for(original, variant.name))
+def pick_others(pool: Sequence[str], original: str, variant: Variant) -> list[str]:
+    """The variant.others photos (from pool: names of photos never indexed) its query of `original` puts around
+    it: a seeded choice, the original itself left out."""
+    names = sorted(set(pool) - {original})
+    picked = rng_for(original, f"{variant.name}#others").choice(len(names), variant.others, replace=False)
+    return [names[int(i)] for i in picked]
+
+
+def make_query(img: Image, original: str, variant: Variant, others: Sequence[Image] = ()) -> bytes:
+    """The JPEG bytes of one transformed original (others: the photos a Composite puts around it)."""
+    rng, composite = rng_for(original, variant.name), cast(Composite, variant.apply)
+    out = composite(img, rng, others) if variant.others else cast(Transform, variant.apply)(img, rng)
     ok, buf = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, variant.quality])
     if not ok:
         raise ValueError(f"could not encode {variant.name} of {original}")

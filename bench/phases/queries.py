@@ -12,7 +12,7 @@ import numpy as np
 
 from bench.profile import Profile
 from bench.searching import QueryCase
-from bench.transforms import VARIANTS, make_query
+from bench.transforms import VARIANTS, make_query, pick_others
 
 
 @dataclass(frozen=True)
@@ -47,13 +47,17 @@ def query_originals(profile: Profile, usable: list[Path], held_out: set[str]) ->
     return sorted(pos[:: max(1, len(pos) // max(1, n_pos))][:n_pos] + neg[:: max(1, len(neg) // max(1, n_neg))][:n_neg])
 
 
-def _queries_for(args: tuple[str, str, str]) -> list[tuple[str, int, str, int]]:
-    """Worker: every variant of one original, written as JPEG files. Returns (name, variant, path, bytes)."""
-    path, name, out_dir = args
-    img = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_COLOR)
-    out = []
+def _read(path: str | Path) -> np.ndarray:
+    return cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_COLOR)
+
+
+def _queries_for(args: tuple[str, str, str, dict[str, str]]) -> list[tuple[str, int, str, int]]:
+    """Worker: every variant of one original, written as JPEG files (pool: the photos, name -> path, that may
+    surround it). Returns (name, variant, path, bytes)."""
+    path, name, out_dir, pool = args
+    img, out = _read(path), []
     for v, variant in enumerate(VARIANTS):
-        data = make_query(img, name, variant)
+        data = make_query(img, name, variant, [_read(pool[n]) for n in pick_others(list(pool), name, variant)])
         target = Path(out_dir) / f"v{v:02d}" / f"{Path(name).stem}.jpg"
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(data)
@@ -63,10 +67,12 @@ def _queries_for(args: tuple[str, str, str]) -> list[tuple[str, int, str, int]]:
 
 def make_queries(originals: list[Path], ids: dict[str, str], out_dir: Path, held_out: set[str]) -> QuerySet:
     """All variants of the given originals, made two at a time (one process per core); those of the held-out
-    originals (names) are negative queries."""
+    originals (names) are negative queries. The photos around an original (insets, collages) are held-out
+    originals (found beside the originals' files), which no index holds."""
+    around = {n: str(d / n) for d in {p.parent for p in originals} for n in held_out if (d / n).is_file()}
     cases = []
     with ProcessPoolExecutor(max_workers=2) as pool:
-        for done in pool.map(_queries_for, [(str(p), p.name, str(out_dir)) for p in originals]):
+        for done in pool.map(_queries_for, [(str(p), p.name, str(out_dir), around) for p in originals]):
             cases += [QueryCase(name, ids[name], v, path, size, name not in held_out) for name, v, path, size in done]
     cases.sort(key=lambda c: (c.variant, c.original))
     summary = QueriesSummary(

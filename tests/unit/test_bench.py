@@ -117,6 +117,11 @@ def test_families_and_parameters_are_the_issues() -> None:
         "perspective",
         "screenshot",
         "colour",
+        "small crop",
+        "inset",
+        "collage",
+        "meme",
+        "social post",
     )
     params = {f: [v.param for v in transforms.VARIANTS if v.family == f] for f in transforms.FAMILIES}
     assert params["crop"] == ["10%", "30%", "50%", "75% (25% kept)"]
@@ -172,9 +177,10 @@ def test_brightness_contrast_and_overlay_change_pixels(photo: np.ndarray) -> Non
 
 
 def test_queries_are_deterministic_decodable_jpegs(photo: np.ndarray) -> None:
+    others = [photo[::-1], photo[:, ::-1], photo[::2]]
     for variant in transforms.VARIANTS:
-        a = transforms.make_query(photo, "astronaut.jpg", variant)
-        b = transforms.make_query(photo, "astronaut.jpg", variant)
+        a = transforms.make_query(photo, "astronaut.jpg", variant, others)
+        b = transforms.make_query(photo, "astronaut.jpg", variant, others)
         assert a == b, variant.name
         assert a[:3] == b"\xff\xd8\xff"
         assert cv2.imdecode(np.frombuffer(a, np.uint8), cv2.IMREAD_UNCHANGED) is not None
