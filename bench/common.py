@@ -83,8 +83,7 @@ def resident_file() -> int:
 
 
 def peak_rss() -> int:
-    """This process's peak resident set size so far: VmHWM, the high-water mark of its own memory (ru_maxrss starts
-    at the RSS of the parent it was forked from, so a child of a big process reads high)."""
+    """This process's peak resident set size so far: VmHWM (ru_maxrss starts at a forked parent's RSS)."""
     return _status("VmHWM") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
 
 
@@ -116,8 +115,7 @@ def malloc_trim() -> int:
 
 
 def drop_from_page_cache(folder: Path) -> bool:
-    """Write back and evict the files under folder from the page cache (the next read comes from the disk). False
-    where the OS has no posix_fadvise."""
+    """Evict the files under folder from the page cache (False where the OS has no posix_fadvise)."""
     if not hasattr(os, "posix_fadvise"):
         return False
     for dirpath, _dirs, files in os.walk(folder):

@@ -1,18 +1,8 @@
-"""`python -m bench.container FUNCTION PATH SPAWNED_AT ARG`: one cold start of a Lambda function (search or ingest)
-in this fresh process, on the bench's local stack (bench.phases.coldstart runs it and says what each PATH is: new,
-lambda, restore). ARG: the query image (search) or the key of a new image in the bucket (ingest). What the layers do
-not ship is hidden first (bench.layersonly), so the import is timed as Lambda's would be. Prints one JSON object, in ms
-from the moment the parent spawned this process (SPAWNED_AT, time.time()):
-
-    interpreter    until this module runs (Python start-up, site-packages)
-    import         the handler's module (functions/<function>/app.py), as Lambda's init phase imports it
-    acquire        new: the model's directory found or fetched (pictrace.modelfetch), with a fetch's own steps;
-                   lambda: those where the first request fetched it, or acquire_wait (its wait for the exec wrapper's
-                   prefetch) and prefetch_cpu (that process's CPU time)
-    model, index   new: the model loaded by the function's own service; search's whole index read into memory
-    first, second  the first request through the real handler (search: POST /search with the image; ingest: one SQS
-                   message announcing the new image); search: the same request again, warm
-    cpu            the process's CPU time until the first response, from its start (a restore: from the restore)
+"""`python -m bench.container FUNCTION PATH SPAWNED_AT ARG`: one cold start of the search or ingest function in this
+fresh process, on the bench's local stack, with what the layers do not ship hidden (bench.layersonly). PATH: new (init
+step by step), lambda (as Lambda runs it) or restore (SnapStart); ARG: the query image or a new image's key. Prints
+one JSON object of milliseconds from SPAWNED_AT (interpreter, import, acquire, model, index, first, second, cpu);
+docs/benchmarks.md says what each is.
 """
 
 from __future__ import annotations
@@ -131,8 +121,7 @@ def function_service(app: ModuleType, function: str) -> Any:
 
 
 def as_lambda_runs(function: str, arg: str) -> dict[str, Any]:
-    """A new container without SnapStart as Lambda runs it: the handler imported, then the first request (which
-    loads what it needs) and, search, a second."""
+    """A new container without SnapStart as Lambda runs it: the import, the first request and (search) a second."""
     out: dict[str, Any] = {}
     app = timed(out, "import_ms", lambda: load_app(function))
     out.update(requests(app, function, arg))
@@ -149,8 +138,7 @@ def as_lambda_runs(function: str, arg: str) -> dict[str, Any]:
 
 
 def children_cpu_s() -> float:
-    """CPU seconds of this process's children once they have ended: the exec wrapper's prefetch (the wrapper became
-    this process, so the prefetch it started is this process's child)."""
+    """CPU seconds of this process's ended children: the exec wrapper's prefetch (the wrapper became this process)."""
     import resource
 
     while True:
@@ -163,8 +151,7 @@ def children_cpu_s() -> float:
 
 
 def restored(function: str, arg: str) -> dict[str, Any]:
-    """SnapStart: init and the before-snapshot hooks (the snapshot), then the restore path: after-restore hooks and
-    the first request."""
+    """SnapStart: init and the before-snapshot hooks, then the restore path: after-restore hooks, first request."""
     from snapshot_restore_py import get_after_restore, get_before_snapshot
 
     out: dict[str, Any] = {}

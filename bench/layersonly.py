@@ -1,12 +1,7 @@
-"""The bench's fresh processes import as a Lambda function would: what the Lambda layers do not ship is hidden.
-
-The development virtualenv holds many distributions the layers leave out (layers/deps/constraints.txt pins every
-one they install). Some of them change what the handlers import when they are there: botocore takes awscrt,
-urllib3's pyOpenSSL support (pyOpenSSL, cryptography) and certifi when it finds them. bench.run puts the names of
-their modules in the environment (hidden_env); bench.container and bench.phases.memory call hide() before anything else,
-and importing one of them fails there as it does in Lambda. bench/lambda_site/sitecustomize.py calls it at the
-start-up of every Python the cold starts run (bench.phases.coldstart puts it on their PYTHONPATH), including those
-no bench code runs in (the exec wrapper's prefetch).
+"""The bench's fresh processes import as a Lambda function would: what the Lambda layers do not ship (the
+distributions layers/deps/constraints.txt does not pin, some of which change what botocore and urllib3 import) is
+hidden. bench.run puts their module names in the environment (hidden_env); bench.container and bench.phases.memory
+call hide() first, and bench/lambda_site/sitecustomize.py calls it in every Python the cold starts run.
 """
 
 from __future__ import annotations

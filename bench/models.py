@@ -1,11 +1,6 @@
-"""The models the bench runs side by side, each a model artifact in build/models/<slug> built by infra/build_model.py.
-
-- ``sscd``: Meta's SSCD with the preprocessing `make model` uses (pictrace.embedding.SSCD_PREPROCESS): the default,
-  the one the issue's goals are judged on; its index is the one the real ingest handler builds;
-- ``sscd-mobile``: the distilled student, same preprocessing;
-- ``random:0``: Keras' ResNet50 with seeded random weights, exported to ONNX (the old default, as a floor);
-- ``sscd/<other>``: SSCD with each other preprocessing (short edge 256 or 288 with the aspect kept, or a 320x320
-  square), for the comparison.
+"""The models the bench runs side by side, each built by infra/build_model.py in build/models/<slug>: ``sscd`` (the
+default, with `make model`'s preprocessing; the goals are judged on it), ``sscd-mobile`` (the distilled student),
+``random:0`` (Keras' ResNet50 with seeded random weights, as a floor) and ``sscd/<other>`` (each other preprocessing).
 """
 
 from __future__ import annotations

@@ -1,10 +1,6 @@
 """Queries (QueryCase: an edited original saved as a file) through the product's search, as the quality and latency
-phases and `bench.worker search` run them.
-
-A record (SearchRecord) is one query through SearchService.search: where the ranking put the original, the scores,
-the top hit and the stage timings; with a RankProbe as the service's backend, also the original's rank over the whole
-index by cosine and by gist, and every reranked candidate's signals (bench.metrics.HIT_FIELDS).
-"""
+phases and `bench.worker search` run them: one SearchRecord per query (where the original ranked, its scores, the top
+hit, the stage timings; with a RankProbe, its rank over the whole index and every candidate's signals)."""
 
 from __future__ import annotations
 
@@ -12,17 +8,15 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NotRequired, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 import numpy as np
 from pictrace.index.backend import MemoryBackend
+from pictrace.index.rows import Candidate
 
 from bench import metrics
 from bench.common import SHORTLIST
 from bench.transforms import VARIANTS
-
-if TYPE_CHECKING:
-    from pictrace.index.rows import Candidate
 
 
 @dataclass
@@ -89,8 +83,7 @@ LatencySummary = dict[str, Any]
 
 
 def ranked(case: QueryCase, ranking: list[str]) -> RankedRecord:
-    """A query's record: which original and variant, and where the ranking put the original (rank, AP); a
-    negative query (original not indexed) has rank None and AP 0."""
+    """Which original and variant, and where the ranking put the original (a negative: rank None, AP 0)."""
     relevant = {case.original_id} if case.positive else set()
     return {
         "original": case.original,
@@ -103,9 +96,8 @@ def ranked(case: QueryCase, ranking: list[str]) -> RankedRecord:
 
 
 class RankProbe(MemoryBackend):
-    """The in-memory shortlist backend (pass it to SearchService(backend=...)), which also records where the current
-    target id ranks over the whole index by centred embedding cosine and by gist (the shortlist's two halves), so
-    the bench can tell what a shortlist of any size would keep."""
+    """The in-memory shortlist backend, also recording where the target id ranks over the whole index by cosine and
+    by gist (what a shortlist of any size would keep)."""
 
     def __init__(self, inner: MemoryBackend) -> None:
         super().__init__(inner.index)
@@ -137,15 +129,8 @@ def hit_row(hit: Any, original_id: str | None) -> list[float]:
     """One reranked candidate as metrics.HIT_FIELDS (match: 1, 0, or -1 where the model has no calibration)."""
     s = hit.scores
     match = -1 if hit.match is None else int(hit.match)
-    return [
-        float(hit.id == original_id),
-        round(s.cosine, 5),
-        round(s.gist, 5),
-        round(s.ssim, 5),
-        float(s.inliers),
-        round(s.final, 6),
-        float(match),
-    ]
+    cosine, gist, ssim = (round(x, 5) for x in (s.cosine, s.gist, s.ssim))
+    return [float(hit.id == original_id), cosine, gist, ssim, float(s.inliers), round(s.final, 6), float(match)]
 
 
 def run_searches(
@@ -156,10 +141,8 @@ def run_searches(
     rank_probe: RankProbe | None = None,
     deployed: bool = False,
 ) -> list[SearchRecord]:
-    """Each query through SearchService.search (the code the API runs), top_k = shortlist = 50, or with deployed
-    the settings' own (what a client that names neither gets: the latency figures). cold: the feature cache (and the
-    signed links) emptied before each. rank_probe (the service's backend): also the original's rank over the whole
-    index by cosine and by gist, and every reranked candidate's signals (hits)."""
+    """Each query through SearchService.search, top_k = shortlist = 50 (deployed: the settings' own); cold: the
+    caches emptied before each; rank_probe: the whole-index ranks and every candidate's signals too."""
     from pictrace.search import SearchQuery
 
     records: list[SearchRecord] = []
@@ -208,9 +191,7 @@ def latency_summary(records: Sequence[SearchRecord]) -> LatencySummary:
 def latency_pass(
     service: Any, cases: Sequence[QueryCase], loop: asyncio.AbstractEventLoop, warm: bool = True
 ) -> tuple[list[SearchRecord], list[SearchRecord]]:
-    """Each query, as a client that names no top_k or shortlist sends it, with the feature cache emptied (cold),
-    then, with warm, again right away (its shortlist's entries cached, as in a container that has served similar
-    queries)."""
+    """Each query as a client naming no top_k or shortlist sends it, caches emptied (cold), then again (warm)."""
     cold_records: list[SearchRecord] = []
     warm_records: list[SearchRecord] = []
     for case in cases:

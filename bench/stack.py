@@ -1,9 +1,6 @@
-"""The bench's local stack and index helpers: the project's LocalStack (infra/local.py) with moto's server in a
-process of its own (S3 is elsewhere in production: its work must not take the bench's GIL while the search is
-timed); the index built through the real ingest handler; and PaddedIndex, the search's EmbeddingIndex over the real
-entries plus synthetic rows (random unit vectors, cosine ~0 with every real vector, as unrelated photos have under
-SSCD), how N = 10,000 and 100,000 are reached with 1,000 real images (a synthetic row that reaches a shortlist is
-fetched as a real entry's object, and counted).
+"""The bench's local stack (infra/local.py's, moto's server in a process of its own so that its work does not take the
+bench's GIL while the search is timed), the index built through the real ingest handler, and PaddedIndex: the search's
+EmbeddingIndex over the real entries plus synthetic rows, how N = 10,000 and 100,000 are reached with 1,000 images.
 """
 
 from __future__ import annotations
@@ -28,7 +25,7 @@ from pictrace.index.segments import SegmentedView, SegmentStore
 from pictrace.index.store import IndexStore
 from pictrace.storage import Store
 
-from infra.local import LocalStack, free_port, load_handler
+from infra.local import LocalStack, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 SYNTHETIC_ETAG = '"synthetic"'
@@ -90,11 +87,6 @@ def start_stack(bucket: str = "pictrace-bench") -> LocalStack:
     return stack
 
 
-def ingest_handler() -> Any:
-    """The real ingest Lambda handler (functions/ingest/app.py)."""
-    return load_handler(ROOT / "functions/ingest/app.py")
-
-
 class IndexBuild(TypedDict):
     """upload_and_index's result: results.json's "ingest_index"."""
 
@@ -116,11 +108,8 @@ def upload_and_index(
     copies_workers: int = 0,
     put_at: dict[str, float] | None = None,
 ) -> IndexBuild:
-    """Put every key's bytes into the bucket and let `workers` ingest processes (bench.worker ingest: the project's
-    SqsWorker calling the real ingest handler, like concurrent Lambda invocations) index them; return when the
-    queue has stayed empty for a second. copies_workers: that many copies processes (bench.worker copies, the
-    stack's CopiesFunction) run meanwhile, and it returns once the copies queue is empty too (checked_s); put_at gets
-    each key's upload time (time.time()). Returns timings and counts (the events the ingest workers processed)."""
+    """Upload the files and let `workers` ingest processes (bench.worker ingest) index them, and `copies_workers`
+    copies processes check them (then until that queue is empty too: checked_s); put_at gets each upload's time."""
     procs = start_workers("ingest", stack.queue_url, workers)
     checkers = start_workers("copies", stack.copies_url, copies_workers)
     s3 = stack.client("s3")
@@ -197,11 +186,8 @@ def synthetic_id(i: int) -> str:
 
 
 class PaddedRows:
-    """A RowSource (pictrace.index.rows): the rows of another source plus synthetic ones that exist only in memory,
-    random unit vectors for every named vector a real row holds (embedding, gist, ...). The synthetic rows arrive
-    as one block with its matrices, the way a compacted index's rows arrive from a segment (not one Python object
-    per row). Their version never changes, so a refresh loads them once. Each has one key of a realistic length,
-    `images/synthetic/<n>.jpg` (what a user's keys look like), not one spelling out its 64-hex id."""
+    """A RowSource: another source's rows plus synthetic ones in memory (random unit vectors for each named vector,
+    one block as a segment's rows arrive, a constant version, one realistic key `images/synthetic/<n>.jpg` each)."""
 
     def __init__(self, real: RowSource, synthetic: int, template: Entry, seed: int = 12345) -> None:
         self.real = real
@@ -251,9 +237,8 @@ class PaddedRows:
 
 
 class PaddedIndex(EmbeddingIndex):
-    """The search's EmbeddingIndex over the real index, read as the search reads it (SegmentedView: the segments and
-    the entries changed since, or every entry before the first compaction), plus `synthetic` rows (PaddedRows); its
-    candidates() also counts how many synthetic rows ever reach a shortlist."""
+    """The search's EmbeddingIndex over the real index, read as the search reads it, plus `synthetic` rows
+    (PaddedRows), counting the synthetic rows that reach a shortlist."""
 
     def __init__(
         self,

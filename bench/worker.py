@@ -1,24 +1,10 @@
-"""Worker processes of the bench, started with the environment of its local stack.
+"""Worker processes of the bench, started with the environment of its local stack:
 
-`python -m bench.worker moto HOST PORT`
-    moto's threaded S3+SQS server alone in this process (bench.stack.ProcessMotoServer), until terminated or until
-    the process that started it is gone: S3 is elsewhere in production, so its work must not take the bench's GIL.
-
-`python -m bench.worker ingest QUEUE_URL`
-    One "ingest Lambda container": the project's SqsWorker polling the stack's queue and calling the real ingest
-    handler (functions/ingest/app.py), until terminated. Two of them play Lambda's concurrent invocations.
-`python -m bench.worker copies QUEUE_URL`
-    The same with the copies handler (functions/copies/app.py) on the stack's copies queue: the CopiesFunction.
-    Both print, when terminated, the messages processed and failed and the seconds spent in the handler.
-`python -m bench.worker search CASES.json OUT.json`
-    Runs the quality queries of CASES.json through its own SearchService (the model of PICTRACE_MODEL_DIR on one
-    ONNX Runtime thread, as two workers share the two cores; the index of PICTRACE_INDEX_PREFIX) and writes one
-    record per query. Timings from here are not reported: the latency passes run alone, in the main process.
-`python -m bench.worker index KEYS.json MODELS.json`
-    Writes the index entries of the bench's side models for the image keys of KEYS.json: each image read from
-    the bucket, decoded, border-trimmed and described (rerank features) once, then embedded by each model of
-    MODELS.json ([model_dir, index_prefix] pairs) and written with IndexStore.create_or_add_key under that
-    model's prefix: the ingest's own functions, without decoding each image once per model.
+moto HOST PORT               moto's server alone in this process (bench.stack.ProcessMotoServer)
+ingest|copies QUEUE_URL      the project's SqsWorker calling the real ingest (or copies) handler until terminated,
+                             then printing the messages processed and failed and the seconds in the handler
+search CASES.json OUT.json   the quality queries through a SearchService of its own (one ONNX thread)
+index KEYS.json MODELS.json  the side models' index entries, each image decoded and described once
 """
 
 from __future__ import annotations
@@ -34,30 +20,19 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def ingest(queue_url: str) -> int:
-    from bench.stack import ingest_handler
+def serve(function: str, queue_url: str) -> int:
+    """The project's SqsWorker calling functions/<function>/app.py's handler until terminated; prints processed,
+    failed and the seconds in the handler."""
+    from infra.local import LocalStack, SqsWorker, load_handler
 
-    return _serve(queue_url, ingest_handler(), "IngestFunction")
-
-
-def copies(queue_url: str) -> int:
-    from infra.local import ROOT as INFRA_ROOT
-    from infra.local import load_handler
-
-    return _serve(queue_url, load_handler(INFRA_ROOT / "functions/copies/app.py"), "CopiesFunction")
-
-
-def _serve(queue_url: str, handler: Callable[..., Any], function_name: str) -> int:
-    """The project's SqsWorker calling the handler on the queue's batches until terminated; then prints what it
-    processed, failed and the seconds spent in the handler (what Lambda bills)."""
-    from infra.local import LocalStack, SqsWorker
-
+    handler, function_name = load_handler(ROOT / f"functions/{function}/app.py"), f"{function.capitalize()}Function"
     stop = False
 
     def terminate(signum: int, frame: Any) -> None:
@@ -121,8 +96,7 @@ def search(cases_path: str, out_path: str) -> int:
 
 
 def index(keys_path: str, models_path: str) -> int:
-    """Index the keys for each side model: one pass of the image pipeline (pictrace.pipeline.prepare: decode, trim,
-    features and the first model's embedding), then the other models' embeddings of the same content."""
+    """Index the keys for each side model: one pass of the image pipeline, then each model's embedding."""
     from pictrace.embedding import OnnxEmbedder
     from pictrace.index.layout import Entry, now_iso
     from pictrace.index.store import IndexStore
@@ -138,22 +112,16 @@ def index(keys_path: str, models_path: str) -> int:
     ]
     for embedder, index_store in models:
         index_store.check_model(embedder, claim=True)
-    written = 0
     if not models:
-        print(json.dumps({"written": written}))
+        print(json.dumps({"written": 0}))
         return 0
-    first = models[0][0]
+    written, first = 0, models[0][0]
     for key in json.loads(Path(keys_path).read_text()):
         body = store.get(key).body
         prepared = prepare(body, lambda: first, max_bytes=settings.max_bytes, max_pixels=settings.max_pixels)
         for embedder, index_store in models:
-            meta = {
-                **prepared.described(),
-                "created": now_iso(),
-                "weights": embedder.weights,
-                "preprocess": embedder.preprocess,
-                "content_box": prepared.content_box(),
-            }
+            meta = {**prepared.described(), "created": now_iso(), "content_box": prepared.content_box()}
+            meta.update(weights=embedder.weights, preprocess=embedder.preprocess)
             embedding = prepared.embedding if embedder is first else embedder.embed([prepared.content])[0]
             entry = Entry(hashlib.sha256(body).hexdigest(), (key,), embedding, prepared.features, meta)
             index_store.create_or_add_key(entry, key)
@@ -179,13 +147,8 @@ def moto(host: str, port: str) -> int:
 
 def main(argv: list[str]) -> int:
     sys.path.insert(0, str(ROOT))
-    commands: dict[str, Callable[..., int]] = {
-        "ingest": ingest,
-        "copies": copies,
-        "search": search,
-        "index": index,
-        "moto": moto,
-    }
+    commands: dict[str, Callable[..., int]] = {"search": search, "index": index, "moto": moto}
+    commands.update(ingest=partial(serve, "ingest"), copies=partial(serve, "copies"))
     if not argv or argv[0] not in commands:
         raise SystemExit(__doc__)
     return commands[argv[0]](*argv[1:])
