@@ -20,6 +20,7 @@ from bench.phases.backends import BackendParity
 from bench.phases.capacity import Capacity
 from bench.phases.coldstart import ColdStarts
 from bench.phases.data import DataSummary
+from bench.phases.duplicates import DuplicatesResult
 from bench.phases.embed_speed import EmbedSpeed
 from bench.phases.gist import GistVerdict
 from bench.phases.large_ingest import LargeIngest, NoLargeImages
@@ -88,6 +89,7 @@ class Results:
     coldstart_compacted: ColdStarts | None = None
     capacity: Capacity | None = None
     backends: BackendParity | None = None
+    duplicates: DuplicatesResult | None = None  # issue 28: copies within the collection
     errors: dict[str, str] = field(default_factory=dict)  # phase -> what it raised
     phases_s: dict[str, float] = field(default_factory=dict)
     phases_cpu_s: dict[str, dict[str, float]] = field(default_factory=dict)

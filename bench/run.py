@@ -27,6 +27,7 @@ from bench import models, results
 from bench.common import ROOT
 from bench.layersonly import hidden_env
 from bench.phases.data import Dataset, choose_data
+from bench.phases.duplicates import SIZES, duplicates
 from bench.phases.embed_speed import embed_speed
 from bench.phases.gist import gist_verdict
 from bench.phases.latency import indexed_latency, padded_latency
@@ -207,6 +208,9 @@ def run(r: Results, clock: Clock, work: Path) -> None:
         dim = run_on_stack(r, configs, data, stack, clock, work)
     finally:
         stack.stop()
+    n, neg, variants = SIZES[profile.name]
+    clock.phase(f"duplicates: {n} originals + {neg} held out, {len(variants)} edits each, in one bucket (own stacks)")
+    r.duplicates = guarded(r, "duplicates", duplicates, data.originals, data.held_out, work, SIZES[profile.name])
     ns = " and ".join(f"{n:,}" for n in profile.capacity_n)
     clock.phase(f"capacity: segmented index load and scan at N = {ns}, synthetic vectors (fresh processes)")
     r.capacity = guarded(r, "capacity", capacity, list(profile.capacity_n), work, dim)

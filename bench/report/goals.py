@@ -230,6 +230,45 @@ def data_goal(r: Results, fusion: Fusion) -> Goal | None:
     return _goal("data: ≥ 50 real originals, ≥ 500 real distractors", measured, originals >= 50 and chosen >= 500, why)
 
 
+COPIES_GOALS = {
+    "recall": "copies in the collection: pair recall ≥ 0.98 (negatives' edits included)",
+    "precision": "copies in the collection: pair precision ≥ 0.99",
+    "throughput": "ingest throughput with the copy check ≥ 0.8× without it",
+    "latency": "upload to Copy Found event (one copies worker)",
+    "rebuild": "duplicates --rebuild per 100,000 images",
+}
+
+
+def copies_goal(r: Results, fusion: Fusion, part: str) -> Goal | None:
+    """Issue 28, copies within the collection: one of its goals (part), judged on the duplicates phase."""
+    goal = COPIES_GOALS[part]
+    if not (d := r.duplicates):  # "not measured" where the phase failed; left out where it did not run
+        return _goal(goal, f"not measured ({r.errors['duplicates']})", None) if "duplicates" in r.errors else None
+    g, links, wrong, lat, b = d["groups"], d["links"], d["wrong_links"], d["latency"], d["rebuild"]
+    met, why = None, ""
+    if part == "recall":
+        low, met = sorted(d["recall_by_variant"].items(), key=lambda kv: kv[1]["groups"])[:3], g["recall"] >= 0.98
+        measured = f"{g['recall']:.3f} ({g['found']} of {g['truth']} pairs); direct links {links['recall']:.3f}"
+        why = "lowest (groups / links): " + ", ".join(f"{v} {s['groups']:.2f} / {s['links']:.2f}" for v, s in low)
+    elif part == "precision":
+        met = g["precision"] >= 0.99
+        measured = f"{g['precision']:.3f} ({g['recorded']} pairs in groups); direct links {links['precision']:.3f}"
+        shown = "; ".join(" ~ ".join(k.rsplit("/", 1)[-1] for k in pair) for pair in wrong[:3])
+        why = f"{links['recorded'] - links['found']} links between different sources, e.g. {shown}" if wrong else ""
+    elif part == "throughput":
+        met = d["throughput_ratio"] >= 0.8
+        off, on = d["without_check"]["images_per_s"], d["with_check"]["images_per_s"]
+        measured = f"{d['throughput_ratio']:.2f}× ({on:.1f} vs {off:.1f} images/s); until every check is done "
+        measured += f"{d['checked_ratio']:.2f}×"
+        why = "one copies worker shares the bench's two cores with the two ingest workers"
+    elif part == "latency":
+        measured = f"p50 {lat['p50_s']:.1f} s, p95 {lat['p95_s']:.1f} s ({lat['pairs']} pairs, {lat['events']} events)"
+    else:
+        measured = f"{b['handler_ms_per_image']:.0f} ms/image at N = {b['images']}: {b['hours_per_100k']:.2f} h and "
+        measured += f"${b['usd_per_100k']:.2f} per 100,000 ({b['memory_mb']} MB, {b['concurrency']} at once)"
+    return _goal(goal, measured, met, "" if met is not False else why)
+
+
 GOALS: tuple[Callable[[Results, Fusion], Goal | None], ...] = (
     partial(_recall_goal, least=0.99, goal="{}: recall@1 ≥ 0.99 in every family", of="met", lost=_never_shortlisted),
     micro_ap_goal,
@@ -245,6 +284,7 @@ GOALS: tuple[Callable[[Results, Fusion], Goal | None], ...] = (
     memory_goal_segments,
     partial(_recall_goal, least=0.97, goal="final recall@1 ≥ 0.97 in every family", of="families met", lost=_outranked),
     data_goal,
+    *(partial(copies_goal, part=p) for p in COPIES_GOALS),
 )
 
 

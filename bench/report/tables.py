@@ -253,3 +253,13 @@ def capacity_table(c: Capacity) -> str:
         rows.append([f"{run['n']:,}", run["dtype"], run["segments"], *mb(run, "segment_bytes"), *scans, *memory])
     headers = "N|stored as|segments|segment MB|GETs at cold load|cold load s|scan p50 ms|masked scan ms|matrices MB"
     return table(f"{headers}|RSS growth MB|peak RSS MB", rows, "rl" + "r" * 9)
+
+
+def duplicates_table(r: Results) -> str:
+    """The copies phase's pair recall per variant, as groups (GET /duplicates) and as direct links; its totals."""
+    assert r.duplicates is not None
+    d = r.duplicates
+    rows: list[list[Any]] = [[v, s["groups"], s["links"]] for v, s in d["recall_by_variant"].items()]
+    for what in ("recall", "precision"):
+        rows.append([f"**all pairs: {what}**", d["groups"][what], d["links"][what]])
+    return table("variant (pair recall)|groups|direct links", rows)

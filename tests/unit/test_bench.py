@@ -487,3 +487,41 @@ def test_the_machine_line_names_the_cpus_int8_instructions(tmp_path: Path, flags
     cpuinfo.write_text(f"processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: {flags}\n\nprocessor\t: 1\n")
     assert cpu_model(cpuinfo) == expected
     assert cpu_model(tmp_path / "missing") == "unknown"
+
+
+def _duplicates() -> dict[str, Any]:
+    pair = {"truth": 180, "found": 170, "recorded": 720, "recall": 0.944, "precision": 0.236}
+    build = {"images": 75, "total_s": 30.0, "images_per_s": 2.5, "workers": 2}
+    rebuild = {"images": 75, "handler_ms_per_image": 122.0, "memory_mb": 2048, "concurrency": 5}
+    return {
+        "sources": 13,
+        "negatives": 3,
+        "groups": pair,
+        "links": {**pair, "found": 161, "recorded": 178, "precision": 0.904},
+        "recall_by_variant": {"crop/30%": {"groups": 0.97, "links": 0.94}, "original": {"groups": 0.96, "links": 0.9}},
+        "wrong_links": [["images/edits/a-screenshot.jpg", "images/edits/b-screenshot.jpg"]],
+        "missed_pairs": [],
+        "without_check": build,
+        "with_check": {**build, "images_per_s": 1.75},
+        "throughput_ratio": 0.7,
+        "checked_ratio": 0.5,
+        "latency": {"events": 170, "pairs": 161, "p50_s": 10.2, "p95_s": 13.2},
+        "checks_dead_lettered": 0,
+        "rebuild": {**rebuild, "hours_per_100k": 0.68, "usd_per_100k": 0.42},
+    }
+
+
+def test_the_copies_phase_renders_with_its_goals_and_as_not_measured_when_it_failed() -> None:
+    """Issue 28: the duplicates phase's table and goals; a run whose phase failed says "not measured"."""
+    import dataclasses
+
+    r = dataclasses.replace(_run_with_sections(), duplicates=_duplicates())
+    text = page.render_tables(r)
+    assert "### Copies within the collection" in text and "| crop/30%" in text and "| **all pairs: precision**" in text
+    assert "0.944 (170 of 180 pairs); direct links 0.944" in text and "17 links between different sources" in text
+    assert "0.70× (1.8 vs 2.5 images/s)" in text and "p50 10.2 s, p95 13.2 s" in text and "$0.42 per 100,000" in text
+    assert "### Copies" not in page.render_tables(_run_with_sections())
+    failed = dataclasses.replace(_run_with_sections(), errors={"duplicates": "RuntimeError: boom"})
+    assert text.count("copies in the collection") == 2
+    assert page.render_tables(failed).count("not measured (RuntimeError: boom)") == 5
+    assert "**Copies within the collection**" in (Path(page.__file__).parent / "templates/benchmarks.md.j2").read_text()
