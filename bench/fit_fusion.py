@@ -1,25 +1,7 @@
-"""`python -m bench.fit_fusion` (`make fit-fusion`): per model, fit the final score's fusion weights, the logistic
-curve from the final score to P(copy) and the copy threshold on half of the bench's queries, report them on the
-other half, and write layers/pictrace/pictrace/calibration.json (the format pictrace.verdict reads), one row per model
-(weights and preprocessing) with the centre its recorded cosines were centred on (the model's calibration's, or for a
-model without one the bench index's mean, which becomes its reference from then on).
-
-Input: the signals a bench run recorded (build/bench/signals-full.json, else signals-quick.json; `--signals`):
-every query through SearchService.search, positives (edited copies of indexed originals) and negatives (edited
-copies of originals held out of the index), and for each its reranked shortlist's signals (cosine, gist, ssim,
-RANSAC inliers) as bench.metrics.HIT_FIELDS. Without such a file, `make bench-quick` is run first.
-
-Split: by original (sorted by name): even positions fit, odd positions report, so no original's edits are on
-both sides; each side has positives and negatives.
-
-1. Weights: a grid over gist, ssim and geometry relative to cosine (the final score is a weighted mean, so only
-   ratios matter; cosine 0 is tried too), the rerank replayed on the recorded signals (bench.metrics.replay:
-   geometry for the candidates rerank.to_verify picks; inliers are known for those the recorded run verified).
-   Chosen by the lowest family recall@1 on the fitting half, then µAP (DISC2021: every query's top 10 pooled).
-2. a, b: logistic regression of "is the original" on the final score over the fitting half's pooled top-10.
-3. threshold: the lowest final score at which >= 99 % of the fitting half's top-10 predictions at or above it are
-   originals (the most recall that precision allows); precision and recall there go into calibration.json.
-"""
+"""`python -m bench.fit_fusion` (`make fit-fusion`): per model, fit the fusion weights (a grid, the rerank replayed on
+a bench run's recorded signals), the logistic curve to P(copy) and the 99 %-precision threshold on half of the
+queries (split by original), report them on the other half, and write calibration.json (pictrace.verdict's format)
+and bench/fusion.json. docs/scoring.md describes the fit."""
 
 from __future__ import annotations
 
@@ -96,40 +78,20 @@ def verdict_at(records: list[dict[str, Any]], threshold: float) -> dict[str, flo
 def fit_model(label: str, records: list[dict[str, Any]], verify: int) -> dict[str, Any]:
     """Everything fitted for one model, and how it does on the other half."""
     fit, held = split(records)
-    best: tuple[tuple[float, float], Weights, dict[str, Any]] | None = None
-    for w in grid():
-        result = evaluate(fit, w, verify)
-        key = (round(result["min_recall@1"], 6), round(result["micro_ap"], 6))
-        if best is None or key > best[0]:
-            best = (key, w, result)
-    assert best is not None
-    _key, weights, on_fit = best
-    fit_ranked = metrics.replayed(fit, weights, verify)
-    held_ranked = metrics.replayed(held, weights, verify)
+    scored = [(evaluate(fit, w, verify), w) for w in grid()]
+    on_fit, weights = max(scored, key=lambda rw: (round(rw[0]["min_recall@1"], 6), round(rw[0]["micro_ap"], 6)))
+    fit_ranked, held_ranked = metrics.replayed(fit, weights, verify), metrics.replayed(held, weights, verify)
     pooled = metrics.predictions(fit_ranked)
-    x = np.array([s for s, _c in pooled])
-    y = np.array([float(c) for _s, c in pooled])
-    a, b = fit_logistic(x, y)
+    a, b = fit_logistic(np.array([s for s, _c in pooled]), np.array([float(c) for _s, c in pooled]))
     threshold = metrics.threshold_for_precision(pooled, PRECISION)
-    if not math.isfinite(threshold):
-        threshold = 1.01  # nothing reaches the precision: nothing is called a copy
-    on_fit_verdict = verdict_at(fit_ranked, threshold)
-    on_held_verdict = verdict_at(held_ranked, threshold)
-    on_held = evaluate(held, weights, verify)
+    threshold = threshold if math.isfinite(threshold) else 1.01  # nothing reaches the precision: no copy called
     counts = {
-        "fit": {"positive": sum(r["positive"] for r in fit), "negative": sum(not r["positive"] for r in fit)},
-        "report": {"positive": sum(r["positive"] for r in held), "negative": sum(not r["positive"] for r in held)},
+        side: {"positive": sum(r["positive"] for r in rs), "negative": sum(not r["positive"] for r in rs)}
+        for side, rs in (("fit", fit), ("report", held))
     }
-    return {
-        "label": label,
-        "weights": weights.__dict__,
-        "a": a,
-        "b": b,
-        "threshold": threshold,
-        "queries": counts,
-        "fit": {**on_fit, "verdict": on_fit_verdict},
-        "report": {**on_held, "verdict": on_held_verdict},
-    }
+    on_held = {**evaluate(held, weights, verify), "verdict": verdict_at(held_ranked, threshold)}
+    fitted = {"label": label, "weights": weights.__dict__, "a": a, "b": b, "threshold": threshold, "queries": counts}
+    return {**fitted, "fit": {**on_fit, "verdict": verdict_at(fit_ranked, threshold)}, "report": on_held}
 
 
 def signals_file(explicit: str | None) -> Path:
@@ -157,34 +119,23 @@ def main(argv: list[str] | None = None) -> int:
     report: dict[str, Any] = {"signals": str(path.relative_to(ROOT)), "commit": data.get("commit"), "models": {}}
     for label, records in data["models"].items():
         scoring = data["scorings"][label]  # the model's calibration name and the centre its cosines were centred on
-        fitted = fit_model(label, records, verify)
-        report["models"][label] = fitted
-        held = fitted["report"]
-        n_fit = fitted["queries"]["fit"]
+        report["models"][label] = fitted = fit_model(label, records, verify)
+        on_fit, held, (n_fit, n_held) = fitted["fit"]["verdict"], fitted["report"], fitted["queries"].values()
+        figures = f"precision {held['verdict']['precision']:.3f}, recall {held['verdict']['recall']:.3f}, µAP "
+        figures += f"{held['micro_ap']:.3f}, min family recall@1 {held['min_recall@1']:.3f}"
         calibration[scoring["model"]] = {
             "centre": [round(float(x), 6) for x in scoring["centre"]],
             "fusion": fitted["weights"],
-            "a": round(fitted["a"], 4),
-            "b": round(fitted["b"], 4),
-            "threshold": round(fitted["threshold"], 5),
-            "precision": round(fitted["fit"]["verdict"]["precision"], 4),
-            "recall": round(fitted["fit"]["verdict"]["recall"], 4),
-            "fitted": (
-                f"make fit-fusion {now} on the {data['profile']} bench of commit {data.get('commit')} "
-                f"({scoring['model'].partition('/')[2]} preprocessing): fitted on {n_fit['positive']} edited copies "
-                f"+ {n_fit['negative']} negatives; on the other half ({held['verdict']['called']} called, "
-                f"{fitted['queries']['report']['positive']} + {fitted['queries']['report']['negative']} queries) "
-                f"precision {held['verdict']['precision']:.3f}, recall {held['verdict']['recall']:.3f}, "
-                f"µAP {held['micro_ap']:.3f}, min family recall@1 {held['min_recall@1']:.3f}"
-            ),
+            **{k: round(fitted[k], n) for k, n in (("a", 4), ("b", 4), ("threshold", 5))},
+            **{k: round(on_fit[k], 4) for k in ("precision", "recall")},
+            "fitted": f"make fit-fusion {now} on the {data['profile']} bench of commit {data.get('commit')} "
+            f"({scoring['model'].partition('/')[2]} preprocessing): fitted on {n_fit['positive']} edited copies + "
+            f"{n_fit['negative']} negatives; on the other half ({held['verdict']['called']} called, "
+            f"{n_held['positive']} + {n_held['negative']} queries) {figures}",
         }
-        print(f"{label}: weights {fitted['weights']}, a {fitted['a']:.2f}, b {fitted['b']:.2f}")
-        print(
-            f"    threshold {fitted['threshold']:.4f}: fit precision {fitted['fit']['verdict']['precision']:.3f} "
-            f"recall {fitted['fit']['verdict']['recall']:.3f}; report precision {held['verdict']['precision']:.3f} "
-            f"recall {held['verdict']['recall']:.3f}; report µAP {held['micro_ap']:.3f}, "
-            f"min family R@1 {held['min_recall@1']:.3f}"
-        )
+        print(f"{label}: weights {fitted['weights']}, a {fitted['a']:.2f}, b {fitted['b']:.2f}, threshold ", end="")
+        print(f"{fitted['threshold']:.4f}: fit precision {on_fit['precision']:.3f} recall {on_fit['recall']:.3f}")
+        print(f"    on the other half {figures}")
     Path(args.out).write_text(json.dumps(calibration, indent=1, ensure_ascii=False) + "\n")
     REPORT.write_text(json.dumps(report, indent=1, ensure_ascii=False) + "\n")
     print(f"wrote {args.out} and {REPORT}")

@@ -1,18 +1,5 @@
-"""Retrieval metrics, latency statistics and one model's quality from its search records (pure functions, tested in
-tests/unit/test_bench.py).
-
-A query has a set of relevant ids (the entry of the original it was made from) and a ranking (ids, best first) that
-may stop early: the search returns its reranked shortlist, so an original that did not survive the cosine stage is
-absent. rank: 1-based position of the first relevant id (None when absent); recall@k: the share of queries with
-rank <= k; AP: the mean over the relevant ids of precision@(its position), missing ones counting 0 (1/rank with one
-relevant id); mAP: the mean AP.
-
-A search record (bench.searching.SearchRecord) is one query through SearchService.search (top_k = shortlist = 50):
-``positive`` (its original is indexed) or not (held out), ``family``/``variant``, ``rank``/``ap`` of the original in
-the final ranking, ``cos_rank``/``gist_rank`` (its rank over the whole index by centred embedding cosine and by gist:
-what decides whether a shortlist of any size keeps it), and ``hits``: every reranked candidate, best first, as
-HIT_FIELDS. `replay` re-ranks them offline under other fusion weights (the gist question, `make fit-fusion`).
-"""
+"""Retrieval metrics (rank, AP, recall@k, DISC2021's µAP and P@R), latency statistics, one model's quality from its
+search records (bench.searching.SearchRecord) and their replay under other fusion weights (docs/benchmarks.md)."""
 
 from __future__ import annotations
 
@@ -41,7 +28,7 @@ def first_rank(ranking: Sequence[str], relevant: Collection[str]) -> int | None:
 
 
 def average_precision(ranking: Sequence[str], relevant: Collection[str]) -> float:
-    """AP of one ranking: the mean of precision@i over the positions i of the relevant ids (missing ones count 0)."""
+    """AP of one ranking (missing relevant ids count 0)."""
     if not relevant:
         raise ValueError("a query needs at least one relevant id")
     hits, total, seen = 0, 0.0, set()
@@ -80,19 +67,14 @@ def percentile(values: Iterable[float], p: float) -> float:
 
 def summarise(ranks: Sequence[int | None], aps: Sequence[float], ks: Sequence[int] = KS) -> dict[str, float]:
     """recall@k for each k, mAP and the query count of one group of queries."""
-    out: dict[str, float] = {f"recall@{k}": recall_at(ranks, k) for k in ks}
-    out["mAP"] = mean(aps)
-    out["queries"] = len(ranks)
-    return out
+    return {**{f"recall@{k}": recall_at(ranks, k) for k in ks}, "mAP": mean(aps), "queries": len(ranks)}
 
 
 # --- copy detection with negative queries (DISC2021) -------------------------------------------------------------
 
 
 def micro_ap(predictions: Sequence[tuple[float, bool]], positives: int) -> float:
-    """µAP as DISC2021 defines it: every query's predictions (score, correct) pooled into one list, sorted by score
-    (best first, ties in order), and the average precision of that one ranking over `positives` (the queries that
-    have a true original; negative queries' predictions are all wrong)."""
+    """DISC2021's µAP: every query's (score, correct) pooled, sorted by score, one AP over `positives`."""
     if positives <= 0:
         return math.nan
     hits, total = 0, 0.0
@@ -104,8 +86,7 @@ def micro_ap(predictions: Sequence[tuple[float, bool]], positives: int) -> float
 
 
 def precision_at_recall(predictions: Sequence[tuple[float, bool]], positives: int, recall: float) -> float:
-    """The best precision of the pooled ranking at any cut whose recall is at least `recall` (0 if none reaches
-    it): DISC2021's P@R."""
+    """DISC2021's P@R: the best precision of the pooled ranking at any cut with at least `recall` (else 0)."""
     if positives <= 0:
         return math.nan
     hits, best = 0, 0.0
@@ -118,22 +99,14 @@ def precision_at_recall(predictions: Sequence[tuple[float, bool]], positives: in
 
 
 def verdict_quality(called: Sequence[tuple[bool, bool]], positives: int) -> dict[str, float]:
-    """Precision and recall of a copy verdict over predictions (called a copy, correct): precision = correct ones
-    among those called a copy; recall = correct ones called a copy / positives (one true original per positive)."""
+    """Precision and recall of a copy verdict over (called a copy, correct) predictions (one original a positive)."""
     calls = [correct for is_copy, correct in called if is_copy]
-    true = sum(calls)
-    return {
-        "precision": true / len(calls) if calls else math.nan,
-        "recall": true / positives if positives else math.nan,
-        "called": len(calls),
-        "true": true,
-    }
+    true, recall = sum(calls), sum(calls) / positives if positives else math.nan
+    return {"precision": true / len(calls) if calls else math.nan, "recall": recall, "called": len(calls), "true": true}
 
 
 def threshold_for_precision(predictions: Sequence[tuple[float, bool]], precision: float) -> float:
-    """The lowest score threshold at which the predictions scoring at least it have at least `precision` correct
-    (the most recall that precision allows); halfway to the next lower score, so a score equal to a kept one passes.
-    +inf when no threshold reaches the precision."""
+    """The lowest threshold keeping `precision` (halfway to the next lower score; +inf when none reaches it)."""
     ranked = sorted(predictions, key=lambda p: -p[0])
     best_index, hits = -1, 0
     for i, (_score, correct) in enumerate(ranked):
@@ -152,9 +125,7 @@ def threshold_for_precision(predictions: Sequence[tuple[float, bool]], precision
 
 @dataclass(frozen=True)
 class Quality:
-    """One model's quality pass (results.json's models[label].quality): recall and mAP per family, per variant and
-    overall (positives; with shortlist@k and shortlisted), µAP and P@R0.9 (negatives included), the verdict's
-    precision and recall (None: no calibration), shortlist recall per size (product / cosine alone)."""
+    """One model's quality pass (results.json's models[label].quality; verdict None: no calibration)."""
 
     families: dict[str, dict[str, float]]
     variants: dict[str, dict[str, float]]
@@ -174,8 +145,7 @@ class Quality:
 
 
 def in_shortlist(record: Mapping[str, Any], size: int, gist_half: bool = True) -> bool:
-    """Whether a shortlist of `size` keeps the original: the product's (top ceil(size/2) by cosine ∪ by gist), or
-    with gist_half False the top `size` by cosine alone."""
+    """Whether a shortlist of `size` keeps the original: top size/2 by cosine ∪ by gist, or by cosine alone."""
     cos, gis = record.get("cos_rank"), record.get("gist_rank")
     if not gist_half:
         return cos is not None and cos <= size
@@ -184,8 +154,7 @@ def in_shortlist(record: Mapping[str, Any], size: int, gist_half: bool = True) -
 
 
 def _share(flags: Iterable[bool]) -> float:
-    values = list(flags)
-    return sum(values) / len(values) if values else math.nan
+    return mean(map(float, flags))
 
 
 def _group(records: Sequence[Mapping[str, Any]]) -> dict[str, float]:
@@ -233,25 +202,22 @@ def quality(records: Sequence[Mapping[str, Any]], families: Sequence[str], varia
 
 
 def replay(hits: np.ndarray, weights: Weights, verify: int) -> np.ndarray:
-    """The final scores the rerank would give these candidates (rows of HIT_FIELDS) under other weights: the quick
-    score, geometry for the candidates rerank.to_verify picks. Only the inliers the recorded run measured are known
-    (the candidates it verified); a candidate these weights would verify but the run did not counts 0."""
+    """The rerank's final scores of these candidates (rows of HIT_FIELDS) under other weights (unknown inliers: 0)."""
     if len(hits) == 0:
         return np.zeros(0)
     cos, gis, ssim, inliers = hits[:, 1], hits[:, 2], hits[:, 3], hits[:, 4]
     total = weights.cosine + weights.gist + weights.ssim + weights.geometry
-    quick = (weights.cosine * np.clip(cos, 0, None) + weights.gist * np.clip(gis, 0, None) + weights.ssim * ssim) / (
-        total
-    )
+    quick = (
+        weights.cosine * np.clip(cos, 0, None) + weights.gist * np.clip(gis, 0, None) + weights.ssim * ssim
+    ) / total
     geo = np.zeros(len(hits))
     checked = sorted(to_verify(cos, gis if weights.gist > 0 else None, quick, verify))
     geo[checked] = np.minimum(1.0, inliers[checked] / GEO_INLIERS)
-    result: np.ndarray = quick + weights.geometry * geo / total
-    return result
+    return np.asarray(quick + weights.geometry * geo / total)
 
 
 def replayed(records: Sequence[Mapping[str, Any]], weights: Weights, verify: int) -> list[dict[str, Any]]:
-    """The records re-ranked under other weights: hits re-sorted by the replayed final score, rank recomputed."""
+    """The records re-ranked under other weights (hits re-sorted, rank recomputed)."""
     out = []
     for r in records:
         hits = np.asarray(r["hits"], dtype=np.float64).reshape(-1, len(HIT_FIELDS))
@@ -269,8 +235,6 @@ def replayed(records: Sequence[Mapping[str, Any]], weights: Weights, verify: int
 def recall_and_micro_ap(records: Sequence[Mapping[str, Any]]) -> tuple[dict[str, float], float]:
     """recall@1 per family (positives) and µAP (all) of records."""
     positives = [r for r in records if r["positive"]]
-    fams: dict[str, list[bool]] = {}
-    for r in positives:
-        fams.setdefault(r["family"], []).append(r["rank"] == 1)
-    recall = {f: sum(v) / len(v) for f, v in fams.items()}
+    families = dict.fromkeys(r["family"] for r in positives)
+    recall = {f: _share(r["rank"] == 1 for r in positives if r["family"] == f) for f in families}
     return recall, micro_ap(predictions(records), len(positives))

@@ -1,12 +1,6 @@
-"""`python -m bench.run [--quick]`: PicTrace's retrieval quality and speed on real images, in one run (issue 4).
-`make bench` / `make bench-quick` run it after their set-up.
-
-Prints the tables, writes bench/results.json, bench/recall_by_family.png and bench/latency_by_stage.png, and
-(full runs only) docs/benchmarks.md. What is measured, and how, is described in docs/benchmarks.md.
-
-The runner: the environment, the order of the phases (bench.phases, each returning a typed result), their timing,
-the results (bench.results, written before anything is rendered) and the rendering (bench.report).
-"""
+"""`python -m bench.run [--quick | --from-results JSON]` (`make bench`, `make bench-quick`): every phase in order
+(bench.phases), timed; bench/results.json written first, then the tables, the plots and (full runs only)
+docs/benchmarks.md rendered from it (bench.report). docs/benchmarks.md says what is measured and how."""
 
 from __future__ import annotations
 
@@ -52,8 +46,7 @@ ENVIRONMENT = {
 
 
 def cpu_seconds() -> dict[str, float]:
-    """CPU time (user + system) so far of this process (and its finished children) and of the moto server; the
-    machine's busy time, and its steal (a virtual machine's cores given by the hypervisor to other guests), apart."""
+    """CPU seconds so far: this process, its finished children, moto's server, the machine's busy time and steal."""
     import psutil
 
     from bench.stack import ProcessMotoServer
@@ -73,7 +66,7 @@ def cpu_seconds() -> dict[str, float]:
 
 
 class Clock:
-    """Phase timer and progress printer; also the CPU time each phase took in the bench and in moto's server."""
+    """Phase timer and progress printer, with each phase's CPU time (cpu_seconds)."""
 
     def __init__(self) -> None:
         self.started = time.perf_counter()
@@ -96,10 +89,8 @@ class Clock:
 
 
 def load_summary(clock: Clock, started_load: tuple[float, float, float]) -> Load:
-    """How much CPU other processes on this machine took while the bench ran (they share its two cores), and how
-    much the hypervisor gave to other guests (steal). Phase by phase: a child's CPU time is counted when it ends (the
-    moto server's, already counted phase by phase, again when the stack stops), so over the whole run our count can
-    exceed the machine's and hide the others'."""
+    """Other processes' CPU time while the bench ran and the steal, phase by phase (a child's is counted when it
+    ends, so over the whole run ours could exceed the machine's and hide the others')."""
     ours = others = steal = 0.0
     for cpu in clock.cpu.values():
         phase_ours = sum(v for k, v in cpu.items() if k not in ("machine", "steal"))
@@ -170,7 +161,7 @@ def report(r: Results, out_dir: Path, docs: Path | None) -> int:
 
 
 def guarded(r: Results, errors_key: str, fn: Callable[..., Any], *args: Any) -> Any:
-    """fn(*args), or None with the failure under r.errors[errors_key]: one phase failing must not cost the others."""
+    """fn(*args), or None with the failure in r.errors[errors_key] (one phase failing must not cost the others)."""
     try:
         return fn(*args)
     except Exception as exc:  # noqa: BLE001 - recorded, and the run goes on
@@ -225,8 +216,7 @@ def run(r: Results, clock: Clock, work: Path) -> None:
 def run_on_stack(
     r: Results, configs: list[models.ModelConfig], data: Dataset, stack: Any, clock: Clock, work: Path
 ) -> int:
-    """The phases that need the local stack: index, queries, quality, speed, cold starts, large ingest. Returns the
-    default model's embedding width."""
+    """The phases on the local stack; returns the default model's embedding width."""
     from pictrace.embedding import OnnxEmbedder
     from pictrace.search import SearchService
     from pictrace.settings import Settings
@@ -294,8 +284,7 @@ def run_on_stack(
 def quality_passes(
     r: Results, configs: list[models.ModelConfig], cases: list[QueryCase], clock: Clock, work: Path
 ) -> list[SearchRecord]:
-    """Every model's quality pass over the queries: its summary, its records without their candidates (in r), and
-    the candidates in the signals file `make fit-fusion` fits on. Returns the default model's records."""
+    """Every model's quality pass (r; the candidates in `make fit-fusion`'s signals file); the default's records."""
     signals: dict[str, list[SearchRecord]] = {}
     scorings: dict[str, dict[str, Any]] = {}
     for config in configs:
@@ -305,11 +294,8 @@ def quality_passes(
         scorings[config.label] = {"model": passed.model, "centre": passed.centre}
         r.models[config.label].quality = q = passed.summary
         r.quality_records[config.label] = passed.without_hits()
-        worst = q.lowest_family
-        print(
-            f"    R@1 {q.overall['recall@1']:.3f} (lowest {worst[0]} {worst[1]['recall@1']:.3f}), µAP {q.micro_ap:.3f}"
-        )
-        sys.stdout.flush()
+        (low, s), r1 = q.lowest_family, q.overall["recall@1"]
+        print(f"    R@1 {r1:.3f} (lowest {low} {s['recall@1']:.3f}), µAP {q.micro_ap:.3f}", flush=True)
     configs_by_label = {c.label: {**asdict(c), "slug": c.slug} for c in configs}
     commit = r.machine.commit if r.machine else "?"
     r.signals_file = str(write_signals(signals, r.profile.name, commit, configs_by_label, scorings).relative_to(ROOT))
@@ -317,15 +303,9 @@ def quality_passes(
 
 
 def padded_latencies(
-    r: Results,
-    configs: list[models.ModelConfig],
-    cases: list[QueryCase],
-    loop: asyncio.AbstractEventLoop,
-    clock: Clock,
-    n: int,
+    r: Results, configs: list[models.ModelConfig], cases: list[QueryCase], loop: Any, clock: Clock, n: int
 ) -> None:
-    """The latency queries at N = scan_n (n real entries + synthetic rows) for each model: every model's figures go
-    to its own results, the default model's also join r.latency."""
+    """Each model's latency queries at N = scan_n (n real entries + synthetic rows); the default's join r.latency."""
     for config in configs:
         side_cases = cases if config.default else cases[:: r.profile.side_latency_every]
         how = "cold then warm" if config.default else "cold"

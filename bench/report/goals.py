@@ -1,6 +1,5 @@
-"""The goals of issues 4, 12, 14 and 29, judged on a run's results: what each targets, what was measured, met or
-not (None: not applicable) and, when not, where the time (or memory) goes. Quality goals are judged on the default
-model. A goal the run did not measure is left out."""
+"""The goals of issues 4, 12, 14, 28 and 29 judged on a run's results (quality on the default model): target,
+measured, met (None: not applicable) and where it costs most; a goal the run did not measure is left out."""
 
 from __future__ import annotations
 
@@ -16,8 +15,6 @@ Fusion = dict[str, Any]  # the latest `make fit-fusion` report (bench/fusion.jso
 
 
 class Goal(TypedDict):
-    """One goal: its target, what was measured, met or not (None: not applicable), and when not, where it costs."""
-
     goal: str
     measured: str
     met: bool | None
@@ -56,8 +53,7 @@ def micro_ap_goal(r: Results, fusion: Fusion) -> Goal | None:
 
 
 def verdict_goal(r: Results, fusion: Fusion) -> Goal | None:
-    """The default model's copy verdict: precision ≥ 0.99 at recall ≥ 0.95 (issue 12; with the latest fit's other
-    half when the run's calibration missed it)."""
+    """The default model's copy verdict: precision ≥ 0.99 at recall ≥ 0.95 (issue 12; with the latest fit's)."""
     if not (q := r.quality):
         return None
     goal = f"{r.default_label}: verdict precision ≥ 0.99 at recall ≥ 0.95"
@@ -85,9 +81,8 @@ def latency_goal(r: Results, fusion: Fusion, key: str, limit: float, goal: str) 
 
 
 def new_container_parts(v: dict[str, Any]) -> dict[str, float]:
-    """Where a new container's time to its first response went ("lambda": the init steps are in the first request;
-    a model it fetched there, or waited for, is taken out of the part that waited, search's embed or ingest's whole
-    request, and shown apart as the acquisition)."""
+    """Where a new container's time to its first response went (a model fetched or waited for in the first
+    request is taken out of the part that waited and shown as the acquisition)."""
     stages = v.get("first_stages", {})
     first = {f"first request: {s}": t for s, t in stages.items() if s in STAGES}
     first["first request: other"] = max(0.0, v["first_ms"] - stages.get("total", 0.0))
@@ -106,9 +101,7 @@ def new_container_parts(v: dict[str, Any]) -> dict[str, float]:
 
 
 def coldstart_goal(r: Results, fusion: Fusion) -> Goal | None:
-    """A new container without SnapStart answers its first request ≤ 1.5 s after it starts, model acquisition
-    included (search and ingest, the model attached and fetched): per function and model the run as Lambda runs it
-    ("lambda") where the bench ran that variant, else the steps' sum ("new"); .pyc imports."""
+    """New container to first response ≤ 1.5 s per function and model: as Lambda runs it, else the steps' sum."""
     chosen: dict[tuple[str, str], dict[str, Any]] = {}
     for v in r.coldstart_variants.values():
         if v["path"] in ("new", "lambda") and v["imports"] == "pyc":
@@ -147,9 +140,7 @@ def restore_goal(r: Results, fusion: Fusion) -> Goal | None:
 
 
 def ingest_goal(r: Results, fusion: Fusion) -> Goal | None:
-    """Ingest CPU per image ≤ 1.2× the sum of its stages run one after another in the same run (read, hash, reduced
-    decode, features, model, write): what overlap and overhead can still win. It replaces "≥ 0.8× the bare model",
-    which no ingest can reach: decoding a 16.8 MP JPEG, even reduced, costs more than the model (issue 29)."""
+    """Ingest CPU per image ≤ 1.2× its stages run one after another (issue 29, replacing ≥ 0.8× the bare model)."""
     if not (ing := r.ingest_large):
         return None
     ratio, cpu, goal = ing.cpu_over_stages, ing.cpu_ms, "ingest CPU per image ≤ 1.2× its stages run one after another"
@@ -157,8 +148,6 @@ def ingest_goal(r: Results, fusion: Fusion) -> Goal | None:
     measured += f"{ms(sum(ing.stages_mean_ms.values()))} ms; throughput {ing.ratio:.2f}× the bare model's)"
     if ratio <= 1.2:
         return _goal(f"{goal} (≥ 12 MP JPEGs)", measured, True)
-    # where an image's time beyond the model's goes: the other stages (timed one after another) on the cores the
-    # model would use, and the batches' stages as they ran (overlapping)
     apart = {k: v for k, v in ing.stages_mean_ms.items() if k != "embed"}
     why = f"per image {ms(ing.ingest_mean_ms)} ms vs the model's {ms(1000 / ing.model_per_s)} ms alone; CPU per image "
     why += f"{ms(cpu['ingest'])} ms vs the model's {ms(cpu['model'])} ms alone; besides the model, timed one after "
@@ -193,9 +182,7 @@ def _memory_goal(n: int, how: str, growth: int, raw: int, held: dict[str, int], 
 
 
 def memory_goal(r: Results, fusion: Fusion) -> Goal | None:
-    """The index's resident memory ≤ 1.1× its raw vector bytes at N = 10,000 (issue 4; the memory phase), judged on
-    the compacted index (how a deployed index is held once the scheduled compaction has run), the figure before the
-    compaction beside it."""
+    """Index memory ≤ 1.1× its raw vector bytes at N = 10,000 (issue 4), compacted, the figure before beside it."""
     compacted, entries = r.memory_compacted, r.memory
     if not (mem := compacted or entries):
         return None
@@ -209,8 +196,7 @@ def memory_goal(r: Results, fusion: Fusion) -> Goal | None:
 
 
 def memory_goal_segments(r: Results, fusion: Fusion) -> Goal | None:
-    """The same at the capacity phase's smallest N (100,000 in make bench): a fresh process loading the segments;
-    the worse of the float32 and float16 segments."""
+    """The same at the capacity phase's smallest N, the worse of its float32 and float16 segments."""
     if not (runs := [run for run in (r.capacity["runs"] if r.capacity else []) if "held" in run]):
         return None
     n = min(run["n"] for run in runs)
@@ -289,8 +275,7 @@ GOALS: tuple[Callable[[Results, Fusion], Goal | None], ...] = (
 
 
 def goals(r: Results, fusion: Fusion | None = None) -> list[Goal]:
-    """Every goal the run measured; a quick run's goals at a given N say it measured a smaller N. fusion: the latest
-    fit, whose other half the verdict goal cites when it is not met."""
+    """Every goal the run measured (fusion: the latest fit, cited by the verdict goal)."""
     out = []
     for judge in GOALS:
         if (g := judge(r, fusion or {})) is not None:
@@ -301,7 +286,6 @@ def goals(r: Results, fusion: Fusion | None = None) -> list[Goal]:
 
 
 def goals_table(goals: list[Goal]) -> str:
-    """The goals as a table: goal, measured, status, where it costs most."""
     status = {None: "n/a", True: "met", False: "NOT MET"}
     rows = [[g["goal"], g["measured"], status[g["met"]], g["why"]] for g in goals]
     return table("goal|measured|status|where it costs most", rows, "llll")
