@@ -1,8 +1,6 @@
-"""Phase "backends": Keras (TensorFlow) against ONNX Runtime, in a fresh process (`python -m bench.phases.backends
-MODEL_DIR IMAGE...`), for a Keras-exported artifact only (random:<seed>, imagenet, a weights file: SSCD has no Keras
-reference). Both embed the same decoded images one at a time (what ingest and search do); the Keras model is built
-with the weights the ONNX artifact records. ms per image: the median over the images, after one warm-up each; and
-the cosine between the two backends' embeddings of each image.
+"""Phase "backends": Keras (TensorFlow) against ONNX Runtime on the same decoded images, one at a time, in a fresh
+process (`python -m bench.phases.backends MODEL_DIR IMAGE...`), for a Keras-exported artifact only: median ms per
+image after a warm-up, and the cosine between the two backends' embeddings.
 """
 
 from __future__ import annotations
@@ -18,9 +16,7 @@ from typing import Any, TypedDict
 from bench.common import child_json
 
 
-class BackendParity(TypedDict):
-    """The child's output: results.json's "backends"."""
-
+class BackendParity(TypedDict):  # the child's output: results.json's "backends"
     images: int
     weights: str
     onnx_ms: float
@@ -33,8 +29,7 @@ class BackendParity(TypedDict):
 
 def backend_parity(model_dir: Path, images: list[Path]) -> BackendParity:
     """ms per image of both and the cosine between their embeddings, on the images."""
-    result: BackendParity = child_json(["bench.phases.backends", str(model_dir), *[str(p) for p in images]])
-    return result
+    return child_json(["bench.phases.backends", str(model_dir), *[str(p) for p in images]])
 
 
 def measure(model_dir: str, paths: list[str]) -> BackendParity:

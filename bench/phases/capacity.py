@@ -1,18 +1,6 @@
-"""Phase "capacity": the segmented index on synthetic vectors (issue 7), its load-and-scan path at N images (in
-`make bench`, and alone: `make capacity`, bench.alone).
-
-For each N, segments of SEGMENT_ROWS rows are written to local files (removed at the end) with Segment.to_bytes,
-once as float32 and once as float16 from the same vectors, each beside a manifest as the compactor writes it; every
-row holds an "embedding" (unit, dim wide) and a "gist" (256-d, zero-mean, unit), and one key,
-images/<k % 100>/<k>.jpg, so a folder mask can be measured. Each (N, dtype) is measured in a fresh process
-(`python -m bench.phases.capacity ROOT QUERIES BUDGET`), its files dropped from the page cache first: resident
-memory before the load, after it and a gc.collect(), and the peak; what the index and its view hold (footprint());
-the cold load through SegmentedView + EmbeddingIndex.refresh (the search's code) and its GETs; the scan
-(EmbeddingIndex.candidates), p50 over a few queries, and one masked to images/7/. Each result carries a digest of the
-pictrace modules it ran. float16 against float32: the same queries (noisy copies of stored rows, rounded through
-float16) for both; the parent compares the ids each returned. Memory guard: the child's address space is capped at
-what the machine has available (less a reserve), so an index that does not fit fails with a MemoryError rather than
-waking the OOM killer; the parent also kills a child when available memory falls below the reserve.
+"""Phase "capacity": the segmented index's cold load and scan on synthetic vectors at N images, float32 against
+float16, each (N, dtype) in a fresh process (`python -m bench.phases.capacity ROOT QUERIES BUDGET`) with its files
+dropped from the page cache and its address space capped at the memory available (`make capacity` runs it alone).
 """
 
 from __future__ import annotations
@@ -52,20 +40,17 @@ CHILD_TIMEOUT_S = 3600.0
 
 
 def queries_for(n: int) -> int:
-    """Queries per measurement: enough for a p50, few enough to keep `make bench` affordable at 1,000,000."""
+    """Queries per measurement: enough for a p50, affordable at 1,000,000."""
     return 15 if n <= 100_000 else 7
 
 
-# --- synthetic data ------------------------------------------------------------------------------------------------
-
-
 def image_id(k: int) -> str:
-    """The id of synthetic image k (64 hex digits, like the SHA-256 ids of real entries; sorted like k)."""
+    """Synthetic image k's id: 64 hex digits like real ones, sorted like k."""
     return f"{k:064x}"
 
 
 def image_key(k: int) -> str:
-    """The one key of synthetic image k: 100 folders."""
+    """Synthetic image k's one key: 100 folders (for the masked scan)."""
     return f"images/{k % 100}/{k}.jpg"
 
 
@@ -78,7 +63,7 @@ def unit_rows(m: np.ndarray, centre: bool = False) -> np.ndarray:
 
 
 def segment_vectors(segment: int, rows: int, dim: int) -> tuple[np.ndarray, np.ndarray]:
-    """The embeddings (rows, dim) and gists (rows, 256) of one segment: a function of its number and size only."""
+    """One segment's embeddings (rows, dim) and gists (rows, 256): a function of its number and size only."""
     rng = np.random.default_rng([SEED, segment])
     embedding = unit_rows(rng.standard_normal((rows, dim), dtype=np.float32))
     gists = unit_rows(rng.standard_normal((rows, GIST_DIM), dtype=np.float32), centre=True)
@@ -91,8 +76,7 @@ def through_float16(v: np.ndarray) -> np.ndarray:
 
 
 def generate(folder: Path, n: int, dim: int, queries: int) -> dict[str, Any]:
-    """Write N synthetic rows as segments + manifest, once per dtype (folder/<dtype>/index/...), and the queries
-    (folder/queries.npz). Returns per dtype: segments, bytes; and the generation time."""
+    """N synthetic rows as segments + manifest per dtype (folder/<dtype>/index/...) and the queries (queries.npz)."""
     from pictrace.index.layout import Layout, now_iso
     from pictrace.index.segments import MANIFEST_VERSION, Segment, manifest_entry
 
@@ -124,8 +108,7 @@ def generate(folder: Path, n: int, dim: int, queries: int) -> dict[str, Any]:
         manifest = {"version": MANIFEST_VERSION, "generation": 1, "updated": now_iso(), "dtype": dtype}
         body = json.dumps({**manifest, "segments": listed[dtype], "retired": []}, indent=1).encode()
         stores[dtype].put(layout.manifest_key, body, if_none_match=True)
-    # the queries: each a noisy copy of a stored row; its first gist turn a noisy copy of the row's gist, the
-    # other seven turns unrelated (a query matches a stored gist in one of its turns)
+    # each query a noisy copy of a stored row: its first gist turn the row's gist, noisy; the other seven unrelated
     q_embedding = unit_rows(q_embedding + QUERY_NOISE * rng.standard_normal(q_embedding.shape, dtype=np.float32))
     q_gists[:, 0] += QUERY_NOISE * rng.standard_normal(q_gists[:, 0].shape, dtype=np.float32)
     q_gists[:, 1:] = rng.standard_normal(q_gists[:, 1:].shape, dtype=np.float32)
@@ -139,11 +122,8 @@ def generate(folder: Path, n: int, dim: int, queries: int) -> dict[str, Any]:
     }
 
 
-# --- one measurement (the child process) ---------------------------------------------------------------------------
-
-
 def measure(root: Path, queries_path: Path) -> dict[str, Any]:
-    """Load the index stored under root cold, as the search does, and scan it; see the module docstring."""
+    """The child: load the index under root cold (SegmentedView + EmbeddingIndex.refresh) and scan it."""
     import pictrace.index.memory
     import pictrace.index.rows
     import pictrace.index.segments
@@ -218,14 +198,10 @@ def measure(root: Path, queries_path: Path) -> dict[str, Any]:
     }
 
 
-# --- the parent ----------------------------------------------------------------------------------------------------
-
-
 def run_child(
     root: Path, queries_path: Path, uncache: Path | None = None, timeout: float = CHILD_TIMEOUT_S
 ) -> dict[str, Any]:
-    """measure() in a fresh process, the files under uncache (default: root) dropped from the page cache first;
-    kills it if the machine runs short of memory. Raises with its stderr tail."""
+    """measure() in a fresh process, uncache (default: root) evicted first; killed when memory runs short."""
     dropped = common.drop_from_page_cache(uncache or root)
     budget = max(0, common.available() - RESERVE)
     cmd = [sys.executable, "-m", "bench.phases.capacity", str(root), str(queries_path), str(budget)]
@@ -260,9 +236,7 @@ def overlap(a: list[str], b: list[str]) -> float:
     return len(set(a) & set(b)) / max(len(a), len(b)) if (a or b) else 1.0
 
 
-class Capacity(TypedDict):
-    """The phase's result: results.json's "capacity" (build/capacity.json for `make capacity`)."""
-
+class Capacity(TypedDict):  # results.json's "capacity" (build/capacity.json for `make capacity`)
     commit: str
     pictrace_uncommitted: list[str]
     segment_rows: int
@@ -278,8 +252,7 @@ class Capacity(TypedDict):
 def capacity(
     ns: list[int], work: Path | None = None, dim: int = 512, log: Callable[[str], None] | None = None
 ) -> Capacity:
-    """Measure every N (both dtypes, each in a fresh process) on data generated under work (a temporary directory
-    in it, removed after each N). A failed measurement is listed under "failures" and the others go on."""
+    """Every N, both dtypes, on data generated under work (removed after each N); a failure is listed, not raised."""
     say = log or (lambda s: print(s, file=sys.stderr, flush=True))
     runs: list[dict[str, Any]] = []
     agreement: list[dict[str, Any]] = []

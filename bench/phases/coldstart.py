@@ -1,21 +1,6 @@
-"""Phase "cold start": fresh processes (bench.container) running the search and ingest Lambdas' handlers as a new
-container would, on the bench's local stack, model acquisition included; and SnapStart's restore path. A variant:
-
-    new       a new container without SnapStart, every step of its init timed apart, then the first request;
-              attached (arm64, the default: the built model directory stands for the layer's /opt/model) or
-              fetched (x86_64: pictrace.modelfetch's lambda:GetLayerVersionByArn answered by LayerApi, a local Lambda
-              API, then download, SHA-256, extraction into /tmp)
-    lambda    the same as Lambda runs it: the handler imported, then the first request, which acquires and loads the
-              model and the index itself ("new"'s sum is an upper bound of it). Fetched, the process starts through
-              the function's exec wrapper (layers/pictrace/bin/pictrace-prefetch-model), which fetches the model
-              beside the import; the first request waits for what is left (acquire_wait_ms)
-    restore   SnapStart: the snapshot's hooks, then what a restored copy runs (after-restore hooks, first request)
-
-"source": every module outside the standard library compiled at import (layers that ship no .pyc); the others import
-the .pyc files a priming run wrote (PYTHONPYCACHEPREFIX). LayerApi sends the archive at THROUGHPUT_MB_S, so a
-download takes the time it would in Lambda, beside the import too; to_first_response counts a download the process
-timed itself at exactly that throughput. Not measured: Lambda's own work before the init (placing the container,
-extracting the code and layers, restoring a snapshot's memory).
+"""Phase "cold start": fresh processes (bench.container) running the search and ingest handlers as a new container
+would ("new", each init step timed), as Lambda runs them ("lambda") and as SnapStart restores them ("restore"); the
+model attached or fetched through LayerApi at THROUGHPUT_MB_S, imports from .pyc or compiled from "source".
 """
 
 from __future__ import annotations
@@ -45,13 +30,10 @@ from bench import metrics
 from bench.common import ROOT
 from bench.profile import Profile
 
-#: download throughput a new container gets from S3, MB/s: measured from Lambda at 400-700 Mbit/s (10 MB in 221 ms,
-#: 100 MB in 1.9 s); the lower end
-THROUGHPUT_MB_S = 50.0
+THROUGHPUT_MB_S = 50.0  # MB/s from S3 in a new container: measured from Lambda at 400-700 Mbit/s; the lower end
 LAYER_ARN = "arn:aws:lambda:us-east-1:123456789012:layer:pictrace-model:1"
 ARCHIVE_PATH = "/layer-archives/pictrace-model-1.zip"
-#: the exec wrapper template.yaml gives a function that fetches the model (AWS_LAMBDA_EXEC_WRAPPER)
-PREFETCH_WRAPPER = ROOT / "layers" / "pictrace" / "bin" / "pictrace-prefetch-model"
+PREFETCH_WRAPPER = ROOT / "layers" / "pictrace" / "bin" / "pictrace-prefetch-model"  # AWS_LAMBDA_EXEC_WRAPPER
 #: (function, path, model, imports) of each variant, in the order the tables show them
 VARIANTS: tuple[tuple[str, str, str, str], ...] = tuple(
     (function, path, model, imports)
@@ -68,10 +50,7 @@ VARIANTS: tuple[tuple[str, str, str, str], ...] = tuple(
 
 
 @dataclass(frozen=True)
-class ColdStarts:
-    """results.json's "coldstart" and "coldstart_compacted": every run (bench.container's output plus the derived
-    figures), the median run of each variant, the download throughput assumed, and the compaction if one was made."""
-
+class ColdStarts:  # results.json's "coldstart" and "coldstart_compacted"
     runs: list[dict[str, Any]]
     variants: dict[str, dict[str, Any]]
     throughput_mb_s: float
@@ -88,10 +67,7 @@ def layer_archive(model_dir: Path) -> bytes:
 
 
 class LayerApi:
-    """The one call of Lambda's API that pictrace.modelfetch makes, GetLayerVersionByArn, answered as Lambda answers
-    it (the archive's SHA-256 and size, and a link to it), and the archive behind the link sent at throughput_mb_s,
-    as a new container downloads it from S3: its download takes the time it would in Lambda, also when it runs beside
-    the import (the exec wrapper's prefetch). downloads counts the archive's downloads."""
+    """Lambda's GetLayerVersionByArn as pictrace.modelfetch calls it, and the archive sent at throughput_mb_s."""
 
     def __init__(self, archive: bytes, throughput_mb_s: float = THROUGHPUT_MB_S) -> None:
         sha = base64.b64encode(hashlib.sha256(archive).digest()).decode()
@@ -149,9 +125,7 @@ def layer_api(model_dir: Path, throughput_mb_s: float = THROUGHPUT_MB_S) -> Iter
 
 
 def new_images(query: Path, n: int, salt: str) -> list[bytes]:
-    """n images no index holds yet, for ingest's first requests: the query as a JPEG (quality 95, within the
-    ingest's max_bytes, where a PNG of a large query may not be), a 16x16 block per image painted its own colour at
-    its own place, so that no two are the same bytes (or the same entry)."""
+    """n distinct new JPEGs (quality 95) of the query for ingest's first requests: a 16x16 block painted per image."""
     import cv2
     import numpy as np
 
@@ -169,7 +143,7 @@ def new_images(query: Path, n: int, salt: str) -> list[bytes]:
 
 
 def stdlib_only(pyc: Path, out: Path) -> Path:
-    """A .pyc prefix holding the standard library's files of pyc (Lambda's runtime ships those), nothing else."""
+    """A .pyc prefix holding only the standard library's files of pyc (Lambda's runtime ships those)."""
     stdlib = Path(sysconfig.get_paths()["stdlib"]).resolve()
     source = pyc / stdlib.relative_to(stdlib.anchor)
     if source.is_dir():
@@ -179,20 +153,17 @@ def stdlib_only(pyc: Path, out: Path) -> Path:
 
 
 def run_child(function: str, path: str, arg: str, env: dict[str, str], wrapped: bool = False) -> dict[str, Any]:
-    """One bench.container process (wrapped: started through the exec wrapper of a function that fetches the model,
-    as Lambda starts its runtime); its JSON."""
+    """One bench.container process's JSON (wrapped: started through the model-fetching function's exec wrapper)."""
     command = [sys.executable, "-m", "bench.container", function, path, repr(time.time()), arg]
     command = [str(PREFETCH_WRAPPER), *command] if wrapped else command
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"bench.container {function} {path} failed ({done.returncode}): {done.stderr[-2000:]}")
-    out: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    return out
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
 def derive(run: dict[str, Any], throughput_mb_s: float) -> dict[str, Any]:
-    """The figures the goals read: the download at the assumed throughput, and the time to the first response with
-    it in place of the loopback's (new containers); the restore path as measured (restores)."""
+    """The run with the figures the goals read: the download at the assumed throughput in place of the loopback's."""
     fetch = run.get("fetch")
     modelled = fetch["archive_bytes"] / (throughput_mb_s * 1e6) * 1000 if fetch else 0.0
     measured = fetch["download_ms"] if fetch else 0.0
@@ -225,9 +196,7 @@ def cold_starts(
     variants: tuple[tuple[str, str, str, str], ...] = VARIANTS,
     throughput_mb_s: float = THROUGHPUT_MB_S,
 ) -> ColdStarts:
-    """profile.coldstarts runs of each variant on the bench's stack (this process's environment: the local S3, the
-    bucket, PICTRACE_MODEL_DIR holding the model), searching with the query image or ingesting new images made
-    from it."""
+    """profile.coldstarts runs of each variant on the bench's stack (this environment), searching with the query."""
     from pictrace.storage import s3_client
 
     model_dir = Path(os.environ["PICTRACE_MODEL_DIR"])
@@ -276,8 +245,7 @@ def cold_starts(
 
 
 def compacted_cold_starts(profile: Profile, settings: Any, query: Path) -> ColdStarts:
-    """One compaction of the index (pictrace.wiring.compact: entries folded into segments and a manifest, as
-    the scheduled compact function does), then search's cold starts again: the first refresh now reads segments."""
+    """One compaction of the index (pictrace.wiring.compact), then search's cold starts again."""
     from pictrace.wiring import compact, wire
 
     started = time.perf_counter()

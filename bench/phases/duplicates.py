@@ -1,10 +1,6 @@
-"""Phase "duplicates" (issue 28): originals and their edits (bench.transforms) in one bucket of a local stack of its
-own, checked as the stack checks them (ingest -> copies queue -> copies handler); the links against the truth: two
-images are copies iff they come from one source (held-out originals, the negatives, go in only as their edits). Scored
-as `groups` (what GET /duplicates shows: one connected component holds both; the goals' figures) and as `links`, and
-per variant (the truth pairs with an image of it). Throughput: ingest without the check (no copies queue) and with
-it (a copies worker beside the two ingest workers; also until both queues are empty). Latency: a Copy Found event's
-arrival minus its pair's later upload. Rebuild: every id queued again unannounced, one copies worker alone, priced.
+"""Phase "duplicates" (issue 28): originals and their edits in one bucket of a local stack of its own, linked by the
+stack's copy check, scored against the truth (same source = copies) as groups and as links, per variant; ingest
+throughput with and without the check, Copy Found latency, and a rebuild priced per 100,000 images.
 """
 
 from __future__ import annotations
@@ -45,9 +41,7 @@ SIZES: dict[str, CopiesSize] = {"full": (30, 8, VARIANT_NAMES), "quick": (10, 3,
 Upload = tuple[dict[str, Path], dict[str, str], dict[str, str]]  # each key's file, source and variant
 
 
-class PairScore(TypedDict):
-    """A relation against the truth: pairs in the truth, found of them, recorded in all, recall and precision."""
-
+class PairScore(TypedDict):  # a relation against the truth
     truth: int
     found: int
     recorded: int
@@ -55,18 +49,14 @@ class PairScore(TypedDict):
     precision: float
 
 
-class EventLatency(TypedDict):
-    """Copy Found events: how many arrived, for how many pairs; seconds from the later upload to the arrival."""
-
+class EventLatency(TypedDict):  # Copy Found events; seconds from the later upload to the arrival
     events: int
     pairs: int
     p50_s: float
     p95_s: float
 
 
-class RebuildCost(TypedDict):
-    """`pictrace duplicates --rebuild` of this index (images), and priced per 100,000 images."""
-
+class RebuildCost(TypedDict):  # `pictrace duplicates --rebuild` of this index, priced per 100,000 images
     images: int
     handler_ms_per_image: float
     memory_mb: int  # the CopiesFunction's (template.yaml)
@@ -75,9 +65,7 @@ class RebuildCost(TypedDict):
     usd_per_100k: float  # Lambda's GB-seconds and invocations, SQS's requests (S3's left out)
 
 
-class DuplicatesResult(TypedDict):
-    """results.json's "duplicates"."""
-
+class DuplicatesResult(TypedDict):  # results.json's "duplicates"
     sources: int
     negatives: int
     groups: PairScore
@@ -146,7 +134,7 @@ def rebuild_cost(images: int, handler_s: float, memory_mb: int, concurrency: int
 
 
 def copies_function_sizing() -> tuple[int, int]:
-    """The CopiesFunction's memory (MB) and its queue's most concurrent invocations, as template.yaml defaults them."""
+    """The CopiesFunction's memory (MB) and most concurrent invocations, as template.yaml defaults them."""
     from infra.invoke import load_template
 
     t = load_template()
@@ -169,8 +157,7 @@ def _edits(args: tuple[str, str, tuple[str, ...]]) -> list[tuple[str, Path]]:
 
 
 def make_upload(originals: list[Path], held_out: set[str], size: CopiesSize, out_dir: Path) -> Upload:
-    """The indexed originals (as they are) and, for them and the held-out ones, their edits, spread over the names:
-    each key's file, its source and its variant ("original" for an original)."""
+    """The indexed originals and the edits of them and of held-out ones: each key's file, source and variant."""
 
     def spread(items: list[Path], n: int) -> list[Path]:
         return items[:: max(1, len(items) // max(1, n))][:n]
@@ -191,7 +178,7 @@ def make_upload(originals: list[Path], held_out: set[str], size: CopiesSize, out
 
 
 def duplicates(originals: list[Path], held_out: set[str], work: Path, size: CopiesSize) -> DuplicatesResult:
-    """The phase (the module's docstring), on two stacks of its own, one after the other."""
+    """The phase, on two stacks of its own, one after the other."""
     paths, source, variant = make_upload(originals, held_out, size, work / "copies")
     files = {k: p.read_bytes() for k, p in paths.items()}
     ids = {k: entry_id(body) for k, body in files.items()}

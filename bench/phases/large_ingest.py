@@ -1,10 +1,6 @@
-"""Phase "large ingest": >= 12 MP JPEGs through the real Ingestor as the ingest handler runs it (SQS batches of the
-template's IngestBatchSize under pictrace.ingest.ingest_batch, the model warmed first, as SnapStart does), against
-the model alone on the same images as ingest hands them to it (decoded reduced and trimmed; one at a time, every
-core, as search runs it; the mean of a pass before the batches and one after). Then each stage apart, one after the
-other, on the same bytes (read, hash, the image pipeline pictrace.pipeline.prepare with its stage timer, the model's
-share of its "embed" timed by TimedEmbedder, write): issue 29's goal compares ingest's CPU time per image in the
-batches (this process's; the local S3 server is another) with their sum. The batches' own stage times overlap.
+"""Phase "large ingest": >= 12 MP JPEGs through the real Ingestor in SQS batches as the ingest handler runs them,
+against the model alone on the same images; then each stage apart on the same bytes (issue 29's goal: ingest's CPU
+time per image in the batches over the stages' sum).
 """
 
 from __future__ import annotations
@@ -26,18 +22,14 @@ from bench.profile import Profile
 from infra.invoke import load_template
 
 
-class LargeImage(TypedDict):
-    """One large JPEG: megapixels and bytes."""
-
+class LargeImage(TypedDict):  # one large JPEG
     file: str
     mp: float
     bytes: int
 
 
 @dataclass(frozen=True)
-class LargeIngest:
-    """results.json's "ingest_large" (and models[label]["ingest_large"])."""
-
+class LargeIngest:  # results.json's "ingest_large" (and models[label]["ingest_large"])
     images: list[LargeImage]
     ingest_ms: list[float]  # wall time of each batch
     ingest_per_s: float
@@ -58,14 +50,12 @@ class LargeIngest:
 
 
 @dataclass(frozen=True)
-class NoLargeImages:
-    """The phase's result when there are no large JPEGs (make samples): recorded, not a failure."""
-
+class NoLargeImages:  # the result when there are no large JPEGs (make samples): recorded, not a failure
     error: str
 
 
 class TimedEmbedder:
-    """An embedder (pictrace.embedding.Embedder) that adds the milliseconds of its inner embedder's calls to ms."""
+    """An embedder that adds the milliseconds of its inner embedder's calls to ms."""
 
     def __init__(self, inner: Any) -> None:
         self.inner = inner
@@ -76,7 +66,6 @@ class TimedEmbedder:
         self.ms = 0.0
 
     def embed(self, images: Sequence[np.ndarray]) -> np.ndarray:
-        """The inner embedder's rows, timed."""
         t = time.perf_counter()
         out: np.ndarray = self.inner.embed(images)
         self.ms += (time.perf_counter() - t) * 1000
@@ -84,8 +73,7 @@ class TimedEmbedder:
 
 
 def large_ingest(profile: Profile, stack: Any, config: models.ModelConfig) -> LargeIngest | NoLargeImages:
-    """The model's ingest of profile.large_images large JPEGs (its own bucket on the stack); RuntimeError when one
-    was not indexed."""
+    """The model's ingest of profile.large_images large JPEGs (own bucket); RuntimeError when one is not indexed."""
     from pictrace.embedding import OnnxEmbedder
     from pictrace.index.layout import Entry
     from pictrace.ingest import Ingestor, ingest_batch
@@ -107,9 +95,7 @@ def large_ingest(profile: Profile, stack: Any, config: models.ModelConfig) -> La
     batch_size = int(load_template()["Parameters"]["IngestBatchSize"]["Default"])
     template = json.loads((ROOT / "events/sqs_s3_put.json").read_text())["Records"][0]
     sizes: list[LargeImage] = []
-    ingest_ms = []
-    outcomes = []
-    contents = []
+    ingest_ms, outcomes, contents = [], [], []
     for path in files:
         body = path.read_bytes()
         s3.put_object(Bucket=bucket, Key=f"images/{path.name}", Body=body)

@@ -1,16 +1,6 @@
-"""Phase "index memory": resident memory of the search's in-memory index at N entries, in a fresh process
-(`python -m bench.phases.memory N`, with the environment of the bench's local stack: its real entries, and
-synthetic rows, bench.stack.PaddedIndex, for the rest of N).
-
-Before the "before" point, a throwaway index of a few rows (one real entry per read thread, WARMUP_SYNTHETIC
-synthetic rows) is refreshed once and dropped: the library code the load runs is paged in and one-time state (the
-allocator's tuning, the client's connections) is set up, so none of it counts as the index's memory; everything the
-index's own rows cause does. What the Lambda layers do not ship is hidden (bench.layersonly), as in the cold starts:
-botocore signs with awscrt when installed, and its caches are not what the search function would hold.
-
-Measures the resident set size (RSS) before and after the first refresh (which loads every entry and keeps its
-vectors), after a garbage collection (and how much of the growth is file-backed: library code run for the first
-time), and what the index object holds (EmbeddingIndex.footprint: matrices, ids, keys, versions).
+"""Phase "index memory": resident memory of the search's in-memory index at N entries (real ones, synthetic rows for
+the rest), in a fresh process (`python -m bench.phases.memory N`) that hides what the layers do not ship and pages in
+the load's code with a throwaway index first; RSS before and after the first refresh and a gc, and footprint().
 """
 
 from __future__ import annotations
@@ -21,9 +11,9 @@ import os
 import sys
 from typing import TYPE_CHECKING, TypedDict
 
-import psutil  # the measuring tool, not the function's: imported before what the layers lack is hidden
+import psutil  # noqa: F401 - for common.rss: imported before what the layers lack is hidden
 
-from bench.common import child_json, resident_file
+from bench.common import child_json, resident_file, rss
 from bench.layersonly import hide
 
 if TYPE_CHECKING:
@@ -32,9 +22,7 @@ if TYPE_CHECKING:
 WARMUP_SYNTHETIC = 16  # the warm-up index: this many synthetic rows, and as many real entries as read in parallel
 
 
-class IndexMemory(TypedDict):
-    """The child's output: results.json's "memory" and "memory_compacted" (bytes)."""
-
+class IndexMemory(TypedDict):  # the child's output: results.json's "memory" and "memory_compacted" (bytes)
     n: int
     real: int
     synthetic: int
@@ -52,30 +40,23 @@ class IndexMemory(TypedDict):
 
 
 def index_memory(n: int) -> IndexMemory:
-    """Resident memory of the index at N = n (the stack's real entries, synthetic rows for the rest)."""
-    result: IndexMemory = child_json(["bench.phases.memory", str(n)])
-    return result
+    """Resident memory of the index at N = n, in a fresh process."""
+    return child_json(["bench.phases.memory", str(n)])
 
 
 class FirstRows:
-    """A RowSource: the first `count` ids (in sorted order) of another source's listing."""
+    """A RowSource: the first `count` ids (sorted) of another source's listing."""
 
     def __init__(self, source: RowSource, count: int) -> None:
         self.source, self.count = source, count
 
     def refresh(self) -> tuple[Versions, Loader]:
-        """The other source's first `count` ids and their versions, and its loader."""
         versions, load = self.source.refresh()
         return {i: versions[i] for i in sorted(versions)[: self.count]}, load
 
 
-def rss() -> int:
-    """This process's resident set size in bytes."""
-    return int(psutil.Process().memory_info().rss)
-
-
 def measure(n: int) -> IndexMemory:
-    """The child's measurement (see the module docstring)."""
+    """The child's measurement."""
     from pictrace.index.memory import EmbeddingIndex
     from pictrace.index.segments import SegmentedView, SegmentStore
     from pictrace.index.store import IndexStore
