@@ -70,32 +70,22 @@ def summarise(ranks: Sequence[int | None], aps: Sequence[float], ks: Sequence[in
     return {**{f"recall@{k}": recall_at(ranks, k) for k in ks}, "mAP": mean(aps), "queries": len(ranks)}
 
 
-# --- copy detection with negative queries (DISC2021) -------------------------------------------------------------
+def _cuts(predictions: Sequence[tuple[float, bool]]) -> list[tuple[int, int]]:
+    """(hits so far, position) at each correct prediction of the pooled ranking, best score first."""
+    ranked = enumerate(sorted(predictions, key=lambda p: -p[0]), start=1)
+    return [(hits, position) for hits, (position, _) in enumerate((x for x in ranked if x[1][1]), start=1)]
 
 
 def micro_ap(predictions: Sequence[tuple[float, bool]], positives: int) -> float:
     """DISC2021's µAP: every query's (score, correct) pooled, sorted by score, one AP over `positives`."""
-    if positives <= 0:
-        return math.nan
-    hits, total = 0, 0.0
-    for position, (_score, correct) in enumerate(sorted(predictions, key=lambda p: -p[0]), start=1):
-        if correct:
-            hits += 1
-            total += hits / position
-    return total / positives
+    return sum(hits / position for hits, position in _cuts(predictions)) / positives if positives > 0 else math.nan
 
 
 def precision_at_recall(predictions: Sequence[tuple[float, bool]], positives: int, recall: float) -> float:
     """DISC2021's P@R: the best precision of the pooled ranking at any cut with at least `recall` (else 0)."""
     if positives <= 0:
         return math.nan
-    hits, best = 0, 0.0
-    for position, (_score, correct) in enumerate(sorted(predictions, key=lambda p: -p[0]), start=1):
-        if correct:
-            hits += 1
-            if hits / positives >= recall:
-                best = max(best, hits / position)
-    return best
+    return max((h / p for h, p in _cuts(predictions) if h / positives >= recall), default=0.0)
 
 
 def verdict_quality(called: Sequence[tuple[bool, bool]], positives: int) -> dict[str, float]:
@@ -118,9 +108,6 @@ def threshold_for_precision(predictions: Sequence[tuple[float, bool]], precision
     kept = ranked[best_index][0]
     lower = next((s for s, _c in ranked[best_index + 1 :] if s < kept), None)
     return kept if lower is None else (kept + lower) / 2
-
-
-# --- one model's quality from its search records ------------------------------------------------------------------
 
 
 @dataclass(frozen=True)

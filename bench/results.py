@@ -1,7 +1,5 @@
-"""A run's results: one schema (Results, version SCHEMA) that bench.run fills with what each phase returned, writes
-to results.json (save) and reads back typed (load, which also reads the schema before it), and the figures derived
-from it, defined here once (the default model, its quality, the latency pass a goal reads, the cold starts' variants).
-"""
+"""A run's results: the schema bench.run fills (Results, version SCHEMA), written to results.json and read back
+typed (also version 1), and the figures derived from it, defined once here."""
 
 from __future__ import annotations
 
@@ -34,9 +32,8 @@ from bench.profile import Profile
 from bench.searching import LatencySummary
 from bench.stack import IndexBuild
 
-#: results.json's version. 1 (no "schema" key): the same document with "precision_at_recall_0.9" in the quality
-#: summaries, "embed_speed" as {"images": n, <label>: ...}, and top-level copies of the default model's "quality" and
-#: "ingest_large" (and of the goals and the fit, when rendered)
+#: results.json's version; 1 (no "schema"): "precision_at_recall_0.9", "embed_speed" as {"images": n, <label>: ...},
+#: top-level copies of the default model's "quality" and "ingest_large" (and of the goals and the fit)
 SCHEMA = 2
 
 

@@ -1,6 +1,5 @@
-"""The tables bench.run prints and docs/benchmarks.md, from the jinja2 templates in templates/: tables.md.j2 (the
-run's sections: tables with their headings and notes), benchmarks.md.j2 (the page around them), choice.md.j2 (which
-model to pick, from the run's own figures)."""
+"""What bench.run prints and docs/benchmarks.md, from the jinja2 templates in templates/: tables.md.j2 (the run's
+sections), benchmarks.md.j2 (the page around them), choice.md.j2 (which model to pick)."""
 
 from __future__ import annotations
 

@@ -18,20 +18,16 @@ def plots(r: Results, out_dir: Path) -> list[str]:
 
     written = []
     if (q := r.quality) and r.data and r.queries:
-        fams = list(q.families)
-        series = [
-            ("final recall@1", [q.families[f]["recall@1"] for f in fams]),
-            ("final recall@10", [q.families[f]["recall@10"] for f in fams]),
-            ("shortlisted (survives the scan)", [q.families[f]["shortlist@50"] for f in fams]),
-        ]
+        fams, width = list(q.families), 0.8 / 3
+        series = {"final recall@1": "recall@1", "final recall@10": "recall@10"}
+        series["shortlisted (survives the scan)"] = "shortlist@50"
         fig, ax = plt.subplots(figsize=(13, 4.8))
-        width = 0.8 / len(series)
-        for i, (label, values) in enumerate(series):
-            ax.bar([x + (i - (len(series) - 1) / 2) * width for x in range(len(fams))], values, width, label=label)
+        for i, (label, key) in enumerate(series.items()):
+            values = [q.families[f][key] for f in fams]
+            ax.bar([x + (i - 1) * width for x in range(len(fams))], values, width, label=label)
         ax.axhline(0.97, color="black", linestyle="--", linewidth=0.8, label="goal 0.97")
         ax.set_xticks(range(len(fams)), fams, rotation=30, ha="right")
-        ax.set_ylim(0, 1.05)
-        ax.set_ylabel("recall")
+        ax.set(ylim=(0, 1.05), ylabel="recall")
         ax.set_title(f"Recall per transform family (N = {r.data.get('indexed')}, {r.queries.count} queries)")
         written.append(_save(fig, ax, out_dir / "recall_by_family.png"))
     if lat := r.latency:

@@ -1,5 +1,5 @@
-"""The tables of a run's results (bench.results.Results), as Markdown pipe tables (tabulate), and how their cells
-are written. The sections around them, headings and prose, are templates/tables.md.j2."""
+"""The tables of a run's results as Markdown pipe tables (tabulate) and how their cells are written; the sections
+around them are templates/tables.md.j2."""
 
 from __future__ import annotations
 
@@ -17,9 +17,13 @@ from bench.results import Results
 STAGES = ("decode", "embed", "refresh", "scan", "fetch", "rerank")
 
 
+def _none(v: Any) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v))
+
+
 def cell(v: Any) -> str:
     """A table cell: floats with 3 decimals below 10, else 1; None and NaN as –; booleans as yes/no."""
-    if v is None or (isinstance(v, float) and math.isnan(v)):
+    if _none(v):
         return "–"
     if isinstance(v, bool):
         return "yes" if v else "no"
@@ -30,14 +34,14 @@ def cell(v: Any) -> str:
 
 def ms(v: float | None) -> str:
     """Milliseconds, readable."""
-    if v is None or (isinstance(v, float) and math.isnan(v)):
+    if v is None or _none(v):
         return "–"
     return f"{v / 1000:.1f} s" if v >= 10_000 else f"{v:.1f}" if v < 100 else f"{v:.0f}"
 
 
 def f3(v: float | None, digits: int = 3) -> str:
     """A fraction with its digits, – for none."""
-    return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}"
+    return "–" if _none(v) else f"{v:.{digits}f}"
 
 
 def largest(parts: dict[str, float]) -> str:
@@ -48,8 +52,7 @@ def largest(parts: dict[str, float]) -> str:
 
 
 def table(headers: Sequence[str] | str, rows: Sequence[Sequence[Any]], align: str | None = None) -> str:
-    """A pipe table whose columns line up. headers: a list, or one string split at "|"; align: a letter per column,
-    l or r (default: the first column left, the others right)."""
+    """A pipe table whose columns line up (headers split at "|"; align: l or r per column, default l then r)."""
     headers = headers.split("|") if isinstance(headers, str) else list(headers)
     colalign = ["right" if a == "r" else "left" for a in align or "l" + "r" * (len(headers) - 1)]
     cells = [[cell(v) for v in row] for row in rows]
@@ -171,17 +174,12 @@ def ingest_tables(r: Results) -> list[str]:
     rows.append([ingested, f"{il.ingest_per_s:.2f} img/s", f"{ms(il.ingest_mean_ms)} ms/img"])
     alone = ["the model alone on the same decoded images", f"{il.model_per_s:.2f} img/s"]
     rows.append([*alone, f"{ms(1000 / il.model_per_s)} ms/img"])
-    rows.append(
-        ["CPU time (this process): ingest, the model alone", "", f"{ms(cpu['ingest'])}, {ms(cpu['model'])} ms/img"]
-    )
+    cpu_ms = f"{ms(cpu['ingest'])}, {ms(cpu['model'])} ms/img"
+    rows.append(["CPU time (this process): ingest, the model alone", "", cpu_ms])
     batches = f"in batches of {il.batch_size}, overlapping (index: its reads and writes)"
-    return [table("|throughput|time", rows)] + [
-        table([name, *stages], [["mean ms", *map(ms, stages.values())]])
-        for name, stages in (
-            ("large-JPEG ingest stage, one after another", il.stages_mean_ms),
-            (batches, il.batch_stages_mean_ms),
-        )
-    ]
+    stages = {"large-JPEG ingest stage, one after another": il.stages_mean_ms, batches: il.batch_stages_mean_ms}
+    mean_ms = [table([name, *st], [["mean ms", *map(ms, st.values())]]) for name, st in stages.items()]
+    return [table("|throughput|time", rows), *mean_ms]
 
 
 def coldstart_table(r: Results) -> str:
