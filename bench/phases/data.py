@@ -15,14 +15,11 @@ import numpy as np
 from bench.common import SAMPLES, images_in
 from bench.profile import Profile
 
-#: Doxygen class/struct diagrams of opencv-doc: ~1,300 near-identical small box drawings, left out of the
-#: distractors (used only to top the index up to its size when the other distractors run out)
+#: opencv-doc's ~1,300 near-identical Doxygen class diagrams: distractors only once the others run out
 DIAGRAM = re.compile(r"html_d._d.*_(class|struct)")
 
 
-class DistractorStats(TypedDict):
-    """How the opencv-doc distractors were chosen."""
-
+class DistractorStats(TypedDict):  # how the opencv-doc distractors were chosen
     available: int
     diagrams_available: int
     non_diagrams_available: int
@@ -31,9 +28,7 @@ class DistractorStats(TypedDict):
     same_bytes_as_an_original_skipped: int
 
 
-class DataSummary(TypedDict):
-    """results.json's "data" (indexed and originals_not_indexed: once the index is built)."""
-
+class DataSummary(TypedDict):  # results.json's "data" (indexed, originals_not_indexed: once the index is built)
     originals: int
     originals_by_source: dict[str, int]
     originals_requirement_met: bool
@@ -49,9 +44,7 @@ class DataSummary(TypedDict):
 
 
 @dataclass(frozen=True)
-class Dataset:
-    """The phase's result: the images and what the index will hold."""
-
+class Dataset:  # the phase's result: the images and what the index will hold
     originals: list[Path]
     held_out: set[str]  # names of the originals kept out of the index
     indexed_originals: list[Path]
@@ -62,8 +55,7 @@ class Dataset:
 
 
 def pick_distractors(folder: Path, n: int, exclude: set[str]) -> tuple[list[Path], DistractorStats]:
-    """n distractors: a seeded shuffle of the non-diagram images, then diagrams only if those run out. Files whose
-    bytes equal an original's (exclude: ids) are left out."""
+    """n distractors, seeded shuffle, diagrams last; none with an original's bytes (exclude: ids)."""
     files, rng = images_in(folder), np.random.default_rng(0)
     plain, diagrams = [p for p in files if not DIAGRAM.search(p.name)], [p for p in files if DIAGRAM.search(p.name)]
     rng.shuffle(plain)
@@ -88,13 +80,6 @@ def pick_distractors(folder: Path, n: int, exclude: set[str]) -> tuple[list[Path
     }
 
 
-def held_out_names(originals: list[Path], share: float) -> set[str]:
-    """The originals kept out of the index (their queries are the negatives): every k-th by name, k = 1/share, so
-    every source (gnome, mate, skimage) gives some."""
-    step = max(2, round(1 / share)) if share > 0 else 0
-    return {p.name for i, p in enumerate(originals) if step and i % step == step - 1}
-
-
 def by_source(paths: list[Path]) -> dict[str, int]:
     """How many files per source (the part of the name before the first '-')."""
     return dict(Counter(p.name.split("-", 1)[0] for p in paths))
@@ -110,13 +95,15 @@ def choose_data(profile: Profile, samples: Path = SAMPLES) -> Dataset:
     originals = images_in(samples / "photos") + images_in(samples / "wallpapers")
     if not originals:
         raise SystemExit(f"no sample photos in {samples}: run `make samples`")
-    held_out = held_out_names(originals, profile.held_out_share)
+    # held out: every k-th by name, k = 1/share, so that every source gives some
+    step = max(2, round(1 / profile.held_out_share)) if profile.held_out_share > 0 else 0
+    held_out = {p.name for i, p in enumerate(originals) if step and i % step == step - 1}
     indexed_originals = [p for p in originals if p.name not in held_out]
     original_bytes = {p.name: p.read_bytes() for p in originals}
     original_ids = {name: entry_id(body) for name, body in original_bytes.items()}
-    same_domain = images_in(samples / "photo-distractors")
     exclude = set(original_ids.values())
     room = max(0, profile.index_size - len(indexed_originals))
+    same_domain = images_in(samples / "photo-distractors")
     photo_distractors = [p for p in same_domain if entry_id(p.read_bytes()) not in exclude][:room]
     distractors, dstats = pick_distractors(samples / "distractors", room - len(photo_distractors), exclude)
     files = {f"images/originals/{p.name}": original_bytes[p.name] for p in indexed_originals}

@@ -5,16 +5,16 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from bench import metrics, models
 
 
 @dataclass(frozen=True)
-class ModelSpeed:
-    """One model's speed."""
-
+class ModelSpeed:  # one model's speed
     ms_p50: float
     ms_mean: float
     preprocess_ms_p50: float
@@ -22,11 +22,19 @@ class ModelSpeed:
 
 
 @dataclass(frozen=True)
-class EmbedSpeed:
-    """The phase's result: results.json's "embed_speed"."""
-
+class EmbedSpeed:  # results.json's "embed_speed"
     images: int
     models: dict[str, ModelSpeed]
+
+
+def ms_each(run: Callable[[Any], object], items: list[Any]) -> list[float]:
+    """Milliseconds of run on each item, one call at a time."""
+    times = []
+    for item in items:
+        t = time.perf_counter()
+        run(item)
+        times.append((time.perf_counter() - t) * 1000)
+    return times
 
 
 def embed_speed(configs: list[models.ModelConfig], paths: list[Path]) -> EmbedSpeed:
@@ -40,22 +48,10 @@ def embed_speed(configs: list[models.ModelConfig], paths: list[Path]) -> EmbedSp
     for config in configs:
         embedder = OnnxEmbedder(config.model_dir)
         embedder.embed(images[:1])
-        times = []
-        for image in images:
-            t = time.perf_counter()
-            embedder.embed([image])
-            times.append((time.perf_counter() - t) * 1000)
-        preprocess = PREPROCESS[load_model_info(config.model_dir)["preprocess"]]
-        pre = []
-        for image in images:
-            t = time.perf_counter()
-            preprocess(image)
-            pre.append((time.perf_counter() - t) * 1000)
+        times = ms_each(embedder.embed, [[image] for image in images])
+        pre = ms_each(PREPROCESS[load_model_info(config.model_dir)["preprocess"]], images)
         speeds[config.label] = ModelSpeed(
-            ms_p50=metrics.percentile(times, 50),
-            ms_mean=statistics.mean(times),
-            preprocess_ms_p50=metrics.percentile(pre, 50),
-            dim=embedder.dim,
+            metrics.percentile(times, 50), statistics.mean(times), metrics.percentile(pre, 50), embedder.dim
         )
         del embedder
     return EmbedSpeed(len(images), speeds)

@@ -18,6 +18,7 @@ import numpy as np
 
 from bench import models
 from bench.common import ROOT, SAMPLES, images_in
+from bench.phases.embed_speed import ms_each
 from bench.profile import Profile
 from infra.invoke import load_template
 
@@ -58,12 +59,8 @@ class TimedEmbedder:
     """An embedder that adds the milliseconds of its inner embedder's calls to ms."""
 
     def __init__(self, inner: Any) -> None:
-        self.inner = inner
-        self.weights: str = inner.weights
-        self.backend: str = inner.backend
-        self.dim: int = inner.dim
-        self.preprocess: str = inner.preprocess
-        self.ms = 0.0
+        self.inner, self.ms, self.weights = inner, 0.0, inner.weights
+        self.backend, self.dim, self.preprocess = inner.backend, inner.dim, inner.preprocess
 
     def embed(self, images: Sequence[np.ndarray]) -> np.ndarray:
         t = time.perf_counter()
@@ -101,7 +98,7 @@ def large_ingest(profile: Profile, stack: Any, config: models.ModelConfig) -> La
         s3.put_object(Bucket=bucket, Key=f"images/{path.name}", Body=body)
         contents.append(decode_content(body, max_bytes=settings.max_bytes, max_pixels=settings.max_pixels).content)
     cpu = time.process_time()
-    model_ms = bare_model_ms(embedder, contents)  # right before the batches (and again after them: drift evens out)
+    model_ms = ms_each(embedder.embed, [[c] for c in contents])  # before the batches (and after: drift evens out)
     model_cpu_ms = (time.process_time() - cpu) * 1000 / len(files)
     cpu = time.process_time()
     for first in range(0, len(files), batch_size):
@@ -157,16 +154,6 @@ def large_ingest(profile: Profile, stack: Any, config: models.ModelConfig) -> La
         model_ms=model_ms,
         cpu_ms={"ingest": ingest_cpu_ms, "model": model_cpu_ms},
     )
-
-
-def bare_model_ms(embedder: Any, contents: list[np.ndarray]) -> list[float]:
-    """Milliseconds of the embedder on each image, one at a time."""
-    out = []
-    for content in contents:
-        t = time.perf_counter()
-        embedder.embed([content])
-        out.append((time.perf_counter() - t) * 1000)
-    return out
 
 
 def sqs_record(template: dict[str, Any], bucket: str, key: str) -> dict[str, Any]:

@@ -14,19 +14,14 @@ from bench.searching import LatencySummary, QueryCase, latency_pass, latency_sum
 
 
 @dataclass(frozen=True)
-class SyntheticCounts:
-    """How often a synthetic row reached a shortlist (it is fetched as a stand-in: a real entry's object)."""
-
+class SyntheticCounts:  # how often a synthetic row reached a shortlist (fetched as a stand-in: a real entry's object)
     searches: int
     with_any: int
     total: int
 
 
 @dataclass(frozen=True)
-class LatencyPass:
-    """Latency summaries by name ("N=1000 cold", ...), which of them the report's keys point at (cold, large,
-    large_warm), and with synthetic rows, how often one reached a shortlist."""
-
+class LatencyPass:  # summaries by name ("N=1000 cold", ...), the report's keys (cold, large, large_warm) to them
     latency: dict[str, LatencySummary]
     keys: dict[str, str]
     synthetic_in_shortlists: SyntheticCounts | None = field(default=None)
@@ -35,15 +30,13 @@ class LatencyPass:
 def indexed_latency(service: Any, cases: list[QueryCase], loop: asyncio.AbstractEventLoop, n: int) -> LatencyPass:
     """The latency queries against the real index (n entries), cold feature cache."""
     cold, _ = latency_pass(service, cases, loop, warm=False)
-    name = f"N={n} cold"
-    return LatencyPass({name: latency_summary(cold)}, {"cold": name})
+    return LatencyPass({f"N={n} cold": latency_summary(cold)}, {"cold": f"N={n} cold"})
 
 
 def padded_latency(
     profile: Profile, config: models.ModelConfig, cases: list[QueryCase], loop: asyncio.AbstractEventLoop
 ) -> LatencyPass:
-    """The latency queries against the model's real entries plus synthetic rows up to N = scan_n: cold, then (the
-    default model) warm."""
+    """The latency queries against the model's entries plus synthetic rows up to scan_n: cold, then (default) warm."""
     from pictrace.embedding import OnnxEmbedder
     from pictrace.index.backend import MemoryBackend
     from pictrace.index.store import IndexStore
@@ -57,15 +50,10 @@ def padded_latency(
     store = Store(settings.bucket)
     index_store = IndexStore(store, settings.index_prefix)
     entries = sorted(index_store.entry_ids())
-    real = len(entries)
     template = index_store.get_entry(entries[0])[0]
+    padding = max(0, profile.scan_n - len(entries))
     index = PaddedIndex(
-        store,
-        settings.index_prefix,
-        max(0, profile.scan_n - real),
-        template,
-        settings.refresh_seconds,
-        settings.fetch_concurrency,
+        store, settings.index_prefix, padding, template, settings.refresh_seconds, settings.fetch_concurrency
     )
     padded = SearchService(settings, store, OnnxEmbedder(config.model_dir), backend=MemoryBackend(index))
     # a synthetic row that reaches a shortlist is fetched as a stand-in, a real entry's object (the template's), and
@@ -77,13 +65,6 @@ def padded_latency(
     index.refresh(force=True)
     index.synthetic_per_call.clear()
     cold, warm = latency_pass(padded, cases, loop, warm=config.default)
-    big = len(index)
-    counts = index.synthetic_per_call
-    latency = {f"N={big} cold": latency_summary(cold)}
-    if warm:
-        latency[f"N={big} warm"] = latency_summary(warm)
-    return LatencyPass(
-        latency,
-        {"large": f"N={big} cold", "large_warm": f"N={big} warm"},
-        SyntheticCounts(searches=len(counts), with_any=sum(1 for c in counts if c), total=sum(counts)),
-    )
+    counts, names = index.synthetic_per_call, {"large": f"N={len(index)} cold", "large_warm": f"N={len(index)} warm"}
+    latency = {names["large"]: latency_summary(cold)} | ({names["large_warm"]: latency_summary(warm)} if warm else {})
+    return LatencyPass(latency, names, SyntheticCounts(len(counts), sum(1 for c in counts if c), sum(counts)))

@@ -13,9 +13,7 @@ PACKAGES = ("numpy", "opencv-python-headless", "onnxruntime", "faiss-cpu", "scik
 
 
 @dataclass(frozen=True)
-class MachineInfo:
-    """results.json's "machine"."""
-
+class MachineInfo:  # results.json's "machine"
     tree: str
     pictrace_from: str
     uncommitted: list[str]  # files changed since the commit under layers, functions, bench, infra
@@ -30,8 +28,7 @@ class MachineInfo:
 
 
 def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
-    """The CPU's model name and the int8 dot-product instructions it has, from /proc/cpuinfo ("unknown" without it):
-    SSCD's int8 ResNet50 took 2.5x less CPU per image on a 2-core EPYC with AVX-512 VNNI than on one without."""
+    """The CPU's model name and int8 dot-product instructions (SSCD's int8 model takes 2.5x less CPU with VNNI)."""
     try:
         lines = cpuinfo.read_text().splitlines()
     except OSError:
@@ -45,17 +42,14 @@ def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
     return f"{name} ({'AVX2, ' if 'avx2' in flags else ''}no VNNI)"
 
 
-def package_versions() -> dict[str, str]:
-    """The measured packages' versions."""
+def package_version(name: str) -> str:
+    """An installed distribution's version, or "not installed"."""
     from importlib.metadata import PackageNotFoundError, version
 
-    versions = {}
-    for name in PACKAGES:
-        try:
-            versions[name] = version(name)
-        except PackageNotFoundError:
-            versions[name] = "not installed"
-    return versions
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return "not installed"
 
 
 def machine() -> MachineInfo:
@@ -72,7 +66,7 @@ def machine() -> MachineInfo:
         memory_gb=round(psutil.virtual_memory().total / 2**30, 1),
         python=platform.python_version(),
         os=f"{platform.system()} {platform.release()}",
-        versions=package_versions(),
+        versions={name: package_version(name) for name in PACKAGES},
         commit=git("rev-parse", "--short", "HEAD").strip() or "?",
         gpu="none",
     )

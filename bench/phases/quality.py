@@ -19,41 +19,28 @@ from bench.transforms import FAMILIES, VARIANTS
 
 
 @dataclass(frozen=True)
-class ModelQuality:
-    """One model's quality pass: every record (with its reranked candidates) and the summary."""
-
+class ModelQuality:  # one model's quality pass: every record (with its reranked candidates) and the summary
     records: list[SearchRecord]
     summary: metrics.Quality
     model: str  # pictrace.verdict.model_key: the calibration's name for this model
     centre: list[float]  # the reference the cosines were centred on (the model's, else the index's mean)
 
     def without_hits(self) -> list[dict[str, Any]]:
-        """The records as results.json keeps them (the candidates go to the signals file)."""
+        """The records as results.json keeps them (without the candidates)."""
         return [{k: v for k, v in r.items() if k != "hits"} for r in self.records]
-
-
-def model_env(config: models.ModelConfig) -> dict[str, str]:
-    """The environment a process searching with this model gets: its artifact and its index prefix."""
-    return {"PICTRACE_MODEL_DIR": str(config.model_dir), "PICTRACE_INDEX_PREFIX": config.index_prefix}
 
 
 def parallel_searches(
     cases: list[QueryCase], work: Path, workers: int = 2, env: dict[str, str] | None = None
 ) -> tuple[list[SearchRecord], dict[str, Any]]:
-    """The quality queries split over `workers` processes (bench.worker search, with env added to this
-    environment: the model and its index): records in case order, and the first worker's model and centre."""
+    """The queries over `workers` bench.worker search processes (env added): records in case order, and the first
+    worker's model and centre."""
     procs = []
-    child_env = {**os.environ, **(env or {})}
     for i in range(workers):
         part = work / f"cases-{i}.json"
         part.write_text(json.dumps([asdict(c) for c in cases[i::workers]]))
-        procs.append(
-            subprocess.Popen(
-                [sys.executable, "-m", "bench.worker", "search", str(part), str(work / f"records-{i}.json")],
-                cwd=ROOT,
-                env=child_env,
-            )
-        )
+        command = [sys.executable, "-m", "bench.worker", "search", str(part), str(work / f"records-{i}.json")]
+        procs.append(subprocess.Popen(command, cwd=ROOT, env={**os.environ, **(env or {})}))
     for proc in procs:
         if proc.wait() != 0:
             raise RuntimeError(f"a search worker failed with exit code {proc.returncode}")
@@ -67,7 +54,8 @@ def parallel_searches(
 
 def model_quality(config: models.ModelConfig, cases: list[QueryCase], work: Path) -> ModelQuality:
     """The model's quality pass over every query."""
-    records, scoring = parallel_searches(cases, work, env=model_env(config))
+    env = {"PICTRACE_MODEL_DIR": str(config.model_dir), "PICTRACE_INDEX_PREFIX": config.index_prefix}
+    records, scoring = parallel_searches(cases, work, env=env)
     summary = metrics.quality(records, FAMILIES, [v.name for v in VARIANTS])
     return ModelQuality(records, summary, scoring["model"], scoring["centre"])
 
@@ -79,8 +67,7 @@ def write_signals(
     configs: dict[str, Any],
     scorings: dict[str, dict[str, Any]],
 ) -> Path:
-    """Every query's reranked candidates per model (what `make fit-fusion` fits on), with the model's calibration
-    name and the centre its cosines were centred on: build/bench/signals-*.json."""
+    """Every query's reranked candidates per model, what `make fit-fusion` fits on: build/bench/signals-*.json."""
     from pictrace.settings import Settings
 
     out = SIGNALS_DIR / f"signals-{profile}.json"

@@ -16,9 +16,7 @@ from bench.transforms import VARIANTS, make_query, pick_others
 
 
 @dataclass(frozen=True)
-class QueriesSummary:
-    """results.json's "queries"."""
-
+class QueriesSummary:  # results.json's "queries"
     count: int
     originals: int
     positive: int
@@ -28,16 +26,13 @@ class QueriesSummary:
 
 
 @dataclass(frozen=True)
-class QuerySet:
-    """The phase's result: the queries and their summary."""
-
+class QuerySet:  # the phase's result
     cases: list[QueryCase]
     summary: QueriesSummary
 
 
 def query_originals(profile: Profile, usable: list[Path], held_out: set[str]) -> list[Path]:
-    """The originals the queries are made from: all, or profile.query_originals of them with as many held-out
-    originals in proportion, spread over the names."""
+    """The originals to make queries of: all, or profile.query_originals spread over the names, held-out in share."""
     if profile.query_originals is None:
         return usable
     pos = [p for p in usable if p.name not in held_out]
@@ -52,8 +47,7 @@ def _read(path: str | Path) -> np.ndarray:
 
 
 def _queries_for(args: tuple[str, str, str, dict[str, str]]) -> list[tuple[str, int, str, int]]:
-    """Worker: every variant of one original, written as JPEG files (pool: the photos, name -> path, that may
-    surround it). Returns (name, variant, path, bytes)."""
+    """Worker: every variant of one original as JPEGs (pool: photos that may surround it); (name, v, path, bytes)."""
     path, name, out_dir, pool = args
     img, out = _read(path), []
     for v, variant in enumerate(VARIANTS):
@@ -66,21 +60,14 @@ def _queries_for(args: tuple[str, str, str, dict[str, str]]) -> list[tuple[str, 
 
 
 def make_queries(originals: list[Path], ids: dict[str, str], out_dir: Path, held_out: set[str]) -> QuerySet:
-    """All variants of the given originals, made two at a time (one process per core); those of the held-out
-    originals (names) are negative queries. The photos around an original (insets, collages) are held-out
-    originals (found beside the originals' files), which no index holds."""
+    """All variants of the originals, two processes; held-out originals' queries are negatives, and surround others."""
     around = {n: str(d / n) for d in {p.parent for p in originals} for n in held_out if (d / n).is_file()}
     cases = []
     with ProcessPoolExecutor(max_workers=2) as pool:
         for done in pool.map(_queries_for, [(str(p), p.name, str(out_dir), around) for p in originals]):
             cases += [QueryCase(name, ids[name], v, path, size, name not in held_out) for name, v, path, size in done]
     cases.sort(key=lambda c: (c.variant, c.original))
-    summary = QueriesSummary(
-        count=len(cases),
-        originals=len(originals),
-        positive=sum(c.positive for c in cases),
-        negative=sum(not c.positive for c in cases),
-        variants=[v.name for v in VARIANTS],
-        mean_bytes=statistics.mean(c.bytes for c in cases),
-    )
+    positive = sum(c.positive for c in cases)
+    variants, mean_bytes = [v.name for v in VARIANTS], statistics.mean(c.bytes for c in cases)
+    summary = QueriesSummary(len(cases), len(originals), positive, len(cases) - positive, variants, mean_bytes)
     return QuerySet(cases, summary)

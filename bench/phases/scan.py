@@ -1,10 +1,6 @@
-"""Phase "scan vs faiss": the search's scan against faiss IndexFlatIP doing the same work, one query at a time, at
-N = faiss_n.
-
-The search's scan is EmbeddingIndex.candidates: the top k by (centred) embedding cosine and the top k by gist
-correlation over the query's 8 D4 turns (k = 25 for a shortlist of 50); faiss does the same with one flat
-inner-product index per vector (1 embedding query, 8 gist queries, k = 25 each). The plain cosine top 50
-(EmbeddingIndex.shortlist) against faiss on the embeddings alone is reported too.
+"""Phase "scan vs faiss": the search's scan (EmbeddingIndex.candidates: top 25 by embedding, top 25 by gist over 8
+turns) against faiss IndexFlatIP doing the same work, one query at a time, at N = faiss_n; and the plain cosine top
+50 (EmbeddingIndex.shortlist) against faiss on the embeddings alone.
 """
 
 from __future__ import annotations
@@ -22,9 +18,7 @@ from bench.profile import Profile
 
 
 @dataclass(frozen=True)
-class ScanResult:
-    """results.json's "scan"."""
-
+class ScanResult:  # results.json's "scan"
     n: int
     real: int
     synthetic: int
@@ -56,9 +50,8 @@ def scan_vs_faiss(profile: Profile, base_store: Any, settings: Any, template: An
     flat = faiss.IndexFlatIP(index.matrix.shape[1])
     flat.add(index.matrix)
     gists = index.matrices.get("gist")
-    flat_gist = None
-    if gists is not None:
-        flat_gist = faiss.IndexFlatIP(gists.shape[1])
+    flat_gist = None if gists is None else faiss.IndexFlatIP(gists.shape[1])
+    if flat_gist is not None:
         flat_gist.add(gists)
     half = (SHORTLIST + 1) // 2
     queries = [(np.asarray(e.embedding, np.float32), gist_variants(e.features.thumb)) for e in probes]

@@ -14,16 +14,14 @@ from bench.common import ROOT
 
 
 @dataclass(frozen=True)
-class SideIndex:
-    """results.json's "side_index"."""
-
+class SideIndex:  # results.json's "side_index"
     models: list[str]
     entries_written: int
     seconds: float
 
 
 def index_side_models(configs: list[models.ModelConfig], keys: list[str], work: Path, workers: int = 2) -> SideIndex:
-    """The side models' indexes of the same images (bench.worker index), `workers` processes over the keys."""
+    """The side models' indexes of the same images: `workers` bench.worker index processes over the keys."""
     started = time.perf_counter()
     spec = work / "side-models.json"
     spec.write_text(json.dumps([[str(c.model_dir), c.index_prefix] for c in configs]))
@@ -31,14 +29,8 @@ def index_side_models(configs: list[models.ModelConfig], keys: list[str], work: 
     for i in range(workers):
         part = work / f"side-keys-{i}.json"
         part.write_text(json.dumps(keys[i::workers]))
-        procs.append(
-            subprocess.Popen(
-                [sys.executable, "-m", "bench.worker", "index", str(part), str(spec)],
-                cwd=ROOT,
-                stdout=subprocess.PIPE,
-                text=True,
-            )
-        )
+        command = [sys.executable, "-m", "bench.worker", "index", str(part), str(spec)]
+        procs.append(subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True))
     written = 0
     for proc in procs:
         out, _ = proc.communicate()
