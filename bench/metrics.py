@@ -78,7 +78,10 @@ def _cuts(predictions: Sequence[tuple[float, bool]]) -> list[tuple[int, int]]:
 
 def micro_ap(predictions: Sequence[tuple[float, bool]], positives: int) -> float:
     """DISC2021's µAP: every query's (score, correct) pooled, sorted by score, one AP over `positives`."""
-    return sum(hits / position for hits, position in _cuts(predictions)) / positives if positives > 0 else math.nan
+    total = 0.0  # summed in order (sum() compensates, which changes the last digits)
+    for hits, position in _cuts(predictions):
+        total += hits / position
+    return total / positives if positives > 0 else math.nan
 
 
 def precision_at_recall(predictions: Sequence[tuple[float, bool]], positives: int, recall: float) -> float:
