@@ -39,19 +39,9 @@ RESERVE = 1 << 30  # bytes of the machine's available memory a child must leave 
 CHILD_TIMEOUT_S = 3600.0
 
 
-def queries_for(n: int) -> int:
-    """Queries per measurement: enough for a p50, affordable at 1,000,000."""
-    return 15 if n <= 100_000 else 7
-
-
 def image_id(k: int) -> str:
     """Synthetic image k's id: 64 hex digits like real ones, sorted like k."""
     return f"{k:064x}"
-
-
-def image_key(k: int) -> str:
-    """Synthetic image k's one key: 100 folders (for the masked scan)."""
-    return f"images/{k % 100}/{k}.jpg"
 
 
 def unit_rows(m: np.ndarray, centre: bool = False) -> np.ndarray:
@@ -62,16 +52,8 @@ def unit_rows(m: np.ndarray, centre: bool = False) -> np.ndarray:
     return m
 
 
-def segment_vectors(segment: int, rows: int, dim: int) -> tuple[np.ndarray, np.ndarray]:
-    """One segment's embeddings (rows, dim) and gists (rows, 256): a function of its number and size only."""
-    rng = np.random.default_rng([SEED, segment])
-    embedding = unit_rows(rng.standard_normal((rows, dim), dtype=np.float32))
-    gists = unit_rows(rng.standard_normal((rows, GIST_DIM), dtype=np.float32), centre=True)
-    return embedding, gists
-
-
 def through_float16(v: np.ndarray) -> np.ndarray:
-    """v as float16 would store it, back in float32 (the same whether v came from float32 or float16 segments)."""
+    """v as float16 would store it, back in float32."""
     return np.asarray(v, np.float32).astype(np.float16).astype(np.float32)
 
 
@@ -90,13 +72,16 @@ def generate(folder: Path, n: int, dim: int, queries: int) -> dict[str, Any]:
     q_gists = np.zeros((len(query_rows), TURNS, GIST_DIM), np.float32)
     for segment, start in enumerate(range(0, n, SEGMENT_ROWS)):
         rows = min(SEGMENT_ROWS, n - start)
-        embedding, gists = segment_vectors(segment, rows, dim)
+        seeded = np.random.default_rng([SEED, segment])  # a segment's rows: a function of its number and size only
+        embedding = unit_rows(seeded.standard_normal((rows, dim), dtype=np.float32))
+        gists = unit_rows(seeded.standard_normal((rows, GIST_DIM), dtype=np.float32), centre=True)
         for j, row in enumerate(query_rows):
             if start <= row < start + rows:
                 q_embedding[j] = through_float16(embedding[row - start])
                 q_gists[j, 0] = through_float16(gists[row - start])
         ks = range(start, start + rows)
-        seg = Segment([image_id(k) for k in ks], [(image_key(k),) for k in ks], {"embedding": embedding, "gist": gists})
+        keys = [(f"images/{k % 100}/{k}.jpg",) for k in ks]  # 100 folders, for the masked scan
+        seg = Segment([image_id(k) for k in ks], keys, {"embedding": embedding, "gist": gists})
         key = layout.new_segment_key()
         for dtype in DTYPES:
             body = seg.to_bytes(dtype)
@@ -140,8 +125,7 @@ def measure(root: Path, queries_path: Path) -> dict[str, Any]:
     store = FileStore(root)
     gc.collect()
     rss_before, file_before = common.rss(), common.resident_file()
-    index_store = IndexStore(cast(Store, store), INDEX_PREFIX)
-    view = SegmentedView(SegmentStore(index_store))
+    view = SegmentedView(SegmentStore(IndexStore(cast(Store, store), INDEX_PREFIX)))
     index = EmbeddingIndex(view, refresh_seconds=0)
     started = time.perf_counter()
     index.refresh(force=True)
@@ -263,7 +247,7 @@ def capacity(
         folder = Path(tempfile.mkdtemp(prefix=f"capacity-{n}-", dir=work))
         try:
             say(f"    capacity N = {n:,}: writing segments (float32 and float16) under {folder}")
-            data = generate(folder, n, dim, queries_for(n))
+            data = generate(folder, n, dim, 15 if n <= 100_000 else 7)  # queries: enough for a p50, affordable
             say(f"    capacity N = {n:,}: {data['segments']} segments each, written in {data['generate_s']:.0f} s")
             tops: dict[str, list[list[str]]] = {}
             for dtype in DTYPES:

@@ -19,8 +19,6 @@ import tempfile
 import threading
 import time
 import zipfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -71,9 +69,7 @@ class LayerApi:
 
     def __init__(self, archive: bytes, throughput_mb_s: float = THROUGHPUT_MB_S) -> None:
         sha = base64.b64encode(hashlib.sha256(archive).digest()).decode()
-        self.archive_bytes = len(archive)
-        self.downloads = 0
-        api = self
+        self.archive_bytes, self.downloads, api = len(archive), 0, self  # downloads: the archive's
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self) -> None:
@@ -106,22 +102,17 @@ class LayerApi:
 
         self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.endpoint = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
 
     def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()
 
+    def __enter__(self) -> LayerApi:
+        return self
 
-@contextmanager
-def layer_api(model_dir: Path, throughput_mb_s: float = THROUGHPUT_MB_S) -> Iterator[LayerApi]:
-    """A LayerApi for the model directory's archive."""
-    api = LayerApi(layer_archive(model_dir), throughput_mb_s)
-    try:
-        yield api
-    finally:
-        api.stop()
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
 
 def new_images(query: Path, n: int, salt: str) -> list[bytes]:
@@ -205,7 +196,8 @@ def cold_starts(
     ingests = sum(1 for v in variants if v[0] == "ingest") * profile.coldstarts + 1
     images = iter(new_images(query, ingests, salt=str(time.time())))
     runs: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory(prefix="pictrace-coldstart-") as tmp, layer_api(model_dir, throughput_mb_s) as api:
+    archive = layer_archive(model_dir)
+    with tempfile.TemporaryDirectory(prefix="pictrace-coldstart-") as tmp, LayerApi(archive, throughput_mb_s) as api:
         work = Path(tmp)
         paths = [ROOT / "bench/lambda_site", ROOT / "layers/pictrace", ROOT]
         base = {
@@ -232,13 +224,11 @@ def cold_starts(
             run_child(function, "new", arg_for(function), priming)
         for i in range(profile.coldstarts):
             for function, path, model, imports in variants:
-                env = dict(base)
-                env["PICTRACE_MODEL_DIR"] = str(model_dir) if model == "attached" else str(work / f"model-{len(runs)}")
+                model_at = model_dir if model == "attached" else work / f"model-{len(runs)}"
                 compiled = pyc if imports == "pyc" else stdlib_only(pyc, work / f"src-{len(runs)}")
-                env["PYTHONPYCACHEPREFIX"] = str(compiled)
+                env = {**base, "PICTRACE_MODEL_DIR": str(model_at), "PYTHONPYCACHEPREFIX": str(compiled)}
                 # as Lambda runs a function that fetches the model: through template.yaml's AWS_LAMBDA_EXEC_WRAPPER
-                wrapped = path == "lambda" and model == "fetched"
-                run = run_child(function, path, arg_for(function), env, wrapped)
+                run = run_child(function, path, arg_for(function), env, path == "lambda" and model == "fetched")
                 run.update(variant=f"{function} {path} {model} {imports}", model=model, imports=imports, n=i)
                 runs.append(derive(run, throughput_mb_s))
     return ColdStarts(runs, summarise(runs), throughput_mb_s)
