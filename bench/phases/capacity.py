@@ -80,7 +80,7 @@ def generate(folder: Path, n: int, dim: int, queries: int) -> dict[str, Any]:
                 q_embedding[j] = through_float16(embedding[row - start])
                 q_gists[j, 0] = through_float16(gists[row - start])
         ks = range(start, start + rows)
-        keys = [(f"images/{k % 100}/{k}.jpg",) for k in ks]  # 100 folders, for the masked scan
+        keys: list[tuple[str, ...]] = [(f"images/{k % 100}/{k}.jpg",) for k in ks]  # 100 folders: the masked scan
         seg = Segment([image_id(k) for k in ks], keys, {"embedding": embedding, "gist": gists})
         key = layout.new_segment_key()
         for dtype in DTYPES:
