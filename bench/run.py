@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import signal
 import sys
@@ -56,12 +57,10 @@ def cpu_seconds() -> dict[str, float]:
     busy = sum(machine_times) - machine_times.idle - getattr(machine_times, "iowait", 0.0) - steal
     out = {"bench": t.user + t.system, "children": t.children_user + t.children_system, "machine": busy, "steal": steal}
     for server in ProcessMotoServer.running:
-        try:
+        with contextlib.suppress(psutil.Error):
             if server.pid is not None:
                 s = psutil.Process(server.pid).cpu_times()
                 out["s3 (moto)"] = s.user + s.system
-        except psutil.Error:
-            pass
     return out
 
 
@@ -137,23 +136,18 @@ def main(argv: list[str] | None = None) -> int:
             clock.end()
             r.phases_s, r.phases_cpu_s = clock.phases, clock.cpu
             r.load, r.wall_s = load_summary(clock, started_load), round(time.perf_counter() - clock.started, 1)
-    # written before anything is rendered (a rendering bug costs a rerun of --from-results, not the measurements),
-    # and rendered from what was written, as --from-results renders it
-    results.save(r, out_dir / "results.json")
+    results.save(r, out_dir / "results.json")  # before anything is rendered, which reads it back as --from-results
     print(f"wrote {out_dir / 'results.json'}")
-    failed = "run" in r.errors
-    report(results.load(out_dir / "results.json"), out_dir, docs if not failed else None)
+    report(results.load(out_dir / "results.json"), out_dir, docs if not (failed := "run" in r.errors) else None)
     print(f"bench ({profile.name}) took {r.wall_s:.0f} s")
     return 1 if failed else 0
 
 
 def report(r: Results, out_dir: Path, docs: Path | None) -> int:
     """Print the tables, write the plots and, for a full run that did not fail, docs/benchmarks.md."""
-    fusion = fusion_report()
-    text = render_tables(r, fusion)
+    text = render_tables(r, fusion := fusion_report())
     print(f"\n{text}")
-    written = plots(r, out_dir)
-    print("wrote " + ", ".join(written))
+    print("wrote " + ", ".join(plots(r, out_dir)))
     if docs is not None and r.profile.name == "full" and "run" not in r.errors:
         docs.write_text(render_page(r, text, fusion))
         print(f"wrote {docs}")
@@ -188,8 +182,7 @@ def run(r: Results, clock: Clock, work: Path) -> None:
         r.models[config.label] = ModelResult(config, models.build(config))
         print(f"    {config.label}: {r.models[config.label].build}", flush=True)
     clock.phase("data: originals (some held out), distractors (same-domain photos first)")
-    data = choose_data(profile)
-    r.data = data.summary
+    r.data = (data := choose_data(profile)).summary
     same, other = data.summary["photo_distractors"], data.summary["distractors"]["chosen"]
     print(f"  {len(data.originals)} originals ({len(data.held_out)} held out), {same} same-domain, {other} opencv-doc")
     clock.phase("local stack: moto's S3 + SQS server in its own process")
