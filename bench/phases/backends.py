@@ -1,7 +1,6 @@
 """Phase "backends": Keras (TensorFlow) against ONNX Runtime on the same decoded images, one at a time, in a fresh
 process (`python -m bench.phases.backends MODEL_DIR IMAGE...`), for a Keras-exported artifact only: median ms per
-image after a warm-up, and the cosine between the two backends' embeddings.
-"""
+image after a warm-up, and the cosine between the two backends' embeddings."""
 
 from __future__ import annotations
 

@@ -1,7 +1,6 @@
 """Phase "capacity": the segmented index's cold load and scan on synthetic vectors at N images, float32 against
 float16, each (N, dtype) in a fresh process (`python -m bench.phases.capacity ROOT QUERIES BUDGET`) with its files
-dropped from the page cache and its address space capped at the memory available (`make capacity` runs it alone).
-"""
+dropped from the page cache and its address space capped at the memory available (`make capacity` runs it alone)."""
 
 from __future__ import annotations
 
@@ -109,24 +108,19 @@ def generate(folder: Path, n: int, dim: int, queries: int) -> dict[str, Any]:
 
 def measure(root: Path, queries_path: Path) -> dict[str, Any]:
     """The child: load the index under root cold (SegmentedView + EmbeddingIndex.refresh) and scan it."""
-    import pictrace.index.memory
-    import pictrace.index.rows
-    import pictrace.index.segments
-    import pictrace.storage
-    from pictrace.index.memory import EmbeddingIndex
-    from pictrace.index.segments import SegmentedView, SegmentStore
+    from pictrace import storage
+    from pictrace.index import memory, rows, segments
     from pictrace.index.store import IndexStore
-    from pictrace.storage import Store
 
-    modules = (pictrace.index.memory, pictrace.index.rows, pictrace.index.segments, pictrace.storage)
+    modules = (memory, rows, segments, storage)
     digest = hashlib.sha256(b"".join(Path(str(m.__file__)).read_bytes() for m in modules)).hexdigest()[:12]
     with np.load(queries_path) as q:
         embeddings, gists = q["embedding"], q["gists"]
     store = FileStore(root)
     gc.collect()
     rss_before, file_before = common.rss(), common.resident_file()
-    view = SegmentedView(SegmentStore(IndexStore(cast(Store, store), INDEX_PREFIX)))
-    index = EmbeddingIndex(view, refresh_seconds=0)
+    view = segments.SegmentedView(segments.SegmentStore(IndexStore(cast(storage.Store, store), INDEX_PREFIX)))
+    index = memory.EmbeddingIndex(view, refresh_seconds=0)
     started = time.perf_counter()
     index.refresh(force=True)
     load_s = time.perf_counter() - started

@@ -1,7 +1,6 @@
 """Phase "cold start": fresh processes (bench.container) running the search and ingest handlers as a new container
 would ("new", each init step timed), as Lambda runs them ("lambda") and as SnapStart restores them ("restore"); the
-model attached or fetched through LayerApi at THROUGHPUT_MB_S, imports from .pyc or compiled from "source".
-"""
+model attached or fetched through LayerApi at THROUGHPUT_MB_S, imports from .pyc or compiled from "source"."""
 
 from __future__ import annotations
 
@@ -64,9 +63,7 @@ def layer_archive(model_dir: Path) -> bytes:
     return buffer.getvalue()
 
 
-class LayerApi:
-    """Lambda's GetLayerVersionByArn as pictrace.modelfetch calls it, and the archive sent at throughput_mb_s."""
-
+class LayerApi:  # Lambda's GetLayerVersionByArn as pictrace.modelfetch calls it; the archive sent at throughput_mb_s
     def __init__(self, archive: bytes, throughput_mb_s: float = THROUGHPUT_MB_S) -> None:
         sha = base64.b64encode(hashlib.sha256(archive).digest()).decode()
         self.archive_bytes, self.downloads, api = len(archive), 0, self  # downloads: the archive's

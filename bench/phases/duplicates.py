@@ -1,7 +1,6 @@
 """Phase "duplicates" (issue 28): originals and their edits in one bucket of a local stack of its own, linked by the
 stack's copy check, scored against the truth (same source = copies) as groups and as links, per variant; ingest
-throughput with and without the check, Copy Found latency, and a rebuild priced per 100,000 images.
-"""
+throughput with and without the check, Copy Found latency, and a rebuild priced per 100,000 images."""
 
 from __future__ import annotations
 

@@ -1,7 +1,6 @@
 """Phase "large ingest": >= 12 MP JPEGs through the real Ingestor in SQS batches as the ingest handler runs them,
 against the model alone on the same images; then each stage apart on the same bytes (issue 29's goal: ingest's CPU
-time per image in the batches over the stages' sum).
-"""
+time per image in the batches over the stages' sum)."""
 
 from __future__ import annotations
 
@@ -55,9 +54,7 @@ class NoLargeImages:  # the result when there are no large JPEGs (make samples):
     error: str
 
 
-class TimedEmbedder:
-    """An embedder that adds the milliseconds of its inner embedder's calls to ms."""
-
+class TimedEmbedder:  # an embedder that adds the milliseconds of its inner embedder's calls to ms
     def __init__(self, inner: Any) -> None:
         self.inner, self.ms, self.weights = inner, 0.0, inner.weights
         self.backend, self.dim, self.preprocess = inner.backend, inner.dim, inner.preprocess
@@ -85,6 +82,7 @@ def large_ingest(profile: Profile, stack: Any, config: models.ModelConfig) -> La
     s3 = stack.client("s3")
     s3.create_bucket(Bucket=bucket)
     settings = Settings.from_env(bucket=bucket, model_dir=str(config.model_dir), index_prefix="index/")
+    max_bytes, max_pixels = settings.max_bytes, settings.max_pixels
     embedder = OnnxEmbedder(config.model_dir)  # the model alone
     store = Store(bucket)
     ingestor = Ingestor(settings, store=store)  # its own embedder, as the handler's
@@ -96,7 +94,7 @@ def large_ingest(profile: Profile, stack: Any, config: models.ModelConfig) -> La
     for path in files:
         body = path.read_bytes()
         s3.put_object(Bucket=bucket, Key=f"images/{path.name}", Body=body)
-        contents.append(decode_content(body, max_bytes=settings.max_bytes, max_pixels=settings.max_pixels).content)
+        contents.append(decode_content(body, max_bytes=max_bytes, max_pixels=max_pixels).content)
     cpu = time.process_time()
     model_ms = ms_each(embedder.embed, [[c] for c in contents])  # before the batches (and after: drift evens out)
     model_cpu_ms = (time.process_time() - cpu) * 1000 / len(files)
@@ -113,8 +111,7 @@ def large_ingest(profile: Profile, stack: Any, config: models.ModelConfig) -> La
     if [o.action for o in outcomes] != ["created"] * len(files):
         raise RuntimeError(f"ingest did not index every image: {outcomes}")
     batch_stages = ("read", "sha256", "decode", "features", "embed", "index")
-    names = ("s3_get", "sha256", "decode", "embed", "features", "write")
-    stages: dict[str, list[float]] = {k: [] for k in names}
+    stages: dict[str, list[float]] = {k: [] for k in ("s3_get", "sha256", "decode", "embed", "features", "write")}
     timed = TimedEmbedder(embedder)
     for path in files:
         key = f"images/{path.name}"
@@ -124,11 +121,8 @@ def large_ingest(profile: Profile, stack: Any, config: models.ModelConfig) -> La
         t = time.perf_counter()
         digest = hashlib.sha256(body).hexdigest()
         stages["sha256"].append((time.perf_counter() - t) * 1000)
-        timer = Timer()
-        timed.ms = 0.0
-        prepared = prepare(
-            body, lambda: timed, max_bytes=settings.max_bytes, max_pixels=settings.max_pixels, timer=timer
-        )
+        timer, timed.ms = Timer(), 0.0
+        prepared = prepare(body, lambda: timed, max_bytes=max_bytes, max_pixels=max_pixels, timer=timer)
         stages["decode"].append(timer.timings["decode"])  # decoding and the border trim
         stages["embed"].append(timed.ms)  # the model alone
         stages["features"].append(max(0.0, timer.timings["embed"] - timed.ms))  # the rest of the pipeline's "embed"

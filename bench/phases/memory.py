@@ -1,7 +1,6 @@
 """Phase "index memory": resident memory of the search's in-memory index at N entries (real ones, synthetic rows for
 the rest), in a fresh process (`python -m bench.phases.memory N`) that hides what the layers do not ship and pages in
-the load's code with a throwaway index first; RSS before and after the first refresh and a gc, and footprint().
-"""
+the load's code with a throwaway index first; RSS before and after the first refresh and a gc, and footprint()."""
 
 from __future__ import annotations
 
@@ -44,9 +43,7 @@ def index_memory(n: int) -> IndexMemory:
     return child_json(["bench.phases.memory", str(n)])
 
 
-class FirstRows:
-    """A RowSource: the first `count` ids (sorted) of another source's listing."""
-
+class FirstRows:  # a RowSource: the first `count` ids (sorted) of another source's listing
     def __init__(self, source: RowSource, count: int) -> None:
         self.source, self.count = source, count
 
@@ -74,11 +71,11 @@ def measure(n: int) -> IndexMemory:
         store, settings.index_prefix, max(0, n - len(real)), template, settings.refresh_seconds, workers
     )
     warm_real = SegmentedView(SegmentStore(IndexStore(store, settings.index_prefix, workers=workers), workers))
-    first = FirstRows(warm_real, workers)
-    warmup = EmbeddingIndex(PaddedRows(first, WARMUP_SYNTHETIC, template, seed=1), settings.refresh_seconds)
-    warmup.refresh(force=True)  # the load's code path once (see the module docstring); then dropped
+    rows = PaddedRows(FirstRows(warm_real, workers), WARMUP_SYNTHETIC, template, seed=1)
+    warmup = EmbeddingIndex(rows, settings.refresh_seconds)
+    warmup.refresh(force=True)  # the load's code paged in and one-time state set up, not counted; then dropped
     warmed = len(warmup)
-    del warmup, first, warm_real
+    del warmup, rows, warm_real
     gc.collect()
     before, file_before = rss(), resident_file()
     index.refresh(force=True)

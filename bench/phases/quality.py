@@ -33,8 +33,7 @@ class ModelQuality:  # one model's quality pass: every record (with its reranked
 def parallel_searches(
     cases: list[QueryCase], work: Path, workers: int = 2, env: dict[str, str] | None = None
 ) -> tuple[list[SearchRecord], dict[str, Any]]:
-    """The queries over `workers` bench.worker search processes (env added): records in case order, and the first
-    worker's model and centre."""
+    """The queries over bench.worker search processes (env added): records in order, the model and centre."""
     procs = []
     for i in range(workers):
         part = work / f"cases-{i}.json"

@@ -1,13 +1,13 @@
 """Phase "scan vs faiss": the search's scan (EmbeddingIndex.candidates: top 25 by embedding, top 25 by gist over 8
 turns) against faiss IndexFlatIP doing the same work, one query at a time, at N = faiss_n; and the plain cosine top
-50 (EmbeddingIndex.shortlist) against faiss on the embeddings alone.
-"""
+50 (EmbeddingIndex.shortlist) against faiss on the embeddings alone."""
 
 from __future__ import annotations
 
 import os
 import time
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -56,7 +56,7 @@ def scan_vs_faiss(profile: Profile, base_store: Any, settings: Any, template: An
     half = (SHORTLIST + 1) // 2
     queries = [(np.asarray(e.embedding, np.float32), gist_variants(e.features.thumb)) for e in probes]
     reps = [queries[i % len(queries)] for i in range(profile.scan_reps)]
-    ours_ms, cosine_ms, faiss_ms, faiss_both_ms = [], [], [], []
+    laps: list[list[float]] = []
     same = 0
     for i, (q, g) in enumerate([reps[0], *reps]):
         t = time.perf_counter()
@@ -72,12 +72,9 @@ def scan_vs_faiss(profile: Profile, base_store: Any, settings: Any, template: An
         t4 = time.perf_counter()
         if i == 0:
             continue  # warm-up (the centring cache is computed once per snapshot)
-        ours_ms.append((t1 - t) * 1000)
-        cosine_ms.append((t2 - t1) * 1000)
-        faiss_ms.append((t3 - t2) * 1000)
-        faiss_both_ms.append((t4 - t3) * 1000)
-        ids = index.ids
-        same += {i for i, _ in top} == {ids[j] for j in found[0]}
+        laps.append([(b - a) * 1000 for a, b in pairwise((t, t1, t2, t3, t4))])
+        same += {i for i, _ in top} == {index.ids[j] for j in found[0]}
+    ours_ms, cosine_ms, faiss_ms, faiss_both_ms = (list(lap) for lap in zip(*laps, strict=True))
     scan, cosine = metrics.percentile(ours_ms, 50), metrics.percentile(cosine_ms, 50)
     faiss_top, faiss_same = metrics.percentile(faiss_ms, 50), metrics.percentile(faiss_both_ms, 50)
     result = ScanResult(
