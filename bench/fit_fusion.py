@@ -38,11 +38,8 @@ def split(records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dic
 
 def grid() -> list[Weights]:
     """Candidate weights: cosine 1 (or 0) and the others relative to it."""
-    out = []
-    for cos, gis, ssim, geo in itertools.product((1.0, 0.0), GIST, SSIM, GEOMETRY):
-        if cos + gis + ssim + geo > 0:
-            out.append(Weights(cosine=cos, gist=gis, ssim=ssim, geometry=geo))
-    return out
+    product = itertools.product((1.0, 0.0), GIST, SSIM, GEOMETRY)
+    return [Weights(cosine=c, gist=g, ssim=s, geometry=geo) for c, g, s, geo in product if c + g + s + geo > 0]
 
 
 def evaluate(records: list[dict[str, Any]], w: Weights, verify: int) -> dict[str, Any]:

@@ -169,12 +169,9 @@ def quality(records: Sequence[Mapping[str, Any]], families: Sequence[str], varia
     pooled = predictions(records)
     called = [(bool(h[6] == 1), bool(h[0])) for r in records for h in r["hits"][:TOP_PREDICTIONS]]
     calibrated = any(h[6] != -1 for r in records for h in r["hits"][:1])
+    kept = {"product": True, "cosine_only": False}  # the product's shortlist, or cosine's alone
     sizes = {
-        str(s): {
-            "product": _share(in_shortlist(r, s) for r in positives),
-            "cosine_only": _share(in_shortlist(r, s, gist_half=False) for r in positives),
-        }
-        for s in SHORTLIST_SIZES
+        str(s): {k: _share(in_shortlist(r, s, g) for r in positives) for k, g in kept.items()} for s in SHORTLIST_SIZES
     }
     first_right = [float(r["hits"][0][5]) for r in positives if r["hits"] and r["hits"][0][0]]
     return Quality(

@@ -273,12 +273,9 @@ GOALS: tuple[Callable[[Results, Fusion], Goal | None], ...] = (
 
 def goals(r: Results, fusion: Fusion | None = None) -> list[Goal]:
     """Every goal the run measured (fusion: the latest fit, cited by the verdict goal)."""
-    out = []
-    for judge in GOALS:
-        if (g := judge(r, fusion or {})) is not None:
-            if r.quick and "N =" in g["goal"]:
-                g["goal"] += " (quick run: smaller N than the goal's)"
-            out.append(g)
+    out = [g for judge in GOALS if (g := judge(r, fusion or {})) is not None]
+    for g in out:
+        g["goal"] += " (quick run: smaller N than the goal's)" if r.quick and "N =" in g["goal"] else ""
     return out
 
 
