@@ -10,7 +10,6 @@ import json
 import os
 import resource
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -185,15 +184,14 @@ def run_child(
     cmd = [sys.executable, "-m", "bench.phases.capacity", str(root), str(queries_path), str(budget)]
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         proc = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=err)
-        deadline = time.monotonic() + timeout
-        why = ""
+        deadline, why = time.monotonic() + timeout, ""
         while proc.poll() is None:
             if common.available() < RESERVE // 2:
                 why = f"killed: the machine's available memory fell below {RESERVE // 2 >> 20} MiB"
             elif time.monotonic() > deadline:
                 why = f"killed: no result within {timeout:.0f} s"
             if why:
-                proc.send_signal(signal.SIGKILL)
+                proc.kill()  # SIGKILL
                 proc.wait()
                 break
             time.sleep(0.05)
@@ -203,10 +201,7 @@ def run_child(
     if proc.returncode != 0 or why:
         tail = "\n".join(stderr.strip().splitlines()[-12:])
         raise RuntimeError(f"{why or f'exit code {proc.returncode}'}; stderr: {tail or '(empty)'}")
-    result: dict[str, Any] = json.loads(stdout.strip().splitlines()[-1])
-    result["budget"] = budget
-    result["page_cache_dropped"] = dropped
-    return result
+    return {**json.loads(stdout.strip().splitlines()[-1]), "budget": budget, "page_cache_dropped": dropped}
 
 
 def overlap(a: list[str], b: list[str]) -> float:

@@ -31,18 +31,11 @@ THROUGHPUT_MB_S = 50.0  # MB/s from S3 in a new container: measured from Lambda 
 LAYER_ARN = "arn:aws:lambda:us-east-1:123456789012:layer:pictrace-model:1"
 ARCHIVE_PATH = "/layer-archives/pictrace-model-1.zip"
 PREFETCH_WRAPPER = ROOT / "layers" / "pictrace" / "bin" / "pictrace-prefetch-model"  # AWS_LAMBDA_EXEC_WRAPPER
-#: (function, path, model, imports) of each variant, in the order the tables show them
-VARIANTS: tuple[tuple[str, str, str, str], ...] = tuple(
-    (function, path, model, imports)
-    for function in ("search", "ingest")
-    for path, model, imports in (
-        ("new", "attached", "pyc"),
-        ("lambda", "attached", "pyc"),
-        ("new", "fetched", "pyc"),
-        ("lambda", "fetched", "pyc"),
-        ("new", "attached", "source"),
-        ("restore", "attached", "pyc"),
-    )
+PATHS = (
+    "new attached pyc|lambda attached pyc|new fetched pyc|lambda fetched pyc|new attached source|restore attached pyc"
+)
+VARIANTS: tuple[tuple[str, str, str, str], ...] = tuple(  # (function, path, model, imports), in the tables' order
+    (f, p, m, i) for f in ("search", "ingest") for p, m, i in map(str.split, PATHS.split("|"))
 )
 
 

@@ -35,11 +35,8 @@ def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
         return "unknown"
     name = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), "unknown")
     flags = next((set(line.split(":", 1)[1].split()) for line in lines if line.startswith("flags")), set())
-    if "avx512_vnni" in flags:
-        return f"{name} (AVX-512 VNNI)"
-    if "avx_vnni" in flags:
-        return f"{name} (AVX-VNNI)"
-    return f"{name} ({'AVX2, ' if 'avx2' in flags else ''}no VNNI)"
+    vnni = "AVX-512 VNNI" if "avx512_vnni" in flags else "AVX-VNNI" if "avx_vnni" in flags else ""
+    return f"{name} ({vnni or ('AVX2, ' if 'avx2' in flags else '') + 'no VNNI'})"
 
 
 def package_version(name: str) -> str:

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass
+from itertools import zip_longest
 from pathlib import Path
 from typing import Any
 
@@ -44,10 +45,7 @@ def parallel_searches(
         if proc.wait() != 0:
             raise RuntimeError(f"a search worker failed with exit code {proc.returncode}")
     outputs = [json.loads((work / f"records-{i}.json").read_text()) for i in range(workers)]
-    parts = [o["records"] for o in outputs]
-    records: list[SearchRecord] = []
-    for j in range(max(len(p) for p in parts)):
-        records.extend(p[j] for p in parts if j < len(p))
+    records = [r for row in zip_longest(*(o["records"] for o in outputs)) for r in row if r is not None]  # in order
     return records, {"model": outputs[0]["model"], "centre": outputs[0]["centre"]}
 
 
