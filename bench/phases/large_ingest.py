@@ -152,12 +152,8 @@ def large_ingest(profile: Profile, stack: Any, config: models.ModelConfig) -> La
 
 def sqs_record(template: dict[str, Any], bucket: str, key: str) -> dict[str, Any]:
     """An SQS message of the ingest queue carrying the S3 notification of a put of key."""
-    record = json.loads(json.dumps(template))
-    body = json.loads(record["body"])
+    body = json.loads(template["body"])
     s3_record = body["Records"][0]["s3"]
-    s3_record["bucket"]["name"] = bucket
-    s3_record["bucket"]["arn"] = f"arn:aws:s3:::{bucket}"
+    s3_record["bucket"].update(name=bucket, arn=f"arn:aws:s3:::{bucket}")
     s3_record["object"]["key"] = quote_plus(key, safe="/")  # as S3 encodes keys
-    record["body"] = json.dumps(body)
-    record["messageId"] = hashlib.sha256(key.encode()).hexdigest()[:32]
-    return record
+    return {**template, "body": json.dumps(body), "messageId": hashlib.sha256(key.encode()).hexdigest()[:32]}

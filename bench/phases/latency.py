@@ -47,14 +47,12 @@ def padded_latency(
     from bench.stack import PaddedIndex
 
     settings = Settings.from_env(model_dir=str(config.model_dir), index_prefix=config.index_prefix)
-    store = Store(settings.bucket)
-    index_store = IndexStore(store, settings.index_prefix)
+    store, prefix = Store(settings.bucket), settings.index_prefix
+    index_store = IndexStore(store, prefix)
     entries = sorted(index_store.entry_ids())
     template = index_store.get_entry(entries[0])[0]
     padding = max(0, profile.scan_n - len(entries))
-    index = PaddedIndex(
-        store, settings.index_prefix, padding, template, settings.refresh_seconds, settings.fetch_concurrency
-    )
+    index = PaddedIndex(store, prefix, padding, template, settings.refresh_seconds, settings.fetch_concurrency)
     padded = SearchService(settings, store, OnnxEmbedder(config.model_dir), backend=MemoryBackend(index))
     # a synthetic row that reaches a shortlist is fetched as a stand-in, a real entry's object (the template's), and
     # reranked like one: fetch and rerank do the work an index of N real entries would make them do

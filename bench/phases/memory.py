@@ -63,14 +63,12 @@ def measure(n: int) -> IndexMemory:
     from bench.stack import PaddedIndex, PaddedRows
 
     settings = Settings.from_env()
-    store, workers = Store(settings.bucket), settings.fetch_concurrency
-    plain = IndexStore(store, settings.index_prefix)
+    store, workers, prefix = Store(settings.bucket), settings.fetch_concurrency, settings.index_prefix
+    plain = IndexStore(store, prefix)
     real = sorted(plain.entry_ids())
     template, _ = plain.get_entry(real[0])
-    index = PaddedIndex(
-        store, settings.index_prefix, max(0, n - len(real)), template, settings.refresh_seconds, workers
-    )
-    warm_real = SegmentedView(SegmentStore(IndexStore(store, settings.index_prefix, workers=workers), workers))
+    index = PaddedIndex(store, prefix, max(0, n - len(real)), template, settings.refresh_seconds, workers)
+    warm_real = SegmentedView(SegmentStore(IndexStore(store, prefix, workers=workers), workers))
     rows = PaddedRows(FirstRows(warm_real, workers), WARMUP_SYNTHETIC, template, seed=1)
     warmup = EmbeddingIndex(rows, settings.refresh_seconds)
     warmup.refresh(force=True)  # the load's code paged in and one-time state set up, not counted; then dropped
