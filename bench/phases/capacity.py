@@ -34,7 +34,6 @@ INDEX_PREFIX = "index/"  # the layout under it: pictrace.index.layout
 MASK_PREFIX = "images/7/"
 SEED = 20_240_607
 RESERVE = 1 << 30  # bytes of the machine's available memory a child must leave free
-CHILD_TIMEOUT_S = 3600.0
 
 
 def image_id(k: int) -> str:
@@ -175,9 +174,7 @@ def measure(root: Path, queries_path: Path) -> dict[str, Any]:
     }
 
 
-def run_child(
-    root: Path, queries_path: Path, uncache: Path | None = None, timeout: float = CHILD_TIMEOUT_S
-) -> dict[str, Any]:
+def run_child(root: Path, queries_path: Path, uncache: Path | None = None, timeout: float = 3600.0) -> dict[str, Any]:
     """measure() in a fresh process, uncache (default: root) evicted first; killed when memory runs short."""
     dropped = common.drop_from_page_cache(uncache or root)
     budget = max(0, common.available() - RESERVE)
@@ -249,11 +246,9 @@ def capacity(
                     continue
                 tops[dtype], ids = m.pop("tops"), data["query_ids"]
                 first = sum(t[:1] == [i] for t, i in zip(tops[dtype], ids, strict=True)) / len(ids)
-                made = {
-                    "segments": data["segments"],
-                    "segment_bytes": data["bytes"][dtype],
-                    "generate_s": data["generate_s"],
-                }
+                made = dict(
+                    segments=data["segments"], segment_bytes=data["bytes"][dtype], generate_s=data["generate_s"]
+                )
                 runs.append(run := {"n": n, "dim": dim, "dtype": dtype, **made, **m, "source_first": first})
                 say(
                     f"    capacity N = {n:,} {dtype}: cold load {run['load_s']:.1f} s ({run['gets']} GETs), scan p50 "

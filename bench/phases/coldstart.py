@@ -34,7 +34,8 @@ PREFETCH_WRAPPER = ROOT / "layers" / "pictrace" / "bin" / "pictrace-prefetch-mod
 PATHS = (
     "new attached pyc|lambda attached pyc|new fetched pyc|lambda fetched pyc|new attached source|restore attached pyc"
 )
-VARIANTS: tuple[tuple[str, str, str, str], ...] = tuple(  # (function, path, model, imports), in the tables' order
+Variant = tuple[str, str, str, str]  # function, path, model, imports
+VARIANTS: tuple[Variant, ...] = tuple(  # in the order the tables show them
     (f, p, m, i) for f in ("search", "ingest") for p, m, i in map(str.split, PATHS.split("|"))
 )
 
@@ -172,10 +173,7 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 
 def cold_starts(
-    profile: Profile,
-    query: Path,
-    variants: tuple[tuple[str, str, str, str], ...] = VARIANTS,
-    throughput_mb_s: float = THROUGHPUT_MB_S,
+    profile: Profile, query: Path, variants: tuple[Variant, ...] = VARIANTS, throughput_mb_s: float = THROUGHPUT_MB_S
 ) -> ColdStarts:
     """profile.coldstarts runs of each variant on the bench's stack (this environment), searching with the query."""
     from pictrace.storage import s3_client
