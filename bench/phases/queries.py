@@ -35,8 +35,7 @@ def query_originals(profile: Profile, usable: list[Path], held_out: set[str]) ->
     """The originals to make queries of: all, or profile.query_originals spread over the names, held-out in share."""
     if profile.query_originals is None:
         return usable
-    pos = [p for p in usable if p.name not in held_out]
-    neg = [p for p in usable if p.name in held_out]
+    pos, neg = [p for p in usable if p.name not in held_out], [p for p in usable if p.name in held_out]
     n_neg = min(len(neg), round(profile.query_originals * profile.held_out_share))
     n_pos = min(len(pos), profile.query_originals - n_neg)
     return sorted(pos[:: max(1, len(pos) // max(1, n_pos))][:n_pos] + neg[:: max(1, len(neg) // max(1, n_neg))][:n_neg])
