@@ -60,6 +60,8 @@ class Scores:
     inliers: int = 0
     transform: str = "identity"
     explain: str = ""
+    region: float = 0.0  # the best centred cosine of a region of the query with it (pictrace.regions; 0: not run)
+    region_inliers: int = 0  # ORB inliers of that region with it (0: not verified)
 
 
 def centred_cosine(query: np.ndarray, embedding: np.ndarray, centre: np.ndarray | None) -> float:

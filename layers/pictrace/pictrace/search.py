@@ -24,6 +24,7 @@ from pictrace.index.rows import Candidate
 from pictrace.limits import check_search_limits
 from pictrace.modelfetch import ensure_model
 from pictrace.pipeline import Prepared, Timer, prepare
+from pictrace.regions import PER_CROP, embed_regions, rejudge
 from pictrace.rerank import (
     QueryFeatures,
     Scores,
@@ -177,8 +178,29 @@ class SearchService:
             fetched = await self.fetcher.fetch_many([self.layout.entry_key(c.id) for c in candidates], early.arrived)
             timer.lap("fetch")  # and the rerank of what had arrived
             hits = await asyncio.to_thread(self._rerank, judge, candidates, fetched, pool, early.scores)
-        timer.lap("rerank")
+            timer.lap("rerank")
+            if self.settings.regions and judge.scoring.calibration and not (hits and hits[0].match):
+                hits = await self._widen(judge, queried, hits, query.prefix, pool)
+                timer.lap("regions")
         return SearchResult(hits[:top_k], timer.total(), queried.described, self.backend.count())
+
+    async def _widen(
+        self, judge: _Judge, queried: Queried, hits: list[Hit], prefix: str | None, pool: ThreadPoolExecutor
+    ) -> list[Hit]:
+        """An image query's hits and its regions' (pictrace.regions), ranked and judged on the better score."""
+        if queried.image is None:
+            return hits
+        regions = await asyncio.to_thread(embed_regions, queried.image.bgr, queried.embedder, judge.centre)
+        gists, centre = judge.features.gists, judge.centre
+        found = await asyncio.to_thread(
+            lambda: [self.backend.candidates(v, gists, PER_CROP, prefix, False, centre) for v in regions.vectors]
+        )
+        new = list({c.id: c for cs in found for c in cs if c.id not in {h.id for h in hits}}.values())
+        fetched = await self.fetcher.fetch_many([self.layout.entry_key(c.id) for c in new])
+        everything = hits + (await asyncio.to_thread(self._rerank, judge, new, fetched, pool) if new else [])
+        entries = await self.fetcher.fetch_many([self.layout.entry_key(h.id) for h in everything])
+        live = [(h, entries[k]) for h in everything if (k := self.layout.entry_key(h.id)) in entries]
+        return await asyncio.to_thread(rejudge, live, regions, judge.centre, judge.scoring, pool) if live else hits
 
     def _scoring_on_arrival(self, judge: _Judge, candidates: list[Candidate], pool: ThreadPoolExecutor) -> _EarlyScores:
         """When every candidate gets the geometric check (no more of them than `verify`), each is scored in the pool
@@ -241,16 +263,8 @@ class SearchService:
         """A query image through the pipeline, within the settings' limits: with its mirror image's features, made
         in the pool while the model embeds. embedder: where the model comes from once the image is decoded (default:
         the container's)."""
-        s = self.settings
-        return prepare(
-            data,
-            embedder or (lambda: self.embedder),
-            max_bytes=s.max_bytes,
-            max_pixels=s.max_pixels,
-            timer=timer,
-            pool=pool,
-            mirror=True,
-        )
+        s, model = self.settings, embedder or (lambda: self.embedder)
+        return prepare(data, model, max_bytes=s.max_bytes, max_pixels=s.max_pixels, timer=timer, pool=pool, mirror=True)
 
     def _shortlist(self, judge: _Judge, shortlist: int, prefix: str | None) -> list[Candidate]:
         """The backend's candidates (with their current keys); half of them by gist only when the fusion weighs gist
@@ -304,17 +318,9 @@ class SearchService:
         )
 
         def one(i: int) -> Scores:
-            c, entry, _ = live[i]
-            return score(
-                c.cosine,
-                judge.features,
-                entry.features,
-                c.gist,
-                c.transform,
-                weights,
-                geometry=i in verified,
-                ssim_score=ssims[i],
-            )
+            c, e, _ = live[i]
+            args = (c.cosine, judge.features, e.features, c.gist, c.transform, weights)
+            return score(*args, geometry=i in verified, ssim_score=ssims[i])
 
         return list(pool.map(one, range(len(live))))
 

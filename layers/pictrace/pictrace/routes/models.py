@@ -47,6 +47,8 @@ class ScoresOut(BaseModel):
     orb_matches: int
     transform: str = Field(description="how the query was turned to match (identity, flip, rot90, ...)")
     final: float
+    region: float = Field(0.0, description="best centred cosine of a region of the query with it (0: not searched)")
+    region_inliers: int = Field(0, description="ORB inliers of that region with it (0: not verified)")
 
 
 class HitOut(BaseModel):
@@ -233,4 +235,6 @@ def scores_out(s: Scores) -> ScoresOut:
         orb_matches=s.orb_matches,
         transform=s.transform,
         final=round(s.final, 6),
+        region=round(s.region, 6),
+        region_inliers=s.region_inliers,
     )

@@ -1,0 +1,137 @@
+"""Partial copies (issue 27): when the whole query finds no copy, search its regions.
+
+A query that holds an indexed photo small (inside another picture, a collage, a screenshot of a post) has a global
+embedding far from the photo's. Its regions do not: SSCD embeds 18 crops of the query (a 3 x 3 grid of windows half
+its sides, overlapping, and a 3 x 3 grid of thirds), each crop is searched, and every candidate gets the best
+centred cosine of any crop with it (``region``). The best candidates by it are verified: ORB + RANSAC between the
+crop that matched and the candidate (``region_inliers``: inliers found inside that region, at its scale, where the
+whole query's ORB keypoints are spread over the other picture too).
+
+The ranking takes a candidate's region cosine where the region is verified, and that cosine less
+UNVERIFIED_PENALTY where it is not, whichever of it and the whole query's final score is higher; so an original the
+whole query ranks first loses its place only to a better region match. A candidate is called a copy on its region
+when the region cosine reaches MATCH_COSINE, or VERIFIED_COSINE with REGION_INLIERS inliers. These constants were
+chosen on the bench's partial-copy families (bench/transforms.py: small crops, insets, collage, meme, social post;
+sscd, sscd-short256): unrelated held-out photos' best region cosine stayed under 0.40.
+
+Search runs this only when its best result is not already a copy (so whole-image copies cost nothing more), and only
+for image queries.
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import Executor
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from pictrace.embedding import Embedder
+from pictrace.index.layout import Entry
+from pictrace.rerank import Features, Scores, compute_features, correspondences, trim_border
+from pictrace.results import Hit
+from pictrace.verdict import Scoring
+
+logger = logging.getLogger(__name__)
+
+#: (window side as a share of the query's side, windows per side): halves overlapping by half, and thirds
+GRIDS = ((1 / 2, 3), (1 / 3, 3))
+#: candidates each crop brings from the index
+PER_CROP = 4
+#: candidates verified by ORB + RANSAC on their region, best by region cosine
+VERIFY = 6
+REGION_INLIERS = 10
+UNVERIFIED_PENALTY = 0.15
+MATCH_COSINE = 0.45
+VERIFIED_COSINE = 0.30
+
+Box = tuple[int, int, int, int]  # x0, y0, x1, y1 in the query's content
+
+
+def region_boxes(height: int, width: int) -> list[Box]:
+    """The crops' boxes in an image of this size (GRIDS), row by row."""
+    boxes = []
+    for side, steps in GRIDS:
+        ch, cw = max(1, round(height * side)), max(1, round(width * side))
+        for i in range(steps):
+            for j in range(steps):
+                y, x = round(i * (height - ch) / (steps - 1)), round(j * (width - cw) / (steps - 1))
+                boxes.append((x, y, x + cw, y + ch))
+    return boxes
+
+
+@dataclass(frozen=True)
+class Regions:
+    """The query's crops, their boxes and their embeddings (unit rows, and centred on the model's reference)."""
+
+    crops: list[np.ndarray]
+    boxes: list[Box]
+    vectors: np.ndarray  # (crops, dim), unit length
+    centred: np.ndarray  # (crops, dim), centred and unit length
+
+    def best(self, embeddings: np.ndarray, centre: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """For each indexed embedding (rows), the best centred cosine of any crop with it and that crop's index."""
+        rows = np.asarray(embeddings, np.float32)
+        rows = rows - centre if centre is not None else rows
+        rows = rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
+        by_crop = self.centred @ rows.T
+        return by_crop.max(axis=0), by_crop.argmax(axis=0)
+
+    def inliers(self, crop: int, candidate: Features) -> int:
+        """ORB matches of one crop with a candidate that agree on one affine transform (RANSAC)."""
+        return correspondences(compute_features(self.crops[crop]), candidate).inliers
+
+
+def embed_regions(image: np.ndarray, embedder: Embedder, centre: np.ndarray | None) -> Regions:
+    """The crops (region_boxes) of an image's content (without its uniform border) embedded by the model."""
+    content = trim_border(image)
+    boxes = region_boxes(*content.shape[:2])
+    crops = [np.ascontiguousarray(content[y0:y1, x0:x1]) for x0, y0, x1, y1 in boxes]
+    vectors = embedder.embed(crops)
+    centred = vectors - centre if centre is not None else vectors
+    centred = centred / np.maximum(np.linalg.norm(centred, axis=1, keepdims=True), 1e-12)
+    return Regions(crops, boxes, vectors, centred)
+
+
+def region_final(cosine: float, inliers: int) -> float:
+    """What a region match is worth in the ranking: its cosine if verified, else less UNVERIFIED_PENALTY."""
+    return cosine if inliers >= REGION_INLIERS else cosine - UNVERIFIED_PENALTY
+
+
+def region_match(cosine: float, inliers: int) -> bool:
+    """Whether a region match alone makes the candidate a copy."""
+    return cosine >= MATCH_COSINE or (cosine >= VERIFIED_COSINE and inliers >= REGION_INLIERS)
+
+
+def with_region(scores: Scores, cosine: float, inliers: int, verified: bool) -> Scores:
+    """A candidate's scores with its region's: the final score the better of the whole query's and the region's."""
+    worth = region_final(cosine, inliers if verified else 0)
+    if worth <= scores.final:
+        return replace(scores, region=cosine, region_inliers=inliers)
+    explain = f"a region of the query matches it (cosine {cosine:.2f}, {inliers} ORB keypoints agree inside it)"
+    return replace(scores, final=worth, region=cosine, region_inliers=inliers, explain=explain)
+
+
+def to_verify(region: np.ndarray) -> set[int]:
+    """Which candidates get their region verified: the best VERIFY by region cosine."""
+    return {int(i) for i in np.argsort(-np.asarray(region), kind="stable")[:VERIFY]}
+
+
+def rejudge(
+    live: list[tuple[Hit, Entry]], regions: Regions, centre: np.ndarray | None, scoring: Scoring, pool: Executor
+) -> list[Hit]:
+    """The hits (with their entries) with their regions' scores: each one's best region cosine, the best VERIFY of
+    them verified (in the pool), ranked by the better of their final and region scores and judged on either; the
+    cosine ranks over them all."""
+    cosines, crops = regions.best(np.stack([e.embedding for _, e in live]), centre)
+    chosen = sorted(to_verify(cosines))
+    counted = pool.map(lambda i: regions.inliers(int(crops[i]), live[i][1].features), chosen)
+    inliers = dict(zip(chosen, counted, strict=True))
+    out = []
+    for i, (h, _) in enumerate(live):
+        s = with_region(h.scores, float(cosines[i]), inliers.get(i, 0), i in inliers)
+        judged = scoring.verdict(s.final)
+        match = judged.match or (judged.match is not None and region_match(s.region, s.region_inliers))
+        out.append(replace(h, scores=s, similarity=judged.similarity, match=match))
+    by_cosine = {h.id: r for r, h in enumerate(sorted(out, key=lambda h: -h.scores.cosine), start=1)}
+    return sorted((replace(h, rank_cosine=by_cosine[h.id]) for h in out), key=lambda h: -h.scores.final)

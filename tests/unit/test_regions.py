@@ -1,0 +1,112 @@
+"""Partial copies (pictrace.regions, issue 27): a photo small inside another picture is found by the query's regions,
+verified inside the region that matched, and called a copy; an unrelated picture is not; and a region match never
+takes first place from the whole query's best without beating it."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+from pictrace import regions
+from pictrace.index.layout import Entry
+from pictrace.rerank import Scores, compute_features
+from pictrace.results import Hit
+from pictrace.verdict import Calibration, Scoring, Weights
+
+from tests.conftest import DATA
+
+
+def _read(name: str) -> np.ndarray:
+    img = cv2.imread(str(DATA / name), cv2.IMREAD_COLOR)
+    assert img is not None
+    return img
+
+
+def _inset(photo: np.ndarray, background: np.ndarray, width: float) -> np.ndarray:
+    out = cv2.resize(background, (1280, 960), interpolation=cv2.INTER_AREA)
+    w = round(1280 * width)
+    h = round(w * photo.shape[0] / photo.shape[1])
+    out[500 : 500 + h, 700 : 700 + w] = cv2.resize(photo, (w, h), interpolation=cv2.INTER_AREA)
+    return out
+
+
+def test_boxes_cover_the_image_at_two_scales() -> None:
+    boxes = regions.region_boxes(900, 1200)
+    assert len(boxes) == 18
+    assert all(0 <= x0 < x1 <= 1200 and 0 <= y0 < y1 <= 900 for x0, y0, x1, y1 in boxes)
+    assert {(x1 - x0, y1 - y0) for x0, y0, x1, y1 in boxes} == {(600, 450), (400, 300)}
+    assert (0, 0, 600, 450) in boxes and (600, 450, 1200, 900) in boxes  # the quadrants are among the halves
+
+
+def test_a_photo_at_a_quarter_of_the_width_is_found_by_a_region_and_verified(embedder: Any) -> None:
+    astronaut, coffee, camera = _read("astronaut.jpg"), _read("coffee.png"), _read("camera.tiff")
+    query = _inset(astronaut, coffee, 0.25)
+    indexed = embedder.embed([astronaut, camera])
+    whole = embedder.embed([query])[0] @ indexed.T
+    found = regions.embed_regions(query, embedder, None)
+    best, crop = found.best(indexed, None)
+    assert best[0] > whole[0] + 0.2  # the region sees the astronaut far better than the whole query does
+    assert best[0] >= regions.MATCH_COSINE > best[1]
+    x0, y0, x1, y1 = found.boxes[int(crop[0])]
+    assert x0 <= 700 + 160 and y0 <= 500 + 120 and x1 >= 700 + 160 and y1 >= 500 + 120  # it holds the inset's centre
+    inliers = found.inliers(int(crop[0]), compute_features(astronaut))
+    assert inliers >= regions.REGION_INLIERS
+    assert found.inliers(int(crop[1]), compute_features(camera)) < regions.REGION_INLIERS
+
+
+def _hit(name: str, final: float) -> Hit:
+    scores = Scores(cosine=final, ssim=0.0, orb=0.0, orb_matches=0, final=final)
+    return Hit(name, (f"{name}.jpg",), None, scores, 0.0, 1)
+
+
+CALIBRATED = Scoring(Weights(1, 0, 0, 0), (), Calibration("sscd", "p", Weights(1, 0, 0, 0), (), 30, -12, 0.4, 1, 1))
+
+
+class _Regions(regions.Regions):
+    """Regions with given best cosines per candidate and given inliers (no model, no ORB)."""
+
+    def __init__(self, cosines: list[float], inliers: list[int]) -> None:
+        super().__init__(
+            [np.zeros((8, 8, 3), np.uint8)] * len(cosines), [(0, 0, 8, 8)] * len(cosines), np.eye(2), np.eye(2)
+        )
+        self._cosines, self._inliers = cosines, inliers
+
+    def best(self, embeddings: np.ndarray, centre: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        return np.array(self._cosines), np.arange(len(self._cosines))
+
+    def inliers(self, crop: int, candidate: Any) -> int:
+        return self._inliers[crop]
+
+
+def _rejudge(hits: list[Hit], cosines: list[float], inliers: list[int]) -> list[Hit]:
+    empty = compute_features(np.zeros((32, 32, 3), np.uint8))
+    live = [(h, Entry(h.id, h.keys, np.zeros(2, np.float32), empty)) for h in hits]
+    with ThreadPoolExecutor(1) as pool:
+        return regions.rejudge(live, _Regions(cosines, inliers), None, CALIBRATED, pool)
+
+
+def test_a_verified_region_match_is_ranked_first_and_called_a_copy() -> None:
+    out = _rejudge([_hit("whole", 0.30), _hit("inset", 0.10)], [0.32, 0.38], [0, 40])
+    assert [h.id for h in out] == ["inset", "whole"]
+    assert out[0].match and out[0].scores.final == pytest.approx(0.38) and out[0].scores.region_inliers == 40
+    assert out[0].rank_cosine == 2 and not out[1].match
+
+
+def test_an_unverified_region_match_must_beat_the_whole_query_by_the_penalty() -> None:
+    # 0.38 less the penalty is below the whole query's 0.30: the cosine's first stays first, nothing is a copy
+    out = _rejudge([_hit("whole", 0.30), _hit("other", 0.10)], [0.30, 0.38], [0, 3])
+    assert [h.id for h in out] == ["whole", "other"] and not any(h.match for h in out)
+    assert out[1].scores.final == pytest.approx(0.38 - regions.UNVERIFIED_PENALTY) and out[1].scores.region == 0.38
+    out = _rejudge([_hit("whole", 0.20), _hit("other", 0.10)], [0.20, 0.20 + regions.UNVERIFIED_PENALTY + 0.05], [0, 3])
+    assert out[0].id == "other" and not out[0].match  # beaten by a region, but not called a copy on chance matches
+
+
+def test_a_strong_region_cosine_alone_is_a_copy_and_a_weak_one_with_chance_matches_is_not() -> None:
+    assert regions.region_match(regions.MATCH_COSINE, 0)
+    assert regions.region_match(regions.VERIFIED_COSINE, regions.REGION_INLIERS)
+    assert not regions.region_match(0.29, 200)  # chance matches pile up inliers at low cosines
+    assert not regions.region_match(regions.VERIFIED_COSINE, regions.REGION_INLIERS - 1)
+    assert not regions.region_match(regions.VERIFIED_COSINE - 0.01, 200)
