@@ -1,10 +1,6 @@
-"""The copy-detection queries: transformed originals, one function per edit, all deterministic.
-
-Each variant is a family (what the issue lists), a parameter, and a function BGR uint8 -> BGR or grayscale uint8.
-Every query is written as a JPEG (quality 95, or the variant's own quality), as a user would upload it.
-Random choices (where a crop window sits, where the text goes) come from a generator seeded by the original's
-name and the variant's name, so a run makes the same queries every time.
-"""
+"""The copy-detection queries: each variant a family, a parameter and an edit (BGR uint8 -> BGR or grayscale),
+saved as a JPEG; random choices come from a generator seeded by the original's and the variant's names, so a run
+makes the same queries every time."""
 
 from __future__ import annotations
 
@@ -57,8 +53,7 @@ def crop(img: Image, rng: np.random.Generator, fraction: float) -> Image:
 
 
 def rotate(img: Image, rng: np.random.Generator, degrees: float) -> Image:
-    """Rotate counter-clockwise about the centre; multiples of 90 are exact, other angles keep the canvas
-    (corners filled black, the image's own corners cut off)."""
+    """Rotate counter-clockwise; multiples of 90 exact, other angles on the same canvas (black corners)."""
     if degrees % 90 == 0:
         turns = int(degrees // 90) % 4
         codes = {1: cv2.ROTATE_90_COUNTERCLOCKWISE, 2: cv2.ROTATE_180, 3: cv2.ROTATE_90_CLOCKWISE}
@@ -104,8 +99,7 @@ def blur(img: Image, rng: np.random.Generator, relative_sigma: float) -> Image:
 
 
 def overlay(img: Image, rng: np.random.Generator) -> Image:
-    """A watermark: a translucent white band with black text across ~80 % of the width at a random height, and a
-    round logo (filled disc and ring) in a random corner."""
+    """A watermark: a translucent band of text across ~80 % of the width, a round logo in a random corner."""
     out = img.copy() if img.ndim == 3 else cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
     h, w = out.shape[:2]
     font = cv2.FONT_HERSHEY_DUPLEX
@@ -141,9 +135,7 @@ def border(img: Image, rng: np.random.Generator, fraction: float) -> Image:
 
 
 def perspective(img: Image, rng: np.random.Generator, strength: float) -> Image:
-    """A perspective warp: the whole image drawn into a quadrilateral whose corners lie 0.5..1 x `strength` of
-    each side inside the canvas's corners (random per corner), on a black canvas of the same size, as a photo of
-    a tilted print would show it."""
+    """A tilted print: the image warped into a quadrilateral with corners 0.5..1 x `strength` inside the canvas's."""
     h, w = img.shape[:2]
     src = np.array([[0, 0], [w - 1, 0], [w - 1, h - 1], [0, h - 1]], np.float32)
     dx = rng.uniform(0.5, 1.0, 4) * strength * w
@@ -158,9 +150,7 @@ SCREEN = (1280, 800)  # the screenshot's canvas, width x height
 
 
 def screenshot(img: Image, rng: np.random.Generator) -> Image:
-    """A screenshot-like re-render: the photo scaled into the content area of a 1280x800 window drawn with OpenCV
-    (title bar with text and buttons, a toolbar, a side panel with text rows and buttons, a status bar); the photo
-    covers about 45 % of the screenshot."""
+    """The photo in the content area of a drawn 1280x800 window (title bar, toolbar, side panel, status bar), ~45 %."""
     src = img if img.ndim == 3 else cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
     w, h = SCREEN
     out = np.full((h, w, 3), (236, 236, 236), np.uint8)
@@ -197,8 +187,7 @@ def screenshot(img: Image, rng: np.random.Generator) -> Image:
 
 
 def colour_shift(img: Image, rng: np.random.Generator, hue_degrees: float, saturation: float) -> Image:
-    """A heavy colour shift: hue turned by `hue_degrees`, saturation x `saturation`, then the blue and red
-    channels scaled apart (x0.8 and x1.2), as a strong colour filter would."""
+    """A heavy colour filter: hue turned, saturation scaled, then blue x0.8 and red x1.2."""
     src = img if img.ndim == 3 else cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
     hsv = cv2.cvtColor(src, cv2.COLOR_BGR2HSV).astype(np.float32)
     hsv[..., 0] = (hsv[..., 0] + hue_degrees / 2) % 180  # OpenCV's 8-bit hue is degrees / 2
@@ -224,8 +213,7 @@ CANVAS = 1280  # the width of the canvases (4:3) the originals are placed in
 
 
 def inset(img: Image, rng: np.random.Generator, others: Sequence[Image], width: float) -> Image:
-    """The original, aspect kept, at `width` of the canvas's width (less if it would pass 90 % of the height),
-    at a random place inside another photo (others[0], cut to 1280 x 960)."""
+    """The original at `width` of the canvas's (at most 90 % of its height), somewhere inside others[0] (1280x960)."""
     out, (h, w) = _cover(others[0], CANVAS, CANVAS * 3 // 4), img.shape[:2]
     iw = min(round(width * CANVAS), round(0.9 * out.shape[0] * w / h))
     ih = max(1, round(iw * h / w))
@@ -235,8 +223,7 @@ def inset(img: Image, rng: np.random.Generator, others: Sequence[Image], width: 
 
 
 def collage(img: Image, rng: np.random.Generator, others: Sequence[Image]) -> Image:
-    """A 2 x 2 collage of 640 x 480 tiles: the original (whole, aspect kept, on white) in a random tile, three
-    other photos (others, cut to fill) in the rest."""
+    """A 2 x 2 collage of 640 x 480 tiles: the original whole on white in one, three other photos in the rest."""
     tw, th, (h, w) = CANVAS // 2, CANVAS * 3 // 8, img.shape[:2]
     fw, fh = round(w * min(tw / w, th / h)), round(h * min(tw / w, th / h))
     tile = np.full((th, tw, 3), 255, np.uint8)
@@ -268,8 +255,7 @@ POST = (720, 1600)  # the social-post screenshot's canvas, width x height (a pho
 
 
 def social_post(img: Image, rng: np.random.Generator, share: float) -> Image:
-    """A phone screenshot of a social feed: an app bar, the post's author and text, the photo (aspect kept, at
-    most `share` of the canvas and 680 x 900 px), its action row and the next post's text."""
+    """A phone's social feed: app bar, author, the photo (≤ `share` of the canvas, ≤ 680x900), actions, text rows."""
     (w, h), (ih, iw) = POST, img.shape[:2]
     out = np.full((h, w, 3), 255, np.uint8)
     cv2.rectangle(out, (0, 0), (w, 110), (180, 110, 40), -1)
@@ -330,12 +316,7 @@ VARIANTS: tuple[Variant, ...] = (
     Variant("aspect", "width x1.5", _p(aspect, 1.5)),
     Variant("border", "white 12%", _p(border, 0.12)),
     Variant("combined", "crop20+half+q40", chain(_p(crop, 0.20), _p(downscale, 0.5)), quality=40),
-    Variant(
-        "combined",
-        "rot5+bright+overlay+q70",
-        chain(_p(rotate, 5), _p(brightness_contrast, 1.2, 20), overlay),
-        quality=70,
-    ),
+    Variant("combined", "rot5+bright+overlay+q70", chain(_p(rotate, 5), _p(brightness_contrast, 1.2, 20), overlay), 70),
     Variant("perspective", "corners in 8-16%", _p(perspective, 0.16)),
     Variant("screenshot", "1280x800 window", screenshot, quality=90),
     Variant("colour", "hue+90 sat x1.5", _p(colour_shift, 90, 1.5)),
@@ -353,8 +334,7 @@ FAMILIES: tuple[str, ...] = tuple(dict.fromkeys(v.family for v in VARIANTS))
 
 
 def pick_others(pool: Sequence[str], original: str, variant: Variant) -> list[str]:
-    """The variant.others photos (from pool: names of photos never indexed) its query of `original` puts around
-    it: a seeded choice, the original itself left out."""
+    """A seeded choice of the variant.others photos (from pool, never indexed) put around `original`."""
     names = sorted(set(pool) - {original})
     picked = rng_for(original, f"{variant.name}#others").choice(len(names), variant.others, replace=False)
     return [names[int(i)] for i in picked]
