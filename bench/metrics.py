@@ -147,8 +147,10 @@ def _share(flags: Iterable[bool]) -> float:
     return mean(map(float, flags))
 
 
-def _group(records: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+def _group(records: Sequence[Mapping[str, Any]], calibrated: bool = False) -> dict[str, float]:
     out = summarise([r["rank"] for r in records], [r["ap"] for r in records])
+    if calibrated:  # the verdict's recall: share of queries whose original is among the top predictions called a copy
+        out["verdict_recall"] = _share(any(h[6] == 1 and h[0] for h in r["hits"][:TOP_PREDICTIONS]) for r in records)
     for k in (1, 10, PRODUCT_SHORTLIST):
         out[f"shortlist@{k}"] = recall_at([r.get("cos_rank") for r in records], k)
     out["shortlisted"] = _share(in_shortlist(r, PRODUCT_SHORTLIST) for r in records)
@@ -164,11 +166,11 @@ def quality(records: Sequence[Mapping[str, Any]], families: Sequence[str], varia
     """Everything one model's records say (see the module docstring)."""
     positives = [r for r in records if r["positive"]]
     negatives = [r for r in records if not r["positive"]]
-    by_family = {f: _group([r for r in positives if r["family"] == f]) for f in families}
+    calibrated = any(h[6] != -1 for r in records for h in r["hits"][:1])
+    by_family = {f: _group([r for r in positives if r["family"] == f], calibrated) for f in families}
     by_variant = {v: _group([r for r in positives if r["variant"] == v]) for v in variants}
     pooled = predictions(records)
     called = [(bool(h[6] == 1), bool(h[0])) for r in records for h in r["hits"][:TOP_PREDICTIONS]]
-    calibrated = any(h[6] != -1 for r in records for h in r["hits"][:1])
     kept = {"product": True, "cosine_only": False}  # the product's shortlist, or cosine's alone
     sizes = {
         str(s): {k: _share(in_shortlist(r, s, g) for r in positives) for k, g in kept.items()} for s in SHORTLIST_SIZES

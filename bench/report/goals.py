@@ -9,9 +9,12 @@ from typing import Any, TypedDict
 
 from bench.report.tables import STAGES, f3, largest, ms, table
 from bench.results import Results
+from bench.transforms import VARIANTS
 
 MEMORY_TARGET = 1.1  # the index's resident memory over its raw vector bytes
 Fusion = dict[str, Any]  # the latest `make fit-fusion` report (bench/fusion.json)
+PARTIAL = tuple(dict.fromkeys(v.family for v in VARIANTS[27:]))  # issue 27: the original a small part of the query
+PARTIALS = f"the partial-copy families ({', '.join(PARTIAL)})"
 
 
 class Goal(TypedDict):
@@ -25,14 +28,29 @@ def _goal(goal: str, measured: str, met: bool | None, why: str = "") -> Goal:
     return {"goal": goal, "measured": measured, "met": met, "why": why}
 
 
-def _recall_goal(r: Results, fusion: Fusion, least: float, goal: str, of: str, lost: Callable[..., str]) -> Goal | None:
-    """Recall@1 ≥ least in every family of the default model; lost(family, figures): where its misses went."""
-    if not (q := r.quality):
+def _recall_goal(
+    r: Results,
+    fusion: Fusion,
+    least: float,
+    goal: str,
+    of: str,
+    lost: Callable[..., str],
+    partial: bool | None = None,
+    key: str = "recall@1",
+) -> Goal | None:
+    """key ≥ least in every family of the default model (partial: only issue 27's families, or only the others);
+    lost(family, figures): where its misses went."""
+    among = {f: s for f, s in (r.quality.families if r.quality else {}).items() if partial in (None, f in PARTIAL)}
+    if not (among := {f: s for f, s in among.items() if key in s}):
         return None
-    failing = sorted(((f, s) for f, s in q.families.items() if s["recall@1"] < least), key=lambda fs: fs[1]["recall@1"])
-    (family, s), met = q.lowest_family, len(q.families) - len(failing)
-    measured = f"lowest: {family} {s['recall@1']:.3f}; {met} of {len(q.families)} {of}"
+    failing = sorted(((f, s) for f, s in among.items() if s[key] < least), key=lambda fs: fs[1][key])
+    family, s = min(among.items(), key=lambda kv: kv[1][key])
+    measured = f"lowest: {family} {s[key]:.3f}; {len(among) - len(failing)} of {len(among)} {of}"
     return _goal(goal.format(r.default_label), measured, not failing, "; ".join(lost(*fs) for fs in failing))
+
+
+def _verdict(f: str, s: dict[str, float]) -> str:
+    return f"{f} {s['verdict_recall']:.2f}"
 
 
 def _never_shortlisted(f: str, s: dict[str, float]) -> str:
@@ -45,11 +63,11 @@ def _outranked(f: str, s: dict[str, float]) -> str:
 
 
 def micro_ap_goal(r: Results, fusion: Fusion) -> Goal | None:
-    """The default model's µAP ≥ 0.95, negatives included (issue 12)."""
+    """The default model's µAP ≥ 0.98, negatives included (issue 12's 0.95, raised by issue 27)."""
     if not (q := r.quality):
         return None
     measured = f"µAP {q.micro_ap:.3f}, P@R0.9 {q.precision_at_recall_90:.3f}"
-    return _goal(f"{r.default_label}: µAP ≥ 0.95 (negatives included)", measured, q.micro_ap >= 0.95)
+    return _goal(f"{r.default_label}: µAP ≥ 0.98 (negatives included)", measured, q.micro_ap >= 0.98)
 
 
 def verdict_goal(r: Results, fusion: Fusion) -> Goal | None:
@@ -252,8 +270,15 @@ def copies_goal(r: Results, fusion: Fusion, part: str) -> Goal | None:
     return _goal(goal, measured, met, "" if met is not False else why)
 
 
+RECALL_GOALS = (  # issue 27: (least, goal, families: False all but PARTIAL's, True PARTIAL's, the figure, lost)
+    (0.99, f"{{}}: recall@1 ≥ 0.99 in every family but {PARTIALS}", False, "recall@1", _never_shortlisted),
+    (0.97, f"{{}}: recall@1 ≥ 0.97 in each of {PARTIALS}", True, "recall@1", _never_shortlisted),
+    (0.90, f"{{}}: verdict recall ≥ 0.90 in each of {PARTIALS}", True, "verdict_recall", _verdict),
+)
+
+
 GOALS: tuple[Callable[[Results, Fusion], Goal | None], ...] = (
-    partial(_recall_goal, least=0.99, goal="{}: recall@1 ≥ 0.99 in every family", of="met", lost=_never_shortlisted),
+    *(partial(_recall_goal, least=m, goal=g, of="met", lost=lo, partial=p, key=k) for m, g, p, k, lo in RECALL_GOALS),
     micro_ap_goal,
     verdict_goal,
     partial(latency_goal, key="large", limit=300, goal="search p50 ≤ 300 ms at N = 10,000"),  # issue 12

@@ -525,3 +525,25 @@ def test_the_copies_phase_renders_with_its_goals_and_as_not_measured_when_it_fai
     assert text.count("copies in the collection") == 2
     assert page.render_tables(failed).count("not measured (RuntimeError: boom)") == 5
     assert "**Copies within the collection**" in (Path(page.__file__).parent / "templates/benchmarks.md.j2").read_text()
+
+
+def test_issue_27_goals_judge_the_partial_families_apart_and_their_verdict_recall() -> None:
+    """Issue 27: recall@1 ≥ 0.99 in the existing families, ≥ 0.97 and verdict recall ≥ 0.90 in the partial ones."""
+    assert goals.PARTIAL == ("small crop", "inset", "collage", "meme", "social post")
+    families = {"crop": _family(0.99, 1.0), "flip": _family(0.98, 1.0)}
+    families |= {
+        "inset": {**_family(0.97, 1.0), "verdict_recall": 0.95},
+        "meme": {**_family(0.9, 0.9), "verdict_recall": 0.8},
+    }
+    r = Results(profile=FULL, models=_default_model(quality=_quality(families)))
+    judged = {g["goal"].split(" in ")[0]: g for g in goals.goals(r)}
+    existing, partial, verdict = (
+        judged[f"sscd: {k}"] for k in ("recall@1 ≥ 0.99", "recall@1 ≥ 0.97", "verdict recall ≥ 0.90")
+    )
+    assert existing["met"] is False and existing["measured"] == "lowest: flip 0.980; 1 of 2 met"
+    assert "but the partial-copy families (small crop, inset" in existing["goal"] and existing["why"].startswith(
+        "flip 0.98"
+    )
+    assert partial["met"] is False and partial["measured"] == "lowest: meme 0.900; 1 of 2 met"
+    assert verdict["met"] is False and verdict["why"] == "meme 0.80"
+    assert judged["sscd: µAP ≥ 0.98 (negatives included)"]["met"] is True
