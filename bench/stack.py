@@ -5,6 +5,7 @@ EmbeddingIndex over the real entries plus synthetic rows, how N = 10,000 and 100
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import socket
@@ -12,7 +13,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Mapping
-from pathlib import Path
 from typing import Any, NotRequired, TypedDict
 from unittest import mock
 
@@ -25,9 +25,9 @@ from pictrace.index.segments import SegmentedView, SegmentStore
 from pictrace.index.store import IndexStore
 from pictrace.storage import Store
 
+from bench.common import ROOT
 from infra.local import LocalStack, free_port
 
-ROOT = Path(__file__).resolve().parent.parent
 SYNTHETIC_ETAG = '"synthetic"'
 
 
@@ -48,22 +48,16 @@ class ProcessMotoServer:
         return self._proc.pid if self._proc is not None else None
 
     def start(self) -> None:
-        self._proc = subprocess.Popen(
-            [sys.executable, "-m", "bench.worker", "moto", self.ip_address, str(self.port)],
-            cwd=ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        command = [sys.executable, "-m", "bench.worker", "moto", self.ip_address, str(self.port)]
+        self._proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
                 raise RuntimeError(f"moto's server exited with {self._proc.returncode}")
-            try:
-                with socket.create_connection((self.ip_address, self.port), timeout=0.5):
-                    ProcessMotoServer.running.append(self)
-                    return
-            except OSError:
-                time.sleep(0.1)
+            with contextlib.suppress(OSError), socket.create_connection((self.ip_address, self.port), timeout=0.5):
+                ProcessMotoServer.running.append(self)
+                return
+            time.sleep(0.1)
         raise RuntimeError("moto's server did not start within 60 s")
 
     def stop(self) -> None:
@@ -148,14 +142,10 @@ def start_workers(mode: str, queue_url: str, n: int) -> list[subprocess.Popen[st
 
 def stop_workers(procs: list[subprocess.Popen[str]]) -> list[dict[str, Any]]:
     """Terminate the workers; what each reported (its last line of output, JSON)."""
-    reports = []
     for p in procs:
         p.terminate()
-    for p in procs:
-        out, _ = p.communicate(timeout=60)
-        lines = out.strip().splitlines()
-        reports.append(json.loads(lines[-1]) if lines else {})
-    return reports
+    outputs = [p.communicate(timeout=60)[0].strip().splitlines() for p in procs]
+    return [json.loads(lines[-1]) if lines else {} for lines in outputs]
 
 
 def wait_until_empty(stack: LocalStack, queues: list[str], procs: list[Any], timeout: float) -> list[float]:
@@ -204,13 +194,9 @@ class PaddedRows:
             out = load_real([i for i in ids if i not in self.rows])
             numbers = np.fromiter((self.rows[i] for i in ids if i in self.rows), np.int64)
             if len(numbers):
-                block = Block(
-                    "synthetic",
-                    RowIds.of(synthetic_id(int(n)) for n in numbers),
-                    KeyTable.of((f"images/synthetic/{n}.jpg",) for n in numbers),
-                    np.arange(len(numbers)),
-                    dict(self.shapes),
-                )
+                row_ids = RowIds.of(synthetic_id(int(n)) for n in numbers)
+                keys = KeyTable.of((f"images/synthetic/{n}.jpg",) for n in numbers)
+                block = Block("synthetic", row_ids, keys, np.arange(len(numbers)), dict(self.shapes))
                 real_blocks, real_matrices = list(out.blocks), out.matrices
 
                 def matrices(blocks: list[Block]) -> Iterator[dict[str, np.ndarray]]:
@@ -218,8 +204,7 @@ class PaddedRows:
                         yield from real_matrices(real_blocks)
                     yield self.synthetic_matrices(numbers)
 
-                out.blocks = [*real_blocks, block]
-                out.matrices = matrices
+                out.blocks, out.matrices = [*real_blocks, block], matrices
             return out
 
         return versions, load
@@ -228,43 +213,27 @@ class PaddedRows:
         """The named matrices of these synthetic rows (row i: synthetic row numbers[i], the same each time)."""
         out = {}
         for name, dim in sorted(self.shapes.items()):
-            m = np.empty((len(numbers), dim), np.float32)
+            out[name] = m = np.empty((len(numbers), dim), np.float32)
             for i, n in enumerate(numbers):
                 m[i] = np.random.default_rng((self.seed, int(n), dim)).standard_normal(dim, dtype=np.float32)
             m /= np.linalg.norm(m, axis=1, keepdims=True)
-            out[name] = m
         return out
 
 
 class PaddedIndex(EmbeddingIndex):
-    """The search's EmbeddingIndex over the real index, read as the search reads it, plus `synthetic` rows
-    (PaddedRows), counting the synthetic rows that reach a shortlist."""
+    """The search's EmbeddingIndex over the real index, read as the search reads it, plus `n` synthetic rows shaped
+    like the entry `like` (PaddedRows), counting the synthetic rows that reach a shortlist."""
 
     def __init__(
-        self,
-        base: Store,
-        index_prefix: str,
-        synthetic: int,
-        template: Entry,
-        refresh_seconds: float = 2.0,
-        workers: int = 16,
-        seed: int = 12345,
+        self, base: Store, prefix: str, n: int, like: Entry, refresh: float = 2.0, workers: int = 16, seed: int = 12345
     ) -> None:
-        real = SegmentedView(SegmentStore(IndexStore(base, index_prefix, workers=workers), workers))
-        self.padding = PaddedRows(real, synthetic, template, seed)
-        super().__init__(self.padding, refresh_seconds)
+        real = SegmentedView(SegmentStore(IndexStore(base, prefix, workers=workers), workers))
+        self.padding = PaddedRows(real, n, like, seed)
+        super().__init__(self.padding, refresh)
         self.synthetic_per_call: list[int] = []
 
-    def candidates(
-        self,
-        query: np.ndarray,
-        gists: np.ndarray,
-        k: int,
-        key_prefix: str | None = None,
-        by_layout: bool = True,
-        centre: np.ndarray | None = None,
-    ) -> list[Candidate]:
+    def candidates(self, *args: Any, **kwargs: Any) -> list[Candidate]:
         """EmbeddingIndex.candidates, counting the synthetic rows among them."""
-        found = super().candidates(query, gists, k, key_prefix, by_layout, centre)
+        found = super().candidates(*args, **kwargs)
         self.synthetic_per_call.append(sum(1 for c in found if c.id in self.padding.rows))
         return found
