@@ -53,16 +53,8 @@ def mean(values: Iterable[float]) -> float:
 
 
 def percentile(values: Iterable[float], p: float) -> float:
-    """The p-th percentile (0..100) with linear interpolation between order statistics (numpy's default)."""
-    data = sorted(values)
-    if not data:
-        return math.nan
-    if not 0 <= p <= 100:
-        raise ValueError("p must be within 0..100")
-    position = (len(data) - 1) * p / 100
-    low = math.floor(position)
-    high = min(low + 1, len(data) - 1)
-    return data[low] + (data[high] - data[low]) * (position - low)
+    """The p-th percentile (0..100), numpy's linear interpolation (NaN for nothing)."""
+    return float(np.percentile(data, p)) if (data := list(values)) else math.nan
 
 
 def summarise(ranks: Sequence[int | None], aps: Sequence[float], ks: Sequence[int] = KS) -> dict[str, float]:

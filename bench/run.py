@@ -37,13 +37,8 @@ from bench.results import Load, ModelResult, Results
 from bench.searching import QueryCase, SearchRecord, stratified
 from bench.transforms import VARIANTS
 
-ENVIRONMENT = {
-    "LOG_LEVEL": "WARNING",
-    "POWERTOOLS_LOG_LEVEL": "WARNING",
-    "POWERTOOLS_SERVICE_NAME": "pictrace-bench",
-    "POWERTOOLS_METRICS_NAMESPACE": "PicTraceBench",
-    "TF_CPP_MIN_LOG_LEVEL": "2",
-}
+_ENV = "LOG_LEVEL=WARNING POWERTOOLS_LOG_LEVEL=WARNING TF_CPP_MIN_LOG_LEVEL=2 POWERTOOLS_SERVICE_NAME=pictrace-bench"
+ENVIRONMENT = dict(kv.split("=") for kv in f"{_ENV} POWERTOOLS_METRICS_NAMESPACE=PicTraceBench".split())
 
 
 def cpu_seconds() -> dict[str, float]:
@@ -90,21 +85,19 @@ class Clock:
 def load_summary(clock: Clock, started_load: tuple[float, float, float]) -> Load:
     """Other processes' CPU time while the bench ran and the steal, phase by phase (a child's is counted when it
     ends, so over the whole run ours could exceed the machine's and hide the others')."""
-    ours = others = steal = 0.0
-    for cpu in clock.cpu.values():
-        phase_ours = sum(v for k, v in cpu.items() if k not in ("machine", "steal"))
-        ours += phase_ours
-        others += max(0.0, cpu.get("machine", 0.0) - phase_ours)
-        steal += cpu.get("steal", 0.0)
-    wall = sum(clock.phases.values())
-    return {
-        "others_core_s": round(others, 1),
-        "others_share": others / (wall * (os.cpu_count() or 1)) if wall else 0.0,
-        "steal_core_s": round(steal, 1),
-        "ours_core_s": round(ours, 1),
-        "loadavg_start": list(started_load),
-        "loadavg_end": list(os.getloadavg()),
-    }
+    cpus = list(clock.cpu.values())
+    ours = [sum(v for k, v in cpu.items() if k not in ("machine", "steal")) for cpu in cpus]
+    others = sum(max(0.0, cpu.get("machine", 0.0) - o) for cpu, o in zip(cpus, ours, strict=True))
+    wall, steal, load_end = sum(clock.phases.values()), sum(cpu.get("steal", 0.0) for cpu in cpus), os.getloadavg()
+    share = others / (wall * (os.cpu_count() or 1)) if wall else 0.0
+    return Load(
+        others_core_s=round(others, 1),
+        others_share=share,
+        steal_core_s=round(steal, 1),
+        ours_core_s=round(sum(ours), 1),
+        loadavg_start=list(started_load),
+        loadavg_end=list(load_end),
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
