@@ -51,8 +51,9 @@ def stratified(cases: list[QueryCase], per_variant: int, salt: int = 0) -> list[
     return out
 
 
-class RankedRecord(TypedDict):
-    """Where a ranking put a query's original."""
+class SearchRecord(TypedDict):
+    """One query through SearchService.search: which original and variant, where the ranking put the original (a
+    negative: rank None, AP 0), and what the search returned."""
 
     original: str
     variant: str
@@ -60,11 +61,6 @@ class RankedRecord(TypedDict):
     positive: bool
     rank: int | None
     ap: float
-
-
-class SearchRecord(RankedRecord):
-    """One query through SearchService.search."""
-
     cosine_rank: int | None
     scores: dict[str, float] | None
     top1: str | None
@@ -80,19 +76,6 @@ class SearchRecord(RankedRecord):
 
 #: p50/p95 in ms of every stage and the total, and "queries": the count
 LatencySummary = dict[str, Any]
-
-
-def ranked(case: QueryCase, ranking: list[str]) -> RankedRecord:
-    """Which original and variant, and where the ranking put the original (a negative: rank None, AP 0)."""
-    relevant = {case.original_id} if case.positive else set()
-    return {
-        "original": case.original,
-        "variant": case.variant_name,
-        "family": case.family,
-        "positive": case.positive,
-        "rank": metrics.first_rank(ranking, relevant),
-        "ap": metrics.average_precision(ranking, relevant) if relevant else 0.0,
-    }
 
 
 class RankProbe(MemoryBackend):
@@ -146,21 +129,26 @@ def run_searches(
     from pictrace.search import SearchQuery
 
     records: list[SearchRecord] = []
+    size = None if deployed else SHORTLIST
     for case in cases:
         if cold:
-            service.fetcher.clear()
-            service.entry_links.clear()
-            service.links.clear()
+            for cache in (service.fetcher, service.entry_links, service.links):
+                cache.clear()
+        original = case.original_id if case.positive else None
         if rank_probe is not None:
-            rank_probe.target = case.original_id if case.positive else None
-        data = Path(case.path).read_bytes()
-        size = None if deployed else SHORTLIST
-        result = loop.run_until_complete(service.search(SearchQuery(image=data), top_k=size, shortlist=size))
-        ranking = [h.id for h in result.results]
-        hit = next((h for h in result.results if h.id == case.original_id), None) if case.positive else None
+            rank_probe.target = original
+        query = SearchQuery(image=Path(case.path).read_bytes())
+        result = loop.run_until_complete(service.search(query, top_k=size, shortlist=size))
+        ranking, relevant = [h.id for h in result.results], {case.original_id} if case.positive else set()
+        hit = next((h for h in result.results if h.id == original), None)  # a negative's: None
         top = result.results[0] if result.results else None
         record: SearchRecord = {
-            **ranked(case, ranking),
+            "original": case.original,
+            "variant": case.variant_name,
+            "family": case.family,
+            "positive": case.positive,
+            "rank": metrics.first_rank(ranking, relevant),
+            "ap": metrics.average_precision(ranking, relevant) if relevant else 0.0,
             "cosine_rank": hit.rank_cosine if hit else None,
             "scores": asdict(hit.scores) if hit else None,
             "top1": ranking[0] if ranking else None,
@@ -172,7 +160,6 @@ def run_searches(
         }
         if rank_probe is not None:
             record["cos_rank"], record["gist_rank"] = rank_probe.ranks
-            original = case.original_id if case.positive else None
             record["hits"] = [hit_row(h, original) for h in result.results]
         records.append(record)
     return records
@@ -180,9 +167,8 @@ def run_searches(
 
 def latency_summary(records: Sequence[SearchRecord]) -> LatencySummary:
     """p50/p95 of every stage and the total, in ms."""
-    stages = list(dict.fromkeys(k for r in records for k in r["timings"]))
     out: LatencySummary = {"queries": len(records)}
-    for stage in stages:
+    for stage in dict.fromkeys(k for r in records for k in r["timings"]):
         values = [r["timings"].get(stage, 0.0) for r in records]
         out[stage] = {"p50": metrics.percentile(values, 50), "p95": metrics.percentile(values, 95)}
     return out
@@ -192,10 +178,8 @@ def latency_pass(
     service: Any, cases: Sequence[QueryCase], loop: asyncio.AbstractEventLoop, warm: bool = True
 ) -> tuple[list[SearchRecord], list[SearchRecord]]:
     """Each query as a client naming no top_k or shortlist sends it, caches emptied (cold), then again (warm)."""
-    cold_records: list[SearchRecord] = []
-    warm_records: list[SearchRecord] = []
+    passes: tuple[list[SearchRecord], list[SearchRecord]] = ([], [])
     for case in cases:
-        cold_records.extend(run_searches(service, [case], loop, cold=True, deployed=True))
-        if warm:
-            warm_records.extend(run_searches(service, [case], loop, deployed=True))
-    return cold_records, warm_records
+        passes[0].extend(run_searches(service, [case], loop, cold=True, deployed=True))
+        passes[1].extend(run_searches(service, [case], loop, deployed=True) if warm else [])
+    return passes
