@@ -21,16 +21,13 @@ SHORTLIST = 50
 
 def images_in(folder: Path) -> list[Path]:
     """Image files of a folder, sorted by name."""
-    if not folder.is_dir():
-        return []
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+    found = folder.iterdir() if folder.is_dir() else ()
+    return sorted(p for p in found if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
 
 
 def child_json(args: list[str], timeout: float = 600) -> Any:
     """Run `python -m <args>` in a fresh process with this environment; its last stdout line is JSON."""
-    done = subprocess.run(
-        [sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False
-    )
+    done = subprocess.run([sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
     if done.returncode != 0:
         raise RuntimeError(f"{args[0]} failed ({done.returncode}): {done.stderr[-2000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -48,7 +45,7 @@ def json_default(o: Any) -> Any:
 def git(*args: str) -> str:
     """A git command's output in the tree ("" when it fails)."""
     try:
-        done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=False, timeout=30)
+        done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=30)
     except OSError:
         return ""
     return done.stdout if done.returncode == 0 else ""
@@ -94,8 +91,7 @@ def vm_size() -> int:
 
 def available() -> int:
     """Bytes of memory the machine can give without swapping (MemAvailable)."""
-    found = _status("MemAvailable", "/proc/meminfo")
-    if found is None:
+    if (found := _status("MemAvailable", "/proc/meminfo")) is None:
         raise RuntimeError("no MemAvailable in /proc/meminfo")
     return found
 

@@ -27,17 +27,11 @@ def lacking() -> list[str]:
     """Top-level modules of this environment's distributions that the Lambda layers do not ship."""
     import importlib.metadata
 
-    shipped = PROVIDED | {
-        _canonical(line.split("==", 1)[0])
-        for line in CONSTRAINTS.read_text().splitlines()
-        if "==" in line and not line.lstrip().startswith("#")
-    }
+    pins = [line.split("==", 1)[0] for line in CONSTRAINTS.read_text().splitlines() if "==" in line]
+    shipped = PROVIDED | {_canonical(pin) for pin in pins if not pin.lstrip().startswith("#")}
+    found = importlib.metadata.packages_distributions().items()
     return sorted(
-        module
-        for module, distributions in importlib.metadata.packages_distributions().items()
-        if module.isidentifier()
-        and not module.startswith("_")
-        and not any(_canonical(d) in shipped for d in distributions)
+        m for m, ds in found if m.isidentifier() and m[0] != "_" and not any(_canonical(d) in shipped for d in ds)
     )
 
 

@@ -12,7 +12,8 @@ from pathlib import Path
 
 from pictrace.embedding import SSCD_PREPROCESS, SSCD_PREPROCESSINGS
 
-ROOT = Path(__file__).resolve().parent.parent
+from bench.common import ROOT
+
 MODELS_DIR = ROOT / "build" / "models"
 
 
@@ -60,11 +61,8 @@ def run_configs() -> list[ModelConfig]:
 def build(config: ModelConfig) -> str:
     """Build (or find up to date) the config's artifact with infra/build_model.py; its last output line."""
     command = [sys.executable, str(ROOT / "infra/build_model.py"), "--weights", config.weights]
-    command += ["--out", str(config.model_dir)]
-    if config.preprocess:
-        command += ["--preprocess", config.preprocess]
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
+    command += ["--out", str(config.model_dir), *(["--preprocess", config.preprocess] if config.preprocess else [])]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"building {config.label} failed: {done.stderr.strip()[-1500:]}")
-    lines = done.stdout.strip().splitlines()
-    return lines[-1] if lines else ""
+    return (done.stdout.strip().splitlines() or [""])[-1]

@@ -20,9 +20,7 @@ class Profile:
     tf_images: int
     large_images: int
     scan_reps: int
-    capacity_n: tuple[
-        int, ...
-    ]  # the segmented index's load and scan at these N, synthetic vectors (bench.phases.capacity)
+    capacity_n: tuple[int, ...]  # the segmented index's load and scan at these N, synthetic vectors (phases.capacity)
     held_out_share: float = 0.2  # originals kept out of the index: their queries are the negatives
     embed_images: int = 16  # originals each model embeds for its ms/image
     side_latency_every: int = 2  # the other models' latency pass: every k-th of the default model's queries
