@@ -203,41 +203,6 @@ def coldstart_table(r: Results) -> str:
     return table(f"{headers}|{more}", rows)
 
 
-def scan_table(r: Results) -> str:
-    """The shortlist scan against faiss, the index's resident memory, Keras against ONNX Runtime ("" if none)."""
-    rows = []
-    if sc := r.scan:
-        result = (
-            f"search's scan (embedding + gist×8 turns, top 25 each) {ms(sc.scan_p50_ms)} ms vs faiss "
-            f"{ms(sc.faiss_same_work_p50_ms)} ms → {sc.ratio:.2f}× faiss speed; cosine top 50 alone "
-            f"{ms(sc.cosine_top50_p50_ms)} ms vs faiss {ms(sc.faiss_top50_p50_ms)} ms "
-            f"({sc.cosine_ratio:.2f}×, same top 50 in {100 * sc.same_top50:.0f} %)"
-        )
-        rows.append([f"shortlist scan vs faiss IndexFlatIP, N = {sc.n:,} ({sc.synthetic:,} synthetic), k = 50", result])
-    for label, mem in (("entries", r.memory), ("after a compaction", r.memory_compacted)):
-        if mem:
-            raw, parts = mem["raw_vector_bytes"], mem["held_bytes"].items()
-            held = ", ".join(f"{k} {v / 2**20:.2f} MiB" for k, v in parts if not k.startswith("matrix"))
-            result = (
-                f"RSS +{mem['rss_delta'] / 2**20:.1f} MiB for {raw / 2**20:.1f} MiB of vectors "
-                f"({mem['rss_delta'] / raw:.3f}×); index object {mem['held_total'] / 2**20:.1f} MiB "
-                f"({mem['held_total'] / raw:.3f}×): {held}"
-            )
-            rows.append([f"index resident memory, N = {mem['n']:,}, {label} (fresh process)", result])
-    for run in [run for run in (r.capacity["runs"] if r.capacity else []) if "held" in run]:
-        raw, growth = run["matrices_bytes"], run["rss_growth"]
-        result = (
-            f"RSS +{growth / 2**20:.1f} MiB for {raw / 2**20:.1f} MiB of vectors ({growth / raw:.3f}×); "
-            f"index and view hold {sum(run['held'].values()) / raw:.3f}×"
-        )
-        rows.append([f"index resident memory, N = {run['n']:,} from {run['dtype']} segments (fresh process)", result])
-    if be := r.backends:
-        what = f"Keras (TensorFlow) vs ONNX Runtime for {be.get('weights', 'random:0')}, {be['images']} originals"
-        result = f"TF {ms(be['tensorflow_ms'])} ms/img, ONNX {ms(be['onnx_ms'])} ms/img; cosine min "
-        rows.append([what, f"{result}{be['cosine_min']:.5f}, mean {be['cosine_mean']:.5f}"])
-    return table("measure|result", rows, "ll") if rows else ""
-
-
 def capacity_table(c: Capacity) -> str:
     """The load-and-scan path at N synthetic images (the capacity phase), one row per N and dtype."""
 
