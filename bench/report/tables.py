@@ -10,7 +10,6 @@ from typing import Any
 from tabulate import tabulate
 
 from bench.metrics import Quality
-from bench.phases.capacity import Capacity
 from bench.phases.large_ingest import LargeIngest
 from bench.results import Results
 
@@ -159,63 +158,6 @@ def latency_table(r: Results) -> str:
         for name, st in r.latency.items()
     ]
     return table(["index", "queries", *parts], rows)
-
-
-def ingest_tables(r: Results) -> list[str]:
-    """The index build's throughput; the large JPEGs' ingest against the model alone, and their stages."""
-    rows: list[list[Any]] = []
-    if b := r.ingest_index:
-        what = f"index build: {b['images']} images, S3 put → SQS → ingest handler ({b['workers']} worker processes)"
-        rows.append([what, f"{b['images_per_s']:.2f} img/s", f"{b['total_s']:.0f} s"])
-    if not (il := r.ingest_large):
-        return [table("|throughput|time", rows)]
-    mp, cpu = [i["mp"] for i in il.images], il.cpu_ms
-    ingested = f"{len(mp)} JPEGs of {min(mp):.1f}–{max(mp):.1f} MP through Ingestor (S3 record → entry)"
-    rows.append([ingested, f"{il.ingest_per_s:.2f} img/s", f"{ms(il.ingest_mean_ms)} ms/img"])
-    alone = ["the model alone on the same decoded images", f"{il.model_per_s:.2f} img/s"]
-    rows.append([*alone, f"{ms(1000 / il.model_per_s)} ms/img"])
-    cpu_ms = f"{ms(cpu['ingest'])}, {ms(cpu['model'])} ms/img"
-    rows.append(["CPU time (this process): ingest, the model alone", "", cpu_ms])
-    batches = f"in batches of {il.batch_size}, overlapping (index: its reads and writes)"
-    stages = {"large-JPEG ingest stage, one after another": il.stages_mean_ms, batches: il.batch_stages_mean_ms}
-    mean_ms = [table([name, *st], [["mean ms", *map(ms, st.values())]]) for name, st in stages.items()]
-    return [table("|throughput|time", rows), *mean_ms]
-
-
-def coldstart_table(r: Results) -> str:
-    """Each cold-start variant's median run: init and the first response apart ("–": not a step of its path)."""
-    rows = []
-    for cs, when in ((r.coldstart, ""), (r.coldstart_compacted, ", compacted")):
-        for label, v in (cs.variants if cs else {}).items():
-            new, restore, fetch = v["path"] == "new", v["path"] == "restore", v.get("fetch")
-            waited = "acquire_wait_ms" in v  # "lambda" fetched: its wait for the exec wrapper's prefetch
-            acquire = f"waited {ms(v['acquire_wait_ms'])}" if waited else ms(v.get("acquire_ms")) if new else "–"
-            if fetch:
-                acquire = f"{ms(v['acquire_modelled_ms'])} ({ms(fetch['download_ms'])})"
-            init = [ms(v["model_ms"]) if new else "–", ms(v["index_ms"]) if new else "–"]
-            hooks = [ms(v["snapshot_hooks_ms"]) if restore else "–", ms(v["restore_hooks_ms"]) if restore else "–"]
-            first = [ms(v["first_ms"]), ms(v["restore_path_ms"] if restore else v["to_first_response_ms"])]
-            cpu = ms(v.get("cpu_ms")) + (f" + {ms(v['prefetch_cpu_ms'])}" if "prefetch_cpu_ms" in v else "")
-            start = [label + when, ms(v["interpreter_ms"]), ms(v["import_ms"]), acquire]
-            rows.append([*start, *init, *hooks, *first, cpu, ms(v.get("second_ms"))])
-    headers = "variant|interpreter|import|model acquisition (download as measured)|model load|index load|snapshot hooks"
-    more = "restore hooks|first request|to first response / restore path|CPU time at first response|2nd request"
-    return table(f"{headers}|{more}", rows)
-
-
-def capacity_table(c: Capacity) -> str:
-    """The load-and-scan path at N synthetic images (the capacity phase), one row per N and dtype."""
-
-    def mb(run: dict[str, Any], *keys: str) -> list[str]:
-        return [f"{run[k] / 1e6:,.0f}" for k in keys]
-
-    rows = []
-    for run in c["runs"]:
-        scans = [run["gets"], f"{run['load_s']:.1f}", ms(run["scan_p50_ms"]), ms(run["masked_scan_ms"])]
-        memory = mb(run, "matrices_bytes", "rss_growth", "peak_rss")
-        rows.append([f"{run['n']:,}", run["dtype"], run["segments"], *mb(run, "segment_bytes"), *scans, *memory])
-    headers = "N|stored as|segments|segment MB|GETs at cold load|cold load s|scan p50 ms|masked scan ms|matrices MB"
-    return table(f"{headers}|RSS growth MB|peak RSS MB", rows, "rl" + "r" * 9)
 
 
 def duplicates_table(r: Results) -> str:
