@@ -34,9 +34,7 @@ class Context:
     """Enough of Lambda's context object for Powertools."""
 
     def __init__(self, function_name: str) -> None:
-        self.function_name = function_name
-        self.memory_limit_in_mb = 2048
-        self.aws_request_id = str(uuid.uuid4())
+        self.function_name, self.memory_limit_in_mb, self.aws_request_id = function_name, 2048, str(uuid.uuid4())
         self.invoked_function_arn = f"arn:aws:lambda:us-east-1:123456789012:function:{function_name}"
 
     def get_remaining_time_in_millis(self) -> int:
@@ -62,9 +60,10 @@ def search_event(query: bytes) -> dict[str, Any]:
     return {**sample, "headers": headers, "body": raw, "isBase64Encoded": False}
 
 
-def ingest_event(bucket: str, key: str) -> dict[str, Any]:
+def ingest_event(key: str) -> dict[str, Any]:
     """An SQS batch of one message carrying the S3 notification of a new object, from the committed sample."""
     sample: dict[str, Any] = json.loads((ROOT / "events/sqs_s3_put.json").read_text())
+    bucket = os.environ["PICTRACE_BUCKET"]
     record = sample["Records"][0]
     body = json.loads(record["body"])
     body["Records"][0]["s3"]["bucket"].update(name=bucket, arn=f"arn:aws:s3:::{bucket}")
@@ -86,10 +85,8 @@ def timed(out: dict[str, Any], key: str, step: Callable[[], Any]) -> Any:
 
 def fetch_record(f: Any) -> dict[str, Any]:
     """A model fetch's figures (pictrace.modelfetch.Fetched) as the output reports them."""
-    return {
-        "archive_bytes": f.archive_bytes,
-        **{f"{k}_ms": ms(getattr(f, f"{k}_s")) for k in ("lookup", "download", "extract")},
-    }
+    times = {f"{k}_ms": ms(getattr(f, f"{k}_s")) for k in ("lookup", "download", "extract")}
+    return {"archive_bytes": f.archive_bytes, **times}
 
 
 def new_container(function: str, arg: str) -> dict[str, Any]:
@@ -103,21 +100,15 @@ def new_container(function: str, arg: str) -> dict[str, Any]:
     out["model_source"] = acquired.source
     if acquired.fetched is not None:
         out["fetch"] = fetch_record(acquired.fetched)
-    service = function_service(app, function)
+    # the service the function's handler runs: what its first request loads the model (and index) into
+    service = (
+        app.app.state.service() if function == "search" else importlib.import_module("pictrace.ingest").get_ingestor()
+    )
     timed(out, "model_ms", lambda: service.embedder)  # as the function loads it (ingest: single-threaded inferences)
     timed(out, "index_ms", lambda: function == "search" and service.backend.refresh(force=True))
     out.update(requests(app, function, arg))
     out["cpu_ms"] = ms(out.pop("cpu_done"))
     return out
-
-
-def function_service(app: ModuleType, function: str) -> Any:
-    """The service the function's handler runs: what its first request loads the model (and index) into."""
-    if function == "search":
-        return app.app.state.service()
-    from pictrace.ingest import get_ingestor
-
-    return get_ingestor()
 
 
 def as_lambda_runs(function: str, arg: str) -> dict[str, Any]:
@@ -168,13 +159,8 @@ def restored(function: str, arg: str) -> dict[str, Any]:
 def requests(app: ModuleType, function: str, arg: str) -> dict[str, Any]:
     """The first request through the real handler (and for search a second, warm); first_done: time.time()."""
     out: dict[str, Any] = {}
-    if function == "search":
-        event = search_event(Path(arg).read_bytes())
-    else:
-        event = ingest_event(os.environ["PICTRACE_BUCKET"], arg)
-    t = time.perf_counter()
-    first = app.lambda_handler(event, Context(f"{function.capitalize()}Function"))
-    out["first_ms"] = ms(time.perf_counter() - t)
+    event = search_event(Path(arg).read_bytes()) if function == "search" else ingest_event(arg)
+    first = timed(out, "first_ms", lambda: app.lambda_handler(event, Context(f"{function.capitalize()}Function")))
     out["first_done"] = time.time()
     out["cpu_done"] = time.process_time()
     if function == "search":
@@ -182,9 +168,7 @@ def requests(app: ModuleType, function: str, arg: str) -> dict[str, Any]:
         out["status"] = first["statusCode"]
         out["first_stages"] = body.get("timings_ms", {})
         out["indexed"] = body.get("indexed")
-        t = time.perf_counter()
-        second = app.lambda_handler(event, Context("SearchFunction"))
-        out["second_ms"] = ms(time.perf_counter() - t)
+        second = timed(out, "second_ms", lambda: app.lambda_handler(event, Context("SearchFunction")))
         out["second_status"] = second["statusCode"]
     else:
         out["status"] = 200 if first == {"batchItemFailures": []} else 500

@@ -33,15 +33,10 @@ def serve(function: str, queue_url: str) -> int:
     from infra.local import LocalStack, SqsWorker, load_handler
 
     handler, function_name = load_handler(ROOT / f"functions/{function}/app.py"), f"{function.capitalize()}Function"
-    stop = False
-
-    def terminate(signum: int, frame: Any) -> None:
-        nonlocal stop
-        stop = True
-
-    signal.signal(signal.SIGTERM, terminate)
-    endpoint = os.environ["AWS_ENDPOINT_URL_S3"]
-    stack = LocalStack(bucket=os.environ["PICTRACE_BUCKET"], port=int(endpoint.rsplit(":", 1)[1]))
+    stop: list[int] = []
+    signal.signal(signal.SIGTERM, lambda signum, frame: stop.append(signum))
+    port = int(os.environ["AWS_ENDPOINT_URL_S3"].rsplit(":", 1)[1])
+    stack = LocalStack(bucket=os.environ["PICTRACE_BUCKET"], port=port)
     spent = 0.0
 
     def timed(event: dict[str, Any], context: Any) -> Any:
