@@ -41,7 +41,7 @@ ENV = jinja2.Environment(
 )
 ENV.filters.update(fmt=format, ms=tables.ms, f3=tables.f3, kv=_kv, squash=lambda s: " ".join(str(s).split()))
 ENV.filters["para"] = lambda s: " ".join(str(s).split()) + "\n"  # a block of lines as one paragraph
-ENV.filters.update(tick=lambda s: f"`{s}`", andjoin=_and)
+ENV.filters.update(tick=lambda s: f"`{s}`", andjoin=_and, cell=tables.cell)
 ENV.filters["rows"] = lambda s, head, align: tables.table(head, [x.split(" ¦ ") for x in s.splitlines()], align) + "\n"
 ENV.globals.update(steal=steal_sentence, goals_table=goals_table, t=tables)
 

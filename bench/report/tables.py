@@ -85,25 +85,6 @@ def models_table(r: Results) -> str:
     return table(f"{headers}|search p50 ms N=10k", rows)
 
 
-def family_recall_table(r: Results) -> str:
-    """recall@1 per family, one column per model."""
-    models = _models(r)
-    families = next(iter(models.values())).families
-    rows = [[f, *[q.families.get(f, {}).get("recall@1", math.nan) for q in models.values()]] for f in families]
-    return table(["family", *models], [*rows, ["**all**", *[q.overall["recall@1"] for q in models.values()]]])
-
-
-def shortlist_table(r: Results) -> str:
-    """Shortlist recall per size: product / cosine alone."""
-    models = _models(r)
-    sizes = list(next(iter(models.values())).shortlist_sizes)
-    rows = [
-        [label, *[f"{q.shortlist_sizes[k]['product']:.3f} / {q.shortlist_sizes[k]['cosine_only']:.3f}" for k in sizes]]
-        for label, q in models.items()
-    ]
-    return table(["model", *[f"size {k}" for k in sizes]], rows)
-
-
 def preprocessing_table(r: Results) -> str:
     """SSCD with each preprocessing ("" when the run had one)."""
     rows = []
@@ -129,15 +110,6 @@ def calibration_table(fusion: dict[str, Any]) -> str:
     return table(f"{headers}|other half min family R@1|other half queries (+ / −)", rows)
 
 
-def gist_table(r: Results) -> str:
-    """The rerank replayed with the fitted weights and with gist's weight at 0."""
-    assert r.gist is not None
-    g = r.gist
-    rows: list[list[Any]] = [[f, v, g["gist0_recall@1"].get(f, math.nan)] for f, v in g["fitted_recall@1"].items()]
-    rows.append(["**µAP**", g["fitted_micro_ap"], g["gist0_micro_ap"]])
-    return table(["family (R@1)", f"fitted weights (gist {g['fitted']['gist']})", "gist weight 0"], rows)
-
-
 def quality_table(q: Quality) -> str:
     """The default model per family and variant: final ranking vs the shortlist."""
     keys = ("recall@1", "recall@5", "recall@10", "mAP", "shortlist@1", "shortlist@10", "shortlist@50")
@@ -148,23 +120,3 @@ def quality_table(q: Quality) -> str:
         if len(mine) > 1:
             rows += [[f"  {name}", int(vs["queries"]), *[vs[k] for k in keys]] for name, vs in mine.items()]
     return table("family / variant|queries|R@1|R@5|R@10|mAP|cos R@1|cos R@10|shortlisted", rows)
-
-
-def latency_table(r: Results) -> str:
-    """Search latency by stage, p50 / p95, per index size and feature cache."""
-    parts = (*STAGES, "total")
-    rows = [
-        [name, st["queries"], *[f"{ms(st[s]['p50'])} / {ms(st[s]['p95'])}" if s in st else "–" for s in parts]]
-        for name, st in r.latency.items()
-    ]
-    return table(["index", "queries", *parts], rows)
-
-
-def duplicates_table(r: Results) -> str:
-    """The copies phase's pair recall per variant, as groups (GET /duplicates) and as direct links; its totals."""
-    assert r.duplicates is not None
-    d = r.duplicates
-    rows: list[list[Any]] = [[v, s["groups"], s["links"]] for v, s in d["recall_by_variant"].items()]
-    for what in ("recall", "precision"):
-        rows.append([f"**all pairs: {what}**", d["groups"][what], d["links"][what]])
-    return table("variant (pair recall)|groups|direct links", rows)
