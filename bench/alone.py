@@ -31,8 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     cap.add_argument("--work", type=Path, default=None, help="where the segments are written (default: /tmp)")
     cap.add_argument("--out", type=Path, default=Path("build/capacity.json"))
     args = parser.parse_args(argv)
-    for name, value in ENVIRONMENT.items():
-        os.environ.setdefault(name, value)
+    os.environ.update({name: value for name, value in ENVIRONMENT.items() if name not in os.environ})
     r = Results(profile=replace(FULL, large_images=getattr(args, "images", FULL.large_images)))
     if args.phase == "ingest":
         from pictrace.storage import s3_client

@@ -56,9 +56,6 @@ def uncommitted(*folders: str) -> list[str]:
     return sorted({line[3:] for line in git("status", "--porcelain", "--", *folders).splitlines() if line.strip()})
 
 
-# --- this process's memory (Linux) ---------------------------------------------------------------------------------
-
-
 def rss() -> int:
     """This process's resident set size in bytes."""
     import psutil
@@ -114,12 +111,11 @@ def drop_from_page_cache(folder: Path) -> bool:
     """Evict the files under folder from the page cache (False where the OS has no posix_fadvise)."""
     if not hasattr(os, "posix_fadvise"):
         return False
-    for dirpath, _dirs, files in os.walk(folder):
-        for name in files:
-            fd = os.open(os.path.join(dirpath, name), os.O_RDONLY)
-            try:
-                os.fsync(fd)
-                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-            finally:
-                os.close(fd)
+    for path in (os.path.join(dirpath, name) for dirpath, _dirs, files in os.walk(folder) for name in files):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
     return True

@@ -130,13 +130,12 @@ def as_lambda_runs(function: str, arg: str) -> dict[str, Any]:
 
 def children_cpu_s() -> float:
     """CPU seconds of this process's ended children: the exec wrapper's prefetch (the wrapper became this process)."""
+    import contextlib
     import resource
 
-    while True:
-        try:
+    with contextlib.suppress(ChildProcessError):
+        while True:
             os.wait()
-        except ChildProcessError:
-            break
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
 

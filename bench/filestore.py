@@ -14,6 +14,10 @@ from pictrace.errors import NotFound
 from pictrace.storage import StoredObject
 
 
+def _etag(st: os.stat_result) -> str:
+    return f'"{st.st_size:x}-{st.st_mtime_ns:x}"'
+
+
 class FileStore:
     """The pictrace.storage.Store operations the segmented index's load uses (get, get_range, list) and the
     generator's put, over files in a directory (key = path); counts the requests, bytes and seconds spent reading
@@ -36,10 +40,6 @@ class FileStore:
             self.counts["bytes_read"] += nbytes
             self.counts["read_s"] += seconds
 
-    @staticmethod
-    def _etag(st: os.stat_result) -> str:
-        return f'"{st.st_size:x}-{st.st_mtime_ns:x}"'
-
     def _read(self, key: str, start: int = 0, end: int | None = None) -> tuple[bytes, os.stat_result]:
         started = time.perf_counter()
         try:
@@ -55,7 +55,7 @@ class FileStore:
     def get(self, key: str) -> StoredObject:
         """The object's bytes; NotFound if there is none."""
         body, st = self._read(key)
-        return StoredObject(body, self._etag(st))
+        return StoredObject(body, _etag(st))
 
     def get_range(self, key: str, start: int, end: int) -> bytes:
         """Bytes [start, end) of the object (fewer at its end); NotFound if there is none."""
@@ -69,20 +69,14 @@ class FileStore:
             if if_none_match and path.is_file():
                 return False
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-            tmp.write_bytes(body)
+            (tmp := path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")).write_bytes(body)
             os.replace(tmp, path)
         return True
 
     def list(self, prefix: str) -> Iterator[tuple[str, str, int]]:
         """(key, etag, size) of every object under the prefix, in key order."""
         self._count("list")
-        folder = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
-        found = []
-        for dirpath, _dirs, files in os.walk(self.root / folder if folder else self.root):
-            for name in files:
-                key = (Path(dirpath) / name).relative_to(self.root).as_posix()
-                if key.startswith(prefix) and not (name.startswith(".") and name.endswith(".tmp")):
-                    st = (Path(dirpath) / name).stat()
-                    found.append((key, self._etag(st), st.st_size))
-        yield from sorted(found)
+        folder = self.root / prefix.rsplit("/", 1)[0] if "/" in prefix else self.root
+        paths = [Path(d, n) for d, _, ns in os.walk(folder) for n in ns if not (n[0] == "." and n.endswith(".tmp"))]
+        keyed = ((p.relative_to(self.root).as_posix(), p) for p in paths)
+        yield from sorted((key, _etag(st := p.stat()), st.st_size) for key, p in keyed if key.startswith(prefix))

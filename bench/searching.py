@@ -110,8 +110,7 @@ class RankProbe(MemoryBackend):
 
 def hit_row(hit: Any, original_id: str | None) -> list[float]:
     """One reranked candidate as metrics.HIT_FIELDS (match: 1, 0, or -1 where the model has no calibration)."""
-    s = hit.scores
-    match = -1 if hit.match is None else int(hit.match)
+    s, match = hit.scores, -1 if hit.match is None else int(hit.match)
     cosine, gist, ssim = (round(x, 5) for x in (s.cosine, s.gist, s.ssim))
     return [float(hit.id == original_id), cosine, gist, ssim, float(s.inliers), round(s.final, 6), float(match)]
 

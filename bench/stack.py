@@ -38,8 +38,7 @@ class ProcessMotoServer:
     running: list[ProcessMotoServer] = []  # noqa: RUF012
 
     def __init__(self, ip_address: str = "127.0.0.1", port: int = 5000, verbose: bool = False) -> None:
-        self.ip_address = ip_address
-        self.port = port
+        self.ip_address, self.port = ip_address, port
         self._proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -180,9 +179,8 @@ class PaddedRows:
     one block as a segment's rows arrive, a constant version, one realistic key `images/synthetic/<n>.jpg` each)."""
 
     def __init__(self, real: RowSource, synthetic: int, template: Entry, seed: int = 12345) -> None:
-        self.real = real
+        self.real, self.seed = real, seed
         self.shapes = {name: len(v) for name, v in index_vectors(template).items()}
-        self.seed = seed
         self.rows = {synthetic_id(i): i for i in range(synthetic)}
 
     def refresh(self) -> tuple[Versions, Loader]:

@@ -14,6 +14,7 @@ import contextlib
 import hashlib
 import io
 import json
+import logging
 import os
 import signal
 import sys
@@ -126,8 +127,6 @@ def index(keys_path: str, models_path: str) -> int:
 
 
 def moto(host: str, port: str) -> int:
-    import logging
-
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     from moto.server import ThreadedMotoServer
 
