@@ -10,8 +10,6 @@ from typing import Any
 from tabulate import tabulate
 
 from bench.metrics import Quality
-from bench.phases.large_ingest import LargeIngest
-from bench.results import Results
 
 STAGES = ("decode", "embed", "refresh", "scan", "fetch", "rerank")
 
@@ -56,45 +54,6 @@ def table(headers: Sequence[str] | str, rows: Sequence[Sequence[Any]], align: st
     colalign = ["right" if a == "r" else "left" for a in align or "l" + "r" * (len(headers) - 1)]
     cells = [[cell(v) for v in row] for row in rows]
     return str(tabulate(cells, headers, "pipe", colalign=colalign, disable_numparse=True, preserve_whitespace=True))
-
-
-def _models(r: Results) -> dict[str, Quality]:
-    return {label: m.quality for label, m in r.models.items() if m.quality}
-
-
-def _lowest(q: Quality) -> str:
-    return f"{q.lowest_family[1]['recall@1']:.3f} ({q.lowest_family[0]})"
-
-
-def _embed(r: Results, label: str, part: str = "ms_p50") -> str:
-    speed = r.embed_speed.models.get(label) if r.embed_speed else None
-    return ms(getattr(speed, part) if speed else None)
-
-
-def models_table(r: Results) -> str:
-    """The models side by side: quality, µAP, verdict, speed."""
-    rows = []
-    for label, q in _models(r).items():
-        m, v, overall = r.models[label], q.verdict or {}, q.overall
-        cold = next((x for k, x in m.latency.items() if k.endswith("cold")), {}).get("total", {}).get("p50")
-        ingest = f"{m.ingest_large.ingest_per_s:.2f}" if isinstance(m.ingest_large, LargeIngest) else "–"
-        quality = [overall["recall@1"], _lowest(q), overall["recall@10"], overall["mAP"], q.micro_ap]
-        verdict = [q.precision_at_recall_90, f3(v.get("precision")), f3(v.get("recall"))]
-        rows.append([label, *quality, *verdict, _embed(r, label), ingest, ms(cold)])
-    headers = "model|R@1|R@1 lowest family|R@10|mAP|µAP|P@R0.9|verdict P|verdict R|embed ms/img|ingest img/s (≥12 MP)"
-    return table(f"{headers}|search p50 ms N=10k", rows)
-
-
-def preprocessing_table(r: Results) -> str:
-    """SSCD with each preprocessing ("" when the run had one)."""
-    rows = []
-    for label, q in _models(r).items():
-        if (config := r.models[label].config).weights == "sscd":
-            quality = [q.overall["recall@1"], _lowest(q), q.overall["shortlist@1"], q.micro_ap]
-            rows.append(
-                [f"{label} ({config.preprocess})", *quality, _embed(r, label), _embed(r, label, "preprocess_ms_p50")]
-            )
-    return table("sscd with|R@1|lowest family|cos R@1|µAP|embed ms/img|of it resize ms", rows) if len(rows) > 1 else ""
 
 
 def calibration_table(fusion: dict[str, Any]) -> str:
