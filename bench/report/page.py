@@ -43,7 +43,7 @@ ENV.filters.update(fmt=format, ms=tables.ms, f3=tables.f3, kv=_kv, squash=lambda
 ENV.filters["para"] = lambda s: " ".join(str(s).split()) + "\n"  # a block of lines as one paragraph
 ENV.filters.update(tick=lambda s: f"`{s}`", andjoin=_and, cell=tables.cell)
 ENV.filters["rows"] = lambda s, head, align: tables.table(head, [x.split(" ¦ ") for x in s.splitlines()], align) + "\n"
-ENV.tests["endswith"] = str.endswith
+ENV.tests.update(endswith=str.endswith, startswith=str.startswith)
 ENV.globals.update(steal=steal_sentence, goals_table=goals_table, t=tables)
 
 

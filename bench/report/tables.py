@@ -9,8 +9,6 @@ from typing import Any
 
 from tabulate import tabulate
 
-from bench.metrics import Quality
-
 STAGES = ("decode", "embed", "refresh", "scan", "fetch", "rerank")
 
 
@@ -67,15 +65,3 @@ def calibration_table(fusion: dict[str, Any]) -> str:
         rows.append([label, *fitted, f"{f['threshold']:.4f}", *verdicts, *other])
     headers = "model|weights cos/gist/ssim/geo|a, b|threshold|fit: P / R|other half: P / R|other half µAP"
     return table(f"{headers}|other half min family R@1|other half queries (+ / −)", rows)
-
-
-def quality_table(q: Quality) -> str:
-    """The default model per family and variant: final ranking vs the shortlist."""
-    keys = ("recall@1", "recall@5", "recall@10", "mAP", "shortlist@1", "shortlist@10", "shortlist@50")
-    rows = []
-    for family, s in [*q.families.items(), ("all", q.overall)]:
-        rows.append([f"**{family}**", int(s["queries"]), *[s[k] for k in keys]])
-        mine = {name.split("/", 1)[1]: vs for name, vs in q.variants.items() if name.split("/", 1)[0] == family}
-        if len(mine) > 1:
-            rows += [[f"  {name}", int(vs["queries"]), *[vs[k] for k in keys]] for name, vs in mine.items()]
-    return table("family / variant|queries|R@1|R@5|R@10|mAP|cos R@1|cos R@10|shortlisted", rows)
