@@ -143,35 +143,19 @@ def measure(root: Path, queries_path: Path) -> dict[str, Any]:
     started = time.perf_counter()
     masked = index.candidates(embeddings[0], gists[0], K, key_prefix=MASK_PREFIX)
     masked_ms = 1000 * (time.perf_counter() - started)
-    return {
-        "n": len(index),
-        "pictrace_digest": digest,
-        "load_s": round(load_s, 3),
-        "gets": int(counts["get"] + counts["get_range"]),
-        "requests": {k: int(v) for k, v in counts.items() if k != "read_s"},
-        "read_thread_s": round(float(counts["read_s"]), 3),
-        "matrices": matrices,
-        "matrix_dtypes": {name: str(m.dtype) for name, m in index.matrices.items()},
-        "matrices_bytes": sum(matrices.values()),
-        "held": held,
-        "rss_before": rss_before,
-        "rss_after_load": rss_loaded,
-        "rss_after_gc": rss_after,
-        "rss_growth": rss_after - rss_before,
-        "rss_file_growth": file_after - file_before,  # of rss_growth: file-backed pages (code first run)
-        "rss_after_malloc_trim": rss_trimmed,
-        "peak_rss_load": peak_load,
-        "peak_rss": common.peak_rss(),
-        "ru_maxrss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,  # see peak_rss
-        "rss_end": common.rss(),
-        "first_scan_ms": round(first_ms, 2),
-        "scan_ms": [round(s, 2) for s in scans],
-        "scan_p50_ms": round(float(np.median(scans)), 2),
-        "masked_scan_ms": round(masked_ms, 2),
-        "masked_ok": all(any(k.startswith(MASK_PREFIX) for k in index.keys[c.id]) for c in masked),
-        "masked_found": len(masked),
-        "tops": tops,
-    }
+    gets, requests = int(counts["get"] + counts["get_range"]), {k: int(v) for k, v in counts.items() if k != "read_s"}
+    out: dict[str, Any] = dict(n=len(index), pictrace_digest=digest, load_s=round(load_s, 3), gets=gets)
+    out |= dict(requests=requests, read_thread_s=round(float(counts["read_s"]), 3), matrices=matrices)
+    dtypes = {name: str(m.dtype) for name, m in index.matrices.items()}
+    out |= dict(matrix_dtypes=dtypes, matrices_bytes=sum(matrices.values()), held=held, rss_before=rss_before)
+    out |= dict(rss_after_load=rss_loaded, rss_after_gc=rss_after, rss_growth=rss_after - rss_before)
+    # rss_file_growth: of rss_growth, file-backed pages (code first run); ru_maxrss: see peak_rss
+    out |= dict(rss_file_growth=file_after - file_before, rss_after_malloc_trim=rss_trimmed, peak_rss_load=peak_load)
+    out |= dict(peak_rss=common.peak_rss(), ru_maxrss=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+    out |= dict(rss_end=common.rss(), first_scan_ms=round(first_ms, 2), scan_ms=[round(s, 2) for s in scans])
+    out |= dict(scan_p50_ms=round(float(np.median(scans)), 2), masked_scan_ms=round(masked_ms, 2))
+    ok = all(any(k.startswith(MASK_PREFIX) for k in index.keys[c.id]) for c in masked)
+    return out | dict(masked_ok=ok, masked_found=len(masked), tops=tops)
 
 
 def run_child(root: Path, queries_path: Path, uncache: Path | None = None, timeout: float = 3600.0) -> dict[str, Any]:
@@ -263,18 +247,11 @@ def capacity(
                 agreement.append({"n": n, "queries": len(pairs), "k": K, **same})
         finally:
             shutil.rmtree(folder, ignore_errors=True)
-    return {
-        "commit": common.git("rev-parse", "--short", "HEAD").strip(),
-        "pictrace_uncommitted": common.uncommitted("layers/pictrace/pictrace"),
-        "segment_rows": SEGMENT_ROWS,
-        "k": K,
-        "query_noise": QUERY_NOISE,
-        "mask_prefix": MASK_PREFIX,
-        "machine_memory_bytes": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"),
-        "runs": runs,
-        "agreement": agreement,
-        "failures": failures,
-    }
+    out: dict[str, Any] = dict(commit=common.git("rev-parse", "--short", "HEAD").strip())
+    out |= dict(pictrace_uncommitted=common.uncommitted("layers/pictrace/pictrace"), segment_rows=SEGMENT_ROWS, k=K)
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    out |= dict(query_noise=QUERY_NOISE, mask_prefix=MASK_PREFIX, machine_memory_bytes=memory, runs=runs)
+    return cast(Capacity, out | dict(agreement=agreement, failures=failures))
 
 
 if __name__ == "__main__":  # one measurement: python -m bench.phases.capacity ROOT QUERIES.npz BUDGET

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from concurrent.futures import ProcessPoolExecutor
 from itertools import combinations
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any, TypedDict, cast
 from unittest import mock
 
 import cv2
@@ -40,35 +40,11 @@ SIZES: dict[str, CopiesSize] = {"full": (30, 8, VARIANT_NAMES), "quick": (10, 3,
 Upload = tuple[dict[str, Path], dict[str, str], dict[str, str]]  # each key's file, source and variant
 
 
-class PairScore(TypedDict):  # a relation against the truth
-    truth: int
-    found: int
-    recorded: int
-    recall: float
-    precision: float
-
-
-class EventLatency(TypedDict):  # Copy Found events; seconds from the later upload to the arrival
-    events: int
-    pairs: int
-    p50_s: float
-    p95_s: float
-
-
-class RebuildCost(TypedDict):  # `pictrace duplicates --rebuild` of this index, priced per 100,000 images
-    images: int
-    handler_ms_per_image: float
-    memory_mb: int  # the CopiesFunction's (template.yaml)
-    concurrency: int  # its queue's most concurrent invocations (template.yaml)
-    hours_per_100k: float
-    usd_per_100k: float  # Lambda's GB-seconds and invocations, SQS's requests (S3's left out)
-
-
 class DuplicatesResult(TypedDict):  # results.json's "duplicates"
     sources: int
     negatives: int
-    groups: PairScore
-    links: PairScore
+    groups: dict[str, float]  # score(): truth, found, recorded (pairs), recall, precision
+    links: dict[str, float]
     recall_by_variant: dict[str, dict[str, float]]  # each variant uploaded, and "original" -> {"groups", "links"}
     wrong_links: list[list[str]]  # the keys of each link between two sources (50 at most)
     missed_pairs: list[list[str]]  # the keys of each truth pair no group holds (50 at most)
@@ -76,9 +52,9 @@ class DuplicatesResult(TypedDict):  # results.json's "duplicates"
     with_check: IndexBuild
     throughput_ratio: float  # ingest's images/s with the check running beside it (till the ingest queue is empty)
     checked_ratio: float  # images/s until the copies queue was empty too, over ingest's without the check
-    latency: EventLatency
+    latency: dict[str, float]  # Copy Found events: events, pairs, p50_s, p95_s (from the later upload to the arrival)
     checks_dead_lettered: int
-    rebuild: RebuildCost
+    rebuild: dict[str, float]  # rebuild_cost(): `pictrace duplicates --rebuild` at the CopiesFunction's sizing
 
 
 def group_pairs(groups: Iterable[Iterable[str]]) -> set[Pair]:
@@ -91,7 +67,7 @@ def truth_pairs(source_of: Mapping[str, str]) -> set[Pair]:
     return {pair_of(a, b) for a, b in combinations(sorted(source_of), 2) if source_of[a] == source_of[b]}
 
 
-def score(found: set[Pair], truth: set[Pair]) -> PairScore:
+def score(found: set[Pair], truth: set[Pair]) -> dict[str, float]:
     """Recall and precision of a relation (precision 1.0 when it holds no pair)."""
     hit, n = len(found & truth), len(found)
     recall, precision = hit / len(truth) if truth else 1.0, hit / n if n else 1.0
@@ -107,7 +83,7 @@ def recall_by_variant(found: set[Pair], truth: set[Pair], variant_of: Mapping[st
     return {v: hit / (miss + hit) for v, (miss, hit) in sorted(seen.items())}
 
 
-def event_latency(events: list[tuple[float, dict[str, Any]]], put_at: Mapping[str, float]) -> EventLatency:
+def event_latency(events: list[tuple[float, dict[str, Any]]], put_at: Mapping[str, float]) -> dict[str, float]:
     """events: (arrival time, the event's detail); put_at: each id's upload time. A pair's first event counts."""
     first: dict[str, float] = {}
     for arrived, detail in sorted(events, key=lambda e: e[0]):
@@ -116,20 +92,13 @@ def event_latency(events: list[tuple[float, dict[str, Any]]], put_at: Mapping[st
     return {"events": len(events), "pairs": len(first), "p50_s": p50, "p95_s": p95}
 
 
-def rebuild_cost(images: int, handler_s: float, memory_mb: int, concurrency: int) -> RebuildCost:
-    """The rebuild's handler time per image priced per 100,000 images, and their time at most concurrency."""
+def rebuild_cost(images: int, handler_s: float, memory_mb: int, concurrency: int) -> dict[str, float]:
+    """The rebuild of 100,000 images: its price (Lambda, SQS) from its handler time per image, hours at concurrency."""
     per_image = handler_s / max(1, images)
     usd_lambda = 100_000 * (per_image * memory_mb / 1024 * LAMBDA_GB_S_USD + LAMBDA_REQUEST_USD / 10)
-    usd_sqs = 100_000 * SQS_USD_PER_IMAGE
-    hours = 100_000 * per_image / concurrency / 3600
-    return RebuildCost(
-        images=images,
-        handler_ms_per_image=round(per_image * 1000, 2),
-        memory_mb=memory_mb,
-        concurrency=concurrency,
-        hours_per_100k=round(hours, 3),
-        usd_per_100k=round(usd_lambda + usd_sqs, 4),
-    )
+    usd, hours = round(usd_lambda + 100_000 * SQS_USD_PER_IMAGE, 4), round(100_000 * per_image / concurrency / 3600, 3)
+    out = dict(images=images, handler_ms_per_image=round(per_image * 1000, 2), memory_mb=memory_mb)
+    return out | dict(concurrency=concurrency, hours_per_100k=hours, usd_per_100k=usd)
 
 
 def copies_function_sizing() -> tuple[int, int]:
@@ -217,19 +186,16 @@ def duplicates(originals: list[Path], held_out: set[str], work: Path, size: Copi
     groups = copy_groups(links, set(), {i: (k,) for i, k in key_of.items()})
     grouped = group_pairs([m.id for m in g.members] for g in groups)
     by_group, by_link = recall_by_variant(grouped, truth, variant_of), recall_by_variant(linked, truth, variant_of)
-    return {
-        "sources": len(set(source_of.values())),
-        "negatives": len({s for s in source_of.values() if s in held_out}),
-        "groups": score(grouped, truth),
-        "links": score(linked, truth),
-        "recall_by_variant": {v: {"groups": by_group[v], "links": by_link[v]} for v in by_group},
-        "wrong_links": [sorted((key_of[a], key_of[b])) for a, b in sorted(linked - truth)][:50],
-        "missed_pairs": [sorted((key_of[a], key_of[b])) for a, b in sorted(truth - grouped)][:50],
-        "without_check": without,
-        "with_check": with_check,
-        "throughput_ratio": with_check["images_per_s"] / without["images_per_s"],
-        "checked_ratio": without["total_s"] / with_check.get("checked_s", float("nan")),
-        "latency": event_latency(events, {ids[k]: t for k, t in put_at.items()}),
-        "checks_dead_lettered": int(dlq["Attributes"]["ApproximateNumberOfMessages"]),
-        "rebuild": rebuild,
-    }
+    out: dict[str, Any] = dict(
+        sources=len(set(source_of.values())), negatives=len({s for s in source_of.values() if s in held_out})
+    )
+    out |= dict(groups=score(grouped, truth), links=score(linked, truth))
+    out |= dict(recall_by_variant={v: {"groups": by_group[v], "links": by_link[v]} for v in by_group})
+    out |= dict(wrong_links=[sorted((key_of[a], key_of[b])) for a, b in sorted(linked - truth)][:50])
+    out |= dict(missed_pairs=[sorted((key_of[a], key_of[b])) for a, b in sorted(truth - grouped)][:50])
+    out |= dict(without_check=without, with_check=with_check)
+    out |= dict(throughput_ratio=with_check["images_per_s"] / without["images_per_s"])
+    out |= dict(checked_ratio=without["total_s"] / with_check.get("checked_s", float("nan")))
+    out |= dict(latency=event_latency(events, {ids[k]: t for k, t in put_at.items()}))
+    out |= dict(checks_dead_lettered=int(dlq["Attributes"]["ApproximateNumberOfMessages"]), rebuild=rebuild)
+    return cast(DuplicatesResult, out)
