@@ -52,16 +52,3 @@ def table(headers: Sequence[str] | str, rows: Sequence[Sequence[Any]], align: st
     colalign = ["right" if a == "r" else "left" for a in align or "l" + "r" * (len(headers) - 1)]
     cells = [[cell(v) for v in row] for row in rows]
     return str(tabulate(cells, headers, "pipe", colalign=colalign, disable_numparse=True, preserve_whitespace=True))
-
-
-def calibration_table(fusion: dict[str, Any]) -> str:
-    """The latest fit per model (bench/fusion.json): weights, a and b, threshold, both halves."""
-    rows = []
-    for label, f in fusion.get("models", {}).items():
-        w, held, fit, n = f["weights"], f["report"], f["fit"], f["queries"]["report"]
-        fitted = [f"{w['cosine']}/{w['gist']}/{w['ssim']}/{w['geometry']}", f"{f['a']:.1f}, {f['b']:.1f}"]
-        verdicts = [f"{f3(x['verdict']['precision'])} / {f3(x['verdict']['recall'])}" for x in (fit, held)]
-        other = [held["micro_ap"], held["min_recall@1"], f"{n['positive']} + {n['negative']}"]
-        rows.append([label, *fitted, f"{f['threshold']:.4f}", *verdicts, *other])
-    headers = "model|weights cos/gist/ssim/geo|a, b|threshold|fit: P / R|other half: P / R|other half µAP"
-    return table(f"{headers}|other half min family R@1|other half queries (+ / −)", rows)
