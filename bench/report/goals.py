@@ -13,6 +13,7 @@ from bench.transforms import VARIANTS
 
 MEMORY_TARGET = 1.1  # the index's resident memory over its raw vector bytes
 Fusion = dict[str, Any]  # the latest `make fit-fusion` report (bench/fusion.json)
+Lost = Callable[[str, dict[str, float]], str]  # where a family's misses went
 PARTIAL = tuple(dict.fromkeys(v.family for v in VARIANTS[27:]))  # issue 27: the original a small part of the query
 PARTIALS = f"the partial-copy families ({', '.join(PARTIAL)})"
 
@@ -29,18 +30,11 @@ def _goal(goal: str, measured: str, met: bool | None, why: str = "") -> Goal:
 
 
 def _recall_goal(
-    r: Results,
-    fusion: Fusion,
-    least: float,
-    goal: str,
-    of: str,
-    lost: Callable[..., str],
-    partial: bool | None = None,
-    key: str = "recall@1",
+    r: Results, _: Fusion, least: float, goal: str, of: str, lost: Lost, part: bool | None = None, key: str = "recall@1"
 ) -> Goal | None:
-    """key ≥ least in every family of the default model (partial: only issue 27's families, or only the others);
+    """key ≥ least in every family of the default model (part: only issue 27's families, or only the others);
     lost(family, figures): where its misses went."""
-    among = {f: s for f, s in (r.quality.families if r.quality else {}).items() if partial in (None, f in PARTIAL)}
+    among = {f: s for f, s in (r.quality.families if r.quality else {}).items() if part in (None, f in PARTIAL)}
     if not (among := {f: s for f, s in among.items() if key in s}):
         return None
     failing = sorted(((f, s) for f, s in among.items() if s[key] < least), key=lambda fs: fs[1][key])
@@ -278,7 +272,7 @@ RECALL_GOALS = (  # issue 27: (least, goal, families: False all but PARTIAL's, T
 
 
 GOALS: tuple[Callable[[Results, Fusion], Goal | None], ...] = (
-    *(partial(_recall_goal, least=m, goal=g, of="met", lost=lo, partial=p, key=k) for m, g, p, k, lo in RECALL_GOALS),
+    *(partial(_recall_goal, least=m, goal=g, of="met", lost=lo, part=p, key=k) for m, g, p, k, lo in RECALL_GOALS),
     micro_ap_goal,
     verdict_goal,
     partial(latency_goal, key="large", limit=300, goal="search p50 ≤ 300 ms at N = 10,000"),  # issue 12
