@@ -10,9 +10,10 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any, TypedDict, cast
 
 from bench.common import child_json
+from bench.phases.embed_speed import ms_each
 
 
 class BackendParity(TypedDict):  # the child's output: results.json's "backends"
@@ -47,26 +48,15 @@ def measure(model_dir: str, paths: list[str]) -> BackendParity:
 
     def timed(embedder: Any) -> tuple[list[float], np.ndarray]:
         embedder.embed(images[:1])  # warm-up (graph tracing, session set-up)
-        times, rows = [], []
-        for image in images:
-            t = time.perf_counter()
-            rows.append(embedder.embed([image])[0])
-            times.append((time.perf_counter() - t) * 1000)
-        return times, np.stack(rows)
+        rows: list[np.ndarray] = []
+        return ms_each(lambda image: rows.append(embedder.embed([image])[0]), images), np.stack(rows)
 
     onnx_ms, by_onnx = timed(onnx)
     tf_ms, by_tf = timed(keras)
-    cosines = (by_onnx * by_tf).sum(axis=1)
-    return {
-        "images": len(images),
-        "weights": onnx.weights,
-        "onnx_ms": statistics.median(onnx_ms),
-        "tensorflow_ms": statistics.median(tf_ms),
-        "keras_build_s": keras_build_s,
-        "cosine_min": float(cosines.min()),
-        "cosine_mean": float(cosines.mean()),
-        "max_abs_diff": float(np.abs(by_onnx - by_tf).max()),
-    }
+    cosines, diff = (by_onnx * by_tf).sum(axis=1), float(np.abs(by_onnx - by_tf).max())
+    out: dict[str, Any] = dict(images=len(images), weights=onnx.weights, onnx_ms=statistics.median(onnx_ms))
+    out |= dict(tensorflow_ms=statistics.median(tf_ms), keras_build_s=keras_build_s, cosine_min=float(cosines.min()))
+    return cast(BackendParity, out | dict(cosine_mean=float(cosines.mean()), max_abs_diff=diff))
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NotRequired, TypedDict
+from typing import Any, NotRequired, TypedDict, cast
 
 import numpy as np
 
@@ -70,14 +70,9 @@ def pick_distractors(folder: Path, n: int, exclude: set[str]) -> tuple[list[Path
         else:
             seen.add(digest)
             chosen.append(p)
-    return chosen, {
-        "available": len(files),
-        "diagrams_available": len(diagrams),
-        "non_diagrams_available": len(plain),
-        "chosen": len(chosen),
-        "diagrams_used": sum(1 for p in chosen if DIAGRAM.search(p.name)),
-        "same_bytes_as_an_original_skipped": skipped_same,
-    }
+    out = dict(available=len(files), diagrams_available=len(diagrams), non_diagrams_available=len(plain))
+    out |= dict(chosen=len(chosen), diagrams_used=sum(1 for p in chosen if DIAGRAM.search(p.name)))
+    return chosen, cast(DistractorStats, out | dict(same_bytes_as_an_original_skipped=skipped_same))
 
 
 def by_source(paths: list[Path]) -> dict[str, int]:
@@ -110,16 +105,9 @@ def choose_data(profile: Profile, samples: Path = SAMPLES) -> Dataset:
     files.update({f"images/photo-distractors/{p.name}": p.read_bytes() for p in photo_distractors})
     files.update({f"images/distractors/{p.name}": p.read_bytes() for p in distractors})
     key_ids = {key: entry_id(body) for key, body in files.items()}
-    summary: DataSummary = {
-        "originals": len(originals),
-        "originals_by_source": by_source(originals),
-        "originals_requirement_met": len(originals) >= 50,
-        "held_out": sorted(held_out),
-        "indexed_originals": len(indexed_originals),
-        "photo_distractors": len(photo_distractors),
-        "photo_distractors_by_source": by_source(photo_distractors),
-        "distractors": dstats,
-        "index_images": len(files),
-        "index_entries": len(set(key_ids.values())),
-    }
+    out: dict[str, Any] = dict(originals=len(originals), originals_by_source=by_source(originals))
+    out |= dict(originals_requirement_met=len(originals) >= 50, held_out=sorted(held_out))
+    out |= dict(indexed_originals=len(indexed_originals), photo_distractors=len(photo_distractors))
+    out |= dict(photo_distractors_by_source=by_source(photo_distractors), distractors=dstats, index_images=len(files))
+    summary = cast(DataSummary, out | dict(index_entries=len(set(key_ids.values()))))
     return Dataset(originals, held_out, indexed_originals, original_ids, files, key_ids, summary)

@@ -8,7 +8,7 @@ import gc
 import json
 import os
 import sys
-from typing import TYPE_CHECKING, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict, cast
 
 import psutil  # noqa: F401 - for common.rss: imported before what the layers lack is hidden
 
@@ -82,22 +82,11 @@ def measure(n: int) -> IndexMemory:
     after_gc, file_after = rss(), resident_file()
     held = index.footprint()
     vectors = {name: int(m.nbytes) for name, m in index.matrices.items()}
-    return {
-        "n": len(index),
-        "real": len(real),
-        "synthetic": len(index) - len(real),
-        "warmup_rows": warmed,
-        "raw_vector_bytes": sum(vectors.values()),
-        "vector_bytes": vectors,
-        "rss_before": before,
-        "rss_after_refresh": after_refresh,
-        "rss_after_gc": after_gc,
-        "rss_delta": after_gc - before,
-        "rss_file_delta": file_after - file_before,
-        "held_bytes": held,
-        "held_total": sum(held.values()),
-        "pid": os.getpid(),
-    }
+    out: dict[str, Any] = dict(n=len(index), real=len(real), synthetic=len(index) - len(real), warmup_rows=warmed)
+    out |= dict(raw_vector_bytes=sum(vectors.values()), vector_bytes=vectors, rss_before=before)
+    out |= dict(rss_after_refresh=after_refresh, rss_after_gc=after_gc, rss_delta=after_gc - before)
+    out |= dict(rss_file_delta=file_after - file_before, held_bytes=held, held_total=sum(held.values()))
+    return cast(IndexMemory, out | dict(pid=os.getpid()))
 
 
 if __name__ == "__main__":

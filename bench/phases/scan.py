@@ -77,20 +77,10 @@ def scan_vs_faiss(profile: Profile, base_store: Any, settings: Any, template: An
     ours_ms, cosine_ms, faiss_ms, faiss_both_ms = (list(lap) for lap in zip(*laps, strict=True))
     scan, cosine = metrics.percentile(ours_ms, 50), metrics.percentile(cosine_ms, 50)
     faiss_top, faiss_same = metrics.percentile(faiss_ms, 50), metrics.percentile(faiss_both_ms, 50)
-    result = ScanResult(
-        n=len(index),
-        real=real,
-        synthetic=len(index) - real,
-        load_s=load_s,
-        vectors={name: list(m.shape) for name, m in index.matrices.items()},
-        scan_p50_ms=scan,
-        faiss_same_work_p50_ms=faiss_same,
-        ratio=faiss_same / scan,
-        cosine_top50_p50_ms=cosine,
-        faiss_top50_p50_ms=faiss_top,
-        cosine_ratio=faiss_top / cosine,
-        same_top50=same / len(reps),
-        threads={"faiss": faiss.omp_get_max_threads(), "cores": os.cpu_count()},
-    )
+    out: dict[str, Any] = dict(n=len(index), real=real, synthetic=len(index) - real, load_s=load_s)
+    out |= dict(vectors={name: list(m.shape) for name, m in index.matrices.items()}, scan_p50_ms=scan)
+    out |= dict(faiss_same_work_p50_ms=faiss_same, ratio=faiss_same / scan, cosine_top50_p50_ms=cosine)
+    out |= dict(faiss_top50_p50_ms=faiss_top, cosine_ratio=faiss_top / cosine, same_top50=same / len(reps))
+    result = ScanResult(**out, threads={"faiss": faiss.omp_get_max_threads(), "cores": os.cpu_count()})
     del flat, flat_gist, index
     return result
