@@ -98,11 +98,11 @@ class RankProbe(MemoryBackend):
         centre: np.ndarray | None = None,
     ) -> list[Candidate]:
         """The memory backend's candidates; the target's ranks over every row on the side."""
-        self.ranks = (None, None)
-        if self.target is not None:
+        if (wanted := self.target) is not None:  # the query's own call (the region search's later calls are not)
+            self.target = None
             self.index.refresh()
             everything = self.index.candidates(query, gists, len(self.index), prefix, centre=centre)  # both scores
-            if (target := next((c for c in everything if c.id == self.target), None)) is not None:
+            if (target := next((c for c in everything if c.id == wanted), None)) is not None:
                 cos = 1 + sum(1 for c in everything if c.cosine > target.cosine)
                 self.ranks = (cos, 1 + sum(1 for c in everything if c.gist > target.gist))
         return super().candidates(query, gists, shortlist, prefix, by_layout, centre)
@@ -135,7 +135,7 @@ def run_searches(
                 cache.clear()
         original = case.original_id if case.positive else None
         if rank_probe is not None:
-            rank_probe.target = original
+            rank_probe.target, rank_probe.ranks = original, (None, None)
         query = SearchQuery(image=Path(case.path).read_bytes())
         result = loop.run_until_complete(service.search(query, top_k=size, shortlist=size))
         ranking, relevant = [h.id for h in result.results], {case.original_id} if case.positive else set()

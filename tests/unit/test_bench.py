@@ -352,6 +352,8 @@ def test_rank_probe_ranks_the_target_over_every_row(photo: np.ndarray) -> None:
     assert target in [c.id for c in found]
     assert len(found) <= 4
     assert probe.count() == 40
+    probe.candidates(index.matrix[3], gists, 4, None)  # a later call for the same query (a region of it)
+    assert probe.ranks == (1, 1)  # still the query's own: the region search does not overwrite them
 
 
 def _run_with_sections() -> Results:
