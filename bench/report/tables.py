@@ -9,7 +9,7 @@ from typing import Any
 
 from tabulate import tabulate
 
-STAGES = ("decode", "embed", "refresh", "scan", "fetch", "rerank")
+STAGES = ("decode", "embed", "refresh", "scan", "fetch", "rerank", "regions")
 
 
 def _none(v: Any) -> bool:
