@@ -135,19 +135,13 @@ def large_ingest(profile: Profile, stack: Any, config: models.ModelConfig) -> La
     model_ms += stages["embed"]
     ingest_s = sum(ingest_ms) / 1000
     model_s = sum(model_ms) / 2 / 1000  # the mean of the passes before and after the batches
-    return LargeIngest(
-        images=sizes,
-        ingest_ms=ingest_ms,
-        ingest_per_s=len(files) / ingest_s,
-        model_per_s=len(files) / model_s,
-        ratio=(len(files) / ingest_s) / (len(files) / model_s),
-        stages_mean_ms={k: statistics.mean(v) for k, v in stages.items()},
-        ingest_mean_ms=sum(ingest_ms) / len(files),
-        batch_size=batch_size,
-        batch_stages_mean_ms={k: statistics.mean(o.ms.get(k, 0.0) for o in outcomes) for k in batch_stages},
-        model_ms=model_ms,
-        cpu_ms={"ingest": ingest_cpu_ms, "model": model_cpu_ms},
-    )
+    out: dict[str, Any] = dict(images=sizes, ingest_ms=ingest_ms, ingest_per_s=len(files) / ingest_s)
+    out |= dict(model_per_s=len(files) / model_s, ratio=(len(files) / ingest_s) / (len(files) / model_s))
+    means = {k: statistics.mean(v) for k, v in stages.items()}
+    in_batches = {k: statistics.mean(o.ms.get(k, 0.0) for o in outcomes) for k in batch_stages}
+    out |= dict(stages_mean_ms=means, ingest_mean_ms=sum(ingest_ms) / len(files), batch_size=batch_size)
+    cpu_ms = {"ingest": ingest_cpu_ms, "model": model_cpu_ms}
+    return LargeIngest(**out, batch_stages_mean_ms=in_batches, model_ms=model_ms, cpu_ms=cpu_ms)
 
 
 def sqs_record(template: dict[str, Any], bucket: str, key: str) -> dict[str, Any]:

@@ -6,6 +6,7 @@ import os
 import platform
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from bench.common import ROOT, git, uncommitted
 
@@ -54,16 +55,8 @@ def machine() -> MachineInfo:
     import pictrace
     import psutil
 
-    return MachineInfo(
-        tree=str(ROOT),
-        pictrace_from=str(Path(pictrace.__file__).parent),
-        uncommitted=uncommitted("layers", "functions", "bench", "infra"),
-        cpu=cpu_model(),
-        cores=os.cpu_count(),
-        memory_gb=round(psutil.virtual_memory().total / 2**30, 1),
-        python=platform.python_version(),
-        os=f"{platform.system()} {platform.release()}",
-        versions={name: package_version(name) for name in PACKAGES},
-        commit=git("rev-parse", "--short", "HEAD").strip() or "?",
-        gpu="none",
-    )
+    out: dict[str, Any] = dict(tree=str(ROOT), pictrace_from=str(Path(pictrace.__file__).parent))
+    out |= dict(uncommitted=uncommitted("layers", "functions", "bench", "infra"), cpu=cpu_model(), cores=os.cpu_count())
+    out |= dict(memory_gb=round(psutil.virtual_memory().total / 2**30, 1), python=platform.python_version())
+    out |= dict(os=f"{platform.system()} {platform.release()}", versions={n: package_version(n) for n in PACKAGES})
+    return MachineInfo(**out, commit=git("rev-parse", "--short", "HEAD").strip() or "?", gpu="none")

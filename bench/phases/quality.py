@@ -69,15 +69,8 @@ def write_signals(
 
     out = SIGNALS_DIR / f"signals-{profile}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    payload = {
-        "profile": profile,
-        "commit": commit,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "fields": list(metrics.HIT_FIELDS),
-        "verify": Settings(bucket="bench").verify,
-        "models": dict(signals),
-        "configs": configs,
-        "scorings": scorings,
-    }
+    created, verify = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), Settings(bucket="bench").verify
+    payload = dict(profile=profile, commit=commit, created=created, fields=list(metrics.HIT_FIELDS), verify=verify)
+    payload |= dict(models=dict(signals), configs=configs, scorings=scorings)
     out.write_text(json.dumps(payload, default=json_default))
     return out
