@@ -161,3 +161,9 @@ def test_no_bench_module_is_over_400_lines_and_no_module_name_has_two_homes() ->
     assert not {k: v for k, v in sizes.items() if v > MAX_LINES}, sizes
     leaves = [name.rpartition(".")[2] for name in sizes if name != "bench"]
     assert len(leaves) == len(set(leaves)), sorted({n for n in leaves if leaves.count(n) > 1})
+
+
+def test_the_bench_is_at_most_4500_lines() -> None:
+    """Issue 29: bench/ at most 4,500 lines of Python in all (`wc -l`: every line counts)."""
+    total = sum(len(path.read_text().splitlines()) for path in BENCH.rglob("*.py"))
+    assert total <= 4500, f"bench/ is {total:,} lines of Python"
