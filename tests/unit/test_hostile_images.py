@@ -9,6 +9,7 @@ import resource
 import struct
 import time
 import zlib
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -248,6 +249,34 @@ def test_a_decode_past_its_wall_clock_budget_is_ended_without_using_cpu() -> Non
     outcome = decode_bounded(stuck, capacity=3, seconds=0.5)
     assert outcome.timed_out and time.monotonic() - started < 5
     assert children() <= before
+
+
+def test_a_decode_stuck_once_is_tried_again_and_a_slow_one_is_not(tmp_path: Path) -> None:
+    """A child that used almost no CPU before its time ran out was stuck (a lock another thread held at the fork, or
+    a starved machine), not slowed by its input: a second child decodes the image. One that spent its time decoding
+    is refused at once."""
+    tries = tmp_path / "tries"
+
+    def stuck_the_first_time() -> np.ndarray:
+        with tries.open("a") as f:
+            f.write("x")
+        if tries.read_text() == "x":
+            time.sleep(60)
+        return np.ones((2, 2, 3), np.uint8)
+
+    outcome = decode_bounded(stuck_the_first_time, capacity=12, seconds=0.5)
+    assert outcome.pixels is not None and outcome.pixels.shape == (2, 2, 3)
+    assert tries.read_text() == "xx"
+
+    def spin() -> np.ndarray:
+        with tries.open("a") as f:
+            f.write("s")
+        while True:
+            pass
+
+    tries.write_text("")
+    assert decode_bounded(spin, capacity=3, seconds=1.0).timed_out
+    assert tries.read_text() == "s"
 
 
 def test_an_honest_decode_leaves_no_process_behind() -> None:

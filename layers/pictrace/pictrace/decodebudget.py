@@ -31,6 +31,9 @@ _HEADER = struct.Struct("<qqqqqq")
 _OK, _FAILED, _TOO_BIG = 0, 1, 2
 #: the status written before the fork: a child that dies before answering leaves it
 _NO_ANSWER = -1
+#: a child out of wall-clock time that used less CPU than this share of it was stuck, not decoding slowly (a lock
+#: another thread of the parent held at the fork, or the machine's CPU given to others): it is tried again
+STUCK_CPU_SHARE = 0.25
 
 
 @dataclass(frozen=True)
@@ -44,10 +47,27 @@ class Outcome:
 
 
 def decode_bounded(
-    decode: Callable[[], np.ndarray | None], capacity: int, seconds: float, cpu_seconds: int | None = None
+    decode: Callable[[], np.ndarray | None],
+    capacity: int,
+    seconds: float,
+    cpu_seconds: int | None = None,
+    tries: int = 2,
 ) -> Outcome:
     """Run decode() in a child process and return its array if it fits in capacity bytes, within seconds of wall
-    clock and cpu_seconds of CPU (by default seconds, rounded up); the child is reaped whatever happens."""
+    clock and cpu_seconds of CPU (by default seconds, rounded up); the child is reaped whatever happens. A child
+    that was stuck (STUCK_CPU_SHARE) is tried again, up to `tries` children in all."""
+    for _ in range(tries - 1):
+        outcome, cpu = _decode_once(decode, capacity, seconds, cpu_seconds)
+        if not (outcome.timed_out and cpu < STUCK_CPU_SHARE * seconds):
+            return outcome
+        logger.warning("a decode was stuck (%.2f s of CPU in %g s): trying it again", cpu, seconds)
+    return _decode_once(decode, capacity, seconds, cpu_seconds)[0]
+
+
+def _decode_once(
+    decode: Callable[[], np.ndarray | None], capacity: int, seconds: float, cpu_seconds: int | None
+) -> tuple[Outcome, float]:
+    """One child's decode (decode_bounded's), and the CPU seconds the child used."""
     shared = mmap.mmap(-1, _HEADER.size + max(capacity, 1))
     _HEADER.pack_into(shared, 0, _NO_ANSWER, 0, 0, 0, 0, 0)
     pid = os.fork()
@@ -57,27 +77,27 @@ def decode_bounded(
     try:
         finished = _wait(pid, seconds)
     finally:
-        ended = _reap(pid)
+        ended, cpu = _reap(pid)
     status, height, width, channels, itemsize, kind = _HEADER.unpack_from(shared, 0)
     if not finished or (status == _NO_ANSWER and _out_of_cpu(ended)):
         shared.close()
-        return Outcome(None, timed_out=True)
+        return Outcome(None, timed_out=True), cpu
     if status == _NO_ANSWER:  # the decoder crashed (a signal of its own): a file it could not read
         logger.warning("the decoder ended without an answer (wait status %d)", ended)
         shared.close()
-        return Outcome(None)
+        return Outcome(None), cpu
     if status == _FAILED:
         shared.close()
-        return Outcome(None)
+        return Outcome(None), cpu
     shape = (height, width) if channels == 0 else (height, width, channels)
     if status == _TOO_BIG:
         shared.close()
-        return Outcome(None, shape=shape)
+        return Outcome(None, shape=shape), cpu
     dtype = np.dtype(f"{chr(kind)}{itemsize}")
     count = height * width * max(channels, 1)
     # a view of the mapping, which it keeps alive: no copy of the pixels
     pixels = np.frombuffer(shared, dtype=dtype, count=count, offset=_HEADER.size).reshape(shape)
-    return Outcome(pixels, shape=shape)
+    return Outcome(pixels, shape=shape), cpu
 
 
 def _child(decode: Callable[[], np.ndarray | None], shared: mmap.mmap, capacity: int, cpu: int) -> NoReturn:
@@ -124,14 +144,14 @@ def _wait_polling(pid: int, seconds: float) -> bool:
     return False
 
 
-def _reap(pid: int) -> int:
+def _reap(pid: int) -> tuple[int, float]:
     """Kill the child if it still runs and collect it (no decode outlives its call, no zombie stays): its wait
-    status."""
-    done, status = os.waitpid(pid, os.WNOHANG)
+    status and the CPU seconds it used."""
+    done, status, usage = os.wait4(pid, os.WNOHANG)
     if not done:
         os.kill(pid, signal.SIGKILL)
-        done, status = os.waitpid(pid, 0)
-    return status
+        done, status, usage = os.wait4(pid, 0)
+    return status, usage.ru_utime + usage.ru_stime
 
 
 def _out_of_cpu(status: int) -> bool:
