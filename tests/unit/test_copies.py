@@ -271,3 +271,28 @@ def test_one_event_per_copy_ten_a_call_and_a_refusal_is_an_error() -> None:
         EventBridgeEvents("bus", refused).announce(found[:1])
     assert isinstance(open_events(Settings(bucket="b")), NoEvents)
     assert isinstance(open_events(Settings(bucket="b", event_bus="pictrace")), EventBridgeEvents)
+
+
+class FailingStore(MemoryStore):
+    """A bucket whose writes to one key fail (a check stopped there)."""
+
+    def __init__(self, failing: str) -> None:
+        super().__init__()
+        self.failing = failing
+
+    def put(self, key: str, body: bytes, **kwargs: Any) -> bool:
+        if key == self.failing:
+            raise UpstreamError("the bucket failed")
+        return super().put(key, body, **kwargs)
+
+
+def test_a_link_is_written_under_the_finder_last_so_a_stopped_check_is_redone() -> None:
+    layout = Layout("index/")
+    store = FailingStore(layout.copy_key(A, B))
+    links = CopyLinks(store, layout, workers=2)
+    with pytest.raises(UpstreamError):
+        links.record([link(A, B)])  # A's check found B: under B first, then under A
+    assert links.of(B) == {A} and links.of(A) == set()  # A's check sees no link: its redelivery writes it again
+    store.failing = ""
+    links.record([link(A, B)])
+    assert links.of(A) == {B} and links.of(B) == {A} and [x.pair for x in links.all()] == [pair_of(A, B)]

@@ -12,6 +12,7 @@ reindexing.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from collections.abc import Iterable, Sequence
@@ -102,15 +103,17 @@ class CopyLinks:
         return found
 
     def record(self, links: Sequence[Link]) -> None:
-        """Write each link under both of its images; a link already there is left as it was (its first finding)."""
-        bodies = {
-            self.layout.copy_key(x, y): link.to_bytes() for link in links for x, y in (link.pair, link.pair[::-1])
-        }
-        parallel(
-            lambda k: self.store.put(k, bodies[k], if_none_match=True, content_type="application/json"),
-            list(bodies),
-            self.workers,
-        )
+        """Write each link under both of its images, under the other image (b) first and under the one whose check
+        found it (a) once that is done: a check that sees a link under its image (`of`) finds it complete, and one
+        that stopped between the two writes is redone in full by the redelivered check. A link already there is
+        left as it was (its first finding)."""
+        for under_b in (True, False):
+            self._create({self.layout.copy_key(*((x.b, x.a) if under_b else (x.a, x.b))): x.to_bytes() for x in links})
+
+    def _create(self, bodies: dict[str, bytes]) -> None:
+        """Each key written with its body unless it exists (conditional creates, in parallel)."""
+        put = functools.partial(self.store.put, if_none_match=True, content_type="application/json")
+        parallel(lambda k: put(k, bodies[k]), list(bodies), self.workers)
 
     def unlink(self, pairs: Iterable[Pair]) -> None:
         """Remove the links of these pairs (both directions; a missing one is no error)."""

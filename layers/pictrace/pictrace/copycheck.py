@@ -76,24 +76,22 @@ class CopyChecker:
             await asyncio.to_thread(self.links.forget, entry_id)
             return Checked(entry_id, "gone", ms=_ms(started))
         k = svc.settings.copies_shortlist
-        result = await svc.search(SearchQuery(id=entry_id), top_k=min(k + 1, MAX_TOP_K), shortlist=k + 1)
+        ask = SearchQuery(id=entry_id, explain=False)  # the verdict is what counts: no signal it does not weigh
+        result = await svc.search(ask, top_k=min(k + 1, MAX_TOP_K), shortlist=k + 1)
         hits = [h for h in result.results if h.id != entry_id and h.match]
         if not self._uncalibrated_said and any(h.match is None for h in result.results):
             logger.warning("the model has no calibration here (see /health): no result is called a copy")
             self._uncalibrated_said = True
         linked = await asyncio.to_thread(self.links.of, entry_id)
-        found = [f for h in hits if (f := await self._found(entry, h)) is not None]
-        new = [f for f, _ in found if f.copy_of not in linked]
-        announced = (
-            await asyncio.to_thread(self._not_dismissed, entry_id, [f.copy_of for f in new]) if announce else set()
-        )
-        await asyncio.to_thread(self.events.announce, [f for f in new if f.copy_of in announced])
+        # a pair linked already (the other image's check, or this one's before) was announced and recorded then
+        found = [f for h in hits if h.id not in linked and (f := await self._found(entry, h)) is not None]
+        new = [f.copy_of for f, _ in found]
+        announced = await asyncio.to_thread(self._not_dismissed, entry_id, new) if announce else set()
+        await asyncio.to_thread(self.events.announce, [f for f, _ in found if f.copy_of in announced])
         await asyncio.to_thread(self.links.record, [link for _, link in found])
-        copies = tuple(f.copy_of for f, _ in found)
-        await asyncio.to_thread(self._drop_gone, entry_id, {*copies, *linked})
-        return Checked(
-            entry_id, "checked", copies, tuple(f.copy_of for f in new if f.copy_of in announced), _ms(started)
-        )
+        await asyncio.to_thread(self._drop_gone, entry_id, {*new, *(linked - {h.id for h in hits})})
+        copies = tuple(h.id for h in hits if h.id in linked) + tuple(new)
+        return Checked(entry_id, "checked", copies, tuple(c for c in new if c in announced), _ms(started))
 
     async def _found(self, entry: Entry, hit: Hit) -> tuple[CopyFound, Link] | None:
         """A result called a copy, as announced and as recorded, with where the image sits in it (the geometric
@@ -114,8 +112,9 @@ class CopyChecker:
         return {o for o, no in zip(others, dismissed, strict=True) if not no}
 
     def _drop_gone(self, entry_id: str, others: set[str]) -> None:
-        """Links of this image to images no longer indexed go (an image deleted while it was being linked); if this
-        image left meanwhile, all of its links go."""
+        """Links of this image to those of the others no longer indexed go (the ones it just linked: deleted while
+        being linked; those linked before that it no longer found); if this image left meanwhile, all of its links
+        go."""
         index = self.service.index_store
         if not index.has_entry(entry_id):
             self.links.forget(entry_id)

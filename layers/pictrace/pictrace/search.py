@@ -25,16 +25,7 @@ from pictrace.limits import check_search_limits
 from pictrace.modelfetch import ensure_model
 from pictrace.pipeline import Prepared, Timer, prepare
 from pictrace.regions import PER_CROP, embed_regions, rejudge
-from pictrace.rerank import (
-    QueryFeatures,
-    Scores,
-    as_query,
-    centred_cosine,
-    quick_score,
-    score,
-    to_verify,
-    turned_ssim,
-)
+from pictrace.rerank import QueryFeatures, Scores, as_query, centred_cosine, quick_score, score, to_verify, turned_ssim
 from pictrace.results import Hit, SearchResult
 from pictrace.settings import Settings
 from pictrace.snapstart import WARM_UP
@@ -52,6 +43,8 @@ class SearchQuery:
     image: bytes | None = None
     id: str | None = None
     prefix: str | None = None  # only images with a key under it (a folder, a tenant)
+    #: False (the copy check): only the signals the fusion weighs are computed, the others are 0; the same verdicts
+    explain: bool = True
 
 
 class SearchService:
@@ -101,13 +94,13 @@ class SearchService:
         settings' fusion weights (pictrace.verdict)."""
         return self._scoring or self.settings.scoring(embedder.weights, embedder.preprocess)
 
-    def _judge(self, queried: Queried) -> _Judge:
-        """The query as the rerank scores it, with the model's scoring and its centre as an array (made once)."""
+    def _judge(self, queried: Queried, explain: bool = True) -> _Judge:
+        """The query as the rerank scores it (explain: SearchQuery's), the model's scoring and centre (made once)."""
         scoring = self.scoring(queried.embedder)
         if self._centre is None or self._centre[0] != scoring.centre:
             array = np.asarray(scoring.centre, dtype=np.float32) if scoring.centre else None
             self._centre = (scoring.centre, array)
-        return _Judge(queried.vector, queried.features, scoring, self._centre[1])
+        return _Judge(queried.vector, queried.features, scoring, self._centre[1], explain)
 
     def warm(self) -> dict[str, float]:
         """Load everything a first search needs now (pictrace.snapstart): the model, the index, and the features of
@@ -171,7 +164,7 @@ class SearchService:
                 raise
             await refreshing
             timer.lap("refresh")
-            judge = self._judge(queried)
+            judge = self._judge(queried, query.explain)
             candidates = await asyncio.to_thread(self._shortlist, judge, shortlist, query.prefix)
             timer.lap("scan")
             early = self._scoring_on_arrival(judge, candidates, pool)
@@ -213,9 +206,9 @@ class SearchService:
 
         def arrived(key: str, entry: Entry) -> None:
             c = by_key[key]
-            early.scores[key] = pool.submit(
-                lambda: score(judge.cosine(entry), judge.features, entry.features, c.gist, c.transform, judge.fusion)
-            )
+            args = (judge.cosine(entry), judge.features, entry.features, c.gist, c.transform, judge.fusion)
+            s = None if judge.computes("ssim") else 0.0
+            early.scores[key] = pool.submit(lambda: score(*args, geometry=judge.computes("geometry"), ssim_score=s))
 
         early.arrived = arrived
         return early
@@ -308,13 +301,14 @@ class SearchService:
         """Every live candidate's scores; geometry (ORB matching + RANSAC), the costly signal, only for the best
         `verify` candidates by the others (rerank.to_verify)."""
         weights = judge.fusion
-        ssims = [turned_ssim(judge.features, e.features, c.transform) for c, e, _ in live]
+        with_ssim = judge.computes("ssim")
+        ssims = [turned_ssim(judge.features, e.features, c.transform) if with_ssim else 0.0 for c, e, _ in live]
         quick = [quick_score(c.cosine, c.gist, s, weights) for (c, _, _), s in zip(live, ssims, strict=True)]
         verified = to_verify(
             np.array([c.cosine for c, _, _ in live]),
             np.array([c.gist for c, _, _ in live]) if weights.gist > 0 else None,
             np.array(quick),
-            self.settings.verify,
+            self.settings.verify if judge.computes("geometry") else 0,
         )
 
         def one(i: int) -> Scores:
@@ -375,11 +369,16 @@ class _Judge:
     features: QueryFeatures
     scoring: Scoring
     centre: np.ndarray | None  # scoring.centre as an array (None: the plain cosine)
+    explain: bool = True  # see SearchQuery
 
     @property
     def fusion(self) -> Weights:
         """The final score's weights."""
         return self.scoring.fusion
+
+    def computes(self, signal: str) -> bool:
+        """Whether a costly signal ("ssim", "geometry") is computed: when it explains, or when the fusion weighs it."""
+        return self.explain or getattr(self.fusion, signal) > 0
 
     def cosine(self, entry: Entry) -> float:
         """The score's cosine of the query with an indexed image, centred on the model's reference."""
