@@ -119,27 +119,37 @@ def test_candidates_scored_as_their_entries_arrive_score_as_the_rerank_would(sta
     assert result.results[0].scores.inliers >= 30  # the query itself: the geometric check ran
 
 
-def test_a_search_for_the_verdict_alone_skips_the_signals_the_fusion_does_not_weigh(stack: Any) -> None:
-    """explain=False (the copy check's): the same results, order, final scores and verdicts, without the SSIM and the
-    geometric check that SSCD's fitted fusion gives no weight; both when the candidates are scored as they arrive
-    (verify 16) and after the fetch (verify 1)."""
+def test_a_search_for_matches_only_fetches_and_computes_only_what_a_verdict_needs(stack: Any) -> None:
+    """matches_only (the copy check's): the results called a copy, with the same order, final scores and verdicts,
+    without fetching the candidates that could not be one, nor the SSIM and the geometric check SSCD's fitted fusion
+    gives no weight; both when the candidates are scored as they arrive (verify 16) and after the fetch (verify 1)."""
     from pictrace.search import SearchQuery, SearchService
     from pictrace.settings import Settings
     from pictrace.wiring import wire
 
     _searched(stack, shortlist=2, weight_gist=0.0)  # indexes the photos
+    query = read("astronaut.jpg")
+
+    def verdicts(hits: list[Any]) -> list[tuple[str, float, bool | None, float]]:
+        return [(h.id, h.scores.final, h.match, h.similarity) for h in hits]
+
     for verify in (16, 1):
         settings = Settings.from_env(verify=verify)
         service = SearchService(settings, wiring=wire(settings))
         fusion = service.scoring(service.embedder).fusion
         assert fusion.cosine > 0 and fusion.ssim == fusion.geometry == 0
-        query = read("astronaut.jpg")
         full = asyncio.run(service.search(SearchQuery(image=query), top_k=4, shortlist=4))
-        lean = asyncio.run(service.search(SearchQuery(image=query, explain=False), top_k=4, shortlist=4))
-
-        def verdicts(result: Any) -> list[tuple[str, float, bool | None, float]]:
-            return [(h.id, h.scores.final, h.match, h.similarity) for h in result.results]
-
-        assert len(full.results) == 4 and verdicts(lean) == verdicts(full)
+        fetched: set[str] = set()
+        service.fetcher.presign = functools.partial(_presign_noted, service.fetcher.presign, fetched)  # type: ignore[method-assign]
+        service.fetcher.clear()  # nothing cached: every entry the search reads is fetched
+        lean = asyncio.run(service.search(SearchQuery(image=query, matches_only=True), top_k=4, shortlist=4))
+        matches = [h for h in full.results if h.match]
+        assert len(full.results) == 4 and len(matches) == 1 and verdicts(lean.results) == verdicts(matches)
+        assert fetched == {Layout("index/").entry_key(matches[0].id)}
         assert full.results[0].scores.inliers >= 30 and full.results[0].scores.ssim > 0.9
         assert all(h.scores.inliers == 0 and h.scores.ssim == 0.0 for h in lean.results)
+
+
+def _presign_noted(presign: Any, noted: set[str], key: str) -> Any:
+    noted.add(key)
+    return presign(key)

@@ -93,6 +93,7 @@ def test_search_service_renews_its_links_after_a_restore(monkeypatch: Any) -> No
 
 class _NoBackend:
     on_change = None
+    centred = True
 
     def expire(self) -> None:
         pass

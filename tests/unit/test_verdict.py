@@ -38,6 +38,21 @@ def test_similarity_rises_with_the_final_score_and_the_threshold_decides_the_mat
     assert c.probability(-1e6) == 0.0  # no overflow far below
 
 
+def test_a_result_could_be_a_copy_when_its_best_possible_score_reaches_the_threshold() -> None:
+    """could_be_copy bounds the final score with the signals not yet known at their best (1.0), and the shortlist's
+    cosine COSINE_SLACK above what it is."""
+    from pictrace.verdict import COSINE_SLACK
+
+    cosine_only = Calibration("m", "p", Weights(1, 0, 0, 0), (), a=20.0, b=-8.0, threshold=0.4, precision=1, recall=1)
+    scoring = Scoring(Weights(1, 0, 0, 0), (), cosine_only)
+    assert scoring.could_be_copy(0.4, 0.0) and scoring.could_be_copy(0.4 - COSINE_SLACK / 2, 0.0)
+    assert not scoring.could_be_copy(0.4 - 2 * COSINE_SLACK, 1.0)  # gist weighs nothing here
+    high = Calibration("m", "p", Weights(1, 0, 1, 0), (), a=20.0, b=-12.0, threshold=0.6, precision=1, recall=1)
+    fused = Scoring(Weights(1, 0, 1, 0), (), high)  # SSIM, not known yet, could bring up to half the score
+    assert fused.could_be_copy(0.1, 0.0) is False and fused.could_be_copy(0.3, 0.0) is True
+    assert Scoring(Weights()).could_be_copy(-1.0, -1.0)  # nothing calibrated: nothing ruled out
+
+
 def test_a_model_without_calibration_has_no_verdict_and_says_why() -> None:
     scoring = scoring_for("imagenet", "resnet50-caffe-224")
     assert scoring.calibration is None and scoring.fusion == Weights() and scoring.centre == ()

@@ -76,7 +76,7 @@ class CopyChecker:
             await asyncio.to_thread(self.links.forget, entry_id)
             return Checked(entry_id, "gone", ms=_ms(started))
         k = svc.settings.copies_shortlist
-        ask = SearchQuery(id=entry_id, explain=False)  # the verdict is what counts: no signal it does not weigh
+        ask = SearchQuery(id=entry_id, matches_only=True)
         result = await svc.search(ask, top_k=min(k + 1, MAX_TOP_K), shortlist=k + 1)
         hits = [h for h in result.results if h.id != entry_id and h.match]
         if not self._uncalibrated_said and any(h.match is None for h in result.results):

@@ -43,8 +43,8 @@ class SearchQuery:
     image: bytes | None = None
     id: str | None = None
     prefix: str | None = None  # only images with a key under it (a folder, a tenant)
-    #: False (the copy check): only the signals the fusion weighs are computed, the others are 0; the same verdicts
-    explain: bool = True
+    #: True (the copy check): only results called a copy, no others fetched; signals the fusion does not weigh are 0
+    matches_only: bool = False
 
 
 class SearchService:
@@ -94,13 +94,13 @@ class SearchService:
         settings' fusion weights (pictrace.verdict)."""
         return self._scoring or self.settings.scoring(embedder.weights, embedder.preprocess)
 
-    def _judge(self, queried: Queried, explain: bool = True) -> _Judge:
-        """The query as the rerank scores it (explain: SearchQuery's), the model's scoring and centre (made once)."""
+    def _judge(self, queried: Queried, matches_only: bool = False) -> _Judge:
+        """The query as the rerank scores it (matches_only: SearchQuery's), the model's scoring and centre."""
         scoring = self.scoring(queried.embedder)
         if self._centre is None or self._centre[0] != scoring.centre:
             array = np.asarray(scoring.centre, dtype=np.float32) if scoring.centre else None
             self._centre = (scoring.centre, array)
-        return _Judge(queried.vector, queried.features, scoring, self._centre[1], explain)
+        return _Judge(queried.vector, queried.features, scoring, self._centre[1], matches_only)
 
     def warm(self) -> dict[str, float]:
         """Load everything a first search needs now (pictrace.snapstart): the model, the index, and the features of
@@ -126,8 +126,7 @@ class SearchService:
         return timings
 
     def renew(self) -> None:
-        """After a SnapStart restore: the next search looks at S3 for what changed since the snapshot, and signs
-        links with the restored copy's credentials."""
+        """After a SnapStart restore: look at S3 for what changed since, sign links with the restored credentials."""
         self.backend.expire()
         self.links.clear()
         self.entry_links.clear()
@@ -164,8 +163,10 @@ class SearchService:
                 raise
             await refreshing
             timer.lap("refresh")
-            judge = self._judge(queried, query.explain)
+            judge = self._judge(queried, query.matches_only)
             candidates = await asyncio.to_thread(self._shortlist, judge, shortlist, query.prefix)
+            if query.matches_only and self.backend.centred:  # its cosines are the score's (not so S3 Vectors')
+                candidates = [c for c in candidates if judge.scoring.could_be_copy(c.cosine, c.gist)]
             timer.lap("scan")
             early = self._scoring_on_arrival(judge, candidates, pool)
             fetched = await self.fetcher.fetch_many([self.layout.entry_key(c.id) for c in candidates], early.arrived)
@@ -369,7 +370,7 @@ class _Judge:
     features: QueryFeatures
     scoring: Scoring
     centre: np.ndarray | None  # scoring.centre as an array (None: the plain cosine)
-    explain: bool = True  # see SearchQuery
+    matches_only: bool = False  # see SearchQuery
 
     @property
     def fusion(self) -> Weights:
@@ -377,8 +378,8 @@ class _Judge:
         return self.scoring.fusion
 
     def computes(self, signal: str) -> bool:
-        """Whether a costly signal ("ssim", "geometry") is computed: when it explains, or when the fusion weighs it."""
-        return self.explain or getattr(self.fusion, signal) > 0
+        """Whether a costly signal ("ssim", "geometry") is computed: unless matches_only, if the fusion weighs it."""
+        return not self.matches_only or getattr(self.fusion, signal) > 0
 
     def cosine(self, entry: Entry) -> float:
         """The score's cosine of the query with an indexed image, centred on the model's reference."""

@@ -41,6 +41,8 @@ class Weights:
 
 CALIBRATION_FILE = Path(__file__).with_name("calibration.json")
 SIGNALS = ("cosine", "gist", "ssim", "geometry")
+#: how far a shortlist's cosine may be from the score's, computed from the entry (float rounding, with room to spare)
+COSINE_SLACK = 0.01
 
 
 def model_key(weights: str, preprocess: str) -> str:
@@ -97,6 +99,15 @@ class Scoring:
         if self.calibration is None:
             return Verdict(round(100 * final, 1), None)
         return Verdict(round(100 * self.calibration.probability(final), 1), self.calibration.is_copy(final))
+
+    def could_be_copy(self, cosine: float, gist: float) -> bool:
+        """Whether a result with this cosine (a shortlist's: known within COSINE_SLACK) and gist could be called a
+        copy, whatever its other signals (True where nothing is calibrated)."""
+        if self.calibration is None:
+            return True
+        w = self.fusion
+        best = w.cosine * max(0.0, cosine + COSINE_SLACK) + w.gist * max(0.0, gist) + w.ssim + w.geometry
+        return best / (w.cosine + w.gist + w.ssim + w.geometry) >= self.calibration.threshold
 
 
 @functools.lru_cache(maxsize=1)

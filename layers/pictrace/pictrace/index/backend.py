@@ -28,6 +28,7 @@ class ShortlistBackend(Protocol):
 
     name: str
     on_change: ChangeObserver | None  # what writers call with changed ids to keep this backend in step
+    centred: bool  # candidates' cosines are centred on the centre asked for: the score's own, up to float rounding
 
     def refresh(self, force: bool = False) -> None:
         """Bring what the backend holds up to date (a no-op where it holds nothing); force: whatever the interval."""
@@ -70,6 +71,7 @@ class MemoryBackend:
 
     name = "memory"
     on_change: ChangeObserver | None = None
+    centred = True
 
     def __init__(self, index: EmbeddingIndex) -> None:
         self.index = index
@@ -120,6 +122,7 @@ class VectorsBackend:
     """Amazon S3 Vectors' QueryVectors (cosine only, no gist); nothing held in memory."""
 
     name = "s3vectors"
+    centred = False
 
     def __init__(self, vectors: VectorIndex, index_store: IndexStore) -> None:
         self.vectors = vectors
