@@ -243,13 +243,13 @@ def copies_goal(r: Results, fusion: Fusion, part: str) -> Goal | None:
     met, why = None, ""
     if part == "recall":
         low, met = sorted(d["recall_by_variant"].items(), key=lambda kv: kv[1]["groups"])[:3], g["recall"] >= 0.98
-        measured = f"{g['recall']:.3f} ({g['found']} of {g['truth']} pairs); direct links {links['recall']:.3f}"
+        measured = f"{g['recall']:.3f} ({g['found']:.0f} of {g['truth']:.0f} pairs); direct links {links['recall']:.3f}"
         why = "lowest (groups / links): " + ", ".join(f"{v} {s['groups']:.2f} / {s['links']:.2f}" for v, s in low)
     elif part == "precision":
         met = g["precision"] >= 0.99
-        measured = f"{g['precision']:.3f} ({g['recorded']} pairs in groups); direct links {links['precision']:.3f}"
+        measured = f"{g['precision']:.3f} ({g['recorded']:.0f} pairs in groups); direct links {links['precision']:.3f}"
         shown = "; ".join(" ~ ".join(k.rsplit("/", 1)[-1] for k in pair) for pair in wrong[:3])
-        why = f"{links['recorded'] - links['found']} links between different sources, e.g. {shown}" if wrong else ""
+        why = f"{links['recorded'] - links['found']:.0f} links between different sources, e.g. {shown}" if wrong else ""
     elif part == "throughput":
         met = d["throughput_ratio"] >= 0.8
         off, on = d["without_check"]["images_per_s"], d["with_check"]["images_per_s"]
@@ -257,10 +257,11 @@ def copies_goal(r: Results, fusion: Fusion, part: str) -> Goal | None:
         measured += f"{d['checked_ratio']:.2f}×"
         why = "one copies worker shares the bench's two cores with the two ingest workers"
     elif part == "latency":
-        measured = f"p50 {lat['p50_s']:.1f} s, p95 {lat['p95_s']:.1f} s ({lat['pairs']} pairs, {lat['events']} events)"
+        measured = f"p50 {lat['p50_s']:.1f} s, p95 {lat['p95_s']:.1f} s "
+        measured += f"({lat['pairs']:.0f} pairs, {lat['events']:.0f} events)"
     else:
-        measured = f"{b['handler_ms_per_image']:.0f} ms/image at N = {b['images']}: {b['hours_per_100k']:.2f} h and "
-        measured += f"${b['usd_per_100k']:.2f} per 100,000 ({b['memory_mb']} MB, {b['concurrency']} at once)"
+        measured = f"{b['handler_ms_per_image']:.0f} ms/image at N = {b['images']:.0f}: {b['hours_per_100k']:.2f} h"
+        measured += f" and ${b['usd_per_100k']:.2f} per 100k ({b['memory_mb']:.0f} MB, {b['concurrency']:.0f} at once)"
     return _goal(goal, measured, met, "" if met is not False else why)
 
 

@@ -521,7 +521,7 @@ def test_the_copies_phase_renders_with_its_goals_and_as_not_measured_when_it_fai
     text = page.render_tables(r)
     assert "### Copies within the collection" in text and "| crop/30%" in text and "| **all pairs: precision**" in text
     assert "0.944 (170 of 180 pairs); direct links 0.944" in text and "17 links between different sources" in text
-    assert "0.70× (1.8 vs 2.5 images/s)" in text and "p50 10.2 s, p95 13.2 s" in text and "$0.42 per 100,000" in text
+    assert "0.70× (1.8 vs 2.5 images/s)" in text and "p50 10.2 s, p95 13.2 s" in text and "$0.42 per 100k" in text
     assert "### Copies" not in page.render_tables(_run_with_sections())
     failed = dataclasses.replace(_run_with_sections(), errors={"duplicates": "RuntimeError: boom"})
     assert text.count("copies in the collection") == 2
