@@ -187,7 +187,7 @@ def replay(hits: np.ndarray, weights: Weights, verify: int) -> np.ndarray:
     if len(hits) == 0:
         return np.zeros(0)
     cos, gis, ssim, inliers = hits[:, 1], hits[:, 2], hits[:, 3], hits[:, 4]
-    total = weights.cosine + weights.gist + weights.ssim + weights.geometry
+    total = weights.total
     quick = (
         weights.cosine * np.clip(cos, 0, None) + weights.gist * np.clip(gis, 0, None) + weights.ssim * ssim
     ) / total

@@ -234,9 +234,8 @@ def turned_ssim(query: QueryFeatures, candidate: Features, transform: int) -> fl
 
 def quick_score(cosine: float, gist_score: float, ssim_score: float, weights: Weights) -> float:
     """The final score without geometry (which is the costly signal): what decides which candidates get it."""
-    return (weights.cosine * max(0.0, cosine) + weights.gist * max(0.0, gist_score) + weights.ssim * ssim_score) / (
-        weights.cosine + weights.gist + weights.ssim + weights.geometry
-    )
+    w = weights
+    return (w.cosine * max(0.0, cosine) + w.gist * max(0.0, gist_score) + w.ssim * ssim_score) / w.total
 
 
 def score(
@@ -263,7 +262,7 @@ def score(
     geo = min(1.0, inliers / GEO_INLIERS)
     signals = {"cosine": max(0.0, cosine), "gist": max(0.0, gist_score), "ssim": s, "geometry": geo}
     weighted = {name: getattr(w, name) * value for name, value in signals.items()}
-    final = sum(weighted.values()) / (w.cosine + w.gist + w.ssim + w.geometry)
+    final = sum(weighted.values()) / w.total
     decider = max(weighted, key=lambda name: weighted[name])
     explain = {
         "geometry": f"{inliers} ORB keypoints agree on one affine transform",

@@ -38,6 +38,11 @@ class Weights:
     ssim: float = 0.5
     geometry: float = 0.2
 
+    @property
+    def total(self) -> float:
+        """The weights' sum: what the final score is divided by."""
+        return self.cosine + self.gist + self.ssim + self.geometry
+
 
 CALIBRATION_FILE = Path(__file__).with_name("calibration.json")
 SIGNALS = ("cosine", "gist", "ssim", "geometry")
@@ -107,7 +112,7 @@ class Scoring:
             return True
         w = self.fusion
         best = w.cosine * max(0.0, cosine + COSINE_SLACK) + w.gist * max(0.0, gist) + w.ssim + w.geometry
-        return best / (w.cosine + w.gist + w.ssim + w.geometry) >= self.calibration.threshold
+        return best / w.total >= self.calibration.threshold
 
 
 @functools.lru_cache(maxsize=1)
