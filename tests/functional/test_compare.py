@@ -125,6 +125,31 @@ def test_a_crop_and_a_quarter_turn_are_found_where_they_are_and_drawn(client: Te
         assert iou(region_header(response), where) >= MIN_IOU
 
 
+def test_an_inset_is_placed_in_the_query_and_a_crop_in_the_original(client: TestClient) -> None:
+    """The photo at 40 % of the width inside another photo: `inset`, and original_region is where it was placed in
+    the query (the picture outlines it there); a crop lies in its original: not inset, region says where."""
+    original, background = photo(), photo("coffee.png")
+    bh, bw = background.shape[:2]
+    w = round(bw * 0.4)
+    h = round(original.shape[0] * w / original.shape[1])
+    x0, y0 = round(bw * 0.45), round(bh * 0.3)
+    query = background.copy()
+    query[y0 : y0 + h, x0 : x0 + w] = cv2.resize(original, (w, h), interpolation=cv2.INTER_AREA)
+    body = compare(client, png(query), sha(PHOTO)).json()
+    assert body["inset"] is True and body["inliers"] >= 12, body.get("inliers")
+    assert iou(np.array(body["original_region"]), (x0, y0, x0 + w, y0 + h)) >= MIN_IOU, body["original_region"]
+    box = body["original_region_box"]
+    assert box[0] < box[2] and box[1] < box[3]
+    response = compare(client, png(query), sha(PHOTO), format="png")
+    assert response.status_code == 200 and response.content.startswith(b"\x89PNG")
+
+    cropped, where = crop30(original)
+    body = compare(client, png(cropped), sha(PHOTO)).json()
+    assert body["inset"] is False and iou(np.array(body["region"]), where) >= MIN_IOU
+    # the other way round, the original mapped into the crop spills far beyond it
+    assert iou(np.array(body["original_region"]), (0, 0, cropped.shape[1], cropped.shape[0])) < 0.5
+
+
 def region_header(response: Any) -> np.ndarray:
     """The matched region a picture response names in its X-PicTrace-Region header."""
     return np.array([[float(v) for v in corner.split(",")] for corner in response.headers["x-pictrace-region"].split()])

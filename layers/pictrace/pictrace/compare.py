@@ -38,6 +38,9 @@ PICTURE_FORMATS = {"png": "image/png", "jpeg": "image/jpeg"}
 THUMBNAIL_SIDE = 320
 #: fewer inliers than this name no region: chance agreements of unrelated images reach a handful (RANSAC, 6 px)
 MIN_REGION_INLIERS = 12
+#: the original is inset in the query when it covers a share of the query under this times the share of the original
+#: the query covers (a whole-image copy covers about all of both; a meme's caption bands leave the photo ~0.8)
+INSET_COVER = 0.9
 #: a transform whose scale (either singular value, ORB pixels to ORB pixels) is outside this range, or that stretches
 #: one direction more than MAX_STRETCH times the other, is degenerate: RANSAC collapsing the query onto a few pixels
 #: makes every match an "inlier" (measured: up to 63 between unrelated textured photos, at scales below 0.01)
@@ -106,6 +109,8 @@ class Evidence:
     query_outline: np.ndarray  # (4, 2): that outline in the query
     exact: bool
     degenerate: bool = False  # RANSAC's transform collapses or stretches the query: its inliers do not count
+    original_region: np.ndarray | None = None  # (4, 2): the indexed image's outline mapped into the query
+    inset: bool = False  # the indexed image sits inside the query (see placed_inside), not the query inside it
 
     def transform_summary(self) -> dict[str, float | bool] | None:
         """How the query sits in the indexed image: turned counter-clockwise by rotation_degrees (after a left-right
@@ -128,10 +133,11 @@ class Evidence:
 
     def region_box(self) -> list[float] | None:
         """The region's bounding box (x0, y0, x1, y1)."""
-        if self.region is None:
-            return None
-        lo, hi = self.region.min(axis=0), self.region.max(axis=0)
-        return [round(float(v), 1) for v in (*lo, *hi)]
+        return _box(self.region)
+
+    def original_region_box(self) -> list[float] | None:
+        """The original_region's bounding box (x0, y0, x1, y1), in the query's pixels."""
+        return _box(self.original_region)
 
 
 @dataclass
@@ -167,7 +173,8 @@ def evidence(
     q_pix, c_pix = query_frame.to_pixels(), candidate_frame.to_pixels()
     q_points = _apply(q_pix @ flip, found.query_points)
     c_points = _apply(c_pix, found.candidate_points)
-    affine = region = None
+    affine = region = original_region = None
+    inset = False
     outline = query_frame.outline()
     inlier = found.inlier
     degenerate = found.affine is not None and not plausible(found.affine)
@@ -178,6 +185,8 @@ def evidence(
         full = c_pix @ orb_affine @ flip @ np.linalg.inv(q_pix)  # flip is its own inverse
         affine = full[:2]
         region = _apply(full, outline)
+        original_region = _apply(np.linalg.inv(full), candidate_frame.outline())
+        inset = placed_inside(original_region, outline, region, candidate_frame.outline())
     return Evidence(
         matches=found.matches,
         inliers=int(inlier.sum()),
@@ -190,7 +199,32 @@ def evidence(
         query_outline=outline,
         exact=query_frame.exact and candidate_frame.exact,
         degenerate=degenerate,
+        original_region=original_region,
+        inset=inset,
     )
+
+
+def placed_inside(
+    original_in_query: np.ndarray, query: np.ndarray, query_in_original: np.ndarray, original: np.ndarray
+) -> bool:
+    """Whether the original sits inside the query (an inset, a collage, a meme, a screenshot) rather than the query
+    inside the original (a crop) or on all of it: the share of the query the original covers is under INSET_COVER
+    times the share of the original the query covers. Outlines (4, 2), each in its own image's pixels."""
+    return _covered(original_in_query, query) < INSET_COVER * _covered(query_in_original, original)
+
+
+def _covered(polygon: np.ndarray, outline: np.ndarray) -> float:
+    """The share of a convex outline's area that a convex polygon covers."""
+    area = abs(cv2.contourArea(outline.astype(np.float32)))
+    inter, _ = cv2.intersectConvexConvex(polygon.astype(np.float32), outline.astype(np.float32))
+    return float(inter) / area if area > 0 else 0.0
+
+
+def _box(polygon: np.ndarray | None) -> list[float] | None:
+    if polygon is None:
+        return None
+    lo, hi = polygon.min(axis=0), polygon.max(axis=0)
+    return [round(float(v), 1) for v in (*lo, *hi)]
 
 
 def plausible(affine: np.ndarray) -> bool:
@@ -282,9 +316,12 @@ def render(comparison: Comparison, fmt: str = "png") -> bytes:
         cv2.circle(lines, a, 3 * unit, c, 1, cv2.LINE_AA, shift)
         cv2.circle(lines, b, 3 * unit, c, 1, cv2.LINE_AA, shift)
     cv2.addWeighted(lines, 0.85, canvas, 0.15, 0, dst=canvas)
-    cv2.polylines(canvas, [ipts(at_left(ev.query_outline))], True, REGION_COLOUR, 2, cv2.LINE_AA, shift)
-    if ev.region is not None:
-        cv2.polylines(canvas, [ipts(at_right(ev.region))], True, REGION_COLOUR, 3, cv2.LINE_AA, shift)
+    if ev.inset and ev.original_region is not None:  # where the original sits in the query
+        cv2.polylines(canvas, [ipts(at_left(ev.original_region))], True, REGION_COLOUR, 3, cv2.LINE_AA, shift)
+    else:  # where the query sits in the original
+        cv2.polylines(canvas, [ipts(at_left(ev.query_outline))], True, REGION_COLOUR, 2, cv2.LINE_AA, shift)
+        if ev.region is not None:
+            cv2.polylines(canvas, [ipts(at_right(ev.region))], True, REGION_COLOUR, 3, cv2.LINE_AA, shift)
     cv2.putText(canvas, _caption(comparison), (8, 21), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (30, 30, 30), 1, cv2.LINE_AA)
     ext = ".png" if fmt == "png" else ".jpg"
     params = [cv2.IMWRITE_PNG_COMPRESSION, 3] if fmt == "png" else [cv2.IMWRITE_JPEG_QUALITY, 88]
@@ -339,6 +376,9 @@ def evidence_json(ev: Evidence, max_pairs: int = 500) -> dict[str, Any]:
         "region": None if ev.region is None else rounded(ev.region),
         "region_box": ev.region_box(),
         "query_outline": rounded(ev.query_outline),
+        "original_region": None if ev.original_region is None else rounded(ev.original_region),
+        "original_region_box": ev.original_region_box(),
+        "inset": ev.inset,
         "exact": ev.exact,
         "degenerate": ev.degenerate,
     }

@@ -139,6 +139,14 @@ def print_comparison(out: Output, body: dict[str, Any]) -> None:
             f"query turned {t['rotation_degrees']:g}° counter-clockwise, scale {t['scale']:.3f}"
             + (", mirrored" if t["mirrored"] else ""),
         )
+    inside = body.get("original_region_box") if body.get("inset") else None
+    if inside:
+        query = body.get("query", {})
+        table.add_row(
+            "original in the query",
+            f"x {inside[0]:.0f}–{inside[2]:.0f}, y {inside[1]:.0f}–{inside[3]:.0f} of {query.get('width')}×"
+            f"{query.get('height')}",
+        )
     box = body.get("region_box")
     if box:
         indexed = body.get("indexed", {})

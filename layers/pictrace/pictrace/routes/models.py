@@ -134,6 +134,15 @@ class CompareResponse(BaseModel):
     region: list[list[float]] | None = Field(description="the query's outline mapped into the indexed image")
     region_box: list[float] | None = Field(description="the region's bounding box: x0, y0, x1, y1")
     query_outline: list[list[float]] = Field(description="the outline of the query's content, in its pixels")
+    original_region: list[list[float]] | None = Field(
+        None, description="the indexed image's outline mapped into the query (where the original sits in it)"
+    )
+    original_region_box: list[float] | None = Field(None, description="its bounding box: x0, y0, x1, y1")
+    inset: bool = Field(
+        False,
+        description="the original sits inside the query (an inset, a collage, a screenshot): original_region says "
+        "where; false: the query lies in (or on all of) the original, where region says",
+    )
     degenerate: bool = Field(
         description="RANSAC's best transform collapses or stretches the query (scale outside 0.1-10, or one direction "
         "3x the other): its agreeing matches are chance, so inliers is 0 and there is no region"

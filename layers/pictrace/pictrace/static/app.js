@@ -646,6 +646,13 @@
     }
     const box = answer.region_box;
     const size = answer.indexed || {};
+    const inside = answer.inset ? answer.original_region_box : null;
+    const query = answer.query || {};
+    if (inside) {
+      facts.push(
+        `the original sits at x ${Math.round(inside[0])}–${Math.round(inside[2])}, y ${Math.round(inside[1])}–${Math.round(inside[3])} of the query's ${query.width}×${query.height}`
+      );
+    }
     facts.push(
       box
         ? `matched region x ${Math.round(box[0])}–${Math.round(box[2])}, y ${Math.round(box[1])}–${Math.round(box[3])} of ${size.width}×${size.height}`
