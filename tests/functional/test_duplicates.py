@@ -156,6 +156,29 @@ def test_a_copy_is_announced_once_and_an_unrelated_image_is_not(local: Stack) ->
     assert local.groups("prefix=images/") == [[sha(original), sha(copy)]]
 
 
+def meme(name: str = PHOTO) -> bytes:
+    """The photo between two caption bands, each a quarter of its height: a copy that holds its original."""
+    bgr = cv2.imdecode(np.frombuffer(read(name), np.uint8), cv2.IMREAD_COLOR)
+    h, w = bgr.shape[:2]
+    band = np.full((h // 4, w, 3), 255, np.uint8)
+    top, bottom = band.copy(), band.copy()
+    cv2.putText(top, "WHEN THE COPY", (10, h // 6), cv2.FONT_HERSHEY_SIMPLEX, 1.0, (0, 0, 0), 3, cv2.LINE_AA)
+    cv2.putText(bottom, "HOLDS THE ORIGINAL", (10, h // 6), cv2.FONT_HERSHEY_SIMPLEX, 1.0, (0, 0, 0), 3, cv2.LINE_AA)
+    return bytes(cv2.imencode(".jpg", np.vstack([top, bgr, bottom]), [cv2.IMWRITE_JPEG_QUALITY, 85])[1])
+
+
+def test_a_copy_that_holds_its_original_names_no_region_in_it(local: Stack) -> None:
+    """A meme checked after its original: announced, but with no region (the original sits inside the meme, not the
+    meme inside the original: a box of the meme mapped into the original would lie outside it)."""
+    original, copy = read(PHOTO), meme()
+    local.put({"images/astronaut.jpg": original})
+    local.check()
+    local.put({"images/edits/astronaut-meme.jpg": copy})
+    local.check()
+    (event,) = local.events()
+    assert (event["id"], event["copy_of"]) == (sha(copy), sha(original)) and event["region"] is None
+
+
 def test_a_deleted_image_leaves_its_group_and_its_links_go(local: Stack) -> None:
     original, copy, small = read(PHOTO), crop(), recompressed()
     local.put({"images/a.jpg": original})

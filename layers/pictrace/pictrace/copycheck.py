@@ -131,7 +131,8 @@ class CopyChecker:
 
 
 def _region(entry: Entry, copy: Entry) -> tuple[float, float, float, float] | None:
-    """Where the image sits in its copy's pixels, by the geometric check (None where it places it nowhere)."""
+    """Where the image sits in its copy's pixels, by the geometric check (None where it places it nowhere, or where
+    the copy sits inside the image instead: a meme, a screenshot of it; compare's original_region shows that)."""
     try:
         query = as_query(entry.features)
         found = evidence(
@@ -139,7 +140,7 @@ def _region(entry: Entry, copy: Entry) -> tuple[float, float, float, float] | No
         )
     except BadRequest:  # an entry without a recorded size
         return None
-    box = found.region_box()
+    box = None if found.inset else found.region_box()
     return (box[0], box[1], box[2], box[3]) if box else None
 
 

@@ -25,7 +25,8 @@ _PUT_BATCH = 10  # PutEvents' most entries
 @dataclass(frozen=True)
 class CopyFound:
     """A copy found by an image's check: the image (id, keys) copies another indexed one (copy_of, its keys) with
-    this similarity (percent); region: where the image sits in the other's pixels (x0, y0, x1, y1), where known."""
+    this similarity (percent); region: where the image sits in the other's pixels (x0, y0, x1, y1), where known
+    (not where the other sits inside the image instead)."""
 
     id: str
     keys: tuple[str, ...]
