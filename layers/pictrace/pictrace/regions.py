@@ -26,7 +26,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from pictrace.embedding import Embedder
+from pictrace.embedding import Embedder, l2_normalise
 from pictrace.index.layout import Entry
 from pictrace.rerank import Features, Scores, compute_features, correspondences, trim_border
 from pictrace.results import Hit
@@ -71,10 +71,7 @@ class Regions:
 
     def best(self, embeddings: np.ndarray, centre: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         """For each indexed embedding (rows), the best centred cosine of any crop with it and that crop's index."""
-        rows = np.asarray(embeddings, np.float32)
-        rows = rows - centre if centre is not None else rows
-        rows = rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
-        by_crop = self.centred @ rows.T
+        by_crop = self.centred @ _centred(np.asarray(embeddings, np.float32), centre).T
         return by_crop.max(axis=0), by_crop.argmax(axis=0)
 
     def inliers(self, crop: int, candidate: Features) -> int:
@@ -88,9 +85,12 @@ def embed_regions(image: np.ndarray, embedder: Embedder, centre: np.ndarray | No
     boxes = region_boxes(*content.shape[:2])
     crops = [np.ascontiguousarray(content[y0:y1, x0:x1]) for x0, y0, x1, y1 in boxes]
     vectors = embedder.embed(crops)
-    centred = vectors - centre if centre is not None else vectors
-    centred = centred / np.maximum(np.linalg.norm(centred, axis=1, keepdims=True), 1e-12)
-    return Regions(crops, boxes, vectors, centred)
+    return Regions(crops, boxes, vectors, _centred(vectors, centre))
+
+
+def _centred(rows: np.ndarray, centre: np.ndarray | None) -> np.ndarray:
+    """Rows centred on centre (None: as they are), each scaled to unit length."""
+    return l2_normalise(rows - centre if centre is not None else rows)
 
 
 def region_final(cosine: float, inliers: int) -> float:
