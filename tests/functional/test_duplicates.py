@@ -24,6 +24,7 @@ from pictrace.index.layout import Layout
 
 from infra.local import LambdaContext, SqsWorker, copies_worker, load_handler
 from tests.conftest import ROOT, forget_container, read
+from tests.drawn import screenshot
 from tests.functional.helpers import load_event, sqs_s3_event
 from tests.functional.live import serve
 
@@ -177,6 +178,21 @@ def test_a_copy_that_holds_its_original_names_no_region_in_it(local: Stack) -> N
     local.check()
     (event,) = local.events()
     assert (event["id"], event["copy_of"]) == (sha(copy), sha(original)) and event["region"] is None
+
+
+def test_screenshots_of_one_app_are_copies_only_of_the_photos_they_show(local: Stack) -> None:
+    """Screenshots of different photos in the same viewer share most of their pixels; their embeddings are close
+    enough to be called copies of each other (two of these pairs are, without pictrace.frames). Each is a copy of
+    the photo it shows, and of nothing else."""
+    original = read(PHOTO)
+    shots = {name: screenshot(name) for name in (PHOTO, "camera.tiff", "chelsea.webp")}
+    local.put({"images/astronaut.jpg": original})
+    local.check()
+    local.put({f"images/shots/{name}.png": data for name, data in shots.items()})
+    local.check()
+    assert local.groups() == [[sha(original), sha(shots[PHOTO])]]
+    (event,) = local.events()
+    assert {event["id"], event["copy_of"]} == {sha(original), sha(shots[PHOTO])}
 
 
 def test_a_deleted_image_leaves_its_group_and_its_links_go(local: Stack) -> None:

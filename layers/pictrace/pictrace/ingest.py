@@ -39,7 +39,7 @@ from pictrace.index.backend import ShortlistBackend
 from pictrace.index.layout import Entry, now_iso
 from pictrace.index.vectors import refused_vector
 from pictrace.modelfetch import ensure_model
-from pictrace.pipeline import Decoded, decode_content
+from pictrace.pipeline import Decoded, decode_content, embed_content
 from pictrace.rerank import Features, compute_features
 from pictrace.settings import Settings
 from pictrace.snapstart import WARM_UP
@@ -107,9 +107,7 @@ class Ingestor:
     ) -> None:
         self.settings = settings
         w = wiring or wire(settings, store, backend)
-        self.store = w.store
-        self.index = w.index
-        self._embedder = embedder
+        self.store, self.index, self._embedder = w.store, w.index, embedder
         self.copies = copy_hooks(settings, w.store, w.index.layout)
 
     @property
@@ -192,9 +190,10 @@ class Ingestor:
         """The decoded content's embedding (the model), when there is a decoded image."""
         if loaded.decoded is None or loaded.embedding is not None:
             return loaded
-        model = self._checked_embedder()
-        started = time.perf_counter()
-        return loaded.timed("embed", started, embedding=model.embed([loaded.decoded.content])[0])
+        model, started = self._checked_embedder(), time.perf_counter()  # the model's check is not the stage's
+        embedding, inner = embed_content(model, loaded.decoded.content)
+        features = loaded.features and replace(loaded.features, inner=inner)  # and the photo it frames
+        return loaded.timed("embed", started, embedding=embedding, features=features)
 
     def commit(self, loaded: ReadKey) -> Outcome:
         """The index stage: bring the index in line with what was read (decoding and embedding now if the entry

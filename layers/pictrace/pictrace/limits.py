@@ -17,3 +17,9 @@ def check_search_limits(top_k: int, shortlist: int) -> None:
         raise BadRequest(f"top_k must be between 1 and {MAX_TOP_K}")
     if not 1 <= shortlist <= MAX_SHORTLIST:
         raise BadRequest(f"shortlist must be between 1 and {MAX_SHORTLIST}")
+
+
+def check_entry_id(entry_id: str) -> None:
+    """BadRequest unless entry_id is an entry's id: the 64-character lowercase hex SHA-256 of an image."""
+    if len(entry_id) != 64 or any(c not in "0123456789abcdef" for c in entry_id):
+        raise BadRequest("id must be the 64-character lowercase hex SHA-256 of an indexed image")

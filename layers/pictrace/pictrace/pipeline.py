@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from pictrace.embedding import Embedder
+from pictrace.frames import framed_photo
 from pictrace.images import DecodedImage, decode_image
 from pictrace.rerank import (
     ORB_LONG_SIDE,
@@ -150,12 +151,21 @@ def prepare(
     content = decoded.content
     jobs = [compute_features] + ([mirrored_features] if mirror else [])
     if pool is None:
-        embedding = model.embed([content])[0]
+        embedding, inner = embed_content(model, content)
         made = [job(content) for job in jobs]
     else:
         futures = [pool.submit(job, content) for job in jobs]
-        embedding = model.embed([content])[0]
+        embedding, inner = embed_content(model, content)
         made = [future.result() for future in futures]
     if timer is not None:
         timer.lap("embed")
-    return decoded.prepared(embedding, made[0], made[1] if mirror else None)
+    return decoded.prepared(embedding, replace(made[0], inner=inner), made[1] if mirror else None)
+
+
+def embed_content(model: Embedder, content: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """The content's embedding, and the embedding of the photo it frames (pictrace.frames) or None."""
+    photo = framed_photo(content)
+    if photo is None:
+        return model.embed([content])[0], None
+    both = model.embed([content, photo])
+    return both[0], both[1]

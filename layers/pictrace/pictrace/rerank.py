@@ -44,6 +44,7 @@ class Features:
     thumb: np.ndarray  # (THUMB_SIZE, THUMB_SIZE) uint8 grayscale, squashed
     keypoints: np.ndarray  # (n, 2) float32 x, y in the ORB image
     descriptors: np.ndarray  # (n, 32) uint8
+    inner: np.ndarray | None = None  # the embedding of the photo the image frames (pictrace.frames), if it frames one
 
 
 @dataclass(frozen=True)

@@ -17,11 +17,12 @@ from pictrace.compare import Comparison, Frame, evidence, load_original
 from pictrace.embedding import Embedder, get_embedder
 from pictrace.errors import BadRequest, NotFound, UpstreamError
 from pictrace.fetch import ObjectFetcher
+from pictrace.frames import framed_cosine
 from pictrace.images import DecodedImage
 from pictrace.index.backend import ShortlistBackend
 from pictrace.index.layout import Entry, Layout
 from pictrace.index.rows import Candidate
-from pictrace.limits import check_search_limits
+from pictrace.limits import check_entry_id, check_search_limits
 from pictrace.modelfetch import ensure_model
 from pictrace.pipeline import Prepared, Timer, prepare
 from pictrace.regions import PER_CROP, embed_regions, rejudge
@@ -137,7 +138,7 @@ class SearchService:
 
     async def entry(self, entry_id: str) -> Entry:
         """An indexed entry by id; NotFound if there is none."""
-        _check_id(entry_id)
+        check_entry_id(entry_id)
         keys = (await asyncio.to_thread(self.backend.keys, [entry_id])).get(entry_id)
         found = await self.fetcher.fetch_many([self.layout.entry_key(entry_id)]) if keys else {}
         if not keys or not found:  # not indexed (or deleted since): cached features do not count
@@ -382,8 +383,11 @@ class _Judge:
         return not self.matches_only or getattr(self.fusion, signal) > 0
 
     def cosine(self, entry: Entry) -> float:
-        """The score's cosine of the query with an indexed image, centred on the model's reference."""
-        return centred_cosine(self.vector, entry.embedding, self.centre)
+        """The score's cosine of the query with an indexed image, centred on the model's reference; capped by
+        what either image frames (pictrace.frames)."""
+        cosine = centred_cosine(self.vector, entry.embedding, self.centre)
+        pair = (self.vector, self.features.features.inner), (entry.embedding, entry.features.inner)
+        return framed_cosine(cosine, *pair, self.centre)
 
 
 @dataclass
@@ -393,8 +397,3 @@ class _EarlyScores:
 
     arrived: Callable[[str, Entry], None] | None = None
     scores: dict[str, Future[Scores]] = field(default_factory=dict)
-
-
-def _check_id(entry_id: str) -> None:
-    if len(entry_id) != 64 or any(c not in "0123456789abcdef" for c in entry_id):
-        raise BadRequest("id must be the 64-character lowercase hex SHA-256 of an indexed image")

@@ -68,15 +68,17 @@ class Entry:
     def to_bytes(self) -> bytes:
         """Serialise (npz, no pickles)."""
         header = json.dumps({"version": FORMAT_VERSION, "id": self.id, "keys": list(self.keys), **self.meta})
+        arrays: dict[str, np.ndarray] = {
+            "header": np.frombuffer(header.encode(), dtype=np.uint8),
+            "embedding": self.embedding.astype(np.float32),
+            "thumb": self.features.thumb,
+            "keypoints": self.features.keypoints,
+            "descriptors": self.features.descriptors,
+        }
+        if self.features.inner is not None:  # the photo it frames (pictrace.frames)
+            arrays["inner"] = self.features.inner.astype(np.float32)
         buf = io.BytesIO()
-        np.savez(
-            buf,
-            header=np.frombuffer(header.encode(), dtype=np.uint8),
-            embedding=self.embedding.astype(np.float32),
-            thumb=self.features.thumb,
-            keypoints=self.features.keypoints,
-            descriptors=self.features.descriptors,
-        )
+        np.savez(buf, **arrays)  # type: ignore[arg-type]  # numpy stubs: a dict of arrays may hold allow_pickle
         return buf.getvalue()
 
     @classmethod
@@ -84,7 +86,8 @@ class Entry:
         """Parse what to_bytes wrote."""
         with np.load(io.BytesIO(data), allow_pickle=False) as npz:
             header = json.loads(npz["header"].tobytes().decode())
-            features = Features(npz["thumb"], npz["keypoints"], npz["descriptors"])
+            inner = npz["inner"] if "inner" in npz.files else None  # entries written before frames have none
+            features = Features(npz["thumb"], npz["keypoints"], npz["descriptors"], inner)
             embedding = npz["embedding"]
         entry_id = header.pop("id")
         keys = tuple(header.pop("keys"))
