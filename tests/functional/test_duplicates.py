@@ -19,6 +19,7 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
+from pictrace import copycheck
 from pictrace.copycheck import get_checker
 from pictrace.index.layout import Layout
 
@@ -212,7 +213,11 @@ def test_a_deleted_image_leaves_its_group_and_its_links_go(local: Stack) -> None
     assert local.groups() == [] and local.links() == set()
 
 
-def test_a_dismissed_pair_stays_dismissed_after_a_reindex(local: Stack) -> None:
+@pytest.mark.parametrize("few", [1000, 0])  # the marks listed by the batch, or looked up one pair at a time
+def test_a_dismissed_pair_stays_dismissed_after_a_reindex(
+    local: Stack, few: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(copycheck, "FEW_DISMISSED", few)
     original, copy, other = read(PHOTO), crop(), crop("chelsea.webp")
     local.put({"images/a.jpg": original, "images/cat.webp": read("chelsea.webp")})
     local.check()

@@ -141,6 +141,16 @@ def test_dismissed_pairs_are_kept_by_their_ids_in_either_order(links: CopyLinks)
     assert links.dismissed() == {pair_of(A, B)}
 
 
+def test_few_dismissed_pairs_are_listed_and_many_are_not(links: CopyLinks) -> None:
+    """A copies batch lists the marks while they are few (one LIST), and asks per pair past that."""
+    assert links.few_dismissed(2) == set()
+    links.dismiss(A, B)
+    links.dismiss(C, A)
+    assert links.few_dismissed(2) == {pair_of(A, B), pair_of(A, C)}
+    links.dismiss(D, E)
+    assert links.few_dismissed(2) is None and len(links.dismissed()) == 3
+
+
 def keys(*entries: str, folder: str = "images/") -> dict[str, tuple[str, ...]]:
     return {e: (f"{folder}{e[:6]}.jpg",) for e in entries}
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -163,12 +163,23 @@ class CopyLinks:
 
     def dismissed(self) -> set[Pair]:
         """Every pair marked not a copy (one paginated LIST: the pair is in the key's name)."""
+        return set(self._dismissed_pairs())
+
+    def few_dismissed(self, at_most: int) -> set[Pair] | None:
+        """The pairs marked not a copy if there are at most `at_most` marks (up to 1,000: one LIST request), else
+        None (read no further than the mark after the last)."""
         found = set()
+        for n, pair in enumerate(self._dismissed_pairs()):
+            if n >= at_most:
+                return None
+            found.add(pair)
+        return found
+
+    def _dismissed_pairs(self) -> Iterator[Pair]:
         for key, _etag, _size in self.store.list(self.layout.dismissed_prefix):
             pair = self.layout.dismissed_pair(key)
             if pair is not None:
-                found.add(pair)
-        return found
+                yield pair
 
     def is_dismissed(self, a: str, b: str) -> bool:
         """Whether the pair is marked not a copy (one HEAD)."""

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from pictrace.compare import Frame, evidence
-from pictrace.copies import CheckRequest, CopyLinks, Link
+from pictrace.copies import CheckRequest, CopyLinks, Link, Pair, pair_of
 from pictrace.errors import BadRequest, NotFound
 from pictrace.events import CopyEvents, CopyFound, open_events
 from pictrace.index.layout import Entry, now_iso
@@ -34,6 +34,9 @@ from pictrace.search import SearchQuery, SearchService
 from pictrace.wiring import container_wiring
 
 logger = logging.getLogger(__name__)
+
+#: a batch lists the marked pairs (one LIST request) while there are at most this many; past it, a HEAD per new pair
+FEW_DISMISSED = 1000
 
 
 @dataclass(frozen=True)
@@ -60,10 +63,14 @@ class CopyChecker:
         self.links = links or CopyLinks(service.store, service.layout, s.fetch_concurrency)
         self.events = events or open_events(s)
         self._uncalibrated_said = False
+        self._dismissed: set[Pair] | None = None  # the marks as the batch read them (None: too many, or unread)
+        self._dismissed_read = False
 
     def refresh(self) -> None:
-        """Look at the index as it is now, whatever the refresh interval (before a batch)."""
+        """Look at the index as it is now, whatever the refresh interval, and at the marked pairs when a check next
+        needs them (before a batch)."""
         self.service.backend.refresh(force=True)
+        self._dismissed_read = False
 
     async def check(self, entry_id: str, announce: bool = True) -> Checked:
         """Find, announce (unless told not to) and record the copies of one indexed image (see the module's
@@ -107,7 +114,12 @@ class CopyChecker:
         return found, Link(entry.id, copy.id, hit.similarity, created, region, now_iso())
 
     def _not_dismissed(self, entry_id: str, others: list[str]) -> set[str]:
-        """Those of the others whose pair with the image is not marked not a copy."""
+        """Those of the others whose pair with the image is not marked not a copy: by the marks the batch listed
+        (once, on its first new pair) while there are at most FEW_DISMISSED of them, else one HEAD per pair."""
+        if others and not self._dismissed_read:
+            self._dismissed, self._dismissed_read = self.links.few_dismissed(FEW_DISMISSED), True
+        if self._dismissed is not None:
+            return {o for o in others if pair_of(entry_id, o) not in self._dismissed}
         dismissed = parallel(lambda o: self.links.is_dismissed(entry_id, o), others, self.links.workers)
         return {o for o, no in zip(others, dismissed, strict=True) if not no}
 
