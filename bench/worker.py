@@ -96,7 +96,7 @@ def index(keys_path: str, models_path: str) -> int:
     from pictrace.embedding import OnnxEmbedder
     from pictrace.index.layout import Entry, now_iso
     from pictrace.index.store import IndexStore
-    from pictrace.pipeline import prepare
+    from pictrace.pipeline import embed_content, prepare
     from pictrace.settings import Settings
     from pictrace.storage import Store
 
@@ -118,8 +118,11 @@ def index(keys_path: str, models_path: str) -> int:
         for embedder, index_store in models:
             meta = {**prepared.described(), "created": now_iso(), "content_box": prepared.content_box()}
             meta.update(weights=embedder.weights, preprocess=embedder.preprocess)
-            embedding = prepared.embedding if embedder is first else embedder.embed([prepared.content])[0]
-            entry = Entry(hashlib.sha256(body).hexdigest(), (key,), embedding, prepared.features, meta)
+            embedding, features = prepared.embedding, prepared.features
+            if embedder is not first:  # its own embeddings: the content's and its framed photo's (pictrace.frames)
+                embedding, inner = embed_content(embedder, prepared.content)
+                features = replace(features, inner=inner)
+            entry = Entry(hashlib.sha256(body).hexdigest(), (key,), embedding, features, meta)
             index_store.create_or_add_key(entry, key)
             written += 1
     print(json.dumps({"written": written}))
