@@ -37,7 +37,8 @@ class ScoresOut(BaseModel):
     """A result's per-signal scores."""
 
     cosine: float = Field(
-        description="the model's embedding cosine, centred on its calibration's reference (plain where it has none)"
+        description="the model's embedding cosine, centred on its calibration's reference (plain where it has none); "
+        "capped at 0.1 above the framed photo's cosine where either image frames one (a screenshot's window)"
     )
     gist: float = Field(description="16x16 layout correlation, best of the query's flips and quarter turns")
     ssim: float = Field(description="SSIM of 128x128 grayscale thumbnails (query turned as gist found)")
