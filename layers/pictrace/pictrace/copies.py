@@ -22,6 +22,7 @@ from typing import Any, Protocol
 from pictrace.errors import NotFound, UpstreamError
 from pictrace.index.layout import Layout, now_iso
 from pictrace.index.store import parallel
+from pictrace.limits import is_entry_id
 from pictrace.settings import Settings
 from pictrace.storage import ProcessClients, Store, aws_region, new_client
 
@@ -201,7 +202,7 @@ class CheckRequest:
     def from_body(cls, body: Any) -> CheckRequest:
         """The request a message body makes (ValueError if it names no image id)."""
         entry_id = body.get("id") if isinstance(body, dict) else None
-        if not isinstance(entry_id, str) or len(entry_id) != 64 or any(c not in "0123456789abcdef" for c in entry_id):
+        if not is_entry_id(entry_id):
             raise ValueError(f"not a copies-queue message (an image id as {{'id': ...}}): {str(body)[:200]}")
         return cls(entry_id, body.get("announce") is not False)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TypeGuard
+
 from pictrace.errors import BadRequest
 
 #: the most pixels an image may declare (Settings.max_pixels' default and ceiling): OpenCV's own decoder refuses
@@ -19,7 +21,12 @@ def check_search_limits(top_k: int, shortlist: int) -> None:
         raise BadRequest(f"shortlist must be between 1 and {MAX_SHORTLIST}")
 
 
+def is_entry_id(text: object) -> TypeGuard[str]:
+    """Whether the text is an entry's id: the 64-character lowercase hex SHA-256 of an image's bytes."""
+    return isinstance(text, str) and len(text) == 64 and set(text) <= set("0123456789abcdef")
+
+
 def check_entry_id(entry_id: str) -> None:
-    """BadRequest unless entry_id is an entry's id: the 64-character lowercase hex SHA-256 of an image."""
-    if len(entry_id) != 64 or any(c not in "0123456789abcdef" for c in entry_id):
+    """BadRequest unless entry_id is an entry's id (is_entry_id)."""
+    if not is_entry_id(entry_id):
         raise BadRequest("id must be the 64-character lowercase hex SHA-256 of an indexed image")

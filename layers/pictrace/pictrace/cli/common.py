@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from pictrace.cli.tokens import bearer
+from pictrace.limits import is_entry_id
 
 if TYPE_CHECKING:
     from pictrace.settings import Settings
@@ -28,7 +29,6 @@ DEFAULT_S3_ENDPOINT = "http://127.0.0.1:5055"
 DEFAULT_BUCKET = "pictrace-local"
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
 _LOOPBACK = {"127.0.0.1", "localhost", "::1"}
-_HEX = set("0123456789abcdef")
 
 EXIT_OK, EXIT_NOTHING, EXIT_USAGE, EXIT_SERVICE = 0, 1, 2, 3
 
@@ -53,7 +53,7 @@ class ServiceError(CliError):
 
 def is_id(text: str) -> bool:
     """Whether the text is an image id (64 lowercase hex characters: SHA-256 of the image's bytes)."""
-    return len(text) == 64 and set(text) <= _HEX
+    return is_entry_id(text)
 
 
 @dataclass
