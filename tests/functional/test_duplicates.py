@@ -12,7 +12,7 @@ import math
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,8 @@ import cv2
 import numpy as np
 import pytest
 from pictrace import copycheck
-from pictrace.copycheck import get_checker
+from pictrace.copies import CopyLinks, Link
+from pictrace.copycheck import CopyChecker, get_checker
 from pictrace.index.layout import Layout
 
 from infra.local import LambdaContext, SqsWorker, copies_worker, load_handler
@@ -211,6 +212,45 @@ def test_a_deleted_image_leaves_its_group_and_its_links_go(local: Stack) -> None
     assert local.groups() == [] and local.links() == set()
     local.check()  # the checks queued for nothing: nothing comes back
     assert local.groups() == [] and local.links() == set()
+
+
+def test_an_image_deleted_while_its_copy_is_linked_keeps_no_link(local: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The deleting ingest removes an image's links before a check that found it writes the link: the batch's
+    settle sees the image gone and removes the link it wrote."""
+    original, copy = read(PHOTO), crop()
+    local.put({"images/a.jpg": original})
+    local.check()
+    local.put({"images/b.jpg": copy})
+    record = CopyLinks.record
+
+    def deleted_first(self: CopyLinks, links: Sequence[Link]) -> None:
+        if links:  # b's check found a: a is deleted (and its links removed) before the link is written
+            local.delete("images/a.jpg")
+        record(self, links)
+
+    monkeypatch.setattr(CopyLinks, "record", deleted_first)
+    local.check()
+    assert local.links() == set() and local.groups() == []
+
+
+def test_a_link_to_an_image_the_index_view_lags_behind_on_is_kept(
+    local: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An image the refreshed index does not hold but S3 does (a view behind S3) keeps its links: settle confirms
+    an image gone before its links go."""
+    original, copy = read(PHOTO), crop()
+    local.put({"images/a.jpg": original})
+    local.check()
+    local.put({"images/b.jpg": copy})
+    settle = CopyChecker.settle
+
+    def behind(self: CopyChecker) -> None:
+        monkeypatch.setattr(self.service.backend, "keys", lambda ids: {})
+        settle(self)
+
+    monkeypatch.setattr(CopyChecker, "settle", behind)
+    local.check()
+    assert local.links() == {(sha(original), sha(copy)), (sha(copy), sha(original))}
 
 
 @pytest.mark.parametrize("few", [1000, 0])  # the marks listed by the batch, or looked up one pair at a time

@@ -4,9 +4,12 @@
 
 A check looks at the index as it is after the image was indexed (the backend refreshed at the start of each batch:
 ingest queues an id only once its entry is written), so of two copies indexed at once the later check sees the
-earlier image, and the symmetric link lets either check's find suffice. After recording, the check looks again at
-the images it linked: a link to one that left the index meanwhile is removed, as the leaving image's ingest would
-have done had it seen the link. CopyBatch runs an SQS batch of ids (what ingest sends) through one checker.
+earlier image, and the symmetric link lets either check's find suffice. Once a batch's checks are done, the checker
+looks again at the images they linked, in one refresh of the index for the whole batch (settle): a link to one that
+left the index meanwhile is removed, as the leaving image's ingest would have done had it seen the link. The index
+sees a deletion before the deleting ingest removes the image's links (its change marker, or S3 Vectors' delete,
+comes first), so a link written after that removal is always seen; an image the index no longer holds is confirmed
+gone by a HEAD before its links go. CopyBatch runs an SQS batch of ids (what ingest sends) through one checker.
 """
 
 from __future__ import annotations
@@ -65,6 +68,7 @@ class CopyChecker:
         self._uncalibrated_said = False
         self._dismissed: set[Pair] | None = None  # the marks as the batch read them (None: too many, or unread)
         self._dismissed_read = False
+        self._unsettled: dict[str, set[str]] = {}  # checked id -> the ids settle looks at again for it
 
     def refresh(self) -> None:
         """Look at the index as it is now, whatever the refresh interval, and at the marked pairs when a check next
@@ -96,7 +100,8 @@ class CopyChecker:
         announced = await asyncio.to_thread(self._not_dismissed, entry_id, new) if announce else set()
         await asyncio.to_thread(self.events.announce, [f for f, _ in found if f.copy_of in announced])
         await asyncio.to_thread(self.links.record, [link for _, link in found])
-        await asyncio.to_thread(self._drop_gone, entry_id, {*new, *(linked - {h.id for h in hits})})
+        # to look at again once the batch is done: the ones it just linked, and those linked before it no longer found
+        self._unsettled.setdefault(entry_id, set()).update({*new, *(linked - {h.id for h in hits})})
         copies = tuple(h.id for h in hits if h.id in linked) + tuple(new)
         return Checked(entry_id, "checked", copies, tuple(c for c in new if c in announced), _ms(started))
 
@@ -123,23 +128,27 @@ class CopyChecker:
         dismissed = parallel(lambda o: self.links.is_dismissed(entry_id, o), others, self.links.workers)
         return {o for o, no in zip(others, dismissed, strict=True) if not no}
 
-    def _drop_gone(self, entry_id: str, others: set[str]) -> None:
-        """Links of this image to those of the others no longer indexed go (the ones it just linked: deleted while
-        being linked; those linked before that it no longer found); if this image left meanwhile, all of its links
-        go."""
-        index = self.service.index_store
-        if not index.has_entry(entry_id):
-            self.links.forget(entry_id)
+    def settle(self) -> None:
+        """After the checks so far (a batch): links of the checked images to images no longer indexed go (those just
+        linked: deleted while being linked; those linked before that a check no longer found), and every link of a
+        checked image that left the index itself. One forced refresh of the index for all of them; what it no
+        longer holds is confirmed gone (a HEAD each) before its links go."""
+        unsettled, self._unsettled = self._unsettled, {}
+        if not unsettled:
             return
-        listed = sorted(others)
-        gone = [
-            o
-            for o, there in zip(listed, parallel(index.has_entry, listed, self.links.workers), strict=True)
-            if not there
-        ]
-        if gone:
-            self.links.unlink((entry_id, o) for o in gone)
-            logger.info("removed links of %s to %d images no longer indexed", entry_id, len(gone))
+        ids = sorted({*unsettled, *(o for others in unsettled.values() for o in others)})
+        backend = self.service.backend
+        backend.refresh(force=True)
+        held = backend.keys(ids)
+        missing = [i for i in ids if i not in held]
+        there = parallel(self.service.index_store.has_entry, missing, self.links.workers)
+        gone = {i for i, present in zip(missing, there, strict=True) if not present}
+        for entry_id, others in unsettled.items():
+            if entry_id in gone:
+                self.links.forget(entry_id)
+            elif dropped := sorted(others & gone):
+                self.links.unlink((entry_id, o) for o in dropped)
+                logger.info("removed links of %s to %d images no longer indexed", entry_id, len(dropped))
 
 
 def _region(entry: Entry, copy: Entry) -> tuple[float, float, float, float] | None:
@@ -187,10 +196,12 @@ class CopyBatch:
 def copy_batch(
     checker: CopyChecker | None = None, on_checked: Callable[[Checked], None] | None = None
 ) -> Iterator[CopyBatch]:
-    """A batch on the container's checker unless one is given; on_checked sees what each check did."""
+    """A batch on the container's checker unless one is given, settled (CopyChecker.settle) when it ends without an
+    error; on_checked sees what each check did."""
     batch = CopyBatch(checker or get_checker(), on_checked)
     try:
         yield batch
+        batch.checker.settle()  # an error here fails the whole batch: its checks are redone, converging
     finally:
         batch.close()
 
