@@ -214,9 +214,12 @@ def test_a_deleted_image_leaves_its_group_and_its_links_go(local: Stack) -> None
     assert local.groups() == [] and local.links() == set()
 
 
-def test_an_image_deleted_while_its_copy_is_linked_keeps_no_link(local: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The deleting ingest removes an image's links before a check that found it writes the link: the batch's
-    settle sees the image gone and removes the link it wrote."""
+@pytest.mark.parametrize("deleted", ["images/a.jpg", "images/b.jpg"])  # the copy found, or the image checked
+def test_an_image_deleted_while_its_copy_is_linked_keeps_no_link(
+    local: Stack, deleted: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The deleting ingest removes an image's links before a check that linked it writes the link: the batch's
+    settle sees the image gone and removes the link that check wrote."""
     original, copy = read(PHOTO), crop()
     local.put({"images/a.jpg": original})
     local.check()
@@ -224,8 +227,8 @@ def test_an_image_deleted_while_its_copy_is_linked_keeps_no_link(local: Stack, m
     record = CopyLinks.record
 
     def deleted_first(self: CopyLinks, links: Sequence[Link]) -> None:
-        if links:  # b's check found a: a is deleted (and its links removed) before the link is written
-            local.delete("images/a.jpg")
+        if links:  # b's check found a: one of them is deleted (its links removed) before the link is written
+            local.delete(deleted)
         record(self, links)
 
     monkeypatch.setattr(CopyLinks, "record", deleted_first)

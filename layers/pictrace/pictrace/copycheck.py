@@ -101,7 +101,9 @@ class CopyChecker:
         await asyncio.to_thread(self.events.announce, [f for f, _ in found if f.copy_of in announced])
         await asyncio.to_thread(self.links.record, [link for _, link in found])
         # to look at again once the batch is done: the ones it just linked, and those linked before it no longer found
-        self._unsettled.setdefault(entry_id, set()).update({*new, *(linked - {h.id for h in hits})})
+        # (a check that wrote no link and found every old one again left nothing that could point at a deleted image)
+        if again := {*new, *(linked - {h.id for h in hits})}:
+            self._unsettled.setdefault(entry_id, set()).update(again)
         copies = tuple(h.id for h in hits if h.id in linked) + tuple(new)
         return Checked(entry_id, "checked", copies, tuple(c for c in new if c in announced), _ms(started))
 
@@ -131,8 +133,8 @@ class CopyChecker:
     def settle(self) -> None:
         """After the checks so far (a batch): links of the checked images to images no longer indexed go (those just
         linked: deleted while being linked; those linked before that a check no longer found), and every link of a
-        checked image that left the index itself. One forced refresh of the index for all of them; what it no
-        longer holds is confirmed gone (a HEAD each) before its links go."""
+        checked image that left the index itself while its check wrote links. One forced refresh of the index for all
+        of them; what it no longer holds is confirmed gone (a HEAD each) before its links go."""
         unsettled, self._unsettled = self._unsettled, {}
         if not unsettled:
             return
