@@ -51,11 +51,6 @@ class ServiceError(CliError):
     code = EXIT_SERVICE
 
 
-def is_id(text: str) -> bool:
-    """Whether the text is an image id (64 lowercase hex characters: SHA-256 of the image's bytes)."""
-    return is_entry_id(text)
-
-
 @dataclass
 class Target:
     """The API, the S3 endpoint and the bucket a command works on."""
@@ -194,6 +189,6 @@ def query_request(query: str) -> dict[str, Any]:
         return {"files": {"file": (path.name, path.read_bytes())}}
     if query.lower().startswith(("http://", "https://")):
         return {"json": {"url": query}}
-    if is_id(query):
+    if is_entry_id(query):
         return {"json": {"id": query}}
     raise UsageError(f"{query}: no such file (give an image file, '-' for stdin, an http(s) URL or an image id)")

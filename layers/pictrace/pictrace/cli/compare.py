@@ -12,11 +12,11 @@ from pictrace.cli.common import (
     Target,
     api_bytes,
     api_call,
-    is_id,
     query_request,
     settings_for,
 )
 from pictrace.cli.render import Output, print_comparison
+from pictrace.limits import is_entry_id
 
 logger = logging.getLogger(__name__)
 
@@ -24,7 +24,7 @@ logger = logging.getLogger(__name__)
 def cmd_compare(args: argparse.Namespace, target: Target, out: Output) -> int:
     """Compare a query with one indexed image (POST /compare): the evidence, and the picture with --out."""
     request = query_request(args.query)
-    image_id = args.image if is_id(args.image) else _id_of_key(target, args.image)
+    image_id = args.image if is_entry_id(args.image) else _id_of_key(target, args.image)
     body = api_call(target, "POST", "/compare", params={"target": image_id}, **request)
     saved = None
     if args.out:

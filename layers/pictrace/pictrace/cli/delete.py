@@ -11,11 +11,11 @@ from pictrace.cli.common import (
     NothingFound,
     Target,
     UsageError,
-    is_id,
     settings_for,
 )
 from pictrace.cli.render import Output
 from pictrace.errors import NotFound
+from pictrace.limits import is_entry_id
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ def cmd_delete(args: argparse.Namespace, target: Target, out: Output) -> int:
         target.at(bucket)
     ingestor = Ingestor(settings_for(target), store=target.store())
     images = ingestor.settings.images_prefix
-    if is_id(what):
+    if is_entry_id(what):
         try:
             entry, _ = ingestor.index.get_entry(what)
         except NotFound:

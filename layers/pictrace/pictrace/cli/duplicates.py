@@ -18,10 +18,10 @@ from pictrace.cli.common import (
     Target,
     UsageError,
     api_call,
-    is_id,
     settings_for,
 )
 from pictrace.cli.render import Output
+from pictrace.limits import is_entry_id
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ def cmd_duplicates(args: argparse.Namespace, target: Target, out: Output) -> int
 
 def dismiss(target: Target, out: Output, a: str, b: str) -> int:
     """Mark two images (ids) as not copies of each other."""
-    if not (is_id(a) and is_id(b)):
+    if not (is_entry_id(a) and is_entry_id(b)):
         raise UsageError("--dismiss takes two image ids (64 hex characters each)")
     body = api_call(target, "POST", "/duplicates/dismiss", json={"a": a, "b": b})
     if out.json:
