@@ -49,12 +49,13 @@ def test_a_photo_at_a_quarter_of_the_width_is_found_by_a_region_and_verified(emb
     found = regions.embed_regions(query, embedder, None)
     best, crop = found.best(indexed, None)
     assert best[0] > whole[0] + 0.2  # the region sees the astronaut far better than the whole query does
-    assert best[0] >= regions.MATCH_COSINE > best[1]
+    assert best[0] > best[1] + 0.2
     x0, y0, x1, y1 = found.boxes[int(crop[0])]
     assert x0 <= 700 + 160 and y0 <= 500 + 120 and x1 >= 700 + 160 and y1 >= 500 + 120  # it holds the inset's centre
     inliers = found.inliers(int(crop[0]), compute_features(astronaut))
-    assert inliers >= regions.REGION_INLIERS
-    assert found.inliers(int(crop[1]), compute_features(camera)) < regions.REGION_INLIERS
+    assert inliers >= regions.MATCH_INLIERS and regions.region_match(float(best[0]), inliers)
+    chance = found.inliers(int(crop[1]), compute_features(camera))
+    assert chance < regions.REGION_INLIERS and not regions.region_match(float(best[1]), chance)
 
 
 def _hit(name: str, final: float) -> Hit:
@@ -106,7 +107,20 @@ def test_an_unverified_region_match_must_beat_the_whole_query_by_the_penalty() -
 
 def test_a_strong_region_cosine_alone_is_a_copy_and_a_weak_one_with_chance_matches_is_not() -> None:
     assert regions.region_match(regions.MATCH_COSINE, 0)
-    assert regions.region_match(regions.VERIFIED_COSINE, regions.REGION_INLIERS)
+    assert regions.region_match(regions.VERIFIED_COSINE, regions.MATCH_INLIERS)
     assert not regions.region_match(0.29, 200)  # chance matches pile up inliers at low cosines
-    assert not regions.region_match(regions.VERIFIED_COSINE, regions.REGION_INLIERS - 1)
+    assert not regions.region_match(regions.VERIFIED_COSINE, regions.MATCH_INLIERS - 1)
     assert not regions.region_match(regions.VERIFIED_COSINE - 0.01, 200)
+    assert not regions.region_match(0.58, 0)  # a rotated photo's black corners against a dark figure reached it
+    assert not regions.region_match(0.36, 23)  # a drawn window's chrome against another picture reached it
+
+
+def test_a_region_score_is_ranked_but_never_judged_by_the_whole_query_threshold() -> None:
+    # verified (>= REGION_INLIERS), it ranks first at 0.45, above the calibration's 0.4; too few inliers for a copy
+    out = _rejudge([_hit("whole", 0.20), _hit("window", 0.10)], [0.20, 0.45], [0, regions.REGION_INLIERS + 2])
+    assert out[0].id == "window" and out[0].scores.final == pytest.approx(0.45) and not out[0].match
+    assert out[0].similarity > 50  # the similarity is the ranked score's; the verdict is not
+    # an unverified one, beyond the threshold after its penalty, is not a copy either under MATCH_COSINE
+    out = _rejudge([_hit("whole", 0.20), _hit("corners", 0.10)], [0.20, 0.58], [0, 0])
+    assert out[0].id == "corners" and out[0].scores.final == pytest.approx(0.58 - regions.UNVERIFIED_PENALTY)
+    assert not out[0].match

@@ -46,7 +46,7 @@ class Settings:
     weight_ssim: float | None = None
     weight_geometry: float | None = None
     verify: int = 16  # shortlisted candidates that get the geometric check (ORB + RANSAC), best by the other signals
-    regions: bool = False  # opt-in until its verdict is fitted (issue 27): regions of an image query searched too
+    regions: bool = True  # an image query whose best result is not a copy has its regions searched too (issue 27)
     segment_dtype: str = "float32"  # how segments store the per-image matrices: float32 or float16
     max_segments: int = 8  # compaction merges the newest segments short of segment_rows beyond this many
     segment_rows: int = 20_000  # rows per segment (full segments are never rewritten)
