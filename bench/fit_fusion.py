@@ -110,8 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     path = signals_file(args.signals).resolve()
     data = json.loads(path.read_text())
-    verify = int(data["verify"])
-    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    verify, now = int(data["verify"]), dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    kept = json.loads(Path(args.out).read_text()) if Path(args.out).is_file() else {}  # region rules: fitted apart
     calibration: dict[str, Any] = {}
     report: dict[str, Any] = {"signals": str(path.relative_to(ROOT)), "commit": data.get("commit"), "models": {}}
     for label, records in data["models"].items():
@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
             f"({scoring['model'].partition('/')[2]} preprocessing): fitted on {n_fit['positive']} edited copies + "
             f"{n_fit['negative']} negatives; on the other half ({held['verdict']['called']} called, "
             f"{n_held['positive']} + {n_held['negative']} queries) {figures}",
-        }
+        } | ({"region": rule} if (rule := kept.get(scoring["model"], {}).get("region")) else {})
         print(f"{label}: weights {fitted['weights']}, a {fitted['a']:.2f}, b {fitted['b']:.2f}, threshold ", end="")
         print(f"{fitted['threshold']:.4f}: fit precision {on_fit['precision']:.3f} recall {on_fit['recall']:.3f}")
         print(f"    on the other half {figures}")

@@ -3,6 +3,7 @@ the goal verdicts and tables the report renders. (The bench itself is `make benc
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -549,3 +550,23 @@ def test_issue_27_goals_judge_the_partial_families_apart_and_their_verdict_recal
     assert partial["met"] is False and partial["measured"] == "lowest: meme 0.900; 1 of 2 met"
     assert verdict["met"] is False and verdict["why"] == "meme 0.80"
     assert judged["sscd: µAP ≥ 0.98 (negatives included)"]["met"] is True
+
+
+def test_fit_fusion_keeps_each_models_region_rule(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def record(original: str, positive: bool) -> dict[str, Any]:
+        cos = 0.9 if positive else 0.2
+        hits = [[float(positive), cos, 0.5, 0.5, 20.0, cos, float(positive)], [0.0, 0.1, 0.2, 0.1, 0.0, 0.1, 0.0]]
+        return {"original": original, "variant": "crop/10%", "family": "crop", "positive": positive, "hits": hits}
+
+    records = [record(f"o{i}.jpg", positive) for i in range(6) for positive in (True, False)]
+    scoring = {"model": "m/p", "centre": [0.0, 0.0]}
+    signals = {"profile": "quick", "verify": 16, "models": {"m": records}, "scorings": {"m": scoring}}
+    (tmp_path / "signals.json").write_text(json.dumps(signals))
+    rule = {"match_cosine": 0.6, "verified_cosine": 0.3, "match_inliers": 35, "fitted": "apart"}
+    out = tmp_path / "calibration.json"
+    out.write_text(json.dumps({"m/p": {"region": rule}, "gone/p": {"region": rule}}))
+    monkeypatch.setattr(fit_fusion, "ROOT", tmp_path)
+    monkeypatch.setattr(fit_fusion, "REPORT", tmp_path / "fusion.json")
+    assert fit_fusion.main(["--signals", str(tmp_path / "signals.json"), "--out", str(out)]) == 0
+    written = json.loads(out.read_text())
+    assert set(written) == {"m/p"} and written["m/p"]["region"] == rule and "threshold" in written["m/p"]

@@ -5,6 +5,7 @@ takes first place from the whole query's best without beating it."""
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any
 
 import cv2
@@ -14,7 +15,7 @@ from pictrace import regions
 from pictrace.index.layout import Entry
 from pictrace.rerank import Scores, compute_features
 from pictrace.results import Hit
-from pictrace.verdict import Calibration, Scoring, Weights
+from pictrace.verdict import Calibration, RegionRule, Scoring, Weights, calibration_for
 
 from tests.conftest import DATA
 
@@ -53,9 +54,9 @@ def test_a_photo_at_a_quarter_of_the_width_is_found_by_a_region_and_verified(emb
     x0, y0, x1, y1 = found.boxes[int(crop[0])]
     assert x0 <= 700 + 160 and y0 <= 500 + 120 and x1 >= 700 + 160 and y1 >= 500 + 120  # it holds the inset's centre
     inliers = found.inliers(int(crop[0]), compute_features(astronaut))
-    assert inliers >= regions.MATCH_INLIERS and regions.region_match(float(best[0]), inliers)
+    assert inliers >= RULE.match_inliers and RULE.is_copy(float(best[0]), inliers)
     chance = found.inliers(int(crop[1]), compute_features(camera))
-    assert chance < regions.REGION_INLIERS and not regions.region_match(float(best[1]), chance)
+    assert chance < regions.REGION_INLIERS and not RULE.is_copy(float(best[1]), chance)
 
 
 def _hit(name: str, final: float) -> Hit:
@@ -63,7 +64,10 @@ def _hit(name: str, final: float) -> Hit:
     return Hit(name, (f"{name}.jpg",), None, scores, 0.0, 1)
 
 
-CALIBRATED = Scoring(Weights(1, 0, 0, 0), (), Calibration("sscd", "p", Weights(1, 0, 0, 0), (), 30, -12, 0.4, 1, 1))
+RULE = RegionRule(match_cosine=0.6, verified_cosine=0.3, match_inliers=35)
+CALIBRATED = Scoring(
+    Weights(1, 0, 0, 0), (), Calibration("sscd", "p", Weights(1, 0, 0, 0), (), 30, -12, 0.4, 1, 1, region=RULE)
+)
 
 
 class _Regions(regions.Regions):
@@ -82,11 +86,11 @@ class _Regions(regions.Regions):
         return self._inliers[crop]
 
 
-def _rejudge(hits: list[Hit], cosines: list[float], inliers: list[int]) -> list[Hit]:
+def _rejudge(hits: list[Hit], cosines: list[float], inliers: list[int], scoring: Scoring = CALIBRATED) -> list[Hit]:
     empty = compute_features(np.zeros((32, 32, 3), np.uint8))
     live = [(h, Entry(h.id, h.keys, np.zeros(2, np.float32), empty)) for h in hits]
     with ThreadPoolExecutor(1) as pool:
-        return regions.rejudge(live, _Regions(cosines, inliers), None, CALIBRATED, pool)
+        return regions.rejudge(live, _Regions(cosines, inliers), None, scoring, pool)
 
 
 def test_a_verified_region_match_is_ranked_first_and_called_a_copy() -> None:
@@ -106,13 +110,28 @@ def test_an_unverified_region_match_must_beat_the_whole_query_by_the_penalty() -
 
 
 def test_a_strong_region_cosine_alone_is_a_copy_and_a_weak_one_with_chance_matches_is_not() -> None:
-    assert regions.region_match(regions.MATCH_COSINE, 0)
-    assert regions.region_match(regions.VERIFIED_COSINE, regions.MATCH_INLIERS)
-    assert not regions.region_match(0.29, 200)  # chance matches pile up inliers at low cosines
-    assert not regions.region_match(regions.VERIFIED_COSINE, regions.MATCH_INLIERS - 1)
-    assert not regions.region_match(regions.VERIFIED_COSINE - 0.01, 200)
-    assert not regions.region_match(0.58, 0)  # a rotated photo's black corners against a dark figure reached it
-    assert not regions.region_match(0.36, 23)  # a drawn window's chrome against another picture reached it
+    assert RULE.is_copy(RULE.match_cosine, 0)
+    assert RULE.is_copy(RULE.verified_cosine, RULE.match_inliers)
+    assert not RULE.is_copy(0.29, 200)  # chance matches pile up inliers at low cosines
+    assert not RULE.is_copy(RULE.verified_cosine, RULE.match_inliers - 1)
+    assert not RULE.is_copy(RULE.verified_cosine - 0.01, 200)
+
+
+def test_the_default_models_rule_refuses_what_unrelated_pictures_reached_on_the_bench() -> None:
+    rule = calibration_for("sscd", "sscd-short256").region  # type: ignore[union-attr]
+    assert rule is not None and rule.fitted
+    assert not rule.is_copy(0.58, 0)  # a rotated photo's black corners against a dark figure
+    assert not rule.is_copy(0.36, 23)  # a drawn window's chrome against another picture
+    assert not rule.is_copy(0.27, 32)  # a collage's chance matches
+    assert rule.is_copy(0.46, 135) and rule.is_copy(0.62, 0)  # insets of the bench's photos
+
+
+def test_without_a_region_rule_a_region_ranks_but_never_makes_a_copy() -> None:
+    calibration = replace(CALIBRATED.calibration, region=None)  # type: ignore[type-var]
+    out = _rejudge(
+        [_hit("whole", 0.20), _hit("inset", 0.10)], [0.20, 0.9], [0, 200], replace(CALIBRATED, calibration=calibration)
+    )
+    assert out[0].id == "inset" and not out[0].match
 
 
 def test_a_region_score_is_ranked_but_never_judged_by_the_whole_query_threshold() -> None:
@@ -120,7 +139,7 @@ def test_a_region_score_is_ranked_but_never_judged_by_the_whole_query_threshold(
     out = _rejudge([_hit("whole", 0.20), _hit("window", 0.10)], [0.20, 0.45], [0, regions.REGION_INLIERS + 2])
     assert out[0].id == "window" and out[0].scores.final == pytest.approx(0.45) and not out[0].match
     assert out[0].similarity > 50  # the similarity is the ranked score's; the verdict is not
-    # an unverified one, beyond the threshold after its penalty, is not a copy either under MATCH_COSINE
+    # an unverified one, beyond the threshold after its penalty, is not a copy either under match_cosine
     out = _rejudge([_hit("whole", 0.20), _hit("corners", 0.10)], [0.20, 0.58], [0, 0])
     assert out[0].id == "corners" and out[0].scores.final == pytest.approx(0.58 - regions.UNVERIFIED_PENALTY)
     assert not out[0].match

@@ -11,16 +11,12 @@ The ranking takes a candidate's region cosine where the region is verified (REGI
 UNVERIFIED_PENALTY where it is not, whichever of it and the whole query's final score is higher; so an original the
 whole query ranks first loses its place only to a better region match. The verdict judges the two apart: a
 candidate is a copy when the whole query's final score is (the calibrated verdict, never on a region's score), or
-when its region cosine reaches MATCH_COSINE, or VERIFIED_COSINE with MATCH_INLIERS inliers. These constants were
-fitted on the bench's queries with the region search on (sscd, sscd-short256; every original's 34 edits, 1,700
-queries, 400 of them negatives): on half of the originals, the verdict's recall in the partial-copy families at a
-precision of at least 0.99 over every query, checked on the other half (precision 1.000 there). Unrelated pictures'
-regions reached cosines of 0.58 unverified (a rotated photo's black corners against dark figures) and 32 chance
-inliers at cosines of 0.27-0.31; 10-23 inliers at 0.30-0.36 (a drawn window's chrome) had made 0.45, or 0.30 with
-10 inliers, call them copies.
+when its region passes the model's fitted region rule (pictrace.verdict.RegionRule, calibration.json's ``region``:
+a cosine alone, or a lower one with enough inliers). A model whose calibration has no region rule has no region
+search: its constants hold for the embedding they were fitted on.
 
-Search runs this only when its best result is not already a copy (so whole-image copies cost nothing more), and only
-for image queries.
+Search runs this only when its best result is not already a copy (so whole-image copies cost nothing more), only for
+image queries, and only where the model's calibration has a region rule.
 """
 
 from __future__ import annotations
@@ -35,7 +31,7 @@ from pictrace.embedding import Embedder, l2_normalise
 from pictrace.index.layout import Entry
 from pictrace.rerank import Features, Scores, compute_features, correspondences, trim_border
 from pictrace.results import Hit
-from pictrace.verdict import Scoring
+from pictrace.verdict import RegionRule, Scoring
 
 logger = logging.getLogger(__name__)
 
@@ -48,10 +44,6 @@ VERIFY = 6
 #: a region with at least this many inliers is verified: the ranking takes its cosine as it is
 REGION_INLIERS = 10
 UNVERIFIED_PENALTY = 0.15
-#: a copy on its region: its cosine alone reaches MATCH_COSINE, or VERIFIED_COSINE with MATCH_INLIERS inliers
-MATCH_COSINE = 0.60
-VERIFIED_COSINE = 0.30
-MATCH_INLIERS = 35
 
 Box = tuple[int, int, int, int]  # x0, y0, x1, y1 in the query's content
 
@@ -106,11 +98,6 @@ def region_final(cosine: float, inliers: int) -> float:
     return cosine if inliers >= REGION_INLIERS else cosine - UNVERIFIED_PENALTY
 
 
-def region_match(cosine: float, inliers: int) -> bool:
-    """Whether a region match alone makes the candidate a copy."""
-    return cosine >= MATCH_COSINE or (cosine >= VERIFIED_COSINE and inliers >= MATCH_INLIERS)
-
-
 def with_region(scores: Scores, cosine: float, inliers: int, verified: bool) -> Scores:
     """A candidate's scores with its region's: the final score the better of the whole query's and the region's."""
     worth = region_final(cosine, inliers if verified else 0)
@@ -130,7 +117,8 @@ def rejudge(
 ) -> list[Hit]:
     """The hits (with their entries) with their regions' scores: each one's best region cosine, the best VERIFY of
     them verified (in the pool), ranked by the better of their final and region scores and called a copy by the
-    whole query's verdict or by region_match; the cosine ranks over them all."""
+    whole query's verdict or by the calibration's region rule; the cosine ranks over them all."""
+    rule: RegionRule | None = scoring.region
     cosines, crops = regions.best(np.stack([e.embedding for _, e in live]), centre)
     chosen = sorted(to_verify(cosines))
     counted = pool.map(lambda i: regions.inliers(int(crops[i]), live[i][1].features), chosen)
@@ -139,7 +127,7 @@ def rejudge(
     for i, (h, _) in enumerate(live):
         s = with_region(h.scores, float(cosines[i]), inliers.get(i, 0), i in inliers)
         whole = scoring.verdict(h.scores.final).match  # the whole query's verdict, on its own score
-        match = whole or (whole is not None and region_match(s.region, s.region_inliers))
+        match = whole or (rule is not None and rule.is_copy(s.region, s.region_inliers))
         out.append(replace(h, scores=s, similarity=scoring.verdict(s.final).similarity, match=match))
     by_cosine = {h.id: r for r, h in enumerate(sorted(out, key=lambda h: -h.scores.cosine), start=1)}
     return sorted((replace(h, rank_cosine=by_cosine[h.id]) for h in out), key=lambda h: -h.scores.final)

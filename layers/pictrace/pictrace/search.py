@@ -174,7 +174,7 @@ class SearchService:
             timer.lap("fetch")  # and the rerank of what had arrived
             hits = await asyncio.to_thread(self._rerank, judge, candidates, fetched, pool, early.scores)
             timer.lap("rerank")
-            if self.settings.regions and judge.scoring.calibration and not (hits and hits[0].match):
+            if self.settings.regions and judge.scoring.region and not (hits and hits[0].match):
                 hits = await self._widen(judge, queried, hits, query.prefix, pool)
                 timer.lap("regions")
         return SearchResult(hits[:top_k], timer.total(), queried.described, self.backend.count())

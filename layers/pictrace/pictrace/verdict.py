@@ -11,7 +11,9 @@ For each model, named by its weights and its preprocessing (``sscd/sscd-short256
 - ``a``, ``b``: a logistic curve from the final score to the probability that the result is a copy,
   ``similarity = 1 / (1 + exp(-(a * final + b)))``, shown as a percentage;
 - ``threshold``: the final score from which a result is called a copy (``match``), chosen so that at least 99 %
-  of the matches on the fitting queries were copies; ``precision`` and ``recall`` say what it kept there.
+  of the matches on the fitting queries were copies; ``precision`` and ``recall`` say what it kept there;
+- ``region`` (RegionRule; where fitted): when a region of the query makes a result a copy (pictrace.regions). A
+  model without one has no region search.
 
 The verdict holds only for the configuration it was fitted on. Where the running one differs (another model or
 preprocessing, or fusion weights set with ``PICTRACE_WEIGHT_*``), ``match`` is null, the similarity is the final
@@ -56,6 +58,21 @@ def model_key(weights: str, preprocess: str) -> str:
 
 
 @dataclass(frozen=True)
+class RegionRule:
+    """When a region of the query (pictrace.regions) alone makes a result a copy: its cosine reaches match_cosine,
+    or verified_cosine with match_inliers ORB inliers inside it."""
+
+    match_cosine: float
+    verified_cosine: float
+    match_inliers: int
+    fitted: str = ""  # on what, and how
+
+    def is_copy(self, cosine: float, inliers: int) -> bool:
+        """Whether a region with this cosine and these inliers makes its result a copy."""
+        return cosine >= self.match_cosine or (cosine >= self.verified_cosine and inliers >= self.match_inliers)
+
+
+@dataclass(frozen=True)
 class Calibration:
     """What the benchmark fitted for one model (weights and preprocessing)."""
 
@@ -69,6 +86,7 @@ class Calibration:
     precision: float
     recall: float
     fitted: str = ""
+    region: RegionRule | None = None
 
     def probability(self, final: float) -> float:
         """The probability that a result with this final score is a copy of the query."""
@@ -105,6 +123,11 @@ class Scoring:
             return Verdict(round(100 * final, 1), None)
         return Verdict(round(100 * self.calibration.probability(final), 1), self.calibration.is_copy(final))
 
+    @property
+    def region(self) -> RegionRule | None:
+        """When a region of the query makes a result a copy (None: no region search for this configuration)."""
+        return self.calibration.region if self.calibration is not None else None
+
     def could_be_copy(self, cosine: float, gist: float) -> bool:
         """Whether a result with this cosine (a shortlist's: known within COSINE_SLACK) and gist could be called a
         copy, whatever its other signals (True where nothing is calibrated)."""
@@ -139,6 +162,7 @@ def calibration_for(weights: str, preprocess: str) -> Calibration | None:
         precision=float(row["precision"]),
         recall=float(row["recall"]),
         fitted=str(row.get("fitted", "")),
+        region=RegionRule(**row["region"]) if row.get("region") else None,
     )
 
 

@@ -72,6 +72,7 @@ def scoring_json(scoring: Scoring) -> dict[str, Any]:
             "similarity": f"1 / (1 + exp(-({c.a:.3f} * final + {c.b:.3f})))",
             "cosine": "centred on the model's reference" if scoring.centre else "plain",
             "fitted": c.fitted,
+            "region": dataclasses.asdict(c.region) if c.region else None,  # when a region of the query makes a copy
         }
     return {
         **dataclasses.asdict(scoring.fusion),
