@@ -36,7 +36,7 @@ def _inset(photo: np.ndarray, background: np.ndarray, width: float) -> np.ndarra
 
 def test_boxes_cover_the_image_at_two_scales() -> None:
     boxes = regions.region_boxes(900, 1200)
-    assert len(boxes) == 18
+    assert len(boxes) == 25
     assert all(0 <= x0 < x1 <= 1200 and 0 <= y0 < y1 <= 900 for x0, y0, x1, y1 in boxes)
     assert {(x1 - x0, y1 - y0) for x0, y0, x1, y1 in boxes} == {(600, 450), (400, 300)}
     assert (0, 0, 600, 450) in boxes and (600, 450, 1200, 900) in boxes  # the quadrants are among the halves

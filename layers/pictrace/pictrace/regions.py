@@ -1,11 +1,11 @@
 """Partial copies (issue 27): when the whole query finds no copy, search its regions.
 
 A query that holds an indexed photo small (inside another picture, a collage, a screenshot of a post) has a global
-embedding far from the photo's. Its regions do not: SSCD embeds 18 crops of the query (a 3 x 3 grid of windows half
-its sides, overlapping, and a 3 x 3 grid of thirds), each crop is searched, and every candidate gets the best
-centred cosine of any crop with it (``region``). The best candidates by it are verified: ORB + RANSAC between the
-crop that matched and the candidate (``region_inliers``: inliers found inside that region, at its scale, where the
-whole query's ORB keypoints are spread over the other picture too).
+embedding far from the photo's. Its regions do not: SSCD embeds 25 crops of the query (a 3 x 3 grid of windows half
+its sides and a 4 x 4 grid of windows a third of them, each overlapping its neighbours), each crop is searched, and
+every candidate gets the best centred cosine of any crop with it (``region``). The best candidates by it are
+verified: ORB + RANSAC between the crop that matched and the candidate (``region_inliers``: inliers found inside
+that region, at its scale, where the whole query's ORB keypoints are spread over the other picture too).
 
 The ranking takes a candidate's region cosine where the region is verified (REGION_INLIERS), and that cosine less
 UNVERIFIED_PENALTY where it is not, whichever of it and the whole query's final score is higher; so an original the
@@ -35,8 +35,10 @@ from pictrace.verdict import RegionRule, Scoring
 
 logger = logging.getLogger(__name__)
 
-#: (window side as a share of the query's side, windows per side): halves overlapping by half, and thirds
-GRIDS = ((1 / 2, 3), (1 / 3, 3))
+#: (window side as a share of the query's side, windows per side): halves overlapping by half, and thirds by a third
+#: (a 4 x 4 grid of thirds against a 3 x 3 one, on the bench: insets ranked first 0.925 against 0.863, called copies
+#: 0.725 against 0.613, for 25 crops against 18)
+GRIDS = ((1 / 2, 3), (1 / 3, 4))
 #: candidates each crop brings from the index
 PER_CROP = 4
 #: candidates verified by ORB + RANSAC on their region, best by region cosine
