@@ -40,9 +40,12 @@ def _search(stack: Any, data: bytes, regions: bool, region_rule: bool = True) ->
     for name in INDEXED:
         s3.put_object(Bucket=stack.bucket, Key=f"images/{name}", Body=read(name))
         ingestor.sync_key(f"images/{name}")
-    scoring = SearchService(settings).scoring(get_embedder(settings.model_dir))
+    scoring = None  # the model's own
     if not region_rule:  # the model's calibration as fitted, less its region rule
-        scoring = replace(scoring, calibration=replace(scoring.calibration, region=None))
+        embedder = get_embedder(settings.model_dir)
+        fitted = settings.scoring(embedder.weights, embedder.preprocess)
+        assert fitted.calibration is not None
+        scoring = replace(fitted, calibration=replace(fitted.calibration, region=None))
     return asyncio.run(SearchService(settings, scoring=scoring).search(SearchQuery(image=data)))
 
 
