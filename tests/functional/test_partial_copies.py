@@ -75,3 +75,36 @@ def test_a_whole_image_copy_does_not_search_regions(stack: Any) -> None:
 def test_a_model_whose_calibration_has_no_region_rule_does_not_search_regions(stack: Any) -> None:
     result = _search(stack, _inset(), regions=True, region_rule=False)
     assert not any(h.match for h in result.results) and "regions" not in result.timings
+
+
+SIDE = 0.316  # of each side: a tenth of the area
+
+
+def _detail() -> bytes:
+    """A tenth of the astronaut's area, cut off-centre (its helmet's side), upscaled as a screenshot would be."""
+    photo = _image("astronaut.jpg")
+    h, w = photo.shape[:2]
+    side = round(h * SIDE)
+    cut = photo[h // 10 : h // 10 + side, w // 2 : w // 2 + side]
+    return cv2.imencode(".png", cv2.resize(cut, (3 * side, 3 * side), interpolation=cv2.INTER_CUBIC))[1].tobytes()
+
+
+def test_a_detail_cut_out_of_an_indexed_photo_is_found_and_called_a_copy_by_the_photos_details(stack: Any) -> None:
+    result = _search(stack, _detail(), regions=True)
+    top = result.results[0]
+    assert top.id == ASTRONAUT and top.match and "detail" in top.scores.explain
+    assert top.scores.detail > top.scores.cosine + 0.1 and not any(h.match for h in result.results[1:])
+
+
+def test_ingest_embeds_the_details_of_images_large_enough_to_have_them(stack: Any) -> None:
+    from pictrace.details import DETAILS
+    from pictrace.index.layout import Entry, Layout
+    from pictrace.settings import Settings
+
+    _search(stack, _detail(), regions=True)
+    s3, layout = stack.client("s3"), Layout(Settings.from_env().index_prefix)
+    entry = Entry.from_bytes(s3.get_object(Bucket=stack.bucket, Key=layout.entry_key(ASTRONAUT))["Body"].read())
+    assert entry.features.details is not None and entry.features.details.shape == (DETAILS, len(entry.embedding))
+    small = hashlib.sha256(read("rocket.bmp")).hexdigest()  # 256 x 171: short of DETAIL_MIN_SIDE
+    entry = Entry.from_bytes(s3.get_object(Bucket=stack.bucket, Key=layout.entry_key(small))["Body"].read())
+    assert entry.features.details is None

@@ -11,7 +11,8 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
-from pictrace import regions
+from pictrace import details, regions
+from pictrace.details import DETAIL_PENALTY
 from pictrace.index.layout import Entry
 from pictrace.rerank import Scores, compute_features
 from pictrace.results import Hit
@@ -47,7 +48,7 @@ def test_a_photo_at_a_quarter_of_the_width_is_found_by_a_region_and_verified(emb
     query = _inset(astronaut, coffee, 0.25)
     indexed = embedder.embed([astronaut, camera])
     whole = embedder.embed([query])[0] @ indexed.T
-    found = regions.embed_regions(query, embedder, None)
+    found = regions.embed_regions(query, embedder.embed([query])[0], embedder, None)
     best, crop = found.best(indexed, None)
     assert best[0] > whole[0] + 0.2  # the region sees the astronaut far better than the whole query does
     assert best[0] > best[1] + 0.2
@@ -64,7 +65,7 @@ def _hit(name: str, final: float) -> Hit:
     return Hit(name, (f"{name}.jpg",), None, scores, 0.0, 1)
 
 
-RULE = RegionRule(match_cosine=0.6, verified_cosine=0.3, match_inliers=35)
+RULE = RegionRule(match_cosine=0.6, verified_cosine=0.3, match_inliers=35, detail_cosine=0.55)
 CALIBRATED = Scoring(
     Weights(1, 0, 0, 0), (), Calibration("sscd", "p", Weights(1, 0, 0, 0), (), 30, -12, 0.4, 1, 1, region=RULE)
 )
@@ -74,9 +75,8 @@ class _Regions(regions.Regions):
     """Regions with given best cosines per candidate and given inliers (no model, no ORB)."""
 
     def __init__(self, cosines: list[float], inliers: list[int]) -> None:
-        super().__init__(
-            [np.zeros((8, 8, 3), np.uint8)] * len(cosines), [(0, 0, 8, 8)] * len(cosines), np.eye(2), np.eye(2)
-        )
+        crops = [np.zeros((8, 8, 3), np.uint8)] * len(cosines)
+        super().__init__(np.array([1.0, 0.0], np.float32), crops, [(0, 0, 8, 8)] * len(cosines), np.eye(2), np.eye(2))
         self._cosines, self._inliers = cosines, inliers
 
     def best(self, embeddings: np.ndarray, centre: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
@@ -86,9 +86,21 @@ class _Regions(regions.Regions):
         return self._inliers[crop]
 
 
-def _rejudge(hits: list[Hit], cosines: list[float], inliers: list[int], scoring: Scoring = CALIBRATED) -> list[Hit]:
+def _detail(cosine: float) -> np.ndarray:
+    """Details whose best cosine with _Regions' query ([1, 0]) is this, and another far off."""
+    return np.array([[cosine, np.sqrt(1 - cosine**2)], [0.0, 1.0]], np.float16)
+
+
+def _rejudge(
+    hits: list[Hit],
+    cosines: list[float],
+    inliers: list[int],
+    scoring: Scoring = CALIBRATED,
+    details: list[float | None] | None = None,
+) -> list[Hit]:
     empty = compute_features(np.zeros((32, 32, 3), np.uint8))
-    live = [(h, Entry(h.id, h.keys, np.zeros(2, np.float32), empty)) for h in hits]
+    made = [None if d is None else replace(empty, details=_detail(d)) for d in details or [None] * len(hits)]
+    live = [(h, Entry(h.id, h.keys, np.zeros(2, np.float32), f or empty)) for h, f in zip(hits, made, strict=True)]
     with ThreadPoolExecutor(1) as pool:
         return regions.rejudge(live, _Regions(cosines, inliers), None, scoring, pool)
 
@@ -143,3 +155,50 @@ def test_a_region_score_is_ranked_but_never_judged_by_the_whole_query_threshold(
     out = _rejudge([_hit("whole", 0.20), _hit("corners", 0.10)], [0.20, 0.58], [0, 0])
     assert out[0].id == "corners" and out[0].scores.final == pytest.approx(0.58 - regions.UNVERIFIED_PENALTY)
     assert not out[0].match
+
+
+def test_a_detail_of_a_candidate_that_matches_the_query_ranks_it_and_calls_it_a_copy() -> None:
+    # the whole query and its regions see the original at 0.15: a detail of it matches the query at 0.70
+    out = _rejudge([_hit("other", 0.30), _hit("original", 0.15)], [0.2, 0.15], [0, 0], details=[0.30, 0.70])
+    assert [h.id for h in out] == ["original", "other"] and out[0].match and not out[1].match
+    assert out[0].scores.detail == pytest.approx(0.70, abs=1e-3) and out[1].scores.detail == pytest.approx(
+        0.30, abs=1e-3
+    )
+    assert out[0].scores.final == pytest.approx(0.70 - DETAIL_PENALTY, abs=1e-3) and "detail" in out[0].scores.explain
+
+
+def test_a_detail_below_the_rule_ranks_but_is_no_copy_and_entries_without_details_score_none() -> None:
+    out = _rejudge([_hit("other", 0.30), _hit("original", 0.15)], [0.2, 0.15], [0, 0], details=[None, 0.50])
+    assert out[0].id == "original" and out[0].scores.final == pytest.approx(0.50 - DETAIL_PENALTY, abs=1e-3)
+    assert not any(h.match for h in out) and out[1].scores.detail == 0.0
+    without = replace(CALIBRATED.calibration, region=replace(RULE, detail_cosine=0.0))  # type: ignore[type-var]
+    out = _rejudge(
+        [_hit("other", 0.30), _hit("original", 0.15)],
+        [0.2, 0.15],
+        [0, 0],
+        replace(CALIBRATED, calibration=without),
+        [None, 0.9],
+    )
+    assert out[0].id == "original" and not out[0].match  # a rule without a detail threshold calls no detail a copy
+
+
+def test_a_tenth_of_a_photo_matches_one_of_its_details_better_than_the_whole_photo_or_another_photo(
+    embedder: Any,
+) -> None:
+    astronaut, camera = _read("astronaut.jpg"), _read("camera.tiff")
+    ok, astronaut_jpeg = cv2.imencode(".jpg", astronaut)
+    assert ok
+    h, w = astronaut.shape[:2]
+    query = astronaut[h // 8 : h // 8 + round(h * 0.316), w // 2 : w // 2 + round(w * 0.316)]  # 10 % of its area
+    limits: dict[str, int] = {"max_bytes": 10**8, "max_pixels": 10**8}
+    mine = details.embed_details(embedder, astronaut_jpeg.tobytes(), **limits)
+    theirs = details.embed_details(
+        embedder, cv2.imencode(".png", cv2.resize(camera, (400, 400)))[1].tobytes(), **limits
+    )
+    assert mine is not None and theirs is not None
+    assert mine.shape == (details.DETAILS, embedder.dim) and mine.dtype == np.float16
+    q = embedder.embed([query])[0]
+    whole = float(embedder.embed([astronaut])[0] @ q)
+    assert details.detail_cosine(q, mine, None) > max(whole, details.detail_cosine(q, theirs, None)) + 0.1
+    small = cv2.imencode(".png", cv2.resize(camera, (details.DETAIL_MIN_SIDE - 1,) * 2))[1].tobytes()
+    assert details.embed_details(embedder, small, **limits) is None  # too small to have details

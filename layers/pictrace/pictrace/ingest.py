@@ -4,13 +4,13 @@ Each S3 record is handled by looking at the bucket as it is (not at what the eve
 duplicated or reordered events all converge on the same index.
 
 A key goes through four stages: read (the object's bytes and their SHA-256), decode (as small as the later stages
-allow, pictrace.pipeline.decode_content, then the rerank features), embed (the model) and index (the index's reads
-and writes, the only stage that depends on what came before). IngestBatch parses an SQS batch once; its ReadAhead
-runs the first three stages for the next keys while the current key's stage runs, each key on a thread of its own
-(the model, OpenCV and S3 I/O release the GIL), the model single-threaded in each; the index stage stays in order
-on the caller's thread. On a new container the model loads beside the first keys' reads and decodes
-(Ingestor.load_model_ahead). A new entry is queued for its copy check, and an entry that goes takes its copy links
-with it (pictrace.copies.CopyHooks).
+allow, pictrace.pipeline.decode_content, then the rerank features), embed (the model, and the image's details:
+pictrace.details) and index (the index's reads and writes, the only stage that depends on what came before).
+IngestBatch parses an SQS batch once; its ReadAhead runs the first three stages for the next keys while the current
+key's stage runs, each key on a thread of its own (the model, OpenCV and S3 I/O release the GIL), the model
+single-threaded in each; the index stage stays in order on the caller's thread. On a new container the model loads
+beside the first keys' reads and decodes (Ingestor.load_model_ahead). A new entry is queued for its copy check, and
+an entry that goes takes its copy links with it (pictrace.copies.CopyHooks).
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from aws_lambda_powertools.utilities.data_classes import S3Event
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from pictrace.copies import copy_hooks
+from pictrace.details import index_details
 from pictrace.embedding import Embedder, get_embedder
 from pictrace.errors import InvalidImage, NotFound, ObjectTooLarge
 from pictrace.index.backend import ShortlistBackend
@@ -50,8 +51,7 @@ logger = logging.getLogger(__name__)
 
 #: keys of a batch read, decoded or embedded ahead of the one being indexed (each holds its bytes until indexed)
 READ_AHEAD = 3
-#: ONNX Runtime threads per inference: the keys read ahead are embedded side by side, one thread each (more images
-#: per second on the cores than one inference at a time on all of them)
+#: ONNX Runtime threads per inference: keys read ahead are embedded side by side, one thread each (faster in all)
 INFERENCE_THREADS = 1
 
 
@@ -192,7 +192,8 @@ class Ingestor:
             return loaded
         model, started = self._checked_embedder(), time.perf_counter()  # the model's check is not the stage's
         embedding, inner = embed_content(model, loaded.decoded.content)
-        features = loaded.features and replace(loaded.features, inner=inner)  # and the photo it frames
+        details = index_details(model, loaded.obj.body, self.settings) if loaded.obj is not None else None
+        features = loaded.features and replace(loaded.features, inner=inner, details=details)  # the photo it frames
         return loaded.timed("embed", started, embedding=embedding, features=features)
 
     def commit(self, loaded: ReadKey) -> Outcome:

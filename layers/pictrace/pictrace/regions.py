@@ -27,11 +27,13 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from pictrace.details import DETAIL_PENALTY, detail_cosine
 from pictrace.embedding import Embedder, l2_normalise
 from pictrace.index.layout import Entry
 from pictrace.rerank import Features, Scores, compute_features, correspondences, trim_border
 from pictrace.results import Hit
 from pictrace.verdict import RegionRule, Scoring
+from pictrace.windows import Box, cut, grid_boxes
 
 logger = logging.getLogger(__name__)
 
@@ -47,25 +49,18 @@ VERIFY = 6
 REGION_INLIERS = 10
 UNVERIFIED_PENALTY = 0.15
 
-Box = tuple[int, int, int, int]  # x0, y0, x1, y1 in the query's content
-
 
 def region_boxes(height: int, width: int) -> list[Box]:
     """The crops' boxes in an image of this size (GRIDS), row by row."""
-    boxes = []
-    for side, steps in GRIDS:
-        ch, cw = max(1, round(height * side)), max(1, round(width * side))
-        for i in range(steps):
-            for j in range(steps):
-                y, x = round(i * (height - ch) / (steps - 1)), round(j * (width - cw) / (steps - 1))
-                boxes.append((x, y, x + cw, y + ch))
-    return boxes
+    return grid_boxes(height, width, GRIDS)
 
 
 @dataclass(frozen=True)
 class Regions:
-    """The query's crops, their boxes and their embeddings (unit rows, and centred on the model's reference)."""
+    """The query's crops, their boxes and their embeddings (unit rows, and centred on the model's reference), and the
+    whole query's embedding (matched against the candidates' details: pictrace.details)."""
 
+    query: np.ndarray
     crops: list[np.ndarray]
     boxes: list[Box]
     vectors: np.ndarray  # (crops, dim), unit length
@@ -81,13 +76,14 @@ class Regions:
         return correspondences(compute_features(self.crops[crop]), candidate).inliers
 
 
-def embed_regions(image: np.ndarray, embedder: Embedder, centre: np.ndarray | None) -> Regions:
-    """The crops (region_boxes) of an image's content (without its uniform border) embedded by the model."""
+def embed_regions(image: np.ndarray, query: np.ndarray, embedder: Embedder, centre: np.ndarray | None) -> Regions:
+    """The crops (region_boxes) of an image's content (without its uniform border) embedded by the model; query: the
+    whole image's embedding."""
     content = trim_border(image)
     boxes = region_boxes(*content.shape[:2])
-    crops = [np.ascontiguousarray(content[y0:y1, x0:x1]) for x0, y0, x1, y1 in boxes]
+    crops = cut(content, boxes)
     vectors = embedder.embed(crops)
-    return Regions(crops, boxes, vectors, _centred(vectors, centre))
+    return Regions(query, crops, boxes, vectors, _centred(vectors, centre))
 
 
 def _centred(rows: np.ndarray, centre: np.ndarray | None) -> np.ndarray:
@@ -100,13 +96,19 @@ def region_final(cosine: float, inliers: int) -> float:
     return cosine if inliers >= REGION_INLIERS else cosine - UNVERIFIED_PENALTY
 
 
-def with_region(scores: Scores, cosine: float, inliers: int, verified: bool) -> Scores:
-    """A candidate's scores with its region's: the final score the better of the whole query's and the region's."""
-    worth = region_final(cosine, inliers if verified else 0)
+def with_region(scores: Scores, cosine: float, inliers: int, verified: bool, detail: float = 0.0) -> Scores:
+    """A candidate's scores with its region's and its detail's (pictrace.details): the final score the best of the
+    whole query's, the region's (region_final) and the detail's (less DETAIL_PENALTY)."""
+    region_worth = region_final(cosine, inliers if verified else 0)
+    worth = max(region_worth, detail - DETAIL_PENALTY)
+    s = replace(scores, region=cosine, region_inliers=inliers, detail=detail)
     if worth <= scores.final:
-        return replace(scores, region=cosine, region_inliers=inliers)
-    explain = f"a region of the query matches it (cosine {cosine:.2f}, {inliers} ORB keypoints agree inside it)"
-    return replace(scores, final=worth, region=cosine, region_inliers=inliers, explain=explain)
+        return s
+    if region_worth >= detail - DETAIL_PENALTY:
+        explain = f"a region of the query matches it (cosine {cosine:.2f}, {inliers} ORB keypoints agree inside it)"
+    else:
+        explain = f"the query matches a detail of it (cosine {detail:.2f})"
+    return replace(s, final=worth, explain=explain)
 
 
 def to_verify(region: np.ndarray) -> set[int]:
@@ -117,8 +119,9 @@ def to_verify(region: np.ndarray) -> set[int]:
 def rejudge(
     live: list[tuple[Hit, Entry]], regions: Regions, centre: np.ndarray | None, scoring: Scoring, pool: Executor
 ) -> list[Hit]:
-    """The hits (with their entries) with their regions' scores: each one's best region cosine, the best VERIFY of
-    them verified (in the pool), ranked by the better of their final and region scores and called a copy by the
+    """The hits (with their entries) with their regions' scores and their details' (the query's embedding against
+    the details of those that have them: pictrace.details): each one's best region cosine, the best VERIFY of them
+    verified (in the pool), ranked by the best of their final, region and detail scores and called a copy by the
     whole query's verdict or by the calibration's region rule; the cosine ranks over them all."""
     rule: RegionRule | None = scoring.region
     cosines, crops = regions.best(np.stack([e.embedding for _, e in live]), centre)
@@ -127,9 +130,11 @@ def rejudge(
     inliers = dict(zip(chosen, counted, strict=True))
     out = []
     for i, (h, _) in enumerate(live):
-        s = with_region(h.scores, float(cosines[i]), inliers.get(i, 0), i in inliers)
+        details = live[i][1].features.details
+        detail = detail_cosine(regions.query, details, centre) if details is not None else 0.0
+        s = with_region(h.scores, float(cosines[i]), inliers.get(i, 0), i in inliers, detail)
         whole = scoring.verdict(h.scores.final).match  # the whole query's verdict, on its own score
-        match = whole or (rule is not None and rule.is_copy(s.region, s.region_inliers))
+        match = whole or (rule is not None and rule.is_copy(s.region, s.region_inliers, s.detail))
         out.append(replace(h, scores=s, similarity=scoring.verdict(s.final).similarity, match=match))
     by_cosine = {h.id: r for r, h in enumerate(sorted(out, key=lambda h: -h.scores.cosine), start=1)}
     return sorted((replace(h, rank_cosine=by_cosine[h.id]) for h in out), key=lambda h: -h.scores.final)

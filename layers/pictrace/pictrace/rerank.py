@@ -45,6 +45,7 @@ class Features:
     keypoints: np.ndarray  # (n, 2) float32 x, y in the ORB image
     descriptors: np.ndarray  # (n, 32) uint8
     inner: np.ndarray | None = None  # the embedding of the photo the image frames (pictrace.frames), if it frames one
+    details: np.ndarray | None = None  # (k, d) float16 embeddings of an indexed image's details (pictrace.details)
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,7 @@ class Scores:
     explain: str = ""
     region: float = 0.0  # the best centred cosine of a region of the query with it (pictrace.regions; 0: not run)
     region_inliers: int = 0  # ORB inliers of that region with it (0: not verified)
+    detail: float = 0.0  # the best centred cosine of the query with a detail of it (pictrace.details; 0: none)
 
 
 def centred_cosine(query: np.ndarray, embedding: np.ndarray, centre: np.ndarray | None) -> float:

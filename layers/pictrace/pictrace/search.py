@@ -182,11 +182,12 @@ class SearchService:
     async def _widen(
         self, judge: _Judge, queried: Queried, hits: list[Hit], prefix: str | None, pool: ThreadPoolExecutor
     ) -> list[Hit]:
-        """An image query's hits and its regions' (pictrace.regions), ranked and judged on the better score."""
+        """An image query's hits and its regions' (pictrace.regions) with their details' (pictrace.details), ranked
+        and judged on the better score."""
         if queried.image is None:
             return hits
-        regions = await asyncio.to_thread(embed_regions, queried.image.bgr, queried.embedder, judge.centre)
         gists, centre = judge.features.gists, judge.centre
+        regions = await asyncio.to_thread(embed_regions, queried.image.bgr, queried.vector, queried.embedder, centre)
         found = await asyncio.to_thread(
             lambda: [self.backend.candidates(v, gists, PER_CROP, prefix, False, centre) for v in regions.vectors]
         )

@@ -12,8 +12,8 @@ For each model, named by its weights and its preprocessing (``sscd/sscd-short256
   ``similarity = 1 / (1 + exp(-(a * final + b)))``, shown as a percentage;
 - ``threshold``: the final score from which a result is called a copy (``match``), chosen so that at least 99 %
   of the matches on the fitting queries were copies; ``precision`` and ``recall`` say what it kept there;
-- ``region`` (RegionRule; where fitted): when a region of the query makes a result a copy (pictrace.regions). A
-  model without one has no region search.
+- ``region`` (RegionRule; where fitted): when a region of the query makes a result a copy (pictrace.regions), and
+  a detail of the result (pictrace.details). A model without one has no region search, and its entries no details.
 
 The verdict holds only for the configuration it was fitted on. Where the running one differs (another model or
 preprocessing, or fusion weights set with ``PICTRACE_WEIGHT_*``), ``match`` is null, the similarity is the final
@@ -60,16 +60,21 @@ def model_key(weights: str, preprocess: str) -> str:
 @dataclass(frozen=True)
 class RegionRule:
     """When a region of the query (pictrace.regions) alone makes a result a copy: its cosine reaches match_cosine,
-    or verified_cosine with match_inliers ORB inliers inside it."""
+    or verified_cosine with match_inliers ORB inliers inside it; and when a detail of the result (pictrace.details)
+    does: the query's cosine with it reaches detail_cosine (0: the model's entries have no details)."""
 
     match_cosine: float
     verified_cosine: float
     match_inliers: int
     fitted: str = ""  # on what, and how
+    detail_cosine: float = 0.0
 
-    def is_copy(self, cosine: float, inliers: int) -> bool:
-        """Whether a region with this cosine and these inliers makes its result a copy."""
-        return cosine >= self.match_cosine or (cosine >= self.verified_cosine and inliers >= self.match_inliers)
+    def is_copy(self, cosine: float, inliers: int, detail: float = 0.0) -> bool:
+        """Whether a region with this cosine and these inliers, or a detail with this cosine, makes its result a
+        copy."""
+        if cosine >= self.match_cosine or (cosine >= self.verified_cosine and inliers >= self.match_inliers):
+            return True
+        return self.detail_cosine > 0 and detail >= self.detail_cosine
 
 
 @dataclass(frozen=True)

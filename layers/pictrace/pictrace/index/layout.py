@@ -77,6 +77,8 @@ class Entry:
         }
         if self.features.inner is not None:  # the photo it frames (pictrace.frames)
             arrays["inner"] = self.features.inner.astype(np.float32)
+        if self.features.details is not None:  # its details' embeddings (pictrace.details)
+            arrays["details"] = self.features.details.astype(np.float16)
         buf = io.BytesIO()
         np.savez(buf, **arrays)  # type: ignore[arg-type]  # numpy stubs: a dict of arrays may hold allow_pickle
         return buf.getvalue()
@@ -87,7 +89,8 @@ class Entry:
         with np.load(io.BytesIO(data), allow_pickle=False) as npz:
             header = json.loads(npz["header"].tobytes().decode())
             inner = npz["inner"] if "inner" in npz.files else None  # entries written before frames have none
-            features = Features(npz["thumb"], npz["keypoints"], npz["descriptors"], inner)
+            details = npz["details"] if "details" in npz.files else None  # nor those before details, or without
+            features = Features(npz["thumb"], npz["keypoints"], npz["descriptors"], inner, details)
             embedding = npz["embedding"]
         entry_id = header.pop("id")
         keys = tuple(header.pop("keys"))

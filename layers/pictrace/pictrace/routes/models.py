@@ -50,6 +50,7 @@ class ScoresOut(BaseModel):
     final: float
     region: float = Field(0.0, description="best centred cosine of a region of the query with it (0: not searched)")
     region_inliers: int = Field(0, description="ORB inliers of that region with it (0: not verified)")
+    detail: float = Field(0.0, description="best centred cosine of the query with a detail of it (0: none searched)")
 
 
 class HitOut(BaseModel):
@@ -247,4 +248,5 @@ def scores_out(s: Scores) -> ScoresOut:
         final=round(s.final, 6),
         region=round(s.region, 6),
         region_inliers=s.region_inliers,
+        detail=s.detail,
     )

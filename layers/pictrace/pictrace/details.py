@@ -1,0 +1,73 @@
+"""Details of an indexed image (issue 27): find a query that is a detail cut out of an indexed photo.
+
+A detail cut small out of a photo (a tenth of it, a twentieth) has a global embedding far from the photo's: the
+whole-image search does not rank the original first reliably, and its verdict does not call it a copy. So ingest
+also embeds windows of each image (DETAIL_GRIDS: a 5 x 5 grid of windows a quarter of its sides, each overlapping
+its neighbours), decoded large enough that a window keeps detail (DETAIL_SHORT_SIDE), and stores them with its entry
+(``Features.details``, float16: detail_bytes). A search whose whole query finds no copy compares the query with the
+details of every candidate it has (pictrace.regions.rejudge): the best centred cosine is the candidate's ``detail``.
+
+Only models whose calibration has a region rule with a detail threshold get details (the constants hold for the
+embedding they were fitted on), only where regions are searched (Settings.regions), and only images whose content
+keeps DETAIL_MIN_SIDE pixels on its short side (a window of a smaller one is a few dozen pixels). Entries written
+before details have none: they gain them when their images are indexed again.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from pictrace.embedding import Embedder, l2_normalise
+from pictrace.images import decode_image
+from pictrace.rerank import trim_border
+from pictrace.settings import Settings
+from pictrace.verdict import Scoring
+from pictrace.windows import Grid, cut, grid_boxes
+
+#: the windows embedded per indexed image: (side as a share of the image's side, windows per side)
+DETAIL_GRIDS: tuple[Grid, ...] = ((1 / 4, 5),)
+DETAILS = sum(steps * steps for _, steps in DETAIL_GRIDS)
+#: the image is decoded for its details with this many pixels on its short side (or all it has): 192 per window
+DETAIL_SHORT_SIDE = 768
+#: content shorter than this on its short side gets no details
+DETAIL_MIN_SIDE = 256
+#: what a detail's cosine loses in the ranking against a whole image's final score
+DETAIL_PENALTY = 0.10
+
+
+def wants_details(scoring: Scoring, regions: bool) -> bool:
+    """Whether images are indexed with details: regions searched, and the model's region rule judges details."""
+    return regions and scoring.region is not None and scoring.region.detail_cosine > 0
+
+
+def index_details(model: Embedder, data: bytes, settings: Settings) -> np.ndarray | None:
+    """An image's details as ingest indexes them (embed_details), or None where the settings' scoring of the model
+    wants none (wants_details)."""
+    if not wants_details(settings.scoring(model.weights, model.preprocess), settings.regions):
+        return None
+    return embed_details(model, data, max_bytes=settings.max_bytes, max_pixels=settings.max_pixels)
+
+
+def detail_bytes(dim: int) -> int:
+    """What details add to an entry, and to a candidate's fetch, in bytes (float16)."""
+    return DETAILS * dim * 2
+
+
+def embed_details(model: Embedder, data: bytes, *, max_bytes: int, max_pixels: int) -> np.ndarray | None:
+    """The embeddings of the image's windows (DETAIL_GRIDS) in its content (without its uniform border), (DETAILS,
+    dim) float16 unit rows; None for content short of DETAIL_MIN_SIDE. The bytes must be a valid image (ingest
+    decoded them already)."""
+    image = decode_image(data, max_bytes=max_bytes, max_pixels=max_pixels, short_side=DETAIL_SHORT_SIDE)
+    content = trim_border(image.bgr)
+    height, width = content.shape[:2]
+    if min(height, width) < DETAIL_MIN_SIDE:
+        return None
+    return model.embed(cut(content, grid_boxes(height, width, DETAIL_GRIDS))).astype(np.float16)
+
+
+def detail_cosine(query: np.ndarray, details: np.ndarray, centre: np.ndarray | None) -> float:
+    """The best centred cosine of the query's embedding with any of a candidate's details."""
+    rows, q = np.asarray(details, np.float32), np.asarray(query, np.float32)
+    if centre is not None:
+        rows, q = rows - centre, q - centre
+    return float((l2_normalise(rows) @ l2_normalise(q)).max())
