@@ -9,7 +9,7 @@ import json
 import statistics
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypedDict
 from urllib.parse import quote_plus
 
@@ -35,7 +35,7 @@ class LargeIngest:  # results.json's "ingest_large" (and models[label]["ingest_l
     ingest_per_s: float
     model_per_s: float
     ratio: float  # ingest throughput over the model's alone
-    stages_mean_ms: dict[str, float]  # one after another: s3_get, sha256, decode, embed (the model), features, write
+    stages_mean_ms: dict[str, float]  # apart: s3_get, sha256, decode, embed (the model), features, details, write
     ingest_mean_ms: float  # batch wall time per image
     batch_size: int  # SQS messages (images) per handler batch
     batch_stages_mean_ms: dict[str, float]  # in the batches: read, sha256, decode, features, embed, index
@@ -68,6 +68,7 @@ class TimedEmbedder:  # an embedder that adds the milliseconds of its inner embe
 
 def large_ingest(profile: Profile, stack: Any, config: models.ModelConfig) -> LargeIngest | NoLargeImages:
     """The model's ingest of profile.large_images large JPEGs (own bucket); RuntimeError when one is not indexed."""
+    from pictrace.details import index_details
     from pictrace.embedding import OnnxEmbedder
     from pictrace.index.layout import Entry
     from pictrace.ingest import Ingestor, ingest_batch
@@ -84,8 +85,7 @@ def large_ingest(profile: Profile, stack: Any, config: models.ModelConfig) -> La
     settings = Settings.from_env(bucket=bucket, model_dir=str(config.model_dir), index_prefix="index/")
     max_bytes, max_pixels = settings.max_bytes, settings.max_pixels
     embedder = OnnxEmbedder(config.model_dir)  # the model alone
-    store = Store(bucket)
-    ingestor = Ingestor(settings, store=store)  # its own embedder, as the handler's
+    ingestor = Ingestor(settings, store=(store := Store(bucket)))  # its own embedder, as the handler's
     ingestor.warm()
     batch_size = int(load_template()["Parameters"]["IngestBatchSize"]["Default"])
     template = json.loads((ROOT / "events/sqs_s3_put.json").read_text())["Records"][0]
@@ -111,7 +111,7 @@ def large_ingest(profile: Profile, stack: Any, config: models.ModelConfig) -> La
     if [o.action for o in outcomes] != ["created"] * len(files):
         raise RuntimeError(f"ingest did not index every image: {outcomes}")
     batch_stages = ("read", "sha256", "decode", "features", "embed", "index")
-    stages: dict[str, list[float]] = {k: [] for k in ("s3_get", "sha256", "decode", "embed", "features", "write")}
+    stages: dict[str, list[float]] = {k: [] for k in "s3_get sha256 decode embed features details write".split()}
     timed = TimedEmbedder(embedder)
     for path in files:
         key = f"images/{path.name}"
@@ -126,10 +126,12 @@ def large_ingest(profile: Profile, stack: Any, config: models.ModelConfig) -> La
         stages["decode"].append(timer.timings["decode"])  # decoding and the border trim
         stages["embed"].append(timed.ms)  # the model alone
         stages["features"].append(max(0.0, timer.timings["embed"] - timed.ms))  # the rest of the pipeline's "embed"
-        image = prepared.image
-        sizes.append({"file": path.name, "mp": image.width * image.height / 1e6, "bytes": len(body)})
         t = time.perf_counter()
-        entry = Entry(digest, (key,), prepared.embedding, prepared.features, {"bench": True})
+        features = replace(prepared.features, details=index_details(embedder, body, settings))  # as ingest's embed
+        stages["details"].append((time.perf_counter() - t) * 1000)
+        sizes.append({"file": path.name, "mp": prepared.image.width * prepared.image.height / 1e6, "bytes": len(body)})
+        t = time.perf_counter()
+        entry = Entry(digest, (key,), prepared.embedding, features, {"bench": True})
         store.put(f"bench-probe/{digest}.npz", entry.to_bytes())  # outside the index prefix: not an entry
         stages["write"].append((time.perf_counter() - t) * 1000)
     model_ms += stages["embed"]
@@ -137,17 +139,15 @@ def large_ingest(profile: Profile, stack: Any, config: models.ModelConfig) -> La
     model_s = sum(model_ms) / 2 / 1000  # the mean of the passes before and after the batches
     out: dict[str, Any] = dict(images=sizes, ingest_ms=ingest_ms, ingest_per_s=len(files) / ingest_s)
     out |= dict(model_per_s=len(files) / model_s, ratio=(len(files) / ingest_s) / (len(files) / model_s))
-    means = {k: statistics.mean(v) for k, v in stages.items()}
     in_batches = {k: statistics.mean(o.ms.get(k, 0.0) for o in outcomes) for k in batch_stages}
-    out |= dict(stages_mean_ms=means, ingest_mean_ms=sum(ingest_ms) / len(files), batch_size=batch_size)
-    cpu_ms = {"ingest": ingest_cpu_ms, "model": model_cpu_ms}
+    out |= dict(stages_mean_ms={k: statistics.mean(v) for k, v in stages.items()}, batch_size=batch_size)
+    cpu_ms, out["ingest_mean_ms"] = {"ingest": ingest_cpu_ms, "model": model_cpu_ms}, sum(ingest_ms) / len(files)
     return LargeIngest(**out, batch_stages_mean_ms=in_batches, model_ms=model_ms, cpu_ms=cpu_ms)
 
 
 def sqs_record(template: dict[str, Any], bucket: str, key: str) -> dict[str, Any]:
     """An SQS message of the ingest queue carrying the S3 notification of a put of key."""
     body = json.loads(template["body"])
-    s3_record = body["Records"][0]["s3"]
-    s3_record["bucket"].update(name=bucket, arn=f"arn:aws:s3:::{bucket}")
+    (s3_record := body["Records"][0]["s3"])["bucket"].update(name=bucket, arn=f"arn:aws:s3:::{bucket}")
     s3_record["object"]["key"] = quote_plus(key, safe="/")  # as S3 encodes keys
     return {**template, "body": json.dumps(body), "messageId": hashlib.sha256(key.encode()).hexdigest()[:32]}

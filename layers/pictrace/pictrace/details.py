@@ -30,7 +30,7 @@ DETAILS = sum(steps * steps for _, steps in DETAIL_GRIDS)
 #: the image is decoded for its details with this many pixels on its short side (or all it has): 192 per window
 DETAIL_SHORT_SIDE = 768
 #: content shorter than this on its short side gets no details
-DETAIL_MIN_SIDE = 256
+DETAIL_MIN_SIDE = 128
 #: what a detail's cosine loses in the ranking against a whole image's final score
 DETAIL_PENALTY = 0.10
 
