@@ -198,8 +198,9 @@ def test_a_tenth_of_a_photo_matches_one_of_its_details_better_than_the_whole_pho
     assert mine is not None and theirs is not None
     assert mine.shape == (details.DETAILS, embedder.dim) and mine.dtype == np.float16
     q = embedder.embed([query])[0]
+    found = regions.Regions(q, [], [], np.zeros((0, len(q))), np.zeros((0, len(q))))
     whole = float(embedder.embed([astronaut])[0] @ q)
-    assert details.detail_cosine(q, mine, None) > max(whole, details.detail_cosine(q, theirs, None)) + 0.1
+    assert found.detail(mine, None) > max(whole, found.detail(theirs, None)) + 0.1
     small = cv2.imencode(".png", cv2.resize(camera, (details.DETAIL_MIN_SIDE - 1,) * 2))[1].tobytes()
     assert details.embed_details(embedder, small, **limits) is None  # too small to have details
 

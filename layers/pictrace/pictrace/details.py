@@ -5,7 +5,7 @@ whole-image search does not rank the original first reliably, and its verdict do
 also embeds windows of each image (DETAIL_GRIDS: a 5 x 5 grid of windows a quarter of its sides, each overlapping
 its neighbours), decoded large enough that a window keeps detail (DETAIL_SHORT_SIDE), and stores them with its entry
 (``Features.details``, float16: 25.6 KiB per image at 512 dimensions). A search whose whole query finds no copy
-compares the query with the details of every candidate it has (pictrace.regions.rejudge): the best centred cosine
+compares the query with the details of every candidate it has (pictrace.regions.Regions.detail): the best centred cosine
 is the candidate's ``detail``.
 
 Only models whose calibration has a region rule with a detail threshold get details (the constants hold for the
@@ -21,7 +21,7 @@ import logging
 
 import numpy as np
 
-from pictrace.embedding import Embedder, l2_normalise
+from pictrace.embedding import Embedder
 from pictrace.errors import InvalidImage
 from pictrace.images import decode_image
 from pictrace.rerank import trim_border
@@ -69,11 +69,3 @@ def embed_details(model: Embedder, data: bytes, *, max_bytes: int, max_pixels: i
     if min(height, width) < DETAIL_MIN_SIDE:
         return None
     return model.embed(cut(content, grid_boxes(height, width, DETAIL_GRIDS))).astype(np.float16)
-
-
-def detail_cosine(query: np.ndarray, details: np.ndarray, centre: np.ndarray | None) -> float:
-    """The best centred cosine of the query's embedding with any of a candidate's details."""
-    rows, q = np.asarray(details, np.float32), np.asarray(query, np.float32)
-    if centre is not None:
-        rows, q = rows - centre, q - centre
-    return float((l2_normalise(rows) @ l2_normalise(q)).max())

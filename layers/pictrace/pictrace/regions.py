@@ -27,7 +27,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from pictrace.details import DETAIL_PENALTY, detail_cosine
+from pictrace.details import DETAIL_PENALTY
 from pictrace.embedding import Embedder, l2_normalise
 from pictrace.index.layout import Entry
 from pictrace.rerank import Features, Scores, compute_features, correspondences, trim_border
@@ -70,6 +70,10 @@ class Regions:
         """For each indexed embedding (rows), the best centred cosine of any crop with it and that crop's index."""
         by_crop = self.centred @ _centred(np.asarray(embeddings, np.float32), centre).T
         return by_crop.max(axis=0), by_crop.argmax(axis=0)
+
+    def detail(self, details: np.ndarray, centre: np.ndarray | None) -> float:
+        """The best centred cosine of the whole query with any of a candidate's details (pictrace.details)."""
+        return float((_centred(np.asarray(details, np.float32), centre) @ _centred(self.query, centre)).max())
 
     def inliers(self, crop: int, candidate: Features) -> int:
         """ORB matches of one crop with a candidate that agree on one affine transform (RANSAC)."""
@@ -129,9 +133,9 @@ def rejudge(
     counted = pool.map(lambda i: regions.inliers(int(crops[i]), live[i][1].features), chosen)
     inliers = dict(zip(chosen, counted, strict=True))
     out = []
-    for i, (h, _) in enumerate(live):
-        details = live[i][1].features.details
-        detail = detail_cosine(regions.query, details, centre) if details is not None else 0.0
+    for i, (h, entry) in enumerate(live):
+        details = entry.features.details
+        detail = regions.detail(details, centre) if details is not None else 0.0
         s = with_region(h.scores, float(cosines[i]), inliers.get(i, 0), i in inliers, detail)
         whole = scoring.verdict(h.scores.final).match  # the whole query's verdict, on its own score
         match = whole or (rule is not None and rule.is_copy(s.region, s.region_inliers, s.detail))
