@@ -248,5 +248,5 @@ def scores_out(s: Scores) -> ScoresOut:
         final=round(s.final, 6),
         region=round(s.region, 6),
         region_inliers=s.region_inliers,
-        detail=s.detail,
+        detail=round(s.detail, 6),
     )
