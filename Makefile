@@ -72,6 +72,7 @@ lint: setup
 	$(VENV)/bin/mypy functions/search/app.py
 	$(VENV)/bin/mypy functions/compact/app.py
 	$(VENV)/bin/mypy functions/copies/app.py
+	$(VENV)/bin/mypy functions/details/app.py
 	$(VENV)/bin/mypy bench
 
 test: setup model lint $(VENV)/.bench-installed  ## the bench's own tests need its requirements (tabulate, psutil, ...)

@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.update({name: value for name, value in ENVIRONMENT.items() if name not in os.environ})
     r = Results(profile=replace(FULL, large_images=getattr(args, "images", FULL.large_images)))
     if args.phase == "ingest":
-        from pictrace.storage import s3_client
+        from pictrace.storage import ProcessClients
 
         from bench.phases.large_ingest import NoLargeImages, large_ingest
         from bench.stack import start_stack
@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         config = run_configs()[0]
         os.environ.setdefault("PICTRACE_MODEL_DIR", str(config.model_dir))
         stack = start_stack()
-        s3_client.cache_clear()
+        ProcessClients.clear_all()
         try:
             r.models[config.label] = ModelResult(config, "", ingest_large=large_ingest(r.profile, stack, config))
         finally:

@@ -64,8 +64,7 @@ def ingest_event(key: str) -> dict[str, Any]:
     """An SQS batch of one message carrying the S3 notification of a new object, from the committed sample."""
     sample: dict[str, Any] = json.loads((ROOT / "events/sqs_s3_put.json").read_text())
     bucket = os.environ["PICTRACE_BUCKET"]
-    record = sample["Records"][0]
-    body = json.loads(record["body"])
+    body = json.loads((record := sample["Records"][0])["body"])
     body["Records"][0]["s3"]["bucket"].update(name=bucket, arn=f"arn:aws:s3:::{bucket}")
     body["Records"][0]["s3"]["object"]["key"] = quote_plus(key, safe="/")
     return {"Records": [{**record, "body": json.dumps(body), "messageId": str(uuid.uuid4())}]}

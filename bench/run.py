@@ -51,11 +51,10 @@ def cpu_seconds() -> dict[str, float]:
     steal = getattr(machine_times, "steal", 0.0)
     busy = sum(machine_times) - machine_times.idle - getattr(machine_times, "iowait", 0.0) - steal
     out = {"bench": t.user + t.system, "children": t.children_user + t.children_system, "machine": busy, "steal": steal}
-    for server in ProcessMotoServer.running:
+    for pid in (server.pid for server in ProcessMotoServer.running if server.pid is not None):
         with contextlib.suppress(psutil.Error):
-            if server.pid is not None:
-                s = psutil.Process(server.pid).cpu_times()
-                out["s3 (moto)"] = s.user + s.system
+            s = psutil.Process(pid).cpu_times()
+            out["s3 (moto)"] = s.user + s.system
     return out
 
 
@@ -163,7 +162,7 @@ def _terminated(signum: int, frame: Any) -> None:
 
 def run(r: Results, clock: Clock, work: Path) -> None:
     """Every phase, in order; fills r."""
-    from pictrace.storage import s3_client
+    from pictrace.storage import ProcessClients
 
     from bench.phases.backends import backend_parity
     from bench.phases.capacity import capacity
@@ -180,7 +179,7 @@ def run(r: Results, clock: Clock, work: Path) -> None:
     print(f"  {len(data.originals)} originals ({len(data.held_out)} held out), {same} same-domain, {other} opencv-doc")
     clock.phase("local stack: moto's S3 + SQS server in its own process")
     stack = start_stack()
-    s3_client.cache_clear()
+    ProcessClients.clear_all()
     try:
         dim = run_on_stack(r, configs, data, stack, clock, work)
     finally:
@@ -217,7 +216,7 @@ def run_on_stack(
     clock.phase(
         f"ingest {len(data.files)} images for {default.label}: S3 put -> SQS -> the real ingest handler, 2 workers"
     )
-    r.ingest_index = upload_and_index(stack, data.files, workers=2)
+    r.ingest_index = upload_and_index(stack, data.files, workers=2, details_workers=2)  # details: the queries need them
     print(f"    {r.ingest_index['images_per_s']:.1f} images/s end to end", flush=True)
     side = configs[1:]
     clock.phase(f"index the same images for {', '.join(c.label for c in side)} (one decode each, 2 processes)")

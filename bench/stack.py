@@ -100,11 +100,13 @@ def upload_and_index(
     timeout: float = 1200.0,
     copies_workers: int = 0,
     put_at: dict[str, float] | None = None,
+    details_workers: int = 0,
 ) -> IndexBuild:
-    """Upload the files and let `workers` ingest processes (bench.worker ingest) index them, and `copies_workers`
-    copies processes check them (then until that queue is empty too: checked_s); put_at gets each upload's time."""
+    """Upload the files and let `workers` ingest processes (bench.worker) index them, `copies_workers` check them
+    (checked_s: until that queue is empty too) and `details_workers` make their details; put_at: each upload's time."""
     procs = start_workers("ingest", stack.queue_url, workers)
     checkers = start_workers("copies", stack.copies_url, copies_workers)
+    detailers = start_workers("details", stack.details_url, details_workers)
     s3 = stack.client("s3")
     started = time.perf_counter()
     try:
@@ -113,12 +115,14 @@ def upload_and_index(
             if put_at is not None:
                 put_at[key] = time.time()
         uploaded = time.perf_counter()
-        queues = [stack.queue_url] + ([stack.copies_url] if checkers else [])
-        emptied = wait_until_empty(stack, queues, [*procs, *checkers], timeout)
-        done, checked = emptied[0] - started, max(emptied) - started
+        queues = (
+            [stack.queue_url] + ([stack.copies_url] if checkers else []) + ([stack.details_url] if detailers else [])
+        )
+        emptied = wait_until_empty(stack, queues, [*procs, *checkers, *detailers], timeout)
+        done, checked = emptied[0] - started, max(emptied[: 1 + bool(checkers)]) - started
     finally:
         reports = stop_workers(procs)
-        stop_workers(checkers)
+        stop_workers(checkers + detailers)
     out: IndexBuild = {
         "images": len(files),
         "workers": workers,
@@ -134,7 +138,7 @@ def upload_and_index(
 
 
 def start_workers(mode: str, queue_url: str, n: int) -> list[subprocess.Popen[str]]:
-    """n worker processes `python -m bench.worker MODE QUEUE_URL` (ingest or copies), with this environment."""
+    """n worker processes `python -m bench.worker MODE QUEUE_URL` (ingest, copies or details), with this environment."""
     command = [sys.executable, "-m", "bench.worker", mode, queue_url]
     return [subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True) for _ in range(n)]
 

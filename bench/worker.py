@@ -1,7 +1,7 @@
 """Worker processes of the bench, started with the environment of its local stack:
 
 moto HOST PORT               moto's server alone in this process (bench.stack.ProcessMotoServer)
-ingest|copies QUEUE_URL      the project's SqsWorker calling the real ingest (or copies) handler until terminated,
+ingest|copies|details QUEUE_URL  the project's SqsWorker calling that function's real handler until terminated,
                              then printing the messages processed and failed and the seconds in the handler
 search CASES.json OUT.json   the quality queries through a SearchService of its own (one ONNX thread)
 index KEYS.json MODELS.json  the side models' index entries, each image decoded and described once
@@ -145,7 +145,7 @@ def moto(host: str, port: str) -> int:
 def main(argv: list[str]) -> int:
     sys.path.insert(0, str(ROOT))
     commands: dict[str, Callable[..., int]] = {"search": search, "index": index, "moto": moto}
-    commands.update(ingest=partial(serve, "ingest"), copies=partial(serve, "copies"))
+    commands.update({f: partial(serve, f) for f in ("ingest", "copies", "details")})
     if not argv or argv[0] not in commands:
         raise SystemExit(__doc__)
     return commands[argv[0]](*argv[1:])

@@ -6,9 +6,9 @@ From the template it takes the function's Handler and CodeUri, its Layers (each 
 sys.path, as Lambda extracts layers to /opt and puts /opt/python on the path; the dependency layers' packages come
 from the virtualenv, which holds the same pinned versions), Timeout and MemorySize (for the context object), and
 its Environment (Globals merged): !Ref of a parameter is its default, !Ref of the bucket is the local bucket, !Ref of
-the copies queue and the event bus are the local stack's (none, so no copy check is queued and no event put, with an
-endpoint of your own), and the model layer is its source directory (so PICTRACE_MODEL_DIR is layers/model/model and
-nothing is fetched).
+the copies and details queues and the event bus are the local stack's (none, so no copy check or details are queued
+and no event put, with an endpoint of your own), and the model layer is its source directory (so PICTRACE_MODEL_DIR is
+layers/model/model and nothing is fetched).
 
 The S3 and SQS endpoints are a fresh local stack (infra.local.LocalStack, bucket pictrace-local as in events/)
 unless AWS_ENDPOINT_URL_S3 is set, in which case that endpoint and PICTRACE_BUCKET (default pictrace-local) are
@@ -202,7 +202,7 @@ def invoke(name: str, event: dict[str, Any], puts: dict[str, Path] | None = None
         logger.info("local stack at %s, bucket %s", stack.endpoint, stack.bucket)
     bucket = os.environ.get("PICTRACE_BUCKET", DEFAULT_BUCKET) if stack is None else stack.bucket
     try:
-        local = {"CopiesQueue": stack.copies_url, "CopyEventBus": stack.bus} if stack is not None else {}
+        local = stack.refs() if stack is not None else {}
         spec = function_spec(template, name, bucket, local)
         os.environ.update(spec.environment)
         os.environ.setdefault("AWS_LAMBDA_FUNCTION_NAME", name)

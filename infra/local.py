@@ -1,5 +1,6 @@
-"""The local stack: moto's S3+SQS+EventBridge server over real HTTP, the real ingest and copies handlers fed from
-SQS, the real search app. Copy Found events go to the stack's bus, whose rule delivers them to a queue (events_url).
+"""The local stack: moto's S3+SQS+EventBridge server over real HTTP, the real ingest, details and copies handlers
+fed from SQS, the real search app. Copy Found events go to the stack's bus, whose rule delivers them to a queue
+(events_url).
 
 `python -m infra.local run` (what `make run` does): start it all, index the sample photos, serve on 127.0.0.1:8000.
 Tests use the same pieces (LocalStack, SqsWorker, load_handler) so local runs and tests share one code path.
@@ -78,9 +79,9 @@ class LambdaContext:
 
 
 class LocalStack:
-    """moto's server on 127.0.0.1 with the bucket, the queue, its DLQ and the S3 -> SQS notification; the copies
-    queue (and its DLQ) ingest sends new ids to, and the event bus with a rule sending every PicTrace event to a queue
-    (events_url), as a user's rule would route them."""
+    """moto's server on 127.0.0.1 with the bucket, the queue, its DLQ and the S3 -> SQS notification; the copies and
+    details queues (each with its DLQ) ingest sends new ids to, and the event bus with a rule sending every PicTrace
+    event to a queue (events_url), as a user's rule would route them."""
 
     def __init__(
         self,
@@ -101,6 +102,8 @@ class LocalStack:
         self.dlq_url = ""
         self.copies_url = ""
         self.copies_dlq_url = ""
+        self.details_url = ""
+        self.details_dlq_url = ""
         self.events_url = ""
         self.bus = f"{bucket}-bus"
 
@@ -121,6 +124,7 @@ class LocalStack:
                 if self.copies_url
                 else {}
             ),
+            **({"PICTRACE_DETAILS_QUEUE_URL": self.details_url} if self.details_url else {}),
         }
 
     def start(self) -> LocalStack:
@@ -160,19 +164,28 @@ class LocalStack:
         os.environ.update(self.env())
         return self
 
-    def _copies(self, sqs: Any) -> None:
-        """The copies queue and its DLQ, the bus, and its rule delivering PicTrace's events to the events queue."""
-        self.copies_dlq_url = sqs.create_queue(QueueName=f"{self.bucket}-copies-dlq")["QueueUrl"]
-        dlq_arn = self.arn(self.copies_dlq_url)
-        redrive = {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": self.max_receive_count}
+    def _queue_with_dlq(self, sqs: Any, name: str) -> tuple[str, str]:
+        """A queue of the stack's and its DLQ (the queue's redrive policy): their URLs."""
+        dlq_url = sqs.create_queue(QueueName=f"{self.bucket}-{name}-dlq")["QueueUrl"]
+        redrive = {"deadLetterTargetArn": self.arn(dlq_url), "maxReceiveCount": self.max_receive_count}
         attributes = {"VisibilityTimeout": str(self.visibility_timeout), "RedrivePolicy": json.dumps(redrive)}
-        self.copies_url = sqs.create_queue(QueueName=f"{self.bucket}-copies", Attributes=attributes)["QueueUrl"]
+        return sqs.create_queue(QueueName=f"{self.bucket}-{name}", Attributes=attributes)["QueueUrl"], dlq_url
+
+    def _copies(self, sqs: Any) -> None:
+        """The copies and details queues and their DLQs, the bus, and its rule delivering PicTrace's events to the
+        events queue."""
+        self.copies_url, self.copies_dlq_url = self._queue_with_dlq(sqs, "copies")
+        self.details_url, self.details_dlq_url = self._queue_with_dlq(sqs, "details")
         self.events_url = sqs.create_queue(QueueName=f"{self.bucket}-copy-events")["QueueUrl"]
         events = self.client("events")
         events.create_event_bus(Name=self.bus)
         events.put_rule(Name="copies", EventBusName=self.bus, EventPattern=json.dumps({"source": ["pictrace"]}))
         target = {"Id": "queue", "Arn": self.arn(self.events_url)}
         events.put_targets(Rule="copies", EventBusName=self.bus, Targets=[target])
+
+    def refs(self) -> dict[str, str]:
+        """What this stack has for the template's queues and bus: logical id -> its Ref."""
+        return {"CopiesQueue": self.copies_url, "DetailsQueue": self.details_url, "CopyEventBus": self.bus}
 
     def arn(self, queue_url: str) -> str:
         """A queue's ARN."""
@@ -300,6 +313,12 @@ def copies_worker(stack: LocalStack, batch_size: int = 10) -> SqsWorker:
     return SqsWorker(stack, handler, batch_size, queue_url=stack.copies_url, function_name="CopiesFunction")
 
 
+def details_worker(stack: LocalStack, batch_size: int = 10) -> SqsWorker:
+    """A worker running the details handler on the stack's details queue."""
+    handler = load_handler(ROOT / "functions/details/app.py")
+    return SqsWorker(stack, handler, batch_size, queue_url=stack.details_url, function_name="DetailsFunction")
+
+
 def upload_folder(stack: LocalStack, folder: Path, prefix: str, limit: int | None = None) -> int:
     """Put the images of a folder under the prefix (skipping keys that exist with the same size)."""
     s3 = stack.client("s3")
@@ -335,6 +354,7 @@ def run(args: argparse.Namespace) -> int:
     ingest = load_handler(ROOT / "functions/ingest/app.py")
     worker = SqsWorker(stack, ingest).start()
     copies = copies_worker(stack).start()  # each new image's copy check, as the stack's CopiesFunction
+    details = details_worker(stack).start()  # each new image's details, as the stack's DetailsFunction
     photos = Path(args.samples)
     uploaded = upload_folder(stack, photos, os.environ.get("PICTRACE_IMAGES_PREFIX", "images/"), args.limit)
     print(f"local S3 (moto) at {stack.endpoint}, bucket {stack.bucket}; uploaded {uploaded} photos from {photos}")
@@ -369,6 +389,7 @@ def run(args: argparse.Namespace) -> int:
     finally:
         worker.stop()
         copies.stop()
+        details.stop()
         stack.stop()
     return 0
 

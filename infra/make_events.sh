@@ -74,6 +74,15 @@ r["md5OfBody"] = hashlib.md5(r["body"].encode()).hexdigest()
 r["messageId"] = "6f0d1b8e-2c4a-4f7e-9a51-3b8c2d7e4f10"
 '
 
+# --- a new image's details as ingest queues them (what the details Lambda gets): the same id, as
+# pictrace.detailstage.DetailsQueue writes it
+gen sqs receive-message --queue-name pictrace-details --body "$escaped" >"$OUT/sqs_details_make.json"
+fix "$OUT/sqs_details_make.json" '
+r = e["Records"][0]
+r["md5OfBody"] = hashlib.md5(r["body"].encode()).hexdigest()
+r["messageId"] = "0b7c4d2e-8f1a-4c3b-9e6d-5a2f1c8b7d93"
+'
+
 # --- HTTP API (payload format 2.0) requests for the search Lambda -------------
 HTTP_FIX='
 route = e["requestContext"]["http"]["method"] + " " + e["rawPath"]
@@ -119,6 +128,7 @@ import json, os, sys
 from aws_lambda_powertools.utilities.data_classes import S3Event, SQSEvent
 from mangum import Mangum
 from pictrace.copies import CheckRequest
+from pictrace.detailstage import requested_id
 
 out, bucket, key, zero_id, astronaut_id = sys.argv[1:]
 load = lambda n: json.load(open(os.path.join(out, n)))  # noqa: E731
@@ -135,6 +145,9 @@ for kind, name in (("put", "ObjectCreated:Put"), ("delete", "ObjectRemoved:Delet
 (check,) = SQSEvent(load("sqs_copies_check.json")).records
 assert CheckRequest.from_body(check.json_body) == CheckRequest(astronaut_id), check.body
 print(f"ok sqs_copies_check.json: check {astronaut_id}")
+(make,) = SQSEvent(load("sqs_details_make.json")).records
+assert requested_id(make.body) == astronaut_id, make.body
+print(f"ok sqs_details_make.json: details of {astronaut_id}")
 
 
 async def app(scope, receive, send):  # echoes what Mangum hands to the ASGI app

@@ -48,15 +48,17 @@ def embedder(model_dir: str):  # type: ignore[no-untyped-def]
 
 def forget_container() -> None:
     """What a container makes once (settings, clients, wiring, ingestor) is made again from the environment."""
+    from pictrace.detailstage import get_stage
     from pictrace.ingest import get_ingestor
     from pictrace.settings import get_settings
-    from pictrace.storage import s3_client
+    from pictrace.storage import ProcessClients
     from pictrace.wiring import container_wiring
 
     get_settings.cache_clear()
-    s3_client.cache_clear()
+    ProcessClients.clear_all()  # the S3 and SQS clients of a previous stack's endpoints
     container_wiring.cache_clear()
     get_ingestor.cache_clear()
+    get_stage.cache_clear()
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ import numpy as np
 from pictrace.copies import CopyLinks, Pair, SqsCheckQueue, pair_of
 from pictrace.duplicates import copy_groups
 from pictrace.index.layout import Layout
-from pictrace.storage import Store, s3_client
+from pictrace.storage import ProcessClients, Store
 
 from bench.phases.data import entry_id
 from bench.stack import IndexBuild, start_stack, start_workers, stop_workers, upload_and_index, wait_until_empty
@@ -106,8 +106,7 @@ def copies_function_sizing() -> tuple[int, int]:
     """The CopiesFunction's memory (MB) and most concurrent invocations, as template.yaml defaults them."""
     from infra.invoke import load_template
 
-    t = load_template()
-    props = t["Resources"]["CopiesFunction"]["Properties"]
+    props = (t := load_template())["Resources"]["CopiesFunction"]["Properties"]
     raw = (props["MemorySize"], props["Events"]["CopyChecks"]["Properties"]["ScalingConfig"]["MaximumConcurrency"])
     memory_mb, most = (int(t["Parameters"][v["Ref"]]["Default"] if isinstance(v, dict) else v) for v in raw)
     return memory_mb, most
@@ -128,9 +127,7 @@ def _edits(args: tuple[str, str, tuple[str, ...]]) -> list[tuple[str, Path]]:
 def make_upload(originals: list[Path], held_out: set[str], size: CopiesSize, out_dir: Path) -> Upload:
     """The indexed originals and the edits of them and of held-out ones: each key's file, source and variant."""
 
-    def spread(items: list[Path], n: int) -> list[Path]:
-        return items[:: max(1, len(items) // max(1, n))][:n]
-
+    spread = lambda items, n: items[:: max(1, len(items) // max(1, n))][:n]  # noqa: E731  # every n-th
     n_originals, n_negatives, variants = size
     indexed = spread([p for p in originals if p.name not in held_out], n_originals)
     sources = sorted([*indexed, *spread([p for p in originals if p.name in held_out], n_negatives)])
@@ -173,7 +170,7 @@ def duplicates(originals: list[Path], held_out: set[str], work: Path, size: Copi
         finally:
             stack.stop()
         stack = start_stack(bucket="pictrace-copies")
-        s3_client.cache_clear()
+        ProcessClients.clear_all()
         try:
             sqs, stop, events = stack.client("sqs"), threading.Event(), cast(list[tuple[float, dict[str, Any]]], [])
             consumer = threading.Thread(target=consume, args=(sqs, stack.events_url, stop, events), daemon=True)
@@ -193,7 +190,7 @@ def duplicates(originals: list[Path], held_out: set[str], work: Path, size: Copi
             rebuild = rebuild_cost(report["processed"], report["handler_s"], *copies_function_sizing())
         finally:
             stack.stop()
-    s3_client.cache_clear()
+    ProcessClients.clear_all()
     source_of, variant_of = {ids[k]: s for k, s in source.items()}, {ids[k]: v for k, v in variant.items()}
     truth, linked = truth_pairs(source_of), {pair_of(link.a, link.b) for link in links}
     key_of = {i: k for k, i in ids.items()}

@@ -9,7 +9,7 @@ import json
 import statistics
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, TypedDict
 from urllib.parse import quote_plus
 
@@ -35,12 +35,13 @@ class LargeIngest:  # results.json's "ingest_large" (and models[label]["ingest_l
     ingest_per_s: float
     model_per_s: float
     ratio: float  # ingest throughput over the model's alone
-    stages_mean_ms: dict[str, float]  # apart: s3_get, sha256, decode, embed (the model), features, details, write
+    stages_mean_ms: dict[str, float]  # one after another: s3_get, sha256, decode, embed (the model), features, write
     ingest_mean_ms: float  # batch wall time per image
     batch_size: int  # SQS messages (images) per handler batch
     batch_stages_mean_ms: dict[str, float]  # in the batches: read, sha256, decode, features, embed, index
     model_ms: list[float]  # the model alone on each image, right before the batches, then in the stage pass after
     cpu_ms: dict[str, float]  # this process's CPU time per image: ingest (the batches), model (alone, the pass before)
+    details_mean_ms: float = 0.0  # the details stage's own work per image (pictrace.detailstage: decode, model), apart
 
     @property
     def cpu_over_stages(self) -> float:
@@ -68,7 +69,7 @@ class TimedEmbedder:  # an embedder that adds the milliseconds of its inner embe
 
 def large_ingest(profile: Profile, stack: Any, config: models.ModelConfig) -> LargeIngest | NoLargeImages:
     """The model's ingest of profile.large_images large JPEGs (own bucket); RuntimeError when one is not indexed."""
-    from pictrace.details import index_details
+    from pictrace.details import embed_details
     from pictrace.embedding import OnnxEmbedder
     from pictrace.index.layout import Entry
     from pictrace.ingest import Ingestor, ingest_batch
@@ -111,7 +112,7 @@ def large_ingest(profile: Profile, stack: Any, config: models.ModelConfig) -> La
     if [o.action for o in outcomes] != ["created"] * len(files):
         raise RuntimeError(f"ingest did not index every image: {outcomes}")
     batch_stages = ("read", "sha256", "decode", "features", "embed", "index")
-    stages: dict[str, list[float]] = {k: [] for k in "s3_get sha256 decode embed features details write".split()}
+    stages: dict[str, list[float]] = {k: [] for k in "s3_get sha256 decode embed features write".split()}
     timed = TimedEmbedder(embedder)
     for path in files:
         key = f"images/{path.name}"
@@ -126,15 +127,14 @@ def large_ingest(profile: Profile, stack: Any, config: models.ModelConfig) -> La
         stages["decode"].append(timer.timings["decode"])  # decoding and the border trim
         stages["embed"].append(timed.ms)  # the model alone
         stages["features"].append(max(0.0, timer.timings["embed"] - timed.ms))  # the rest of the pipeline's "embed"
-        t = time.perf_counter()
-        features = replace(prepared.features, details=index_details(embedder, body, settings))  # as ingest's embed
-        stages["details"].append((time.perf_counter() - t) * 1000)
         sizes.append({"file": path.name, "mp": prepared.image.width * prepared.image.height / 1e6, "bytes": len(body)})
         t = time.perf_counter()
-        entry = Entry(digest, (key,), prepared.embedding, features, {"bench": True})
+        entry = Entry(digest, (key,), prepared.embedding, prepared.features, {"bench": True})
         store.put(f"bench-probe/{digest}.npz", entry.to_bytes())  # outside the index prefix: not an entry
         stages["write"].append((time.perf_counter() - t) * 1000)
     model_ms += stages["embed"]
+    details_of = lambda b: embed_details(embedder, b, max_bytes=max_bytes, max_pixels=max_pixels)  # noqa: E731
+    details_ms = ms_each(details_of, [path.read_bytes() for path in files])  # as the details stage makes them
     ingest_s = sum(ingest_ms) / 1000
     model_s = sum(model_ms) / 2 / 1000  # the mean of the passes before and after the batches
     out: dict[str, Any] = dict(images=sizes, ingest_ms=ingest_ms, ingest_per_s=len(files) / ingest_s)
@@ -142,7 +142,8 @@ def large_ingest(profile: Profile, stack: Any, config: models.ModelConfig) -> La
     in_batches = {k: statistics.mean(o.ms.get(k, 0.0) for o in outcomes) for k in batch_stages}
     out |= dict(stages_mean_ms={k: statistics.mean(v) for k, v in stages.items()}, batch_size=batch_size)
     cpu_ms, out["ingest_mean_ms"] = {"ingest": ingest_cpu_ms, "model": model_cpu_ms}, sum(ingest_ms) / len(files)
-    return LargeIngest(**out, batch_stages_mean_ms=in_batches, model_ms=model_ms, cpu_ms=cpu_ms)
+    out |= dict(batch_stages_mean_ms=in_batches, model_ms=model_ms, details_mean_ms=statistics.mean(details_ms))
+    return LargeIngest(**out, cpu_ms=cpu_ms)
 
 
 def sqs_record(template: dict[str, Any], bucket: str, key: str) -> dict[str, Any]:

@@ -22,9 +22,7 @@ def cell(v: Any) -> str:
         return "–"
     if isinstance(v, bool):
         return "yes" if v else "no"
-    if isinstance(v, float):
-        return f"{v:.3f}" if abs(v) < 10 else f"{v:.1f}"
-    return str(v)
+    return (f"{v:.3f}" if abs(v) < 10 else f"{v:.1f}") if isinstance(v, float) else str(v)
 
 
 def ms(v: float | None) -> str:

@@ -18,7 +18,7 @@ from tests.conftest import ROOT, read
 
 EVENTS = ROOT / "events"
 #: the sample events each SQS queue of the template delivers
-QUEUE_EVENTS = {"ImageEventsQueue": "sqs_s3_", "CopiesQueue": "sqs_copies_"}
+QUEUE_EVENTS = {"ImageEventsQueue": "sqs_s3_", "CopiesQueue": "sqs_copies_", "DetailsQueue": "sqs_details_"}
 
 
 def events_by_function() -> dict[str, list[Path]]:
@@ -47,7 +47,7 @@ CASES = [(fn, event.name) for fn, events in events_by_function().items() for eve
 
 def test_every_function_and_every_lambda_event_is_covered() -> None:
     covered = events_by_function()
-    assert sorted(covered) == ["CompactFunction", "CopiesFunction", "IngestFunction", "SearchFunction"]
+    assert sorted(covered) == sorted(f"{n}Function" for n in ("Compact", "Copies", "Details", "Ingest", "Search"))
     assert all(covered.values())
     lambda_events = {p.name for p in EVENTS.glob("*.json") if p.name.startswith(("sqs_", "apigw_", "scheduled_"))}
     assert {name for _, name in CASES} == lambda_events
@@ -75,6 +75,9 @@ def test_make_invoke_runs_the_handler(function: str, event: str) -> None:
         action = "created" if "put" in event else "removed"
         assert f'"action":"{action}"' in result.stdout.replace(" ", ""), result.stdout[-2000:]
     elif function == "CopiesFunction":  # the image was put, not ingested: not indexed, so nothing to check
+        assert output == {"batchItemFailures": []}
+        assert '"action":"gone"' in result.stdout.replace(" ", ""), result.stdout[-2000:]
+    elif function == "DetailsFunction":  # the image was put, not ingested: no entry, so no details
         assert output == {"batchItemFailures": []}
         assert '"action":"gone"' in result.stdout.replace(" ", ""), result.stdout[-2000:]
     elif function == "CompactFunction":  # the first compaction of an empty index: a manifest with no segments

@@ -1,5 +1,6 @@
 """Partial copies through the search service (issue 27): a photo at a quarter of the width inside a photo that is not
-indexed is found first and called a copy through the query's regions; a whole-image copy never pays for them."""
+indexed is found first and called a copy through the query's regions; a detail cut out of a photo, through the
+photo's details (made by the details handler from the queue ingest fills); a whole-image copy never pays for them."""
 
 from __future__ import annotations
 
@@ -35,11 +36,14 @@ def _search(stack: Any, data: bytes, regions: bool, region_rule: bool = True) ->
     from pictrace.search import SearchQuery, SearchService
     from pictrace.settings import Settings
 
+    from infra.local import details_worker
+
     settings = Settings.from_env(regions=regions)
     s3, ingestor = stack.client("s3"), Ingestor(settings)
     for name in INDEXED:
         s3.put_object(Bucket=stack.bucket, Key=f"images/{name}", Body=read(name))
         ingestor.sync_key(f"images/{name}")
+    details_worker(stack).drain()  # the stack's DetailsFunction, on the ids ingest queued
     scoring = None  # the model's own
     if not region_rule:  # the model's calibration as fitted, less its region rule
         embedder = get_embedder(settings.model_dir)
@@ -96,14 +100,19 @@ def test_a_detail_cut_out_of_an_indexed_photo_is_found_and_called_a_copy_by_the_
     assert top.scores.detail > top.scores.cosine + 0.1 and not any(h.match for h in result.results[1:])
 
 
-def test_ingest_embeds_the_details_of_every_image_large_enough_to_have_them(stack: Any) -> None:
+def test_the_details_stage_writes_the_details_of_every_image_large_enough_to_have_them(stack: Any) -> None:
     from pictrace.details import DETAILS
-    from pictrace.index.layout import Entry, Layout
+    from pictrace.index.layout import Entry, Layout, details_from_bytes
+    from pictrace.ingest import Ingestor
     from pictrace.settings import Settings
 
     _search(stack, _detail(), regions=True)
     s3, layout = stack.client("s3"), Layout(Settings.from_env().index_prefix)
     for name in INDEXED:  # all of them have DETAIL_MIN_SIDE pixels on their short side (a smaller one: test_regions)
-        key = layout.entry_key(hashlib.sha256(read(name)).hexdigest())
-        entry = Entry.from_bytes(s3.get_object(Bucket=stack.bucket, Key=key)["Body"].read())
-        assert entry.features.details is not None and entry.features.details.shape == (DETAILS, len(entry.embedding))
+        entry_id = hashlib.sha256(read(name)).hexdigest()
+        entry = Entry.from_bytes(s3.get_object(Bucket=stack.bucket, Key=layout.entry_key(entry_id))["Body"].read())
+        body = s3.get_object(Bucket=stack.bucket, Key=layout.details_key(entry_id))["Body"].read()
+        assert details_from_bytes(body).shape == (DETAILS, len(entry.embedding))
+    s3.delete_object(Bucket=stack.bucket, Key="images/astronaut.jpg")
+    assert Ingestor(Settings.from_env()).sync_key("images/astronaut.jpg").action == "deleted"  # its details go too
+    assert "Contents" not in s3.list_objects_v2(Bucket=stack.bucket, Prefix=layout.details_key(ASTRONAUT))

@@ -50,8 +50,12 @@ def test_ingest_queues_each_new_image_on_the_copies_queue_and_may_send_nowhere_e
     variables = function_properties(template, "IngestFunction")["Environment"]["Variables"]
     assert variables["PICTRACE_COPIES_QUEUE_URL"] == {"Ref": "CopiesQueue"}
     sends = [(a, r) for a, r, _ in _grants(template, "IngestFunctionRole") if "sqs:SendMessage" in a]
-    assert sends == [({"sqs:SendMessage"}, ["{'Fn::GetAtt': ['CopiesQueue', 'Arn']}"])]
-    for name in ("SearchFunction", "CompactFunction", "CopiesFunction"):  # only ingest queues checks
+    details = (
+        {"sqs:SendMessage"},
+        ["{'Fn::GetAtt': ['DetailsQueue', 'Arn']}"],
+    )  # tests/template/test_details_template.py
+    assert sends == [({"sqs:SendMessage"}, ["{'Fn::GetAtt': ['CopiesQueue', 'Arn']}"]), details]
+    for name in ("SearchFunction", "CompactFunction", "CopiesFunction", "DetailsFunction"):  # only ingest queues checks
         assert "PICTRACE_COPIES_QUEUE_URL" not in function_properties(template, name)["Environment"]["Variables"]
 
 

@@ -162,7 +162,13 @@ loaded = {n: getattr(sys.modules.get(n), "__file__", None) for n in ("boto3", "b
 print(json.dumps({"result": result, "modules": {k: v for k, v in loaded.items() if v}}))
 """
 
-FUNCTION_LAYERS = {"ingest": ["core"], "compact": ["core"], "search": ["core", "api"], "copies": ["core", "api"]}
+FUNCTION_LAYERS = {
+    "ingest": ["core"],
+    "compact": ["core"],
+    "search": ["core", "api"],
+    "copies": ["core", "api"],
+    "details": ["core"],
+}
 
 
 def run_handler(function: str, event: Path, layers: dict[str, Path], env: dict[str, str]) -> dict[str, Any]:

@@ -121,7 +121,7 @@ def makefile_targets(makefile: Path) -> set[str]:
 
 # --------------------------------------------------------------------------- functions
 
-FUNCTIONS = ["IngestFunction", "SearchFunction", "CompactFunction", "CopiesFunction"]
+FUNCTIONS = ["IngestFunction", "SearchFunction", "CompactFunction", "CopiesFunction", "DetailsFunction"]
 #: AWS_LAMBDA_EXEC_WRAPPER where the model is fetched rather than attached (PictraceLayer's bin/)
 PREFETCH_WRAPPER = "/opt/bin/pictrace-prefetch-model"
 LAYERS = ["PictraceLayer", "CoreDepsLayer", "ApiDepsLayer", "ModelLayer"]
@@ -131,6 +131,7 @@ FUNCTION_LAYERS = {
     "SearchFunction": ["PictraceLayer", "CoreDepsLayer", "ApiDepsLayer"],
     "CompactFunction": ["PictraceLayer", "CoreDepsLayer"],
     "CopiesFunction": ["PictraceLayer", "CoreDepsLayer", "ApiDepsLayer"],  # search's code: search's layers
+    "DetailsFunction": ["PictraceLayer", "CoreDepsLayer"],  # the model's work of ingest: ingest's layers
 }
 #: `make sizes` (tests/template/test_sizes.py): bytes, extracted, of each function with its other layers, and of
 #: ModelLayer per Weights; Lambda's limit for a function and all its layers, extracted

@@ -99,10 +99,10 @@ def _rejudge(
     details: list[float | None] | None = None,
 ) -> list[Hit]:
     empty = compute_features(np.zeros((32, 32, 3), np.uint8))
-    made = [None if d is None else replace(empty, details=_detail(d)) for d in details or [None] * len(hits)]
-    live = [(h, Entry(h.id, h.keys, np.zeros(2, np.float32), f or empty)) for h, f in zip(hits, made, strict=True)]
+    live = [(h, Entry(h.id, h.keys, np.zeros(2, np.float32), empty)) for h in hits]
+    made = {h.id: _detail(d) for h, d in zip(hits, details or [None] * len(hits), strict=True) if d is not None}
     with ThreadPoolExecutor(1) as pool:
-        return regions.rejudge(live, _Regions(cosines, inliers), None, scoring, pool)
+        return regions.rejudge(live, made, _Regions(cosines, inliers), None, scoring, pool)
 
 
 def test_a_verified_region_match_is_ranked_first_and_called_a_copy() -> None:
@@ -203,30 +203,3 @@ def test_a_tenth_of_a_photo_matches_one_of_its_details_better_than_the_whole_pho
     assert found.detail(mine, None) > max(whole, found.detail(theirs, None)) + 0.1
     small = cv2.imencode(".png", cv2.resize(camera, (details.DETAIL_MIN_SIDE - 1,) * 2))[1].tobytes()
     assert details.embed_details(embedder, small, **limits) is None  # too small to have details
-
-
-class _Model:
-    """The default model's name and preprocessing (its calibration's region rule applies); unit rows for any image."""
-
-    weights, preprocess, dim = "sscd", "sscd-short256", 4
-
-    def embed(self, images: list[np.ndarray]) -> np.ndarray:
-        return np.tile(np.array([1.0, 0.0, 0.0, 0.0], np.float32), (len(images), 1))
-
-
-def test_ingest_makes_details_where_the_rule_judges_them_and_indexes_an_image_it_cannot_decode_again_without(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    from pictrace.errors import DecodeTooCostly
-    from pictrace.settings import Settings
-
-    png = cv2.imencode(".png", _read("astronaut.jpg"))[1].tobytes()
-    made = details.index_details(_Model(), png, Settings(bucket="b"))
-    assert made is not None and made.shape == (details.DETAILS, 4)
-    assert details.index_details(_Model(), png, Settings(bucket="b", regions=False)) is None  # the opt-out
-
-    def too_costly(*args: Any, **kwargs: Any) -> None:
-        raise DecodeTooCostly("decoding took more than its budget")
-
-    monkeypatch.setattr(details, "decode_image", too_costly)
-    assert details.index_details(_Model(), png, Settings(bucket="b")) is None

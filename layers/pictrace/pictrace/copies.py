@@ -19,20 +19,17 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from pictrace.errors import NotFound, UpstreamError
+from pictrace.errors import NotFound
 from pictrace.index.layout import Layout, now_iso
 from pictrace.index.store import parallel
 from pictrace.limits import is_entry_id
+from pictrace.queues import QUEUED_AFTER, SqsQueue
 from pictrace.settings import Settings
-from pictrace.storage import ProcessClients, Store, aws_region, new_client
+from pictrace.storage import Store
 
 logger = logging.getLogger(__name__)
 
 Pair = tuple[str, str]  # two entry ids, the lower first
-
-#: ingest outcomes after which an entry's copies are (re)checked: a new entry, or bytes indexed again as they were
-CHECKED_AFTER = ("created", "unchanged")
-_SQS_BATCH = 10  # SendMessageBatch's most entries
 
 
 def pair_of(a: str, b: str) -> Pair:
@@ -223,34 +220,21 @@ class NoCheckQueue:
         return 0
 
 
-def _make_sqs_client(region: str | None) -> Any:
-    return new_client("sqs", region_name=aws_region(region))
-
-
 class SqsCheckQueue:
-    """The stack's copies queue: one message per id, {"id": ...}, sent ten at a time. client: the SQS client to
-    send with; else one made on first use (honours AWS_ENDPOINT_URL_SQS), kept as long as the queue (a container's
-    ingestor)."""
+    """The stack's copies queue: one message per id, {"id": ...} (CheckRequest). client: the SQS client to send
+    with; else one made on first use (pictrace.queues)."""
 
     def __init__(self, url: str, client: Any | None = None) -> None:
-        self.url = url
-        self._client = client
-        self._made = ProcessClients(_make_sqs_client)
+        self.queue = SqsQueue(url, client, "the copies queue")
 
     @property
     def client(self) -> Any:
         """The SQS client."""
-        return self._client if self._client is not None else self._made()
+        return self.queue.client
 
     def enqueue(self, ids: Sequence[str], announce: bool = True) -> int:
         """See CheckQueue; UpstreamError if SQS refuses any."""
-        for start in range(0, len(ids), _SQS_BATCH):
-            chunk = ids[start : start + _SQS_BATCH]
-            entries = [{"Id": str(n), "MessageBody": CheckRequest(i, announce).to_json()} for n, i in enumerate(chunk)]
-            answer = self.client.send_message_batch(QueueUrl=self.url, Entries=entries)
-            if answer.get("Failed"):
-                raise UpstreamError(f"the copies queue refused {len(answer['Failed'])} ids: {answer['Failed'][0]}")
-        return len(ids)
+        return self.queue.send([CheckRequest(i, announce).to_json() for i in ids])
 
 
 def open_check_queue(settings: Settings) -> CheckQueue:
@@ -267,7 +251,7 @@ class CopyHooks:
 
     def indexed(self, action: str, entry_id: str | None) -> None:
         """After a key was indexed: queue its entry for a check when it is new (or its bytes came again)."""
-        if entry_id is not None and action in CHECKED_AFTER:
+        if entry_id is not None and action in QUEUED_AFTER:
             self.queue.enqueue([entry_id])
 
     def removed(self, entry_id: str | None, action: str) -> None:

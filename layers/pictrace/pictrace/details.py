@@ -1,35 +1,27 @@
 """Details of an indexed image (issue 27): find a query that is a detail cut out of an indexed photo.
 
 A detail cut small out of a photo (a tenth of it, a twentieth) has a global embedding far from the photo's: the
-whole-image search does not rank the original first reliably, and its verdict does not call it a copy. So ingest
-also embeds windows of each image (DETAIL_GRIDS: a 5 x 5 grid of windows a quarter of its sides, each overlapping
-its neighbours), decoded large enough that a window keeps detail (DETAIL_SHORT_SIDE), and stores them with its entry
-(``Features.details``, float16: 25.6 KiB per image at 512 dimensions). A search whose whole query finds no copy
-compares the query with the details of every candidate it has (pictrace.regions.Regions.detail): the best centred cosine
-is the candidate's ``detail``.
+whole-image search does not rank the original first reliably, and its verdict does not call it a copy. So each
+indexed image also has the embeddings of its windows (DETAIL_GRIDS: a 5 x 5 grid of windows a quarter of its sides,
+each overlapping its neighbours), decoded large enough that a window keeps detail (DETAIL_SHORT_SIDE): its details,
+made after the image is indexed by the details stage (pictrace.detailstage) and stored beside its entry (float16:
+25.6 KiB per image at 512 dimensions). A search whose whole query finds no copy compares the query with the details
+of every candidate it has (pictrace.regions.Regions.detail): the best centred cosine is the candidate's ``detail``.
 
 Only models whose calibration has a region rule with a detail threshold get details (the constants hold for the
 embedding they were fitted on), only where regions are searched (Settings.regions), and only images whose content
-keeps DETAIL_MIN_SIDE pixels on its short side (a window of a smaller one is a few dozen pixels). An image that
-ingest decoded but cannot decode again this large (within the decode's budget) is indexed without details. Entries
-written before details have none: they gain them when their images are indexed again.
+keeps DETAIL_MIN_SIDE pixels on its short side (a window of a smaller one is a few dozen pixels).
 """
 
 from __future__ import annotations
 
-import logging
-
 import numpy as np
 
 from pictrace.embedding import Embedder
-from pictrace.errors import InvalidImage
 from pictrace.images import decode_image
 from pictrace.rerank import trim_border
-from pictrace.settings import Settings
 from pictrace.verdict import Scoring
 from pictrace.windows import Grid, cut, grid_boxes
-
-logger = logging.getLogger(__name__)
 
 #: the windows embedded per indexed image: (side as a share of the image's side, windows per side)
 DETAIL_GRIDS: tuple[Grid, ...] = ((1 / 4, 5),)
@@ -47,22 +39,10 @@ def wants_details(scoring: Scoring, regions: bool) -> bool:
     return regions and scoring.region is not None and scoring.region.detail_cosine > 0
 
 
-def index_details(model: Embedder, data: bytes, settings: Settings) -> np.ndarray | None:
-    """An image's details as ingest indexes them (embed_details), or None where the settings' scoring of the model
-    wants none (wants_details), or the image cannot be decoded for them (logged)."""
-    if not wants_details(settings.scoring(model.weights, model.preprocess), settings.regions):
-        return None
-    try:
-        return embed_details(model, data, max_bytes=settings.max_bytes, max_pixels=settings.max_pixels)
-    except InvalidImage as exc:  # decoded once already; larger, it can pass the decode's budget of time
-        logger.warning("indexed without details: %s", exc)
-        return None
-
-
 def embed_details(model: Embedder, data: bytes, *, max_bytes: int, max_pixels: int) -> np.ndarray | None:
     """The embeddings of the image's windows (DETAIL_GRIDS) in its content (without its uniform border), (DETAILS,
-    dim) float16 unit rows; None for content short of DETAIL_MIN_SIDE. The bytes must be a valid image (ingest
-    decoded them already)."""
+    dim) float16 unit rows; None for content short of DETAIL_MIN_SIDE. InvalidImage if the bytes cannot be decoded this
+    large (the decode's limits)."""
     image = decode_image(data, max_bytes=max_bytes, max_pixels=max_pixels, short_side=DETAIL_SHORT_SIDE)
     content = trim_border(image.bgr)
     height, width = content.shape[:2]

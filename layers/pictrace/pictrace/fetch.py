@@ -24,6 +24,7 @@ from yarl import URL
 
 from pictrace.errors import FetchError, ImageTooLarge, UpstreamError
 from pictrace.images import sniff_format
+from pictrace.settings import Settings
 
 MAX_REDIRECTS = 3
 #: S3 answers that a GET should be retried after (throttling, server errors), and how often to try
@@ -338,3 +339,11 @@ class ObjectFetcher:
             while len(self._cache) > self.cache_size:
                 self._cache.popitem(last=False)
         return found
+
+
+def index_fetcher(presign: Callable[[str], str], parse: Callable[[bytes], Any], settings: Settings) -> ObjectFetcher:
+    """A fetcher of index objects (presign: their links) with the settings' concurrency, cache size and timeout."""
+    s = settings
+    return ObjectFetcher(
+        presign, parse, concurrency=s.fetch_concurrency, cache_size=s.feature_cache, timeout=s.url_timeout
+    )

@@ -4,19 +4,18 @@ Each S3 record is handled by looking at the bucket as it is (not at what the eve
 duplicated or reordered events all converge on the same index.
 
 A key goes through four stages: read (the object's bytes and their SHA-256), decode (as small as the later stages
-allow, pictrace.pipeline.decode_content, then the rerank features), embed (the model, and the image's details:
-pictrace.details) and index (the index's reads and writes, the only stage that depends on what came before).
+allow, pictrace.pipeline.decode_content, then the rerank features), embed (the model) and index (the index's reads
+and writes, the only stage that depends on what came before).
 IngestBatch parses an SQS batch once; its ReadAhead runs the first three stages for the next keys while the current
 key's stage runs, each key on a thread of its own (the model, OpenCV and S3 I/O release the GIL), the model
 single-threaded in each; the index stage stays in order on the caller's thread. On a new container the model loads
-beside the first keys' reads and decodes (Ingestor.load_model_ahead). A new entry is queued for its copy check, and
-an entry that goes takes its copy links with it (pictrace.copies.CopyHooks).
+beside the first keys' reads and decodes (Ingestor.load_model_ahead). A new entry is queued for its copy check and
+its details (pictrace.detailstage); an entry that goes takes its copy links with it (pictrace.copies.CopyHooks).
 """
 
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import logging
 import time
@@ -33,11 +32,11 @@ from aws_lambda_powertools.utilities.data_classes import S3Event
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from pictrace.copies import copy_hooks
-from pictrace.details import index_details
+from pictrace.detailstage import details_queue
 from pictrace.embedding import Embedder, get_embedder
 from pictrace.errors import InvalidImage, NotFound, ObjectTooLarge
 from pictrace.index.backend import ShortlistBackend
-from pictrace.index.layout import Entry, now_iso
+from pictrace.index.layout import Entry, content_id, now_iso
 from pictrace.index.vectors import refused_vector
 from pictrace.modelfetch import ensure_model
 from pictrace.pipeline import Decoded, decode_content, embed_content
@@ -108,7 +107,7 @@ class Ingestor:
         self.settings = settings
         w = wiring or wire(settings, store, backend)
         self.store, self.index, self._embedder = w.store, w.index, embedder
-        self.copies = copy_hooks(settings, w.store, w.index.layout)
+        self.copies, self.details = copy_hooks(settings, w.store, w.index.layout), details_queue(settings)
 
     @property
     def embedder(self) -> Embedder:
@@ -167,7 +166,7 @@ class Ingestor:
             return ReadKey(key).timed("read", started, refusal=reason)
         loaded = ReadKey(key).timed("read", started, obj=obj)
         started = time.perf_counter()
-        return loaded.timed("sha256", started, entry_id=hashlib.sha256(obj.body).hexdigest())
+        return loaded.timed("sha256", started, entry_id=content_id(obj.body))
 
     def decode(self, loaded: ReadKey) -> ReadKey:
         """The image decoded and its rerank features, unless the index has its entry already (nothing to compute)
@@ -192,8 +191,7 @@ class Ingestor:
             return loaded
         model, started = self._checked_embedder(), time.perf_counter()  # the model's check is not the stage's
         embedding, inner = embed_content(model, loaded.decoded.content)
-        details = index_details(model, loaded.obj.body, self.settings) if loaded.obj is not None else None
-        features = loaded.features and replace(loaded.features, inner=inner, details=details)  # the photo it frames
+        features = loaded.features and replace(loaded.features, inner=inner)  # the photo it frames
         return loaded.timed("embed", started, embedding=embedding, features=features)
 
     def commit(self, loaded: ReadKey) -> Outcome:
@@ -202,6 +200,7 @@ class Ingestor:
         started, before = time.perf_counter(), sum(loaded.ms.values())
         outcome, loaded = self._commit(loaded)
         self.copies.indexed(outcome.action, outcome.id)
+        self.details.indexed(outcome.action, outcome.id)
         late = sum(loaded.ms.values()) - before  # stages that had to run here
         index_ms = (time.perf_counter() - started) * 1000 - late
         return replace(outcome, ms={**loaded.ms, "index": round(index_ms, 2)})

@@ -22,6 +22,7 @@ image queries, and only where the model's calibration has a region rule.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass, replace
 
@@ -121,11 +122,16 @@ def to_verify(region: np.ndarray) -> set[int]:
 
 
 def rejudge(
-    live: list[tuple[Hit, Entry]], regions: Regions, centre: np.ndarray | None, scoring: Scoring, pool: Executor
+    live: list[tuple[Hit, Entry]],
+    details: Mapping[str, np.ndarray],
+    regions: Regions,
+    centre: np.ndarray | None,
+    scoring: Scoring,
+    pool: Executor,
 ) -> list[Hit]:
     """The hits (with their entries) with their regions' scores and their details' (the query's embedding against
-    the details of those that have them: pictrace.details): each one's best region cosine, the best VERIFY of them
-    verified (in the pool), ranked by the best of their final, region and detail scores and called a copy by the
+    the details of those that have them, by id: pictrace.details): each one's best region cosine, the best VERIFY of
+    them verified (in the pool), ranked by the best of their final, region and detail scores and called a copy by the
     whole query's verdict or by the calibration's region rule; the cosine ranks over them all."""
     rule: RegionRule | None = scoring.region
     cosines, crops = regions.best(np.stack([e.embedding for _, e in live]), centre)
@@ -133,9 +139,8 @@ def rejudge(
     counted = pool.map(lambda i: regions.inliers(int(crops[i]), live[i][1].features), chosen)
     inliers = dict(zip(chosen, counted, strict=True))
     out = []
-    for i, (h, entry) in enumerate(live):
-        details = entry.features.details
-        detail = regions.detail(details, centre) if details is not None else 0.0
+    for i, (h, _entry) in enumerate(live):
+        detail = regions.detail(details[h.id], centre) if h.id in details else 0.0
         s = with_region(h.scores, float(cosines[i]), inliers.get(i, 0), i in inliers, detail)
         whole = scoring.verdict(h.scores.final).match  # the whole query's verdict, on its own score
         match = whole or (rule is not None and rule.is_copy(s.region, s.region_inliers, s.detail))

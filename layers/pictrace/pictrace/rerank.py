@@ -45,7 +45,6 @@ class Features:
     keypoints: np.ndarray  # (n, 2) float32 x, y in the ORB image
     descriptors: np.ndarray  # (n, 32) uint8
     inner: np.ndarray | None = None  # the embedding of the photo the image frames (pictrace.frames), if it frames one
-    details: np.ndarray | None = None  # (k, d) float16 embeddings of an indexed image's details (pictrace.details)
 
 
 @dataclass(frozen=True)

@@ -16,11 +16,11 @@ import numpy as np
 from pictrace.compare import Comparison, Frame, evidence, load_original
 from pictrace.embedding import Embedder, get_embedder
 from pictrace.errors import BadRequest, NotFound, UpstreamError
-from pictrace.fetch import ObjectFetcher
+from pictrace.fetch import index_fetcher
 from pictrace.frames import framed_cosine
 from pictrace.images import DecodedImage
 from pictrace.index.backend import ShortlistBackend
-from pictrace.index.layout import Entry, Layout
+from pictrace.index.layout import Entry, Layout, details_from_bytes
 from pictrace.index.rows import Candidate
 from pictrace.limits import check_entry_id, check_search_limits
 from pictrace.modelfetch import ensure_model
@@ -75,13 +75,8 @@ class SearchService:
         self._embedder = embedder
         self.links = PresignedLinks(self.store, settings.presign_seconds)  # the hits' links to their originals
         self.entry_links = PresignedLinks(self.store, 300)  # what the fetcher reads entries by
-        self.fetcher = ObjectFetcher(
-            self.entry_links.get,
-            Entry.from_bytes,
-            concurrency=settings.fetch_concurrency,
-            cache_size=settings.feature_cache,
-            timeout=settings.url_timeout,
-        )
+        self.fetcher = index_fetcher(self.entry_links.get, Entry.from_bytes, settings)  # embedding, features, keys
+        self.details = index_fetcher(self.entry_links.get, details_from_bytes, settings)  # pictrace.details
 
     @property
     def embedder(self) -> Embedder:
@@ -187,7 +182,10 @@ class SearchService:
         if queried.image is None:
             return hits
         gists, centre = judge.features.gists, judge.centre
-        regions = await asyncio.to_thread(embed_regions, queried.image.bgr, queried.vector, queried.embedder, centre)
+        regions, _ = await asyncio.gather(  # the hits' details fetched (and cached) while the regions are embedded
+            asyncio.to_thread(embed_regions, queried.image.bgr, queried.vector, queried.embedder, centre),
+            self.details.fetch_many([self.layout.details_key(h.id) for h in hits]),
+        )
         found = await asyncio.to_thread(
             lambda: [self.backend.candidates(v, gists, PER_CROP, prefix, False, centre) for v in regions.vectors]
         )
@@ -196,7 +194,11 @@ class SearchService:
         everything = hits + (await asyncio.to_thread(self._rerank, judge, new, fetched, pool) if new else [])
         entries = await self.fetcher.fetch_many([self.layout.entry_key(h.id) for h in everything])
         live = [(h, entries[k]) for h in everything if (k := self.layout.entry_key(h.id)) in entries]
-        return await asyncio.to_thread(rejudge, live, regions, judge.centre, judge.scoring, pool) if live else hits
+        if not live:
+            return hits
+        fetched = await self.details.fetch_many([self.layout.details_key(h.id) for h, _ in live])
+        details = {h.id: fetched[k] for h, _ in live if (k := self.layout.details_key(h.id)) in fetched}
+        return await asyncio.to_thread(rejudge, live, details, regions, judge.centre, judge.scoring, pool)
 
     def _scoring_on_arrival(self, judge: _Judge, candidates: list[Candidate], pool: ThreadPoolExecutor) -> _EarlyScores:
         """When every candidate gets the geometric check (no more of them than `verify`), each is scored in the pool
@@ -281,10 +283,8 @@ class SearchService:
         entry: the same on either backend."""
         live = []
         for c in candidates:
-            entry = fetched.get(self.layout.entry_key(c.id))
-            keys = c.keys
-            if entry is not None and keys:  # else deleted since the scan
-                live.append((replace(c, cosine=judge.cosine(entry)), entry, keys))
+            if (entry := fetched.get(self.layout.entry_key(c.id))) is not None and c.keys:  # else deleted since
+                live.append((replace(c, cosine=judge.cosine(entry)), entry, c.keys))
         by_cosine = {c.id: rank for rank, (c, _, _) in enumerate(sorted(live, key=lambda x: -x[0].cosine), start=1)}
         keys_of = [self.layout.entry_key(c.id) for c, _, _ in live]
         if early and all(k in early for k in keys_of):

@@ -65,6 +65,8 @@ class Settings:
     copies_queue_url: str = ""
     event_bus: str = ""
     copies_shortlist: int = 20
+    # the SQS queue ingest sends each new image's id to for its details (pictrace.detailstage; empty: none made)
+    details_queue_url: str = ""
 
     def __post_init__(self) -> None:
         if not self.bucket:

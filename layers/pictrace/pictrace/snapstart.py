@@ -26,8 +26,7 @@ from typing import Protocol
 
 import numpy as np
 
-from pictrace.index.vectors import s3vectors_client
-from pictrace.storage import s3_client
+from pictrace.storage import ProcessClients
 
 logger = logging.getLogger(__name__)
 
@@ -45,8 +44,7 @@ class Service(Protocol):
 
 def renew_clients() -> None:
     """New AWS clients on next use (new connections, the restored container's credentials); new random state."""
-    s3_client.cache_clear()
-    s3vectors_client.cache_clear()
+    ProcessClients.clear_all()  # S3, S3 Vectors, SQS
     random.seed()
 
 

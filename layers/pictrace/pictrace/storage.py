@@ -5,10 +5,11 @@ from __future__ import annotations
 import os
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import boto3
 from botocore.config import Config
@@ -39,10 +40,19 @@ class ProcessClients:
     instead of making its own (ingest's read-ahead threads all want it when a new container takes its first batch).
     """
 
+    _every: ClassVar[weakref.WeakSet[ProcessClients]] = weakref.WeakSet()
+
     def __init__(self, make: Callable[[str | None], Any]) -> None:
         self._make = make
         self._made: dict[str | None, Any] = {}
         self._lock = threading.Lock()
+        ProcessClients._every.add(self)
+
+    @classmethod
+    def clear_all(cls) -> None:
+        """Drop the clients of every ProcessClients (a SnapStart restore; a new local stack's endpoints)."""
+        for clients in list(cls._every):
+            clients.cache_clear()
 
     def __call__(self, region: str | None = None) -> Any:
         """The region's client (None: the environment's region)."""

@@ -12,6 +12,8 @@ This module is the only place that knows the layout (tests/unit/test_architectur
     vector-failures/<id>.json     why S3 Vectors refused an entry's vector (pictrace.index.vectors)
     copies/<id>/<other>.json      a copy link found between two entries, written under both ids (pictrace.copies)
     dismissed/<id>-<other>.json   a pair marked not a copy, the lower id first; kept by content ids across reindexing
+    details/<id>.npy              the embeddings of an entry's details (pictrace.details), written after the entry by
+                                  the details stage (pictrace.detailstage), deleted with it
 """
 
 from __future__ import annotations
@@ -39,15 +41,22 @@ _SEGMENTS = "segments/"
 _VECTOR_FAILURES = "vector-failures/"
 _COPIES = "copies/"
 _DISMISSED = "dismissed/"
+_DETAILS = "details/"
 _MANIFEST = "manifest.json"
 _MODEL = "model.json"
 _NPZ = ".npz"
 _JSON = ".json"
+_NPY = ".npy"
 
 
 def now_iso() -> str:
     """The current UTC time, ISO 8601."""
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+def content_id(data: bytes) -> str:
+    """The entry id of an image's bytes: their SHA-256, hex."""
+    return hashlib.sha256(data).hexdigest()
 
 
 def key_digest(key: str) -> str:
@@ -77,8 +86,6 @@ class Entry:
         }
         if self.features.inner is not None:  # the photo it frames (pictrace.frames)
             arrays["inner"] = self.features.inner.astype(np.float32)
-        if self.features.details is not None:  # its details' embeddings (pictrace.details)
-            arrays["details"] = self.features.details.astype(np.float16)
         buf = io.BytesIO()
         np.savez(buf, **arrays)  # type: ignore[arg-type]  # numpy stubs: a dict of arrays may hold allow_pickle
         return buf.getvalue()
@@ -89,13 +96,24 @@ class Entry:
         with np.load(io.BytesIO(data), allow_pickle=False) as npz:
             header = json.loads(npz["header"].tobytes().decode())
             inner = npz["inner"] if "inner" in npz.files else None  # entries written before frames have none
-            details = npz["details"] if "details" in npz.files else None  # nor those before details, or without
-            features = Features(npz["thumb"], npz["keypoints"], npz["descriptors"], inner, details)
+            features = Features(npz["thumb"], npz["keypoints"], npz["descriptors"], inner)
             embedding = npz["embedding"]
         entry_id = header.pop("id")
         keys = tuple(header.pop("keys"))
         header.pop("version", None)
         return cls(id=entry_id, keys=keys, embedding=embedding, features=features, meta=header)
+
+
+def details_to_bytes(details: np.ndarray) -> bytes:
+    """Serialise an entry's details (npy, float16, no pickles)."""
+    buf = io.BytesIO()
+    np.save(buf, np.asarray(details, np.float16), allow_pickle=False)
+    return buf.getvalue()
+
+
+def details_from_bytes(data: bytes) -> np.ndarray:
+    """Parse what details_to_bytes wrote: (k, d) float16."""
+    return np.asarray(np.load(io.BytesIO(data), allow_pickle=False))
 
 
 @dataclass(frozen=True)
@@ -119,6 +137,10 @@ class Layout:
         if key.startswith(self.entries_prefix) and key.endswith(_NPZ):
             return key[len(self.entries_prefix) : -len(_NPZ)]
         return None
+
+    def details_key(self, entry_id: str) -> str:
+        """S3 key of an entry's details."""
+        return f"{self.prefix}{_DETAILS}{entry_id}{_NPY}"
 
     # --- pointers and failures, named by the image key's digest
     @property

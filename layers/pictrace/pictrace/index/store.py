@@ -303,6 +303,7 @@ class IndexStore:
             if not keys:
                 if self.store.delete(key, if_match=etag):
                     self.mark_changed(entry_id)
+                    self.store.delete(self.layout.details_key(entry_id))  # after the entry (pictrace.detailstage)
                     return "deleted"
             elif self.store.put(key, replace(entry, keys=keys).to_bytes(), if_match=etag):
                 self.mark_changed(entry_id)

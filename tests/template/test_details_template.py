@@ -1,0 +1,131 @@
+"""The stack's details stage (issue 27, off ingest's path): the details queue ingest fills and its DLQ, DetailsFunction
+(ingest's layers, model and memory), its role's least privilege (it writes only the keys pictrace.index.layout names
+for details), and the details handler running on its built layer."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pictrace.index.layout import Layout
+
+from tests.template.test_duplicates_template import granted, layers  # noqa: F401  # layers: a fixture
+from tests.template.test_template import (
+    MODEL_LAYER,
+    PREFETCH_WRAPPER,
+    _attached,
+    _grants,
+    evaluate,
+    function_properties,
+)
+
+INDEX = "arn:${AWS::Partition}:s3:::${ImagesBucket}/${IndexPrefix}"
+
+
+@pytest.fixture(scope="module")
+def template() -> dict[str, Any]:
+    from tests.template.test_template import load_template
+
+    return load_template()
+
+
+def test_ingest_queues_each_new_image_on_the_details_queue_and_only_ingest_does(template: dict[str, Any]) -> None:
+    assert function_properties(template, "IngestFunction")["Environment"]["Variables"][
+        "PICTRACE_DETAILS_QUEUE_URL"
+    ] == {"Ref": "DetailsQueue"}
+    sends = [r for a, r, _ in _grants(template, "IngestFunctionRole") if "sqs:SendMessage" in a]
+    assert ["{'Fn::GetAtt': ['DetailsQueue', 'Arn']}"] in sends
+    for name in ("SearchFunction", "CompactFunction", "CopiesFunction", "DetailsFunction"):
+        assert "PICTRACE_DETAILS_QUEUE_URL" not in function_properties(template, name)["Environment"]["Variables"]
+        assert "sqs:SendMessage" not in granted(template, f"{name}Role")
+
+
+def test_the_details_function_takes_batches_from_its_queue_with_a_dlq(template: dict[str, Any]) -> None:
+    res, params = template["Resources"], template["Parameters"]
+    props = evaluate(template, function_properties(template, "DetailsFunction"))
+    (event,) = props["Events"].values()
+    assert event["Type"] == "SQS" and event["Properties"]["Queue"] == {"Fn::GetAtt": ["DetailsQueue", "Arn"]}
+    assert event["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]  # a bad message fails alone
+    assert event["Properties"]["ScalingConfig"]["MaximumConcurrency"] == str(params["IngestMaxConcurrency"]["Default"])
+    assert params["IngestMaxConcurrency"]["MinValue"] >= 2  # SQS's least MaximumConcurrency
+    queue = res["DetailsQueue"]["Properties"]
+    assert queue["VisibilityTimeout"] >= 6 * props["Timeout"]  # AWS's guidance for SQS event sources
+    assert queue["RedrivePolicy"]["deadLetterTargetArn"] == {"Fn::GetAtt": ["DetailsDLQ", "Arn"]}
+    assert queue["SqsManagedSseEnabled"] and res["DetailsDLQ"]["Properties"]["SqsManagedSseEnabled"]
+    alarm = res["DetailsDLQAlarm"]["Properties"]
+    assert alarm["Dimensions"] == [{"Name": "QueueName", "Value": {"Fn::GetAtt": ["DetailsDLQ", "QueueName"]}}]
+    assert props["Handler"] == "app.lambda_handler" and props["CodeUri"] == "functions/details/"
+    assert props["LoggingConfig"]["LogGroup"] == {"Ref": "DetailsFunctionLogGroup"}
+
+
+@pytest.mark.parametrize("weights", sorted(MODEL_LAYER))
+@pytest.mark.parametrize("arch", ["x86_64", "arm64"])
+def test_the_details_function_runs_on_ingests_layers_and_model(
+    template: dict[str, Any], arch: str, weights: str
+) -> None:
+    """Ingest's layers and memory: the model attached exactly where ingest attaches it, fetched elsewhere."""
+    params = {"Architecture": arch, "Weights": weights}
+    attached = _attached(template, "IngestFunction", params)
+    assert _attached(template, "DetailsFunction", params) == attached
+    details = evaluate(template, function_properties(template, "DetailsFunction"), params)
+    ingest = evaluate(template, function_properties(template, "IngestFunction"), params)
+    assert details["Layers"] == ingest["Layers"] and details["MemorySize"] == ingest["MemorySize"]
+    assert details["Environment"]["Variables"].get("AWS_LAMBDA_EXEC_WRAPPER") == (
+        None if attached else PREFETCH_WRAPPER
+    )
+    fetch = granted(template, "DetailsFunctionRole", params).get("lambda:GetLayerVersion")
+    assert fetch == (None if attached else {json.dumps({"Ref": "ModelLayer"})})
+
+
+def test_the_details_function_reads_images_and_the_index_and_writes_details_only(template: dict[str, Any]) -> None:
+    details = f"arn:${{AWS::Partition}}:s3:::${{ImagesBucket}}/{Layout('${IndexPrefix}').details_key('')[:-4]}*"
+    role = granted(template, "DetailsFunctionRole", {"KmsKeyArn": "arn:aws:kms:x"})
+    assert role["s3:PutObject"] == role["s3:DeleteObject"] == {details}
+    assert role["s3:GetObject"] == {f"{INDEX}*", "arn:${AWS::Partition}:s3:::${ImagesBucket}/${ImagesPrefix}*"}
+    assert set(role) == {
+        "logs:CreateLogStream",
+        "logs:PutLogEvents",
+        "sqs:ReceiveMessage",
+        "sqs:DeleteMessage",
+        "sqs:GetQueueAttributes",
+        "s3:GetObject",
+        "s3:PutObject",
+        "s3:DeleteObject",
+        "s3:ListBucket",
+        "kms:Decrypt",
+        "kms:GenerateDataKey",
+    }
+    assert f"{INDEX}*" in granted(template, "IngestFunctionRole")["s3:DeleteObject"]  # an entry's details go with it
+
+
+@pytest.mark.slow
+def test_the_details_handler_runs_on_its_built_layer_against_the_local_stack(
+    layers: dict[str, Path],  # noqa: F811
+    stack: Any,
+    tmp_path: Path,
+) -> None:
+    """The artifact: ingest (core layer) queues the new image's details over SQS, and the details handler (core layer
+    only, as DetailsFunction) writes them beside its entry."""
+    from tests.conftest import DATA, MODEL_DIR
+    from tests.functional.helpers import sqs_s3_event
+    from tests.template.test_layers import run_handler
+
+    env = {**stack.env(), "PICTRACE_MODEL_DIR": str(MODEL_DIR), "PICTRACE_REFRESH_SECONDS": "0"}
+    env.update(POWERTOOLS_SERVICE_NAME="probe", POWERTOOLS_METRICS_NAMESPACE="Probe", POWERTOOLS_DEV="false")
+    original = (DATA / "astronaut.jpg").read_bytes()
+    s3, sqs = stack.client("s3"), stack.client("sqs")
+    s3.put_object(Bucket=stack.bucket, Key="images/a.jpg", Body=original)
+    (tmp_path / "ingest.json").write_text(json.dumps(sqs_s3_event(stack.bucket, ["images/a.jpg"])))
+    assert run_handler("ingest", tmp_path / "ingest.json", layers, env)["result"] == {"batchItemFailures": []}
+    got = sqs.receive_message(QueueUrl=stack.details_url, MaxNumberOfMessages=10, WaitTimeSeconds=1)["Messages"]
+    records = [{"messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"]} for m in got]
+    for r in records:
+        r.update(attributes={}, messageAttributes={}, md5OfBody="", eventSource="aws:sqs", awsRegion="us-east-1")
+        r["eventSourceARN"] = stack.arn(stack.details_url)
+    (tmp_path / "details.json").write_text(json.dumps({"Records": records}))
+    made = run_handler("details", tmp_path / "details.json", layers, env)
+    assert made["result"] == {"batchItemFailures": []}
+    s3.head_object(Bucket=stack.bucket, Key=Layout("index/").details_key(hashlib.sha256(original).hexdigest()))
