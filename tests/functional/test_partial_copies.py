@@ -116,3 +116,33 @@ def test_the_details_stage_writes_the_details_of_every_image_large_enough_to_hav
     s3.delete_object(Bucket=stack.bucket, Key="images/astronaut.jpg")
     assert Ingestor(Settings.from_env()).sync_key("images/astronaut.jpg").action == "deleted"  # its details go too
     assert "Contents" not in s3.list_objects_v2(Bucket=stack.bucket, Prefix=layout.details_key(ASTRONAUT))
+
+
+def test_details_backfill_queues_every_indexed_image_and_the_stage_makes_the_missing_details(stack: Any) -> None:
+    """An index built before the details stage: `pictrace details-backfill` queues every image on the local stack's
+    details queue (found from its S3 endpoint), and the details handler makes the details that are missing."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from pictrace.index.layout import Layout
+    from pictrace.settings import Settings
+
+    from infra.local import details_worker
+
+    _search(stack, _detail(), regions=True)
+    s3, layout = stack.client("s3"), Layout(Settings.from_env().index_prefix)
+    ids = [hashlib.sha256(read(name)).hexdigest() for name in INDEXED]
+    for entry_id in ids[:2]:
+        s3.delete_object(Bucket=stack.bucket, Key=layout.details_key(entry_id))
+    env = {k: v for k, v in os.environ.items() if k != "PICTRACE_DETAILS_QUEUE_URL"}
+    command = [str(Path(sys.executable).parent / "pictrace"), "details-backfill", "--json", "-q"]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0 and json.loads(done.stdout)["queued"] == len(INDEXED), done.stderr
+    worker = details_worker(stack)
+    worker.drain()
+    assert worker.processed == len(INDEXED) and worker.failed == 0
+    for entry_id in ids:
+        s3.head_object(Bucket=stack.bucket, Key=layout.details_key(entry_id))

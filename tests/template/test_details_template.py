@@ -12,13 +12,15 @@ from typing import Any
 import pytest
 from pictrace.index.layout import Layout
 
-from tests.template.test_duplicates_template import granted, layers  # noqa: F401  # layers: a fixture
+from tests.template.test_duplicates_template import (  # layers: a fixture
+    check_queue_consumer,
+    check_runs_like,
+    granted,
+    layers,  # noqa: F401
+)
 from tests.template.test_template import (
     MODEL_LAYER,
-    PREFETCH_WRAPPER,
-    _attached,
     _grants,
-    evaluate,
     function_properties,
 )
 
@@ -44,21 +46,7 @@ def test_ingest_queues_each_new_image_on_the_details_queue_and_only_ingest_does(
 
 
 def test_the_details_function_takes_batches_from_its_queue_with_a_dlq(template: dict[str, Any]) -> None:
-    res, params = template["Resources"], template["Parameters"]
-    props = evaluate(template, function_properties(template, "DetailsFunction"))
-    (event,) = props["Events"].values()
-    assert event["Type"] == "SQS" and event["Properties"]["Queue"] == {"Fn::GetAtt": ["DetailsQueue", "Arn"]}
-    assert event["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]  # a bad message fails alone
-    assert event["Properties"]["ScalingConfig"]["MaximumConcurrency"] == str(params["IngestMaxConcurrency"]["Default"])
-    assert params["IngestMaxConcurrency"]["MinValue"] >= 2  # SQS's least MaximumConcurrency
-    queue = res["DetailsQueue"]["Properties"]
-    assert queue["VisibilityTimeout"] >= 6 * props["Timeout"]  # AWS's guidance for SQS event sources
-    assert queue["RedrivePolicy"]["deadLetterTargetArn"] == {"Fn::GetAtt": ["DetailsDLQ", "Arn"]}
-    assert queue["SqsManagedSseEnabled"] and res["DetailsDLQ"]["Properties"]["SqsManagedSseEnabled"]
-    alarm = res["DetailsDLQAlarm"]["Properties"]
-    assert alarm["Dimensions"] == [{"Name": "QueueName", "Value": {"Fn::GetAtt": ["DetailsDLQ", "QueueName"]}}]
-    assert props["Handler"] == "app.lambda_handler" and props["CodeUri"] == "functions/details/"
-    assert props["LoggingConfig"]["LogGroup"] == {"Ref": "DetailsFunctionLogGroup"}
+    check_queue_consumer(template, "Details", "IngestMaxConcurrency")
 
 
 @pytest.mark.parametrize("weights", sorted(MODEL_LAYER))
@@ -67,17 +55,7 @@ def test_the_details_function_runs_on_ingests_layers_and_model(
     template: dict[str, Any], arch: str, weights: str
 ) -> None:
     """Ingest's layers and memory: the model attached exactly where ingest attaches it, fetched elsewhere."""
-    params = {"Architecture": arch, "Weights": weights}
-    attached = _attached(template, "IngestFunction", params)
-    assert _attached(template, "DetailsFunction", params) == attached
-    details = evaluate(template, function_properties(template, "DetailsFunction"), params)
-    ingest = evaluate(template, function_properties(template, "IngestFunction"), params)
-    assert details["Layers"] == ingest["Layers"] and details["MemorySize"] == ingest["MemorySize"]
-    assert details["Environment"]["Variables"].get("AWS_LAMBDA_EXEC_WRAPPER") == (
-        None if attached else PREFETCH_WRAPPER
-    )
-    fetch = granted(template, "DetailsFunctionRole", params).get("lambda:GetLayerVersion")
-    assert fetch == (None if attached else {json.dumps({"Ref": "ModelLayer"})})
+    check_runs_like(template, "DetailsFunction", "IngestFunction", {"Architecture": arch, "Weights": weights})
 
 
 def test_the_details_function_reads_images_and_the_index_and_writes_details_only(template: dict[str, Any]) -> None:

@@ -59,22 +59,41 @@ def test_ingest_queues_each_new_image_on_the_copies_queue_and_may_send_nowhere_e
         assert "PICTRACE_COPIES_QUEUE_URL" not in function_properties(template, name)["Environment"]["Variables"]
 
 
-def test_the_copies_function_checks_batches_from_its_queue_with_a_dlq(template: dict[str, Any]) -> None:
+def check_queue_consumer(template: dict[str, Any], name: str, concurrency: str) -> None:
+    """<name>Function takes batches from <name>Queue (with <name>DLQ and its alarm), at most the concurrency
+    parameter's default at once, from functions/<name lower-cased>/ with a log group of its own."""
     res, params = template["Resources"], template["Parameters"]
-    props = evaluate(template, function_properties(template, "CopiesFunction"))
+    props = evaluate(template, function_properties(template, f"{name}Function"))
     (event,) = props["Events"].values()
-    assert event["Type"] == "SQS" and event["Properties"]["Queue"] == {"Fn::GetAtt": ["CopiesQueue", "Arn"]}
+    assert event["Type"] == "SQS" and event["Properties"]["Queue"] == {"Fn::GetAtt": [f"{name}Queue", "Arn"]}
     assert event["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]  # a bad message fails alone
-    assert event["Properties"]["ScalingConfig"]["MaximumConcurrency"] == str(params["CopiesMaxConcurrency"]["Default"])
-    assert params["CopiesMaxConcurrency"]["MinValue"] >= 2  # SQS's least MaximumConcurrency
-    queue = res["CopiesQueue"]["Properties"]
+    assert event["Properties"]["ScalingConfig"]["MaximumConcurrency"] == str(params[concurrency]["Default"])
+    assert params[concurrency]["MinValue"] >= 2  # SQS's least MaximumConcurrency
+    queue = res[f"{name}Queue"]["Properties"]
     assert queue["VisibilityTimeout"] >= 6 * props["Timeout"]  # AWS's guidance for SQS event sources
-    assert queue["RedrivePolicy"]["deadLetterTargetArn"] == {"Fn::GetAtt": ["CopiesDLQ", "Arn"]}
-    assert queue["SqsManagedSseEnabled"] and res["CopiesDLQ"]["Properties"]["SqsManagedSseEnabled"]
-    alarm = res["CopiesDLQAlarm"]["Properties"]
-    assert alarm["Dimensions"] == [{"Name": "QueueName", "Value": {"Fn::GetAtt": ["CopiesDLQ", "QueueName"]}}]
-    assert props["Handler"] == "app.lambda_handler" and props["CodeUri"] == "functions/copies/"
-    assert props["LoggingConfig"]["LogGroup"] == {"Ref": "CopiesFunctionLogGroup"}
+    assert queue["RedrivePolicy"]["deadLetterTargetArn"] == {"Fn::GetAtt": [f"{name}DLQ", "Arn"]}
+    assert queue["SqsManagedSseEnabled"] and res[f"{name}DLQ"]["Properties"]["SqsManagedSseEnabled"]
+    alarm = res[f"{name}DLQAlarm"]["Properties"]
+    assert alarm["Dimensions"] == [{"Name": "QueueName", "Value": {"Fn::GetAtt": [f"{name}DLQ", "QueueName"]}}]
+    assert props["Handler"] == "app.lambda_handler" and props["CodeUri"] == f"functions/{name.lower()}/"
+    assert props["LoggingConfig"]["LogGroup"] == {"Ref": f"{name}FunctionLogGroup"}
+
+
+def test_the_copies_function_checks_batches_from_its_queue_with_a_dlq(template: dict[str, Any]) -> None:
+    check_queue_consumer(template, "Copies", "CopiesMaxConcurrency")
+
+
+def check_runs_like(template: dict[str, Any], function: str, like: str, params: dict[str, str]) -> None:
+    """The function has the layers, model and memory of another (like): the model attached exactly where that one
+    attaches it, fetched elsewhere (the exec wrapper, and the role's GetLayerVersion)."""
+    attached = _attached(template, like, params)
+    assert _attached(template, function, params) == attached
+    mine = evaluate(template, function_properties(template, function), params)
+    theirs = evaluate(template, function_properties(template, like), params)
+    assert mine["Layers"] == theirs["Layers"] and mine["MemorySize"] == theirs["MemorySize"]
+    assert mine["Environment"]["Variables"].get("AWS_LAMBDA_EXEC_WRAPPER") == (None if attached else PREFETCH_WRAPPER)
+    fetch = granted(template, f"{function}Role", params).get("lambda:GetLayerVersion")
+    assert fetch == (None if attached else {json.dumps({"Ref": "ModelLayer"})})
 
 
 @pytest.mark.parametrize("weights", sorted(MODEL_LAYER))
@@ -83,15 +102,7 @@ def test_the_copies_function_runs_search_with_its_layers_and_model(
     template: dict[str, Any], arch: str, weights: str
 ) -> None:
     """Search's code on search's layers: the model attached exactly where search attaches it, fetched elsewhere."""
-    params = {"Architecture": arch, "Weights": weights}
-    attached = _attached(template, "SearchFunction", params)
-    assert _attached(template, "CopiesFunction", params) == attached
-    copies = evaluate(template, function_properties(template, "CopiesFunction"), params)
-    search = evaluate(template, function_properties(template, "SearchFunction"), params)
-    assert copies["Layers"] == search["Layers"] and copies["MemorySize"] == search["MemorySize"]
-    assert copies["Environment"]["Variables"].get("AWS_LAMBDA_EXEC_WRAPPER") == (None if attached else PREFETCH_WRAPPER)
-    fetch = granted(template, "CopiesFunctionRole", params).get("lambda:GetLayerVersion")
-    assert fetch == (None if attached else {json.dumps({"Ref": "ModelLayer"})})
+    check_runs_like(template, "CopiesFunction", "SearchFunction", {"Architecture": arch, "Weights": weights})
 
 
 def test_events_are_a_parameter_on_a_bus_the_stack_creates(template: dict[str, Any]) -> None:

@@ -5,12 +5,9 @@ from __future__ import annotations
 
 import argparse
 import csv
-import ipaddress
 import logging
-import os
 import sys
 from typing import Any
-from urllib.parse import urlsplit
 
 from pictrace.cli.common import (
     EXIT_OK,
@@ -18,15 +15,14 @@ from pictrace.cli.common import (
     Target,
     UsageError,
     api_call,
-    settings_for,
 )
+from pictrace.cli.queueing import queue_every_image, stack_queue
 from pictrace.cli.render import Output
 from pictrace.limits import is_entry_id
 
 logger = logging.getLogger(__name__)
 
 PAGE = 500  # groups per GET /duplicates
-MOTO_ACCOUNT = "123456789012"  # the account moto's queues live in (the local stack's)
 CSV_COLUMNS = ("group", "a", "a_keys", "b", "b_keys", "similarity", "region", "found")
 
 
@@ -73,52 +69,19 @@ def rebuild(target: Target, out: Output, queue: str | None, announce: bool = Tru
     """Queue every indexed image for its copy check on the stack's copies queue (the stack checks them in
     parallel; pairs already linked are not announced again, and none is with announce False)."""
     from pictrace.copies import SqsCheckQueue
-    from pictrace.index.store import IndexStore
-    from pictrace.storage import aws_region, new_client
 
-    url = queue or os.environ.get("PICTRACE_COPIES_QUEUE_URL") or _local_queue(target)
-    if not url:
-        raise UsageError(
-            "which copies queue? --queue URL or PICTRACE_COPIES_QUEUE_URL (the stack's CopiesQueueUrl output)"
-        )
-    ids = sorted(IndexStore(target.store(), settings_for(target).index_prefix).entry_ids())
-    host = urlsplit(url).hostname or ""
-    if _loopback(host):  # the local stack: moto serves SQS beside S3, and takes any credentials
-        creds = {} if os.environ.get("AWS_ACCESS_KEY_ID") else {"aws_access_key_id": "t", "aws_secret_access_key": "t"}
-        client = new_client("sqs", region_name=aws_region(), endpoint_url=url.rsplit("/", 2)[0], **creds)
-    else:  # https://sqs.<region>.amazonaws.com/<account>/<name>
-        region = host.split(".")[1] if host.startswith("sqs.") else None
-        client = new_client("sqs", region_name=aws_region(region))
-    sender = SqsCheckQueue(url, client)
-    with out.progress() as bar:
-        task = bar.add_task("queueing", total=len(ids), info="")
-        for start in range(0, len(ids), 100):
-            bar.advance(task, sender.enqueue(ids[start : start + 100], announce))
-    summary = {"queued": len(ids), "queue": url}
+    sqs = stack_queue(target, queue, "PICTRACE_COPIES_QUEUE_URL", "copies", "CopiesQueueUrl")
+    sender = SqsCheckQueue(sqs.url, sqs.client)
+    queued = queue_every_image(target, out, lambda ids: sender.enqueue(ids, announce))
     if out.json:
-        out.document(summary)
+        out.document({"queued": queued, "queue": sqs.url})
     else:
         out.out.print(
-            f"{len(ids)} indexed images queued for their copy check on {url}: the stack checks them in parallel; "
+            f"{queued} indexed images queued for their copy check on {sqs.url}: the stack checks them in parallel; "
             "`pictrace duplicates` shows the groups as they are found",
             markup=False,
         )
     return EXIT_OK
-
-
-def _local_queue(target: Target) -> str:
-    """The local stack's copies queue (`make run`: moto beside S3), when the target is one; else ''."""
-    endpoint = target.s3_endpoint or ""
-    if not _loopback(urlsplit(endpoint).hostname or ""):
-        return ""
-    return f"{endpoint.rstrip('/')}/{MOTO_ACCOUNT}/{target.bucket}-copies"
-
-
-def _loopback(host: str) -> bool:
-    try:
-        return host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def write_csv(groups: list[dict[str, Any]]) -> None:

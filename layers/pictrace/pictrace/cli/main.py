@@ -19,6 +19,7 @@ from pictrace.cli.common import (
 )
 from pictrace.cli.compare import cmd_compare
 from pictrace.cli.delete import cmd_delete
+from pictrace.cli.details import cmd_details_backfill
 from pictrace.cli.duplicates import cmd_duplicates
 from pictrace.cli.ingest import cmd_ingest
 from pictrace.cli.login import cmd_login
@@ -173,6 +174,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vector-index", help="the index name or ARN (env PICTRACE_VECTOR_INDEX, default images)")
     p.add_argument("--keep-stale", action="store_true", help="do not delete vectors of images no longer indexed")
     p.set_defaults(run=cmd_vectors_backfill)
+
+    p = sub.add_parser(
+        "details-backfill",
+        parents=[common],
+        help="queue every indexed image for its details (an index built before the details stage)",
+        description="Send every indexed image's id to the stack's details queue: DetailsFunction makes the details "
+        "the search of partial copies matches (docs/scoring.md, 4c), in parallel; images that have them already are "
+        "left as they are. Safe to run again.",
+    )
+    p.add_argument(
+        "--queue",
+        help="the details queue's URL (env PICTRACE_DETAILS_QUEUE_URL; the stack's DetailsQueueUrl output; default "
+        "for a local stack: its own)",
+    )
+    p.set_defaults(run=cmd_details_backfill)
     return parser
 
 
