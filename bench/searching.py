@@ -131,7 +131,7 @@ def run_searches(
     size = None if deployed else SHORTLIST
     for case in cases:
         if cold:
-            for cache in (service.fetcher, service.entry_links, service.links):
+            for cache in (service.fetcher, service.details, service.entry_links, service.links):
                 cache.clear()
         original = case.original_id if case.positive else None
         if rank_probe is not None:

@@ -54,12 +54,12 @@ def padded_latency(
     padding = max(0, profile.scan_n - len(entries))
     index = PaddedIndex(store, prefix, padding, template, settings.refresh_seconds, settings.fetch_concurrency)
     padded = SearchService(settings, store, OnnxEmbedder(config.model_dir), backend=MemoryBackend(index))
-    # a synthetic row that reaches a shortlist is fetched as a stand-in, a real entry's object (the template's), and
-    # reranked like one: fetch and rerank do the work an index of N real entries would make them do
-    stand_ins = {index_store.layout.entry_key(i) for i in index.padding.rows}
-    template_key = index_store.layout.entry_key(template.id)
-    presign = padded.fetcher.presign
-    padded.fetcher.presign = lambda key: presign(template_key if key in stand_ins else key)
+    # a synthetic row that reaches a shortlist is fetched as a stand-in, a real entry's objects (the template's entry
+    # and details), and reranked like one: fetch and rerank do the work an index of N real entries would make them do
+    layout = index_store.layout
+    for fetcher, key_of in ((padded.fetcher, layout.entry_key), (padded.details, layout.details_key)):
+        stand_ins, real, presign = {key_of(i) for i in index.padding.rows}, key_of(template.id), fetcher.presign
+        fetcher.presign = lambda key, s=stand_ins, r=real, p=presign: p(r if key in s else key)  # type: ignore[misc]
     index.refresh(force=True)
     index.synthetic_per_call.clear()
     cold, warm = latency_pass(padded, cases, loop, warm=config.default)

@@ -136,3 +136,22 @@ def test_ingest_queues_new_and_redelivered_entries_and_the_stage_reads_what_it_q
 def test_a_message_that_names_no_image_is_refused(body: str) -> None:
     with pytest.raises(ValueError, match="not a details-queue message"):
         requested_id(body)
+
+
+def test_an_image_too_small_for_details_gets_an_empty_set_once_and_matches_no_query() -> None:
+    from pictrace.regions import Regions
+
+    store, index, _ = _indexed()
+    small = cv2.imencode(".png", np.full((details.DETAIL_MIN_SIDE - 1,) * 2 + (3,), 90, np.uint8))[1].tobytes()
+    store.put("images/small.png", small)
+    features = compute_features(np.zeros((32, 32, 3), np.uint8))
+    meta = {"weights": "sscd", "preprocess": "sscd-short256"}
+    entry = Entry(content_id(small), ("images/small.png",), np.array([1.0, 0, 0, 0], np.float32), features, meta)
+    index.create_or_add_key(entry, "images/small.png")
+    stage = _stage(store, index)
+    assert stage.detail(entry.id).action == "none"
+    written = details_from_bytes(store.get(index.layout.details_key(entry.id)).body)
+    assert written.shape == (0, 4)  # written: searches find it, and cache it, instead of asking S3 every time
+    assert stage.detail(entry.id).action == "present"
+    query = np.array([1.0, 0, 0, 0], np.float32)
+    assert Regions(query, [], [], np.zeros((0, 4)), np.zeros((0, 4))).detail(written, None) == 0.0

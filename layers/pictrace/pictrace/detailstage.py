@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+import numpy as np
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from pictrace.details import embed_details, wants_details
@@ -39,9 +40,9 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Detailed:
-    """What the stage did for one id: detailed (its details written), present (written before), none (too small,
-    or no decodable image under its keys: logged), skipped (its model gets no details, or regions are off) or gone
-    (not indexed any more); ms: how long it took."""
+    """What the stage did for one id: detailed (its details written), present (written before), none (too small to
+    have any: an empty set written; or no decodable image under its keys: logged, nothing written), skipped (its
+    model gets no details, or regions are off) or gone (not indexed any more); ms: how long it took."""
 
     id: str
     action: str
@@ -124,13 +125,13 @@ class DetailStage:
         except InvalidImage as exc:  # decoded once by ingest; this large, it can pass the decode's budget of time
             logger.warning("%s gets no details: %s", entry_id, exc)
             return "none"
-        if details is None:
-            return "none"
+        if details is None:  # too small to have any: written empty, so neither this stage nor searches ask again
+            details = np.zeros((0, len(entry.embedding)), np.float16)
         self.store.put(key, details_to_bytes(details))
         if not self.index.has_entry(entry_id):  # deleted meanwhile: its deletion may have come before this write
             self.store.delete(key)
             return "gone"
-        return "detailed"
+        return "detailed" if len(details) else "none"
 
     def _bytes(self, entry: Entry) -> bytes | None:
         """The image's bytes, read under the first of its keys that still holds them (None: none does)."""

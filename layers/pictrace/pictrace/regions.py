@@ -73,7 +73,10 @@ class Regions:
         return by_crop.max(axis=0), by_crop.argmax(axis=0)
 
     def detail(self, details: np.ndarray, centre: np.ndarray | None) -> float:
-        """The best centred cosine of the whole query with any of a candidate's details (pictrace.details)."""
+        """The best centred cosine of the whole query with any of a candidate's details (pictrace.details); 0 for an
+        image too small to have any."""
+        if not len(details):
+            return 0.0
         return float((_centred(np.asarray(details, np.float32), centre) @ _centred(self.query, centre)).max())
 
     def inliers(self, crop: int, candidate: Features) -> int:
