@@ -266,17 +266,7 @@ class SqsWorker:
         return len(messages)
 
     def _record(self, m: dict[str, Any]) -> dict[str, Any]:
-        return {
-            "messageId": m["MessageId"],
-            "receiptHandle": m["ReceiptHandle"],
-            "body": m["Body"],
-            "attributes": m.get("Attributes", {}),
-            "messageAttributes": {},
-            "md5OfBody": m.get("MD5OfBody", ""),
-            "eventSource": "aws:sqs",
-            "eventSourceARN": self.arn,
-            "awsRegion": "us-east-1",
-        }
+        return lambda_record(m, self.arn)
 
     def drain(self, timeout: float = 120.0) -> None:
         """Process messages until the queue stays empty (or timeout)."""
@@ -305,6 +295,21 @@ class SqsWorker:
         self._stop.set()
         if self._thread:
             self._thread.join(timeout=10)
+
+
+def lambda_record(message: dict[str, Any], queue_arn: str) -> dict[str, Any]:
+    """A received SQS message as Lambda's event source mapping hands it to a handler (one of the event's Records)."""
+    return {
+        "messageId": message["MessageId"],
+        "receiptHandle": message["ReceiptHandle"],
+        "body": message["Body"],
+        "attributes": message.get("Attributes", {}),
+        "messageAttributes": {},
+        "md5OfBody": message.get("MD5OfBody", ""),
+        "eventSource": "aws:sqs",
+        "eventSourceARN": queue_arn,
+        "awsRegion": "us-east-1",
+    }
 
 
 def copies_worker(stack: LocalStack, batch_size: int = 10) -> SqsWorker:

@@ -87,6 +87,7 @@ def test_the_details_handler_runs_on_its_built_layer_against_the_local_stack(
 ) -> None:
     """The artifact: ingest (core layer) queues the new image's details over SQS, and the details handler (core layer
     only, as DetailsFunction) writes them beside its entry."""
+    from infra.local import lambda_record
     from tests.conftest import DATA, MODEL_DIR
     from tests.functional.helpers import sqs_s3_event
     from tests.template.test_layers import run_handler
@@ -99,10 +100,7 @@ def test_the_details_handler_runs_on_its_built_layer_against_the_local_stack(
     (tmp_path / "ingest.json").write_text(json.dumps(sqs_s3_event(stack.bucket, ["images/a.jpg"])))
     assert run_handler("ingest", tmp_path / "ingest.json", layers, env)["result"] == {"batchItemFailures": []}
     got = sqs.receive_message(QueueUrl=stack.details_url, MaxNumberOfMessages=10, WaitTimeSeconds=1)["Messages"]
-    records = [{"messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"]} for m in got]
-    for r in records:
-        r.update(attributes={}, messageAttributes={}, md5OfBody="", eventSource="aws:sqs", awsRegion="us-east-1")
-        r["eventSourceARN"] = stack.arn(stack.details_url)
+    records = [lambda_record(m, stack.arn(stack.details_url)) for m in got]
     (tmp_path / "details.json").write_text(json.dumps({"Records": records}))
     made = run_handler("details", tmp_path / "details.json", layers, env)
     assert made["result"] == {"batchItemFailures": []}

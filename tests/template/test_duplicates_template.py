@@ -188,6 +188,7 @@ def test_the_copies_handler_runs_on_its_built_layers_against_the_local_stack(
     import cv2
     import numpy as np
 
+    from infra.local import lambda_record
     from tests.conftest import DATA, MODEL_DIR
     from tests.functional.helpers import sqs_s3_event
     from tests.template.test_layers import run_handler
@@ -203,10 +204,7 @@ def test_the_copies_handler_runs_on_its_built_layers_against_the_local_stack(
     (tmp_path / "ingest.json").write_text(json.dumps(sqs_s3_event(stack.bucket, ["images/a.jpg", "images/b.jpg"])))
     assert run_handler("ingest", tmp_path / "ingest.json", layers, env)["result"] == {"batchItemFailures": []}
     got = sqs.receive_message(QueueUrl=stack.copies_url, MaxNumberOfMessages=10, WaitTimeSeconds=1)["Messages"]
-    records = [{"messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"]} for m in got]
-    for r in records:
-        r.update(attributes={}, messageAttributes={}, md5OfBody="", eventSource="aws:sqs", awsRegion="us-east-1")
-        r["eventSourceARN"] = stack.arn(stack.copies_url)
+    records = [lambda_record(m, stack.arn(stack.copies_url)) for m in got]
     (tmp_path / "copies.json").write_text(json.dumps({"Records": records}))
     checked = run_handler("copies", tmp_path / "copies.json", layers, env)
     assert checked["result"] == {"batchItemFailures": []}

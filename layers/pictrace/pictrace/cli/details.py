@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 
 from pictrace.cli.common import EXIT_OK, Target
-from pictrace.cli.queueing import queue_every_image, stack_queue
+from pictrace.cli.queueing import queue_every_image, report_queued, stack_queue
 from pictrace.cli.render import Output
 
 
@@ -16,12 +16,6 @@ def cmd_details_backfill(args: argparse.Namespace, target: Target, out: Output) 
 
     sqs = stack_queue(target, args.queue, "PICTRACE_DETAILS_QUEUE_URL", "details", "DetailsQueueUrl")
     queued = queue_every_image(target, out, DetailsQueue(sqs).enqueue)
-    if out.json:
-        out.document({"queued": queued, "queue": sqs.url})
-    else:
-        out.out.print(
-            f"{queued} indexed images queued for their details on {sqs.url}: the stack makes them in parallel "
-            "(those that have them already are left as they are)",
-            markup=False,
-        )
+    said = "the stack makes them in parallel (those that have them already are left as they are)"
+    report_queued(out, queued, sqs.url, f"for their details on {sqs.url}: {said}")
     return EXIT_OK

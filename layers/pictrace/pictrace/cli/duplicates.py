@@ -16,7 +16,7 @@ from pictrace.cli.common import (
     UsageError,
     api_call,
 )
-from pictrace.cli.queueing import queue_every_image, stack_queue
+from pictrace.cli.queueing import queue_every_image, report_queued, stack_queue
 from pictrace.cli.render import Output
 from pictrace.limits import is_entry_id
 
@@ -73,14 +73,8 @@ def rebuild(target: Target, out: Output, queue: str | None, announce: bool = Tru
     sqs = stack_queue(target, queue, "PICTRACE_COPIES_QUEUE_URL", "copies", "CopiesQueueUrl")
     sender = SqsCheckQueue(sqs.url, sqs.client)
     queued = queue_every_image(target, out, lambda ids: sender.enqueue(ids, announce))
-    if out.json:
-        out.document({"queued": queued, "queue": sqs.url})
-    else:
-        out.out.print(
-            f"{queued} indexed images queued for their copy check on {sqs.url}: the stack checks them in parallel; "
-            "`pictrace duplicates` shows the groups as they are found",
-            markup=False,
-        )
+    said = "the stack checks them in parallel; `pictrace duplicates` shows the groups as they are found"
+    report_queued(out, queued, sqs.url, f"for their copy check on {sqs.url}: {said}")
     return EXIT_OK
 
 

@@ -45,6 +45,14 @@ def queue_every_image(target: Target, out: Output, send: Callable[[list[str]], i
     return len(ids)
 
 
+def report_queued(out: Output, queued: int, url: str, said: str) -> None:
+    """What was queued: {"queued", "queue"} with --json, else "<queued> indexed images queued <said>"."""
+    if out.json:
+        out.document({"queued": queued, "queue": url})
+    else:
+        out.out.print(f"{queued} indexed images queued {said}", markup=False)
+
+
 def local_queue(target: Target, name: str) -> str:
     """The local stack's queue <bucket>-<name> (`make run`: moto beside S3), when the target is one; else ''."""
     endpoint = target.s3_endpoint or ""
