@@ -30,7 +30,9 @@ def _inset() -> bytes:
     return cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()
 
 
-def _search(stack: Any, data: bytes, regions: bool, region_rule: bool = True) -> Any:
+def _search(stack: Any, data: bytes, regions: bool, region_rule: bool = True, prepare: Any = None) -> Any:
+    """The query searched on the stack once the indexed photos and their details are in; prepare(service): called
+    before it."""
     from pictrace.embedding import get_embedder
     from pictrace.ingest import Ingestor
     from pictrace.search import SearchQuery, SearchService
@@ -50,7 +52,10 @@ def _search(stack: Any, data: bytes, regions: bool, region_rule: bool = True) ->
         fitted = settings.scoring(embedder.weights, embedder.preprocess)
         assert fitted.calibration is not None
         scoring = replace(fitted, calibration=replace(fitted.calibration, region=None))
-    return asyncio.run(SearchService(settings, scoring=scoring).search(SearchQuery(image=data)))
+    service = SearchService(settings, scoring=scoring)
+    if prepare is not None:
+        prepare(service)
+    return asyncio.run(service.search(SearchQuery(image=data)))
 
 
 ASTRONAUT = hashlib.sha256(read("astronaut.jpg")).hexdigest()
@@ -63,6 +68,22 @@ def test_a_photo_small_inside_another_is_found_and_called_a_copy_by_its_region(s
     assert top.scores.region_inliers >= 10 and top.scores.final == top.scores.region  # verified: ranked on it
     assert "regions" in result.timings
     assert not any(h.match for h in result.results[1:])  # the other indexed photos are not in it
+
+
+def test_a_region_search_asks_once_for_details_that_are_not_there(stack: Any) -> None:
+    """Details not made yet (the stage still behind) are asked for once per search, not again for the live hits."""
+    asked: list[str] = []
+
+    def without_details(service: Any) -> None:
+        for name in INDEXED:
+            key = service.layout.details_key(hashlib.sha256(read(name)).hexdigest())
+            stack.client("s3").delete_object(Bucket=stack.bucket, Key=key)
+        presign = service.details.presign
+        service.details.presign = lambda key: asked.append(key) or presign(key)
+
+    result = _search(stack, _inset(), regions=True, prepare=without_details)
+    assert result.results[0].id == ASTRONAUT and "regions" in result.timings
+    assert asked and len(asked) == len(set(asked)) and all("/details/" in k for k in asked)
 
 
 def test_without_regions_the_whole_query_misses_the_copy(stack: Any) -> None:

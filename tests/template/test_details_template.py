@@ -59,7 +59,7 @@ def test_the_details_function_runs_on_ingests_layers_and_model(
 
 
 def test_the_details_function_reads_images_and_the_index_and_writes_details_only(template: dict[str, Any]) -> None:
-    details = f"arn:${{AWS::Partition}}:s3:::${{ImagesBucket}}/{Layout('${IndexPrefix}').details_key('')[:-4]}*"
+    details = f"arn:${{AWS::Partition}}:s3:::${{ImagesBucket}}/{Layout('${IndexPrefix}').details_prefix}*"
     role = granted(template, "DetailsFunctionRole", {"KmsKeyArn": "arn:aws:kms:x"})
     assert role["s3:PutObject"] == role["s3:DeleteObject"] == {details}
     assert role["s3:GetObject"] == {f"{INDEX}*", "arn:${AWS::Partition}:s3:::${ImagesBucket}/${ImagesPrefix}*"}

@@ -182,9 +182,9 @@ class SearchService:
         if queried.image is None:
             return hits
         gists, centre = judge.features.gists, judge.centre
-        regions, _ = await asyncio.gather(  # the hits' details fetched (and cached) while the regions are embedded
+        regions, got = await asyncio.gather(  # the hits' details fetched (and cached) while regions are embedded
             asyncio.to_thread(embed_regions, queried.image.bgr, queried.vector, queried.embedder, centre),
-            self.details.fetch_many([self.layout.details_key(h.id) for h in hits]),
+            self.details.fetch_many(asked := [self.layout.details_key(h.id) for h in hits]),
         )
         found = await asyncio.to_thread(
             lambda: [self.backend.candidates(v, gists, PER_CROP, prefix, False, centre) for v in regions.vectors]
@@ -196,8 +196,8 @@ class SearchService:
         live = [(h, entries[k]) for h in everything if (k := self.layout.entry_key(h.id)) in entries]
         if not live:
             return hits
-        fetched = await self.details.fetch_many([self.layout.details_key(h.id) for h, _ in live])
-        details = {h.id: fetched[k] for h, _ in live if (k := self.layout.details_key(h.id)) in fetched}
+        got |= await self.details.fetch_many([k for h in new if (k := self.layout.details_key(h.id)) not in asked])
+        details = {h.id: got[k] for h, _ in live if (k := self.layout.details_key(h.id)) in got}
         return await asyncio.to_thread(rejudge, live, details, regions, judge.centre, judge.scoring, pool)
 
     def _scoring_on_arrival(self, judge: _Judge, candidates: list[Candidate], pool: ThreadPoolExecutor) -> _EarlyScores:

@@ -138,9 +138,14 @@ class Layout:
             return key[len(self.entries_prefix) : -len(_NPZ)]
         return None
 
+    @property
+    def details_prefix(self) -> str:
+        """Where the entries' details live (pictrace.details)."""
+        return f"{self.prefix}{_DETAILS}"
+
     def details_key(self, entry_id: str) -> str:
         """S3 key of an entry's details."""
-        return f"{self.prefix}{_DETAILS}{entry_id}{_NPY}"
+        return f"{self.details_prefix}{entry_id}{_NPY}"
 
     # --- pointers and failures, named by the image key's digest
     @property
