@@ -84,7 +84,7 @@ def test_a_fusion_weight_set_by_hand_answers_no_verdict_and_health_says_why(
     monkeypatch.delenv("PICTRACE_WEIGHT_SSIM")
     calibrated = _client().get("/health").json()["scoring"]
     assert calibrated["verdict"] is not None and calibrated["uncalibrated"] is None
-    assert calibrated["verdict"]["region"]["match_inliers"] > 0  # the default model's region rule is shown
+    assert all(n > 0 for _, n in calibrated["verdict"]["region"]["verified"])  # the default model's rule is shown
 
 
 def test_another_preprocessing_than_the_calibrated_one_answers_no_verdict(

@@ -562,7 +562,7 @@ def test_fit_fusion_keeps_each_models_region_rule(tmp_path: Path, monkeypatch: p
     scoring = {"model": "m/p", "centre": [0.0, 0.0]}
     signals = {"profile": "quick", "verify": 16, "models": {"m": records}, "scorings": {"m": scoring}}
     (tmp_path / "signals.json").write_text(json.dumps(signals))
-    rule = {"match_cosine": 0.6, "verified_cosine": 0.3, "match_inliers": 35, "fitted": "apart"}
+    rule = {"match_cosine": 0.6, "verified": [[0.3, 35], [0.38, 15]], "fitted": "apart"}
     out = tmp_path / "calibration.json"
     out.write_text(json.dumps({"m/p": {"region": rule}, "gone/p": {"region": rule}}))
     monkeypatch.setattr(fit_fusion, "ROOT", tmp_path)

@@ -55,7 +55,7 @@ def test_a_photo_at_a_quarter_of_the_width_is_found_by_a_region_and_verified(emb
     x0, y0, x1, y1 = found.boxes[int(crop[0])]
     assert x0 <= 700 + 160 and y0 <= 500 + 120 and x1 >= 700 + 160 and y1 >= 500 + 120  # it holds the inset's centre
     inliers = found.inliers(int(crop[0]), compute_features(astronaut))
-    assert inliers >= RULE.match_inliers and RULE.is_copy(float(best[0]), inliers)
+    assert inliers >= RULE.verified[0][1] and RULE.is_copy(float(best[0]), inliers)
     chance = found.inliers(int(crop[1]), compute_features(camera))
     assert chance < regions.REGION_INLIERS and not RULE.is_copy(float(best[1]), chance)
 
@@ -65,7 +65,7 @@ def _hit(name: str, final: float) -> Hit:
     return Hit(name, (f"{name}.jpg",), None, scores, 0.0, 1)
 
 
-RULE = RegionRule(match_cosine=0.6, verified_cosine=0.3, match_inliers=35, detail_cosine=0.55)
+RULE = RegionRule(match_cosine=0.6, verified=((0.3, 35),), detail_cosine=0.55)
 CALIBRATED = Scoring(
     Weights(1, 0, 0, 0), (), Calibration("sscd", "p", Weights(1, 0, 0, 0), (), 30, -12, 0.4, 1, 1, region=RULE)
 )
@@ -122,11 +122,20 @@ def test_an_unverified_region_match_must_beat_the_whole_query_by_the_penalty() -
 
 
 def test_a_strong_region_cosine_alone_is_a_copy_and_a_weak_one_with_chance_matches_is_not() -> None:
+    ((cosine, inliers),) = RULE.verified
     assert RULE.is_copy(RULE.match_cosine, 0)
-    assert RULE.is_copy(RULE.verified_cosine, RULE.match_inliers)
+    assert RULE.is_copy(cosine, inliers)
     assert not RULE.is_copy(0.29, 200)  # chance matches pile up inliers at low cosines
-    assert not RULE.is_copy(RULE.verified_cosine, RULE.match_inliers - 1)
-    assert not RULE.is_copy(RULE.verified_cosine - 0.01, 200)
+    assert not RULE.is_copy(cosine, inliers - 1)
+    assert not RULE.is_copy(cosine - 0.01, 200)
+
+
+def test_each_verified_tier_asks_fewer_inliers_of_a_closer_region_and_none_lends_its_cosine_to_another() -> None:
+    rule = RegionRule(match_cosine=0.6, verified=((0.3, 35), (0.38, 15)))
+    assert rule.is_copy(0.30, 35) and rule.is_copy(0.38, 15) and rule.is_copy(0.59, 15)
+    assert not rule.is_copy(0.37, 34)  # the first tier's cosine with fewer inliers than it asks
+    assert not rule.is_copy(0.38, 14) and not rule.is_copy(0.29, 100)
+    assert RegionRule.from_row({"match_cosine": 0.6, "verified": [[0.3, 35], [0.38, 15]]}) == rule
 
 
 def test_the_default_models_rule_refuses_what_unrelated_pictures_reached_on_the_bench() -> None:
@@ -135,7 +144,10 @@ def test_the_default_models_rule_refuses_what_unrelated_pictures_reached_on_the_
     assert not rule.is_copy(0.58, 0)  # a rotated photo's black corners against a dark figure
     assert not rule.is_copy(0.36, 23)  # a drawn window's chrome against another picture
     assert not rule.is_copy(0.27, 32)  # a collage's chance matches
+    assert not rule.is_copy(0.41, 4) and not rule.is_copy(0.39, 7)  # the most inliers unrelated results had at 0.38+
+    assert not rule.is_copy(0.31, 28) and not rule.is_copy(0.26, 30)  # a held-out photo of coins against others
     assert rule.is_copy(0.46, 135) and rule.is_copy(0.62, 0)  # insets of the bench's photos
+    assert rule.is_copy(0.43, 16) and rule.is_copy(0.41, 17)  # small insets, ORB confirming fewer keypoints
 
 
 def test_without_a_region_rule_a_region_ranks_but_never_makes_a_copy() -> None:

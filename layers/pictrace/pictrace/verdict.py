@@ -60,19 +60,25 @@ def model_key(weights: str, preprocess: str) -> str:
 @dataclass(frozen=True)
 class RegionRule:
     """When a region of the query (pictrace.regions) alone makes a result a copy: its cosine reaches match_cosine,
-    or verified_cosine with match_inliers ORB inliers inside it; and when a detail of the result (pictrace.details)
-    does: the query's cosine with it reaches detail_cosine (0: the model's entries have no details)."""
+    or it is verified: its cosine reaches one of `verified`'s cosines with at least that tier's ORB inliers inside
+    it; and when a detail of the result (pictrace.details) does: the query's cosine with it reaches detail_cosine
+    (0: the model's entries have no details)."""
 
     match_cosine: float
-    verified_cosine: float
-    match_inliers: int
+    verified: tuple[tuple[float, int], ...]  # (cosine, inliers) tiers: a lower cosine needs more inliers
     fitted: str = ""  # on what, and how
     detail_cosine: float = 0.0
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> RegionRule:
+        """The rule as calibration.json writes it (its tiers as [cosine, inliers] pairs)."""
+        tiers = tuple((float(c), int(n)) for c, n in row["verified"])
+        return cls(float(row["match_cosine"]), tiers, str(row.get("fitted", "")), float(row.get("detail_cosine", 0)))
 
     def is_copy(self, cosine: float, inliers: int, detail: float = 0.0) -> bool:
         """Whether a region with this cosine and these inliers, or a detail with this cosine, makes its result a
         copy."""
-        if cosine >= self.match_cosine or (cosine >= self.verified_cosine and inliers >= self.match_inliers):
+        if cosine >= self.match_cosine or any(cosine >= c and inliers >= n for c, n in self.verified):
             return True
         return self.detail_cosine > 0 and detail >= self.detail_cosine
 
@@ -167,7 +173,7 @@ def calibration_for(weights: str, preprocess: str) -> Calibration | None:
         precision=float(row["precision"]),
         recall=float(row["recall"]),
         fitted=str(row.get("fitted", "")),
-        region=RegionRule(**row["region"]) if row.get("region") else None,
+        region=RegionRule.from_row(row["region"]) if row.get("region") else None,
     )
 
 
