@@ -12,8 +12,8 @@ UNVERIFIED_PENALTY where it is not, whichever of it and the whole query's final 
 whole query ranks first loses its place only to a better region match. The verdict judges the two apart: a
 candidate is a copy when the whole query's final score is (the calibrated verdict, never on a region's score), or
 when its region passes the model's fitted region rule (pictrace.verdict.RegionRule, calibration.json's ``region``:
-a cosine alone, or a lower one with enough inliers). A model whose calibration has no region rule has no region
-search: its constants hold for the embedding they were fitted on.
+a cosine alone, or a lower one with the inliers its tier asks for). A model whose calibration has no region rule has
+no region search: its constants hold for the embedding they were fitted on.
 
 Search runs this only when its best result is not already a copy (so whole-image copies cost nothing more), only for
 image queries, and only where the model's calibration has a region rule.
