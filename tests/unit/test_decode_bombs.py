@@ -166,7 +166,7 @@ def test_a_decode_past_its_budget_is_refused_not_waited_for(monkeypatch: pytest.
     data = cv2.imencode(".png", np.zeros((16, 16, 3), np.uint8))[1].tobytes()
 
     def slow(buf: np.ndarray, flags: int) -> np.ndarray:
-        time.sleep(3)
+        time.sleep(30)
         return np.zeros((16, 16, 3), np.uint8)
 
     monkeypatch.setattr(images.cv2, "imdecode", slow)
@@ -174,4 +174,4 @@ def test_a_decode_past_its_budget_is_refused_not_waited_for(monkeypatch: pytest.
     started = time.monotonic()
     with pytest.raises(DecodeTooCostly, match=r"more than 0\.3 s"):
         decode_image(data, **LIMITS)
-    assert time.monotonic() - started < 1.5
+    assert time.monotonic() - started < 5  # the budget and a fork or two, not the decoder's 30 s
