@@ -43,3 +43,18 @@ def in_window(bgr: np.ndarray, caption: str = "photo.jpg") -> tuple[np.ndarray, 
 def screenshot(name: str) -> bytes:
     """A PNG of the test photo in the drawn window (in_window)."""
     return bytes(cv2.imencode(".png", in_window(photo(name))[0])[1])
+
+
+def watermarked(bgr: np.ndarray) -> np.ndarray:
+    """The picture under a big watermark: a pale band of text across it and a round logo in a corner, drawn at the
+    same place whatever the picture (a photographer's or a stock site's)."""
+    out = bgr.copy() if bgr.ndim == 3 else cv2.cvtColor(bgr, cv2.COLOR_GRAY2BGR)
+    h, w = out.shape[:2]
+    band = out[h // 4 : h // 4 + h // 8]
+    band[:] = cv2.addWeighted(band, 0.4, np.full_like(band, 255), 0.6, 0)
+    at, scale = (w // 12, h // 4 + h // 11), 1.6 * w / 600
+    cv2.putText(out, "(c) PicTrace 2026", at, cv2.FONT_HERSHEY_DUPLEX, scale, (0, 0, 0), 3)
+    radius = h // 12
+    cv2.circle(out, (radius + 4, radius + 4), radius, (30, 60, 220), -1, cv2.LINE_AA)
+    cv2.circle(out, (radius + 4, radius + 4), radius * 2 // 3, (255, 255, 255), max(1, radius // 6), cv2.LINE_AA)
+    return out

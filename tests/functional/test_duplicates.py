@@ -4,6 +4,7 @@ and GET /duplicates and POST /duplicates/dismiss through the real search handler
 
 from __future__ import annotations
 
+import base64
 import csv
 import hashlib
 import io
@@ -26,7 +27,7 @@ from pictrace.index.layout import Layout
 
 from infra.local import LambdaContext, SqsWorker, copies_worker, load_handler
 from tests.conftest import ROOT, forget_container, read
-from tests.drawn import screenshot
+from tests.drawn import photo, screenshot, watermarked
 from tests.functional.helpers import load_event, sqs_s3_event
 from tests.functional.live import serve
 
@@ -195,6 +196,35 @@ def test_screenshots_of_one_app_are_copies_only_of_the_photos_they_show(local: S
     assert local.groups() == [[sha(original), sha(shots[PHOTO])]]
     (event,) = local.events()
     assert {event["id"], event["copy_of"]} == {sha(original), sha(shots[PHOTO])}
+
+
+def under_watermark(name: str, quality: int = 90) -> bytes:
+    """A JPEG of the test photo under the big watermark tests.drawn draws."""
+    return bytes(cv2.imencode(".jpg", watermarked(photo(name)), [cv2.IMWRITE_JPEG_QUALITY, quality])[1])
+
+
+def test_two_pictures_under_one_watermark_are_not_copies_of_each_other(local: Stack) -> None:
+    """Two textures under the same big watermark: the model sees the watermark and little else (their cosine is far
+    over the verdict's threshold) and the watermark's keypoints agree at the same place, but most of what they show
+    differs (pictrace.templates): neither linked nor announced, and search does not call one a copy of the other.
+    Each is still a copy of itself re-encoded under it."""
+    grass, gravel = under_watermark("grass.jpg"), under_watermark("gravel.jpg")
+    local.put({"images/grass.jpg": grass, "images/gravel.jpg": gravel})
+    local.check()
+    assert local.events() == [] and local.groups() == []
+    again = under_watermark("grass.jpg", quality=50)
+    local.put({"images/edits/grass-q50.jpg": again})
+    local.check()
+    (event,) = local.events()
+    assert {event["id"], event["copy_of"]} == {sha(grass), sha(again)}
+    assert local.groups() == [[sha(grass), sha(again)]]
+    status, body = local.api("POST", "/search", body={"image_base64": base64.b64encode(grass).decode(), "top_k": 3})
+    assert status == 200, body
+    found = {r["id"]: r for r in body["results"]}
+    other = found[sha(gravel)]
+    assert other["scores"]["cosine"] > 0.5 and other["scores"]["inliers"] >= 50  # both signals would call it
+    assert other["match"] is False and other["scores"]["template"]
+    assert found[sha(again)]["match"] is True and not found[sha(again)]["scores"]["template"]
 
 
 def test_a_deleted_image_leaves_its_group_and_its_links_go(local: Stack) -> None:

@@ -25,6 +25,7 @@ from pictrace.rerank import Features, content_box, correspondences, orb_size
 from pictrace.results import Hit
 from pictrace.settings import Settings
 from pictrace.storage import Store
+from pictrace.templates import TEMPLATE_INLIERS, agreement, shares_template, thumb_affine
 
 logger = logging.getLogger(__name__)
 
@@ -111,6 +112,12 @@ class Evidence:
     degenerate: bool = False  # RANSAC's transform collapses or stretches the query: its inliers do not count
     original_region: np.ndarray | None = None  # (4, 2): the indexed image's outline mapped into the query
     inset: bool = False  # the indexed image sits inside the query (see placed_inside), not the query inside it
+    agreement: float | None = None  # pictrace.templates: the share of the blocks they share that agree
+
+    @property
+    def template(self) -> bool:
+        """Whether the two share only a template (pictrace.templates), not a picture."""
+        return shares_template(self.inliers, self.agreement)
 
     def transform_summary(self) -> dict[str, float | bool] | None:
         """How the query sits in the indexed image: turned counter-clockwise by rotation_degrees (after a left-right
@@ -173,7 +180,7 @@ def evidence(
     q_pix, c_pix = query_frame.to_pixels(), candidate_frame.to_pixels()
     q_points = _apply(q_pix @ flip, found.query_points)
     c_points = _apply(c_pix, found.candidate_points)
-    affine = region = original_region = None
+    affine = region = original_region = share = None
     inset = False
     outline = query_frame.outline()
     inlier = found.inlier
@@ -187,6 +194,9 @@ def evidence(
         region = _apply(full, outline)
         original_region = _apply(np.linalg.inv(full), candidate_frame.outline())
         inset = placed_inside(original_region, outline, region, candidate_frame.outline())
+        if found.inliers >= TEMPLATE_INLIERS:
+            moved = thumb_affine(full, query_frame.box, candidate_frame.box)
+            share = agreement(query.thumb, candidate.thumb, moved)
     return Evidence(
         matches=found.matches,
         inliers=int(inlier.sum()),
@@ -201,6 +211,7 @@ def evidence(
         degenerate=degenerate,
         original_region=original_region,
         inset=inset,
+        agreement=share,
     )
 
 
@@ -379,6 +390,8 @@ def evidence_json(ev: Evidence, max_pairs: int = 500) -> dict[str, Any]:
         "original_region": None if ev.original_region is None else rounded(ev.original_region),
         "original_region_box": ev.original_region_box(),
         "inset": ev.inset,
+        "agreement": None if ev.agreement is None else round(ev.agreement, 3),
+        "template": ev.template,
         "exact": ev.exact,
         "degenerate": ev.degenerate,
     }

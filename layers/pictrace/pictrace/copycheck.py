@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from pictrace.compare import Frame, evidence
+from pictrace.compare import Evidence, Frame, evidence
 from pictrace.copies import CheckRequest, CopyLinks, Link, Pair, pair_of
 from pictrace.errors import BadRequest, NotFound
 from pictrace.events import CopyEvents, CopyFound, open_events
@@ -109,12 +109,18 @@ class CopyChecker:
 
     async def _found(self, entry: Entry, hit: Hit) -> tuple[CopyFound, Link] | None:
         """A result called a copy, as announced and as recorded, with where the image sits in it (the geometric
-        check's region, where it places one); None if it left the index since the search."""
+        check's region, where it places one); None if it left the index since the search, or if the geometric check
+        finds only a template shared around different pictures (pictrace.templates: what the search's verdict
+        does where it runs the check, which a check's search leaves out)."""
         try:
             copy = await self.service.entry(hit.id)  # fetched by the search: cached
         except NotFound:
             return None
-        region = await asyncio.to_thread(_region, entry, copy)
+        found_by_check = await asyncio.to_thread(_evidence, entry, copy)
+        if found_by_check is not None and found_by_check.template:
+            logger.info("%s and %s share a template, not a picture: not linked", entry.id, copy.id)
+            return None
+        region = _region(found_by_check)
         s = self.service.settings
         found = CopyFound(entry.id, entry.keys, copy.id, copy.keys, hit.similarity, s.bucket, region)
         created = (str(entry.meta.get("created", "")), str(copy.meta.get("created", "")))
@@ -153,17 +159,21 @@ class CopyChecker:
                 logger.info("removed links of %s to %d images no longer indexed", entry_id, len(dropped))
 
 
-def _region(entry: Entry, copy: Entry) -> tuple[float, float, float, float] | None:
-    """Where the image sits in its copy's pixels, by the geometric check (None where it places it nowhere, or where
-    the copy sits inside the image instead: a meme, a screenshot of it; compare's original_region shows that)."""
+def _evidence(entry: Entry, copy: Entry) -> Evidence | None:
+    """The geometric check of the image against its copy (None for an entry without a recorded size)."""
     try:
         query = as_query(entry.features)
-        found = evidence(
+        return evidence(
             query.features, query.mirrored, copy.features, Frame.of_entry(entry.meta), Frame.of_entry(copy.meta)
         )
-    except BadRequest:  # an entry without a recorded size
+    except BadRequest:
         return None
-    box = None if found.inset else found.region_box()
+
+
+def _region(found: Evidence | None) -> tuple[float, float, float, float] | None:
+    """Where the image sits in its copy's pixels, by the geometric check (None where it places it nowhere, or where
+    the copy sits inside the image instead: a meme, a screenshot of it; compare's original_region shows that)."""
+    box = None if found is None or found.inset else found.region_box()
     return (box[0], box[1], box[2], box[3]) if box else None
 
 

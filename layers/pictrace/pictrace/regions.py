@@ -145,8 +145,9 @@ def rejudge(
     for i, (h, _entry) in enumerate(live):
         detail = regions.detail(details[h.id], centre) if h.id in details else 0.0
         s = with_region(h.scores, float(cosines[i]), inliers.get(i, 0), i in inliers, detail)
-        whole = scoring.verdict(h.scores.final).match  # the whole query's verdict, on its own score
-        match = whole or (rule is not None and rule.is_copy(s.region, s.region_inliers, s.detail))
+        whole = bool(h.match)  # the whole query's verdict, on its own score (and the template check)
+        by_region = rule is not None and not s.template and rule.is_copy(s.region, s.region_inliers, s.detail)
+        match = whole or by_region
         out.append(replace(h, scores=s, similarity=scoring.verdict(s.final).similarity, match=match))
     by_cosine = {h.id: r for r, h in enumerate(sorted(out, key=lambda h: -h.scores.cosine), start=1)}
     return sorted((replace(h, rank_cosine=by_cosine[h.id]) for h in out), key=lambda h: -h.scores.final)

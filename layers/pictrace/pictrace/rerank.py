@@ -64,6 +64,7 @@ class Scores:
     region: float = 0.0  # the best centred cosine of a region of the query with it (pictrace.regions; 0: not run)
     region_inliers: int = 0  # ORB inliers of that region with it (0: not verified)
     detail: float = 0.0  # the best centred cosine of the query with a detail of it (pictrace.details; 0: none)
+    template: bool = False  # the geometric check found a template shared around different pictures: never a copy
 
 
 def centred_cosine(query: np.ndarray, embedding: np.ndarray, centre: np.ndarray | None) -> float:

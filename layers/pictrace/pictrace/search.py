@@ -17,21 +17,20 @@ from pictrace.compare import Comparison, Frame, evidence, load_original
 from pictrace.embedding import Embedder, get_embedder
 from pictrace.errors import BadRequest, NotFound, UpstreamError
 from pictrace.fetch import index_fetcher
-from pictrace.frames import framed_cosine
-from pictrace.images import DecodedImage
 from pictrace.index.backend import ShortlistBackend
 from pictrace.index.layout import Entry, Layout, details_from_bytes
 from pictrace.index.rows import Candidate
+from pictrace.judge import TEMPLATE_EXPLAIN, Judge, Queried
 from pictrace.limits import check_entry_id, check_search_limits
 from pictrace.modelfetch import ensure_model
 from pictrace.pipeline import Prepared, Timer, prepare
 from pictrace.regions import PER_CROP, embed_regions, rejudge
-from pictrace.rerank import QueryFeatures, Scores, as_query, centred_cosine, quick_score, score, to_verify, turned_ssim
+from pictrace.rerank import Scores, as_query, quick_score, score, to_verify, turned_ssim
 from pictrace.results import Hit, SearchResult
 from pictrace.settings import Settings
 from pictrace.snapstart import WARM_UP
 from pictrace.storage import PresignedLinks, Store
-from pictrace.verdict import Scoring, Weights
+from pictrace.verdict import Scoring
 from pictrace.wiring import Wiring, wire
 
 logger = logging.getLogger(__name__)
@@ -90,13 +89,13 @@ class SearchService:
         settings' fusion weights (pictrace.verdict)."""
         return self._scoring or self.settings.scoring(embedder.weights, embedder.preprocess)
 
-    def _judge(self, queried: Queried, matches_only: bool = False) -> _Judge:
+    def _judge(self, queried: Queried, matches_only: bool = False) -> Judge:
         """The query as the rerank scores it (matches_only: SearchQuery's), the model's scoring and centre."""
         scoring = self.scoring(queried.embedder)
         if self._centre is None or self._centre[0] != scoring.centre:
             array = np.asarray(scoring.centre, dtype=np.float32) if scoring.centre else None
             self._centre = (scoring.centre, array)
-        return _Judge(queried.vector, queried.features, scoring, self._centre[1], matches_only)
+        return Judge(queried.vector, queried.features, scoring, self._centre[1], matches_only, queried.frame)
 
     def warm(self) -> dict[str, float]:
         """Load everything a first search needs now (pictrace.snapstart): the model, the index, and the features of
@@ -175,7 +174,7 @@ class SearchService:
         return SearchResult(hits[:top_k], timer.total(), queried.described, self.backend.count())
 
     async def _widen(
-        self, judge: _Judge, queried: Queried, hits: list[Hit], prefix: str | None, pool: ThreadPoolExecutor
+        self, judge: Judge, queried: Queried, hits: list[Hit], prefix: str | None, pool: ThreadPoolExecutor
     ) -> list[Hit]:
         """An image query's hits and its regions' (pictrace.regions) with their details' (pictrace.details), ranked
         and judged on the better score."""
@@ -200,7 +199,7 @@ class SearchService:
         details = {h.id: got[k] for h, _ in live if (k := self.layout.details_key(h.id)) in got}
         return await asyncio.to_thread(rejudge, live, details, regions, judge.centre, judge.scoring, pool)
 
-    def _scoring_on_arrival(self, judge: _Judge, candidates: list[Candidate], pool: ThreadPoolExecutor) -> _EarlyScores:
+    def _scoring_on_arrival(self, judge: Judge, candidates: list[Candidate], pool: ThreadPoolExecutor) -> _EarlyScores:
         """When every candidate gets the geometric check (no more of them than `verify`), each is scored in the pool
         as soon as its entry is in, while the others are still being fetched; otherwise nothing is started early
         (which ones get the check depends on every candidate's other signals)."""
@@ -264,7 +263,7 @@ class SearchService:
         s, model = self.settings, embedder or (lambda: self.embedder)
         return prepare(data, model, max_bytes=s.max_bytes, max_pixels=s.max_pixels, timer=timer, pool=pool, mirror=True)
 
-    def _shortlist(self, judge: _Judge, shortlist: int, prefix: str | None) -> list[Candidate]:
+    def _shortlist(self, judge: Judge, shortlist: int, prefix: str | None) -> list[Candidate]:
         """The backend's candidates (with their current keys); half of them by gist only when the fusion weighs gist
         (every candidate is fetched and reranked)."""
         by_layout = judge.fusion.gist > 0
@@ -272,7 +271,7 @@ class SearchService:
 
     def _rerank(
         self,
-        judge: _Judge,
+        judge: Judge,
         candidates: list[Candidate],
         fetched: dict[str, Any],
         pool: ThreadPoolExecutor,
@@ -292,14 +291,17 @@ class SearchService:
         else:
             all_scores = self._score_all(judge, live, pool)
         hits = []
-        for (c, _, keys), s in zip(live, all_scores, strict=True):
+        for (c, entry, keys), s in zip(live, all_scores, strict=True):
             judged = judge.scoring.verdict(s.final)
-            hits.append(Hit(c.id, keys, self.link(keys[0]), s, judged.similarity, by_cosine[c.id], match=judged.match))
+            match = judged.match
+            if match and judge.template(s, entry):  # aligned, yet different pictures (pictrace.templates)
+                s, match = replace(s, template=True, explain=TEMPLATE_EXPLAIN), False
+            hits.append(Hit(c.id, keys, self.link(keys[0]), s, judged.similarity, by_cosine[c.id], match=match))
         hits.sort(key=lambda h: h.scores.final, reverse=True)
         return hits
 
     def _score_all(
-        self, judge: _Judge, live: list[tuple[Candidate, Entry, tuple[str, ...]]], pool: ThreadPoolExecutor
+        self, judge: Judge, live: list[tuple[Candidate, Entry, tuple[str, ...]]], pool: ThreadPoolExecutor
     ) -> list[Scores]:
         """Every live candidate's scores; geometry (ORB matching + RANSAC), the costly signal, only for the best
         `verify` candidates by the others (rerank.to_verify)."""
@@ -348,47 +350,6 @@ class SearchService:
         )
         timer.lap("compare")
         return Comparison(hits[0], found, queried.described, target, queried.image, target_image, timer.total())
-
-
-@dataclass(frozen=True)
-class Queried:
-    """A query as search and compare use it: the model, the query's embedding and features (an image's with its
-    mirror image's), what it is (described), where its features sit in its pixels (frame), and its decoded image
-    where there is one (an image query's; an indexed query's with compare's picture)."""
-
-    embedder: Embedder
-    vector: np.ndarray
-    features: QueryFeatures
-    described: dict[str, Any]
-    frame: Frame
-    image: DecodedImage | None
-
-
-@dataclass(frozen=True)
-class _Judge:
-    """The query as the rerank scores it: its embedding and features, and how the model scores and judges."""
-
-    vector: np.ndarray
-    features: QueryFeatures
-    scoring: Scoring
-    centre: np.ndarray | None  # scoring.centre as an array (None: the plain cosine)
-    matches_only: bool = False  # see SearchQuery
-
-    @property
-    def fusion(self) -> Weights:
-        """The final score's weights."""
-        return self.scoring.fusion
-
-    def computes(self, signal: str) -> bool:
-        """Whether a costly signal ("ssim", "geometry") is computed: unless matches_only, if the fusion weighs it."""
-        return not self.matches_only or getattr(self.fusion, signal) > 0
-
-    def cosine(self, entry: Entry) -> float:
-        """The score's cosine of the query with an indexed image, centred on the model's reference; capped by
-        what either image frames (pictrace.frames)."""
-        cosine = centred_cosine(self.vector, entry.embedding, self.centre)
-        pair = (self.vector, self.features.features.inner), (entry.embedding, entry.features.inner)
-        return framed_cosine(cosine, *pair, self.centre)
 
 
 @dataclass

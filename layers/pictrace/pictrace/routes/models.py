@@ -38,7 +38,7 @@ class ScoresOut(BaseModel):
 
     cosine: float = Field(
         description="the model's embedding cosine, centred on its calibration's reference (plain where it has none); "
-        "capped at 0.1 above the framed photo's cosine where either image frames one (a screenshot's window)"
+        "capped at 0.05 above the framed photo's cosine where either image frames one (a screenshot's window)"
     )
     gist: float = Field(description="16x16 layout correlation, best of the query's flips and quarter turns")
     ssim: float = Field(description="SSIM of 128x128 grayscale thumbnails (query turned as gist found)")
@@ -51,6 +51,11 @@ class ScoresOut(BaseModel):
     region: float = Field(0.0, description="best centred cosine of a region of the query with it (0: not searched)")
     region_inliers: int = Field(0, description="ORB inliers of that region with it (0: not verified)")
     detail: float = Field(0.0, description="best centred cosine of the query with a detail of it (0: none searched)")
+    template: bool = Field(
+        False,
+        description="the geometric check aligns the two but most of what they show differs: the same template (a "
+        "watermark, a caption band) around different pictures, so the result is not called a copy",
+    )
 
 
 class HitOut(BaseModel):
@@ -149,6 +154,12 @@ class CompareResponse(BaseModel):
         description="RANSAC's best transform collapses or stretches the query (scale outside 0.1-10, or one direction "
         "3x the other): its agreeing matches are chance, so inliers is 0 and there is no region"
     )
+    agreement: float | None = Field(
+        None,
+        description="with at least 50 inliers: the share of the 16x16 blocks of their 128x128 thumbnails, the "
+        "smaller moved onto the larger by the transform, in which the two agree (null: not judged)",
+    )
+    template: bool = Field(False, description="agreement under 0.4: a template shared around different pictures")
     exact: bool = Field(
         description="false: the indexed side is mapped assuming ingest trimmed no border (the picture is exact)"
     )
@@ -249,4 +260,5 @@ def scores_out(s: Scores) -> ScoresOut:
         region=round(s.region, 6),
         region_inliers=s.region_inliers,
         detail=round(s.detail, 6),
+        template=s.template,
     )
