@@ -59,22 +59,24 @@ def agreement(query_thumb: np.ndarray, candidate_thumb: np.ndarray, affine: np.n
     if whole.sum() < 2:
         return None
     # a global change of brightness and contrast (an edit) is not a difference: the moved picture's grey levels are
-    # fitted to the other's over the area they share first
-    slope, offset = np.polyfit(moved[whole], target[whole], 1)
-    moved = moved * float(slope) + float(offset)
-    shared = agreed = 0
-    for y in range(0, THUMB_SIZE - BLOCK + 1, BLOCK):
-        for x in range(0, THUMB_SIZE - BLOCK + 1, BLOCK):
-            if covered[y : y + BLOCK, x : x + BLOCK].min() < 1.0:
-                continue
-            a, b = moved[y : y + BLOCK, x : x + BLOCK].ravel(), target[y : y + BLOCK, x : x + BLOCK].ravel()
-            shared += 1
-            sa, sb = float(a.std()), float(b.std())
-            if max(sa, sb) < FLAT:
-                agreed += abs(float(a.mean()) - float(b.mean())) < SAME_GREY
-            else:
-                agreed += float(np.mean((a - a.mean()) * (b - b.mean()))) > CORRELATION * sa * sb
-    return agreed / shared if shared >= MIN_BLOCKS else None
+    # fitted to the other's over the area they share first (least squares)
+    x, y = moved[whole], target[whole]
+    spread = float(x.var())
+    slope = float(np.mean((x - x.mean()) * (y - y.mean()))) / spread if spread > 1e-6 else 1.0
+    moved = moved * slope + (float(y.mean()) - slope * float(x.mean()))
+    a, b, inside = _blocks(moved), _blocks(target), _blocks(covered).min(axis=2) >= 1.0
+    mean_a, mean_b, sd_a, sd_b = a.mean(axis=2), b.mean(axis=2), a.std(axis=2), b.std(axis=2)
+    covariance = ((a - mean_a[..., None]) * (b - mean_b[..., None])).mean(axis=2)
+    flat = np.maximum(sd_a, sd_b) < FLAT
+    agree = np.where(flat, np.abs(mean_a - mean_b) < SAME_GREY, covariance > CORRELATION * sd_a * sd_b)
+    shared = int(inside.sum())
+    return float(agree[inside].sum()) / shared if shared >= MIN_BLOCKS else None
+
+
+def _blocks(image: np.ndarray) -> np.ndarray:
+    """A thumbnail's BLOCK x BLOCK blocks, (rows, columns, BLOCK * BLOCK)."""
+    n = THUMB_SIZE // BLOCK
+    return image.reshape(n, BLOCK, n, BLOCK).swapaxes(1, 2).reshape(n, n, BLOCK * BLOCK)
 
 
 def thumb_affine(pixels: np.ndarray, query_box: tuple[float, ...], candidate_box: tuple[float, ...]) -> np.ndarray:
