@@ -227,6 +227,27 @@ def test_two_pictures_under_one_watermark_are_not_copies_of_each_other(local: St
     assert found[sha(again)]["match"] is True and not found[sha(again)]["scores"]["template"]
 
 
+def test_a_screenshot_of_a_texture_is_a_copy_of_it_by_the_photo_it_frames(local: Stack) -> None:
+    """In a screenshot of a lawn the model sees the window more than the lawn (the whole pictures' cosine is 0.26, far
+    under the threshold), but the photo it frames matches the lawn (0.67): the screenshot's check finds the lawn by
+    that photo's embedding and calls it a copy on it, as search does without its region search; the gravel is not
+    one."""
+    grass, gravel, shot = read("grass.jpg"), read("gravel.jpg"), screenshot("grass.jpg")
+    local.put({"images/grass.jpg": grass, "images/gravel.jpg": gravel})
+    local.check()
+    assert local.events() == []
+    status, body = local.api("POST", "/search", body={"image_base64": base64.b64encode(shot).decode(), "top_k": 3})
+    assert status == 200, body
+    top, *others = body["results"]
+    assert top["id"] == sha(grass) and top["match"] and not any(r["match"] for r in others)
+    assert "regions" not in body["timings_ms"]  # called on the whole query
+    local.put({"images/shots/grass.png": shot})
+    local.check()
+    (event,) = local.events()
+    assert {event["id"], event["copy_of"]} == {sha(grass), sha(shot)}
+    assert local.groups() == [[sha(grass), sha(shot)]]
+
+
 def test_a_deleted_image_leaves_its_group_and_its_links_go(local: Stack) -> None:
     original, copy, small = read(PHOTO), crop(), recompressed()
     local.put({"images/a.jpg": original})

@@ -62,19 +62,21 @@ def unit(v: list[float]) -> np.ndarray:
     return a / np.linalg.norm(a)
 
 
-def test_a_pair_is_as_similar_as_what_is_framed_at_most() -> None:
+def test_a_pair_is_as_similar_as_what_is_framed() -> None:
     frame, photo_a, photo_b = unit([1, 0, 0, 0]), unit([0, 1, 0, 0]), unit([0, 0, 1, 0])
     shot_a, shot_b = unit(list(frame + photo_a)), unit(list(frame + photo_b))  # one window, different photos
     # neither frames a photo: the cosine as it is
     assert framed_cosine(0.5, (shot_a, None), (shot_b, None), None) == 0.5
     # both frame one, and what they frame differs: the frame's share of the cosine goes
     assert framed_cosine(0.5, (shot_a, photo_a), (shot_b, photo_b), None) == pytest.approx(SLACK)
-    # a screenshot and the photo it shows: the photo matches what is framed, so the cosine stands
-    assert framed_cosine(0.7, (shot_a, photo_a), (photo_a, None), None) == 0.7
+    # a screenshot and the photo it shows: the photo matches what is framed better than the whole screenshot does
+    assert framed_cosine(0.7, (shot_a, photo_a), (photo_a, None), None) == pytest.approx(1.0)
+    assert framed_cosine(0.05, (photo_a, None), (shot_a, photo_a), None) == pytest.approx(1.0)
     # one frames a photo, the other is another photo: capped at what is framed (+ SLACK)
     assert framed_cosine(0.6, (photo_b, None), (shot_a, photo_a), None) == pytest.approx(SLACK)
-    # never raised
-    assert framed_cosine(0.05, (photo_a, None), (shot_a, photo_a), None) == 0.05
+    # what is framed a little less alike than the whole (a product shot's copy): the whole's cosine, up to SLACK more
+    near = unit(list(photo_a + 0.6 * photo_b))  # 0.86 alike
+    assert framed_cosine(0.99, (photo_a, photo_a), (near, near), None) == pytest.approx(float(near @ photo_a) + SLACK)
 
 
 def test_embed_content_embeds_what_is_framed_only_when_something_is(embedder: object) -> None:

@@ -265,9 +265,13 @@ class SearchService:
 
     def _shortlist(self, judge: Judge, shortlist: int, prefix: str | None) -> list[Candidate]:
         """The backend's candidates (with their current keys); half of them by gist only when the fusion weighs gist
-        (every candidate is fetched and reranked)."""
-        by_layout = judge.fusion.gist > 0
-        return self.backend.candidates(judge.vector, judge.features.gists, shortlist, prefix, by_layout, judge.centre)
+        (every candidate is fetched and reranked); for a query that frames a photo, that photo's too (frames)."""
+        by_layout, gists = judge.fusion.gist > 0, judge.features.gists
+        found = self.backend.candidates(judge.vector, gists, shortlist, prefix, by_layout, judge.centre)
+        if (inner := judge.features.features.inner) is None:
+            return found
+        framed = self.backend.candidates(inner, gists, shortlist, prefix, False, judge.centre)
+        return list({c.id: c for c in sorted([*found, *framed], key=lambda c: c.cosine)}.values())  # the best of each
 
     def _rerank(
         self,

@@ -38,7 +38,8 @@ class ScoresOut(BaseModel):
 
     cosine: float = Field(
         description="the model's embedding cosine, centred on its calibration's reference (plain where it has none); "
-        "capped at 0.05 above the framed photo's cosine where either image frames one (a screenshot's window)"
+        "where either image frames a photo (a screenshot's window): the framed photo's cosine, or the whole pictures' "
+        "if higher, up to 0.05 above it"
     )
     gist: float = Field(description="16x16 layout correlation, best of the query's flips and quarter turns")
     ssim: float = Field(description="SSIM of 128x128 grayscale thumbnails (query turned as gist found)")
