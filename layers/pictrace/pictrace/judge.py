@@ -57,7 +57,7 @@ class Judge:
         return not self.matches_only or getattr(self.fusion, signal) > 0
 
     def cosine(self, entry: Entry) -> float:
-        """The score's cosine of the query with an indexed image, centred on the model's reference; capped by
+        """The score's cosine of the query with an indexed image, centred on the model's reference; judged by
         what either image frames (pictrace.frames)."""
         cosine = centred_cosine(self.vector, entry.embedding, self.centre)
         pair = (self.vector, self.features.features.inner), (entry.embedding, entry.features.inner)
