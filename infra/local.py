@@ -260,9 +260,11 @@ class SqsWorker:
                 self.sqs.change_message_visibility(
                     QueueUrl=self.queue_url, ReceiptHandle=m["ReceiptHandle"], VisibilityTimeout=0
                 )
-            else:
-                self.processed += 1
-                self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=m["ReceiptHandle"])
+        done = [{"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]} for n, m in enumerate(messages)]
+        done = [d for d, m in zip(done, messages, strict=True) if m["MessageId"] not in failed]
+        if done:  # in one call, as Lambda's poller deletes a batch (a receive gives at most 10)
+            self.sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=done)
+        self.processed += len(done)
         return len(messages)
 
     def _record(self, m: dict[str, Any]) -> dict[str, Any]:
