@@ -51,10 +51,9 @@ def cpu_seconds() -> dict[str, float]:
     steal = getattr(machine_times, "steal", 0.0)
     busy = sum(machine_times) - machine_times.idle - getattr(machine_times, "iowait", 0.0) - steal
     out = {"bench": t.user + t.system, "children": t.children_user + t.children_system, "machine": busy, "steal": steal}
-    for pid in (server.pid for server in ProcessMotoServer.running if server.pid is not None):
+    for server in ProcessMotoServer.running:
         with contextlib.suppress(psutil.Error):
-            s = psutil.Process(pid).cpu_times()
-            out["s3 (moto)"] = s.user + s.system
+            out["s3 (moto)"] = server.cpu_seconds()
     return out
 
 

@@ -17,6 +17,7 @@ from typing import Any, NotRequired, TypedDict
 from unittest import mock
 
 import numpy as np
+import psutil
 from pictrace.index.layout import Entry
 from pictrace.index.memory import EmbeddingIndex
 from pictrace.index.packed import KeyTable, RowIds
@@ -45,6 +46,11 @@ class ProcessMotoServer:
     def pid(self) -> int | None:
         """The server process's id while it runs."""
         return self._proc.pid if self._proc is not None else None
+
+    def cpu_seconds(self) -> float:
+        """The server process's CPU seconds so far (0 once stopped)."""
+        t = psutil.Process(self._proc.pid).cpu_times() if self._proc is not None else None
+        return t.user + t.system if t is not None else 0.0
 
     def start(self) -> None:
         command = [sys.executable, "-m", "bench.worker", "moto", self.ip_address, str(self.port)]
@@ -91,6 +97,7 @@ class IndexBuild(TypedDict):
     events_processed: int
     events_failed: int
     checked_s: NotRequired[float]  # with copies workers: until the copies queue was empty too
+    cpu_s: NotRequired[dict[str, float]]  # CPU seconds of moto's server and of each kind of worker over the run
 
 
 def upload_and_index(
@@ -108,6 +115,8 @@ def upload_and_index(
     checkers = start_workers("copies", stack.copies_url, copies_workers)
     detailers = start_workers("details", stack.details_url, details_workers)
     s3 = stack.client("s3")
+    server = next(m for m in ProcessMotoServer.running if m.port == stack.port)
+    moto_cpu = server.cpu_seconds()
     started = time.perf_counter()
     try:
         for key, body in files.items():
@@ -121,8 +130,9 @@ def upload_and_index(
         emptied = wait_until_empty(stack, queues, [*procs, *checkers, *detailers], timeout)
         done, checked = emptied[0] - started, max(emptied[: 1 + bool(checkers)]) - started
     finally:
-        reports = stop_workers(procs)
-        stop_workers(checkers + detailers)
+        moto_cpu = server.cpu_seconds() - moto_cpu
+        reports, checks = stop_workers(procs), stop_workers(checkers)
+        stop_workers(detailers)
     out: IndexBuild = {
         "images": len(files),
         "workers": workers,
@@ -132,8 +142,10 @@ def upload_and_index(
         "events_processed": sum(r.get("processed", 0) for r in reports),
         "events_failed": sum(r.get("failed", 0) for r in reports),
     }
+    out["cpu_s"] = {"moto": moto_cpu, "ingest": sum(r.get("cpu_s", 0.0) for r in reports)}
     if checkers:
         out["checked_s"] = checked
+        out["cpu_s"]["copies"] = sum(r.get("cpu_s", 0.0) for r in checks)
     return out
 
 

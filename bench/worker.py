@@ -2,7 +2,7 @@
 
 moto HOST PORT               moto's server alone in this process (bench.stack.ProcessMotoServer)
 ingest|copies|details QUEUE_URL  the project's SqsWorker calling that function's real handler until terminated,
-                             then printing the messages processed and failed and the seconds in the handler
+                             then printing the messages processed and failed, the seconds in the handler, its CPU
 search CASES.json OUT.json   the quality queries through a SearchService of its own (one ONNX thread)
 index KEYS.json MODELS.json  the side models' index entries, each image decoded and described once
 """
@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def serve(function: str, queue_url: str) -> int:
     """The project's SqsWorker calling functions/<function>/app.py's handler until terminated; prints processed,
-    failed and the seconds in the handler."""
+    failed, the seconds in the handler and the process's CPU seconds."""
     from infra.local import LocalStack, SqsWorker, load_handler
 
     handler, function_name = load_handler(ROOT / f"functions/{function}/app.py"), f"{function.capitalize()}Function"
@@ -52,7 +52,8 @@ def serve(function: str, queue_url: str) -> int:
     with contextlib.redirect_stdout(io.StringIO()):  # the handler's EMF metrics (Powertools prints them)
         while not stop:
             worker.poll_once()
-    print(json.dumps({"processed": worker.processed, "failed": worker.failed, "handler_s": round(spent, 3)}))
+    report = {"processed": worker.processed, "failed": worker.failed, "handler_s": round(spent, 3)}
+    print(json.dumps(report | {"cpu_s": round(time.process_time(), 2)}))
     return 0
 
 

@@ -29,7 +29,7 @@ from typing import Any
 
 import yaml
 
-from infra.local import ROOT, LambdaContext, LocalStack, load_handler
+from infra.local import ACCOUNT, ROOT, LambdaContext, LocalStack, load_handler
 
 logger = logging.getLogger("pictrace.invoke")
 DEFAULT_BUCKET = "pictrace-local"
@@ -92,9 +92,7 @@ class Resolver:
             return ",".join(value) if isinstance(value, list) else str(value)
         resource = self.template["Resources"].get(name)
         if resource is None:
-            return {"AWS::Region": "us-east-1", "AWS::AccountId": "123456789012", "AWS::StackName": "pictrace"}.get(
-                name, name
-            )
+            return {"AWS::Region": "us-east-1", "AWS::AccountId": ACCOUNT, "AWS::StackName": "pictrace"}.get(name, name)
         if resource["Type"] == "AWS::S3::Bucket":
             return self.bucket
         if resource["Type"] in ("AWS::SQS::Queue", "AWS::Events::EventBus"):
@@ -220,7 +218,7 @@ def invoke(name: str, event: dict[str, Any], puts: dict[str, Path] | None = None
             function_name=name,
             memory_limit_in_mb=spec.memory,
             timeout_ms=spec.timeout * 1000,
-            invoked_function_arn=f"arn:aws:lambda:us-east-1:123456789012:function:{name}",
+            invoked_function_arn=f"arn:aws:lambda:us-east-1:{ACCOUNT}:function:{name}",
         )
         return handler(event, context)
     finally:

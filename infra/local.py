@@ -28,6 +28,7 @@ import boto3
 
 ROOT = Path(__file__).resolve().parent.parent
 logger = logging.getLogger("pictrace.local")
+ACCOUNT = "123456789012"  # moto's account
 
 
 def free_port() -> int:
@@ -71,7 +72,7 @@ class LambdaContext:
     function_name: str = "local"
     memory_limit_in_mb: int = 1024
     aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:local"
+    invoked_function_arn: str = f"arn:aws:lambda:us-east-1:{ACCOUNT}:function:local"
     timeout_ms: int = 60_000
 
     def get_remaining_time_in_millis(self) -> int:
@@ -182,6 +183,26 @@ class LocalStack:
         events.put_rule(Name="copies", EventBusName=self.bus, EventPattern=json.dumps({"source": ["pictrace"]}))
         target = {"Id": "queue", "Arn": self.arn(self.events_url)}
         events.put_targets(Rule="copies", EventBusName=self.bus, Targets=[target])
+
+    def log_events(self) -> None:
+        """Deliver the bus's events to a CloudWatch Logs group of the stack's instead of the events queue, to be read
+        once with logged_events (nothing polls while they arrive)."""
+        self.client("logs").create_log_group(logGroupName=self.events_log)
+        events = self.client("events")
+        events.remove_targets(Rule="copies", EventBusName=self.bus, Ids=["queue"])
+        target = {"Id": "log", "Arn": f"arn:aws:logs:us-east-1:{ACCOUNT}:log-group:{self.events_log}"}
+        events.put_targets(Rule="copies", EventBusName=self.bus, Targets=[target])
+
+    def logged_events(self) -> list[tuple[float, dict[str, Any]]]:
+        """The events delivered to the stack's log group (log_events): each one's delivery time (epoch seconds) and
+        detail."""
+        pages = self.client("logs").get_paginator("filter_log_events").paginate(logGroupName=self.events_log)
+        return [(e["timestamp"] / 1000, json.loads(e["message"])["detail"]) for p in pages for e in p["events"]]
+
+    @property
+    def events_log(self) -> str:
+        """The log group log_events delivers to."""
+        return f"{self.bucket}-copy-events"
 
     def refs(self) -> dict[str, str]:
         """What this stack has for the template's queues and bus: logical id -> its Ref."""

@@ -4,10 +4,8 @@ throughput with and without the check, Copy Found latency, and a rebuild priced 
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import threading
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ProcessPoolExecutor
 from itertools import combinations
@@ -143,19 +141,6 @@ def make_upload(originals: list[Path], held_out: set[str], size: CopiesSize, out
     return paths, source, variant
 
 
-def consume(sqs: Any, url: str, stop: threading.Event, into: list[tuple[float, dict[str, Any]]]) -> None:
-    """The bus's events with their arrival times, received and deleted as they come (moto's queue slows as it fills)."""
-    while True:
-        got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1, AttributeNames=["All"])
-        messages = got.get("Messages", [])
-        if not messages and stop.is_set():
-            return
-        into += [(int(m["Attributes"]["SentTimestamp"]) / 1000, json.loads(m["Body"])["detail"]) for m in messages]
-        handles = [{"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]} for n, m in enumerate(messages)]
-        if handles:
-            sqs.delete_message_batch(QueueUrl=url, Entries=handles)
-
-
 def duplicates(originals: list[Path], held_out: set[str], work: Path, size: CopiesSize) -> DuplicatesResult:
     """The phase, on two stacks of its own, one after the other."""
     paths, source, variant = make_upload(originals, held_out, size, work / "copies")
@@ -172,12 +157,9 @@ def duplicates(originals: list[Path], held_out: set[str], work: Path, size: Copi
         stack = start_stack(bucket="pictrace-copies")
         ProcessClients.clear_all()
         try:
-            sqs, stop, events = stack.client("sqs"), threading.Event(), cast(list[tuple[float, dict[str, Any]]], [])
-            consumer = threading.Thread(target=consume, args=(sqs, stack.events_url, stop, events), daemon=True)
-            consumer.start()
+            stack.log_events()  # read once at the end: no consumer polls moto while the stack works
             with_check = upload_and_index(stack, files, workers=2, copies_workers=1, put_at=put_at)
-            stop.set()
-            consumer.join()
+            sqs, events = stack.client("sqs"), stack.logged_events()
             dlq = sqs.get_queue_attributes(QueueUrl=stack.copies_dlq_url, AttributeNames=["All"])
             layout = Layout(os.environ.get("PICTRACE_INDEX_PREFIX", "index/"))
             links = CopyLinks(Store(stack.bucket, stack.client("s3")), layout).all()

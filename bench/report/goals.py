@@ -257,6 +257,10 @@ def copies_goal(r: Results, fusion: Fusion, part: str) -> Goal | None:
         measured = f"{d['throughput_ratio']:.2f}× ({on:.1f} vs {off:.1f} images/s); until every check is done "
         measured += f"{d['checked_ratio']:.2f}×"
         why = "one copies worker shares the bench's two cores with the two ingest workers"
+        if (cpu_off := d["without_check"].get("cpu_s")) and (cpu_on := d["with_check"].get("cpu_s")):
+            why += f"; CPU seconds without / with the check: moto's server (S3, SQS, EventBridge) {cpu_off['moto']:.0f}"
+            why += f" / {cpu_on['moto']:.0f}, ingest {cpu_off['ingest']:.0f} / {cpu_on['ingest']:.0f}, the check "
+            why += f"{cpu_on.get('copies', 0):.0f}"
     elif part == "latency":
         measured = f"p50 {lat['p50_s']:.1f} s, p95 {lat['p95_s']:.1f} s "
         measured += f"({lat['pairs']:.0f} pairs, {lat['events']:.0f} events)"

@@ -13,6 +13,7 @@ import math
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -158,6 +159,20 @@ def test_a_copy_is_announced_once_and_an_unrelated_image_is_not(local: Stack) ->
     assert local.events() == [] and local.groups() == [[sha(original), sha(copy)]]
     assert local.groups("prefix=images/edits/") == []  # the original is not under it
     assert local.groups("prefix=images/") == [[sha(original), sha(copy)]]
+
+
+def test_the_bus_delivers_to_a_log_group_when_asked(local: Stack) -> None:
+    """Where the bench reads Copy Found events from (LocalStack.log_events): each event's detail with the time it was
+    delivered, and nothing in the events queue."""
+    local.stack.log_events()
+    local.put({"images/astronaut.jpg": read(PHOTO)})
+    local.check()
+    before = time.time()
+    local.put({"images/edits/astronaut-crop.jpg": crop()})
+    local.check()
+    ((at, detail),) = local.stack.logged_events()
+    assert (detail["id"], detail["copy_of"]) == (sha(crop()), sha(read(PHOTO)))
+    assert before - 1 <= at <= time.time() + 1 and local.events() == []
 
 
 def meme(name: str = PHOTO) -> bytes:
