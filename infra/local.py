@@ -29,6 +29,7 @@ import boto3
 ROOT = Path(__file__).resolve().parent.parent
 logger = logging.getLogger("pictrace.local")
 ACCOUNT = "123456789012"  # moto's account
+EVENTS_RULE, QUEUE_TARGET = "copies", "queue"  # the bus's rule for PicTrace's events, and its target the events queue
 
 
 def free_port() -> int:
@@ -180,18 +181,18 @@ class LocalStack:
         self.events_url = sqs.create_queue(QueueName=f"{self.bucket}-copy-events")["QueueUrl"]
         events = self.client("events")
         events.create_event_bus(Name=self.bus)
-        events.put_rule(Name="copies", EventBusName=self.bus, EventPattern=json.dumps({"source": ["pictrace"]}))
-        target = {"Id": "queue", "Arn": self.arn(self.events_url)}
-        events.put_targets(Rule="copies", EventBusName=self.bus, Targets=[target])
+        events.put_rule(Name=EVENTS_RULE, EventBusName=self.bus, EventPattern=json.dumps({"source": ["pictrace"]}))
+        target = {"Id": QUEUE_TARGET, "Arn": self.arn(self.events_url)}
+        events.put_targets(Rule=EVENTS_RULE, EventBusName=self.bus, Targets=[target])
 
     def log_events(self) -> None:
         """Deliver the bus's events to a CloudWatch Logs group of the stack's instead of the events queue, to be read
         once with logged_events (nothing polls while they arrive)."""
         self.client("logs").create_log_group(logGroupName=self.events_log)
         events = self.client("events")
-        events.remove_targets(Rule="copies", EventBusName=self.bus, Ids=["queue"])
+        events.remove_targets(Rule=EVENTS_RULE, EventBusName=self.bus, Ids=[QUEUE_TARGET])
         target = {"Id": "log", "Arn": f"arn:aws:logs:us-east-1:{ACCOUNT}:log-group:{self.events_log}"}
-        events.put_targets(Rule="copies", EventBusName=self.bus, Targets=[target])
+        events.put_targets(Rule=EVENTS_RULE, EventBusName=self.bus, Targets=[target])
 
     def logged_events(self) -> list[tuple[float, dict[str, Any]]]:
         """The events delivered to the stack's log group (log_events): each one's delivery time (epoch seconds) and
@@ -281,8 +282,11 @@ class SqsWorker:
                 self.sqs.change_message_visibility(
                     QueueUrl=self.queue_url, ReceiptHandle=m["ReceiptHandle"], VisibilityTimeout=0
                 )
-        done = [{"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]} for n, m in enumerate(messages)]
-        done = [d for d, m in zip(done, messages, strict=True) if m["MessageId"] not in failed]
+        done = [
+            {"Id": m["MessageId"], "ReceiptHandle": m["ReceiptHandle"]}
+            for m in messages
+            if m["MessageId"] not in failed
+        ]
         if done:  # in one call, as Lambda's poller deletes a batch (a receive gives at most 10)
             self.sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=done)
         self.processed += len(done)
