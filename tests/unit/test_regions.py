@@ -215,3 +215,20 @@ def test_a_tenth_of_a_photo_matches_one_of_its_details_better_than_the_whole_pho
     assert found.detail(mine, None) > max(whole, found.detail(theirs, None)) + 0.1
     small = cv2.imencode(".png", cv2.resize(camera, (details.DETAIL_MIN_SIDE - 1,) * 2))[1].tobytes()
     assert details.embed_details(embedder, small, **limits) is None  # too small to have details
+
+
+def test_regions_are_searched_unless_the_best_result_is_a_confident_copy() -> None:
+    def best(match: bool | None, similarity: float) -> list[Hit]:
+        return [replace(_hit("a", 0.5), match=match, similarity=similarity), _hit("b", 0.1)]
+
+    assert not regions.regions_wanted(best(True, regions.CONFIDENT))
+    assert not regions.regions_wanted(best(True, 97.0))
+    assert regions.regions_wanted(best(True, regions.CONFIDENT - 1))  # called, but only just: the regions may do better
+    assert regions.regions_wanted(best(False, 97.0))
+    assert regions.regions_wanted(best(None, 97.0))  # no verdict
+    assert regions.regions_wanted([])
+    # the threshold's own similarity is below it: a call at the threshold searches regions (sscd: 32 %)
+    calibration = calibration_for("sscd", "sscd-short256")
+    assert calibration is not None
+    at_threshold = Scoring(calibration.fusion, (), calibration).verdict(calibration.threshold)
+    assert at_threshold.match and at_threshold.similarity < regions.CONFIDENT

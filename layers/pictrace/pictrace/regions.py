@@ -2,7 +2,8 @@
 
 A query that holds an indexed photo small (inside another picture, a collage, a screenshot of a post) has a global
 embedding far from the photo's. Its regions do not: SSCD embeds 25 crops of the query (a 3 x 3 grid of windows half
-its sides and a 4 x 4 grid of windows a third of them, each overlapping its neighbours), each crop is searched, and
+its sides and a 4 x 4 grid of windows a third of them, each overlapping its neighbours), and the rectangle of each
+picture pasted whole into it that its edges draw (up to 3: pictrace.pasted), each crop is searched, and
 every candidate gets the best centred cosine of any crop with it (``region``). The best candidates by it are
 verified: ORB + RANSAC between the crop that matched and the candidate (``region_inliers``: inliers found inside
 that region, at its scale, where the whole query's ORB keypoints are spread over the other picture too).
@@ -15,8 +16,8 @@ when its region passes the model's fitted region rule (pictrace.verdict.RegionRu
 a cosine alone, or a lower one with the inliers its tier asks for). A model whose calibration has no region rule has
 no region search: its constants hold for the embedding they were fitted on.
 
-Search runs this only when its best result is not already a copy (so whole-image copies cost nothing more), only for
-image queries, and only where the model's calibration has a region rule.
+Search runs this only when its best result is not already a copy with some confidence (CONFIDENT: so whole-image
+copies cost nothing more), only for image queries, and only where the model's calibration has a region rule.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import numpy as np
 from pictrace.details import DETAIL_PENALTY
 from pictrace.embedding import Embedder, l2_normalise
 from pictrace.index.layout import Entry
+from pictrace.pasted import pasted_boxes
 from pictrace.rerank import Features, Scores, compute_features, correspondences, trim_border
 from pictrace.results import Hit
 from pictrace.verdict import RegionRule, Scoring
@@ -49,6 +51,16 @@ VERIFY = 6
 #: a region with at least this many inliers is verified: the ranking takes its cosine as it is
 REGION_INLIERS = 10
 UNVERIFIED_PENALTY = 0.15
+#: a best result called a copy with a lower similarity (percent) still has the regions searched: a call that close to
+#: the threshold (32 % for sscd) may be the picture around a pasted photo, unindexed but like an indexed one (on the
+#: bench, 6 of its 544 queries: 4 insets, one of them its original at rank 13 until then, and 2 JPEG copies)
+CONFIDENT = 50.0
+
+
+def regions_wanted(hits: list[Hit]) -> bool:
+    """Whether the regions of a query with these hits (best first) are searched: unless its best result is already a
+    copy with some confidence (CONFIDENT)."""
+    return not (hits and hits[0].match and hits[0].similarity >= CONFIDENT)
 
 
 def region_boxes(height: int, width: int) -> list[Box]:
@@ -85,10 +97,11 @@ class Regions:
 
 
 def embed_regions(image: np.ndarray, query: np.ndarray, embedder: Embedder, centre: np.ndarray | None) -> Regions:
-    """The crops (region_boxes) of an image's content (without its uniform border) embedded by the model; query: the
-    whole image's embedding."""
+    """The crops of an image's content (without its uniform border) embedded by the model: its windows
+    (region_boxes), then the rectangles of pictures pasted into it (pictrace.pasted); query: the whole image's
+    embedding."""
     content = trim_border(image)
-    boxes = region_boxes(*content.shape[:2])
+    boxes = region_boxes(*content.shape[:2]) + pasted_boxes(content)
     crops = cut(content, boxes)
     vectors = embedder.embed(crops)
     return Regions(query, crops, boxes, vectors, _centred(vectors, centre))

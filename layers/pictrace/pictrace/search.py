@@ -24,7 +24,7 @@ from pictrace.judge import TEMPLATE_EXPLAIN, Judge, Queried
 from pictrace.limits import check_entry_id, check_search_limits
 from pictrace.modelfetch import ensure_model
 from pictrace.pipeline import Prepared, Timer, prepare
-from pictrace.regions import PER_CROP, embed_regions, rejudge
+from pictrace.regions import PER_CROP, embed_regions, regions_wanted, rejudge
 from pictrace.rerank import Scores, as_query, quick_score, score, to_verify, turned_ssim
 from pictrace.results import Hit, SearchResult
 from pictrace.settings import Settings
@@ -168,7 +168,7 @@ class SearchService:
             timer.lap("fetch")  # and the rerank of what had arrived
             hits = await asyncio.to_thread(self._rerank, judge, candidates, fetched, pool, early.scores)
             timer.lap("rerank")
-            if self.settings.regions and judge.scoring.region and not (hits and hits[0].match):
+            if self.settings.regions and judge.scoring.region and regions_wanted(hits):
                 hits = await self._widen(judge, queried, hits, query.prefix, pool)
                 timer.lap("regions")
         return SearchResult(hits[:top_k], timer.total(), queried.described, self.backend.count())
