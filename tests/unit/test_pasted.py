@@ -45,6 +45,7 @@ def _near(found: tuple[int, int, int, int], truth: tuple[int, int, int, int], sl
 def test_a_pasted_photo_is_found_where_it_sits(photo: str, background: str, box: tuple[int, int, int, int]) -> None:
     found = pasted.pasted_boxes(_paste(photo, background, box))
     assert found and len(found) <= pasted.MOST
+    assert all(0 <= x0 < x1 <= 1280 and 0 <= y0 < y1 <= 960 for x0, y0, x1, y1 in found)
     assert any(_near(f, box) for f in found), (found, box)
 
 

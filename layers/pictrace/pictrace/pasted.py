@@ -32,8 +32,10 @@ MIN_SIDE, MAX_SIDE = 0.12, 0.9
 TOLERANCE = 3
 #: rectangles reported at most (largest first)
 MOST = 3
-#: straight edges tried at most in each direction (longest first)
+#: straight edges tried at most (longest first)
 EDGES = 64
+#: a picture with fewer pixels on its short side at SIDE has no rectangle worth a crop
+MIN_PIXELS = 16
 
 
 def pasted_boxes(bgr: np.ndarray) -> list[Box]:
@@ -43,15 +45,18 @@ def pasted_boxes(bgr: np.ndarray) -> list[Box]:
     small = cv2.resize(bgr, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
     small = small.reshape(small.shape[0], small.shape[1], -1).astype(np.int16)
     height, width = small.shape[:2]
-    if min(height, width) < 16:
+    if min(height, width) < MIN_PIXELS:
         return []
     across_rows = np.zeros((height, width), bool)  # steps between the row above and the row below
     across_rows[1:-1] = np.abs(small[2:] - small[:-2]).max(axis=2) >= STEP
     across_cols = np.zeros((height, width), bool)
     across_cols[:, 1:-1] = np.abs(small[:, 2:] - small[:, :-2]).max(axis=2) >= STEP
-    tops = _edges(across_rows, round(MIN_SIDE * width))
-    found = _rectangles(tops, (across_rows, across_cols), (height, width))
-    return [(round(x0 / scale), round(y0 / scale), round(x1 / scale), round(y1 / scale)) for x0, y0, x1, y1 in found]
+    edges = _edges(across_rows, round(MIN_SIDE * width))
+    found = _rectangles(edges, (across_rows, across_cols), (height, width))
+    return [
+        (min(w, round(x0 / scale)), min(h, round(y0 / scale)), min(w, round(x1 / scale)), min(h, round(y1 / scale)))
+        for x0, y0, x1, y1 in found
+    ]
 
 
 def _edges(steps: np.ndarray, min_length: int) -> np.ndarray:
