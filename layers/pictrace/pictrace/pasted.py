@@ -4,8 +4,9 @@ A photo pasted into another one (an inset, a tile of a collage) is bounded by st
 change at once, all along each side: rows and columns across which the picture steps. Natural edges (a horizon, a
 window frame) rarely close a rectangle with four such sides. The query's regions (pictrace.regions) are grid
 windows, which cut a small inset in pieces or with the picture around it; the rectangle is the inset itself, and its
-embedding is the photo's (on the bench's insets, the original's centred cosine with it 0.67-0.99 where the grid's
-best window had 0.57-0.60 on the hardest; held-out photos' insets 0.30 at most with any indexed image).
+embedding is the photo's (on the bench's 544 queries: 18 of its 26 insets found, the original's centred cosine with
+the rectangle 0.72-0.89, where the grid's best window had 0.57-0.60 on the hardest; held-out photos pasted the same
+way 0.28 at most with any indexed image).
 
 A rectangle is reported where (at SIDE pixels on the long side) at least two of its sides are edges inside the
 picture (a side on the picture's own edge counts as closed: an inset placed against it), each covering COVER of its

@@ -53,7 +53,8 @@ REGION_INLIERS = 10
 UNVERIFIED_PENALTY = 0.15
 #: a best result called a copy with a lower similarity (percent) still has the regions searched: a call that close to
 #: the threshold (32 % for sscd) may be the picture around a pasted photo, unindexed but like an indexed one (on the
-#: bench, 6 of its 544 queries: 4 insets, one of them its original at rank 13 until then, and 2 JPEG copies)
+#: bench, 4 more of its 544 queries search regions: 2 insets, one of them its original at rank 13 until then, and 2
+#: JPEG copies)
 CONFIDENT = 50.0
 
 
