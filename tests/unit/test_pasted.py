@@ -11,19 +11,13 @@ import numpy as np
 import pytest
 from pictrace import pasted, regions
 
-from tests.conftest import DATA
-
-
-def _read(name: str) -> np.ndarray:
-    img = cv2.imread(str(DATA / name), cv2.IMREAD_COLOR)
-    assert img is not None
-    return img
+from tests import drawn
 
 
 def _paste(photo: str, background: str, box: tuple[int, int, int, int]) -> np.ndarray:
-    out = cv2.resize(_read(background), (1280, 960), interpolation=cv2.INTER_AREA)
+    out = cv2.resize(drawn.photo(background), (1280, 960), interpolation=cv2.INTER_AREA)
     x0, y0, x1, y1 = box
-    out[y0:y1, x0:x1] = cv2.resize(_read(photo), (x1 - x0, y1 - y0), interpolation=cv2.INTER_AREA)
+    out[y0:y1, x0:x1] = cv2.resize(drawn.photo(photo), (x1 - x0, y1 - y0), interpolation=cv2.INTER_AREA)
     ok, jpeg = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, 80])
     assert ok
     return cv2.imdecode(jpeg, cv2.IMREAD_COLOR)
@@ -51,12 +45,12 @@ def test_a_pasted_photo_is_found_where_it_sits(photo: str, background: str, box:
 
 @pytest.mark.parametrize("name", ["astronaut.jpg", "coffee.png", "chelsea.webp", "grass.jpg", "gravel.jpg"])
 def test_a_photo_with_nothing_pasted_in_has_no_rectangle(name: str) -> None:
-    img = cv2.resize(_read(name), (1280, 960), interpolation=cv2.INTER_AREA)
+    img = cv2.resize(drawn.photo(name), (1280, 960), interpolation=cv2.INTER_AREA)
     assert pasted.pasted_boxes(img) == []
 
 
 def test_straight_lines_that_close_no_rectangle_are_not_a_picture() -> None:
-    img = cv2.resize(_read("grass.jpg"), (1280, 960), interpolation=cv2.INTER_AREA)
+    img = cv2.resize(drawn.photo("grass.jpg"), (1280, 960), interpolation=cv2.INTER_AREA)
     img[480:] = (200, 120, 40)  # a horizon across the whole picture: one side inside
     img[:, 600:604] = (0, 0, 0)  # a pole from top to bottom crossing it
     assert pasted.pasted_boxes(img) == []
@@ -76,5 +70,5 @@ def test_the_query_regions_include_the_pasted_rectangle(embedder: Any) -> None:
     extra = found.boxes[len(grid) :]
     assert len(extra) == len(found.vectors) - len(grid) >= 1
     assert any(_near(b, (760, 560, 1080, 880)) for b in extra)
-    _, crop = found.best(embedder.embed([_read("astronaut.jpg")]), None)
+    _, crop = found.best(embedder.embed([drawn.photo("astronaut.jpg")]), None)
     assert found.boxes[int(crop[0])] in extra  # the rectangle sees the astronaut best
