@@ -11,6 +11,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+import pytest
 
 from tests.conftest import read
 
@@ -167,3 +168,56 @@ def test_details_backfill_queues_every_indexed_image_and_the_stage_makes_the_mis
     assert worker.processed == len(INDEXED) and worker.failed == 0
     for entry_id in ids:
         s3.head_object(Bucket=stack.bucket, Key=layout.details_key(entry_id))
+
+
+@pytest.mark.parametrize("by_detail", [True, False])
+def test_a_detail_that_no_shortlist_brings_is_found_through_the_details_the_index_holds(
+    stack: Any, by_detail: bool
+) -> None:
+    """At scale a detail's whole embedding ranks its photo far down (on the bench, a 5 % crop of a photo: 63rd of
+    1,000), beyond the shortlist and every region's candidates: here they are made to miss it. The details the
+    index holds bring it back; without them, it is lost."""
+
+    def hide(service: Any) -> None:
+        candidates, details = service.backend.candidates, service.backend.by_detail
+        service.backend.candidates = lambda *a, **k: [c for c in candidates(*a, **k) if c.id != ASTRONAUT]
+        service.backend.by_detail = details if by_detail else lambda *a, **k: []
+
+    result = _search(stack, _detail(), regions=True, prepare=hide)
+    if by_detail:
+        top = result.results[0]
+        assert top.id == ASTRONAUT and top.match and "detail" in top.scores.explain
+    else:
+        assert ASTRONAUT not in {h.id for h in result.results}
+
+
+def test_the_index_holds_each_images_details_from_the_stages_change_marker_and_from_the_segments(stack: Any) -> None:
+    """The details stage marks the entry changed after writing its details: a warm reader's row takes them, and
+    compaction folds them into the segments a cold reader loads (pictrace.index.memory.EmbeddingIndex.by_detail)."""
+    from pictrace.detailstage import DetailStage
+    from pictrace.embedding import get_embedder
+    from pictrace.pipeline import prepare
+    from pictrace.settings import Settings
+    from pictrace.wiring import compact, wire
+
+    settings = Settings.from_env()
+    _search(stack, read("astronaut.jpg"), regions=True)  # the photos indexed and their details made
+    embedder = get_embedder(settings.model_dir)
+    query = prepare(_detail(), lambda: embedder, max_bytes=settings.max_bytes, max_pixels=settings.max_pixels)
+    gists = np.zeros((8, 256), np.float32)
+
+    def best(prefix: str | None = None) -> list[str]:
+        return [c.id for c in wire(settings).backend.by_detail(query.embedding, gists, 1, prefix)]
+
+    assert best() == [ASTRONAUT]  # every entry read with its details (no compaction yet)
+    assert best("images/chelsea") != [ASTRONAUT]
+    wiring = wire(settings)
+    wiring.store.delete(wiring.index.layout.details_key(ASTRONAUT))
+    compact(wiring)  # the segments hold the details made, zeros for the astronaut's
+    warm = wire(settings).backend
+    assert [c.id for c in warm.by_detail(query.embedding, gists, 1, None)] != [ASTRONAUT]
+    assert DetailStage(settings, wiring.store, wiring.index).detail(ASTRONAUT).action == "detailed"
+    warm.refresh(force=True)  # the stage's change marker: the row read again, with its details
+    assert [c.id for c in warm.by_detail(query.embedding, gists, 1, None)] == [ASTRONAUT]
+    compact(wiring)
+    assert not wiring.index.changes() and best() == [ASTRONAUT]  # folded into the segments

@@ -1,6 +1,6 @@
 """The stack's details stage (issue 27, off ingest's path): the details queue ingest fills and its DLQ, DetailsFunction
 (ingest's layers, model and memory), its role's least privilege (it writes only the keys pictrace.index.layout names
-for details), and the details handler running on its built layer."""
+for details, and change markers), and the details handler running on its built layer."""
 
 from __future__ import annotations
 
@@ -58,10 +58,14 @@ def test_the_details_function_runs_on_ingests_layers_and_model(
     check_runs_like(template, "DetailsFunction", "IngestFunction", {"Architecture": arch, "Weights": weights})
 
 
-def test_the_details_function_reads_images_and_the_index_and_writes_details_only(template: dict[str, Any]) -> None:
+def test_the_details_function_reads_images_and_the_index_and_writes_details_and_change_markers_only(
+    template: dict[str, Any],
+) -> None:
     details = f"arn:${{AWS::Partition}}:s3:::${{ImagesBucket}}/{Layout('${IndexPrefix}').details_prefix}*"
     role = granted(template, "DetailsFunctionRole", {"KmsKeyArn": "arn:aws:kms:x"})
-    assert role["s3:PutObject"] == role["s3:DeleteObject"] == {details}
+    changes = f"arn:${{AWS::Partition}}:s3:::${{ImagesBucket}}/{Layout('${IndexPrefix}').changes_prefix}*"
+    assert role["s3:DeleteObject"] == {details}
+    assert role["s3:PutObject"] == {details, changes}  # and the change marker that brings them into the index's rows
     assert role["s3:GetObject"] == {f"{INDEX}*", "arn:${AWS::Partition}:s3:::${ImagesBucket}/${ImagesPrefix}*"}
     assert set(role) == {
         "logs:CreateLogStream",

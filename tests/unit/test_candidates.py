@@ -1,6 +1,8 @@
-"""EmbeddingIndex.candidates with and without its gist half."""
+"""EmbeddingIndex.candidates with and without its gist half, and by_detail (the images' details it holds)."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 from pictrace.index.memory import EmbeddingIndex
@@ -41,3 +43,59 @@ def test_without_the_gist_half_the_shortlist_is_the_cosine_half_with_the_same_tu
     under = index.candidates(query, gists, 5, key_prefix="images/1", by_layout=False)
     assert under and all(c.keys[0].startswith("images/1") for c in under)
     assert index.candidates(query, gists, 5, key_prefix="nowhere/", by_layout=False) == []
+
+
+def _with_details(rng: np.random.Generator, n: int, windows: int, dim: int, without: int) -> dict[str, Row]:
+    """n rows with details (windows unit vectors of dim, quantised as the index holds them), but the first `without`."""
+    from pictrace.details import quantised
+
+    rows = {}
+    for i in range(n):
+        vectors = {"embedding": _unit(rng, dim), "gist": _unit(rng, 256)}
+        if i >= without:
+            vectors["details"] = quantised(np.stack([_unit(rng, dim) for _ in range(windows)]))
+        rows[f"{i:064x}"] = Row((f"images/{i % 3}/{i}.jpg",), vectors)
+    return rows
+
+
+def test_the_details_shortlist_ranks_the_image_one_of_whose_details_the_query_is() -> None:
+    """By the best centred cosine of any detail (as pictrace.regions judges one candidate's, on the exact float16
+    details), within a prefix; an image without details is never brought; none at all where none are held."""
+    from pictrace.details import best_detail, quantised
+
+    rng = np.random.default_rng(11)
+    dim, windows = 32, 25
+    rows = _with_details(rng, 200, windows, dim, without=20)
+    target = f"{57:064x}"
+    exact = np.stack([_unit(rng, dim) for _ in range(windows)])
+    rows[target].vectors["details"] = quantised(exact)
+    query = exact[13] * 0.8 + _unit(rng, dim) * 0.6
+    query /= np.linalg.norm(query)
+    index = EmbeddingIndex(_Rows(rows), refresh_seconds=0)
+    index.refresh(force=True)
+    assert index.matrices["details"].dtype == np.int8 and index.matrices["details"].shape == (200, windows * dim)
+    centre = _unit(rng, dim) * 0.2
+    gists = np.stack([_unit(rng, 256) for _ in range(8)])
+    found = index.by_detail(query, gists, 5, centre=centre)
+    assert found[0].id == target and len(found) == 5
+    held = best_detail(index.matrices["details"], query, centre)
+    assert np.isneginf(held[:20]).all()  # the rows without details
+    exact_best = best_detail(exact.reshape(1, -1).astype(np.float16), query, centre)[0]
+    assert abs(held[list(index.ids).index(target)] - exact_best) < 0.01  # quantised: within a hundredth
+    under = index.by_detail(query, gists, 50, key_prefix="images/1/", centre=centre)
+    assert under and all(c.keys[0].startswith("images/1/") for c in under) and target not in {c.id for c in under}
+    assert all(int(c.id, 16) >= 20 for c in index.by_detail(query, gists, 500))  # only images with details
+    plain = EmbeddingIndex(_Rows(_with_details(rng, 10, windows, dim, without=10)), refresh_seconds=0)
+    plain.refresh(force=True)
+    assert "details" not in plain.matrices and plain.by_detail(query, gists, 5) == []
+
+
+def test_an_index_past_its_details_limit_holds_none_and_its_details_shortlist_is_empty(monkeypatch: Any) -> None:
+    from pictrace.index import memory
+
+    monkeypatch.setitem(memory.HELD_AT_MOST, "details", 30)
+    rng = np.random.default_rng(5)
+    index = EmbeddingIndex(_Rows(_with_details(rng, 31, 4, 16, without=0)), refresh_seconds=0)
+    index.refresh(force=True)
+    assert set(index.matrices) == {"embedding", "gist"} and len(index) == 31
+    assert index.by_detail(_unit(rng, 16), np.stack([_unit(rng, 256) for _ in range(8)]), 5) == []

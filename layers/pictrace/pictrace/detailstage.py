@@ -107,7 +107,8 @@ class DetailStage:
 
     def _detail(self, entry_id: str) -> str:
         key = self.index.layout.details_key(entry_id)
-        if self.store.size(key) is not None:
+        if self.store.size(key) is not None:  # written before: its change marker too, unless it stopped in between
+            self.index.mark_changed(entry_id, repair=True, observed=False)
             return "present"
         try:
             entry, _etag = self.index.get_entry(entry_id)
@@ -131,7 +132,10 @@ class DetailStage:
         if not self.index.has_entry(entry_id):  # deleted meanwhile: its deletion may have come before this write
             self.store.delete(key)
             return "gone"
-        return "detailed" if len(details) else "none"
+        if not len(details):
+            return "none"
+        self.index.mark_changed(entry_id, observed=False)  # the index's row takes them (pictrace.index.rows.read_row)
+        return "detailed"
 
     def _bytes(self, entry: Entry) -> bytes | None:
         """The image's bytes, read under the first of its keys that still holds them (None: none does)."""

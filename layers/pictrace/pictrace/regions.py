@@ -29,7 +29,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from pictrace.details import DETAIL_PENALTY
+from pictrace.details import DETAIL_PENALTY, best_detail
 from pictrace.embedding import Embedder, l2_normalise
 from pictrace.index.layout import Entry
 from pictrace.pasted import pasted_boxes
@@ -90,7 +90,7 @@ class Regions:
         image too small to have any."""
         if not len(details):
             return 0.0
-        return float((_centred(np.asarray(details, np.float32), centre) @ _centred(self.query, centre)).max())
+        return float(best_detail(np.reshape(details, (1, -1)), self.query, centre)[0])
 
     def inliers(self, crop: int, candidate: Features) -> int:
         """ORB matches of one crop with a candidate that agree on one affine transform (RANSAC)."""

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from pictrace.compare import Comparison, Frame, evidence, load_original
+from pictrace.details import BY_DETAIL
 from pictrace.embedding import Embedder, get_embedder
 from pictrace.errors import BadRequest, NotFound, UpstreamError
 from pictrace.fetch import index_fetcher
@@ -185,8 +186,11 @@ class SearchService:
             asyncio.to_thread(embed_regions, queried.image.bgr, queried.vector, queried.embedder, centre),
             self.details.fetch_many(asked := [self.layout.details_key(h.id) for h in hits]),
         )
-        found = await asyncio.to_thread(
-            lambda: [self.backend.candidates(v, gists, PER_CROP, prefix, False, centre) for v in regions.vectors]
+        found = await asyncio.to_thread(  # each region's candidates, and the images with a detail like the query
+            lambda: (
+                [self.backend.candidates(v, gists, PER_CROP, prefix, False, centre) for v in regions.vectors]
+                + [self.backend.by_detail(queried.vector, gists, BY_DETAIL, prefix, centre)]
+            )
         )
         new = list({c.id: c for cs in found for c in cs if c.id not in {h.id for h in hits}}.values())
         fetched = await self.fetcher.fetch_many([self.layout.entry_key(c.id) for c in new])

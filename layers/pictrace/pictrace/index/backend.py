@@ -1,7 +1,7 @@
-"""The shortlist backend: what search needs from an index (refresh, candidates, keys by id, count, one target's
-scores), in memory over the S3 entries and segments or in Amazon S3 Vectors, chosen once by open_backend from
-the settings. The backend also names the observer its writers must call with every changed id (on_change): the
-S3 Vectors mirror, or nothing."""
+"""The shortlist backend: what search needs from an index (refresh, candidates, candidates by their details, keys
+by id, count, one target's scores), in memory over the S3 entries and segments or in Amazon S3 Vectors, chosen once
+by open_backend from the settings. The backend also names the observer its writers must call with every changed id
+(on_change): the S3 Vectors mirror, or nothing."""
 
 from __future__ import annotations
 
@@ -53,6 +53,13 @@ class ShortlistBackend(Protocol):
         computed from the entry (pictrace.search)."""
         ...
 
+    def by_detail(
+        self, query: np.ndarray, gists: np.ndarray, k: int, prefix: str | None, centre: np.ndarray | None = None
+    ) -> list[Candidate]:
+        """Up to k images with a detail (pictrace.details) the unit query matches best, where the backend holds the
+        images' details (else none)."""
+        ...
+
     def keys(self, ids: list[str]) -> dict[str, tuple[str, ...]]:
         """The current keys of those ids that are indexed."""
         ...
@@ -100,6 +107,13 @@ class MemoryBackend:
             return self.index.candidates(query, gists, shortlist, key_prefix=prefix, by_layout=False, centre=centre)
         return self.index.candidates(query, gists, (shortlist + 1) // 2, key_prefix=prefix, centre=centre)
 
+    def by_detail(
+        self, query: np.ndarray, gists: np.ndarray, k: int, prefix: str | None, centre: np.ndarray | None = None
+    ) -> list[Candidate]:
+        """By the best centred cosine of any of an image's details with the query (EmbeddingIndex.by_detail)."""
+        self.index.refresh()
+        return self.index.by_detail(query, gists, k, key_prefix=prefix, centre=centre)
+
     def keys(self, ids: list[str]) -> dict[str, tuple[str, ...]]:
         """See ShortlistBackend."""
         self.index.refresh()
@@ -146,6 +160,13 @@ class VectorsBackend:
         """The `shortlist` nearest by the plain cosine (prefix: a folder); S3 Vectors holds no gists and centres
         nothing, so by_layout and centre change nothing."""
         return [Candidate(n.id, n.cosine, 0.0, 0, n.keys) for n in self.vectors.query(query, shortlist, prefix)]
+
+    def by_detail(
+        self, query: np.ndarray, gists: np.ndarray, k: int, prefix: str | None, centre: np.ndarray | None = None
+    ) -> list[Candidate]:
+        """None: the vector index holds one vector per image, not its details (searches compare the details of the
+        candidates they have, pictrace.regions)."""
+        return []
 
     def keys(self, ids: list[str]) -> dict[str, tuple[str, ...]]:
         """See ShortlistBackend."""

@@ -1,9 +1,10 @@
-"""EmbeddingIndex: every image's named vectors as float32 matrices held across warm invocations, refreshed from
-a RowSource by what changed, and the shortlist over them (centred cosine and gist layout, optionally within a key
-prefix). Ids, keys and row versions are packed (pictrace.index.packed): no Python object per image."""
+"""EmbeddingIndex: every image's named vectors as matrices held across warm invocations, refreshed from a RowSource
+by what changed, and the shortlists over them (centred cosine and gist layout, or the images' details; optionally
+within a key prefix). Ids, keys and row versions are packed (pictrace.index.packed): no Python object per image."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -11,11 +12,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pictrace.details import best_detail
 from pictrace.index.alloc import trim, tune_allocator
 from pictrace.index.packed import KeyTable, Listing, RowIds
-from pictrace.index.rows import Candidate, Loaded, RowSource
+from pictrace.index.rows import Candidate, Loaded, RowSource, vector_dtype
+
+logger = logging.getLogger(__name__)
 
 _MASKS_KEPT = 8  # key-prefix masks kept per snapshot
+#: the most images whose named vectors of this name are held: the details (12.5 KiB each at 512 dimensions) of up
+#: to 40,000 images (500 MiB); an index larger than that searches only its candidates' details (pictrace.regions)
+HELD_AT_MOST = {"details": 40_000}
 _TRIM_AFTER_ROWS = 256  # a refresh that changed at least this many rows hands freed heap pages back (see alloc.trim)
 
 
@@ -84,7 +91,7 @@ class EmbeddingIndex:
 
     @property
     def matrices(self) -> dict[str, np.ndarray]:
-        """Named (n, d) float32 matrices (see index_vectors), one row per id."""
+        """Named (n, d) matrices (see index_vectors; float32 unless rows.VECTOR_DTYPES says), one row per id."""
         return self._snapshot.matrices
 
     @property
@@ -180,15 +187,18 @@ class EmbeddingIndex:
         n, kept = len(new_ids), len(keep_rows)
         new: dict[str, np.ndarray] = {}
         for name, dim in sorted(dims.items()):
+            if n > HELD_AT_MOST.get(name, n):
+                logger.info("%d images: their %s are not held (at most %d)", n, name, HELD_AT_MOST[name])
+                continue
             # a vector some rows lack (written before it existed, e.g. an older segment) is zeros for them
-            out = new[name] = np.empty((n, dim), np.float32)
+            out = new[name] = np.empty((n, dim), vector_dtype(name))
             old = matrices.get(name)
             if old is not None:
                 np.take(old, keep_rows, axis=0, out=out[:kept])
             else:
-                out[:kept] = 0.0
+                out[:kept] = 0
             if rows:
-                zero = np.zeros(dim, np.float32)
+                zero = np.zeros(dim, out.dtype)
                 np.stack([row.vectors.get(name, zero) for row in rows.values()], out=out[kept : kept + len(rows)])
         if loaded.blocks:
             assert loaded.matrices is not None, "blocks come with their matrices"
@@ -198,7 +208,7 @@ class EmbeddingIndex:
                 for name, out in new.items():
                     m = source.get(name)
                     if m is None:
-                        out[start:end] = 0.0
+                        out[start:end] = 0
                     elif len(block.rows) == len(m):  # every row of the object, in order (see SegmentedView)
                         out[start:end] = m
                     else:
@@ -258,16 +268,37 @@ class EmbeddingIndex:
             _add_top(chosen, layout, k, allowed)
             rows = np.fromiter(chosen, np.intp, len(chosen))
             picked_turns, picked_layout = turns[rows], layout[rows]
-        else:  # only the chosen rows' gists: the turn each matched best
-            rows = np.fromiter(chosen, np.intp, len(chosen))
-            by_turn = matrices["gist"][rows] @ g
-            picked_turns = by_turn.argmax(axis=1)
-            picked_layout = by_turn[np.arange(len(rows)), picked_turns]
+        else:
+            return _with_gists(snapshot, np.fromiter(chosen, np.intp, len(chosen)), cosines, g)
         keys = snapshot.keys
         return [
             Candidate(ids[r], float(cosines[r]), float(lay), int(turn), keys[r])
             for r, lay, turn in zip(rows, picked_layout, picked_turns, strict=True)
         ]
+
+    def by_detail(
+        self,
+        query: np.ndarray,
+        gists: np.ndarray,
+        k: int,
+        key_prefix: str | None = None,
+        centre: np.ndarray | None = None,
+    ) -> list[Candidate]:
+        """Up to k ids whose details (pictrace.details) the unit query matches best, by the best centred cosine of
+        any of them with it (best_detail), best first; none where no image's details are held. Each candidate carries
+        its embedding's cosine and the query turn whose gist matched best, as candidates() without by_layout."""
+        snapshot = self._snapshot
+        details = snapshot.matrices.get("details")
+        if details is None or not len(snapshot.ids):
+            return []
+        best = best_detail(details, query, centre)
+        allowed = np.isfinite(best)
+        if key_prefix:
+            allowed &= self._mask(snapshot, key_prefix)
+        chosen: dict[int, None] = {}
+        _add_top(chosen, best, k, allowed)
+        rows = np.fromiter(chosen, np.intp, len(chosen))
+        return _with_gists(snapshot, rows, self._cosines(snapshot.matrices, query, centre), gists.astype(np.float32).T)
 
     def _mask(self, snapshot: _Snapshot, key_prefix: str) -> np.ndarray:
         """Rows with a key under the prefix; the last few prefixes' masks are kept until the snapshot changes."""
@@ -303,6 +334,19 @@ class EmbeddingIndex:
         top = np.argpartition(-sims, k - 1)[:k]
         top = top[np.argsort(-sims[top], kind="stable")]
         return [(ids[i], float(sims[i])) for i in top]
+
+
+def _with_gists(snapshot: _Snapshot, rows: np.ndarray, cosines: np.ndarray, gists: np.ndarray) -> list[Candidate]:
+    """The candidates of these rows, in order: each with its cosine and the query turn (gists: (256, 8)) its gist
+    matches best."""
+    by_turn = snapshot.matrices["gist"][rows] @ gists
+    turns = by_turn.argmax(axis=1)
+    layout = by_turn[np.arange(len(rows)), turns]
+    ids, keys = snapshot.ids, snapshot.keys
+    return [
+        Candidate(ids[r], float(cosines[r]), float(lay), int(turn), keys[r])
+        for r, lay, turn in zip(rows, layout, turns, strict=True)
+    ]
 
 
 def _add_top(chosen: dict[int, None], sims: np.ndarray, k: int, allowed: np.ndarray | None) -> None:

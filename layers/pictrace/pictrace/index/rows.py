@@ -10,16 +10,29 @@ from typing import Protocol
 
 import numpy as np
 
+from pictrace.details import DETAILS, quantised
 from pictrace.errors import NotFound
 from pictrace.index.layout import Entry
 from pictrace.index.packed import KeyTable, RowIds
 from pictrace.index.store import IndexStore, parallel
 from pictrace.rerank import gist
 
+#: the named vectors held and stored as other than float32: the details, quantised (pictrace.details.quantised)
+VECTOR_DTYPES: dict[str, type] = {"details": np.int8}
 
-def index_vectors(entry: Entry) -> dict[str, np.ndarray]:
-    """The named per-image vectors an in-memory index holds for an entry; segments store exactly these."""
-    return {"embedding": np.asarray(entry.embedding, dtype=np.float32), "gist": gist(entry.features.thumb)}
+
+def vector_dtype(name: str) -> np.dtype:
+    """How the in-memory index holds, and segments store, one named vector (float32 unless VECTOR_DTYPES says)."""
+    return np.dtype(VECTOR_DTYPES.get(name, np.float32))
+
+
+def index_vectors(entry: Entry, details: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """The named per-image vectors an in-memory index holds for an entry and its details (pictrace.details: a row of
+    them, where it has as many as DETAILS of its embedding's width); segments store exactly these."""
+    vectors = {"embedding": np.asarray(entry.embedding, dtype=np.float32), "gist": gist(entry.features.thumb)}
+    if details is not None and details.shape == (DETAILS, len(entry.embedding)):
+        vectors["details"] = quantised(details)
+    return vectors
 
 
 @dataclass(frozen=True)
@@ -88,12 +101,13 @@ class RowSource(Protocol):
 
 
 def read_row(index_store: IndexStore, entry_id: str) -> Row | None:
-    """What the in-memory index holds of an entry (keys, named vectors); None if it no longer exists."""
+    """What the in-memory index holds of an entry (keys, named vectors, with its details once the details stage
+    wrote them); None if it no longer exists."""
     try:
         entry = index_store.get_entry(entry_id)[0]
     except NotFound:  # deleted between a listing and this read
         return None
-    return Row(entry.keys, index_vectors(entry))
+    return Row(entry.keys, index_vectors(entry, index_store.get_details(entry_id)))
 
 
 def read_rows(index_store: IndexStore, ids: list[str]) -> dict[str, Row | None]:

@@ -31,7 +31,7 @@ import numpy as np
 from pictrace.errors import NotFound
 from pictrace.index.layout import now_iso
 from pictrace.index.packed import KeyTable, Listing, RowIds, live_rows
-from pictrace.index.rows import Block, EntryRows, Loaded, Loader, Row, RowSource, Versions, read_rows
+from pictrace.index.rows import Block, EntryRows, Loaded, Loader, Row, RowSource, Versions, read_rows, vector_dtype
 from pictrace.index.store import IndexStore, parallel
 
 logger = logging.getLogger(__name__)
@@ -70,11 +70,14 @@ class Segment:
         return Row(self.keys[i], {name: m[i] for name, m in self.matrices.items()})
 
     def to_bytes(self, dtype: str = "float32") -> bytes:
-        """npz, no pickles; matrices stored as float16 or float32."""
+        """npz, no pickles; float matrices stored as float16 or float32, the others as they are (rows.VECTOR_DTYPES)."""
         header: dict[str, Any] = {"version": SEGMENT_VERSION, "ids": self.ids, "keys": [list(k) for k in self.keys]}
         header["deleted"] = self.deleted
         header["dims"] = self.dims
-        arrays: dict[str, Any] = {f"m_{name}": m.astype(dtype) for name, m in self.matrices.items()}
+        arrays: dict[str, Any] = {
+            f"m_{name}": m.astype(dtype if vector_dtype(name).kind == "f" else vector_dtype(name))
+            for name, m in self.matrices.items()
+        }
         arrays["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
         buf = io.BytesIO()
         np.savez(buf, **arrays)
@@ -82,7 +85,7 @@ class Segment:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Segment:
-        """Parse what to_bytes wrote; matrices keep the stored dtype (the index converts to float32 as it copies)."""
+        """Parse what to_bytes wrote; matrices keep the stored dtype (the index converts them as it copies)."""
         with np.load(io.BytesIO(data), allow_pickle=False) as npz:
             header = json.loads(npz["header"].tobytes().decode())
             matrices = {n[2:]: npz[n] for n in npz.files if n.startswith("m_")}
@@ -99,10 +102,15 @@ class Segment:
 
     @classmethod
     def from_rows(cls, rows: dict[str, Row], deleted: Iterable[str] = ()) -> Segment:
-        """A segment holding these rows (sorted by id)."""
+        """A segment holding these rows (sorted by id); a vector some rows lack (details not made yet) is zeros."""
         ids = sorted(rows)
-        names = sorted({n for r in rows.values() for n in r.vectors})
-        matrices = {n: np.stack([rows[i].vectors[n] for i in ids]).astype(np.float32) for n in names} if ids else {}
+        widths = {n: len(v) for r in rows.values() for n, v in r.vectors.items()}
+        matrices = {}
+        for name, width in sorted(widths.items()):
+            out = matrices[name] = np.zeros((len(ids), width), vector_dtype(name))
+            for n, i in enumerate(ids):
+                if (vector := rows[i].vectors.get(name)) is not None:
+                    out[n] = vector
         return cls(ids, [rows[i].keys for i in ids], matrices, sorted(deleted))
 
 

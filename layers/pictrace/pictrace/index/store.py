@@ -14,9 +14,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
 
+import numpy as np
+
 from pictrace.embedding import KERAS_PREPROCESS, SSCD_FILES, Embedder
 from pictrace.errors import ConflictError, ModelMismatch, NotFound
-from pictrace.index.layout import Entry, Layout, key_digest, now_iso
+from pictrace.index.layout import Entry, Layout, details_from_bytes, key_digest, now_iso
 from pictrace.storage import Store
 
 logger = logging.getLogger(__name__)
@@ -171,15 +173,16 @@ class IndexStore:
         """Delete the markers that still have the ETag listed (a change since keeps its marker); how many stayed."""
         return sum(not self.store.delete(self.layout.change_key(i), if_match=etag) for i, etag in markers.items())
 
-    def mark_changed(self, entry_id: str, repair: bool = False) -> None:
+    def mark_changed(self, entry_id: str, repair: bool = False, observed: bool = True) -> None:
         """Record that an entry changed, after the change is written. A nonce gives every marker a new ETag.
 
         repair: nothing changed now, but an earlier attempt may have stopped before its marker: write one only
-        if there is none (a redelivered event then changes nothing).
+        if there is none (a redelivered event then changes nothing). observed: False for a change the observer
+        mirrors nothing of (an entry's details).
         """
         body = json.dumps({"id": entry_id, "nonce": uuid.uuid4().hex, "at": now_iso()}).encode()
         self.store.put(self.layout.change_key(entry_id), body, if_none_match=repair, content_type="application/json")
-        if self.on_change is not None:
+        if observed and self.on_change is not None:
             self.on_change([entry_id])
 
     # --- entries and pointers
@@ -187,6 +190,13 @@ class IndexStore:
         """The entry and its ETag; NotFound if absent."""
         obj = self.store.get(self.layout.entry_key(entry_id))
         return Entry.from_bytes(obj.body), obj.etag
+
+    def get_details(self, entry_id: str) -> np.ndarray | None:
+        """The entry's details (pictrace.details), (k, d) float16; None until the details stage wrote them."""
+        try:
+            return details_from_bytes(self.store.get(self.layout.details_key(entry_id)).body)
+        except NotFound:
+            return None
 
     def has_entry(self, entry_id: str) -> bool:
         """Whether the entry exists (one HEAD)."""
