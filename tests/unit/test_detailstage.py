@@ -63,6 +63,23 @@ def test_the_details_are_written_beside_the_entry_once() -> None:
     assert stage.detail(entry_id).action == "present" and store.gets == gets  # a redelivery reads nothing
 
 
+def test_the_entry_is_marked_changed_after_its_details_so_the_index_rows_take_them() -> None:
+    """A marker after the write (pictrace.index.rows.read_row then reads the details with the entry); a redelivery
+    whose marker was folded away by a compaction writes one again only if none is there (an index whose details
+    predate the marker gets them into its segments through `details-backfill`), never telling the vector mirror."""
+    store, index, entry_id = _indexed()
+    observed: list[list[str]] = []
+    index.on_change = observed.append
+    index.drop_changes(index.changes())  # ingest's own marker, folded by a compaction
+    assert _stage(store, index).detail(entry_id).action == "detailed"
+    first = index.changes()
+    assert list(first) == [entry_id]
+    assert _stage(store, index).detail(entry_id).action == "present" and index.changes() == first  # kept as it is
+    index.drop_changes(first)
+    assert _stage(store, index).detail(entry_id).action == "present" and list(index.changes()) == [entry_id]
+    assert observed == []
+
+
 def test_no_details_for_a_model_without_a_detail_rule_or_with_regions_off() -> None:
     store, index, entry_id = _indexed(weights="random:0")
     assert _stage(store, index).detail(entry_id).action == "skipped"
