@@ -146,6 +146,7 @@ def _group(records: Sequence[Mapping[str, Any]], calibrated: bool = False) -> di
     for k in (1, 10, PRODUCT_SHORTLIST):
         out[f"shortlist@{k}"] = recall_at([r.get("cos_rank") for r in records], k)
     out["shortlisted"] = _share(in_shortlist(r, PRODUCT_SHORTLIST) for r in records)
+    out["search_p50_ms"] = float(np.median([r["timings"]["total"] for r in records])) if records else math.nan
     return out
 
 
@@ -160,7 +161,7 @@ def quality(records: Sequence[Mapping[str, Any]], families: Sequence[str], varia
     negatives = [r for r in records if not r["positive"]]
     calibrated = any(h[6] != -1 for r in records for h in r["hits"][:1])
     by_family = {f: _group([r for r in positives if r["family"] == f], calibrated) for f in families}
-    by_variant = {v: _group([r for r in positives if r["variant"] == v]) for v in variants}
+    by_variant = {v: _group([r for r in positives if r["variant"] == v], calibrated) for v in variants}
     pooled = predictions(records)
     called = [(bool(h[6] == 1), bool(h[0])) for r in records for h in r["hits"][:TOP_PREDICTIONS]]
     kept = {"product": True, "cosine_only": False}  # the product's shortlist, or cosine's alone
@@ -171,7 +172,7 @@ def quality(records: Sequence[Mapping[str, Any]], families: Sequence[str], varia
     return Quality(
         families={k: v for k, v in by_family.items() if v["queries"]},
         variants={k: v for k, v in by_variant.items() if v["queries"]},
-        overall=_group(positives),
+        overall=_group(positives, calibrated),
         queries={"positive": len(positives), "negative": len(negatives)},
         micro_ap=micro_ap(pooled, len(positives)),
         precision_at_recall_90=precision_at_recall(pooled, len(positives), 0.9),
