@@ -99,3 +99,15 @@ def test_an_index_past_its_details_limit_holds_none_and_its_details_shortlist_is
     index.refresh(force=True)
     assert set(index.matrices) == {"embedding", "gist"} and len(index) == 31
     assert index.by_detail(_unit(rng, 16), np.stack([_unit(rng, 256) for _ in range(8)]), 5) == []
+
+
+def test_a_segment_stores_the_details_as_int8_whatever_its_float_dtype_and_zeros_for_rows_without() -> None:
+    from pictrace.index.segments import Segment
+
+    rng = np.random.default_rng(9)
+    rows = _with_details(rng, 6, 4, 16, without=2)
+    segment = Segment.from_bytes(Segment.from_rows(rows).to_bytes("float16"))
+    details = segment.matrices["details"]
+    assert details.dtype == np.int8 and segment.matrices["embedding"].dtype == np.float16
+    assert not details[:2].any()  # the rows without details (ids sort as the rows were made)
+    assert all((details[i] == rows[segment.ids[i]].vectors["details"]).all() for i in range(2, 6))
