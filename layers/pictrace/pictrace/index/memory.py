@@ -261,20 +261,9 @@ class EmbeddingIndex:
         chosen: dict[int, None] = {}
         _add_top(chosen, cosines, k, allowed)
         g = gists.astype(np.float32).T
-        if by_layout:  # every row's gist against the query's 8 turns
-            by_turn = matrices["gist"] @ g  # (n, 8)
-            turns = by_turn.argmax(axis=1)
-            layout = by_turn[np.arange(len(ids)), turns]
-            _add_top(chosen, layout, k, allowed)
-            rows = np.fromiter(chosen, np.intp, len(chosen))
-            picked_turns, picked_layout = turns[rows], layout[rows]
-        else:
-            return _with_gists(snapshot, np.fromiter(chosen, np.intp, len(chosen)), cosines, g)
-        keys = snapshot.keys
-        return [
-            Candidate(ids[r], float(cosines[r]), float(lay), int(turn), keys[r])
-            for r, lay, turn in zip(rows, picked_layout, picked_turns, strict=True)
-        ]
+        if by_layout:  # every row's gist against the query's 8 turns: the k best by their best turn
+            _add_top(chosen, (matrices["gist"] @ g).max(axis=1), k, allowed)
+        return _with_gists(snapshot, np.fromiter(chosen, np.intp, len(chosen)), cosines, g)
 
     def by_detail(
         self,
