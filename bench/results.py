@@ -73,6 +73,7 @@ class Results:
     side_index: SideIndex | None = None
     queries: QueriesSummary | None = None
     quality_records: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # per model, without candidates
+    strategies: dict[str, Quality] = field(default_factory=dict)  # issue 27: the partial copies per way of finding
     signals_file: str | None = None
     gist: GistVerdict | None = None
     embed_speed: EmbedSpeed | None = None

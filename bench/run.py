@@ -27,7 +27,7 @@ from bench.phases.embed_speed import embed_speed
 from bench.phases.gist import gist_verdict
 from bench.phases.latency import indexed_latency, padded_latency
 from bench.phases.machine import machine
-from bench.phases.quality import model_quality, write_signals
+from bench.phases.quality import STRATEGIES, model_quality, strategies, write_signals
 from bench.phases.queries import make_queries, query_originals
 from bench.phases.side_index import index_side_models
 from bench.profile import FULL, QUICK
@@ -86,15 +86,11 @@ def load_summary(clock: Clock, started_load: tuple[float, float, float]) -> Load
     cpus = list(clock.cpu.values())
     ours = [sum(v for k, v in cpu.items() if k not in ("machine", "steal")) for cpu in cpus]
     others = sum(max(0.0, cpu.get("machine", 0.0) - o) for cpu, o in zip(cpus, ours, strict=True))
-    wall, steal, load_end = sum(clock.phases.values()), sum(cpu.get("steal", 0.0) for cpu in cpus), os.getloadavg()
-    share = others / (wall * (os.cpu_count() or 1)) if wall else 0.0
+    wall, steal = sum(clock.phases.values()), sum(cpu.get("steal", 0.0) for cpu in cpus)
+    frac = others / (wall * (os.cpu_count() or 1)) if wall else 0.0  # of the cores' time
+    o, s, u, start, end = round(others, 1), round(steal, 1), round(sum(ours), 1), started_load, os.getloadavg()
     return Load(
-        others_core_s=round(others, 1),
-        others_share=share,
-        steal_core_s=round(steal, 1),
-        ours_core_s=round(sum(ours), 1),
-        loadavg_start=list(started_load),
-        loadavg_end=list(load_end),
+        others_core_s=o, others_share=frac, steal_core_s=s, ours_core_s=u, loadavg_start=[*start], loadavg_end=[*end]
     )
 
 
@@ -234,6 +230,8 @@ def run_on_stack(
     cases, r.queries = query_set.cases, query_set.summary
 
     default_records = quality_passes(r, configs, cases, clock, work)
+    clock.phase(f"partial copies, {default.label}: their queries once per way of finding them ({len(STRATEGIES)} more)")
+    r.strategies = guarded(r, "strategies", strategies, default, cases, default_records, work) or {}
     r.gist = gist_verdict(default_records, settings.verify, default.weights, default.preprocess or "")
     clock.phase("embedding speed per model: the same decoded originals, one at a time, 2 threads")
     r.embed_speed = guarded(r, "embed_speed", embed_speed, configs, data.originals[: profile.embed_images])
@@ -292,10 +290,8 @@ def padded_latencies(
     """Each model's latency queries at N = scan_n (n real entries + synthetic rows); the default's join r.latency."""
     for config in configs:
         side_cases = cases if config.default else cases[:: r.profile.side_latency_every]
-        how = "cold then warm" if config.default else "cold"
-        clock.phase(
-            f"latency, {config.label}: {len(side_cases)} queries, N = {r.profile.scan_n} ({n} real + synthetic), {how}"
-        )
+        how = f"N = {r.profile.scan_n} ({n} real + synthetic), " + ("cold then warm" if config.default else "cold")
+        clock.phase(f"latency, {config.label}: {len(side_cases)} queries, {how}")
         if (padded := guarded(r, "latency_padded", padded_latency, r.profile, config, side_cases, loop)) is None:
             continue
         r.models[config.label].latency = dict(padded.latency)

@@ -331,6 +331,7 @@ VARIANTS: tuple[Variant, ...] = (
 )
 
 FAMILIES: tuple[str, ...] = tuple(dict.fromkeys(v.family for v in VARIANTS))
+PARTIAL: tuple[str, ...] = tuple(dict.fromkeys(v.family for v in VARIANTS[27:]))  # issue 27: the original small
 
 
 def pick_others(pool: Sequence[str], original: str, variant: Variant) -> list[str]:

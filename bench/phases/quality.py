@@ -1,5 +1,6 @@
 """Phase "quality": every query through SearchService.search for one model (bench.worker search, one process per
-core), summarised per family and variant (bench.metrics.quality); and the signals file `make fit-fusion` fits on."""
+core), summarised per family and variant (bench.metrics.quality); the partial-copy queries once per way of finding
+them (strategies); and the signals file `make fit-fusion` fits on."""
 
 from __future__ import annotations
 
@@ -16,7 +17,12 @@ from typing import Any
 from bench import metrics, models
 from bench.common import ROOT, SIGNALS_DIR, json_default
 from bench.searching import QueryCase, SearchRecord
-from bench.transforms import FAMILIES, VARIANTS
+from bench.transforms import FAMILIES, PARTIAL, VARIANTS
+
+#: issue 27's ways of finding a partial copy, each adding to the one before (pictrace.settings): the whole image only;
+#: with the query's regions and the candidates' details; with the details shortlist too (the product: its own pass)
+STRATEGIES = {"whole image": {"PICTRACE_REGIONS": "false"}, "+ regions": {"PICTRACE_DETAILS_HELD": "0"}}
+PRODUCT = "+ details shortlist"
 
 
 @dataclass(frozen=True)
@@ -49,12 +55,24 @@ def parallel_searches(
     return records, {"model": outputs[0]["model"], "centre": outputs[0]["centre"]}
 
 
-def model_quality(config: models.ModelConfig, cases: list[QueryCase], work: Path) -> ModelQuality:
-    """The model's quality pass over every query."""
-    env = {"PICTRACE_MODEL_DIR": str(config.model_dir), "PICTRACE_INDEX_PREFIX": config.index_prefix}
+def model_quality(
+    config: models.ModelConfig, cases: list[QueryCase], work: Path, env: dict[str, str] | None = None
+) -> ModelQuality:
+    """The model's quality pass over these queries (env: settings of the search added)."""
+    env = {"PICTRACE_MODEL_DIR": str(config.model_dir), "PICTRACE_INDEX_PREFIX": config.index_prefix, **(env or {})}
     records, scoring = parallel_searches(cases, work, env=env)
     summary = metrics.quality(records, FAMILIES, [v.name for v in VARIANTS])
     return ModelQuality(records, summary, scoring["model"], scoring["centre"])
+
+
+def strategies(
+    config: models.ModelConfig, cases: list[QueryCase], records: list[SearchRecord], work: Path
+) -> dict[str, metrics.Quality]:
+    """The partial-copy queries and their negatives searched once per STRATEGIES, and the product's pass over all
+    queries (records) kept to them: each summarised per family."""
+    mine = [c for c in cases if c.family in PARTIAL]
+    out = {name: model_quality(config, mine, work, env).summary for name, env in STRATEGIES.items()}
+    return out | {PRODUCT: metrics.quality([r for r in records if r["family"] in PARTIAL], FAMILIES, [])}
 
 
 def write_signals(

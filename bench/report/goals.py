@@ -9,12 +9,11 @@ from typing import Any, TypedDict
 
 from bench.report.tables import STAGES, f3, largest, ms, table
 from bench.results import Results
-from bench.transforms import VARIANTS
+from bench.transforms import PARTIAL
 
 MEMORY_TARGET = 1.1  # the index's resident memory over its raw vector bytes
 Fusion = dict[str, Any]  # the latest `make fit-fusion` report (bench/fusion.json)
 Lost = Callable[[str, dict[str, float]], str]  # where a family's misses went
-PARTIAL = tuple(dict.fromkeys(v.family for v in VARIANTS[27:]))  # issue 27: the original a small part of the query
 PARTIALS = f"the partial-copy families ({', '.join(PARTIAL)})"
 
 
@@ -141,10 +140,7 @@ def restore_goal(r: Results, fusion: Fusion) -> Goal | None:
     worst = max(restores, key=lambda v: v["restore_path_ms"])
     met, stages = worst["restore_path_ms"] <= 300, worst.get("first_stages")
     first = {f"first request: {s}": t for s, t in (stages or {}).items() if s in STAGES}
-    parts = {
-        "after-restore hooks": worst["restore_hooks_ms"],
-        **(first if stages else {"first request": worst["first_ms"]}),
-    }
+    parts = {"after-restore hooks": worst["restore_hooks_ms"], **(first or {"first request": worst["first_ms"]})}
     goal = "SnapStart restore path ≤ 0.3 s (after-restore hooks + first request; Lambda's own restore not included)"
     measured = "; ".join(f"{v['function']} {ms(v['restore_path_ms'])} ms" for v in restores)
     return _goal(goal, measured, met, "" if met else f"{worst['function']}: costliest {largest(parts)}")
@@ -279,17 +275,11 @@ RECALL_GOALS = (  # issue 27: (least, goal, families: False all but PARTIAL's, T
 
 GOALS: tuple[Callable[[Results, Fusion], Goal | None], ...] = (
     *(partial(_recall_goal, least=m, goal=g, of="met", lost=lo, part=p, key=k) for m, g, p, k, lo in RECALL_GOALS),
-    micro_ap_goal,
-    verdict_goal,
+    *(micro_ap_goal, verdict_goal),
     partial(latency_goal, key="large", limit=300, goal="search p50 ≤ 300 ms at N = 10,000"),  # issue 12
     partial(latency_goal, key="large", limit=250, goal="search p50 ≤ 250 ms, cold feature cache, N = 10,000"),  # 14
     partial(latency_goal, key="large_warm", limit=150, goal="search p50 ≤ 150 ms, warm feature cache, N = 10,000"),
-    coldstart_goal,
-    restore_goal,
-    ingest_goal,
-    scan_goal,
-    memory_goal,
-    memory_goal_segments,
+    *(coldstart_goal, restore_goal, ingest_goal, scan_goal, memory_goal, memory_goal_segments),
     partial(_recall_goal, least=0.97, goal="final recall@1 ≥ 0.97 in every family", of="families met", lost=_outranked),
     data_goal,
     *(partial(copies_goal, part=p) for p in COPIES_GOALS),

@@ -33,12 +33,8 @@ def steal_sentence(load: Load) -> str:
     )
 
 
-ENV = jinja2.Environment(
-    loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
-    trim_blocks=True,
-    lstrip_blocks=True,
-    autoescape=False,  # Markdown, not HTML
-)
+_TEMPLATES = jinja2.FileSystemLoader(Path(__file__).parent / "templates")
+ENV = jinja2.Environment(loader=_TEMPLATES, trim_blocks=True, lstrip_blocks=True, autoescape=False)  # Markdown
 ENV.filters.update(fmt=format, ms=tables.ms, f3=tables.f3, kv=_kv, squash=lambda s: " ".join(str(s).split()))
 ENV.filters["para"] = lambda s: " ".join(str(s).split()) + "\n"  # a block of lines as one paragraph
 ENV.filters.update(tick=lambda s: f"`{s}`", andjoin=_and, cell=tables.cell)

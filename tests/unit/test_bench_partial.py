@@ -4,6 +4,7 @@ other photos that are not it."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -11,6 +12,8 @@ import pytest
 
 from bench import transforms
 from bench.phases import queries
+from bench.profile import QUICK
+from bench.results import ModelResult, Results
 
 
 def _pattern(h: int, w: int) -> np.ndarray:
@@ -112,3 +115,56 @@ def test_queries_surround_originals_only_with_held_out_photos(tmp_path: Path) ->
             own = int(case.original[1])
             around = set(np.unique(shades)) - {own}
             assert around and around <= {2, 3, 4, 5} - {own}, (variant, case.original, around)
+
+
+def _record(case: Any, found: bool) -> dict[str, Any]:
+    """A search record of one query: its original ranked first and called a copy, or nothing found."""
+    hits = [[1, 0.9, 0.9, 0.9, 40, 0.9, 1]] if found and case.positive else [[0, 0.2, 0.2, 0.1, 0, 0.1, 0]]
+    rank = 1 if found and case.positive else None
+    base = {"family": case.family, "variant": f"{case.family}/x", "positive": case.positive, "rank": rank}
+    return base | {"ap": float(rank or 0), "hits": hits, "timings": {"total": 100.0}, "cos_rank": rank}
+
+
+def test_each_way_of_finding_a_partial_copy_searches_only_the_partial_families_with_its_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 27's side by side: each strategy's settings reach the search processes, only the partial-copy
+    families' queries (and their negatives) are searched, and the product's row is its own pass kept to them."""
+    from bench.models import ModelConfig
+    from bench.phases import quality
+    from bench.report import page
+    from bench.searching import QueryCase
+
+    variants = {v.family: i for i, v in enumerate(transforms.VARIANTS)}
+    cases = [QueryCase("a.jpg", "a" * 64, variants[f], f"/q/{f}", 1, f != "meme") for f in ("crop", "inset", "meme")]
+    seen: list[tuple[list[str], dict[str, str]]] = []
+
+    def searches(mine: list[QueryCase], work: Path, env: dict[str, str]) -> tuple[list[Any], dict[str, Any]]:
+        seen.append(([c.family for c in mine], env))
+        return [_record(c, found=env.get("PICTRACE_REGIONS") != "false") for c in mine], {"model": "m", "centre": []}
+
+    monkeypatch.setattr(quality, "parallel_searches", searches)
+    config = ModelConfig("sscd", "sscd", None, default=True)
+    product = [_record(c, found=True) for c in cases]
+    out = quality.strategies(config, cases, product, tmp_path)
+    assert list(out) == ["whole image", "+ regions", "+ details shortlist"]
+    assert [families for families, _ in seen] == [["inset", "meme"]] * 2
+    assert [
+        {k: v for k, v in env.items() if k in ("PICTRACE_REGIONS", "PICTRACE_DETAILS_HELD")} for _, env in seen
+    ] == [
+        {"PICTRACE_REGIONS": "false"},
+        {"PICTRACE_DETAILS_HELD": "0"},
+    ]
+    assert all(env["PICTRACE_INDEX_PREFIX"] == "index/" for _, env in seen)
+    assert (
+        out["whole image"].families["inset"]["recall@1"] == 0.0 and out["+ regions"].families["inset"]["recall@1"] == 1
+    )
+    assert set(out["+ details shortlist"].families) == {"inset"} and out["+ details shortlist"].queries["negative"] == 1
+    r = Results(profile=QUICK, models={"sscd": ModelResult(config, "built")}, strategies=out)
+    r.models["sscd"].quality = out["+ details shortlist"]
+    section = page.render_tables(r).split("### Partial copies, per way of finding them (sscd)")[1].split("###")[0]
+    assert (
+        "| whole image " in section and "| + details shortlist " in section and "`PICTRACE_DETAILS_HELD=0`" in section
+    )
+    header = next(line for line in section.splitlines() if line.startswith("| way"))
+    assert "inset" in header and "meme" not in header  # the families with positive queries

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
+import pytest
 from pictrace.index.memory import EmbeddingIndex
 from pictrace.index.rows import Loaded, Loader, Row, Versions
 
@@ -90,15 +91,27 @@ def test_the_details_shortlist_ranks_the_image_one_of_whose_details_the_query_is
     assert "details" not in plain.matrices and plain.by_detail(query, gists, 5) == []
 
 
-def test_an_index_past_its_details_limit_holds_none_and_its_details_shortlist_is_empty(monkeypatch: Any) -> None:
-    from pictrace.index import memory
-
-    monkeypatch.setitem(memory.HELD_AT_MOST, "details", 30)
+@pytest.mark.parametrize(("held", "n", "kept"), [(30, 31, False), (31, 31, True), (0, 1, False)])
+def test_an_index_past_its_details_limit_holds_none_and_its_details_shortlist_is_empty(
+    held: int, n: int, kept: bool
+) -> None:
     rng = np.random.default_rng(5)
-    index = EmbeddingIndex(_Rows(_with_details(rng, 31, 4, 16, without=0)), refresh_seconds=0)
+    rows = _Rows(_with_details(rng, n, 4, 16, without=0))
+    index = EmbeddingIndex(rows, refresh_seconds=0, held_at_most={"details": held})
     index.refresh(force=True)
-    assert set(index.matrices) == {"embedding", "gist"} and len(index) == 31
-    assert index.by_detail(_unit(rng, 16), np.stack([_unit(rng, 256) for _ in range(8)]), 5) == []
+    assert set(index.matrices) == {"embedding", "gist"} | ({"details"} if kept else set()) and len(index) == n
+    shortlist = index.by_detail(_unit(rng, 16), np.stack([_unit(rng, 256) for _ in range(8)]), 5)
+    assert bool(shortlist) is kept
+
+
+def test_the_search_backend_holds_as_many_images_details_as_the_settings_say() -> None:
+    from pictrace.index.backend import MemoryBackend, open_backend
+    from pictrace.index.store import IndexStore
+    from pictrace.settings import Settings
+
+    for held in (0, 40_000):
+        backend = open_backend(Settings(bucket="b", details_held=held), IndexStore(cast(Any, object()), "index/"))
+        assert isinstance(backend, MemoryBackend) and backend.index.held_at_most == {"details": held}
 
 
 def test_a_segment_stores_the_details_as_int8_whatever_its_float_dtype_and_zeros_for_rows_without() -> None:

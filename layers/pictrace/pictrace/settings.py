@@ -47,6 +47,9 @@ class Settings:
     weight_geometry: float | None = None
     verify: int = 16  # shortlisted candidates that get the geometric check (ORB + RANSAC), best by the other signals
     regions: bool = True  # an image query whose best result is not a copy has its regions searched too (issue 27)
+    # the most images whose details (12.5 KiB each) the search holds in memory for its details shortlist, which a
+    # region search adds the images whose details match the query best from (issue 27); 0: none held, no such list
+    details_held: int = 40_000
     segment_dtype: str = "float32"  # how segments store the per-image matrices: float32 or float16
     max_segments: int = 8  # compaction merges the newest segments short of segment_rows beyond this many
     segment_rows: int = 20_000  # rows per segment (full segments are never rewritten)
@@ -93,6 +96,8 @@ class Settings:
         self._check_auth()
         if self.segment_dtype not in ("float32", "float16"):
             raise ConfigError(f"PICTRACE_SEGMENT_DTYPE must be float32 or float16, got {self.segment_dtype!r}")
+        if self.details_held < 0:
+            raise ConfigError("PICTRACE_DETAILS_HELD must be 0 or more")
         for name in (
             "max_bytes",
             "max_pixels",

@@ -186,4 +186,4 @@ def open_backend(settings: Settings, index_store: IndexStore, vector_client: Any
     if settings.index_backend == "s3vectors":
         return VectorsBackend(VectorIndex(settings.vector_bucket, settings.vector_index, vector_client), index_store)
     view = SegmentedView(SegmentStore(index_store, settings.fetch_concurrency))
-    return MemoryBackend(EmbeddingIndex(view, settings.refresh_seconds))
+    return MemoryBackend(EmbeddingIndex(view, settings.refresh_seconds, {"details": settings.details_held}))

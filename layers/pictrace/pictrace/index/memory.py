@@ -20,9 +20,6 @@ from pictrace.index.rows import Candidate, Loaded, RowSource, vector_dtype
 logger = logging.getLogger(__name__)
 
 _MASKS_KEPT = 8  # key-prefix masks kept per snapshot
-#: the most images whose named vectors of this name are held: the details (12.5 KiB each at 512 dimensions) of up
-#: to 40,000 images (500 MiB); an index larger than that searches only its candidates' details (pictrace.regions)
-HELD_AT_MOST = {"details": 40_000}
 _TRIM_AFTER_ROWS = 256  # a refresh that changed at least this many rows hands freed heap pages back (see alloc.trim)
 
 
@@ -76,9 +73,14 @@ class EmbeddingIndex:
     since, or every entry before the first compaction; pictrace.index.rows.EntryRows: every entry).
     """
 
-    def __init__(self, source: RowSource, refresh_seconds: float = 2.0) -> None:
+    def __init__(
+        self, source: RowSource, refresh_seconds: float = 2.0, held_at_most: Mapping[str, int] | None = None
+    ) -> None:
         self.source = source
         self.refresh_seconds = refresh_seconds
+        # the most images whose named vectors of a name are held (Settings.details_held); an index larger than that
+        # holds none of them (without details, a search matches only its candidates' details: pictrace.regions)
+        self.held_at_most = dict(held_at_most or {})
         self._snapshot = _EMPTY
         self._refreshed_at = float("-inf")
         self._lock = threading.Lock()
@@ -187,8 +189,8 @@ class EmbeddingIndex:
         n, kept = len(new_ids), len(keep_rows)
         new: dict[str, np.ndarray] = {}
         for name, dim in sorted(dims.items()):
-            if n > HELD_AT_MOST.get(name, n):
-                logger.info("%d images: their %s are not held (at most %d)", n, name, HELD_AT_MOST[name])
+            if n > self.held_at_most.get(name, n):
+                logger.info("%d images: their %s are not held (at most %d)", n, name, self.held_at_most[name])
                 continue
             # a vector some rows lack (written before it existed, e.g. an older segment) is zeros for them
             out = new[name] = np.empty((n, dim), vector_dtype(name))
