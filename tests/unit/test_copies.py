@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
+from dataclasses import replace
+from types import SimpleNamespace
+from typing import Any, cast
 
 import pytest
+from pictrace.compare import Evidence
 from pictrace.copies import (
     CheckRequest,
     CopyHooks,
@@ -19,11 +22,14 @@ from pictrace.copies import (
     open_check_queue,
     pair_of,
 )
+from pictrace.copycheck import is_weak
 from pictrace.duplicates import Duplicates, copy_groups, page_of
 from pictrace.errors import BadRequest, NotFound, UpstreamError
 from pictrace.events import DETAIL_TYPE, SOURCE, CopyFound, EventBridgeEvents, NoEvents, open_events
 from pictrace.index.layout import Layout
+from pictrace.ingest import Ingestor, ingest_batch
 from pictrace.settings import Settings
+from pictrace.storage import Store
 
 from tests.memstore import MemoryStore
 
@@ -62,6 +68,43 @@ def test_a_link_reads_back_as_written() -> None:
     assert written.pair == (A, B) if A < B else (B, A)
     assert (written.created_of(B), written.created_of(A)) == ("t1", "t2")
     assert Link.from_bytes(Link(A, B, 97.5).to_bytes()).region is None
+    assert Link.from_bytes(Link(A, B, 60.0, weak=True).to_bytes()).weak is True
+    before = json.loads(Link(A, B, 97.5).to_bytes())
+    del before["weak"]  # a link recorded before weak links were told apart
+    assert Link.from_bytes(json.dumps(before).encode()).weak is False
+
+
+def test_a_weak_link_groups_only_images_that_share_a_linked_image() -> None:
+    F, G = ids("f", "g")
+    strong = [link(A, B), link(B, C), link(D, E)]
+    weak = lambda a, b: replace(link(a, b, 50.0), weak=True)  # noqa: E731
+    two = copy_groups([*strong, weak(C, D)], set(), keys(A, B, C, D, E))  # one look-alike pair does not merge
+    assert sorted(sorted(m.id for m in g.members) for g in two) == sorted([sorted([A, B, C]), sorted([D, E])])
+    assert not any(x.weak for g in two for x in g.links)
+    backed = copy_groups([*strong, weak(A, C)], set(), keys(A, B, C, D, E))  # B backs it: it stays, shown weak
+    group = next(g for g in backed if A in {m.id for m in g.members})
+    assert sorted(m.id for m in group.members) == sorted([A, B, C]) and [x.weak for x in group.links].count(True) == 1
+    assert copy_groups([weak(F, G)], set(), keys(F, G)) == []  # nothing backs it: no group
+    assert len(copy_groups([replace(weak(F, G), weak=False)], set(), keys(F, G))) == 1
+
+
+@pytest.mark.parametrize(
+    ("cosine", "inliers", "degenerate", "points", "weak"),
+    [
+        (0.44, 0, False, (500, 500), True),  # a texture recoloured alike: nothing agrees
+        (0.51, 6, False, (500, 480), True),
+        (0.51, 30, True, (500, 480), True),  # a degenerate transform's inliers do not count
+        (0.51, 8, False, (500, 480), False),  # enough agree
+        (0.60, 0, False, (500, 500), False),  # the model is sure enough alone
+        (0.44, 0, False, (500, 11), False),  # too few keypoints to judge by
+    ],
+)
+def test_a_copy_is_weak_when_the_geometric_check_could_judge_it_and_disagrees(
+    cosine: float, inliers: int, degenerate: bool, points: tuple[int, int], weak: bool
+) -> None:
+    found = cast(Evidence, SimpleNamespace(inliers=inliers, degenerate=degenerate))
+    assert is_weak(cosine, found, points) is weak
+    assert is_weak(cosine, None, points) is False  # not checked: nothing disagrees
 
 
 def test_links_are_written_both_ways_once_and_forgotten_with_either_image(links: CopyLinks) -> None:
@@ -213,6 +256,41 @@ def test_the_queue_sends_ten_ids_a_message_batch_and_says_when_sqs_refuses() -> 
         SqsCheckQueue("https://queue", Recorder({"Failed": [{"Id": "0"}]})).enqueue([A])
     assert isinstance(open_check_queue(Settings(bucket="b")), NoCheckQueue)
     assert isinstance(open_check_queue(Settings(bucket="b", copies_queue_url="https://q")), SqsCheckQueue)
+
+
+def test_a_held_queue_sends_its_ids_together_when_let_go_and_none_after_an_error() -> None:
+    sent = Recorder({"Successful": []})
+    queue = SqsCheckQueue("https://queue", sent)
+    with queue.held():
+        queue.enqueue([A])
+        with queue.held():  # part of the outer one
+            queue.enqueue([B, C])
+        assert sent.calls == []
+    assert [[json.loads(e["MessageBody"])["id"] for e in c["Entries"]] for c in sent.calls] == [[A, B, C]]
+    with pytest.raises(RuntimeError), queue.held():
+        queue.enqueue([D])
+        raise RuntimeError("the batch failed: its redelivery queues D again")
+    assert len(sent.calls) == 1
+    queue.enqueue([E])  # not held: sent at once
+    assert len(sent.calls) == 2
+    with NoCheckQueue().held():
+        assert NoCheckQueue().enqueue([A]) == 0
+
+
+def test_an_ingest_batch_sends_the_ids_it_queues_one_request_per_queue(monkeypatch: pytest.MonkeyPatch) -> None:
+    sent = Recorder({"Successful": []})
+    monkeypatch.setattr("pictrace.queues.sqs_client", lambda: sent)
+    urls = {"copies_queue_url": "https://copies", "details_queue_url": "https://details"}
+    ingestor = Ingestor(Settings(bucket="b", **urls), store=Store("b", client=object()))
+    with ingest_batch({"Records": []}, ingestor):
+        for entry_id in (A, B, C):
+            ingestor.copies.indexed("created", entry_id)
+            ingestor.details.indexed("created", entry_id)
+        assert sent.calls == []
+    assert sorted((c["QueueUrl"], len(c["Entries"])) for c in sent.calls) == [
+        ("https://copies", 3),
+        ("https://details", 3),
+    ]
 
 
 @pytest.mark.parametrize("body", [{"id": "A" * 64}, {"id": "a" * 63}, {"key": "images/a.jpg"}, [A], "x", None])

@@ -16,6 +16,7 @@ import functools
 import json
 import logging
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -41,7 +42,9 @@ def pair_of(a: str, b: str) -> Pair:
 class Link:
     """Two indexed images found to be copies: `a`'s check found `b` with this similarity (percent, the search
     verdict's); created: when each was indexed (a's, b's); region: where a sits in b's pixels (x0, y0, x1, y1) as the
-    geometric check placed it, where it could."""
+    geometric check placed it, where it could; weak: the model alone called it, against the geometric check
+    (pictrace.copycheck.is_weak), so it joins the two images in a group only where they share a linked image
+    (pictrace.duplicates)."""
 
     a: str
     b: str
@@ -49,6 +52,7 @@ class Link:
     created: tuple[str, str] = ("", "")
     region: tuple[float, float, float, float] | None = None
     at: str = ""
+    weak: bool = False
 
     @property
     def pair(self) -> Pair:
@@ -62,7 +66,8 @@ class Link:
     def to_bytes(self) -> bytes:
         """The link as stored (JSON)."""
         body = {"a": self.a, "b": self.b, "similarity": self.similarity, "created": list(self.created)}
-        return json.dumps({**body, "region": list(self.region) if self.region else None, "at": self.at}).encode()
+        body |= {"region": list(self.region) if self.region else None, "at": self.at, "weak": self.weak}
+        return json.dumps(body).encode()
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Link:
@@ -77,6 +82,7 @@ class Link:
             created=(str(created[0]), str(created[1])),
             region=(float(region[0]), float(region[1]), float(region[2]), float(region[3])) if region else None,
             at=str(d.get("at", "")),
+            weak=d.get("weak") is True,  # links recorded before weak links were told apart: not weak
         )
 
 
@@ -211,6 +217,10 @@ class CheckQueue(Protocol):
         """Queue the ids for a check (announce: whether new copies are announced); how many were queued."""
         ...
 
+    def held(self) -> AbstractContextManager[None]:
+        """Inside, ids queued are sent together when it ends without an error (pictrace.queues.SqsQueue.held)."""
+        ...
+
 
 class NoCheckQueue:
     """No copy check (no queue configured): nothing is queued."""
@@ -218,6 +228,10 @@ class NoCheckQueue:
     def enqueue(self, ids: Sequence[str], announce: bool = True) -> int:
         """See CheckQueue."""
         return 0
+
+    def held(self) -> AbstractContextManager[None]:
+        """See CheckQueue."""
+        return nullcontext()
 
 
 class SqsCheckQueue:
@@ -235,6 +249,10 @@ class SqsCheckQueue:
     def enqueue(self, ids: Sequence[str], announce: bool = True) -> int:
         """See CheckQueue; UpstreamError if SQS refuses any."""
         return self.queue.send([CheckRequest(i, announce).to_json() for i in ids])
+
+    def held(self) -> AbstractContextManager[None]:
+        """See CheckQueue."""
+        return self.queue.held()
 
 
 def open_check_queue(settings: Settings) -> CheckQueue:

@@ -38,6 +38,11 @@ from pictrace.wiring import container_wiring
 
 logger = logging.getLogger(__name__)
 
+#: a copy found is weak when the model called it on a whole-image cosine under WEAK_COSINE while the geometric check,
+#: with WEAK_KEYPOINTS keypoints or more in each image to match, found fewer than WEAK_INLIERS inliers that count: two
+#: photos of one texture (grass and gravel, recoloured alike) are close to the model and agree on nothing. A weak link
+#: groups only images that share a linked image (pictrace.duplicates). Chosen on the bench's copies (docs/duplicates.md)
+WEAK_COSINE, WEAK_INLIERS, WEAK_KEYPOINTS = 0.55, 8, 100
 #: a batch lists the marked pairs (one LIST request) while there are at most this many; past it, a HEAD per new pair
 FEW_DISMISSED = 1000
 
@@ -121,10 +126,12 @@ class CopyChecker:
             logger.info("%s and %s share a template, not a picture: not linked", entry.id, copy.id)
             return None
         region = _region(found_by_check)
+        points = (len(entry.features.keypoints), len(copy.features.keypoints))
+        weak = is_weak(hit.scores.cosine, found_by_check, points)
         s = self.service.settings
-        found = CopyFound(entry.id, entry.keys, copy.id, copy.keys, hit.similarity, s.bucket, region)
+        found = CopyFound(entry.id, entry.keys, copy.id, copy.keys, hit.similarity, s.bucket, region, weak)
         created = (str(entry.meta.get("created", "")), str(copy.meta.get("created", "")))
-        return found, Link(entry.id, copy.id, hit.similarity, created, region, now_iso())
+        return found, Link(entry.id, copy.id, hit.similarity, created, region, now_iso(), weak)
 
     def _not_dismissed(self, entry_id: str, others: list[str]) -> set[str]:
         """Those of the others whose pair with the image is not marked not a copy: by the marks the batch listed
@@ -168,6 +175,14 @@ def _evidence(entry: Entry, copy: Entry) -> Evidence | None:
         )
     except BadRequest:
         return None
+
+
+def is_weak(cosine: float, found: Evidence | None, keypoints: tuple[int, int]) -> bool:
+    """Whether a copy found on this whole-image cosine is weak: the geometric check (found; None: not run) had
+    keypoints enough in both images (their counts) and found too few inliers (see WEAK_COSINE)."""
+    if found is None or cosine >= WEAK_COSINE or min(keypoints) < WEAK_KEYPOINTS:
+        return False
+    return (0 if found.degenerate else found.inliers) < WEAK_INLIERS
 
 
 def _region(found: Evidence | None) -> tuple[float, float, float, float] | None:

@@ -17,7 +17,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 
 import numpy as np
@@ -63,6 +63,10 @@ class DetailsQueue:
     def enqueue(self, ids: Sequence[str]) -> int:
         """Queue ids for their details (a backfill); how many were queued (0 without a queue)."""
         return self.queue.send([json.dumps({"id": i}) for i in ids]) if self.queue is not None else 0
+
+    def held(self) -> AbstractContextManager[None]:
+        """Inside, ids queued are sent together when it ends without an error (pictrace.queues.SqsQueue.held)."""
+        return self.queue.held() if self.queue is not None else nullcontext()
 
 
 def details_queue(settings: Settings) -> DetailsQueue:

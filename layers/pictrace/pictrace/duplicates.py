@@ -1,6 +1,10 @@
 """Copy groups: the connected components of the copy relation (the links pictrace.copies records, less the pairs
-marked not a copy and the links to images no longer indexed), each with its oldest image first, in pages of a
-stable order (oldest first image first); a prefix keeps the images with a key under it, as search does."""
+marked not a copy, the links to images no longer indexed, and the weak links whose two images share no linked image),
+each with its oldest image first, in pages of a stable order (oldest first image first); a prefix keeps the images
+with a key under it, as search does.
+
+A weak link (the model's call against the geometric check: pictrace.copycheck.is_weak) would let one look-alike pair
+merge two groups of unrelated photos; it counts only where a third image linked to both backs it."""
 
 from __future__ import annotations
 
@@ -50,13 +54,19 @@ class GroupsPage:
 
 
 def copy_groups(links: Iterable[Link], dismissed: set[Pair], keys: Keys, prefix: str | None = None) -> list[Group]:
-    """The connected components of the links between indexed images (under the prefix) that are not dismissed."""
+    """The connected components of the links between indexed images (under the prefix) that are not dismissed, weak
+    links counting only between two images linked to one same image."""
 
     def kept(entry_id: str) -> bool:
         held = keys.get(entry_id)
         return held is not None and (not prefix or any(k.startswith(prefix) for k in held))
 
     live = [link for link in links if link.pair not in dismissed and kept(link.a) and kept(link.b)]
+    linked: dict[str, set[str]] = {}
+    for link in live:
+        linked.setdefault(link.a, set()).add(link.b)
+        linked.setdefault(link.b, set()).add(link.a)
+    live = [link for link in live if not link.weak or linked[link.a] & linked[link.b]]
     parent: dict[str, str] = {}
 
     def root(x: str) -> str:

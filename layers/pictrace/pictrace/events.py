@@ -26,7 +26,8 @@ _PUT_BATCH = 10  # PutEvents' most entries
 class CopyFound:
     """A copy found by an image's check: the image (id, keys) copies another indexed one (copy_of, its keys) with
     this similarity (percent); region: where the image sits in the other's pixels (x0, y0, x1, y1), where known
-    (not where the other sits inside the image instead)."""
+    (not where the other sits inside the image instead); weak: the model alone called it, against the geometric
+    check (pictrace.copycheck.is_weak)."""
 
     id: str
     keys: tuple[str, ...]
@@ -35,6 +36,7 @@ class CopyFound:
     similarity: float
     bucket: str
     region: tuple[float, float, float, float] | None = None
+    weak: bool = False
 
     def detail(self) -> dict[str, Any]:
         """The event's detail."""
@@ -48,6 +50,7 @@ class CopyFound:
             "region": list(self.region) if self.region else None,
             "bucket": self.bucket,
             "pair": f"{lo}-{hi}",
+            "weak": self.weak,
         }
 
 

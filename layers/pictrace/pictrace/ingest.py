@@ -356,15 +356,15 @@ class IngestBatch:
 
 @contextmanager
 def ingest_batch(
-    sqs_event: dict[str, Any],
-    ingestor: Ingestor | None = None,
-    on_outcome: Callable[[Outcome], None] | None = None,
+    sqs_event: dict[str, Any], ingestor: Ingestor | None = None, on_outcome: Callable[[Outcome], None] | None = None
 ) -> Iterator[IngestBatch]:
     """The batch (on the container's ingestor unless one is given), its keys read ahead while inside; on_outcome
-    sees each key's outcome as handle_record syncs it."""
+    sees each key's outcome as handle_record syncs it. The ids queued for a copy check and details go together when
+    it ends without an error (an error sends none: the redelivered keys queue them again)."""
     batch = IngestBatch(sqs_event, ingestor or get_ingestor(), on_outcome)
     try:
-        yield batch
+        with batch.ingestor.copies.queue.held(), batch.ingestor.details.held():
+            yield batch
     finally:
         batch.close()
 

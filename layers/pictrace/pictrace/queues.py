@@ -1,9 +1,11 @@
-"""The stack's SQS queues of image ids (the copy check's, the details'): messages sent ten at a time, and which
-ingest outcomes queue an id for the work that follows indexing."""
+"""The stack's SQS queues of image ids (the copy check's, the details'): messages sent ten at a time (those sent
+while a queue is held, together when it is let go: an ingest batch's ids in one request), and which ingest outcomes
+queue an id for the work that follows indexing."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from pictrace.errors import UpstreamError
@@ -31,6 +33,7 @@ class SqsQueue:
         self.url = url
         self.name = name
         self._client = client
+        self._held: list[str] | None = None  # while held: the bodies sent so far
 
     @property
     def client(self) -> Any:
@@ -38,7 +41,11 @@ class SqsQueue:
         return self._client if self._client is not None else sqs_client()
 
     def send(self, bodies: Sequence[str]) -> int:
-        """Send one message per body, ten at a time; how many were sent. UpstreamError if SQS refuses any."""
+        """Send one message per body, ten at a time (while held: when let go); how many were sent (or held).
+        UpstreamError if SQS refuses any."""
+        if self._held is not None:
+            self._held.extend(bodies)
+            return len(bodies)
         for start in range(0, len(bodies), _SQS_BATCH):
             chunk = bodies[start : start + _SQS_BATCH]
             entries = [{"Id": str(n), "MessageBody": body} for n, body in enumerate(chunk)]
@@ -46,3 +53,18 @@ class SqsQueue:
             if answer.get("Failed"):
                 raise UpstreamError(f"{self.name} refused {len(answer['Failed'])} messages: {answer['Failed'][0]}")
         return len(bodies)
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        """Inside, what is sent is kept, and sent together when the block ends without an error (an error drops it:
+        the redelivered batch sends it again). Inside a held block, another is part of it."""
+        if self._held is not None:
+            yield
+            return
+        self._held = []
+        try:
+            yield
+            bodies = self._held
+        finally:
+            self._held = None
+        self.send(bodies)

@@ -23,7 +23,7 @@ from pictrace.limits import is_entry_id
 logger = logging.getLogger(__name__)
 
 PAGE = 500  # groups per GET /duplicates
-CSV_COLUMNS = ("group", "a", "a_keys", "b", "b_keys", "similarity", "region", "found")
+CSV_COLUMNS = ("group", "a", "a_keys", "b", "b_keys", "similarity", "region", "found", "weak")
 
 
 def cmd_duplicates(args: argparse.Namespace, target: Target, out: Output) -> int:
@@ -79,16 +79,16 @@ def rebuild(target: Target, out: Output, queue: str | None, announce: bool = Tru
 
 
 def write_csv(groups: list[dict[str, Any]]) -> None:
-    """One row per link: its group's number, the two images (ids and keys), the similarity, region and when."""
+    """One row per link: its group's number, the two images (ids and keys), the similarity, region, when, and
+    whether it is weak (true/false)."""
     writer = csv.writer(sys.stdout, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
     for n, group in enumerate(groups, start=1):
         keys = {m["id"]: " ".join(m["keys"]) for m in group["images"]}
         for link in group["links"]:
             region = " ".join(f"{v:g}" for v in link["region"]) if link.get("region") else ""
-            writer.writerow(
-                (n, link["a"], keys[link["a"]], link["b"], keys[link["b"]], link["similarity"], region, link["found"])
-            )
+            a, b, weak = link["a"], link["b"], str(bool(link.get("weak"))).lower()
+            writer.writerow((n, a, keys[a], b, keys[b], link["similarity"], region, link["found"], weak))
     sys.stdout.flush()
 
 
@@ -105,7 +105,8 @@ def print_groups(out: Output, groups: list[dict[str, Any]]) -> None:
         linked: dict[str, list[str]] = {}
         for link in group["links"]:
             for x, y in ((link["a"], link["b"]), (link["b"], link["a"])):
-                linked.setdefault(x, []).append(f"{y[:12]} ({link['similarity']:.1f}%)")
+                weak = ", weak" if link.get("weak") else ""
+                linked.setdefault(x, []).append(f"{y[:12]} ({link['similarity']:.1f}%{weak})")
         for m in group["images"]:
             table.add_row(m["id"][:12], m["created"], ", ".join(m["keys"]), ", ".join(linked.get(m["id"], [])))
         out.out.print(table)

@@ -33,6 +33,10 @@ class LinkOut(BaseModel):
     similarity: float = Field(description="as in search results: the calibrated chance of a copy, in percent")
     region: list[float] | None = Field(description="where a sits in b's pixels (x0, y0, x1, y1), where placed")
     found: str = Field(description="when the link was found (ISO 8601)")
+    weak: bool = Field(
+        description="the model alone found it, against the geometric check: it joins the two images only because "
+        "another image in the group is linked to both"
+    )
 
 
 class GroupOut(BaseModel):
@@ -107,7 +111,14 @@ def _group_out(group: Group, svc: SearchService) -> GroupOut:
             for m in group.members
         ],
         links=[
-            LinkOut(a=k.a, b=k.b, similarity=k.similarity, region=list(k.region) if k.region else None, found=k.at)
+            LinkOut(
+                a=k.a,
+                b=k.b,
+                similarity=k.similarity,
+                region=list(k.region) if k.region else None,
+                found=k.at,
+                weak=k.weak,
+            )
             for k in group.links
         ],
     )

@@ -82,6 +82,7 @@
         { class: "dup-link", "data-a": k.a, "data-b": k.b },
         P.el("span", { class: "dup-pair" }, name(k.a), " ↔ ", name(k.b)),
         P.el("b", { class: "dup-sim", title: "the calibrated chance that one is a copy of the other" }, `${Number(k.similarity).toFixed(1)}%`),
+        k.weak ? P.el("span", { class: "dup-weak", title: "the model alone found it, against the geometric check: it counts only because another image here is linked to both" }, "weak") : null,
         P.el(
           "button",
           {
