@@ -263,6 +263,34 @@ def test_a_screenshot_of_a_texture_is_a_copy_of_it_by_the_photo_it_frames(local:
     assert local.groups() == [[sha(grass), sha(shot)]]
 
 
+def recoloured(name: str) -> bytes:
+    """The photo under a heavy colour filter (hue turned 90 degrees, saturation x1.5, blue x0.8, red x1.2)."""
+    bgr = cv2.imdecode(np.frombuffer(read(name), np.uint8), cv2.IMREAD_COLOR)
+    hsv = cv2.cvtColor(bgr, cv2.COLOR_BGR2HSV).astype(np.float32)
+    hsv[..., 0] = (hsv[..., 0] + 45) % 180
+    hsv[..., 1] = np.clip(hsv[..., 1] * 1.5, 0, 255)
+    out = cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2BGR).astype(np.float32) * np.array([0.8, 1.0, 1.2])
+    return bytes(cv2.imencode(".jpg", np.clip(out, 0, 255).astype(np.uint8), [cv2.IMWRITE_JPEG_QUALITY, 90])[1])
+
+
+def test_two_textures_recoloured_alike_are_a_weak_link_that_merges_no_groups(local: Stack) -> None:
+    """A lawn and gravel under the same colour filter look alike to the model, and none of their keypoints agree:
+    the check links them weakly (its event says so), and the groups keep the lawn's copy and the gravel's apart."""
+    grass, gravel, grass_hue, gravel_hue = (
+        read("grass.jpg"),
+        read("gravel.jpg"),
+        *map(recoloured, ("grass.jpg", "gravel.jpg")),
+    )
+    local.put({"images/grass.jpg": grass, "images/gravel.jpg": gravel})
+    local.put({"images/hue/grass.jpg": grass_hue, "images/hue/gravel.jpg": gravel_hue})
+    local.check()
+    weak = {frozenset((e["id"], e["copy_of"])) for e in local.events() if e["weak"]}
+    assert weak == {frozenset((sha(grass_hue), sha(gravel_hue)))}
+    assert sorted(sorted(g) for g in local.groups()) == sorted(
+        [sorted([sha(grass), sha(grass_hue)]), sorted([sha(gravel), sha(gravel_hue)])]
+    )
+
+
 def test_a_deleted_image_leaves_its_group_and_its_links_go(local: Stack) -> None:
     original, copy, small = read(PHOTO), crop(), recompressed()
     local.put({"images/a.jpg": original})
