@@ -26,6 +26,7 @@ from pictrace.copies import CopyLinks, Link
 from pictrace.copycheck import CopyChecker, get_checker
 from pictrace.index.layout import Layout
 
+from bench.transforms import colour_shift
 from infra.local import LambdaContext, SqsWorker, copies_worker, load_handler
 from tests.conftest import ROOT, forget_container, read
 from tests.drawn import photo, screenshot, watermarked
@@ -264,13 +265,10 @@ def test_a_screenshot_of_a_texture_is_a_copy_of_it_by_the_photo_it_frames(local:
 
 
 def recoloured(name: str) -> bytes:
-    """The photo under a heavy colour filter (hue turned 90 degrees, saturation x1.5, blue x0.8, red x1.2)."""
+    """The photo under the bench's colour edit (bench.transforms.colour_shift: hue +90 degrees, saturation x1.5)."""
     bgr = cv2.imdecode(np.frombuffer(read(name), np.uint8), cv2.IMREAD_COLOR)
-    hsv = cv2.cvtColor(bgr, cv2.COLOR_BGR2HSV).astype(np.float32)
-    hsv[..., 0] = (hsv[..., 0] + 45) % 180
-    hsv[..., 1] = np.clip(hsv[..., 1] * 1.5, 0, 255)
-    out = cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2BGR).astype(np.float32) * np.array([0.8, 1.0, 1.2])
-    return bytes(cv2.imencode(".jpg", np.clip(out, 0, 255).astype(np.uint8), [cv2.IMWRITE_JPEG_QUALITY, 90])[1])
+    shifted = colour_shift(bgr, np.random.default_rng(0), 90, 1.5)
+    return bytes(cv2.imencode(".jpg", shifted, [cv2.IMWRITE_JPEG_QUALITY, 90])[1])
 
 
 def test_two_textures_recoloured_alike_are_a_weak_link_that_merges_no_groups(local: Stack) -> None:
