@@ -280,7 +280,7 @@ def state():
     try:
         with open(f"/proc/{pid}/stat") as f:
             return f.read().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):  # reaped before the open, or between it and the read
         return "gone"
 def parent():
     with open(f"/proc/{pid}/stat") as f:
@@ -362,7 +362,7 @@ def test_the_runtime_reaps_its_prefetch_without_a_request_for_the_model(
 def _proc_state(pid: int) -> str:
     try:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):  # reaped before the open, or between it and the read
         return "gone"
 
 
