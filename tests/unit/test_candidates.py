@@ -124,3 +124,51 @@ def test_a_segment_stores_the_details_as_int8_whatever_its_float_dtype_and_zeros
     assert details.dtype == np.int8 and segment.matrices["embedding"].dtype == np.float16
     assert not details[:2].any()  # the rows without details (ids sort as the rows were made)
     assert all((details[i] == rows[segment.ids[i]].vectors["details"]).all() for i in range(2, 6))
+
+
+def test_an_index_that_holds_no_details_reads_none_and_the_copy_checker_holds_none(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from pictrace.copycheck import get_checker
+    from pictrace.details import DETAILS
+    from pictrace.index.backend import MemoryBackend, open_backend
+    from pictrace.index.layout import Entry, details_to_bytes
+    from pictrace.index.store import IndexStore
+    from pictrace.rerank import compute_features
+    from pictrace.settings import Settings, get_settings
+    from pictrace.storage import StoredObject
+
+    from tests.memstore import MemoryStore
+
+    class Reads(MemoryStore):
+        def __init__(self) -> None:
+            super().__init__()
+            self.read: list[str] = []
+
+        def get(self, key: str, max_bytes: int | None = None) -> StoredObject:
+            self.read.append(key)
+            return super().get(key, max_bytes)
+
+    rng, store = np.random.default_rng(3), Reads()
+    index_store = IndexStore(store, "index/")
+    features = compute_features(np.zeros((32, 32, 3), np.uint8))
+    for i in range(3):
+        entry = Entry(f"{i:064x}", (f"images/{i}.jpg",), _unit(rng, 16), features, {})
+        assert index_store.create_or_add_key(entry, entry.keys[0]) == "created"
+        details = np.stack([_unit(rng, 16) for _ in range(DETAILS)]).astype(np.float16)
+        store.put(index_store.layout.details_key(entry.id), details_to_bytes(details))
+    for held in (0, 40_000):
+        backend = open_backend(Settings(bucket="b", details_held=held), index_store)
+        assert isinstance(backend, MemoryBackend)
+        store.read.clear()
+        backend.refresh(force=True)
+        assert sum(k.endswith(".npz") for k in store.read) == 3 and len(backend.index) == 3  # each entry, once
+        assert sum(k.endswith(".npy") for k in store.read) == (3 if held else 0)  # and its details where held
+        assert ("details" in backend.index.matrices) is bool(held)
+    monkeypatch.setenv("PICTRACE_BUCKET", "b")  # the container's settings, which hold 40,000 by default
+    get_settings.cache_clear(), get_checker.cache_clear()
+    try:
+        assert get_settings().details_held > 0
+        assert get_checker().service.backend.index.held_at_most == {"details": 0}  # type: ignore[attr-defined]
+    finally:
+        get_settings.cache_clear(), get_checker.cache_clear()

@@ -20,7 +20,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
@@ -34,7 +34,8 @@ from pictrace.limits import MAX_TOP_K
 from pictrace.rerank import as_query
 from pictrace.results import Hit
 from pictrace.search import SearchQuery, SearchService
-from pictrace.wiring import container_wiring
+from pictrace.settings import get_settings
+from pictrace.wiring import wire
 
 logger = logging.getLogger(__name__)
 
@@ -235,6 +236,7 @@ def copy_batch(
 
 @functools.lru_cache(maxsize=1)
 def get_checker() -> CopyChecker:
-    """The container's checker: a SearchService on the container's wiring, made on first use."""
-    wiring = container_wiring()
-    return CopyChecker(SearchService(wiring.settings, wiring=wiring))
+    """The container's checker: a SearchService on a wiring of its own, made on first use. A check searches with an
+    indexed image, which matches no regions (SearchService), so its index reads and holds no details."""
+    settings = replace(get_settings(), details_held=0)
+    return CopyChecker(SearchService(settings, wiring=wire(settings)))

@@ -185,5 +185,5 @@ def open_backend(settings: Settings, index_store: IndexStore, vector_client: Any
     """The backend the settings name (index_backend) over an index's objects: the one place that chooses."""
     if settings.index_backend == "s3vectors":
         return VectorsBackend(VectorIndex(settings.vector_bucket, settings.vector_index, vector_client), index_store)
-    view = SegmentedView(SegmentStore(index_store, settings.fetch_concurrency))
+    view = SegmentedView(SegmentStore(index_store, settings.fetch_concurrency), settings.details_held > 0)
     return MemoryBackend(EmbeddingIndex(view, settings.refresh_seconds, {"details": settings.details_held}))

@@ -100,26 +100,30 @@ class RowSource(Protocol):
         ...
 
 
-def read_row(index_store: IndexStore, entry_id: str) -> Row | None:
+def read_row(index_store: IndexStore, entry_id: str, details: bool = True) -> Row | None:
     """What the in-memory index holds of an entry (keys, named vectors, with its details once the details stage
-    wrote them); None if it no longer exists."""
+    wrote them, unless details is False); None if it no longer exists."""
     try:
         entry = index_store.get_entry(entry_id)[0]
     except NotFound:  # deleted between a listing and this read
         return None
-    return Row(entry.keys, index_vectors(entry, index_store.get_details(entry_id)))
+    return Row(entry.keys, index_vectors(entry, index_store.get_details(entry_id) if details else None))
 
 
-def read_rows(index_store: IndexStore, ids: list[str]) -> dict[str, Row | None]:
-    """Rows read in parallel; the entries themselves (with their rerank features) are dropped as they are read."""
-    return dict(zip(ids, parallel(lambda i: read_row(index_store, i), ids, index_store.workers), strict=True))
+def read_rows(index_store: IndexStore, ids: list[str], details: bool = True) -> dict[str, Row | None]:
+    """Rows read in parallel (read_row); the entries themselves (with their rerank features) are dropped as they are
+    read."""
+    rows = parallel(lambda i: read_row(index_store, i, details), ids, index_store.workers)
+    return dict(zip(ids, rows, strict=True))
 
 
 class EntryRows:
-    """Rows from the entries themselves: one LIST of every entry, one GET per changed entry."""
+    """Rows from the entries themselves: one LIST of every entry, one GET per changed entry (and one of its details,
+    unless details is False: an index that holds none)."""
 
-    def __init__(self, index_store: IndexStore) -> None:
+    def __init__(self, index_store: IndexStore, details: bool = True) -> None:
         self.index_store = index_store
+        self.details = details
 
     def refresh(self) -> tuple[Versions, Loader]:
         """Every entry id with its ETag, and a loader reading entries."""
@@ -127,4 +131,4 @@ class EntryRows:
 
     def load(self, ids: list[str]) -> Loaded:
         """These entries' rows."""
-        return Loaded(read_rows(self.index_store, ids))
+        return Loaded(read_rows(self.index_store, ids, self.details))

@@ -255,17 +255,19 @@ class SegmentedView(RowSource):
     Memory: a new segment whose manifest entry gives its header's byte range is read as that header only (ids,
     keys, tombstones: all that folding needs), kept packed; its matrices are read when its rows are loaded, and
     dropped once copied. So a cold load holds the index's matrices plus about one segment, not every segment twice.
+    details: False for an index that holds no details (changed entries are read without theirs).
     """
 
-    def __init__(self, segments: SegmentStore) -> None:
+    def __init__(self, segments: SegmentStore, details: bool = True) -> None:
         self.segments = segments
+        self.details = details
         self._manifest_etag: str | None = None
         self._loaded: dict[str, _Held] = {}  # in the manifest's order
         self._keys: list[str] = []
         self._live: list[np.ndarray] = []  # per segment in _keys: which of its rows are live
         self._missing: dict[str, str] = {}  # id -> marker ETag of changed entries found deleted
         self._sizes: dict[str, int] = {}
-        self._entries = EntryRows(segments.index_store)
+        self._entries = EntryRows(segments.index_store, details)
 
     def footprint(self) -> dict[str, int]:
         """Bytes the view holds beyond the index, by part: the segments' ids and keys, the folded live rows, and
@@ -353,7 +355,7 @@ class SegmentedView(RowSource):
         assert bool((where >= 0).all()), "ids are loaded from the listing they came with"
         changed = listing.codes[where] >= len(self._keys)
         entry_ids = asked.take(np.flatnonzero(changed))
-        rows = read_rows(self.segments.index_store, list(entry_ids))
+        rows = read_rows(self.segments.index_store, list(entry_ids), self.details)
         for i, row in rows.items():
             if row is None:
                 self._missing[i] = listing[i][2:]
