@@ -384,3 +384,18 @@ def test_merged_segments_are_deleted_only_after_the_grace_period(stack: Any, mon
     assert [k for k, _, _ in store.list("index/segments/")] == [manifest["segments"][0]["key"]]
     assert json.loads(store.get("index/manifest.json").body)["retired"] == []
     assert segmented(index_store).keys == truth(index_store)
+
+
+def test_the_clients_pictrace_makes_leave_a_listings_timestamps_as_sent(stack: Any) -> None:
+    """What S3 lists is read without parsing each key's LastModified (PicTrace reads none): a LIST of many keys
+    costs the client its XML alone. The keys, ETags and sizes are read as before."""
+    from pictrace.storage import new_client
+
+    client = new_client("s3", region_name="us-east-1")
+    store = Store(stack.bucket, client)
+    store.put("index/changes/a", b"12345")
+    listed = client.list_objects_v2(Bucket=stack.bucket, Prefix="index/changes/")["Contents"][0]
+    assert isinstance(listed["LastModified"], str) and listed["LastModified"].startswith("20")
+    assert list(store.list("index/changes/")) == [("index/changes/a", listed["ETag"], 5)]
+    parsed = boto3.client("s3", region_name="us-east-1").list_objects_v2(Bucket=stack.bucket)["Contents"][0]
+    assert not isinstance(parsed["LastModified"], str)  # boto3's own clients are left as they were

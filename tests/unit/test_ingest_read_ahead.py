@@ -116,13 +116,13 @@ def test_the_s3_client_is_made_once_for_threads_that_ask_together() -> None:
 
 
 def test_clients_are_never_made_in_parallel(monkeypatch: pytest.MonkeyPatch) -> None:
-    """boto3's default session is not thread-safe: new_client makes one client at a time, whatever the service."""
+    """boto3's sessions are not thread-safe: new_client makes one client at a time, whatever the service."""
     import pictrace.storage
 
     active, most = [0], [0]
     lock = threading.Lock()
 
-    def client(service: str, **kwargs: Any) -> object:
+    def client(self: object, service: str, **kwargs: Any) -> object:
         with lock:
             active[0] += 1
             most[0] = max(most[0], active[0])
@@ -131,7 +131,7 @@ def test_clients_are_never_made_in_parallel(monkeypatch: pytest.MonkeyPatch) -> 
             active[0] -= 1
         return object()
 
-    monkeypatch.setattr(pictrace.storage.boto3, "client", client)
+    monkeypatch.setattr(pictrace.storage.boto3.session.Session, "client", client)
     together = threading.Barrier(4)
 
     def make(service: str) -> object:

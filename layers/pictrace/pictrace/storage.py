@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import boto3
+import botocore.session
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
@@ -22,15 +23,26 @@ _PRECONDITION = {"PreconditionFailed", "412", "ConditionalRequestConflict", "409
 
 
 _MAKING = threading.Lock()
+_SESSION: list[boto3.session.Session] = []  # PicTrace's session in this process, made with its first client
+
+
+def _timestamp_as_sent(value: str) -> str:
+    return value
 
 
 def new_client(service: str, **kwargs: Any) -> Any:
-    """A new boto3 client (boto3.client's arguments), made while no other thread makes one: boto3.client uses the
-    process's default session, and sessions are not thread-safe (boto3's guidance; clients made in parallel from one
-    can fail with KeyError 'credential_provider'). A new container's first request makes its clients on several
-    threads (ingest's read-ahead, search's model fetch beside its index load)."""
-    make: Callable[..., Any] = boto3.client  # any service by name (the stubs type one overload per service)
+    """A new boto3 client (Session.client's arguments), made while no other thread makes one: sessions are not
+    thread-safe (boto3's guidance; clients made in parallel from one can fail with KeyError 'credential_provider'),
+    and a new container's first request makes its clients on several threads (ingest's read-ahead, search's model
+    fetch beside its index load). They come from one session of PicTrace's own (credentials and region as boto3's
+    default one finds them) whose responses keep timestamps as sent: PicTrace reads none, and parsing each listed
+    key's LastModified was most of the client's CPU in a LIST."""
     with _MAKING:
+        if not _SESSION:
+            core = botocore.session.get_session()
+            core.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=_timestamp_as_sent)
+            _SESSION.append(boto3.session.Session(botocore_session=core))
+        make: Callable[..., Any] = _SESSION[0].client  # any service by name (the stubs type one overload per service)
         return make(service, **kwargs)
 
 
