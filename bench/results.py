@@ -1,5 +1,5 @@
 """A run's results: the schema bench.run fills (Results, version SCHEMA), written to results.json and read back
-typed (also version 1), and the figures derived from it, defined once here."""
+typed, and the figures derived from it, defined once here."""
 
 from __future__ import annotations
 
@@ -32,8 +32,7 @@ from bench.profile import Profile
 from bench.searching import LatencySummary
 from bench.stack import IndexBuild
 
-#: results.json's version; 1 (no "schema"): "precision_at_recall_0.9", "embed_speed" as {"images": n, <label>: ...},
-#: top-level copies of the default model's "quality" and "ingest_large" (and of the goals and the fit)
+#: results.json's version (1, before cf2086b, had no "schema" and is no longer read: such a run is run again)
 SCHEMA = 2
 
 
@@ -139,21 +138,8 @@ def load(path: Path) -> Results:
 
 
 def from_json(data: dict[str, Any]) -> Results:
-    """Results from results.json's document (this schema's, or version 1's)."""
-    version = data.get("schema", 1)
-    if version == 1:
-        data = _from_v1(data)
-    elif version != SCHEMA:
-        raise ValueError(f"results.json schema {version}: this bench reads {SCHEMA} and 1")
+    """Results from results.json's document (this schema's)."""
+    if (version := data.get("schema", 1)) != SCHEMA:
+        raise ValueError(f"results.json schema {version}: this bench reads {SCHEMA} (run the bench again)")
     results: Results = TypeAdapter(Results).validate_python(data)  # pydantic: typed field by field, unions by shape
     return results
-
-
-def _from_v1(data: dict[str, Any]) -> dict[str, Any]:
-    out = {k: v for k, v in data.items() if k not in ("quality", "ingest_large", "goals", "fusion")}
-    for model in out.get("models", {}).values():
-        if q := model.get("quality"):
-            model["quality"] = {**q, "precision_at_recall_90": q["precision_at_recall_0.9"]}
-    if speed := out.get("embed_speed"):
-        out["embed_speed"] = {"images": speed["images"], "models": {k: v for k, v in speed.items() if k != "images"}}
-    return {**out, "schema": SCHEMA}

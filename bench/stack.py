@@ -42,11 +42,6 @@ class ProcessMotoServer:
         self.ip_address, self.port = ip_address, port
         self._proc: subprocess.Popen[bytes] | None = None
 
-    @property
-    def pid(self) -> int | None:
-        """The server process's id while it runs."""
-        return self._proc.pid if self._proc is not None else None
-
     def cpu_seconds(self) -> float:
         """The server process's CPU seconds so far (0 once stopped)."""
         t = psutil.Process(self._proc.pid).cpu_times() if self._proc is not None else None

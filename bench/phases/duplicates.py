@@ -4,13 +4,14 @@ throughput with and without the check, Copy Found latency, and a rebuild priced 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import ProcessPoolExecutor
 from itertools import combinations
 from pathlib import Path
-from typing import Any, TypedDict, cast
+from typing import Any, NotRequired, TypedDict, cast
 from unittest import mock
 
 import cv2
@@ -23,6 +24,7 @@ from pictrace.storage import ProcessClients, Store
 from bench.phases.data import entry_id
 from bench.stack import IndexBuild, start_stack, start_workers, stop_workers, upload_and_index, wait_until_empty
 from bench.transforms import VARIANTS, make_query
+from infra.local import LocalStack
 
 #: the edits uploaded beside the originals: a spread over the families a collection's copies show
 VARIANT_NAMES = tuple(
@@ -49,7 +51,8 @@ class DuplicatesResult(TypedDict):  # results.json's "duplicates"
     missed_pairs: list[list[str]]  # the keys of each truth pair no group holds (50 at most)
     without_check: IndexBuild
     with_check: IndexBuild
-    throughput_ratio: float  # ingest's images/s with the check running beside it (till the ingest queue is empty)
+    throughput_ratio: float  # ingest's images/s with the check beside it (till its queue empties) over without
+    throughput_rounds: NotRequired[list[float]]  # that per round (ABBA: runs 1 and 4, 2 and 3); the ratio: summed
     checked_ratio: float  # images/s until the copies queue was empty too, over ingest's without the check
     latency: dict[str, float]  # Copy Found events: events, pairs, p50_s, p95_s (from the later upload to the arrival)
     checks_dead_lettered: int
@@ -141,37 +144,47 @@ def make_upload(originals: list[Path], held_out: set[str], size: CopiesSize, out
     return paths, source, variant
 
 
+@contextlib.contextmanager
+def own_stack(bucket: str, check: bool) -> Iterator[LocalStack]:
+    """A local stack of its own, the environment pointing at it meanwhile; without the check, ingest queues nothing."""
+    with mock.patch.dict(os.environ):
+        stack = start_stack(bucket=bucket)
+        ProcessClients.clear_all()
+        try:
+            if not check:
+                os.environ.pop("PICTRACE_COPIES_QUEUE_URL")
+            yield stack
+        finally:
+            stack.stop()
+
+
 def duplicates(originals: list[Path], held_out: set[str], work: Path, size: CopiesSize) -> DuplicatesResult:
-    """The phase, on two stacks of its own, one after the other."""
+    """The phase, on stacks of its own one after the other: ingest without the check, with it (the run scored), with
+    it and without it again (the throughput's order ABBA: a machine slowing down over the phase weighs on both)."""
     paths, source, variant = make_upload(originals, held_out, size, work / "copies")
     files = {k: p.read_bytes() for k, p in paths.items()}
     ids = {k: entry_id(body) for k, body in files.items()}
     put_at: dict[str, float] = {}
-    with mock.patch.dict(os.environ):  # each start_stack points the environment at its stack
-        stack = start_stack(bucket="pictrace-copies-off")
+    with own_stack("pictrace-copies-off", check=False) as stack:
+        without = upload_and_index(stack, files, workers=2)
+    with own_stack("pictrace-copies", check=True) as stack:
+        stack.log_events()  # read once at the end: no consumer polls moto while the stack works
+        with_check = upload_and_index(stack, files, workers=2, copies_workers=1, put_at=put_at)
+        sqs, events = stack.client("sqs"), stack.logged_events()
+        dlq = sqs.get_queue_attributes(QueueUrl=stack.copies_dlq_url, AttributeNames=["All"])
+        layout = Layout(os.environ.get("PICTRACE_INDEX_PREFIX", "index/"))
+        links = CopyLinks(Store(stack.bucket, stack.client("s3")), layout).all()
+        SqsCheckQueue(stack.copies_url, sqs).enqueue(sorted(set(ids.values())), announce=False)  # the rebuild
+        procs = start_workers("copies", stack.copies_url, 1)
         try:
-            os.environ.pop("PICTRACE_COPIES_QUEUE_URL")  # ingest queues nothing: no check
-            without = upload_and_index(stack, files, workers=2)
+            wait_until_empty(stack, [stack.copies_url], procs, 1200.0)
         finally:
-            stack.stop()
-        stack = start_stack(bucket="pictrace-copies")
-        ProcessClients.clear_all()
-        try:
-            stack.log_events()  # read once at the end: no consumer polls moto while the stack works
-            with_check = upload_and_index(stack, files, workers=2, copies_workers=1, put_at=put_at)
-            sqs, events = stack.client("sqs"), stack.logged_events()
-            dlq = sqs.get_queue_attributes(QueueUrl=stack.copies_dlq_url, AttributeNames=["All"])
-            layout = Layout(os.environ.get("PICTRACE_INDEX_PREFIX", "index/"))
-            links = CopyLinks(Store(stack.bucket, stack.client("s3")), layout).all()
-            SqsCheckQueue(stack.copies_url, sqs).enqueue(sorted(set(ids.values())), announce=False)  # the rebuild
-            procs = start_workers("copies", stack.copies_url, 1)
-            try:
-                wait_until_empty(stack, [stack.copies_url], procs, 1200.0)
-            finally:
-                report = stop_workers(procs)[0]
-            rebuild = rebuild_cost(report["processed"], report["handler_s"], *copies_function_sizing())
-        finally:
-            stack.stop()
+            report = stop_workers(procs)[0]
+        rebuild = rebuild_cost(report["processed"], report["handler_s"], *copies_function_sizing())
+    with own_stack("pictrace-copies-on-2", check=True) as stack:
+        again = upload_and_index(stack, files, workers=2, copies_workers=1)
+    with own_stack("pictrace-copies-off-2", check=False) as stack:
+        rounds = [(without, with_check), (upload_and_index(stack, files, workers=2), again)]
     ProcessClients.clear_all()
     source_of, variant_of = {ids[k]: s for k, s in source.items()}, {ids[k]: v for k, v in variant.items()}
     truth, linked = truth_pairs(source_of), {pair_of(link.a, link.b) for link in links}
@@ -187,7 +200,8 @@ def duplicates(originals: list[Path], held_out: set[str], work: Path, size: Copi
     out |= dict(wrong_links=[sorted((key_of[a], key_of[b])) for a, b in sorted(linked - truth)][:50])
     out |= dict(missed_pairs=[sorted((key_of[a], key_of[b])) for a, b in sorted(truth - grouped)][:50])
     out |= dict(without_check=without, with_check=with_check)
-    out |= dict(throughput_ratio=with_check["images_per_s"] / without["images_per_s"])
+    out |= dict(throughput_rounds=[off["total_s"] / on["total_s"] for off, on in rounds])
+    out |= dict(throughput_ratio=sum(off["total_s"] for off, _ in rounds) / sum(on["total_s"] for _, on in rounds))
     out |= dict(checked_ratio=without["total_s"] / with_check.get("checked_s", float("nan")))
     out |= dict(latency=event_latency(events, {ids[k]: t for k, t in put_at.items()}))
     out |= dict(checks_dead_lettered=int(dlq["Attributes"]["ApproximateNumberOfMessages"]), rebuild=rebuild)
