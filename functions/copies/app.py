@@ -24,6 +24,6 @@ def report(checked: Checked) -> None:
 @metrics.log_metrics
 @logger.inject_lambda_context
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
-    with copy_batch(on_checked=report) as batch:  # the index as it is now, for the whole batch
+    with copy_batch(on_checked=report) as batch:  # settled once its checks are done
         processor = BatchProcessor(event_type=EventType.SQS)
         return dict(process_partial_response(event, batch.handle_record, processor, context))

@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 import pytest
 from pictrace import copycheck
-from pictrace.copies import CopyLinks, Link
+from pictrace.copies import CopyLinks, Link, SqsCheckQueue
 from pictrace.copycheck import CopyChecker, get_checker
 from pictrace.index.layout import Layout
 
@@ -394,6 +394,33 @@ def test_two_copies_in_one_batch_find_each_other(local: Stack, monkeypatch: pyte
         {(sha(copy), sha(original))},
     )
     assert local.links() == {(sha(original), sha(copy)), (sha(copy), sha(original))}
+
+
+def test_a_check_reads_the_index_again_only_for_an_image_it_does_not_hold_yet(
+    local: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The checker's index, read before an image was indexed, is read again for that image's check; checks of images
+    it holds already (a redelivery here; in a steady stream, the images indexed before the last batch settled) list
+    nothing of the index."""
+    monkeypatch.setenv("PICTRACE_REFRESH_SECONDS", "3600")  # only a check that needs it reads the index again
+    forget_container()
+    get_checker.cache_clear()
+    listed: list[str] = []
+    client = get_checker().service.store.client  # the copies handler's S3 client (the process's, ingest's too)
+    listing = "before-parameter-build.s3.ListObjectsV2"
+    client.meta.events.register(listing, lambda params, **_: listed.append(params.get("Prefix", "")))
+    index_listings = lambda: [p for p in listed if p.startswith(("index/changes/", "index/entries/"))]  # noqa: E731
+    local.put({"images/astronaut.jpg": read(PHOTO)})
+    local.check()
+    local.put({"images/crop.jpg": crop()})
+    listed.clear()
+    local.check()
+    assert index_listings() and [e["copy_of"] for e in local.events()] == [sha(read(PHOTO))], listed
+    SqsCheckQueue(local.stack.copies_url, local.stack.client("sqs")).enqueue([sha(crop()), sha(read(PHOTO))])
+    listed.clear()
+    local.check()
+    assert index_listings() == [] and local.events() == []  # both held, both linked already: nothing to settle
+    assert local.groups() == [[sha(read(PHOTO)), sha(crop())]]
 
 
 def _queued(local: Stack) -> int:

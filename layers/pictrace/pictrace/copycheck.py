@@ -2,9 +2,12 @@
 (SearchService, the image itself left out); the results called a copy (`match`) are its copies. Each is announced
 (pictrace.events) unless the pair is marked not a copy, then recorded as a link under both images (pictrace.copies).
 
-A check looks at the index as it is after the image was indexed (the backend refreshed at the start of each batch:
-ingest queues an id only once its entry is written), so of two copies indexed at once the later check sees the
-earlier image, and the symmetric link lets either check's find suffice. Once a batch's checks are done, the checker
+A check looks at the index as it is after the image was indexed: where the checker's index does not hold the image
+yet, it looks at S3 again first (ingest queues an id only once its entry is written). So of two copies indexed at
+once, the check of the later one sees the earlier one (an index that holds an image was read after it was indexed,
+hence after every image indexed before it), in whichever container it runs, and the symmetric link lets either
+check's find suffice. In a steady stream, the index read when the last batch settled already holds the next batch's
+images, and their checks read nothing more. Once a batch's checks are done, the checker
 looks again at the images they linked, in one refresh of the index for the whole batch (settle): a link to one that
 left the index meanwhile is removed, as the leaving image's ingest would have done had it seen the link. The index
 sees a deletion before the deleting ingest removes the image's links (its change marker, or S3 Vectors' delete,
@@ -76,10 +79,8 @@ class CopyChecker:
         self._dismissed_read = False
         self._unsettled: dict[str, set[str]] = {}  # checked id -> the ids settle looks at again for it
 
-    def refresh(self) -> None:
-        """Look at the index as it is now, whatever the refresh interval, and at the marked pairs when a check next
-        needs them (before a batch)."""
-        self.service.backend.refresh(force=True)
+    def begin(self) -> None:
+        """Before a batch: read the marked pairs again when a check next needs them."""
         self._dismissed_read = False
 
     async def check(self, entry_id: str, announce: bool = True) -> Checked:
@@ -87,6 +88,8 @@ class CopyChecker:
         docstring)."""
         started = time.perf_counter()
         svc = self.service
+        if not await asyncio.to_thread(svc.backend.keys, [entry_id]):  # indexed since the index was last read
+            await asyncio.to_thread(svc.backend.refresh, True)
         try:
             entry = await svc.entry(entry_id)
         except NotFound:  # deleted since it was queued: what links it had go (ingest's delete removes them too)
@@ -198,14 +201,13 @@ def _ms(started: float) -> float:
 
 
 class CopyBatch:
-    """An SQS batch of ids from the copies queue, checked one after another on one event loop, after one look at
-    the index as it is now."""
+    """An SQS batch of ids from the copies queue, checked one after another on one event loop."""
 
     def __init__(self, checker: CopyChecker, on_checked: Callable[[Checked], None] | None = None) -> None:
         self.checker = checker
         self.on_checked = on_checked
         self.loop = asyncio.new_event_loop()  # not the thread's current one (that may be another framework's)
-        checker.refresh()
+        checker.begin()
 
     def handle_record(self, record: SQSRecord) -> None:
         """A batch processor's record handler: check the id the message names (ValueError if it names none)."""
