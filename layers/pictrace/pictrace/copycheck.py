@@ -7,12 +7,12 @@ yet, it looks at S3 again first (ingest queues an id only once its entry is writ
 once, the check of the later one sees the earlier one (an index that holds an image was read after it was indexed,
 hence after every image indexed before it), in whichever container it runs, and the symmetric link lets either
 check's find suffice. In a steady stream, the index read when the last batch settled already holds the next batch's
-images, and their checks read nothing more. Once a batch's checks are done, the checker
-looks again at the images they linked, in one refresh of the index for the whole batch (settle): a link to one that
-left the index meanwhile is removed, as the leaving image's ingest would have done had it seen the link. The index
-sees a deletion before the deleting ingest removes the image's links (its change marker, or S3 Vectors' delete,
-comes first), so a link written after that removal is always seen; an image the index no longer holds is confirmed
-gone by a HEAD before its links go. CopyBatch runs an SQS batch of ids (what ingest sends) through one checker.
+images, and their checks read nothing more. Once a batch's checks are done, the checker looks again at the images
+they linked, in one refresh of the index for the whole batch (settle): a link to one that left the index meanwhile
+is removed, as the leaving image's ingest would have done had it seen the link. The index sees a deletion before
+the deleting ingest removes the image's links (its change marker, or S3 Vectors' delete, comes first), so a link
+written after that removal is always seen; an image the index no longer holds is confirmed gone by a HEAD before its
+links go. CopyBatch runs an SQS batch of ids (what ingest sends) through one checker.
 """
 
 from __future__ import annotations
