@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 import time
@@ -23,11 +24,19 @@ _PRECONDITION = {"PreconditionFailed", "412", "ConditionalRequestConflict", "409
 
 
 _MAKING = threading.Lock()
-_SESSION: list[boto3.session.Session] = []  # PicTrace's session in this process, made with its first client
 
 
 def _timestamp_as_sent(value: str) -> str:
     return value
+
+
+@functools.lru_cache(maxsize=1)
+def _session() -> boto3.session.Session:
+    """PicTrace's boto3 session in this process, made by its first client (under _MAKING): its responses keep
+    timestamps as sent."""
+    core = botocore.session.get_session()
+    core.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=_timestamp_as_sent)
+    return boto3.session.Session(botocore_session=core)
 
 
 def new_client(service: str, **kwargs: Any) -> Any:
@@ -38,11 +47,7 @@ def new_client(service: str, **kwargs: Any) -> Any:
     default one finds them) whose responses keep timestamps as sent: PicTrace reads none, and parsing each listed
     key's LastModified was most of the client's CPU in a LIST."""
     with _MAKING:
-        if not _SESSION:
-            core = botocore.session.get_session()
-            core.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=_timestamp_as_sent)
-            _SESSION.append(boto3.session.Session(botocore_session=core))
-        make: Callable[..., Any] = _SESSION[0].client  # any service by name (the stubs type one overload per service)
+        make: Callable[..., Any] = _session().client  # any service by name (the stubs type one overload per service)
         return make(service, **kwargs)
 
 
