@@ -132,10 +132,10 @@ def index(keys_path: str, models_path: str) -> int:
 
 def moto(host: str, port: str) -> int:
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    from moto.server import ThreadedMotoServer
+    from infra.motoserver import moto_server
 
     parent = os.getppid()
-    server = ThreadedMotoServer(ip_address=host, port=int(port), verbose=False)
+    server = moto_server(host, int(port))
     server.start()
     while os.getppid() == parent:  # the bench died without stopping us: do not outlive it
         time.sleep(1)

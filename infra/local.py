@@ -26,6 +26,8 @@ from typing import Any
 
 import boto3
 
+from infra.motoserver import moto_server
+
 ROOT = Path(__file__).resolve().parent.parent
 logger = logging.getLogger("pictrace.local")
 ACCOUNT = "123456789012"  # moto's account
@@ -131,9 +133,7 @@ class LocalStack:
 
     def start(self) -> LocalStack:
         """Start the server and create the resources; sets this process's environment to use them."""
-        from moto.server import ThreadedMotoServer
-
-        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
+        self._server = moto_server("127.0.0.1", self.port)
         self._server.start()
         os.environ.update(self.env())
         s3, sqs = self.client("s3"), self.client("sqs")
