@@ -210,6 +210,7 @@ class DirStore:
 
     def __init__(self) -> None:
         self.objects: dict[str, bytes] = {}
+        self.calls: list[tuple[str, str]] = []  # ("get" | "list", key or prefix), in order
 
     def put(self, key: str, body: bytes, **_: object) -> bool:
         self.objects[key] = body
@@ -219,6 +220,7 @@ class DirStore:
         from pictrace.errors import NotFound
         from pictrace.storage import StoredObject
 
+        self.calls.append(("get", key))
         if key not in self.objects:
             raise NotFound(key)
         return StoredObject(self.objects[key], hashlib.md5(self.objects[key]).hexdigest())
@@ -227,6 +229,7 @@ class DirStore:
         return self.objects[key][start:end]
 
     def list(self, prefix: str) -> list[tuple[str, str, int]]:
+        self.calls.append(("list", prefix))
         return [(k, "e", len(b)) for k, b in sorted(self.objects.items()) if k.startswith(prefix)]
 
 
@@ -256,3 +259,25 @@ def test_segmented_view_folds_overrides_and_tombstones(tmp_path: Path) -> None:
     assert index.refresh(force=True) == 0
     parts = view.footprint()
     assert parts["view: matrices"] == 0 and parts["view: segment ids"] == 6 * 32
+
+
+def test_a_view_lists_change_markers_again_only_once_compacted_and_then_before_the_manifest() -> None:
+    store = DirStore()
+    layout = Layout("index/")
+    view = SegmentedView(SegmentStore(IndexStore(cast(Store, store), "index/")))
+    for _ in range(3):
+        view.refresh()
+    cold = [("list", layout.changes_prefix), ("get", layout.manifest_key), ("list", layout.entries_prefix)]
+    still = [("get", layout.manifest_key), ("list", layout.entries_prefix)]
+    assert store.calls == cold + still * 2  # the entries are the rows: a listing of the markers would go unused
+    seg = Segment.from_rows({sha(0): Row(("a.jpg",), {"embedding": np.ones(4, np.float32)})})
+    key, body = layout.new_segment_key(), seg.to_bytes()
+    store.put(key, body)
+    manifest = {"version": MANIFEST_VERSION, "generation": 1, "segments": [manifest_entry(key, seg, body)]}
+    store.put(layout.manifest_key, json.dumps(manifest | {"retired": []}).encode())
+    for _ in range(2):
+        store.calls.clear()
+        versions, _load = view.refresh()
+        assert list(versions) == [sha(0)]
+        reads = [c for c in store.calls if c[0] == "list" or c[1] == layout.manifest_key]
+        assert reads[-2:] == [("list", layout.changes_prefix), ("get", layout.manifest_key)]  # compaction's order

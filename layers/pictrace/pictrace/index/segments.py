@@ -250,7 +250,9 @@ class SegmentedView(RowSource):
     refresh() returns (versions, load): versions (a pictrace.index.packed.Listing) maps every live id to a token
     that changes whenever its row may have; load(ids) returns them as Loaded: changed entries as rows, segment rows
     as one block per segment, whose matrices are read (or taken from memory) one segment at a time while the index
-    copies them. Before the first compaction (no manifest) the rows are the entries themselves (EntryRows).
+    copies them. Before the first compaction (no manifest) the rows are the entries themselves (EntryRows); once a
+    refresh has found no manifest, the next ones look for it first and list no change marker while there is none
+    (compaction removes no entry, so the module docstring's order matters only once a manifest exists).
 
     Memory: a new segment whose manifest entry gives its header's byte range is read as that header only (ids,
     keys, tombstones: all that folding needs), kept packed; its matrices are read when its rows are loaded, and
@@ -262,6 +264,7 @@ class SegmentedView(RowSource):
         self.segments = segments
         self.details = details
         self._manifest_etag: str | None = None
+        self._uncompacted = False  # the last refresh found no manifest
         self._loaded: dict[str, _Held] = {}  # in the manifest's order
         self._keys: list[str] = []
         self._live: list[np.ndarray] = []  # per segment in _keys: which of its rows are live
@@ -283,8 +286,11 @@ class SegmentedView(RowSource):
     def refresh(self) -> tuple[Versions, Loader]:
         """See the class docstring."""
         s = self.segments
+        if self._uncompacted and s.manifest() is None:  # still: the entries are the rows, markers would go unused
+            return self._entries.refresh()
         markers = s.index_store.changes()  # before the manifest: see the module docstring
         current = s.manifest()
+        self._uncompacted = current is None
         if current is None:
             return self._entries.refresh()
         manifest, etag = current
