@@ -33,7 +33,7 @@ SYNTHETIC_ETAG = '"synthetic"'
 
 
 class ProcessMotoServer:
-    """Drop-in for moto's ThreadedMotoServer (same constructor, start, stop) running `python -m bench.worker moto`."""
+    """Drop-in for infra.motoserver.moto_server (host, port; start, stop) running `python -m bench.worker moto`."""
 
     #: the servers started by this process and not stopped yet (the bench reads their CPU time)
     running: list[ProcessMotoServer] = []  # noqa: RUF012
@@ -76,7 +76,7 @@ class ProcessMotoServer:
 def start_stack(bucket: str = "pictrace-bench") -> LocalStack:
     """The project's LocalStack, its moto server in a separate process; sets this process's environment to it."""
     stack = LocalStack(bucket=bucket, port=free_port())
-    with mock.patch("moto.server.ThreadedMotoServer", ProcessMotoServer):
+    with mock.patch("infra.local.moto_server", ProcessMotoServer):
         stack.start()
     return stack
 
