@@ -423,6 +423,22 @@ def test_a_check_reads_the_index_again_only_for_an_image_it_does_not_hold_yet(
     assert local.groups() == [[sha(read(PHOTO)), sha(crop())]]
 
 
+def test_a_check_asks_the_index_for_an_images_keys_once(local: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The checked image's keys are asked for once (is it held yet?), the copies' come with the search's hits: with
+    S3 Vectors each asking is a GetVectors request. The batch's settle asks for every image it looks at again."""
+    local.put({"images/astronaut.jpg": read(PHOTO)})
+    local.check()
+    local.put({"images/crop.jpg": crop()})
+    backend = get_checker().service.backend
+    backend.refresh(force=True)  # it holds the crop, as the index read when the last batch settled would
+    asked: list[tuple[str, ...]] = []
+    keys = backend.keys
+    monkeypatch.setattr(backend, "keys", lambda ids: asked.append(tuple(ids)) or keys(ids))
+    local.check()
+    assert [e["copy_of"] for e in local.events()] == [sha(read(PHOTO))]
+    assert asked == [(sha(crop()),), tuple(sorted((sha(crop()), sha(read(PHOTO)))))], asked
+
+
 def _queued(local: Stack) -> int:
     attributes = local.stack.client("sqs").get_queue_attributes(
         QueueUrl=local.stack.copies_url, AttributeNames=["ApproximateNumberOfMessages"]

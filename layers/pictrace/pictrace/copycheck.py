@@ -88,15 +88,16 @@ class CopyChecker:
         docstring)."""
         started = time.perf_counter()
         svc = self.service
-        if not await asyncio.to_thread(svc.backend.keys, [entry_id]):  # indexed since the index was last read
+        held = (await asyncio.to_thread(svc.backend.keys, [entry_id])).get(entry_id)
+        if not held:  # indexed since the index was last read
             await asyncio.to_thread(svc.backend.refresh, True)
         try:
-            entry = await svc.entry(entry_id)
+            entry = await svc.entry(entry_id, held)  # not held: looked up in the index as read again
         except NotFound:  # deleted since it was queued: what links it had go (ingest's delete removes them too)
             await asyncio.to_thread(self.links.forget, entry_id)
             return Checked(entry_id, "gone", ms=_ms(started))
         k = svc.settings.copies_shortlist
-        ask = SearchQuery(id=entry_id, matches_only=True)
+        ask = SearchQuery(id=entry_id, matches_only=True, entry=entry)
         result = await svc.search(ask, top_k=min(k + 1, MAX_TOP_K), shortlist=k + 1)
         hits = [h for h in result.results if h.id != entry_id and h.match]
         if not self._uncalibrated_said and any(h.match is None for h in result.results):
@@ -118,11 +119,11 @@ class CopyChecker:
 
     async def _found(self, entry: Entry, hit: Hit) -> tuple[CopyFound, Link] | None:
         """A result called a copy, as announced and as recorded, with where the image sits in it (the geometric
-        check's region, where it places one); None if it left the index since the search, or if the geometric check
+        check's region, where it places one); None if its entry is gone since the search, or if the geometric check
         finds only a template shared around different pictures (pictrace.templates: what the search's verdict
         does where it runs the check, which a check's search leaves out)."""
         try:
-            copy = await self.service.entry(hit.id)  # fetched by the search: cached
+            copy = await self.service.entry(hit.id, hit.keys)  # fetched by the search: cached
         except NotFound:
             return None
         found_by_check = await asyncio.to_thread(_evidence, entry, copy)

@@ -46,6 +46,8 @@ class SearchQuery:
     prefix: str | None = None  # only images with a key under it (a folder, a tenant)
     #: True (the copy check): only results called a copy, no others fetched; signals the fusion does not weigh are 0
     matches_only: bool = False
+    #: the entry of the indexed image `id` names, as the caller has just read it (SearchService.entry): not read again
+    entry: Entry | None = None
 
 
 class SearchService:
@@ -131,10 +133,11 @@ class SearchService:
         """A presigned link to an original image (valid for at least half of presign_seconds)."""
         return self.links.get(key)
 
-    async def entry(self, entry_id: str) -> Entry:
-        """An indexed entry by id; NotFound if there is none."""
+    async def entry(self, entry_id: str, keys: tuple[str, ...] | None = None) -> Entry:
+        """An indexed entry by id; NotFound if there is none. keys: its keys as the caller has just read them from the
+        index (a hit's, or backend.keys'), not asked for again."""
         check_entry_id(entry_id)
-        keys = (await asyncio.to_thread(self.backend.keys, [entry_id])).get(entry_id)
+        keys = keys or (await asyncio.to_thread(self.backend.keys, [entry_id])).get(entry_id)
         found = await self.fetcher.fetch_many([self.layout.entry_key(entry_id)]) if keys else {}
         if not keys or not found:  # not indexed (or deleted since): cached features do not count
             raise NotFound(f"no indexed image with id {entry_id}")
@@ -232,7 +235,7 @@ class SearchService:
         loading = pool.submit(self._checked_embedder)
         if query.id is not None:
             embedder = await asyncio.wrap_future(loading)  # an index of another model answers nothing, not even 404
-            entry = await self.entry(query.id)
+            entry = query.entry if query.entry is not None else await self.entry(query.id)
             timer.lap("decode")
             timer.lap("embed")
             described: dict[str, Any] = {"id": entry.id, "keys": list(entry.keys)}
