@@ -14,7 +14,6 @@ import contextlib
 import hashlib
 import io
 import json
-import logging
 import os
 import signal
 import sys
@@ -131,7 +130,6 @@ def index(keys_path: str, models_path: str) -> int:
 
 
 def moto(host: str, port: str) -> int:
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
     from infra.motoserver import moto_server
 
     parent = os.getppid()

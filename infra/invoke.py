@@ -233,7 +233,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--put", action="append", default=[], metavar="KEY=FILE", help="upload FILE to KEY first")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's server logs every request
     puts = {}
     for item in args.put:
         key, sep, file = item.partition("=")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 import uuid
@@ -19,7 +18,6 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "pictrace-test")
 os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "PicTraceTest")
 os.environ.setdefault("LOG_LEVEL", "WARNING")
-logging.getLogger("werkzeug").setLevel(logging.WARNING)
 
 PHOTOS = ["astronaut.jpg", "coffee.png", "chelsea.webp", "rocket.bmp", "camera.tiff"]
 
