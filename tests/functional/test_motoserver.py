@@ -9,10 +9,9 @@ import socket
 from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
 
-from infra.local import free_port
+from infra.local import LocalStack, free_port
 from infra.motoserver import MotoServer, moto_server
 
 
@@ -27,13 +26,8 @@ def server() -> Iterator[MotoServer]:
 
 
 def _client(server: MotoServer, service: str) -> Any:
-    return boto3.client(
-        service,
-        endpoint_url=f"http://127.0.0.1:{server.port}",
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+    """A client as the local stack makes one (the stack itself is not started: the server is this test's)."""
+    return LocalStack(port=server.port).client(service)
 
 
 def test_a_clients_requests_share_one_connection(server: MotoServer, monkeypatch: pytest.MonkeyPatch) -> None:
